@@ -1,0 +1,81 @@
+"""A one-line progress display for long work: items done, rate and time left."""
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Thread-safe progress counter that redraws one terminal line at most ``hz`` times a second.
+
+    On a stream that is not a terminal it prints a plain line every ``log_every_s`` seconds
+    instead, so logs stay readable.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        unit: str = "samples",
+        stream: TextIO | None = None,
+        hz: float = 4.0,
+        log_every_s: float = 10.0,
+        enabled: bool = True,
+    ) -> None:
+        self.total = max(int(total), 0)
+        self.label = label
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._min_interval = 1.0 / hz if self._tty else log_every_s
+        self._lock = threading.Lock()
+        self._done = 0
+        self._start = time.perf_counter()
+        self._last_draw = 0.0
+
+    @property
+    def done(self) -> int:
+        return self._done
+
+    def update(self, n: int) -> None:
+        with self._lock:
+            self._done += n
+            now = time.perf_counter()
+            if self.enabled and now - self._last_draw >= self._min_interval:
+                self._last_draw = now
+                self._draw(now, final=False)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.enabled:
+                self._draw(time.perf_counter(), final=True)
+
+    def line(self, now: float | None = None) -> str:
+        """The text of the progress line (also used by tests)."""
+        now = time.perf_counter() if now is None else now
+        elapsed = max(now - self._start, 1e-9)
+        rate = self._done / elapsed
+        left = (self.total - self._done) / rate if rate > 0 and self.total else float("nan")
+        pct = 100.0 * self._done / self.total if self.total else 100.0
+        eta = "--:--" if left != left else _fmt_seconds(left)
+        return (
+            f"{self.label}: {self._done}/{self.total} {self.unit} ({pct:5.1f}%) "
+            f"{rate:,.1f} {self.unit}/s, elapsed {_fmt_seconds(elapsed)}, left {eta}"
+        )
+
+    def _draw(self, now: float, final: bool) -> None:
+        text = self.line(now)
+        if self._tty:
+            self.stream.write("\r" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _fmt_seconds(s: float) -> str:
+    s = max(int(round(s)), 0)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"

@@ -1,0 +1,21 @@
+"""Shared fixtures: the read-only data beside the project at ../shared/data."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "squad" / "dev-v1.1.json").exists():
+        pytest.skip(f"needs the shared data folder at {SHARED_DATA} (SQuAD dev, vocab, fixtures)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch the user's cache; one cache per test session keeps reruns fast."""
+    monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
