@@ -1,0 +1,1 @@
+"""The LoadGen harness: QSL, SUT, schedulers, device workers, settings and run directories."""
