@@ -1,0 +1,78 @@
+"""Average power between LoadGen's ``power_begin`` and ``power_end``, and samples per joule.
+
+``power_begin``/``power_end`` come from mlperf_log_detail.txt (``MM-DD-YYYY HH:MM:SS.fff``);
+the analyzer's samples from PTDaemon's ``spl.txt`` lines
+``Time,<date> <time>,Watts,X,Volts,V,Amps,A,PF,P,Mark,<name>``.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from packed_bert.compliance.logs import DETAIL, SUMMARY, read_detail, read_summary
+from packed_bert.errors import UserError
+
+LOADGEN_TIME = "%m-%d-%Y %H:%M:%S.%f"
+
+
+def parse_time(text: str) -> datetime:
+    """PTDaemon and LoadGen write month-day-year; read day-month-year too when that is all it can be."""
+    text = text.strip()
+    try:
+        return datetime.strptime(text, LOADGEN_TIME)
+    except ValueError:
+        return datetime.strptime(text, "%d-%m-%Y %H:%M:%S.%f")
+
+
+def read_spl(path: Path) -> list[tuple[datetime, float]]:
+    samples = []
+    for line in path.read_text(errors="replace").splitlines():
+        fields = re.split(r"[,;]", line.strip())
+        if len(fields) < 4 or fields[0] != "Time":
+            continue
+        try:
+            watts = float(fields[fields.index("Watts") + 1])
+            samples.append((parse_time(fields[1]), watts))
+        except (ValueError, IndexError):
+            continue
+    return samples
+
+
+def power_window(detail: Path) -> tuple[datetime, datetime]:
+    marks = read_detail(detail)
+    if not marks.get("power_begin") or not marks.get("power_end"):
+        raise UserError(f"{detail}: no power_begin/power_end marks; not a LoadGen performance run")
+    return parse_time(str(marks["power_begin"][-1])), parse_time(str(marks["power_end"][-1]))
+
+
+@dataclass
+class PowerResult:
+    average_watts: float
+    samples_in_window: int
+    duration_s: float
+    samples_per_second: float | None
+    samples_per_joule: float | None
+    begin: str
+    end: str
+
+
+def analyze(run_dir: Path, spl: Path | None = None) -> PowerResult:
+    """``run_dir`` holds the LoadGen logs of the testing run and (by default) its ``spl.txt``."""
+    begin, end = power_window(run_dir / DETAIL)
+    samples = read_spl(spl or run_dir / "spl.txt")
+    window = [w for t, w in samples if begin <= t <= end]
+    if not window:
+        raise UserError(f"{spl or run_dir / 'spl.txt'}: no power samples between power_begin {begin} and power_end {end}")
+    watts = sum(window) / len(window)
+    summary = read_summary(run_dir / SUMMARY)
+    sps = summary.score if summary.scenario in ("Offline", "Server") else None
+    return PowerResult(
+        average_watts=watts,
+        samples_in_window=len(window),
+        duration_s=(end - begin).total_seconds(),
+        samples_per_second=sps,
+        samples_per_joule=(sps / watts) if sps and watts > 0 else None,
+        begin=begin.strftime(LOADGEN_TIME)[:-3],
+        end=end.strftime(LOADGEN_TIME)[:-3],
+    )

@@ -1,0 +1,28 @@
+"""Is the power server there? A TCP connect before anything runs."""
+
+import socket
+
+from packed_bert.errors import UserError
+
+DEFAULT_PORT = 4950  # the power-dev server's default
+
+
+def parse_address(spec: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``HOST``, port 4950) -> (host, port)."""
+    host, sep, port = spec.strip().rpartition(":")
+    if not sep:
+        host, port = port, str(DEFAULT_PORT)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--power-server {spec!r}: expected HOST:PORT, e.g. 192.168.1.2:4950")
+    return host, int(port)
+
+
+def check_server(host: str, port: int, timeout_s: float = 3.0) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"power server {host}:{port} does not answer ({reason}); start power_server there or fix --power-server"
+        ) from exc

@@ -1,0 +1,41 @@
+"""Where each part goes, per round layout.
+
+legacy (v4.x, v5.x): ``results/<sut>/<model>/<Scenario>/{accuracy,performance/run_1}``,
+``measurements/<sut>/<model>/<Scenario>/{<sut>_<impl>_<Scenario>.json,user.conf,README.md}``,
+``compliance/<sut>/<model>/<Scenario>/TEST0X/``.
+consolidated (v6.0 on): all of it under ``results/<sut>/<model>/<Scenario>/`` with
+``measurements.json`` beside ``user.conf``.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from packed_bert.compliance.tests import Round
+
+IMPLEMENTATION = "packed-bert"
+SCENARIOS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream", "multistream": "MultiStream"}
+
+
+def scenario_name(s: str) -> str:
+    return SCENARIOS.get(s.lower(), s)
+
+
+@dataclass(frozen=True)
+class Places:
+    results: Path  # holds accuracy/ and performance/
+    measurements: Path  # holds user.conf, README.md and the implementation JSON
+    measurements_json: str
+    compliance: Path  # holds TEST01/, TEST05/
+
+
+def places(root: Path, rnd: Round, sut: str, model: str, scenario: str) -> Places:
+    scen = scenario_name(scenario)
+    results = root / "results" / sut / model / scen
+    if rnd.layout == "consolidated":
+        return Places(results, results, "measurements.json", results)
+    return Places(
+        results,
+        root / "measurements" / sut / model / scen,
+        f"{sut}_{IMPLEMENTATION}_{scen}.json",
+        root / "compliance" / sut / model / scen,
+    )

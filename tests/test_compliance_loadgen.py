@@ -1,0 +1,113 @@
+"""A stand-in for the harness's ``run_benchmark``: real LoadGen, a SUT that answers at once.
+
+It writes a run directory as the harness does (LoadGen logs, summary.json, system.json,
+user.conf, accuracy.txt) so compliance, power and submission are tested on genuine LoadGen logs.
+Responses are float32 ``[qsl_idx, 1, 2, 3 + perturb]``; ``perturb`` changes chosen samples
+in performance mode to exercise TEST01's fallback.
+"""
+
+import array
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from packed_bert.compliance.logs import read_accuracy_log, read_summary
+from packed_bert.compliance.rundirs import new_run_dir
+from packed_bert.harness.config import RunConfig
+
+N_SAMPLES = 64
+
+
+def payload(idx: int, perturb: float = 0.0) -> np.ndarray:
+    return np.array([idx, 1.0, 2.0, 3.0 + perturb], dtype=np.float32)
+
+
+def stub_scorer(log: Path) -> tuple[float, float]:
+    """EM/F1 stand-in: 90 x mean(payload[3] / 3) over the logged samples."""
+    values = [np.frombuffer(bytes.fromhex(e["data"]), np.float32)[3] / 3.0 for e in read_accuracy_log(log)]
+    f1 = float(90.0 * np.mean(values)) if values else 0.0
+    return f1 - 5.0, f1
+
+
+@dataclass
+class StubRunner:
+    perturb: dict[int, float] = field(default_factory=dict)  # qsl_idx -> change in perf mode
+    query_seconds: float = 0.25  # how long the SUT takes per Offline query
+    ignore_audit: bool = False
+    calls: list[tuple[str, Path | None]] = field(default_factory=list)
+
+    def __call__(self, cfg: RunConfig, audit_config: Path | None) -> Path:
+        self.calls.append((cfg.mode, audit_config))
+        run_dir = new_run_dir(cfg.results_dir, cfg.sut, cfg.model, cfg.scenario, cfg.mode)
+        if audit_config is not None:
+            (run_dir / "audit.config").write_text(audit_config.read_text())
+        accuracy = cfg.mode == "accuracy"
+        keep: list[array.array] = []
+
+        def answer(queries: list) -> None:
+            time.sleep(self.query_seconds)
+            responses = []
+            for q in queries:
+                data = payload(q.index, 0.0 if accuracy else self.perturb.get(q.index, 0.0))
+                buf = array.array("B", data.tobytes())
+                keep.append(buf)
+                addr, n = buf.buffer_info()
+                responses.append(lg.QuerySampleResponse(q.id, addr, n))
+            lg.QuerySamplesComplete(responses)
+
+        def issue(queries: list) -> None:
+            threading.Thread(target=answer, args=(queries,), daemon=True).start()
+
+        sut = lg.ConstructSUT(issue, lambda: None)
+        qsl = lg.ConstructQSL(N_SAMPLES, N_SAMPLES, lambda s: None, lambda s: None)
+        ts = lg.TestSettings()
+        ts.scenario = lg.TestScenario.Offline
+        ts.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
+        ts.offline_expected_qps = 1000
+        ts.min_duration_ms = 50
+        ts.min_query_count = 128
+        for key, value in cfg.extra.get("loadgen_test_settings", {}).items():
+            setattr(ts, key, value)
+        log = lg.LogSettings()
+        log.log_output.outdir = str(run_dir)
+        log.log_output.copy_summary_to_stdout = False
+        log.enable_trace = False
+        audit = "" if (audit_config is None or self.ignore_audit) else str(run_dir / "audit.config")
+        lg.StartTestWithLogSettings(sut, qsl, ts, log, audit)
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+
+        summary: dict = {"sut": cfg.sut, "model": cfg.model, "scenario": cfg.scenario, "mode": cfg.mode}
+        if cfg.extra.get("compliance_test"):
+            summary["compliance_test"] = cfg.extra["compliance_test"]
+        if accuracy:
+            em, f1 = stub_scorer(run_dir / "mlperf_log_accuracy.json")
+            (run_dir / "accuracy.txt").write_text(f"scored {N_SAMPLES} samples\n{json.dumps({'exact_match': em, 'f1': f1})}\n")
+            summary.update(exact_match=em, f1=f1, valid=True)
+        else:
+            s = read_summary(run_dir / "mlperf_log_summary.txt")
+            summary.update(samples_per_second=s.score, valid=s.valid)
+        (run_dir / "summary.json").write_text(json.dumps(summary) + "\n")
+        (run_dir / "system.json").write_text(
+            json.dumps({"sut": cfg.sut, "devices": 1, "accelerator": "stub", "simulated": True, "sdk": cfg.sdk, "host": {"cpu": "test cpu", "cores": 2}})
+        )
+        (run_dir / "user.conf").write_text(f"bert.{cfg.scenario}.target_qps = 1000\n")
+        (run_dir / "settings.json").write_text("{}\n")
+        (run_dir / "command.txt").write_text(f"packed-bert run --sut {cfg.sut} --mode {cfg.mode}\n")
+        (run_dir / "report.md").write_text("# stub run\n")
+        return run_dir
+
+
+def test_stub_runs_genuine_loadgen_logs(tmp_path: Path) -> None:
+    run = StubRunner()
+    cfg = RunConfig(sut="stub", results_dir=tmp_path)
+    perf = run(cfg, None)
+    s = read_summary(perf / "mlperf_log_summary.txt")
+    assert s.scenario == "Offline" and s.valid is True and s.score and s.score > 0
+    acc = run(RunConfig(sut="stub", mode="accuracy", results_dir=tmp_path), None)
+    assert len(read_accuracy_log(acc / "mlperf_log_accuracy.json")) == N_SAMPLES

@@ -1,0 +1,162 @@
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_compliance_loadgen import StubRunner
+
+from packed_bert.errors import UserError
+from packed_bert.harness.config import RunConfig
+from packed_bert.power import analysis, client, meter, server_check
+from packed_bert.power.workflow import performance_command, run_power
+
+TESTS = Path(__file__).parent
+FAKE_CLIENT = TESTS / "fake_power_client.py"
+
+# What the client runs twice: a real LoadGen run (the harness stand-in) into --results-dir.
+STUB_PERF = [sys.executable, "-c",
+             "import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+             "from test_compliance_loadgen import StubRunner;"
+             "from packed_bert.harness.config import RunConfig;"
+             "StubRunner()(RunConfig(sut='stub', results_dir=Path(os.environ['PACKED_BERT_POWER_RESULTS_DIR'])), None)",
+             str(TESTS)]
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                sock.accept()[0].close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return int(port)
+
+
+def test_address_parsing() -> None:
+    assert server_check.parse_address("10.0.0.2:4951") == ("10.0.0.2", 4951)
+    assert server_check.parse_address("director") == ("director", 4950)
+    with pytest.raises(UserError, match="expected HOST:PORT"):
+        server_check.parse_address("host:port")
+
+
+def test_power_run_with_stand_in_client(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
+    cfg = RunConfig(sut="stub", mode="power", results_dir=tmp_path, power_server=server, ntp_server="ntp.example", sleep_before_s=0.1)
+    code = run_power(cfg, perf_command=STUB_PERF)
+    assert code == 0
+    out = next(tmp_path.glob("*-power"))
+    for part in ("power/client.json", "power/server.log", "power/ptd_logs.txt", "ranging/spl.txt", "ranging/mlperf_log_detail.txt",
+                 "run_1/spl.txt", "run_1/mlperf_log_summary.txt", "run_1/mlperf_log_detail.txt"):
+        assert (out / part).is_file(), part
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["official"] is True
+    assert summary["average_watts"] == pytest.approx(200.0)  # idle 50 W samples outside the window are excluded
+    assert summary["samples_per_joule"] == pytest.approx(summary["samples_per_second"] / 200.0, rel=1e-3)
+    command = (out / "command.txt").read_text()
+    for arg in ("--addr 127.0.0.1", "--run-workload", "--loadgen-logs", "--output", "--ntp ntp.example", "--label stub-bert-99-Offline", "--sleep 0.1"):
+        assert arg in command
+    assert "200.0 W average" in capsys.readouterr().out
+
+
+def test_analysis_window_and_date_formats(tmp_path: Path) -> None:
+    (tmp_path / "mlperf_log_detail.txt").write_text(
+        ':::MLLOG {"key": "power_begin", "value": "12-28-2020 15:21:14.000"}\n'
+        ':::MLLOG {"key": "power_end", "value": "12-28-2020 15:21:16.000"}\n')
+    (tmp_path / "mlperf_log_summary.txt").write_text("Scenario : Offline\nSamples per second: 600\nResult is : VALID\n")
+    (tmp_path / "spl.txt").write_text(
+        "Time,12-28-2020 15:21:13.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n"
+        "Time,28-12-2020 15:21:14.500,Watts,300.0,Volts,230,Amps,1.3,PF,1,Mark,x\n"  # day-month-year
+        "Time,12-28-2020 15:21:15.500,Watts,100.0,Volts,230,Amps,0.4,PF,1,Mark,x\n"
+        "Time,12-28-2020 15:21:16.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n")
+    r = analysis.analyze(tmp_path)
+    assert r.average_watts == pytest.approx(200.0) and r.samples_in_window == 2
+    assert r.samples_per_joule == pytest.approx(3.0)
+
+
+def test_missing_client_is_one_line_error(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(client.ENV_CLIENT, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="power_client not found") as err:
+        run_power(RunConfig(sut="stub", results_dir=tmp_path, power_server=server))
+    assert "\n" not in str(err.value)
+
+
+def test_unreachable_server_is_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
+    with pytest.raises(UserError, match=r"power server 127\.0\.0\.1:\d+ does not answer") as err:
+        run_power(RunConfig(sut="stub", results_dir=tmp_path, power_server=f"127.0.0.1:{closed_port()}"))
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_performance_command_is_the_run_command(tmp_path: Path) -> None:
+    cfg = RunConfig(sut="r282_z93_q1", model="bert-99", scenario="Offline", batch_size=4096, target_qps=300.0, sdk="1.5.9")
+    argv = performance_command(cfg, tmp_path)
+    text = " ".join(argv)
+    assert "packed_bert.cli run --sut r282_z93_q1 --model bert-99 --scenario offline --mode performance" in text
+    assert f"--results-dir {tmp_path}" in text and "--batch-size 4096" in text and "--target-qps 300.0" in text
+
+
+def test_rapl_meter_reads_counters_and_wraps(tmp_path: Path) -> None:
+    dom = tmp_path / "intel-rapl:0"
+    dom.mkdir()
+    (dom / "name").write_text("package-0\n")
+    (dom / "max_energy_range_uj").write_text("1000000\n")
+    (dom / "energy_uj").write_text("900000\n")
+    (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-domain: not counted twice
+    (tmp_path / "intel-rapl:0:0" / "energy_uj").write_text("5\n")
+    m = meter.RaplMeter(str(tmp_path))
+    assert m.source == "RAPL (package-0)"
+    (dom / "energy_uj").write_text("100000\n")  # wrapped: +200,000 uJ
+    assert m.energy_j() == pytest.approx(0.2)
+
+
+def test_no_meter_is_said_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(meter, "detect", lambda *a: None)
+    with pytest.raises(UserError, match="no meter on this machine"):
+        run_power(RunConfig(sut="stub", results_dir=tmp_path), runner=StubRunner())
+
+
+def test_unofficial_meter_labels_its_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dom = tmp_path / "rapl" / "intel-rapl:0"
+    dom.mkdir(parents=True)
+    (dom / "energy_uj").write_text("0\n")
+    m = meter.RaplMeter(str(tmp_path / "rapl"))
+
+    class Runner(StubRunner):
+        def __call__(self, cfg: RunConfig, audit: Path | None) -> Path:
+            run_dir = super().__call__(cfg, audit)
+            (dom / "energy_uj").write_text("30000000\n")  # 30 J during the run
+            return run_dir
+
+    monkeypatch.setattr(meter, "detect", lambda *a: m)
+    assert run_power(RunConfig(sut="stub", results_dir=tmp_path / "res"), runner=Runner()) == 0
+    rec = json.loads(next((tmp_path / "res").glob("*/power_unofficial.json")).read_text())
+    assert rec["official"] is False and rec["joules"] == pytest.approx(30.0) and rec["source"].startswith("RAPL")
+    assert "unofficial power (RAPL" in capsys.readouterr().out
+    assert os.environ.get("PATH")
