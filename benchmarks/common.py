@@ -1,0 +1,37 @@
+"""Shared pieces of the benchmarks: SQuAD dev lengths, synthetic features, FLOP counting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+LENGTHS_FILE = HERE / "data" / "squad_dev_lengths.npy"  # the 10,833 SQuAD dev feature lengths
+
+
+def squad_lengths() -> np.ndarray:
+    """Token lengths of the 10,833 SQuAD v1.1 dev features (max_seq_length 384)."""
+    return np.load(LENGTHS_FILE).astype(np.int64)
+
+
+def sample_features(count: int, seed: int = 0, vocab: int = 30522) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` features with SQuAD dev lengths (a seeded subset) and random token ids."""
+    lengths_all = squad_lengths()
+    rng = np.random.default_rng(seed)
+    lengths = lengths_all[rng.choice(lengths_all.size, size=count, replace=False)]
+    ids = np.zeros((count, 384), np.int32)
+    seg = np.zeros((count, 384), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1000, vocab, length)
+        ids[i, 0] = 101
+        seg[i, length // 3 : length] = 1
+    return ids, seg, lengths
+
+
+def real_token_flops(lengths: np.ndarray, hidden: int = 1024, inter: int = 4096, layers: int = 24) -> float:
+    """Multiply-add FLOPs of the real tokens only: per token per layer 2*(4h^2 + 2hi) for the
+    projections and FFN, plus 4*h*len for attention scores and the weighted sum."""
+    lens = np.asarray(lengths, dtype=np.float64)
+    per_token = 2.0 * (4 * hidden * hidden + 2 * hidden * inter) + 4.0 * hidden * lens
+    return float(layers * (lens * per_token).sum())

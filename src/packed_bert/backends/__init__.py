@@ -1,0 +1,68 @@
+"""Runtimes behind one interface: ``create(name, model_spec, precision, device) -> Runner``.
+
+``null`` and ``sim`` import nothing heavy; ``torch`` and ``onnxruntime`` load the model from
+``model_spec`` (``random``, ``tiny`` or a path; see ``model.weights.load_model``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from packed_bert.backends.base import BatchLike, Runner, describe
+from packed_bert.backends.recipes import check_precision, default_recipe
+from packed_bert.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+BACKENDS = ("null", "sim", "torch", "onnxruntime")
+
+__all__ = ["BACKENDS", "BatchLike", "Runner", "create", "default_recipe", "describe"]
+
+
+def create(
+    name: str,
+    model_spec: str | torch.nn.Module = "random",
+    precision: str = "fp32",
+    device: str = "cpu",
+    *,
+    model: str | None = None,
+    **options: Any,
+) -> Runner:
+    """Prepare ``model_spec`` (random | tiny | a path | a built module) on ``device`` at ``precision`` with runtime ``name``.
+
+    ``model`` (``bert-99`` / ``bert-99.9``), when given, is checked against the precision
+    recipes. Options by backend: null ``max_rows``; sim ``timing`` (``SimTiming``) or
+    ``overhead_s``/``row_time_s``/``static_shape``, ``logits``; torch ``cuda_graphs``,
+    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|static), ``static_rows``,
+    ``threads``.
+    """
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "sim" and device == "cpu":
+        device = "sim:0"
+    check_precision(name, device, precision, model)
+    try:
+        if name == "null":
+            from packed_bert.backends.null import NullRunner
+
+            return NullRunner(precision, device, **options)
+        if name == "sim":
+            from packed_bert.backends.sim import SimRunner, SimTiming
+
+            timing = options.pop("timing", None)
+            if timing is None:
+                keys = ("overhead_s", "row_time_s", "static_shape")
+                timing = SimTiming(**{k: options.pop(k) for k in keys if k in options})
+            return SimRunner(timing, precision, device, **options)
+        if name == "torch":
+            from packed_bert.backends.torch_backend import TorchRunner
+
+            return TorchRunner(model_spec, precision, device, **options)
+        from packed_bert.backends.onnxruntime_backend import OrtRunner
+
+        return OrtRunner(model_spec, precision, device, **options)
+    except TypeError as exc:  # an option the backend does not take
+        if "unexpected keyword" in str(exc):
+            raise UserError(f"backend {name!r}: {exc}") from exc
+        raise

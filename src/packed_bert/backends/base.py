@@ -1,0 +1,82 @@
+"""The one small interface every runtime sits behind.
+
+A ``Runner`` turns a packed batch (``packing.PackedBatch``: ``input_ids``, ``segment_ids``,
+``position_ids`` int32 [R, L] and ``seq_lens`` int32 [R, K]) into float32 start/end logits
+[R, L, 2]. Runners know nothing of LoadGen. The harness gives each device worker thread its
+own runner; a runner is not required to be safe for concurrent ``infer`` calls, although the
+``null`` and ``sim`` runners are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+ROW_LEN = 384
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "fp8")
+
+
+class BatchLike(Protocol):
+    """The fields of ``packing.PackedBatch`` a runner reads."""
+
+    @property
+    def input_ids(self) -> np.ndarray: ...
+    @property
+    def segment_ids(self) -> np.ndarray: ...
+    @property
+    def position_ids(self) -> np.ndarray: ...
+    @property
+    def seq_lens(self) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """One model prepared for one device and precision."""
+
+    name: str
+    precision: str
+    device: str
+    simulated: bool
+    static_shape: bool
+
+    def infer(self, batch: BatchLike) -> np.ndarray:
+        """Float32 logits [R, L, 2] for the batch's rows; padding positions hold anything."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    """What a run records about its runner (``describe``)."""
+
+    name: str
+    precision: str
+    device: str
+    simulated: bool
+    static_shape: bool
+    detail: str = ""
+
+
+def describe(runner: Runner) -> dict[str, Any]:
+    """A JSON-ready description of a runner; simulated runners say so in every field a reader sees."""
+    detail = str(getattr(runner, "detail", ""))
+    info = RunnerInfo(
+        runner.name, runner.precision, runner.device, runner.simulated, runner.static_shape, detail
+    )
+    out = dict(info.__dict__)
+    if runner.simulated:
+        out["name"] = f"{runner.name} (simulated)"
+    return out
+
+
+def batch_shape(batch: BatchLike) -> tuple[int, int]:
+    """Rows and row length of a batch."""
+    rows, length = batch.input_ids.shape
+    return int(rows), int(length)
+
+
+def real_tokens(batch: BatchLike) -> int:
+    """Tokens that belong to a sequence (not padding)."""
+    return int(np.asarray(batch.seq_lens).sum())

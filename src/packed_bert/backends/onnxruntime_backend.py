@@ -1,0 +1,116 @@
+"""ONNX Runtime (CPU) runner: the exported packed model in fp32, or int8 for bert-99.
+
+Exported and quantized models are cached (``onnx_export.cache_path``). ``static_rows=N`` makes
+a fixed-shape session: every batch is run as [N, 384] (smaller batches are padded with empty
+rows, longer ones split), the way a static-shape accelerator sees it. ``infer`` may be called
+from several threads (ONNX Runtime sessions are thread-safe), but one runner per worker gives
+each its own thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from packed_bert.backends._model import fingerprint, load
+from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
+from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
+from packed_bert.errors import UserError
+
+QUANT_MODES = ("dynamic", "mixed", "static")
+
+
+def prepare_model(model_spec: Any, precision: str, quant: str = "dynamic", seed: int = 0) -> Path:
+    """The cached ONNX file for ``model_spec`` at ``precision`` (exporting/quantizing if needed)."""
+    if quant not in QUANT_MODES:
+        raise UserError(f"onnxruntime: quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+    weights = fingerprint(model_spec, seed)
+    model = None
+    config: object = getattr(model_spec, "config", None)
+    if config is None:
+        model = load(model_spec, seed)
+        config = getattr(model, "config", None)
+    fp32 = cache_path(weights, config, "fp32")
+    if not fp32.exists():
+        export(model if model is not None else load(model_spec, seed), fp32)
+    if precision == "fp32":
+        return fp32
+    if precision != "int8":
+        raise UserError(f"onnxruntime: precision {precision!r} is not available; use fp32 or int8")
+    out = cache_path(weights, config, "int8", quant)
+    if not out.exists():
+        from packed_bert.backends import quantize
+
+        if quant == "dynamic":
+            quantize.quantize_dynamic(fp32, out)
+        elif quant == "mixed":
+            quantize.quantize_dynamic(fp32, out, quantize.fp32_matmuls(fp32))
+        else:
+            quantize.quantize_static(fp32, out)
+    return out
+
+
+class OrtRunner:
+    """An ``onnxruntime.InferenceSession`` on the CPU over the packed model."""
+
+    name = "onnxruntime"
+    simulated = False
+
+    def __init__(
+        self,
+        model_spec: Any = "random",
+        precision: str = "fp32",
+        device: str = "cpu",
+        *,
+        quant: str = "dynamic",
+        static_rows: int | None = None,
+        threads: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        if not device.startswith("cpu"):
+            raise UserError(f"onnxruntime backend runs on cpu only, not {device!r}")
+        self.precision = precision
+        self.device = device
+        self.path = prepare_model(model_spec, precision, quant, seed)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.static_rows = static_rows
+        self.static_shape = static_rows is not None
+        if static_rows is not None:
+            if static_rows < 1:
+                raise UserError(f"onnxruntime: static_rows must be positive, got {static_rows}")
+            for dim in ("rows",):
+                opts.add_free_dimension_override_by_name(dim, static_rows)
+            opts.add_free_dimension_override_by_name("length", ROW_LEN)
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        shape = f", fixed shape [{static_rows},{ROW_LEN}]" if self.static_shape else ""
+        q = f" ({quant} quantization)" if precision == "int8" else ""
+        self.detail = f"onnxruntime {ort.__version__} {precision}{q} on cpu, {opts.intra_op_num_threads} threads{shape}"
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out: np.ndarray = self.session.run(None, feeds)[0]
+        return out
+
+    def infer(self, batch: BatchLike) -> np.ndarray:
+        arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]
+        if not self.static_shape:
+            return self._run(dict(zip(INPUT_NAMES, arrays, strict=True)))
+        rows, length = batch_shape(batch)
+        if length != ROW_LEN:
+            raise UserError(f"fixed-shape onnxruntime session takes [N,{ROW_LEN}] rows, got length {length}")
+        n = int(self.static_rows or 1)
+        out = np.empty((rows, length, 2), dtype=np.float32)
+        for start in range(0, rows, n):
+            part = [a[start : start + n] for a in arrays]
+            got = part[0].shape[0]
+            if got < n:
+                part = [np.concatenate([a, np.zeros((n - got, a.shape[1]), np.int32)]) for a in part]
+            out[start : start + got] = self._run(dict(zip(INPUT_NAMES, part, strict=True)))[:got]
+        return out

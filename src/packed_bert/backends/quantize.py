@@ -1,0 +1,131 @@
+"""Int8 ONNX models for bert-99 on CPU.
+
+``dynamic``: MatMul weights int8 per channel, activations quantized at run time (u8), no
+calibration. ``mixed``: the same, but the FFN output projections stay fp32. ``static``: QDQ int8 with activation ranges calibrated (MinMax) on the features of
+the 100 MLPerf calibration questions (``bert_calibration_qas_ids.txt``) and on nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from packed_bert.errors import UserError
+
+CALIBRATION_IDS = "bert_calibration_qas_ids.txt"
+
+
+def fp32_matmuls(model_path: Path, pattern: str = "/output/dense/MatMul") -> list[str]:
+    """Names of the FFN output projections (GELU outputs have the widest range), kept fp32 by ``mixed``."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type == "MatMul" and n.name.endswith(pattern) and "attention" not in n.name]
+
+
+def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | None = None) -> Path:
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    ort_quantize_dynamic(
+        str(fp32_path),
+        str(tmp),
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep_fp32 or [],
+        extra_options={"MatMulConstBOnly": True},
+    )
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def calibration_features(shared_squad: Path | None = None) -> dict[str, np.ndarray]:
+    """input_ids/segment_ids/lengths of the features of the 100 calibration questions."""
+    squad_dir = shared_squad or _default_squad_dir()
+    ids_file = squad_dir / CALIBRATION_IDS
+    if not ids_file.exists():
+        raise UserError(f"int8 static calibration needs {ids_file} (the MLPerf calibration question ids)")
+    wanted = {line.strip() for line in ids_file.read_text().splitlines() if line.strip()}
+    feats = _load_features(squad_dir)
+    qas = np.asarray(feats["qas_id"])
+    keep = np.isin(qas[np.asarray(feats["example_index"])], list(wanted))
+    if not keep.any():
+        raise UserError(f"none of the calibration question ids in {ids_file} are in the features")
+    return {k: np.asarray(feats[k])[keep] for k in ("input_ids", "segment_ids", "lengths")}
+
+
+def _default_squad_dir() -> Path:
+    env = os.environ.get("PACKED_BERT_SQUAD_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[4] / "shared" / "data" / "squad"
+
+
+def _load_features(squad_dir: Path) -> dict[str, np.ndarray]:
+    """The reference features fixture when present, else ``squad.features.load_features``."""
+    fixture = squad_dir / "reference-features.npz"
+    if fixture.exists():
+        with np.load(fixture) as data:
+            return {k: data[k] for k in ("input_ids", "segment_ids", "lengths", "example_index", "qas_id")}
+    from packed_bert.squad.features import load_features
+
+    dev = squad_dir / "dev-v1.1.json"
+    f = load_features(dev if dev.exists() else None, None)
+    return {
+        "input_ids": f.input_ids,
+        "segment_ids": f.segment_ids,
+        "lengths": f.lengths,
+        "example_index": f.example_index,
+        "qas_id": np.asarray(f.squad.qas_ids),
+    }
+
+
+class _CalibrationReader:
+    """Packed rows of the calibration features, a few rows per batch."""
+
+    def __init__(self, feats: dict[str, np.ndarray], rows_per_batch: int = 2, max_rows: int | None = None) -> None:
+        from packed_bert.packing import pack_batch
+
+        batch = pack_batch(feats["input_ids"], feats["segment_ids"], feats["lengths"])
+        rows = batch.num_rows if max_rows is None else min(max_rows, batch.num_rows)
+        self._batches: Iterator[dict[str, np.ndarray]] = iter(
+            {
+                "input_ids": batch.input_ids[s : s + rows_per_batch],
+                "segment_ids": batch.segment_ids[s : s + rows_per_batch],
+                "position_ids": batch.position_ids[s : s + rows_per_batch],
+                "seq_lens": batch.seq_lens[s : s + rows_per_batch],
+            }
+            for s in range(0, rows, rows_per_batch)
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_static(
+    fp32_path: Path, out_path: Path, shared_squad: Path | None = None, max_rows: int | None = None
+) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    reader = _CalibrationReader(calibration_features(shared_squad), max_rows=max_rows)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    ort_quantize_static(
+        str(fp32_path),
+        str(tmp),
+        reader,  # type: ignore[arg-type]
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"MatMulConstBOnly": True},
+    )
+    os.replace(tmp, out_path)
+    return out_path

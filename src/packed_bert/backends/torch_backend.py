@@ -1,0 +1,138 @@
+"""PyTorch runner: CPU fp32/bf16; CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
+static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
+
+One runner per worker thread: ``infer`` reuses static buffers (CUDA graphs) and is not safe to
+call from two threads at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from packed_bert.backends._model import load
+from packed_bert.backends.base import BatchLike, batch_shape
+from packed_bert.errors import UserError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+ROW_BUCKET = 8  # CUDA graphs are captured for row counts rounded up to a multiple of this
+
+
+class TorchRunner:
+    """``model_spec`` (random | tiny | path | module) on ``device`` (cpu | cuda[:N])."""
+
+    name = "torch"
+    simulated = False
+
+    def __init__(
+        self,
+        model_spec: str | torch.nn.Module = "random",
+        precision: str = "fp32",
+        device: str = "cpu",
+        *,
+        cuda_graphs: bool | None = None,
+        varlen: bool | None = None,
+        threads: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.precision = precision
+        self.device = device
+        self._dev = torch.device(device)
+        cuda = self._dev.type == "cuda"
+        if cuda and not torch.cuda.is_available():
+            raise UserError(f"torch backend: device {device!r} asked for, but this torch has no CUDA")
+        if threads:
+            torch.set_num_threads(threads)
+        model = load(model_spec, seed).eval()
+        self.quant_detail = ""
+        if precision in DTYPES:
+            model = model.to(device=self._dev, dtype=DTYPES[precision])
+        elif precision in ("fp8", "int8") and cuda:
+            from packed_bert.backends.cuda_quant import fp8_supported, quantize_linears
+
+            if precision == "fp8" and not fp8_supported(self._dev):
+                raise UserError(f"torch backend: {device} has no fp8 (needs compute capability 8.9+)")
+            model = model.to(device=self._dev, dtype=torch.bfloat16)
+            count = quantize_linears(model, precision)
+            self.quant_detail = f", {count} Linear layers in {precision}"
+        else:
+            raise UserError(f"torch backend: precision {precision!r} is not available on {device}")
+        self.model: Any = model
+        self.static_shape = bool(cuda if cuda_graphs is None else cuda_graphs) and cuda
+        self.varlen = bool(cuda if varlen is None else varlen)
+        self._graphs: dict[tuple[int, int, int], _Graph] = {}
+        self.detail = (
+            f"torch {torch.__version__} {precision} on {device}"
+            f"{', CUDA graphs for [R,384] batches' if self.static_shape else ''}"
+            f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
+        )
+
+    def infer(self, batch: BatchLike) -> np.ndarray:
+        rows, length = batch_shape(batch)
+        with torch.inference_mode():
+            if self.static_shape and length == 384:
+                return self._graph_for(rows, int(batch.seq_lens.shape[1])).run(batch)
+            if self.varlen and self._dev.type == "cuda":
+                return self._run_varlen(batch)
+            return self._run_rows(batch)
+
+    def _tensors(self, batch: BatchLike) -> list[torch.Tensor]:
+        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, batch.seq_lens)
+        return [torch.from_numpy(np.ascontiguousarray(a)).to(self._dev, non_blocking=True) for a in arrays]
+
+    def _run_rows(self, batch: BatchLike) -> np.ndarray:
+        out = self.model(*self._tensors(batch))
+        return out.float().cpu().numpy()
+
+    def _run_varlen(self, batch: BatchLike) -> np.ndarray:
+        from packed_bert.packing import to_varlen, varlen_to_rows
+
+        vb = to_varlen(batch)  # type: ignore[arg-type]
+        ids, seg, pos, cu = (
+            torch.from_numpy(np.ascontiguousarray(a)).to(self._dev, non_blocking=True)
+            for a in (vb.input_ids, vb.segment_ids, vb.position_ids, vb.cu_seqlens)
+        )
+        out = self.model.forward_varlen(ids, seg, pos, cu, vb.max_seqlen)
+        return varlen_to_rows(batch, out.float().cpu().numpy())  # type: ignore[arg-type]
+
+    def _graph_for(self, rows: int, slots: int) -> _Graph:
+        bucket = -(-rows // ROW_BUCKET) * ROW_BUCKET
+        key = (bucket, 384, slots)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = _Graph(self.model, self._dev, bucket, 384, slots)
+            self._graphs[key] = graph
+        return graph
+
+
+class _Graph:
+    """One captured forward pass for [rows, length] inputs with ``slots`` sequences per row."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, rows: int, length: int, slots: int) -> None:
+        self.rows = rows
+        self.inputs = [torch.zeros(rows, length, dtype=torch.int32, device=device) for _ in range(3)]
+        self.seq_lens = torch.zeros(rows, slots, dtype=torch.int32, device=device)
+        self.host_out = torch.empty(rows, length, 2, dtype=torch.float32).pin_memory()
+        args: list[Any] = [*self.inputs, self.seq_lens]
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                model(*args)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = model(*args).float()
+
+    def run(self, batch: BatchLike) -> np.ndarray:
+        rows = batch.input_ids.shape[0]
+        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, batch.seq_lens)
+        for dst, src in zip([*self.inputs, self.seq_lens], arrays, strict=True):
+            dst[:rows].copy_(torch.from_numpy(np.ascontiguousarray(src)), non_blocking=True)
+            if rows < self.rows:
+                dst[rows:].zero_()
+        self.graph.replay()
+        self.host_out.copy_(self.output, non_blocking=False)
+        return self.host_out[:rows].numpy().copy()

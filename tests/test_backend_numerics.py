@@ -1,0 +1,123 @@
+"""Torch and ONNX Runtime runners on a tiny random BERT: same logits as the eager fp32 model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from packed_bert.backends import create
+from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.packing import pack_batch, sorted_batches, unpack
+
+
+@pytest.fixture(scope="module")
+def tiny() -> PackedBertForQA:
+    torch.manual_seed(0)
+    model = PackedBertForQA(BERT_TINY).eval()
+    with torch.no_grad():  # non-trivial LayerNorm and QA head so differences show
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    n = 12
+    lengths = rng.integers(16, 170, n)
+    ids = np.zeros((n, 384), np.int32)
+    seg = np.zeros((n, 384), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
+        seg[i, length // 3 : length] = 1
+    return ids, seg, lengths
+
+
+def _eager(model: torch.nn.Module, batch: object) -> np.ndarray:
+    with torch.no_grad():
+        args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
+        return model(*args).numpy()
+
+
+def _best_spans(per_seq: list[np.ndarray]) -> list[tuple[int, int]]:
+    spans = []
+    for logits in per_seq:
+        start, end = logits[:, 0], logits[:, 1]
+        score = start[:, None] + end[None, :]
+        score = np.where(np.triu(np.ones_like(score, bool)) & ~np.triu(np.ones_like(score, bool), 30), score, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+        spans.append((int(i), int(j)))
+    return spans
+
+
+def test_onnx_fp32_export_matches_torch(tiny: PackedBertForQA, features: tuple) -> None:
+    runner = create("onnxruntime", tiny, "fp32", threads=1)
+    packed = pack_batch(*features)
+    np.testing.assert_allclose(runner.infer(packed), _eager(tiny, packed), atol=1e-4, rtol=0)
+    for batch in sorted_batches(*features, batch_size=5):  # dynamic rows and length
+        assert batch.row_len < 384
+        np.testing.assert_allclose(runner.infer(batch), _eager(tiny, batch), atol=1e-4, rtol=0)
+
+
+def test_onnx_export_is_cached(tiny: PackedBertForQA) -> None:
+    first = create("onnxruntime", tiny, "fp32", threads=1)
+    again = create("onnxruntime", tiny, "fp32", threads=1)
+    assert first.path == again.path and first.path.exists()  # type: ignore[attr-defined]
+
+
+def test_fixed_shape_session_pads_and_splits(tiny: PackedBertForQA, features: tuple) -> None:
+    runner = create("onnxruntime", tiny, "fp32", static_rows=2, threads=1)
+    assert runner.static_shape
+    packed = pack_batch(*features)
+    assert packed.num_rows % 2 == 1 or packed.num_rows > 2
+    np.testing.assert_allclose(runner.infer(packed), _eager(tiny, packed), atol=1e-4, rtol=0)
+
+
+def test_onnx_int8_runs_and_mostly_agrees(tiny: PackedBertForQA, features: tuple) -> None:
+    runner = create("onnxruntime", tiny, "int8", model="bert-99", threads=1)
+    packed = pack_batch(*features)
+    got = runner.infer(packed)
+    ref = _eager(tiny, packed)
+    assert got.shape == ref.shape and np.isfinite(got).all()
+    real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
+    corr = np.corrcoef(got[real].ravel(), ref[real].ravel())[0, 1]
+    same = np.mean(np.array(_best_spans(unpack(packed, got))) == np.array(_best_spans(unpack(packed, ref))))
+    print(f"int8 vs fp32 (tiny random model): logit correlation {corr:.4f}, span agreement {same:.2f}")
+    assert corr > 0.9
+
+
+def test_torch_cpu_fp32_sorted_equals_packed(tiny: PackedBertForQA, features: tuple) -> None:
+    runner = create("torch", tiny, "fp32")
+    packed = pack_batch(*features)
+    by_packed = unpack(packed, runner.infer(packed))
+    order: dict[int, np.ndarray] = {}
+    for batch in sorted_batches(*features, batch_size=4):
+        for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):
+            order[int(idx)] = seq
+    for i, seq in enumerate(by_packed):
+        np.testing.assert_allclose(seq, order[i], atol=1e-4, rtol=0)
+
+
+def test_torch_cpu_bf16_close_to_fp32(features: tuple) -> None:
+    torch.manual_seed(0)
+    model = PackedBertForQA(BERT_TINY).eval()
+    packed = pack_batch(*features)
+    ref = _eager(model, packed)
+    got = create("torch", model, "bf16").infer(packed)  # converts the module it is given
+    assert got.dtype == np.float32
+    real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
+    err = np.abs(got[real] - ref[real]).max()
+    assert err < 0.05 * max(1.0, np.abs(ref[real]).max())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_cuda_fp16_graphs_and_varlen(tiny: PackedBertForQA, features: tuple) -> None:
+    packed = pack_batch(*features)
+    ref = unpack(packed, _eager(tiny, packed))
+    import copy
+
+    runner = create("torch", copy.deepcopy(tiny), "fp16", "cuda")
+    for seq, want in zip(unpack(packed, runner.infer(packed)), ref, strict=True):
+        np.testing.assert_allclose(seq, want, atol=2e-2)

@@ -1,0 +1,50 @@
+"""Int8/fp8 building blocks: the CUDA Linear layers' numerics (run on the CPU), the
+calibration set, and the matmul peak probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from packed_bert.backends.cuda_quant import Fp8Linear, Int8Linear, quantize_linears
+from packed_bert.backends.peak import ort_peak, torch_peak
+from packed_bert.backends.quantize import calibration_features
+from packed_bert.model import BERT_TINY, PackedBertForQA
+
+
+@pytest.mark.parametrize(("cls", "dtype", "tol"), [(Int8Linear, torch.float32, 0.03), (Fp8Linear, torch.bfloat16, 0.08)])
+def test_low_precision_linear_close_to_fp32(cls: type[torch.nn.Module], dtype: torch.dtype, tol: float) -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 128)
+    x = torch.randn(3, 20, 64)
+    try:
+        got = cls(linear)(x.to(dtype)).float()
+    except (RuntimeError, NotImplementedError) as exc:  # kernel missing on this CPU build
+        pytest.skip(f"{cls.__name__} has no CPU kernel here: {exc}")
+    want = linear(x).detach()
+    assert got.shape == want.shape
+    assert float((got - want).abs().max()) < tol * float(want.abs().max())
+
+
+def test_quantize_linears_replaces_encoder_layers_not_the_head() -> None:
+    model = PackedBertForQA(BERT_TINY)
+    count = quantize_linears(model, "int8")
+    assert count == BERT_TINY.layers * 6
+    assert isinstance(model.qa_outputs, torch.nn.Linear)
+
+
+def test_calibration_uses_the_100_mlperf_questions(shared_data: Path) -> None:
+    feats = calibration_features(shared_data / "squad")
+    ids = (shared_data / "squad" / "bert_calibration_qas_ids.txt").read_text().split()
+    assert len(ids) == 100
+    assert 100 <= len(feats["lengths"]) < 130  # a long context gives a question more than one feature
+    assert feats["input_ids"].shape == (len(feats["lengths"]), 384)
+
+
+def test_peak_probes_report_positive_rates() -> None:
+    assert torch_peak("fp32", n=256, repeats=2) > 1e8
+    assert ort_peak("int8", n=256, repeats=2, threads=1) > 1e8
+    assert np.isfinite(torch_peak("bf16", n=256, repeats=2))

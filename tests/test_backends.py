@@ -1,0 +1,104 @@
+"""Backends: null/sim shapes and timing, the registry's errors, torch and ONNX Runtime numerics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from packed_bert.backends import create, describe
+from packed_bert.backends.recipes import check_precision, default_recipe
+from packed_bert.backends.sim import SimTiming
+from packed_bert.errors import UserError
+from packed_bert.packing import pack_batch, padded_batches, unpack
+
+
+def _features(n: int = 9, seed: int = 0, vocab: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 200, n)
+    ids = np.zeros((n, 384), np.int32)
+    seg = np.zeros((n, 384), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, vocab, length)
+        seg[i, length // 3 : length] = 1
+    return ids, seg, lengths
+
+
+def test_null_returns_zeros_of_the_batch_shape() -> None:
+    runner = create("null", precision="int8")
+    batch = pack_batch(*_features())
+    out = runner.infer(batch)
+    assert out.shape == (batch.num_rows, 384, 2) and out.dtype == np.float32
+    assert not out.any()
+    big = runner.infer(padded_batches(*_features(80), batch_size=80)[0])
+    assert big.shape == (80, 384, 2)
+
+
+def test_sim_sleeps_by_its_timing_model_and_says_simulated() -> None:
+    timing = SimTiming(overhead_s=0.01, row_time_s=0.005)
+    runner = create("sim", precision="fp16", timing=timing)
+    batch = pack_batch(*_features())
+    start = time.perf_counter()
+    out = runner.infer(batch)
+    took = time.perf_counter() - start
+    expected = 0.01 + 0.005 * batch.num_rows
+    assert out.shape == (batch.num_rows, 384, 2)
+    assert expected <= took < expected + 0.05
+    assert runner.simulated and "simulated" in describe(runner)["name"]
+    assert "simulated" in describe(runner)["detail"]
+
+
+def test_sim_token_model_charges_by_length_and_runs_concurrently() -> None:
+    tokens = SimTiming(overhead_s=0.0, row_time_s=0.08, static_shape=False)
+    assert tokens.batch_seconds(4, 96) == pytest.approx(0.08)
+    assert SimTiming(0.0, 0.08).batch_seconds(4, 96) == pytest.approx(0.32)
+    runners = [create("sim", overhead_s=0.05, row_time_s=0.0) for _ in range(8)]
+    batch = pack_batch(*_features(3))
+    start = time.perf_counter()
+    threads = [threading.Thread(target=r.infer, args=(batch,)) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.perf_counter() - start < 0.05 * 4  # 8 cards sleeping in parallel, not in series
+
+
+def test_sim_cheap_logits_are_the_same_packed_or_padded() -> None:
+    runner = create("sim", overhead_s=0.0, row_time_s=0.0, logits="cheap")
+    ids, seg, lens = _features()
+    packed = unpack(pack_batch(ids, seg, lens), runner.infer(pack_batch(ids, seg, lens)))
+    padded_batch = padded_batches(ids, seg, lens, batch_size=len(lens))[0]
+    padded = unpack(padded_batch, runner.infer(padded_batch))
+    for a, b in zip(packed, padded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("tpu",), "unknown backend"),
+        (("onnxruntime", "random", "fp16"), "no precision"),
+        (("torch", "random", "int8", "cpu"), "no precision"),
+    ],
+)
+def test_registry_rejects_unknown_names_in_one_line(args: tuple[str, ...], message: str) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        create(*args)
+    assert "\n" not in str(err.value)
+
+
+def test_recipes_forbid_int8_for_bert_99_9() -> None:
+    with pytest.raises(UserError, match="not allowed for bert-99.9") as err:
+        create("null", precision="int8", model="bert-99.9")
+    assert "\n" not in str(err.value)
+    check_precision("onnxruntime", "cpu", "int8", "bert-99")
+    check_precision("torch", "cuda:3", "fp8", "bert-99")
+    assert default_recipe("bert-99", "cpu") == ("onnxruntime", "int8")
+    assert default_recipe("bert-99.9", "cuda:0")[1] in ("fp16", "bf16")
+
+
+def test_unknown_option_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="sim"):
+        create("sim", frobnicate=True)
