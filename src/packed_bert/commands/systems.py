@@ -1,0 +1,43 @@
+"""``packed-bert systems``: the systems under test this harness knows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from packed_bert.systems import all_systems
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("systems", help="list the systems under test")
+    p.add_argument("--json", action="store_true", help="print the system files as JSON")
+    p.set_defaults(handler=handle)
+
+
+def table() -> list[str]:
+    head = ("name", "devices", "backend", "simulated", "batching", "bert-99", "bert-99.9", "description")
+    # batching: Offline/Server/SingleStream when the system's default differs per scenario
+    rows = [head]
+    for s in all_systems():
+        rows.append((
+            s.name, "auto" if s.devices is None else str(s.devices), s.backend,
+            "yes" if s.simulated else "no", _batching(s), s.precision["bert-99"],
+            s.precision["bert-99.9"], s.description,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
+
+
+def _batching(s: Any) -> str:
+    """``packed``, or ``sorted/packed/sorted`` (Offline/Server/SingleStream) when they differ."""
+    per = [s.batching_for(sc) for sc in ("Offline", "Server", "SingleStream")]
+    return per[0] if len(set(per)) == 1 else "/".join(per)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([s.describe() for s in all_systems()], indent=2))
+    else:
+        print("\n".join(table()))
+    return 0

@@ -1,0 +1,55 @@
+"""The query sample library: the cached SQuAD features, all in memory.
+
+LoadGen's load/unload callbacks are no-ops: every feature already lives in numpy arrays, and
+the SUT reads them by QSL index when it builds a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from packed_bert.errors import UserError
+
+PERFORMANCE_SAMPLE_COUNT = 10_833
+
+
+@dataclass(frozen=True)
+class SampleLibrary:
+    """Features of the samples a run may issue: input ids [N, 384], segment ids, lengths [N]."""
+
+    input_ids: np.ndarray
+    segment_ids: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_features(cls, features: Any, count: int | None = None) -> SampleLibrary:
+        n = len(features.lengths)
+        if count is not None:
+            if count < 1:
+                raise UserError(f"--count must be >= 1, got {count}")
+            n = min(n, count)
+        return cls(
+            np.ascontiguousarray(features.input_ids[:n]),
+            np.ascontiguousarray(features.segment_ids[:n]),
+            np.ascontiguousarray(np.asarray(features.lengths[:n], dtype=np.int64)),
+        )
+
+    @property
+    def total(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def performance_count(self) -> int:
+        return min(self.total, PERFORMANCE_SAMPLE_COUNT)
+
+    def construct(self) -> Any:
+        """The LoadGen QSL handle (destroy with ``lg.DestroyQSL``)."""
+        return lg.ConstructQSL(self.total, self.performance_count, _noop, _noop)
+
+
+def _noop(_indices: list[int]) -> None:
+    """All samples are in memory already."""

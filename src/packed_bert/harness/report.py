@@ -1,0 +1,102 @@
+"""A short ``report.md`` per run, with PNG plots: how rows were filled, latencies, throughput."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from packed_bert.harness.config import RunResult
+
+
+def write_report(run_dir: Path, plan: Any, result: RunResult, stats: Any, summary_log: Any) -> Path:
+    s = stats.summary()
+    plots = _plots(run_dir, stats)
+    sim = " — SIMULATED accelerator" if plan.system.simulated else ""
+    lines = [
+        f"# {plan.system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}{sim}",
+        "",
+        f"- system: {plan.system.description}; backend {plan.backend} {plan.precision}; "
+        f"weights {plan.weights}",
+        f"- batching: {plan.batching}, batch size {plan.batch_size}, target QPS {plan.target_qps:g}, "
+        f"execution {plan.cfg.execution}",
+    ]
+    if result.samples_per_second is not None:
+        lines.append(f"- result: **{result.samples_per_second:,.1f} samples/s**, "
+                     f"{'VALID' if result.valid else 'INVALID'}")
+    if result.latency_p90_ms is not None:
+        lines.append(f"- result: **90th percentile latency {result.latency_p90_ms:.2f} ms**, "
+                     f"{'VALID' if result.valid else 'INVALID'}")
+    for reason in result.invalid_reasons:
+        lines.append(f"  - INVALID because: {reason}")
+    if result.f1 is not None:
+        lines.append(f"- accuracy: exact_match {result.exact_match:.3f}, f1 {result.f1:.3f} "
+                     f"({'PASS' if result.accuracy_passed else 'FAIL'})")
+    if s.get("token_efficiency") is not None:
+        lines.append(
+            f"- {s['samples']:,} samples in {s['batches']:,} batches, {s['rows']:,} rows; token "
+            f"efficiency {s['token_efficiency']:.1%} (padding every sample to 384: "
+            f"{s['padded_token_efficiency']:.1%}; {s['gain_over_padding']:.2f}x less work)"
+        )
+    if "sut_latency_ms" in s:
+        lat = s["sut_latency_ms"]
+        lines.append(f"- latency in the SUT (issue to answer): p50 {lat['p50']:.1f} ms, "
+                     f"p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms")
+    lines.append("")
+    for title, name in plots:
+        lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
+    if not stats.batch_samples:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: list[tuple[str, str]] = []
+    per_row = np.concatenate(stats.batch_per_row) if stats.batch_per_row else np.zeros(0, np.int8)
+    if per_row.size:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        counts = np.bincount(per_row, minlength=int(per_row.max()) + 1)[1:]
+        ax.bar(np.arange(1, counts.size + 1), counts)
+        ax.set_xlabel("sequences per row")
+        ax.set_ylabel("rows")
+        ax.set_title("Packing: sequences per row")
+        fig.tight_layout()
+        fig.savefig(run_dir / "packing.png", dpi=90)
+        plt.close(fig)
+        out.append(("Packing histogram", "packing.png"))
+    lat = np.concatenate(stats.latencies) * 1e3 if stats.latencies else np.zeros(0)
+    if lat.size:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.hist(lat, bins=50)
+        ax.axvline(130.0, color="red", linestyle="--", label="130 ms (Server bound)")
+        ax.set_xlabel("latency in the SUT (ms)")
+        ax.set_ylabel("samples")
+        ax.legend()
+        ax.set_title("Latency distribution")
+        fig.tight_layout()
+        fig.savefig(run_dir / "latency.png", dpi=90)
+        plt.close(fig)
+        out.append(("Latency distribution", "latency.png"))
+    done = np.asarray(stats.batch_done)
+    if done.size > 1:
+        order = np.argsort(done)
+        t = done[order]
+        n = np.cumsum(np.asarray(stats.batch_samples)[order])
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot(t, n)
+        ax.set_xlabel("seconds since the SUT started")
+        ax.set_ylabel("samples answered")
+        ax.set_title(f"Throughput (mean {n[-1] / max(t[-1], 1e-9):,.0f} samples/s)")
+        fig.tight_layout()
+        fig.savefig(run_dir / "throughput.png", dpi=90)
+        plt.close(fig)
+        out.append(("Throughput", "throughput.png"))
+    return out

@@ -1,0 +1,200 @@
+"""Systems under test: one TOML file per SUT in this folder, read into a typed ``SystemSpec``.
+
+A file names the devices, the backend, the precision per model, the default batching
+strategy, batch sizes and target QPS per scenario. ``load_system(name)`` also takes a path to
+a TOML file of the same shape, so a user can describe a new system without editing the package.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from packed_bert.errors import UserError
+
+MODELS = ("bert-99", "bert-99.9")
+SCENARIOS = ("Offline", "Server", "SingleStream")
+BATCHINGS = ("packed", "sorted", "padded")
+_KNOWN_KEYS = {
+    "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
+    "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
+    "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch",
+}
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One system under test, as its file describes it."""
+
+    name: str
+    description: str
+    host: str
+    accelerator: str
+    devices: int | None  # None: all visible devices ("auto")
+    backend: str
+    simulated: bool
+    weights: str
+    batching: str  # default strategy (Offline's when batching_per_scenario says otherwise)
+    precision: dict[str, str]
+    batch_size: dict[str, int]
+    target_qps: dict[str, dict[str, float]]
+    inflight_per_device: int = 1
+    server_max_wait_ms: float = 50.0
+    server_dispatch_when_idle: bool = True  # a Server batch also goes when a device is idle...
+    server_min_batch: int = 1  # ...and at least this many samples wait
+    max_per_row: int = 3
+    sdk: str | None = None
+    sim_samples_per_s: dict[str, float] = field(default_factory=dict)
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    test_durations_ms: dict[str, int] = field(default_factory=dict)  # execution -> min_duration
+    batching_per_scenario: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+    source: str = ""
+
+    def batching_for(self, scenario: str) -> str:
+        return self.batching_per_scenario.get(scenario, self.batching)
+
+    def precision_for(self, model: str) -> str:
+        return self.precision[model]
+
+    def default_qps(self, model: str, scenario: str) -> float:
+        return float(self.target_qps[model][scenario])
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (``system.json`` starts from it)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "host": self.host,
+            "accelerator": self.accelerator,
+            "devices": self.devices if self.devices is not None else "auto",
+            "backend": self.backend,
+            "simulated": self.simulated,
+            "default_weights": self.weights,
+            "default_batching": {sc: self.batching_for(sc) for sc in SCENARIOS},
+            "precision": dict(self.precision),
+            "batch_size": dict(self.batch_size),
+            "target_qps": {m: dict(v) for m, v in self.target_qps.items()},
+            "inflight_per_device": self.inflight_per_device,
+            "server_max_wait_ms": self.server_max_wait_ms,
+            "server_dispatch_when_idle": self.server_dispatch_when_idle,
+            "server_min_batch": self.server_min_batch,
+            "max_per_row": self.max_per_row,
+            "sdk": self.sdk,
+            "sim_samples_per_s": dict(self.sim_samples_per_s),
+            "min_duration_ms": dict(self.test_durations_ms),
+            "source": self.source,
+        }
+
+
+def system_names() -> list[str]:
+    """Names of the systems shipped with packed-bert, sorted."""
+    folder = resources.files(__name__)
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_system(name_or_path: str) -> SystemSpec:
+    """The system named ``name_or_path`` (case-insensitive), or the TOML file at that path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        return parse_system(path.read_text(encoding="utf-8"), str(path))
+    key = name_or_path.strip().lower()
+    if key in system_names():
+        text = resources.files(__name__).joinpath(f"{key}.toml").read_text(encoding="utf-8")
+        return parse_system(text, f"packed_bert/systems/{key}.toml")
+    raise UserError(
+        f"--sut {name_or_path!r}: unknown system; choose one of {', '.join(system_names())} "
+        "or pass the path of a system .toml file"
+    )
+
+
+def all_systems() -> list[SystemSpec]:
+    return [load_system(n) for n in system_names()]
+
+
+def parse_system(text: str, source: str) -> SystemSpec:
+    """Read and check one system file; any unknown key or impossible value is a ``UserError``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"system file {source}: not valid TOML ({exc})") from exc
+    where = f"system file {source}"
+    unknown = sorted(set(raw) - _KNOWN_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    for key in ("name", "backend", "precision", "batch_size", "target_qps"):
+        if key not in raw:
+            raise UserError(f"{where}: missing key {key!r}")
+    devices_raw = raw.get("devices", 1)
+    devices: int | None
+    if devices_raw == "auto":
+        devices = None
+    elif isinstance(devices_raw, int) and devices_raw >= 1:
+        devices = devices_raw
+    else:
+        raise UserError(f"{where}: devices must be a positive integer or \"auto\", got {devices_raw!r}")
+    batching_raw = raw.get("batching", "packed")
+    per_scenario = dict(batching_raw) if isinstance(batching_raw, dict) else {}
+    batching = str(per_scenario.get("Offline", batching_raw if isinstance(batching_raw, str) else "packed"))
+    unknown_sc = sorted(set(per_scenario) - set(SCENARIOS))
+    if unknown_sc:
+        raise UserError(f"{where}: batching table has unknown scenario(s) {', '.join(unknown_sc)}")
+    for value in [batching, *per_scenario.values()]:
+        if value not in BATCHINGS:
+            raise UserError(f"{where}: batching must be one of {', '.join(BATCHINGS)}, got {value!r}")
+    precision = {str(k): str(v) for k, v in raw["precision"].items()}
+    batch_size = {str(k): int(v) for k, v in raw["batch_size"].items()}
+    target_qps = {str(m): {str(s): float(q) for s, q in v.items()} for m, v in raw["target_qps"].items()}
+    for model in MODELS:
+        if model not in precision:
+            raise UserError(f"{where}: [precision] has no entry for {model}")
+        if model not in target_qps:
+            raise UserError(f"{where}: [target_qps.\"{model}\"] is missing")
+        for scenario in SCENARIOS:
+            qps = target_qps[model].get(scenario)
+            if qps is None or qps <= 0:
+                raise UserError(f"{where}: target_qps for {model} {scenario} must be > 0")
+    for scenario in SCENARIOS:
+        if batch_size.get(scenario, 0) < 1:
+            raise UserError(f"{where}: batch_size.{scenario} must be >= 1")
+    sim_rates = {str(k): float(v) for k, v in raw.get("sim_samples_per_s", {}).items()}
+    if raw["backend"] == "sim" and any(sim_rates.get(m, 0) <= 0 for m in MODELS):
+        raise UserError(f"{where}: a sim system needs sim_samples_per_s > 0 for each model")
+    durations = {str(k): int(v) for k, v in raw.get("min_duration_ms", {}).items()}
+    if any(k not in ("test", "demo") or v < 0 for k, v in durations.items()):
+        raise UserError(f"{where}: [min_duration_ms] takes test and demo, in ms >= 0")
+    inflight = int(raw.get("inflight_per_device", 1))
+    max_wait = float(raw.get("server_max_wait_ms", 50.0))
+    max_per_row = int(raw.get("max_per_row", 3))
+    if inflight < 1 or max_wait < 0 or not 1 <= max_per_row <= 16:
+        raise UserError(f"{where}: inflight_per_device >= 1, server_max_wait_ms >= 0, max_per_row 1..16")
+    return SystemSpec(
+        name=str(raw["name"]),
+        description=str(raw.get("description", raw["name"])),
+        host=str(raw.get("host", "")),
+        accelerator=str(raw.get("accelerator", "")),
+        devices=devices,
+        backend=str(raw["backend"]),
+        simulated=bool(raw.get("simulated", raw["backend"] == "sim")),
+        weights=str(raw.get("weights", "random")),
+        batching=batching,
+        precision=precision,
+        batch_size=batch_size,
+        target_qps=target_qps,
+        inflight_per_device=inflight,
+        server_max_wait_ms=max_wait,
+        max_per_row=max_per_row,
+        server_dispatch_when_idle=bool(raw.get("server_dispatch_when_idle", True)),
+        server_min_batch=max(1, int(raw.get("server_min_batch", 1))),
+        sdk=raw.get("sdk"),
+        sim_samples_per_s=sim_rates,
+        backend_options=dict(raw.get("backend_options", {})),
+        test_durations_ms=durations,
+        batching_per_scenario={str(k): str(v) for k, v in per_scenario.items()},
+        notes=str(raw.get("notes", "")),
+        source=source,
+    )

@@ -1,0 +1,66 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_harness_fakes import synthetic_features
+
+from packed_bert.harness.batching import BatchBuilder
+from packed_bert.harness.qsl import SampleLibrary
+from packed_bert.harness.scheduler import ServerScheduler, offline_chunks
+from packed_bert.harness.workers import WorkItem
+from packed_bert.packing import build_batch, pack_matrix
+
+
+@pytest.mark.parametrize("strategy", ["packed", "sorted", "padded"])
+def test_batches_match_the_packing_layout(strategy: str) -> None:
+    lib = SampleLibrary.from_features(synthetic_features(200))
+    chunk = np.array([5, 17, 5, 120, 3, 199, 64, 8, 150, 42], dtype=np.int64)  # 5 twice
+    batch = BatchBuilder(lib, strategy).build(chunk)
+    lens = lib.lengths[chunk]
+    if strategy == "packed":
+        local, row_len = pack_matrix(lens, 3, 384), 384
+    elif strategy == "sorted":
+        local, row_len = np.argsort(-lens, kind="stable")[:, None], int(lens.max())
+    else:
+        local, row_len = np.arange(chunk.size)[:, None], 384
+    ref = build_batch(local, lib.input_ids[chunk], lib.segment_ids[chunk], lens, row_len, local.shape[1])
+    for name in ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index"):
+        np.testing.assert_array_equal(getattr(batch, name), getattr(ref, name), err_msg=name)
+    assert sorted(batch.sample_index[batch.sample_index >= 0].tolist()) == list(range(chunk.size))
+
+
+def test_offline_chunks_are_balanced_over_devices() -> None:
+    chunks = offline_chunks(107_000, 4096, 16)
+    assert len(chunks) % 16 == 0 and max(b - a for a, b in chunks) <= 4096
+    sizes = [b - a for a, b in chunks]
+    assert max(sizes) - min(sizes) <= max(sizes) * 0.01 + 1
+    assert chunks[0][0] == 0 and chunks[-1][1] == 107_000
+    assert offline_chunks(10, 4096, 16) == [(i, i + 1) for i in range(10)]
+    assert offline_chunks(0, 8, 1) == []
+
+
+def test_server_batches_go_when_full_or_after_max_wait() -> None:
+    got: list[WorkItem] = []
+    lock = threading.Lock()
+
+    def submit(item: WorkItem) -> None:
+        with lock:
+            got.append(item)
+
+    sched = ServerScheduler(submit, batch_size=4, max_wait_s=0.15, idle=None)
+    try:
+        for i in range(9):
+            sched.add(np.array([i], np.uint64), np.array([i], np.int64), time.perf_counter())
+        time.sleep(0.05)
+        with lock:
+            assert [len(g) for g in got] == [4, 4]  # full batches at once, the 9th waits
+        time.sleep(0.3)
+        with lock:
+            assert [len(g) for g in got] == [4, 4, 1]  # sent once it had waited 150 ms
+        sched.add(np.array([9], np.uint64), np.array([9], np.int64), time.perf_counter())
+        sched.flush()
+        with lock:
+            assert [g.ids.tolist() for g in got][-1] == [9]
+    finally:
+        sched.close()

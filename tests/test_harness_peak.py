@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import pytest
+from test_harness_fakes import synthetic_features
+
+from packed_bert.errors import UserError
+from packed_bert.harness.config import RunConfig
+from packed_bert.harness.peak import find_peak
+
+
+def test_find_peak_searches_server_qps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = RunConfig(sut="null", scenario="Server", results_dir=tmp_path, target_qps=200.0,
+                    find_peak=True, extra={"settings": {"min_duration": "300"}})
+    res = find_peak(cfg, features=synthetic_features(50), max_trials=3)
+    peak = res.summary["find_peak"]
+    assert [t["target_qps"] for t in peak["trials"]] == [200.0, 250.0, 312.5]  # all meet 130 ms
+    assert res.summary["peak_qps"] == 312.5
+    (search,) = [p for p in tmp_path.iterdir() if p.name.endswith("find-peak")]
+    assert (search / "peak.json").is_file()
+    assert len([p for p in search.iterdir() if p.is_dir()]) == 3  # one run directory per trial
+    assert "highest VALID Server QPS 312.5 " in capsys.readouterr().out
+
+
+def test_find_peak_needs_server() -> None:
+    with pytest.raises(UserError, match="scenario server"):
+        find_peak(RunConfig(sut="null", find_peak=True), features=synthetic_features(10))

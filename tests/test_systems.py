@@ -1,0 +1,45 @@
+import pytest
+
+from packed_bert import cli
+from packed_bert.errors import UserError
+from packed_bert.systems import load_system, parse_system, system_names
+
+
+def test_every_seed_system_loads() -> None:
+    names = system_names()
+    for name in ("r282_z93_q1", "r282_z93_q5", "r282_z93_q8", "r292_z93_q16", "cpu", "cuda", "null"):
+        assert name in names
+        spec = load_system(name)
+        assert spec.batching in ("packed", "sorted", "padded")
+        assert set(spec.precision) == {"bert-99", "bert-99.9"}
+    q16 = load_system("R292_Z93_Q16")  # case-insensitive
+    assert q16.devices == 16 and q16.simulated and q16.backend == "sim"
+    assert q16.batch_size["Offline"] == 4096 and q16.batch_size["Server"] == 512
+    assert q16.sim_samples_per_s["bert-99"] == pytest.approx(670.9)
+    assert load_system("cuda").devices is None  # all visible GPUs
+
+
+def test_unknown_system_and_bad_files_are_user_errors() -> None:
+    with pytest.raises(UserError, match="unknown system"):
+        load_system("nope")
+    good = 'name="x"\nbackend="null"\n[precision]\n"bert-99"="fp32"\n"bert-99.9"="fp32"\n'
+    good += "[batch_size]\nOffline=1\nServer=1\nSingleStream=1\n"
+    for m in ("bert-99", "bert-99.9"):
+        good += f'[target_qps."{m}"]\nOffline=1\nServer=1\nSingleStream=1\n'
+    assert parse_system(good, "t").name == "x"
+    with pytest.raises(UserError, match="unknown key"):
+        parse_system("colour='red'\n" + good, "t")
+    with pytest.raises(UserError, match="batching"):
+        parse_system('batching="zigzag"\n' + good, "t")
+    with pytest.raises(UserError, match="must be >= 1"):
+        parse_system(good.replace("Offline=1\nServer=1\nSingleStream=1\n[target", "Offline=0\nServer=1\nSingleStream=1\n[target", 1), "t")
+
+
+def test_systems_command_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["systems"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:5] == ["name", "devices", "backend", "simulated", "batching"]
+    q8 = next(line for line in lines if line.startswith("r282_z93_q8"))
+    assert q8.split()[1:6] == ["8", "sim", "yes", "packed", "int8"]
+    assert any(line.startswith("null ") for line in lines)
