@@ -1,6 +1,12 @@
 # `make demo` runs the main job; `make test` runs lint, types and tests.
 # Both create .venv with the pinned CPU toolchain on first use.
 PY := .venv/bin/python
+# Use the shared data beside the checkout when it is there (no download needed).
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/squad/dev-v1.1.json),)
+export PACKED_BERT_SQUAD ?= $(SHARED_DATA)/squad/dev-v1.1.json
+export PACKED_BERT_VOCAB ?= $(SHARED_DATA)/vocab/bert-uncased-vocab.txt
+endif
 VENV_STAMP := .venv/.installed
 
 $(VENV_STAMP): requirements-ci.txt pyproject.toml

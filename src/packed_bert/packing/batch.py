@@ -87,43 +87,47 @@ def build_batch(
     lengths: npt.ArrayLike,
     row_len: int = 384,
     max_per_pack: int | None = None,
+    source_index: np.ndarray | None = None,
 ) -> PackedBatch:
     """Lay the sequences of ``rows`` side by side into rows of ``row_len`` tokens.
 
-    ``input_ids``/``segment_ids`` are [N, S] (zero-padded features of the chunk), ``lengths``
-    [N]; ``rows`` indexes into them. ``max_per_pack`` fixes K (default: the fullest row).
+    ``rows`` holds positions in the chunk (``sample_index`` keeps them). ``source_index`` maps a
+    chunk position to its row in ``input_ids``/``segment_ids`` [N, S] and ``lengths`` [N]
+    (default: the identity, i.e. they hold the chunk itself). ``max_per_pack`` fixes K
+    (default: the fullest row). Whole rows are copied with boolean masks, no per-token indices.
     """
     matrix = rows_to_matrix(rows, max_per_pack)
-    n_rows, width = matrix.shape
-    lens = np.asarray(lengths, dtype=np.int64)
+    n_rows = matrix.shape[0]
     filled = matrix >= 0
-    seq_lens = np.where(filled, lens[np.where(filled, matrix, 0)], 0)
+    local = np.where(filled, matrix, 0)
+    source = local if source_index is None else np.asarray(source_index, dtype=np.int64)[local]
+    lens = np.asarray(lengths, dtype=np.int64)
+    seq_lens = np.where(filled, lens[source], 0)
     used = seq_lens.sum(axis=1)
     if n_rows and int(used.max()) > row_len:
         worst = int(np.argmax(used))
         raise ValueError(f"row {worst} holds {int(used[worst])} tokens, more than {row_len}")
 
-    ids_out = np.zeros((n_rows, row_len), dtype=np.int32)
-    seg_out = np.zeros((n_rows, row_len), dtype=np.int32)
-    pos_out = np.zeros((n_rows, row_len), dtype=np.int32)
-    slot_lens = seq_lens.reshape(-1)
-    total = int(slot_lens.sum())
-    if total:
-        # one entry per real token: where it comes from and where it goes
-        starts_in_row = np.cumsum(seq_lens, axis=1) - seq_lens
-        dest_start = (np.arange(n_rows)[:, None] * row_len + starts_in_row).reshape(-1)
-        src_start = np.where(filled, matrix, 0).reshape(-1) * input_ids.shape[1]
-        first_token = np.cumsum(slot_lens) - slot_lens
-        position = np.arange(total) - np.repeat(first_token, slot_lens)
-        dest = np.repeat(dest_start, slot_lens) + position
-        src = np.repeat(src_start, slot_lens) + position
-        ids_out.reshape(-1)[dest] = input_ids.reshape(-1)[src]
-        seg_out.reshape(-1)[dest] = segment_ids.reshape(-1)[src]
-        pos_out.reshape(-1)[dest] = position
+    seqs = source[filled]  # row-major slot order = the order tokens are laid out in a row
+    cols = min(row_len, input_ids.shape[1])
+    pos = _positions(row_len)
+    src_mask = pos[None, :cols] < seq_lens[filled][:, None]  # [S, cols]
+    dst_mask = pos[None, :] < used[:, None]  # [R, row_len]
+    outputs = []
+    for arr in (input_ids, segment_ids):
+        out = np.zeros((n_rows, row_len), dtype=np.int32)
+        out[dst_mask] = arr[seqs, :cols][src_mask]
+        outputs.append(out)
+    positions = np.zeros((n_rows, row_len), dtype=np.int32)
+    positions[dst_mask] = np.broadcast_to(pos[:cols], (seqs.size, cols))[src_mask]
     return PackedBatch(
-        input_ids=ids_out,
-        segment_ids=seg_out,
-        position_ids=pos_out,
+        input_ids=outputs[0],
+        segment_ids=outputs[1],
+        position_ids=positions,
         seq_lens=seq_lens.astype(np.int32),
         sample_index=np.where(filled, matrix, -1).astype(np.int64),
     )
+
+
+def _positions(row_len: int) -> np.ndarray:
+    return np.arange(row_len, dtype=np.int32)
