@@ -95,7 +95,7 @@ def test_test01_and_test05_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     audit_runs = json.loads((out / "summary.json").read_text())["tests"]
     assert "*.*.test05 = 1" in (Path(audit_runs["TEST05"]["audit_run"]) / "audit.config").read_text()
     printed = capsys.readouterr().out
-    assert "TEST01 accuracy: PASS" in printed and "TEST05 performance: PASS" in printed
+    assert "TEST01 accuracy: TEST PASS" in printed and "TEST05 performance: TEST PASS" in printed
     # a second compliance run reuses the accuracy and performance runs
     runner.calls.clear()
     assert run_compliance(cfg(tmp_path, ("TEST01",)), runner=runner, scorer=stub_scorer) == 0
@@ -128,3 +128,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown compliance test"):
         run_compliance(cfg(tmp_path, ("TEST99",)), runner=StubRunner())
     assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_reference_runs_over_other_samples_are_not_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # TEST01 compares by qsl_idx: an accuracy run over fewer samples would not cover the audit run
+    runner = StubRunner()
+    runner(RunConfig(sut="stub", mode="accuracy", results_dir=tmp_path, sample_count=10), None)
+    assert run_compliance(cfg(tmp_path, ("TEST01",)), runner=runner, scorer=stub_scorer) == 0
+    out = capsys.readouterr().out
+    assert "not using the accuracy run" in out and "(it used --count 10, this run --count all)" in out
+    assert [mode for mode, _ in runner.calls] == ["accuracy", "accuracy", "performance", "performance"]
+    assert runner.calls[1][0] == "accuracy" and runner.calls[1][1] is None

@@ -94,10 +94,11 @@ class StubRunner:
             summary.update(samples_per_second=s.score, valid=s.valid)
         (run_dir / "summary.json").write_text(json.dumps(summary) + "\n")
         (run_dir / "system.json").write_text(
-            json.dumps({"sut": cfg.sut, "devices": 1, "accelerator": "stub", "simulated": True, "sdk": cfg.sdk, "host": {"cpu": "test cpu", "cores": 2}})
+            json.dumps({"name": cfg.sut, "devices": 1, "accelerator": "stub", "backend": "stub", "simulated": True, "sdk": cfg.sdk,
+                        "host": "stub host", "host_info": {"cpus": 2, "cpu_model": "test cpu", "platform": "Linux-test"}})
         )
         (run_dir / "user.conf").write_text(f"bert.{cfg.scenario}.target_qps = 1000\n")
-        (run_dir / "settings.json").write_text("{}\n")
+        (run_dir / "settings.json").write_text(json.dumps({"mode": cfg.mode, "harness": {"precision": "int8", "weights": "tiny", "sample_count": cfg.sample_count}}) + "\n")
         (run_dir / "command.txt").write_text(f"packed-bert run --sut {cfg.sut} --mode {cfg.mode}\n")
         (run_dir / "report.md").write_text("# stub run\n")
         return run_dir

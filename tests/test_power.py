@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from test_compliance_loadgen import StubRunner
 
+from packed_bert.cli import build_parser
+from packed_bert.commands.run import config_from_args
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
 from packed_bert.power import analysis, client, meter, server_check
@@ -115,11 +117,21 @@ def test_unreachable_server_is_one_line_error(tmp_path: Path, monkeypatch: pytes
 
 
 def test_performance_command_is_the_run_command(tmp_path: Path) -> None:
-    cfg = RunConfig(sut="r282_z93_q1", model="bert-99", scenario="Offline", batch_size=4096, target_qps=300.0, sdk="1.5.9")
+    cfg = RunConfig(sut="r282_z93_q1", model="bert-99", scenario="Offline", batch_size=4096, target_qps=300.0, sdk="1.5.9",
+                    weights="tiny", batching="padded", sample_count=40, dataset=tmp_path / "dev.json",
+                    extra={"settings": {"min_duration": "1000"}})
     argv = performance_command(cfg, tmp_path)
     text = " ".join(argv)
     assert "packed_bert.cli run --sut r282_z93_q1 --model bert-99 --scenario offline --mode performance" in text
     assert f"--results-dir {tmp_path}" in text and "--batch-size 4096" in text and "--target-qps 300.0" in text
+    # every flag is one `packed-bert run` takes, and it gives back the same run
+    parser = build_parser()
+    again = config_from_args(parser.parse_args(argv[3:]))
+    for name in ("sut", "model", "scenario", "mode", "batch_size", "target_qps", "sdk", "weights", "batching",
+                 "sample_count", "dataset", "execution", "extra"):
+        want = "performance" if name == "mode" else getattr(cfg, name)
+        assert getattr(again, name) == want, name
+    assert again.results_dir == tmp_path
 
 
 def test_rapl_meter_reads_counters_and_wraps(tmp_path: Path) -> None:

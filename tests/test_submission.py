@@ -47,11 +47,14 @@ def test_v41_tree_with_power_end_to_end(tmp_path: Path, server: str, monkeypatch
     m = root / "measurements" / "stub" / "bert-99" / "Offline"
     assert {p.name for p in m.iterdir()} == {"user.conf", "README.md", "stub_packed-bert_Offline.json"}
     assert set(json.loads((m / "stub_packed-bert_Offline.json").read_text())) >= {"input_data_types", "retraining", "starting_weights_filename", "weight_data_types", "weight_transformations"}
+    impl = json.loads((m / "stub_packed-bert_Offline.json").read_text())
+    assert (impl["weight_data_types"], impl["starting_weights_filename"]) == ("int8", "tiny")  # settings.json "harness"
     c = root / "compliance" / "stub" / "bert-99" / "Offline"
     assert (c / "TEST01" / "verify_accuracy.txt").is_file() and (c / "TEST05" / "verify_performance.txt").is_file()
     assert recorded_hash(c / "TEST01" / "accuracy" / "accuracy.txt")
     desc = json.loads((root / "systems" / "stub.json").read_text())
     assert desc["submitter"] == "Acme" and desc["division"] == "closed" and desc["system_name"] == "stub (simulated)"
+    assert (desc["accelerator_model_name"], desc["accelerators_per_node"], desc["host_processor_model_name"]) == ("stub", 1, "stub host")
     assert "check: submission looks OK" in out
 
 
@@ -90,9 +93,13 @@ def test_check_catches_low_accuracy_invalid_and_failed_audit(tmp_path: Path) -> 
     summary.write_text(summary.read_text().replace("Result is : VALID", "Result is : INVALID"))
     (r / "TEST01" / "verify_performance.txt").write_text("TEST FAIL: Test score invalid\n")
     (root / "systems" / "stub.json").write_text(json.dumps({"submitter": "Acme", "division": "closed"}))
+    detail = r / "accuracy" / "mlperf_log_detail.txt"  # what a second user.conf in one process logs
+    detail.write_text(detail.read_text() + ':::MLLOG {"key": "error_invalid_config", "value": "Multiple conf files are used. '
+                      'This is not valid for official submission.", "metadata": {"is_error": true}}\n')
     problems = "\n".join(check_tree(root, get_round("v6.0"), res))
-    assert "F1 80.0 below the bert-99 target 89.965" in problems
+    assert "F1 80.000 below the bert-99 target 89.965" in problems
     assert "not VALID" in problems
     assert "verify_performance.txt has no TEST PASS" in problems
     assert "required fields missing" in problems
+    assert "LoadGen logged an ERROR (error_invalid_config: Multiple conf files are used" in problems
     assert sys.version_info >= (3, 11)

@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(_with_default_command(args_list))
+        args.argv = ["packed-bert", *args_list]  # as typed, for the run's command.txt
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()

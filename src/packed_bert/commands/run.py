@@ -48,7 +48,8 @@ def register(sub: Any) -> None:
                    help="Server: search the highest QPS meeting the 130 ms p99 bound")
     p.add_argument("--dataset", type=Path, help="SQuAD v1.1 dev json")
     p.add_argument("--vocab", type=Path, help="BERT uncased vocab.txt")
-    p.add_argument("--count", type=int, help="use only the first N samples (quick runs)")
+    p.add_argument("--count", "--sample-count", "--sample_count", dest="count", type=int,
+                   help="use only the first N samples (quick runs)")
     p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                    help="extra user.conf setting for this scenario, e.g. min_duration=20000")
     p.add_argument("--sdk", help="accelerator SDK version, recorded in system.json")
@@ -57,6 +58,10 @@ def register(sub: Any) -> None:
     p.add_argument("--compliance", "--compliance,", dest="compliance", default=None,
                    help="audit tests, e.g. TEST01,TEST05 (implies --mode compliance)")
     p.add_argument("--round", help="MLPerf round, e.g. v4.1 (default: the newest supported)")
+    p.add_argument("--accuracy-dir", "--accuracy_dir", dest="accuracy_dir", type=Path,
+                   help="compliance: the accuracy run to compare with (default: the newest in --results-dir)")
+    p.add_argument("--performance-dir", "--performance_dir", dest="performance_dir", type=Path,
+                   help="compliance: the performance run to compare with (default: the newest)")
     # power
     p.add_argument("--power", choices=("yes", "no"), default=None, help="old spelling of --mode power")
     p.add_argument("--power-server", dest="power_server", metavar="HOST:PORT")
@@ -96,6 +101,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         from packed_bert.harness.settings import parse_setting
 
         extra["settings"] = dict(parse_setting(s) for s in args.setting)
+    for key in ("accuracy_dir", "performance_dir"):
+        if getattr(args, key, None) is not None:
+            extra[key] = getattr(args, key)
     if args.sleep_before < 0:
         raise UserError("--sleep-before must be >= 0 seconds")
     return RunConfig(
@@ -107,9 +115,29 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         sample_count=args.count, verbose=args.verbose, compliance_tests=tests,
         round=args.round, power_server=power_server, ntp_server=args.ntp,
         sleep_before_s=args.sleep_before,
-        command_line=tuple(argv if argv is not None else ["packed-bert", *sys.argv[1:]]),
+        command_line=tuple(argv or getattr(args, "argv", None) or ["packed-bert", *sys.argv[1:]]),
         extra=extra,
     )
+
+
+def command_for(cfg: RunConfig) -> list[str]:
+    """The ``packed-bert run`` command line that makes ``cfg`` again (``config_from_args`` of it
+    gives back the same run): what compliance and power record and hand to the power client."""
+    argv = ["packed-bert", "run", "--sut", cfg.sut, "--model", cfg.model, "--scenario", cfg.scenario.lower(),
+            "--mode", cfg.mode, "--execution", cfg.execution, "--results-dir", str(cfg.results_dir)]
+    for flag, value in (("--batch-size", cfg.batch_size), ("--target-qps", cfg.target_qps),
+                        ("--weights", cfg.weights), ("--batching", cfg.batching), ("--sdk", cfg.sdk),
+                        ("--count", cfg.sample_count), ("--dataset", cfg.dataset), ("--vocab", cfg.vocab),
+                        ("--round", cfg.round), ("--power-server", cfg.power_server), ("--ntp", cfg.ntp_server)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if cfg.compliance_tests:
+        argv += ["--compliance", ",".join(cfg.compliance_tests)]
+    if cfg.sleep_before_s:
+        argv += ["--sleep-before", f"{cfg.sleep_before_s:g}"]
+    for key, value in dict(cfg.extra.get("settings", {})).items():
+        argv += ["--setting", f"{key}={value}"]
+    return argv
 
 
 def handle(args: argparse.Namespace) -> int:

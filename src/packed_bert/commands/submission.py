@@ -1,6 +1,7 @@
 """``packed-bert submission``: build (and check) the MLPerf submission tree from run directories."""
 
 import argparse
+import json
 from pathlib import Path
 
 from packed_bert.compliance.tests import ROUNDS, get_round
@@ -23,10 +24,13 @@ def handle(args: argparse.Namespace) -> int:
     rnd = get_round(args.round)
     root = build(args.results, args.out, args.submitter, args.division, rnd)
     print(f"submission {rnd.name} ({rnd.layout} layout): {root}")
-    if not args.check:
-        return 0
-    problems = check_tree(root, rnd, args.results)
+    summary: dict[str, object] = {"submission": str(root), "round": rnd.name, "layout": rnd.layout,
+                                  "division": args.division, "submitter": args.submitter}
+    problems = check_tree(root, rnd, args.results) if args.check else []
     for problem in problems:
         print(f"CHECK FAIL: {problem}")
-    print("check: submission looks OK" if not problems else f"check: {len(problems)} problem(s)")
+    if args.check:
+        print("check: submission looks OK" if not problems else f"check: {len(problems)} problem(s)")
+        summary.update(check="PASS" if not problems else "FAIL", problems=problems)
+    print(json.dumps(summary))
     return 0 if not problems else 1

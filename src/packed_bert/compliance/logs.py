@@ -80,6 +80,24 @@ def read_detail(path: Path) -> dict[str, list[Any]]:
     return out
 
 
+def detail_errors(path: Path) -> list[str]:
+    """The ERROR entries LoadGen logged (``metadata.is_error``), as ``key: value``; MLPerf's
+    submission checker rejects a run whose detail log has one."""
+    out: list[str] = []
+    if not path.is_file():
+        return out
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.startswith(":::MLLOG "):
+            continue
+        try:
+            rec = json.loads(line[len(":::MLLOG ") :])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec.get("metadata"), dict) and rec["metadata"].get("is_error"):
+            out.append(f"{rec.get('key')}: {rec.get('value')}")
+    return out
+
+
 def read_accuracy_log(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"{path}: no LoadGen accuracy log there")

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packed_bert.compliance.logs import Summary, read_accuracy_log, read_summary, write_accuracy_log
-from packed_bert.errors import UserError
 
 # A scorer takes an accuracy log and returns (exact_match, f1) over the questions it holds.
 Scorer = Callable[[Path], tuple[float, float]]
@@ -180,14 +179,17 @@ def compare_performance(reference: Path, test: Path, which: str) -> PerformanceC
     return done(ok, "Test score invalid")
 
 
-def default_scorer() -> Scorer:
-    try:
-        from packed_bert.squad.scoring import score_accuracy_log
-    except ImportError as exc:  # pragma: no cover - squad lands separately
-        raise UserError("SQuAD scoring is not available (packed_bert.squad.scoring)") from exc
+def default_scorer(dataset: Path | None = None, vocab: Path | None = None) -> Scorer:
+    """SQuAD EM/F1 of an accuracy log over the questions it covers (features of ``dataset``)."""
+    from packed_bert.squad.features import load_features
+    from packed_bert.squad.scoring import score_accuracy_log
+
+    features: list[object] = []
 
     def score(log: Path) -> tuple[float, float]:
-        result = score_accuracy_log(log)
+        if not features:
+            features.append(load_features(dataset, vocab))
+        result = score_accuracy_log(log, features[0])  # type: ignore[arg-type]
         return float(result.exact_match), float(result.f1)
 
     return score

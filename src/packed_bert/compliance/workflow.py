@@ -8,8 +8,11 @@ audit run is a harness run directory of its own, with its ``audit.config``.
 
 import dataclasses
 import json
+import multiprocessing
 import shutil
+import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +33,57 @@ from packed_bert.harness.config import RunConfig
 Runner = Callable[[RunConfig, Path | None], Path]
 
 
-def harness_runner(cfg: RunConfig, audit_config: Path | None) -> Path:
+def run_in_process(cfg: RunConfig, audit_config: Path | None) -> Path:
     from packed_bert.harness.runner import run_benchmark
 
     return Path(run_benchmark(cfg, audit_config=audit_config).run_dir)
+
+
+def harness_runner(cfg: RunConfig, audit_config: Path | None) -> Path:
+    """One harness run in a fresh process. LoadGen takes one user.conf per process: a second one
+    logs the ERROR "Multiple conf files are used" into the run's detail log, and MLPerf's
+    submission checker rejects a log with an ERROR."""
+    sys.stdout.flush()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_in_process, cfg, audit_config).result()
+
+
+def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
+    """Why a run found in the results directory is not the reference for ``cfg`` (or None)."""
+    try:
+        plan = json.loads((run_dir / "settings.json").read_text()).get("harness", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(plan, dict):
+        return None
+    if "sample_count" in plan and plan["sample_count"] != cfg.sample_count:
+        return f"it used --count {plan['sample_count'] or 'all'}, this run --count {cfg.sample_count or 'all'}"
+    if cfg.weights is not None and plan.get("weights") not in (None, cfg.weights):
+        return f"it used --weights {plan['weights']}, this run --weights {cfg.weights}"
+    return None
 
 
 def _reference_run(cfg: RunConfig, mode: str, runner: Runner) -> Path:
     given = cfg.extra.get(f"{mode}_dir")
     if given:
         path = Path(given)
-        if not (path / SUMMARY).is_file():
-            raise UserError(f"--{mode}-dir {path}: no LoadGen logs there")
+        need = ACCURACY_LOG if mode == "accuracy" else SUMMARY
+        if not (path / need).is_file():
+            raise UserError(f"--{mode}-dir {path}: no {need} there")
         return path
     found = find_run(cfg.results_dir, cfg.sut, cfg.model, cfg.scenario, mode)
-    if found is not None:
+    why = _plan_mismatch(found, cfg) if found is not None else None
+    if found is not None and why is None:
         print(f"compliance: using the {mode} run {found}")
         return found
-    print(f"compliance: no {mode} run of {cfg.sut}/{cfg.model}/{cfg.scenario} in {cfg.results_dir}; running one")
-    return runner(dataclasses.replace(cfg, mode=mode, compliance_tests=()), None)  # type: ignore[arg-type]
+    if found is not None:
+        print(f"compliance: not using the {mode} run {found} ({why}); running one")
+    else:
+        print(f"compliance: no {mode} run of {cfg.sut}/{cfg.model}/{cfg.scenario} in {cfg.results_dir}; running one")
+    from packed_bert.commands.run import command_for
+
+    ref = dataclasses.replace(cfg, mode=mode, compliance_tests=(), round=None)  # type: ignore[arg-type]
+    return runner(dataclasses.replace(ref, command_line=tuple(command_for(ref))), None)
 
 
 def _check_audit_applied(test: str, audit_dir: Path) -> str | None:
@@ -75,6 +110,7 @@ def run_test(
     audit_config.write_text(rules.audit_config_text(test, rnd))
     extra = {**cfg.extra, "compliance_test": test, "loadgen_test_settings": rules.test_settings_overrides(test)}
     audit_cfg = dataclasses.replace(cfg, mode="performance", compliance_tests=(), extra=extra)
+    print(f"compliance {test}: audit run ({rnd.name} audit.config)", flush=True)
     audit_dir = runner(audit_cfg, audit_config)
     if not (audit_dir / "audit.config").exists():
         shutil.copy2(audit_config, audit_dir / "audit.config")
@@ -92,7 +128,10 @@ def run_test(
     _copy(audit_dir / SUMMARY, test_dir / "performance" / "run_1")
     _copy(audit_dir / DETAIL, test_dir / "performance" / "run_1")
     result["performance"] = {"passed": perf.passed, "reference": perf.reference.score, "test": perf.audit.score}
-    print(f"{test} performance: {'PASS' if perf.passed else 'FAIL'} ({perf.lines[-1]}; reference {perf.reference.score}, test {perf.audit.score})")
+    unit = "ns" if "Stream" in perf.reference.scenario else "samples/s"
+    scores = ", ".join(f"{name} {'none' if v is None else f'{v:,.1f}'}" for name, v in (
+        ("performance run", perf.reference.score), ("audit run", perf.audit.score)))
+    print(f"{test} performance: {perf.lines[-1]} ({scores} {unit})")
 
     if test == "TEST01":
         acc = compare_accuracy_logs(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG)
@@ -105,16 +144,16 @@ def run_test(
         }
         if acc.passed:
             entry["passed"] = True
-            print(f"TEST01 accuracy: PASS ({acc.num_perf_log_qsl_idx_match} logged responses equal the accuracy run's)")
+            print(f"TEST01 accuracy: TEST PASS ({acc.num_perf_log_qsl_idx_match} logged responses equal the accuracy run's)")
         elif acc.num_perf_log_qsl_idx_match == 0:
             entry["passed"] = False
-            print("TEST01 accuracy: FAIL (the audit run logged no response the accuracy run has)")
+            print("TEST01 accuracy: TEST FAIL (the audit run logged no response the accuracy run has)")
         else:
-            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer())
+            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer(cfg.dataset, cfg.vocab))
             entry.update(passed=fb.passed, baseline_f1=fb.baseline_f1, compliance_f1=fb.compliance_f1, delta_percent=fb.delta_percent)
             print(
-                f"TEST01 accuracy: {'PASS' if fb.passed else 'FAIL'} ({acc.num_perf_log_data_mismatch} of "
-                f"{acc.num_perf_log_qsl_idx_match} responses differ; F1 on that subset {fb.baseline_f1:.3f} "
+                f"TEST01 accuracy: {'TEST PASS' if fb.passed else 'TEST FAIL'} ({acc.num_perf_log_data_mismatch} of "
+                f"{acc.num_perf_log_qsl_idx_match} logged responses differ bit-wise; F1 on those samples {fb.baseline_f1:.3f} "
                 f"(accuracy run) vs {fb.compliance_f1:.3f} (audit run): {fb.delta_percent:.3f}% <= {fb.allowed_percent}% "
                 f"{'holds' if fb.passed else 'fails'})"
             )

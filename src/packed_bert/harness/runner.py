@@ -305,6 +305,7 @@ def _system_description(plan: RunPlan, runners: list[Any]) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "python": sys.version.split()[0],
         "loadgen": _version("mlcommons-loadgen"),
         "numpy": np.__version__,
@@ -314,6 +315,16 @@ def _system_description(plan: RunPlan, runners: list[Any]) -> dict[str, Any]:
     if plan.system.simulated:
         desc["note"] = "SIMULATED: no such accelerator is here; timing from the published per-card rates"
     return desc
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _version(dist: str) -> str | None:

@@ -26,16 +26,11 @@ Runner = Callable[[RunConfig, Path | None], Path]
 
 def performance_command(cfg: RunConfig, results_dir: Path) -> list[str]:
     """The ``packed-bert run ... --mode performance`` the client runs, writing under ``results_dir``."""
-    argv = [sys.executable, "-m", "packed_bert.cli", "run", "--sut", cfg.sut, "--model", cfg.model,
-            "--scenario", cfg.scenario.lower(), "--mode", "performance", "--execution", cfg.execution,
-            "--results-dir", str(results_dir)]
-    for flag, value in (("--batch-size", cfg.batch_size), ("--target-qps", cfg.target_qps),
-                        ("--weights", cfg.weights), ("--sdk", cfg.sdk), ("--sample-count", cfg.sample_count)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if cfg.batching == "padded":
-        argv.append("--no-packing")
-    return argv
+    from packed_bert.commands.run import command_for
+
+    perf = dataclasses.replace(cfg, mode="performance", results_dir=results_dir, compliance_tests=(),
+                               power_server=None, ntp_server=None, sleep_before_s=0.0)
+    return [sys.executable, "-m", "packed_bert.cli", *command_for(perf)[1:]]
 
 
 def workload_command(perf_argv: list[str], logs: Path, results_dir: Path, sleep_s: float) -> str:
@@ -84,9 +79,9 @@ def run_unofficial(cfg: RunConfig, runner: Runner | None = None) -> int:
     if m is None:
         raise UserError(f"--mode power needs --power-server HOST:PORT, and the built-in meter cannot stand in: {meter.NO_METER}")
     if runner is None:
-        from packed_bert.compliance.workflow import harness_runner
+        from packed_bert.compliance.workflow import run_in_process
 
-        runner = harness_runner
+        runner = run_in_process  # one run: the meter should see it, not a process starting
     perf_cfg = dataclasses.replace(cfg, mode="performance")
     with meter.metering(m) as reading:
         run_dir = runner(perf_cfg, None)

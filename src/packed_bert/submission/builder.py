@@ -77,17 +77,21 @@ def readme(e: Entry) -> str:
 
 
 def implementation_json(perf: Path | None) -> dict[str, str]:
-    settings: dict = {}
+    """From the run's ``settings.json``: the harness plan (``harness.precision``, ``harness.weights``)."""
+    plan: dict = {}
     if perf and (perf / "settings.json").is_file():
         try:
             settings = json.loads((perf / "settings.json").read_text())
         except json.JSONDecodeError:
             settings = {}
-    precision = str(settings.get("precision") or "fp32") if isinstance(settings, dict) else "fp32"
+        if isinstance(settings, dict):
+            harness = settings.get("harness")
+            plan = harness if isinstance(harness, dict) else settings
+    precision = str(plan.get("precision") or "fp32")
     return {
         "input_data_types": "int32",
         "retraining": "No",
-        "starting_weights_filename": str(settings.get("weights") or "model.pytorch") if isinstance(settings, dict) else "model.pytorch",
+        "starting_weights_filename": str(plan.get("weights") or "model.pytorch"),
         "weight_data_types": precision,
         "weight_transformations": "none" if precision == "fp32" else f"quantized to {precision}",
     }

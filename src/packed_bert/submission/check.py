@@ -2,7 +2,8 @@
 
 Files present per layout; accuracy.txt's F1 at or above the model's target and its ``hash=``
 line (matching the original log when the results directory is given); the accuracy log
-truncated (under 10 KiB); performance VALID; each compliance test of the round passed (TEST01
+truncated (under 10 KiB); performance VALID; no ERROR in LoadGen's detail logs (a second
+user.conf loaded in one process logs one); each compliance test of the round passed (TEST01
 accuracy by identical responses or by the F1 delta); systems JSON with the required fields.
 """
 
@@ -10,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from packed_bert.compliance.logs import ACCURACY_LOG, DETAIL, SUMMARY, read_summary
+from packed_bert.compliance.logs import ACCURACY_LOG, DETAIL, SUMMARY, detail_errors, read_summary
 from packed_bert.compliance.rundirs import find_run
 from packed_bert.compliance.tests import Round
 from packed_bert.compliance.verify import F1_DELTA_PERCENT
@@ -34,8 +35,12 @@ def _passes(path: Path) -> bool:
     return path.is_file() and "TEST PASS" in path.read_text(errors="replace")
 
 
+def loadgen_errors(run_dir: Path) -> list[str]:
+    return [f"{run_dir}/{DETAIL}: LoadGen logged an ERROR ({e})" for e in detail_errors(run_dir / DETAIL)]
+
+
 def check_compliance(test_dir: Path, model: str) -> list[str]:
-    problems = []
+    problems = loadgen_errors(test_dir / "performance" / "run_1")
     name = f"{test_dir.parent.name}/{test_dir.name}"
     if not _passes(test_dir / "verify_performance.txt"):
         problems.append(f"{test_dir}: verify_performance.txt has no TEST PASS")
@@ -94,7 +99,7 @@ def check_result(root: Path, rnd: Round, sut: str, model: str, scen: str, result
         if f1 is None:
             out.append(f"{acc}/accuracy.txt: no {{\"exact_match\": X, \"f1\": Y}} line")
         elif target is not None and f1 < target:
-            out.append(f"{acc}/accuracy.txt: F1 {f1} below the {model} target {target}")
+            out.append(f"{acc}/accuracy.txt: F1 {f1:.3f} below the {model} target {target}")
         digest = recorded_hash(acc / "accuracy.txt")
         if digest is None:
             out.append(f"{acc}/accuracy.txt: no hash= line (accuracy log not truncated by the MLPerf rules)")
@@ -104,7 +109,9 @@ def check_result(root: Path, rnd: Round, sut: str, model: str, scen: str, result
                 out.append(f"{acc}/accuracy.txt: hash does not match {src / ACCURACY_LOG}")
     if (acc / ACCURACY_LOG).is_file() and (acc / ACCURACY_LOG).stat().st_size >= MAX_LOG_SIZE:
         out.append(f"{acc}/{ACCURACY_LOG}: not truncated ({(acc / ACCURACY_LOG).stat().st_size} bytes)")
+    out += loadgen_errors(acc)
     run1 = p.results / "performance" / "run_1"
+    out += loadgen_errors(run1)
     if not (run1 / SUMMARY).is_file() or not (run1 / DETAIL).is_file():
         out.append(f"{run1}: LoadGen logs missing")
     elif read_summary(run1 / SUMMARY).valid is not True:

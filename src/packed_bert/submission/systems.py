@@ -19,39 +19,39 @@ REQUIRED_FIELDS = (
 UNKNOWN = "N/A"
 
 
-def _find(d: dict[str, Any], *keys: str) -> Any:
-    """The first of ``keys`` found anywhere in ``d`` (nested dicts searched too)."""
-    for key in keys:
-        if key in d and d[key] not in (None, ""):
-            return d[key]
-    for value in d.values():
-        if isinstance(value, dict):
-            found = _find(value, *keys)
-            if found is not None:
-                return found
-    return None
-
-
 def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: str, status: str = "available") -> dict[str, Any]:
-    devices = _find(run_system, "devices", "accelerators_per_node", "cards")
-    count = len(devices) if isinstance(devices, list) else devices
-    accel = _find(run_system, "accelerator_model_name", "accelerator", "device_name")
-    simulated = bool(_find(run_system, "simulated"))
+    """From the harness's ``system.json``: the system file's fields (``host``, ``accelerator``,
+    ``backend``, ``sdk``, ``simulated``), ``devices`` (the runners used) and ``host_info`` (the
+    machine that ran it: ``cpu_model``, ``cpus``, ``platform``)."""
+    info = run_system.get("host_info")
+    host_info: dict[str, Any] = info if isinstance(info, dict) else {}
+    simulated = bool(run_system.get("simulated"))
+    accel = run_system.get("accelerator")
+    devices = run_system.get("devices")
+    count = len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else None
+    if not accel or str(accel).lower() in ("cpu", "none"):
+        accel, count = None, 0  # a CPU-only system has no accelerator in MLPerf's terms
+    if simulated:  # the system the timing model stands for, not the machine the run was on
+        cpu, cores = run_system.get("host"), None
+    else:
+        cpu, cores = host_info.get("cpu_model"), host_info.get("cpus")
+    sdk = run_system.get("sdk")
     out: dict[str, Any] = {key: UNKNOWN for key in REQUIRED_FIELDS}
     out.update(
         division=division,
         submitter=submitter,
         status=status,
         system_name=f"{sut} (simulated)" if simulated else sut,
-        number_of_nodes=_find(run_system, "number_of_nodes", "hosts") or 1,
-        host_processor_model_name=_find(run_system, "host_processor_model_name", "cpu", "processor") or platform.processor() or UNKNOWN,
-        host_processor_core_count=_find(run_system, "host_processor_core_count", "cores", "cpu_count") or UNKNOWN,
+        number_of_nodes=1,
+        host_processor_model_name=str(cpu) if cpu else UNKNOWN,
+        host_processor_core_count=cores or UNKNOWN,
         accelerators_per_node=count if count is not None else 0,
         accelerator_model_name=str(accel) if accel else UNKNOWN,
-        framework=f"packed-bert, {_find(run_system, 'backend', 'runtime') or 'LoadGen harness'}",
-        operating_system=_find(run_system, "operating_system", "os") or f"{platform.system()} {platform.release()}",
+        framework=f"packed-bert, {run_system.get('backend') or 'LoadGen harness'}",
+        operating_system=(str(host_info["platform"]) if not simulated and host_info.get("platform")
+                          else UNKNOWN if simulated else f"{platform.system()} {platform.release()}"),
         system_type="datacenter",
-        other_software_stack=f"SDK {_find(run_system, 'sdk')}" if _find(run_system, "sdk") else UNKNOWN,
+        other_software_stack=f"SDK {sdk}" if sdk else UNKNOWN,
         sw_notes="simulated accelerator: timing model, not hardware" if simulated else UNKNOWN,
     )
     return out
