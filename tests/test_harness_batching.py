@@ -64,3 +64,15 @@ def test_server_batches_go_when_full_or_after_max_wait() -> None:
             assert [g.ids.tolist() for g in got][-1] == [9]
     finally:
         sched.close()
+
+
+def test_trimmed_packed_rows_end_at_the_fullest_row() -> None:
+    lib = SampleLibrary.from_features(synthetic_features(200))
+    chunk = np.flatnonzero(lib.lengths < 100)[:5].astype(np.int64)
+    full = BatchBuilder(lib, "packed").build(chunk)
+    trimmed = BatchBuilder(lib, "packed", trim_rows=True).build(chunk)
+    used = int(full.seq_lens.sum(axis=1).max())
+    assert full.row_len == 384 and trimmed.row_len == used < 384
+    np.testing.assert_array_equal(trimmed.input_ids, full.input_ids[:, :used])
+    np.testing.assert_array_equal(trimmed.seq_lens, full.seq_lens)
+    assert not full.input_ids[:, used:].any()

@@ -5,7 +5,7 @@ from test_harness_fakes import synthetic_features
 
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.peak import find_peak
+from packed_bert.harness.peak import QpsSearch, find_peak
 
 
 def test_find_peak_searches_server_qps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,3 +24,23 @@ def test_find_peak_searches_server_qps(tmp_path: Path, capsys: pytest.CaptureFix
 def test_find_peak_needs_server() -> None:
     with pytest.raises(UserError, match="scenario server"):
         find_peak(RunConfig(sut="null", find_peak=True), features=synthetic_features(10))
+
+
+def test_qps_search_steps_up_down_then_bisects() -> None:
+    search = QpsSearch(100.0, max_trials=8, rel_tol=0.05)
+    capacity = 140.0
+    tried = []
+    while search.next_qps is not None:
+        tried.append(search.next_qps)
+        search.record(search.next_qps <= capacity)
+    assert tried[:3] == [100.0, 125.0, 156.25]  # x1.25 while passing
+    assert tried[3] == (125.0 + 156.25) / 2  # then bisect between best pass and lowest fail
+    assert search.peak is not None and capacity * 0.95 <= search.peak <= capacity
+    assert search.lowest_failing is not None and (search.lowest_failing - search.peak) / search.lowest_failing <= 0.05
+    down = QpsSearch(90.0, max_trials=2)
+    down.record(False)
+    assert down.next_qps == 60.0  # divide by 1.5 until one passes
+    down.record(False)
+    assert down.next_qps is None and down.peak is None and down.lowest_failing == 60.0
+    with pytest.raises(RuntimeError):
+        down.record(True)

@@ -23,6 +23,7 @@ class BatchBuilder:
     library: SampleLibrary
     strategy: str = "packed"
     max_per_row: int = 3
+    trim_rows: bool = False  # dynamic-shape runtimes: packed rows end at the fullest row's end
 
     def __post_init__(self) -> None:
         if self.strategy not in BATCHINGS:
@@ -34,6 +35,9 @@ class BatchBuilder:
         if self.strategy == "packed":
             local = pack_matrix(lens, self.max_per_row, ROW_LEN)
             row_len = ROW_LEN
+            if self.trim_rows and lens.size:
+                used = np.where(local >= 0, lens[np.maximum(local, 0)], 0).sum(axis=1)
+                row_len = int(used.max())
         elif self.strategy == "sorted":
             local = np.argsort(-lens, kind="stable")[:, None]
             row_len = int(lens.max()) if lens.size else 1

@@ -20,6 +20,49 @@ from packed_bert.harness.run_dir import RunDir, run_name
 MAX_TRIALS = 8
 
 
+class QpsSearch:
+    """The QPS steps of the search, apart from running them (benchmarks drive several in
+    lock-step): ``next_qps`` is the QPS to try (None: done), ``record(ok)`` its outcome."""
+
+    def __init__(self, start_qps: float, max_trials: int = MAX_TRIALS, rel_tol: float = 0.03,
+                 up: float = 1.25, down: float = 1.5) -> None:
+        if start_qps <= 0 or max_trials < 1 or up <= 1 or down <= 1:
+            raise ValueError("QpsSearch needs start_qps > 0, max_trials >= 1, up and down > 1")
+        self.lo, self.hi = 0.0, float("inf")
+        self.next_qps: float | None = float(start_qps)
+        self.trials = 0
+        self.max_trials, self.rel_tol, self.up, self.down = max_trials, rel_tol, up, down
+
+    def record(self, ok: bool) -> None:
+        qps = self.next_qps
+        if qps is None:
+            raise RuntimeError("QpsSearch.record: the search is over")
+        self.trials += 1
+        if ok:
+            self.lo = max(self.lo, qps)
+        else:
+            self.hi = min(self.hi, qps)
+        if self.trials >= self.max_trials:
+            self.next_qps = None
+        elif self.hi == float("inf"):
+            self.next_qps = self.lo * self.up
+        elif self.lo == 0.0:
+            self.next_qps = self.hi / self.down
+        elif (self.hi - self.lo) / self.hi <= self.rel_tol:
+            self.next_qps = None
+        else:
+            self.next_qps = (self.lo + self.hi) / 2
+
+    @property
+    def peak(self) -> float | None:
+        """The highest QPS that passed (None: none did)."""
+        return self.lo if self.lo > 0 else None
+
+    @property
+    def lowest_failing(self) -> float | None:
+        return None if self.hi == float("inf") else self.hi
+
+
 def find_peak(cfg: RunConfig, *, features: Any = None, runners: list[Any] | None = None,
               max_trials: int = MAX_TRIALS, rel_tol: float = 0.03) -> RunResult:
     if cfg.scenario != "Server":
@@ -60,22 +103,10 @@ def find_peak(cfg: RunConfig, *, features: Any = None, runners: list[Any] | None
         return ok
 
     try:
-        lo, hi = 0.0, float("inf")
-        qps = plan.target_qps
-        while len(trials) < max_trials:
-            if trial(qps):
-                lo = qps
-            else:
-                hi = qps
-            if hi == float("inf"):
-                qps = lo * 1.25
-            elif lo == 0.0:
-                qps = hi / 1.5
-            elif (hi - lo) / hi <= rel_tol:
-                break
-            else:
-                qps = (lo + hi) / 2
-        peak = {"peak_qps": lo if lo > 0 else None, "lowest_invalid_qps": None if hi == float("inf") else hi,
+        search = QpsSearch(plan.target_qps, max_trials, rel_tol)
+        while search.next_qps is not None:
+            search.record(trial(search.next_qps))
+        peak = {"peak_qps": search.peak, "lowest_invalid_qps": search.lowest_failing,
                 "trials": trials, "bound_ms": 130.0}
         rd.write_json("peak.json", peak)
         final = rd.finish()

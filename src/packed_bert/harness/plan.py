@@ -94,7 +94,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         target_qps=float(target_qps),
         weights=cfg.weights or system.weights,
         precision=str(extra.get("precision", system.precision_for(cfg.model))),
-        backend=system.backend,
+        backend=system.backend_for(cfg.model),
         inflight=inflight,
         server_max_wait_s=max_wait_ms / 1e3,
         dispatch_when_idle=bool(extra.get("dispatch_when_idle", system.server_dispatch_when_idle)),

@@ -106,7 +106,8 @@ def _run_in(
         audit_path.write_bytes(Path(audit_config).read_bytes())
     expected = _expected_samples(plan, library, loaded.effective)
     progress = Progress(expected, f"{plan.scenario} {cfg.mode}", enabled=not quiet)
-    builder = BatchBuilder(library, plan.batching, plan.system.max_per_row)
+    trim = not all(r.static_shape for r in runners)
+    builder = BatchBuilder(library, plan.batching, plan.system.max_per_row, trim_rows=trim)
     sut = BenchmarkSUT(
         builder, runners, plan.scenario, plan.batch_size, plan.inflight, plan.server_max_wait_s,
         dispatch_when_idle=plan.dispatch_when_idle, progress=progress,

@@ -59,7 +59,12 @@ class SystemSpec:
         return self.batching_per_scenario.get(scenario, self.batching)
 
     def precision_for(self, model: str) -> str:
-        return self.precision[model]
+        return self.precision[model].rpartition(":")[2]
+
+    def backend_for(self, model: str) -> str:
+        """A precision entry may name its own runtime (``"torch:bf16"``); else the system's."""
+        runtime, _, _ = self.precision[model].rpartition(":")
+        return runtime or self.backend
 
     def default_qps(self, model: str, scenario: str) -> float:
         return float(self.target_qps[model][scenario])
