@@ -31,15 +31,31 @@ def test_unknown_system_and_bad_files_are_user_errors() -> None:
         parse_system("colour='red'\n" + good, "t")
     with pytest.raises(UserError, match="batching"):
         parse_system('batching="zigzag"\n' + good, "t")
+    with pytest.raises(UserError, match="unknown model"):
+        parse_system(good + '[batching."bert-98"]\nOffline="packed"\n', "t")
     with pytest.raises(UserError, match="must be >= 1"):
         parse_system(good.replace("Offline=1\nServer=1\nSingleStream=1\n[target", "Offline=0\nServer=1\nSingleStream=1\n[target", 1), "t")
+
+
+def test_a_model_may_have_its_own_batching_and_runtime() -> None:
+    text = 'name="x"\nbackend="onnxruntime"\n[precision]\n"bert-99"="int8"\n"bert-99.9"="torch:bf16"\n'
+    text += "[batch_size]\nOffline=1\nServer=1\nSingleStream=1\n"
+    for m in ("bert-99", "bert-99.9"):
+        text += f'[target_qps."{m}"]\nOffline=1\nServer=1\nSingleStream=1\n'
+    text += '[batching]\nOffline="sorted"\nServer="sorted"\n[batching."bert-99.9"]\nOffline="packed"\n'
+    spec = parse_system(text, "t")
+    assert spec.batching_for("Offline", "bert-99") == "sorted"
+    assert spec.batching_for("Offline", "bert-99.9") == "packed"
+    assert spec.batching_for("Server", "bert-99.9") == "sorted"
+    assert (spec.backend_for("bert-99"), spec.precision_for("bert-99")) == ("onnxruntime", "int8")
+    assert (spec.backend_for("bert-99.9"), spec.precision_for("bert-99.9")) == ("torch", "bf16")
 
 
 def test_systems_command_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["systems"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert lines[0].split()[:5] == ["name", "devices", "backend", "simulated", "batching"]
+    assert lines[0].split()[:5] == ["name", "devices", "simulated", "bert-99", "bert-99.9"]
     q8 = next(line for line in lines if line.startswith("r282_z93_q8"))
-    assert q8.split()[1:6] == ["8", "sim", "yes", "packed", "int8"]
+    assert q8.split()[1:6] == ["8", "yes", "sim:int8", "packed", "sim:fp16"]
     assert any(line.startswith("null ") for line in lines)

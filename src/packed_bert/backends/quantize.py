@@ -44,45 +44,24 @@ def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | Non
     return out_path
 
 
-def calibration_features(shared_squad: Path | None = None) -> dict[str, np.ndarray]:
-    """input_ids/segment_ids/lengths of the features of the 100 calibration questions."""
-    squad_dir = shared_squad or _default_squad_dir()
-    ids_file = squad_dir / CALIBRATION_IDS
-    if not ids_file.exists():
-        raise UserError(f"int8 static calibration needs {ids_file} (the MLPerf calibration question ids)")
-    wanted = {line.strip() for line in ids_file.read_text().splitlines() if line.strip()}
-    feats = _load_features(squad_dir)
-    qas = np.asarray(feats["qas_id"])
-    keep = np.isin(qas[np.asarray(feats["example_index"])], list(wanted))
-    if not keep.any():
-        raise UserError(f"none of the calibration question ids in {ids_file} are in the features")
-    return {k: np.asarray(feats[k])[keep] for k in ("input_ids", "segment_ids", "lengths")}
+def calibration_ids() -> set[str]:
+    """The 100 SQuAD question ids MLPerf allows for calibration (shipped with the package)."""
+    text = (Path(__file__).with_name(CALIBRATION_IDS)).read_text()
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
-def _default_squad_dir() -> Path:
-    env = os.environ.get("PACKED_BERT_SQUAD_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[4] / "shared" / "data" / "squad"
-
-
-def _load_features(squad_dir: Path) -> dict[str, np.ndarray]:
-    """The reference features fixture when present, else ``squad.features.load_features``."""
-    fixture = squad_dir / "reference-features.npz"
-    if fixture.exists():
-        with np.load(fixture) as data:
-            return {k: data[k] for k in ("input_ids", "segment_ids", "lengths", "example_index", "qas_id")}
+def calibration_features(
+    dataset: Path | None = None, vocab: Path | None = None
+) -> dict[str, np.ndarray]:
+    """input_ids/segment_ids/lengths of the features of the 100 calibration questions only."""
     from packed_bert.squad.features import load_features
 
-    dev = squad_dir / "dev-v1.1.json"
-    f = load_features(dev if dev.exists() else None, None)
-    return {
-        "input_ids": f.input_ids,
-        "segment_ids": f.segment_ids,
-        "lengths": f.lengths,
-        "example_index": f.example_index,
-        "qas_id": np.asarray(f.squad.qas_ids),
-    }
+    f = load_features(dataset, vocab)
+    qas = np.asarray(f.squad.qas_ids)
+    keep = np.isin(qas[np.asarray(f.example_index)], list(calibration_ids()))
+    if not keep.any():
+        raise UserError(f"none of the {CALIBRATION_IDS} question ids are in the SQuAD features")
+    return {"input_ids": f.input_ids[keep], "segment_ids": f.segment_ids[keep], "lengths": f.lengths[keep]}
 
 
 class _CalibrationReader:
@@ -108,12 +87,12 @@ class _CalibrationReader:
 
 
 def quantize_static(
-    fp32_path: Path, out_path: Path, shared_squad: Path | None = None, max_rows: int | None = None
+    fp32_path: Path, out_path: Path, dataset: Path | None = None, max_rows: int | None = None
 ) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    reader = _CalibrationReader(calibration_features(shared_squad), max_rows=max_rows)
+    reader = _CalibrationReader(calibration_features(dataset), max_rows=max_rows)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     ort_quantize_static(
         str(fp32_path),

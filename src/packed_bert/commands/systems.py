@@ -16,23 +16,25 @@ def register(sub: Any) -> None:
 
 
 def table() -> list[str]:
-    head = ("name", "devices", "backend", "simulated", "batching", "bert-99", "bert-99.9", "description")
-    # batching: Offline/Server/SingleStream when the system's default differs per scenario
+    head = ("name", "devices", "simulated", "bert-99", "bert-99.9", "description")
+    # per model: runtime:precision and the default batching (Offline/Server/SingleStream
+    # when it differs per scenario)
     rows = [head]
     for s in all_systems():
         rows.append((
-            s.name, "auto" if s.devices is None else str(s.devices), s.backend,
-            "yes" if s.simulated else "no", _batching(s), s.precision["bert-99"],
-            s.precision["bert-99.9"], s.description,
+            s.name, "auto" if s.devices is None else str(s.devices),
+            "yes" if s.simulated else "no", _recipe(s, "bert-99"), _recipe(s, "bert-99.9"),
+            s.description,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
 
 
-def _batching(s: Any) -> str:
-    """``packed``, or ``sorted/packed/sorted`` (Offline/Server/SingleStream) when they differ."""
-    per = [s.batching_for(sc) for sc in ("Offline", "Server", "SingleStream")]
-    return per[0] if len(set(per)) == 1 else "/".join(per)
+def _recipe(s: Any, model: str) -> str:
+    """``onnxruntime:int8 sorted``; batching as ``sorted/packed/sorted`` when scenarios differ."""
+    per = [s.batching_for(sc, model) for sc in ("Offline", "Server", "SingleStream")]
+    batching = per[0] if len(set(per)) == 1 else "/".join(per)
+    return f"{s.backend_for(model)}:{s.precision_for(model)} {batching}"
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -60,7 +60,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     if cfg.model not in system.precision:
         raise UserError(f"--model {cfg.model!r}: choose bert-99 or bert-99.9")
     mode = "accuracy" if cfg.mode == "accuracy" else "performance"
-    batching = cfg.batching or system.batching_for(scenario)
+    batching = cfg.batching or system.batching_for(scenario, cfg.model)
     if batching not in ("packed", "sorted", "padded"):
         raise UserError(f"--batching {batching!r}: choose packed, sorted or padded")
     batch_size = cfg.batch_size if cfg.batch_size is not None else system.batch_size[scenario]

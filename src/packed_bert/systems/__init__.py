@@ -52,11 +52,14 @@ class SystemSpec:
     backend_options: dict[str, Any] = field(default_factory=dict)
     test_durations_ms: dict[str, int] = field(default_factory=dict)  # execution -> min_duration
     batching_per_scenario: dict[str, str] = field(default_factory=dict)
+    batching_per_model: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: str = ""
     source: str = ""
 
-    def batching_for(self, scenario: str) -> str:
-        return self.batching_per_scenario.get(scenario, self.batching)
+    def batching_for(self, scenario: str, model: str | None = None) -> str:
+        """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
+        own = self.batching_per_model.get(model or "", {})
+        return own.get(scenario) or self.batching_per_scenario.get(scenario, self.batching)
 
     def precision_for(self, model: str) -> str:
         return self.precision[model].rpartition(":")[2]
@@ -80,7 +83,9 @@ class SystemSpec:
             "backend": self.backend,
             "simulated": self.simulated,
             "default_weights": self.weights,
-            "default_batching": {sc: self.batching_for(sc) for sc in SCENARIOS},
+            "default_batching": {
+                m: {sc: self.batching_for(sc, m) for sc in SCENARIOS} for m in MODELS
+            },
             "precision": dict(self.precision),
             "batch_size": dict(self.batch_size),
             "target_qps": {m: dict(v) for m, v in self.target_qps.items()},
@@ -143,12 +148,17 @@ def parse_system(text: str, source: str) -> SystemSpec:
     else:
         raise UserError(f"{where}: devices must be a positive integer or \"auto\", got {devices_raw!r}")
     batching_raw = raw.get("batching", "packed")
-    per_scenario = dict(batching_raw) if isinstance(batching_raw, dict) else {}
+    table = dict(batching_raw) if isinstance(batching_raw, dict) else {}
+    per_model = {str(k): {str(s): str(b) for s, b in v.items()} for k, v in table.items() if isinstance(v, dict)}
+    per_scenario = {k: v for k, v in table.items() if not isinstance(v, dict)}
     batching = str(per_scenario.get("Offline", batching_raw if isinstance(batching_raw, str) else "packed"))
-    unknown_sc = sorted(set(per_scenario) - set(SCENARIOS))
+    unknown_sc = sorted(set(per_scenario).union(*per_model.values()) - set(SCENARIOS))
     if unknown_sc:
         raise UserError(f"{where}: batching table has unknown scenario(s) {', '.join(unknown_sc)}")
-    for value in [batching, *per_scenario.values()]:
+    unknown_models = sorted(set(per_model) - set(MODELS))
+    if unknown_models:
+        raise UserError(f"{where}: batching table has unknown model(s) {', '.join(unknown_models)}")
+    for value in [batching, *per_scenario.values(), *(b for m in per_model.values() for b in m.values())]:
         if value not in BATCHINGS:
             raise UserError(f"{where}: batching must be one of {', '.join(BATCHINGS)}, got {value!r}")
     precision = {str(k): str(v) for k, v in raw["precision"].items()}
@@ -200,6 +210,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         backend_options=dict(raw.get("backend_options", {})),
         test_durations_ms=durations,
         batching_per_scenario={str(k): str(v) for k, v in per_scenario.items()},
+        batching_per_model=per_model,
         notes=str(raw.get("notes", "")),
         source=source,
     )
