@@ -222,17 +222,17 @@ row; sorted: the sample's own length).
 {table(rec['results'])}
 
 Run time {rec['minutes']:.1f} min on the 2 shared cores; load average {rec['load_before']:.1f} at
-the start, {rec['load_after']:.1f} at the end, this run included (another session's tests were
-running too): absolute QPS are floors and single trials are noisy. A trial at q QPS holds about
+the start, {rec['load_after']:.1f} at the end, this run included: absolute QPS are floors and single trials are noisy. A trial at q QPS holds about
 5q samples, so at low QPS its p99 is nearly its maximum, and one stalled sample fails it.
 
-Reading: under a 130 ms bound a CPU Server batch holds one or two samples (the device is idle
-between arrivals most of the time), and 2.4% of SQuAD dev features are 384 tokens long, so p99 is
-set by the long samples. A packed batch is always a full 384-token row, so a lone sample costs
-what padding costs; sorted runs it at its own length (median 164 tokens), 2-4x less work. Packing
-can only win Server on a dynamic-shape CPU runtime once batches are large, which the 130 ms bound
-does not allow here; it keeps its edge on static-shape devices (the Cloud AI 100 systems, CUDA
-graphs), where every row costs 384 tokens whatever the strategy.
+Reading: under a 130 ms bound a CPU Server batch holds a few samples, and 2.4% of SQuAD dev
+features are 384 tokens long, so p99 is set by the long samples. On these dynamic-shape runtimes
+the harness ends a packed batch's rows at its fullest row (`trim_rows`), so a lone packed sample
+costs its own length, as a sorted one does ("one sample alone" above is the untrimmed 384-token
+row). Against padding, packing wins Server by 2-5x on every runtime here; against sorting it
+wins on ONNX Runtime fp32 and loses on int8 (-11%) and torch fp32, so the cpu system keeps
+`sorted` for Server. On static-shape devices (the Cloud AI 100 systems, CUDA graphs) every row
+costs 384 tokens whatever it holds, and packing is the only way to fill them.
 """
 
 
