@@ -7,6 +7,8 @@ the 100 MLPerf calibration questions (``bert_calibration_qas_ids.txt``) and on n
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,17 +33,29 @@ def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | Non
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    ort_quantize_dynamic(
-        str(fp32_path),
-        str(tmp),
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=keep_fp32 or [],
-        extra_options={"MatMulConstBOnly": True},
-    )
+    with _quiet_root_logger():  # ORT's advice to pre-process the model, printed on every export
+        ort_quantize_dynamic(
+            str(fp32_path),
+            str(tmp),
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep_fp32 or [],
+            extra_options={"MatMulConstBOnly": True},
+        )
     os.replace(tmp, out_path)
     return out_path
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def calibration_ids() -> set[str]:
