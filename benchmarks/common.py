@@ -35,3 +35,18 @@ def real_token_flops(lengths: np.ndarray, hidden: int = 1024, inter: int = 4096,
     lens = np.asarray(lengths, dtype=np.float64)
     per_token = 2.0 * (4 * hidden * hidden + 2 * hidden * inter) + 4.0 * hidden * lens
     return float(layers * (lens * per_token).sum())
+
+
+PERFORMANCE_DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+
+
+def write_doc_section(begin: str, end: str, text: str, doc: Path = PERFORMANCE_DOC) -> None:
+    """Put ``text`` between the ``begin``/``end`` markers of ``doc`` (appended when absent)."""
+    current = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        current = head + block + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(current, encoding="utf-8")

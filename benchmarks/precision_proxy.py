@@ -27,9 +27,11 @@ from packed_bert.backends.cuda_quant import quantize_linears
 from packed_bert.model.weights import load_model
 from packed_bert.packing import PackedBatch, pack_batch, unpack
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_doc_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "data" / "squad" / "reference-features.npz"
-DOCS = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- precision-proxy:begin -->", "<!-- precision-proxy:end -->"
 MAX_ANSWER = 30
 
@@ -117,14 +119,7 @@ def main() -> int:
     table = render(rows, args)
     print(table)
     if args.write_docs:
-        text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + block + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        DOCS.write_text(text)
+        write_doc_section(BEGIN, END, table)
     return 0
 
 

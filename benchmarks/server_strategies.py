@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -30,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PERFORMANCE_DOC as DOCS  # noqa: E402
+from common import write_doc_section
 
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.config import RunConfig
@@ -42,7 +47,6 @@ from packed_bert.squad.features import load_features
 from packed_bert.systems import load_system
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- server-strategies:start -->", "<!-- server-strategies:end -->"
 SHARED = ROOT.parent / "shared" / "data"
 BOUND_MS = 130.0
@@ -237,15 +241,7 @@ costs 384 tokens whatever it holds, and packing is the only way to fill them.
 
 
 def write_docs(text: str) -> None:
-    doc = DOCS.read_text(encoding="utf-8")
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        doc = head + block + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(doc, encoding="utf-8")
+    write_doc_section(BEGIN, END, text)
 
 
 def main() -> int:

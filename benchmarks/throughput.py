@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import real_token_flops, sample_features  # noqa: E402
+from common import real_token_flops, sample_features, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.peak import ort_peak, torch_peak  # noqa: E402
 from packed_bert.packing import PackedBatch, pack_batch, padded_batches, sorted_batches  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
 VARIANTS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8")
 RECIPES = {"bert-99": "onnxruntime:int8", "bert-99.9": "torch:bf16"}
@@ -156,14 +155,7 @@ def render(results: list[dict[str, object]], ref_sps: float | None, peaks: dict[
 
 
 def write_docs(table: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    write_doc_section(BEGIN, END, table)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,9 @@ def shared_data() -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never touch the user's cache; one cache per test session keeps reruns fast."""
     monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def squad_paths(shared_data: Path) -> tuple[Path, Path]:
+    """SQuAD dev json and the BERT vocab of the shared data."""
+    return shared_data / "squad" / "dev-v1.1.json", shared_data / "vocab" / "bert-uncased-vocab.txt"

@@ -19,8 +19,8 @@ N_FEATURES = 10833
 
 
 @pytest.fixture(scope="module")
-def paths(shared_data: Path) -> tuple[Path, Path]:
-    return shared_data / "squad" / "dev-v1.1.json", shared_data / "vocab" / "bert-uncased-vocab.txt"
+def paths(squad_paths: tuple[Path, Path]) -> tuple[Path, Path]:
+    return squad_paths
 
 
 @pytest.fixture(scope="module")

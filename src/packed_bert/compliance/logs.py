@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,19 @@ def read_detail(path: Path) -> dict[str, list[Any]]:
     if not path.is_file():
         raise UserError(f"{path}: no LoadGen detail log there")
     out: dict[str, list[Any]] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.startswith(":::MLLOG "):
-            continue
-        try:
-            rec = json.loads(line[len(":::MLLOG ") :])
-        except json.JSONDecodeError:
-            continue
+    for rec in _mllog_records(path):
         out.setdefault(str(rec.get("key")), []).append(rec.get("value"))
     return out
+
+
+def _mllog_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON records of a LoadGen detail log's ``:::MLLOG`` lines (others skipped)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(":::MLLOG "):
+            try:
+                yield json.loads(line[len(":::MLLOG ") :])
+            except json.JSONDecodeError:
+                continue
 
 
 def detail_errors(path: Path) -> list[str]:
@@ -86,13 +91,7 @@ def detail_errors(path: Path) -> list[str]:
     out: list[str] = []
     if not path.is_file():
         return out
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.startswith(":::MLLOG "):
-            continue
-        try:
-            rec = json.loads(line[len(":::MLLOG ") :])
-        except json.JSONDecodeError:
-            continue
+    for rec in _mllog_records(path):
         if isinstance(rec.get("metadata"), dict) and rec["metadata"].get("is_error"):
             out.append(f"{rec.get('key')}: {rec.get('value')}")
     return out
