@@ -14,7 +14,7 @@ AttentionCore = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tenso
 
 
 def masked_core(mask: torch.Tensor) -> AttentionCore:
-    """Rows [R, L, heads, D] with a boolean mask [R, 1, L, L] (True = may attend)."""
+    """Rows [R, L, heads, D] with a mask [R, 1, L, L]: boolean (True = may attend) or additive."""
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         out = F.scaled_dot_product_attention(
