@@ -5,7 +5,6 @@ interleaved). Shorter payloads are padded with -10000 to 384 tokens, as the offi
 does; if a ``qsl_idx`` is logged twice the last entry wins.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from packed_bert.errors import UserError
+from packed_bert.squad.dataset import read_json
 
 MAX_SEQ_LENGTH = 384
 PAD_LOGIT = -10000.0
@@ -40,12 +40,7 @@ def parse_dtype(name: str) -> np.dtype:
 
 def read_accuracy_log(path: Path, dtype: str = "float32") -> dict[int, bytes]:
     """The raw payload of each ``qsl_idx`` in the log (last entry wins)."""
-    try:
-        entries = json.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror}); pass --log PATH") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not JSON ({exc}); pass an MLPerf mlperf_log_accuracy.json") from None
+    entries = read_json(path, "--log PATH", "an MLPerf mlperf_log_accuracy.json")
     if not isinstance(entries, list):
         raise UserError(f"{path}: not a JSON list of responses; pass an MLPerf mlperf_log_accuracy.json")
     out: dict[int, bytes] = {}

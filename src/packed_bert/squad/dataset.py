@@ -11,6 +11,7 @@ import re
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packed_bert.cache import atomic_write_bytes, cache_dir
 from packed_bert.errors import UserError
@@ -111,14 +112,19 @@ def split_doc_words(text: str) -> list[str]:
     return [w for w in _DOC_SPLIT.split(text) if w]
 
 
+def read_json(path: Path, flag: str, expected: str) -> Any:
+    """A JSON file, or a one-line UserError naming the file, the problem and the fix."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror}); pass {flag}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not JSON ({exc}); pass {expected}") from None
+
+
 def read_squad(path: Path) -> Squad:
     """Parse and check a SQuAD v1.1 json file."""
-    try:
-        raw = json.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror}); pass --dataset PATH") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not JSON ({exc}); pass the SQuAD v1.1 dev-v1.1.json") from None
+    raw = read_json(path, "--dataset PATH", "the SQuAD v1.1 dev-v1.1.json")
     bad = UserError(
         f"{path}: not a SQuAD v1.1 file (needs data[].paragraphs[].context/qas[].id/question); "
         "pass the SQuAD v1.1 dev-v1.1.json"
