@@ -3,9 +3,16 @@ batching strategy, against the MLPerf reference way (each sample padded to 384, 
 fp32), plus the FLOP rate on real tokens against this machine's measured matmul peak.
 
     .venv/bin/python benchmarks/throughput.py --samples 32 --write-docs
+    .venv/bin/python benchmarks/throughput.py --schedule offline --batch-size 16 --batches 6 --write-docs
 
-Every variant runs the same samples. Prints a table and a JSON line; ``--write-docs`` puts the
-table into docs/performance.md.
+``--schedule samples`` (default): ``--samples`` random SQuAD-length samples, which each strategy
+batches on its own (a small set: sorted and packed batches pad more than in a real run).
+``--schedule offline``: the batches the harness builds for an Offline query of all 10,833 SQuAD
+dev features (``BatchBuilder.plan_offline`` + ``offline_chunks`` at ``--batch-size``), of which
+``--batches`` drawn at random are timed. The reference (padded to 384, batch 1: its cost does
+not depend on the length) runs ``--samples`` random samples in both. Every variant runs the same
+batches. Prints a table and a JSON line; ``--write-docs`` puts the table into
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import real_token_flops, sample_features, write_doc_section  # noqa: E402
+from common import real_token_flops, sample_features, squad_lengths, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.peak import ort_peak, torch_peak  # noqa: E402
 from packed_bert.packing import PackedBatch, pack_batch, padded_batches, sorted_batches  # noqa: E402
 
-BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
+MARKERS = {"samples": ("<!-- throughput:begin -->", "<!-- throughput:end -->"),
+           "offline": ("<!-- throughput-offline:begin -->", "<!-- throughput-offline:end -->")}
 VARIANTS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8")
 RECIPES = {"bert-99": "onnxruntime:int8", "bert-99.9": "torch:bf16"}
 
@@ -44,6 +52,30 @@ def batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarray], row
         return sorted_batches(ids, seg, lens, rows)
     packed = pack_batch(ids, seg, lens)
     return [_slice(packed, s, s + rows) for s in range(0, packed.num_rows, rows)]
+
+
+def offline_batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarray], batch_size: int,
+                    count: int, seed: int) -> list[PackedBatch]:
+    """``count`` random batches of those the harness builds for an Offline query of ``feats``."""
+    from types import SimpleNamespace
+
+    from packed_bert.harness.batching import BatchBuilder
+    from packed_bert.harness.qsl import SampleLibrary
+    from packed_bert.harness.scheduler import offline_chunks
+
+    ids, seg, lens = feats
+    builder = BatchBuilder(SampleLibrary.from_features(SimpleNamespace(input_ids=ids, segment_ids=seg, lengths=lens)),
+                           strategy, trim_rows=True)
+    query = np.random.default_rng(seed).permutation(lens.size)  # LoadGen issues in random order
+    perm, cuts = builder.plan_offline(query)
+    chunks = offline_chunks(query.size, batch_size, 1, cuts=cuts)
+    pick = np.random.default_rng(seed + 1).choice(len(chunks), size=min(count, len(chunks)), replace=False)
+    return [builder.build(query[perm][chunks[i][0]:chunks[i][1]]) for i in sorted(pick)]
+
+
+def run_lengths(work: Sequence[PackedBatch]) -> np.ndarray:
+    """Lengths of the sequences a list of batches holds."""
+    return np.concatenate([b.seq_lens[b.seq_lens > 0] for b in work]).astype(np.int64)
 
 
 def _slice(b: PackedBatch, lo: int, hi: int) -> PackedBatch:
@@ -74,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=32, help="SQuAD-length samples (same for all variants)")
     ap.add_argument("--rows", type=int, default=8, help="rows per batch (padded, sorted, packed)")
+    ap.add_argument("--schedule", choices=("samples", "offline"), default="samples")
+    ap.add_argument("--batch-size", type=int, default=16, help="offline: samples per batch (the cpu system's)")
+    ap.add_argument("--batches", type=int, default=6, help="offline: batches timed per strategy")
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="backend:precision[@static] list (@static: fixed-shape onnxruntime session)")
     ap.add_argument("--strategies", default="padded,sorted,packed")
@@ -89,18 +124,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from packed_bert.model.weights import load_model
 
     feats = sample_features(args.samples, args.seed)
-    flops = real_token_flops(feats[2])
-    print(f"{args.samples} samples, mean length {feats[2].mean():.1f}, {flops / 1e12:.2f} TFLOP on real tokens, "
-          f"{threads} threads, torch {torch.__version__}", flush=True)
+    work: dict[str, list[PackedBatch]] = {"padded-b1": batches("padded-b1", feats, 1)}
+    strategies = args.strategies.split(",")
+    for strategy in strategies:
+        work[strategy] = (offline_batches(strategy, sample_features(squad_lengths().size, args.seed), args.batch_size,
+                                          args.batches, args.seed) if args.schedule == "offline"
+                          else batches(strategy, feats, args.rows))
+    lengths = {k: run_lengths(v) for k, v in work.items()}
+    print(f"{args.samples} reference samples, mean length {feats[2].mean():.1f}, {threads} threads, torch {torch.__version__}")
+    for k, v in work.items():
+        slots = sum(b.input_ids.size for b in v)
+        print(f"  {k}: {len(v)} batches, {lengths[k].size} samples, token efficiency {lengths[k].sum() / slots:.3f}")
     peaks = measure_peaks(threads)
     print("matmul peaks GFLOP/s:", {k: round(v / 1e9, 1) for k, v in peaks.items()}, flush=True)
 
     results: list[dict[str, object]] = []
 
     def record(variant: str, strategy: str, secs: float) -> None:
-        sps = args.samples / secs
+        flops = real_token_flops(lengths[strategy])
         rate = flops / secs
-        row = {"variant": variant, "strategy": strategy, "seconds": round(secs, 2), "samples_per_s": round(sps, 3),
+        slots = sum(b.input_ids.size for b in work[strategy])
+        row = {"variant": variant, "strategy": strategy, "samples": int(lengths[strategy].size),
+               "token_efficiency": round(float(lengths[strategy].sum()) / slots, 3), "seconds": round(secs, 2),
+               "samples_per_s": round(lengths[strategy].size / secs, 3),
                "gflops_real": round(rate / 1e9, 1), "peak_fraction": round(rate / peaks[variant.split("@")[0]], 3)}
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -108,17 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_model("random")
     if not args.skip_reference:
         ref = create("torch", base, "fp32", threads=threads)
-        record("torch:fp32", "padded-b1", timed(ref.infer, batches("padded-b1", feats, 1)))
+        record("torch:fp32", "padded-b1", timed(ref.infer, work["padded-b1"]))
     for variant in args.variants.split(","):
         name, _, shape = variant.partition("@")  # "onnxruntime:int8@static": fixed [rows, 384] session
         backend, precision = name.split(":")
         model = load_model("random") if precision != "fp32" and backend == "torch" else base
         opts = {"static_rows": args.rows} if shape == "static" else {}
         runner = create(backend, model, precision, threads=threads, **opts)
-        for strategy in args.strategies.split(","):
+        for strategy in strategies:
             if shape == "static" and strategy == "sorted":
                 continue  # a fixed-shape session takes only 384-token rows
-            record(variant, strategy, timed(runner.infer, batches(strategy, feats, args.rows)))
+            record(variant, strategy, timed(runner.infer, work[strategy]))
         del runner
 
     ref_sps = next((float(r["samples_per_s"]) for r in results if r["strategy"] == "padded-b1"), None)  # type: ignore[arg-type]
@@ -126,23 +172,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     print(json.dumps({"results": results, "reference_sps": ref_sps, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()}}))
     if args.write_docs:
-        write_docs(table)
+        write_doc_section(*MARKERS[args.schedule], table)
     return 0
 
 
 def render(results: list[dict[str, object]], ref_sps: float | None, peaks: dict[str, float],
            args: argparse.Namespace, threads: int) -> str:
+    argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
+    if args.schedule == "offline":
+        workload = (f"the harness's Offline batches of all 10,833 SQuAD dev lengths at --batch-size {args.batch_size}, "
+                    f"{args.batches} drawn at random per strategy (seed {args.seed}); reference: {args.samples} random samples")
+    else:
+        workload = f"{args.samples} SQuAD dev lengths (seed {args.seed}), {args.rows} rows per batch"
     lines = [
-        f"Command: `.venv/bin/python benchmarks/throughput.py --samples {args.samples} --rows {args.rows}`  ",
+        f"Command: `.venv/bin/python benchmarks/throughput.py {argv}`  ",
         f"Machine: {platform.processor() or platform.machine()}, {threads} threads; BERT-Large random weights; "
-        f"{args.samples} SQuAD dev lengths (seed {args.seed}); {time.strftime('%Y-%m-%d')}.",
+        f"{workload}; {time.strftime('%Y-%m-%d')}.",
         "",
-        "| backend:precision | batching | samples/s | x padded b1 fp32 | GFLOP/s real tokens | of matmul peak |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| backend:precision | batching | samples | token efficiency | samples/s | x padded b1 fp32 | GFLOP/s real tokens | of matmul peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         ratio = f"{float(r['samples_per_s']) / ref_sps:.2f}x" if ref_sps else "-"  # type: ignore[arg-type]
-        lines.append(f"| {r['variant']} | {r['strategy']} | {r['samples_per_s']} | {ratio} | {r['gflops_real']} | "
+        lines.append(f"| {r['variant']} | {r['strategy']} | {r['samples']} | {100 * float(r['token_efficiency']):.1f}% | "  # type: ignore[arg-type]
+                     f"{r['samples_per_s']} | {ratio} | {r['gflops_real']} | "
                      f"{100 * float(r['peak_fraction']):.0f}% |")  # type: ignore[arg-type]
     lines.append("")
     lines.append("Measured matmul peaks (2048^3, best of 5): " +
@@ -152,10 +205,6 @@ def render(results: list[dict[str, object]], ref_sps: float | None, peaks: dict[
         if best and ref_sps:
             lines.append(f"- {model} recipe ({variant}): best {best:.3f} samples/s = {best / ref_sps:.2f}x the reference")
     return "\n".join(lines)
-
-
-def write_docs(table: str) -> None:
-    write_doc_section(BEGIN, END, table)
 
 
 if __name__ == "__main__":

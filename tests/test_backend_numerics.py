@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from packed_bert.backends import create
-from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.errors import UserError
+from packed_bert.model import BERT_TINY, BertConfig, PackedBertForQA
 from packed_bert.packing import pack_batch, sorted_batches, unpack
 
 
@@ -52,13 +53,15 @@ def _best_spans(per_seq: list[np.ndarray]) -> list[tuple[int, int]]:
     return spans
 
 
-def test_onnx_fp32_export_matches_torch(tiny: PackedBertForQA, features: tuple) -> None:
-    runner = create("onnxruntime", tiny, "fp32", threads=1)
+@pytest.mark.parametrize("graph", ["fused", "traced"])
+def test_onnx_fp32_export_matches_torch(tiny: PackedBertForQA, features: tuple, graph: str) -> None:
+    runner = create("onnxruntime", tiny, "fp32", graph=graph, threads=1)
+    assert f"{graph} graph" in runner.detail
     packed = pack_batch(*features)
-    np.testing.assert_allclose(runner.infer(packed), _eager(tiny, packed), atol=1e-4, rtol=0)
-    for batch in sorted_batches(*features, batch_size=5):  # dynamic rows and length
-        assert batch.row_len < 384
-        np.testing.assert_allclose(runner.infer(batch), _eager(tiny, batch), atol=1e-4, rtol=0)
+    for batch in [packed, *sorted_batches(*features, batch_size=5)]:  # dynamic rows and length
+        assert batch is packed or batch.row_len < 384
+        real = np.arange(batch.row_len)[None, :] < batch.seq_lens.sum(axis=1)[:, None]  # padding: any value
+        np.testing.assert_allclose(runner.infer(batch)[real], _eager(tiny, batch)[real], atol=1e-4, rtol=0)
 
 
 def test_onnx_export_is_cached(tiny: PackedBertForQA) -> None:
@@ -86,6 +89,32 @@ def test_onnx_int8_runs_and_mostly_agrees(tiny: PackedBertForQA, features: tuple
     same = np.mean(np.array(_best_spans(unpack(packed, got))) == np.array(_best_spans(unpack(packed, ref))))
     print(f"int8 vs fp32 (tiny random model): logit correlation {corr:.4f}, span agreement {same:.2f}")
     assert corr > 0.9
+
+
+def test_fused_graph_matches_torch_at_a_wider_shape(features: tuple) -> None:
+    """Several heads of 64 like BERT-Large (the Q|K|V split and head layout must line up)."""
+    torch.manual_seed(1)
+    model = PackedBertForQA(BertConfig(hidden=256, layers=3, heads=4, intermediate=1024)).eval()
+    runner = create("onnxruntime", model, "fp32", graph="fused", threads=1)
+    for batch in [pack_batch(*features), *sorted_batches(*features, batch_size=6)]:
+        real = np.arange(batch.row_len)[None, :] < batch.seq_lens.sum(axis=1)[:, None]
+        np.testing.assert_allclose(runner.infer(batch)[real], _eager(model, batch)[real], atol=1e-4, rtol=0)
+
+
+def test_fused_and_traced_int8_quantize_alike(tiny: PackedBertForQA, features: tuple) -> None:
+    """Same scheme in both graphs (int8 per-channel weights, one u8 scale per input tensor), so
+    the logits differ only by float rounding, far less than by int8 itself."""
+    packed = pack_batch(*features)
+    fused = create("onnxruntime", tiny, "int8", graph="fused", threads=1).infer(packed)
+    traced = create("onnxruntime", tiny, "int8", graph="traced", threads=1).infer(packed)
+    ref = _eager(tiny, packed)
+    real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
+    assert np.abs(fused - traced)[real].max() < 0.1 * np.abs(fused - ref)[real].max()
+
+
+def test_static_quantization_refuses_the_fused_graph(tiny: PackedBertForQA) -> None:
+    with pytest.raises(UserError, match="graph=traced"):
+        create("onnxruntime", tiny, "int8", quant="static", graph="fused")
 
 
 def test_torch_cpu_fp32_sorted_equals_packed(tiny: PackedBertForQA, features: tuple) -> None:

@@ -11,6 +11,7 @@ from packed_bert.packing import (
     pack,
     pack_batch,
     pack_matrix,
+    pack_order,
     padded_batches,
     sorted_batches,
     to_varlen,
@@ -104,6 +105,24 @@ def test_squad_chunk_efficiency(shared_data: Path) -> None:
         assert _efficiency(shuffled, 4096) >= 0.965
     # in file order one article's long contexts crowd into one chunk (documented figure)
     assert _efficiency(lens, 4096) >= 0.94
+
+
+def test_pack_order_lists_rows_and_chunks_of_whole_rows_repack_as_well(shared_data: Path) -> None:
+    lens = _squad_lengths(shared_data)
+    shuffled = lens[np.random.default_rng(0).permutation(lens.size)]
+    order, row_ends = pack_order(shuffled)
+    matrix = pack_matrix(shuffled)
+    assert sorted(order.tolist()) == list(range(lens.size))
+    assert row_ends.size == matrix.shape[0] and row_ends[-1] == lens.size
+    for r in (0, 1, matrix.shape[0] - 1):  # each row's sequences, in the row's own order
+        start = row_ends[r - 1] if r else 0
+        np.testing.assert_array_equal(order[start : row_ends[r]], matrix[r][matrix[r] >= 0])
+    # chunks of about 16 samples cut between rows pack again into as many rows in all
+    cuts = row_ends[np.searchsorted(row_ends, np.arange(16, lens.size, 16))]
+    bounds = np.unique(np.concatenate(([0], cuts, [lens.size])))
+    rows = sum(pack_matrix(shuffled[order[a:b]]).shape[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    assert rows == matrix.shape[0]
+    assert float(lens.sum()) / (rows * 384) >= 0.97
 
 
 def naive_batch(rows: list[np.ndarray], ids: np.ndarray, seg: np.ndarray, lens: np.ndarray,

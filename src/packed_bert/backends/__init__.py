@@ -34,7 +34,7 @@ def create(
     ``model`` (``bert-99`` / ``bert-99.9``), when given, is checked against the precision
     recipes. Options by backend: null ``max_rows``; sim ``timing`` (``SimTiming``) or
     ``overhead_s``/``row_time_s``/``static_shape``, ``logits``; torch ``cuda_graphs``,
-    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|static), ``static_rows``,
+    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static), ``graph`` (fused|traced), ``static_rows``,
     ``threads``.
     """
     if name not in BACKENDS:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 INPUT_NAMES = ("input_ids", "segment_ids", "position_ids", "seq_lens")
 OUTPUT_NAME = "logits"
 OPSET = 17
-EXPORT_VERSION = 2  # bump when the exported graph or the quantization recipe changes (2: additive mask)
+EXPORT_VERSION = 3  # bump when an exported graph or the quantization recipe changes (2: additive mask, 3: fused graph)
 
 
 def library_versions() -> dict[str, str]:

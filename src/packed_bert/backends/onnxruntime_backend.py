@@ -1,5 +1,10 @@
-"""ONNX Runtime (CPU) runner: the exported packed model in fp32, or int8 for bert-99.
+"""ONNX Runtime (CPU) runner: the packed model in fp32, or int8 for bert-99.
 
+``graph="fused"`` (default) is the model written with ONNX Runtime's fused attention operator
+(``onnx_fused``); ``graph="traced"`` is ``torch.onnx.export`` of the PyTorch model
+(``onnx_export``). Both give the same logits; the fused one is faster (docs/backends.md).
+SkipLayerNormalization fusion is switched off: on this CPU its kernel took five times as long
+as the LayerNormalization + Add it replaces (ORT 1.32 profile, docs/performance.md).
 Exported and quantized models are cached (``onnx_export.cache_path``). ``static_rows=N`` makes
 a fixed-shape session: every batch is run as [N, 384] (smaller batches are padded with empty
 rows, longer ones split), the way a static-shape accelerator sees it. ``infer`` may be called
@@ -18,29 +23,46 @@ import numpy as np
 from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
+from packed_bert.backends.onnx_fused import export_fused
 from packed_bert.errors import UserError
 
 QUANT_MODES = ("dynamic", "mixed", "static")
+GRAPHS = ("fused", "traced")
+DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
-def prepare_model(model_spec: Any, precision: str, quant: str = "dynamic", seed: int = 0) -> Path:
+def default_graph(precision: str, quant: str) -> str:
+    """Static (QDQ) quantization needs the traced graph: its calibrator cannot see through the
+    fused attention operator and would leave the model in fp32."""
+    return "traced" if precision == "int8" and quant == "static" else "fused"
+
+
+def prepare_model(
+    model_spec: Any, precision: str, quant: str = "dynamic", seed: int = 0, graph: str | None = None
+) -> Path:
     """The cached ONNX file for ``model_spec`` at ``precision`` (exporting/quantizing if needed)."""
     if quant not in QUANT_MODES:
         raise UserError(f"onnxruntime: quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+    graph = graph or default_graph(precision, quant)
+    if graph not in GRAPHS:
+        raise UserError(f"onnxruntime: graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+    if graph == "fused" and precision == "int8" and quant == "static":
+        raise UserError("onnxruntime: static quantization needs graph=traced (the fused attention stays fp32)")
     weights = fingerprint(model_spec, seed)
     model = None
     config: object = getattr(model_spec, "config", None)
     if config is None:
         model = load(model_spec, seed)
         config = getattr(model, "config", None)
-    fp32 = cache_path(weights, config, "fp32")
+    fp32 = cache_path(weights, config, "fp32", graph)
     if not fp32.exists():
-        export(model if model is not None else load(model_spec, seed), fp32)
+        write = export_fused if graph == "fused" else export
+        write(model if model is not None else load(model_spec, seed), fp32)
     if precision == "fp32":
         return fp32
     if precision != "int8":
         raise UserError(f"onnxruntime: precision {precision!r} is not available; use fp32 or int8")
-    out = cache_path(weights, config, "int8", quant)
+    out = cache_path(weights, config, "int8", f"{quant}-{graph}")
     if not out.exists():
         from packed_bert.backends import quantize
 
@@ -66,6 +88,7 @@ class OrtRunner:
         device: str = "cpu",
         *,
         quant: str = "dynamic",
+        graph: str | None = None,
         static_rows: int | None = None,
         threads: int | None = None,
         seed: int = 0,
@@ -76,7 +99,8 @@ class OrtRunner:
             raise UserError(f"onnxruntime backend runs on cpu only, not {device!r}")
         self.precision = precision
         self.device = device
-        self.path = prepare_model(model_spec, precision, quant, seed)
+        graph = graph or default_graph(precision, quant)
+        self.path = prepare_model(model_spec, precision, quant, seed, graph)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         opts.inter_op_num_threads = 1
@@ -89,10 +113,13 @@ class OrtRunner:
             for dim in ("rows",):
                 opts.add_free_dimension_override_by_name(dim, static_rows)
             opts.add_free_dimension_override_by_name("length", ROW_LEN)
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+        )
         shape = f", fixed shape [{static_rows},{ROW_LEN}]" if self.static_shape else ""
         q = f" ({quant} quantization)" if precision == "int8" else ""
-        self.detail = f"onnxruntime {ort.__version__} {precision}{q} on cpu, {opts.intra_op_num_threads} threads{shape}"
+        self.detail = (f"onnxruntime {ort.__version__} {precision}{q}, {graph} graph, on cpu, "
+                       f"{opts.intra_op_num_threads} threads{shape}")
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         out: np.ndarray = self.session.run(None, feeds)[0]

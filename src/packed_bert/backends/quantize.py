@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,15 +21,20 @@ from packed_bert.errors import UserError
 CALIBRATION_IDS = "bert_calibration_qas_ids.txt"
 
 
-def fp32_matmuls(model_path: Path, pattern: str = "/output/dense/MatMul") -> list[str]:
+FFN_OUTPUT = re.compile(r"output[./]dense/MatMul$")  # traced: /layer.0/output/dense/MatMul; fused: layer.0.output.dense/MatMul
+
+
+def fp32_matmuls(model_path: Path) -> list[str]:
     """Names of the FFN output projections (GELU outputs have the widest range), kept fp32 by ``mixed``."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type == "MatMul" and n.name.endswith(pattern) and "attention" not in n.name]
+    return [n.name for n in graph.node
+            if n.op_type == "MatMul" and FFN_OUTPUT.search(n.name) and "attention" not in n.name]
 
 
 def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | None = None) -> Path:
+    import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
@@ -37,11 +43,12 @@ def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | Non
         ort_quantize_dynamic(
             str(fp32_path),
             str(tmp),
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Attention"],
             per_channel=True,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_fp32 or [],
-            extra_options={"MatMulConstBOnly": True},
+            # contrib operators have no ONNX shape inference: untyped values are float
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     os.replace(tmp, out_path)
     return out_path
@@ -103,6 +110,7 @@ class _CalibrationReader:
 def quantize_static(
     fp32_path: Path, out_path: Path, dataset: Path | None = None, max_rows: int | None = None
 ) -> Path:
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -118,7 +126,7 @@ def quantize_static(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"MatMulConstBOnly": True},
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     os.replace(tmp, out_path)
     return out_path

@@ -2,7 +2,9 @@
 
 - Offline: the one big query is cut into chunks of at most the batch size, on multi-device
   systems at least four per device (devices start sooner and pipeline), their number a multiple of the device count so
-  every device gets the same share (no idle cards at the tail). Sorted batching orders the query longest first before cutting.
+  every device gets the same share (no idle cards at the tail). The batch builder orders the
+  query first (sorted: longest first; packed: the whole query packed, row by row) and says where
+  it may be cut (packed: between rows only).
 - Server: samples wait in arrival order; a batch goes when it is full, when its oldest sample
   has waited ``max_wait_s``, or (``dispatch_when_idle``) as soon as a device has nothing to do
   and at least ``min_batch`` samples wait.
@@ -23,33 +25,47 @@ from packed_bert.harness.workers import WorkItem
 Submit = Callable[[WorkItem], None]
 
 
-def offline_chunks(n: int, batch_size: int, devices: int, per_device: int = 1) -> list[tuple[int, int]]:
+def offline_chunks(
+    n: int, batch_size: int, devices: int, per_device: int = 1, cuts: np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """``(start, stop)`` of the chunks an Offline query of ``n`` samples is cut into: at most
-    ``batch_size`` each, at least ``per_device`` per device, a multiple of ``devices`` in all."""
+    ``batch_size`` each (give or take the samples of one row when ``cuts`` is given), at least
+    ``per_device`` per device, a multiple of ``devices`` in all. ``cuts``: the positions a chunk
+    may end at (sorted, ending with ``n``); each boundary moves to the nearest of them."""
     if n <= 0:
         return []
     count = max(math.ceil(n / batch_size), devices * per_device)
     count = min(n, math.ceil(count / devices) * devices)
     size = math.ceil(n / count)
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
+    ends = np.minimum(np.arange(size, n + size, size), n)
+    if cuts is not None and len(cuts):
+        allowed = np.asarray(cuts, dtype=np.int64)
+        right = np.minimum(np.searchsorted(allowed, ends), allowed.size - 1)
+        left = np.maximum(right - 1, 0)
+        nearer_left = np.abs(allowed[left] - ends) <= np.abs(allowed[right] - ends)
+        ends = np.unique(np.append(np.where(nearer_left, allowed[left], allowed[right]), n))
+        ends = ends[ends > 0]
+    starts = np.concatenate(([0], ends[:-1]))
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
 class OfflineScheduler:
     def __init__(self, submit: Submit, batch_size: int, devices: int,
-                 order: Callable[[np.ndarray], np.ndarray] | None = None,
+                 plan: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
                  per_device: int = 1) -> None:
         self.submit = submit
         self.per_device = per_device
         self.batch_size = batch_size
         self.devices = devices
-        self.order = order
+        self.plan = plan
 
     def add(self, ids: np.ndarray, indices: np.ndarray, now: float) -> None:
-        if self.order is not None:
-            perm = self.order(indices)
+        cuts = None
+        if self.plan is not None:
+            perm, cuts = self.plan(indices)
             ids, indices = ids[perm], indices[perm]
         arrival = np.full(ids.shape[0], now)
-        for start, stop in offline_chunks(ids.shape[0], self.batch_size, self.devices, self.per_device):
+        for start, stop in offline_chunks(ids.shape[0], self.batch_size, self.devices, self.per_device, cuts):
             self.submit(WorkItem(ids[start:stop], indices[start:stop], arrival[start:stop]))
 
     def flush(self) -> None:

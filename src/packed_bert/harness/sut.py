@@ -110,7 +110,7 @@ class BenchmarkSUT:
         self.scheduler: OfflineScheduler | ServerScheduler
         if scenario == "Offline":
             self.scheduler = OfflineScheduler(
-                self.pool.submit, batch_size, self.pool.devices, builder.order_for_offline,
+                self.pool.submit, batch_size, self.pool.devices, builder.plan_offline,
                 per_device=offline_chunks_per_device if self.pool.devices > 1 else 1,
             )
         elif scenario == "Server":

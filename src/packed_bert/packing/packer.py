@@ -145,3 +145,16 @@ def pack(
     sizes = (matrix >= 0).sum(axis=1)
     flat = matrix[matrix >= 0]
     return np.split(flat, np.cumsum(sizes)[:-1]) if sizes.size else []
+
+
+def pack_order(
+    lengths: npt.ArrayLike, max_per_pack: int = 3, row_len: int = 384
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sequences in row order of one packing of all of them, and where each row ends.
+
+    ``order`` (int64) lists the indices row by row; ``row_ends`` are the positions in ``order``
+    just after each row. Cutting ``order`` only at ``row_ends`` gives chunks of whole rows, and
+    packing such a chunk again needs no more rows than it held here.
+    """
+    matrix = pack_matrix(lengths, max_per_pack, row_len)
+    return matrix[matrix >= 0], np.cumsum((matrix >= 0).sum(axis=1))
