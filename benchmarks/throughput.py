@@ -69,12 +69,13 @@ def offline_batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarr
                            strategy, trim_rows=True)
     query = np.random.default_rng(seed).permutation(lens.size)  # LoadGen issues in random order
     perm, cuts = builder.plan_offline(query)
-    chunks = offline_chunks(query.size, batch_size, 1, cuts=cuts)
+    ordered = query[perm]
+    chunks = offline_chunks(ordered.size, batch_size, 1, cuts=cuts)
     # evenly spaced through the run (sorted: from the longest batches to the shortest), so the
     # drawn batches' samples/s estimates the whole run's
     step = len(chunks) / min(count, len(chunks))
     pick = (np.arange(min(count, len(chunks))) * step + step / 2).astype(int)
-    return [builder.build(query[perm][chunks[i][0]:chunks[i][1]]) for i in pick]
+    return [builder.build(ordered[chunks[i][0]:chunks[i][1]]) for i in pick]
 
 
 def run_lengths(work: Sequence[PackedBatch]) -> np.ndarray:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packed_bert.cache import cache_dir
+from packed_bert.cache import atomic_path, cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -61,9 +60,7 @@ def export(model: torch.nn.Module, path: Path) -> Path:
     dynamic = {name: dims for name in INPUT_NAMES[:3]}
     dynamic["seq_lens"] = {0: "rows", 1: "slots"}
     dynamic[OUTPUT_NAME] = dims
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with torch.no_grad():
+    with atomic_path(path) as tmp, torch.no_grad():
         torch.onnx.export(
             model,
             (ids, seg, pos, lens),
@@ -75,5 +72,4 @@ def export(model: torch.nn.Module, path: Path) -> Path:
             dynamo=False,
             do_constant_folding=True,
         )
-    os.replace(tmp, path)
     return path

@@ -11,13 +11,13 @@ it into ``QAttention`` (int8 Q|K|V projection). The rest is MatMul/Add/LayerNorm
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
+from packed_bert.cache import atomic_write_bytes
 from packed_bert.model.config import BertConfig
 
 if TYPE_CHECKING:
@@ -120,11 +120,5 @@ def build(model: torch.nn.Module) -> onnx.ModelProto:
 
 def export_fused(model: torch.nn.Module, path: Path) -> Path:
     """Write the fused graph of ``model`` to ``path``; atomic."""
-    import onnx
-
-    proto = build(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    onnx.save_model(proto, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, build(model).SerializeToString())
     return path

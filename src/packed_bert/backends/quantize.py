@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from packed_bert.cache import atomic_path
 from packed_bert.errors import UserError
 
 CALIBRATION_IDS = "bert_calibration_qas_ids.txt"
@@ -38,8 +38,8 @@ def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | Non
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    with _quiet_root_logger():  # ORT's advice to pre-process the model, printed on every export
+    # _quiet_root_logger: ORT's advice to pre-process the model, printed on every export
+    with atomic_path(out_path) as tmp, _quiet_root_logger():
         ort_quantize_dynamic(
             str(fp32_path),
             str(tmp),
@@ -50,7 +50,6 @@ def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | Non
             # contrib operators have no ONNX shape inference: untyped values are float
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    os.replace(tmp, out_path)
     return out_path
 
 
@@ -115,18 +114,17 @@ def quantize_static(
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     reader = _CalibrationReader(calibration_features(dataset), max_rows=max_rows)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    ort_quantize_static(
-        str(fp32_path),
-        str(tmp),
-        reader,  # type: ignore[arg-type]
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        ort_quantize_static(
+            str(fp32_path),
+            str(tmp),
+            reader,  # type: ignore[arg-type]
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return out_path
