@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from packed_bert.squad.features import SquadFeatures, load_features
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -25,3 +27,12 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 def squad_paths(shared_data: Path) -> tuple[Path, Path]:
     """SQuAD dev json and the BERT vocab of the shared data."""
     return shared_data / "squad" / "dev-v1.1.json", shared_data / "vocab" / "bert-uncased-vocab.txt"
+
+
+@pytest.fixture(scope="session")
+def squad_features(squad_paths: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> SquadFeatures:
+    """The 10,833 features of the shared SQuAD dev set, built once per test session (in the
+    session's own cache: session fixtures are set up before ``_isolated_cache``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        return load_features(*squad_paths)
