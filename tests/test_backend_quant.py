@@ -3,6 +3,7 @@ calibration set, and the matmul peak probe."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from packed_bert.backends.cuda_quant import Fp8Linear, Int8Linear, quantize_linears
-from packed_bert.backends.peak import ort_peak, torch_peak
+from packed_bert.backends.peak import MatmulProbe, ort_peak, torch_peak
 from packed_bert.backends.quantize import calibration_features, calibration_ids
 from packed_bert.model import BERT_TINY, PackedBertForQA
 
@@ -51,3 +52,17 @@ def test_peak_probes_report_positive_rates() -> None:
     assert torch_peak("fp32", n=256, repeats=2) > 1e8
     assert ort_peak("int8", n=256, repeats=2, threads=1) > 1e8
     assert np.isfinite(torch_peak("bf16", n=256, repeats=2))
+
+
+def test_matmul_probe_averages_whole_calls_over_its_window() -> None:
+    calls: list[float] = []
+
+    def slow_matmul() -> None:  # a "matmul" of 2 * 100^3 FLOPs that takes 20 ms
+        calls.append(time.perf_counter())
+        time.sleep(0.02)
+
+    probe = MatmulProbe(slow_matmul, n=100)
+    assert len(calls) == 1  # the warm-up
+    rate = probe.rate(window_s=0.1)
+    assert len(calls) >= 1 + 5  # whole calls until the window is filled
+    assert 0.5 * 2e6 / 0.02 < rate <= 2e6 / 0.02  # never faster than one call per 20 ms

@@ -1,7 +1,12 @@
 """Measure this machine's matrix-multiply peak at a precision (the yardstick for FLOP rates).
 
 fp32/bf16/fp16: ``torch.matmul`` of large square matrices; int8: ``torch._int_mm`` (torch) or a
-one-node ONNX ``MatMulInteger`` graph (ONNX Runtime's own int8 kernels). Best of a few repeats.
+one-node ONNX ``MatMulInteger`` graph (ONNX Runtime's own int8 kernels).
+
+``torch_peak``/``ort_peak`` give the best of a few repeats: the machine's peak when it is
+quiet. ``MatmulProbe`` gives the mean rate over a short window, to be taken right beside a
+timed piece of work on a shared machine: the work and its probe then see the same load, and
+their ratio is the fraction of the peak the work reached under that load.
 """
 
 from __future__ import annotations
@@ -28,25 +33,32 @@ def _best_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], Non
     return best
 
 
-def torch_peak(precision: str, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """FLOP/s of an n x n x n matmul in torch at ``precision`` (fp32, bf16, fp16, int8)."""
+def torch_matmul(precision: str, n: int = 2048, device: str = "cpu") -> Callable[[], object]:
+    """One n x n x n matmul in torch at ``precision`` (fp32, bf16, fp16, int8), synchronised."""
     import torch
 
-    sync = torch.cuda.synchronize if device.startswith("cuda") else None
     if precision == "int8":
         a = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
         b = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=device)
-        secs = _best_seconds(lambda: torch._int_mm(a, b), repeats, sync)
+        op: Callable[[], object] = lambda: torch._int_mm(a, b)  # noqa: E731
     else:
         dtype = getattr(torch, TORCH_DTYPES[precision])
-        a = torch.randn(n, n, device=device).to(dtype)
-        b = torch.randn(n, n, device=device).to(dtype)
-        secs = _best_seconds(lambda: torch.matmul(a, b), repeats, sync)
-    return 2.0 * n**3 / secs
+        x = torch.randn(n, n, device=device).to(dtype)
+        y = torch.randn(n, n, device=device).to(dtype)
+        op = lambda: torch.matmul(x, y)  # noqa: E731
+    if not device.startswith("cuda"):
+        return op
+
+    def synced() -> object:
+        out = op()
+        torch.cuda.synchronize()
+        return out
+
+    return synced
 
 
-def ort_peak(precision: str, n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
-    """FLOP/s of an n x n x n MatMul (fp32) or MatMulInteger (int8, u8 x s8) in ONNX Runtime."""
+def ort_matmul(precision: str, n: int = 2048, threads: int | None = None) -> Callable[[], object]:
+    """One n x n x n MatMul (fp32) or MatMulInteger (int8, u8 x s8) in an ONNX Runtime session."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -76,5 +88,34 @@ def ort_peak(precision: str, n: int = 2048, repeats: int = 5, threads: int | Non
     if threads:
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    secs = _best_seconds(lambda: sess.run(None, {"a": a}), repeats)
-    return 2.0 * n**3 / secs
+    return lambda: sess.run(None, {"a": a})
+
+
+def torch_peak(precision: str, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """Best-of-``repeats`` FLOP/s of an n x n x n matmul in torch at ``precision``."""
+    return 2.0 * n**3 / _best_seconds(torch_matmul(precision, n, device), repeats)
+
+
+def ort_peak(precision: str, n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
+    """Best-of-``repeats`` FLOP/s of an n x n x n MatMul/MatMulInteger in ONNX Runtime."""
+    return 2.0 * n**3 / _best_seconds(ort_matmul(precision, n, threads), repeats)
+
+
+class MatmulProbe:
+    """Mean FLOP/s of one prepared matmul over a short window, taken as often as needed."""
+
+    def __init__(self, matmul: Callable[[], object], n: int) -> None:
+        self._matmul = matmul
+        self._flops = 2.0 * n**3
+        matmul()  # warm-up
+
+    def rate(self, window_s: float = 0.2) -> float:
+        """FLOP/s averaged over whole matmuls filling at least ``window_s`` seconds."""
+        count = 0
+        start = time.perf_counter()
+        while True:
+            self._matmul()
+            count += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= window_s:
+                return count * self._flops / elapsed
