@@ -1,0 +1,28 @@
+"""``HOST:PORT`` addresses (``[::1]:4960`` for IPv6)."""
+
+from __future__ import annotations
+
+from packed_bert.errors import UserError
+
+
+def parse_address(text: str, flag: str = "--hosts") -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT``; a one-line ``UserError`` naming ``flag`` otherwise."""
+    value = text.strip()
+    host, sep, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UserError(f"{flag} {text!r}: expected HOST:PORT, e.g. 10.0.0.2:4960")
+    return host, int(port_text)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_hosts(text: str) -> tuple[str, ...]:
+    """``a:1,b:2`` -> ``("a:1", "b:2")``, each checked; empty text -> ``()``."""
+    hosts = tuple(h.strip() for h in text.split(",") if h.strip())
+    for host in hosts:
+        parse_address(host)
+    return hosts
