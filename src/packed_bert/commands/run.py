@@ -54,6 +54,12 @@ def register(sub: Any) -> None:
                    help="extra user.conf setting for this scenario, e.g. min_duration=20000")
     p.add_argument("--sdk", help="accelerator SDK version, recorded in system.json")
     p.add_argument("--verbose", "-v", action="store_true")
+    # multi-host
+    p.add_argument("--hosts", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="also use the devices of these workers (`packed-bert serve` on each); "
+                        "default: the system file's hosts")
+    p.add_argument("--no-local-devices", "--no_local_devices", dest="no_local_devices",
+                   action="store_true", help="use only the --hosts devices (this host runs LoadGen)")
     # compliance
     p.add_argument("--compliance", "--compliance,", dest="compliance", default=None,
                    help="audit tests, e.g. TEST01,TEST05 (implies --mode compliance)")
@@ -106,6 +112,11 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             extra[key] = getattr(args, key)
     if args.sleep_before < 0:
         raise UserError("--sleep-before must be >= 0 seconds")
+    hosts = None
+    if args.hosts is not None:
+        from packed_bert.remote.address import split_hosts
+
+        hosts = split_hosts(args.hosts)
     return RunConfig(
         sut=args.sut, model=model, scenario=scenario, mode=mode,  # type: ignore[arg-type]
         execution=args.execution, results_dir=args.results_dir, batch_size=args.batch_size,
@@ -114,7 +125,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         dataset=args.dataset, vocab=args.vocab, find_peak=args.find_peak,
         sample_count=args.count, verbose=args.verbose, compliance_tests=tests,
         round=args.round, power_server=power_server, ntp_server=args.ntp,
-        sleep_before_s=args.sleep_before,
+        sleep_before_s=args.sleep_before, hosts=hosts, local_devices=not args.no_local_devices,
         command_line=tuple(argv or getattr(args, "argv", None) or ["packed-bert", *sys.argv[1:]]),
         extra=extra,
     )
@@ -135,6 +146,10 @@ def command_for(cfg: RunConfig) -> list[str]:
         argv += ["--compliance", ",".join(cfg.compliance_tests)]
     if cfg.sleep_before_s:
         argv += ["--sleep-before", f"{cfg.sleep_before_s:g}"]
+    if cfg.hosts is not None:
+        argv += ["--hosts", ",".join(cfg.hosts)]
+    if not cfg.local_devices:
+        argv += ["--no-local-devices"]
     for key, value in dict(cfg.extra.get("settings", {})).items():
         argv += ["--setting", f"{key}={value}"]
     return argv

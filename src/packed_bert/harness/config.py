@@ -42,6 +42,9 @@ class RunConfig:
     power_server: str | None = None  # HOST:PORT
     ntp_server: str | None = None
     sleep_before_s: float = 0.0
+    # multi-host: workers (``packed-bert serve``) whose devices this run uses too
+    hosts: tuple[str, ...] | None = None  # HOST:PORT each; None: the system file's (if any)
+    local_devices: bool = True  # False: only the hosts' devices (--no-local-devices)
     command_line: tuple[str, ...] = ()  # argv as typed, recorded in the run directory
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,4 +1,5 @@
-"""One runner per device of a system: simulated cards, CPU, every visible GPU, or null."""
+"""One runner per device of a system: simulated cards, CPU, every visible GPU, or null; plus the
+devices of other hosts (``--hosts``: ``remote.client.RemoteRunner``, one per connection)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,34 @@ def device_count(plan: RunPlan) -> int:
 
 
 def make_runners(plan: RunPlan, library: SampleLibrary) -> list[Any]:
+    """The run's runners: this host's devices (unless ``--no-local-devices``), then those of
+    every ``--hosts`` worker. The workers are reached first, so a wrong address fails fast."""
+    hosts = run_hosts(plan)
+    if not plan.cfg.local_devices and not hosts:
+        raise UserError("--no-local-devices needs --hosts HOST:PORT[,HOST:PORT...] (or hosts in the system file)")
+    remote = connect_remote(plan, hosts) if hosts else []
+    local = local_runners(plan, library) if plan.cfg.local_devices else []
+    return local + remote
+
+
+def run_hosts(plan: RunPlan) -> tuple[str, ...]:
+    """``--hosts`` when given, else the system file's ``hosts``."""
+    return plan.cfg.hosts if plan.cfg.hosts is not None else plan.system.hosts
+
+
+def connect_remote(plan: RunPlan, hosts: tuple[str, ...]) -> list[Any]:
+    from packed_bert.remote.client import connect_hosts
+    from packed_bert.remote.info import Expected, weights_id
+
+    want = Expected(plan.cfg.model, plan.precision, weights_id(plan.weights), plan.system.simulated)
+    hint = f"--sut {plan.cfg.sut} --model {plan.cfg.model}"
+    if plan.weights != plan.system.weights:
+        hint += f" --weights {plan.weights}"
+    return connect_hosts(hosts, want, hint)
+
+
+def local_runners(plan: RunPlan, library: SampleLibrary) -> list[Any]:
+    """One runner per device of this host (``packed-bert serve`` makes its runners here too)."""
     from packed_bert.backends import create
 
     n = device_count(plan)

@@ -293,13 +293,20 @@ def _short(eff: dict[str, Any]) -> dict[str, Any]:
 
 
 def _system_description(plan: RunPlan, runners: list[Any]) -> dict[str, Any]:
-    from packed_bert.backends.base import describe
+    from packed_bert.remote.nodes import describe_nodes
 
     desc = plan.system.describe()
     desc["sdk"] = plan.cfg.sdk or plan.system.sdk
-    desc["devices"] = len(runners)
-    desc["runners"] = [describe(r) for r in runners[:1]] + (
-        [f"... {len(runners) - 1} more alike"] if len(runners) > 1 else [])
+    # the nodes whose devices served batches (the lead only where its own devices took part)
+    nodes = describe_nodes(runners)
+    devices = sum(n["devices"] for n in nodes)
+    desc["devices"] = devices
+    desc["number_of_nodes"] = len(nodes)
+    desc["runners"] = [n["runner"] for n in nodes] + (
+        [f"... {devices - len(nodes)} more alike"] if devices > len(nodes) else [])
+    if len(nodes) > 1 or any(n["node"] != "lead" for n in nodes):
+        desc["nodes"] = [{k: v for k, v in n.items() if k != "runner"} for n in nodes]
+        desc["local_devices"] = plan.cfg.local_devices  # False: the lead only ran LoadGen
     desc["run"] = plan.describe()
     desc["host_info"] = {
         "hostname": platform.node(),

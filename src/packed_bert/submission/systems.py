@@ -29,6 +29,11 @@ def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: 
     accel = run_system.get("accelerator")
     devices = run_system.get("devices")
     count = len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else None
+    nodes = run_system.get("number_of_nodes")
+    node_count = nodes if isinstance(nodes, int) and nodes >= 1 else 1
+    per_node = _devices_per_node(run_system)
+    if count is not None and node_count > 1:
+        count = per_node or -(-count // node_count)
     if not accel or str(accel).lower() in ("cpu", "none"):
         accel, count = None, 0  # a CPU-only system has no accelerator in MLPerf's terms
     if simulated:  # the system the timing model stands for, not the machine the run was on
@@ -42,7 +47,7 @@ def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: 
         submitter=submitter,
         status=status,
         system_name=f"{sut} (simulated)" if simulated else sut,
-        number_of_nodes=1,
+        number_of_nodes=node_count,
         host_processor_model_name=str(cpu) if cpu else UNKNOWN,
         host_processor_core_count=cores or UNKNOWN,
         accelerators_per_node=count if count is not None else 0,
@@ -54,7 +59,26 @@ def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: 
         other_software_stack=f"SDK {sdk}" if sdk else UNKNOWN,
         sw_notes="simulated accelerator: timing model, not hardware" if simulated else UNKNOWN,
     )
+    if node_count > 1:
+        out["hw_notes"] = _nodes_note(run_system)
     return out
+
+
+def _devices_per_node(run_system: dict[str, Any]) -> int | None:
+    """Devices per node of a multi-host run (``nodes`` in system.json): the largest node's;
+    ``hw_notes`` lists each node."""
+    nodes = run_system.get("nodes")
+    counts = [n.get("devices") for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
+    ints = [c for c in counts if isinstance(c, int)]
+    return max(ints) if ints else None
+
+
+def _nodes_note(run_system: dict[str, Any]) -> str:
+    nodes = run_system.get("nodes")
+    if not isinstance(nodes, list):
+        return UNKNOWN
+    parts = [f"{n.get('host')} ({n.get('node')}): {n.get('devices')} devices" for n in nodes if isinstance(n, dict)]
+    return f"{len(parts)} nodes over TCP (packed-bert serve): " + "; ".join(parts)
 
 
 def read_run_system(run_dir: Path) -> dict[str, Any]:

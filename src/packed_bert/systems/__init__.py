@@ -22,7 +22,7 @@ _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "hosts",
 }
 
 
@@ -55,6 +55,7 @@ class SystemSpec:
     batching_per_model: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: str = ""
     source: str = ""
+    hosts: tuple[str, ...] = ()  # workers (HOST:PORT) whose devices a run uses too
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -98,6 +99,7 @@ class SystemSpec:
             "sim_samples_per_s": dict(self.sim_samples_per_s),
             "min_duration_ms": dict(self.test_durations_ms),
             "source": self.source,
+            **({"hosts": list(self.hosts)} if self.hosts else {}),
         }
 
 
@@ -182,6 +184,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
     durations = {str(k): int(v) for k, v in raw.get("min_duration_ms", {}).items()}
     if any(k not in ("test", "demo") or v < 0 for k, v in durations.items()):
         raise UserError(f"{where}: [min_duration_ms] takes test and demo, in ms >= 0")
+    hosts = _hosts(raw.get("hosts", []), where)
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -213,4 +216,19 @@ def parse_system(text: str, source: str) -> SystemSpec:
         batching_per_model=per_model,
         notes=str(raw.get("notes", "")),
         source=source,
+        hosts=hosts,
     )
+
+
+def _hosts(value: Any, where: str) -> tuple[str, ...]:
+    """``hosts = ["10.0.0.2:4960", ...]``: the workers a run of this system uses too."""
+    from packed_bert.remote.address import parse_address
+
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise UserError(f"{where}: hosts must be a list of \"HOST:PORT\" strings")
+    for host in value:
+        try:
+            parse_address(host)
+        except UserError:
+            raise UserError(f"{where}: hosts entry {host!r} is not HOST:PORT") from None
+    return tuple(h.strip() for h in value)
