@@ -58,7 +58,11 @@ def connect_remote(plan: RunPlan, hosts: tuple[str, ...]) -> list[Any]:
     hint = f"--sut {plan.cfg.sut} --model {plan.cfg.model}"
     if plan.weights != plan.system.weights:
         hint += f" --weights {plan.weights}"
-    return connect_hosts(hosts, want, hint)
+    # Offline: two connections per remote device, so one batch travels while the other runs.
+    # Server/SingleStream: one, as the device pool gives a device one thread there (a batch is
+    # only taken by a device that is free).
+    per_device = 2 if plan.scenario == "Offline" else 1
+    return connect_hosts(hosts, want, hint, connections_per_device=per_device)
 
 
 def local_runners(plan: RunPlan, library: SampleLibrary) -> list[Any]:
