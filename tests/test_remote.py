@@ -187,6 +187,32 @@ def test_remote_runner_gives_the_local_runners_logits(workers: list[WorkerServer
         remote.close()
 
 
+def test_an_error_inside_the_workers_runner_reaches_the_lead(workers: list[WorkerServer]) -> None:
+    from test_harness_fakes import ShuffledRunner
+
+    from packed_bert.remote.client import RemoteError
+
+    failing = ShuffledRunner(seed=0, max_sleep_s=0.0, fail_on_call=2)
+    server = WorkerServer([failing], worker_info(_plan_like("fake", "random", "fp32", "fake"), [failing]),
+                          "127.0.0.1:0")
+    server.start()
+    workers.append(server)
+    feats = synthetic_features(6)
+    batch = pack_batch(feats.input_ids.astype(np.int32), feats.segment_ids.astype(np.int32),
+                       feats.lengths.astype(np.int64))
+    remote = RemoteRunner(server.address, 0, timeout_s=5.0)
+    try:
+        assert remote.infer(batch).shape == (batch.num_rows, 384, 2)
+        for _ in range(2):  # an error message, not a dropped socket: the connection goes on
+            with pytest.raises(RemoteError, match=r"device 0: RuntimeError: simulated device fault"):
+                remote.infer(batch)
+        assert failing.calls == 3
+    finally:
+        remote.close()
+    with pytest.raises(RemoteError, match="connection lost earlier"):
+        remote.infer(batch)
+
+
 def _plan_like(sut: str, weights: str, precision: str, backend: str) -> Any:
     from types import SimpleNamespace
 
