@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -93,13 +94,17 @@ def measure(args: argparse.Namespace, workers: int, features: Any, tmp: Path) ->
 def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     spec = load_system(args.sut)
     rate = spec.sim_samples_per_s[args.model]
+    text = (
+        f"SIMULATED cards, localhost TCP: `benchmarks/multihost.py --sut {args.sut} "
+        f"--duration-ms {args.duration_ms}`, one Offline test run per row. Each worker is a "
+        f"`packed-bert serve --sut {args.sut} --model {args.model}` process with "
+        f"{spec.devices} simulated cards, on the same 2-core machine as the lead, which runs "
+        "LoadGen with `--no-local-devices --hosts ...` (two connections per remote card). "
+        f"Capacity = cards x {rate:g} samples/s (the published per-card rate), as in "
+        "`benchmarks/scaling.py`."
+    )
     lines = [
-        f"SIMULATED cards, localhost TCP: {len(rows)} runs of `benchmarks/multihost.py "
-        f"--sut {args.sut} --duration-ms {args.duration_ms}`. Each worker is a `packed-bert serve "
-        f"--sut {args.sut} --model {args.model}` process on this 2-core machine with "
-        f"{spec.devices} simulated cards; the lead runs LoadGen Offline with `--no-local-devices "
-        f"--hosts ...` (two connections per remote card). Capacity = cards x {rate:g} samples/s "
-        "(the published per-card rate), as in `benchmarks/scaling.py`.",
+        *textwrap.wrap(text, 95, break_on_hyphens=False),
         "",
         "| workers | simulated cards | samples/s | capacity | fraction |",
         "| ---: | ---: | ---: | ---: | ---: |",
