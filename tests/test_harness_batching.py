@@ -49,7 +49,10 @@ def test_offline_chunks_end_only_at_allowed_cuts() -> None:
     assert chunks[0][0] == 0 and chunks[-1][1] == n
     assert all(a < b for a, b in chunks) and all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))
     assert set(b for _, b in chunks) <= set(cuts.tolist())
-    assert max(b - a for a, b in chunks) <= 16 + 2  # the nearest cut is at most a row away
+    # equal rows per chunk (a row is the unit of a device's work), as many chunks as 16 allows
+    rows = [int(np.searchsorted(cuts, b) - np.searchsorted(cuts, a)) for a, b in chunks]
+    assert max(rows) - min(rows) <= 1
+    assert len(chunks) == -(-n // 16)
 
 
 def test_offline_packed_query_keeps_the_whole_query_packing(shared_data: Path) -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from packed_bert.harness.scheduler import offline_chunks
 from packed_bert.packing import (
     build_batch,
+    mix_rows,
     pack,
     pack_batch,
     pack_matrix,
@@ -111,7 +113,7 @@ def test_pack_order_lists_rows_and_chunks_of_whole_rows_repack_as_well(shared_da
     lens = _squad_lengths(shared_data)
     shuffled = lens[np.random.default_rng(0).permutation(lens.size)]
     order, row_ends = pack_order(shuffled)
-    matrix = pack_matrix(shuffled)
+    matrix = mix_rows(pack_matrix(shuffled))
     assert sorted(order.tolist()) == list(range(lens.size))
     assert row_ends.size == matrix.shape[0] and row_ends[-1] == lens.size
     for r in (0, 1, matrix.shape[0] - 1):  # each row's sequences, in the row's own order
@@ -123,6 +125,33 @@ def test_pack_order_lists_rows_and_chunks_of_whole_rows_repack_as_well(shared_da
     rows = sum(pack_matrix(shuffled[order[a:b]]).shape[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
     assert rows == matrix.shape[0]
     assert float(lens.sum()) / (rows * 384) >= 0.97
+
+
+def test_mix_rows_spreads_each_row_kind_evenly() -> None:
+    # 6 rows of one sequence, 3 of two, 3 of three, grouped by kind
+    matrix = np.full((12, 3), -1, dtype=np.int64)
+    kinds = [1] * 6 + [2] * 3 + [3] * 3
+    for r, k in enumerate(kinds):
+        matrix[r, :k] = np.arange(k) + 10 * r
+    mixed = mix_rows(matrix)
+    assert sorted(map(tuple, mixed.tolist())) == sorted(map(tuple, matrix.tolist()))
+    # a row's key: (rank within its kind + 0.5) / rows of its kind; ties keep the kinds' order
+    assert (mixed >= 0).sum(axis=1).tolist() == [1, 2, 3, 1, 1, 2, 3, 1, 1, 2, 3, 1]
+
+
+def test_offline_chunks_of_the_pack_order_hold_equal_rows_and_samples(shared_data: Path) -> None:
+    # a multi-card Offline query: 32 chunks cut between rows; each card costs a row per row, so
+    # the chunks' rows must be equal or the last cards idle at the tail, and mixed rows keep
+    # their sample counts (the batch size) about equal too
+    lens = _squad_lengths(shared_data)
+    query = lens[np.random.default_rng(1).permutation(lens.size)]
+    order, row_ends = pack_order(query)
+    chunks = offline_chunks(query.size, 4096, 8, per_device=4, cuts=row_ends)
+    rows = [int(np.searchsorted(row_ends, b) - np.searchsorted(row_ends, a)) for a, b in chunks]
+    samples = [b - a for a, b in chunks]
+    assert len(chunks) == 32
+    assert max(rows) - min(rows) <= 1, rows
+    assert max(samples) <= 1.03 * min(samples), samples
 
 
 def naive_batch(rows: list[np.ndarray], ids: np.ndarray, seg: np.ndarray, lens: np.ndarray,

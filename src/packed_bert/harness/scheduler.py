@@ -29,22 +29,22 @@ def offline_chunks(
     n: int, batch_size: int, devices: int, per_device: int = 1, cuts: np.ndarray | None = None
 ) -> list[tuple[int, int]]:
     """``(start, stop)`` of the chunks an Offline query of ``n`` samples is cut into: at most
-    ``batch_size`` each (give or take the samples of one row when ``cuts`` is given), at least
-    ``per_device`` per device, a multiple of ``devices`` in all. ``cuts``: the positions a chunk
-    may end at (sorted, ending with ``n``); each boundary moves to the nearest of them."""
+    ``batch_size`` each (about, when ``cuts`` is given), at least ``per_device`` per device, a
+    multiple of ``devices`` in all. ``cuts``: the positions a chunk may end at (sorted, ending
+    with ``n``; packed: the row ends); each chunk then gets an equal share of them, i.e. equal
+    rows, the unit of a device's work."""
     if n <= 0:
         return []
     count = max(math.ceil(n / batch_size), devices * per_device)
     count = min(n, math.ceil(count / devices) * devices)
-    size = math.ceil(n / count)
-    ends = np.minimum(np.arange(size, n + size, size), n)
     if cuts is not None and len(cuts):
         allowed = np.asarray(cuts, dtype=np.int64)
-        right = np.minimum(np.searchsorted(allowed, ends), allowed.size - 1)
-        left = np.maximum(right - 1, 0)
-        nearer_left = np.abs(allowed[left] - ends) <= np.abs(allowed[right] - ends)
-        ends = np.unique(np.append(np.where(nearer_left, allowed[left], allowed[right]), n))
-        ends = ends[ends > 0]
+        share = np.ceil(np.arange(1, count + 1) * allowed.size / count).astype(np.int64) - 1
+        ends = np.unique(np.append(allowed[np.clip(share, 0, allowed.size - 1)], n))
+    else:
+        size = math.ceil(n / count)
+        ends = np.minimum(np.arange(size, n + size, size), n)
+    ends = ends[ends > 0]
     starts = np.concatenate(([0], ends[:-1]))
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 

@@ -4,7 +4,7 @@ Pure numpy: no runtime is imported here.
 """
 
 from packed_bert.packing.batch import PackedBatch, build_batch, rows_to_matrix
-from packed_bert.packing.packer import pack, pack_matrix, pack_order, pack_strategies
+from packed_bert.packing.packer import mix_rows, pack, pack_matrix, pack_order, pack_strategies
 from packed_bert.packing.stats import PackingStats, packing_stats
 from packed_bert.packing.strategies import (
     pack_batch,
@@ -24,6 +24,7 @@ __all__ = [
     "pack_batch",
     "pack_matrix",
     "pack_order",
+    "mix_rows",
     "pack_strategies",
     "packing_stats",
     "padded_batches",

@@ -154,7 +154,23 @@ def pack_order(
 
     ``order`` (int64) lists the indices row by row; ``row_ends`` are the positions in ``order``
     just after each row. Cutting ``order`` only at ``row_ends`` gives chunks of whole rows, and
-    packing such a chunk again needs no more rows than it held here.
+    packing such a chunk again needs no more rows than it held here. Rows holding one, two and
+    three sequences are spread evenly through the order, so chunks of equal sample counts
+    hold about equal numbers of rows (equal work for a device that costs a row per row).
     """
-    matrix = pack_matrix(lengths, max_per_pack, row_len)
+    matrix = mix_rows(pack_matrix(lengths, max_per_pack, row_len))
     return matrix[matrix >= 0], np.cumsum((matrix >= 0).sum(axis=1))
+
+
+def mix_rows(matrix: np.ndarray) -> np.ndarray:
+    """``matrix``'s rows reordered so every stretch holds its share of each row kind (rows
+    with the same number of sequences): a row's key is its rank within its kind over the
+    kind's size, and rows go in key order."""
+    kind = (matrix >= 0).sum(axis=1)
+    by_kind = np.argsort(kind, kind="stable")
+    counts = np.bincount(kind)
+    first = np.cumsum(counts) - counts
+    rank = np.empty(kind.size, dtype=np.float64)
+    rank[by_kind] = np.arange(kind.size) - first[kind[by_kind]]
+    key = (rank + 0.5) / counts[kind]
+    return matrix[np.argsort(key, kind="stable")]
