@@ -254,6 +254,7 @@ def test_accuracy_run_over_two_workers_matches_the_local_run(
     code, remote, out = _run_cli([*base, f"--results-dir={tmp_path / 'remote'}", "--no-local-devices",
                                   "--hosts", ",".join(hosts)], capsys)
     assert code == 0, out
+    assert "; 2 x torch fp32 on 2 nodes," in out  # devices, not the 4 connections to them
     assert (remote["exact_match"], remote["f1"]) == (local["exact_match"], local["f1"])
     want = _decode(Path(local["run_dir"]) / "mlperf_log_accuracy.json")
     got = _decode(Path(remote["run_dir"]) / "mlperf_log_accuracy.json")

@@ -93,9 +93,11 @@ def _run_in(
     effective = {**loaded.effective, "harness": plan.describe()}
     rd.write_json("settings.json", effective)
     sim = " [SIMULATED]" if plan.system.simulated else ""
+    nodes = system_json.get("number_of_nodes", 1)
+    on_nodes = f" on {nodes} nodes" if nodes > 1 or "nodes" in system_json else ""
     say(
         f"run: {plan.system.name}{sim} {cfg.model} {plan.scenario} {cfg.mode} ({cfg.execution}); "
-        f"{len(runners)} x {plan.backend} {plan.precision}, batching {plan.batching}, "
+        f"{system_json['devices']} x {plan.backend} {plan.precision}{on_nodes}, batching {plan.batching}, "
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else _short(loaded.effective)))
