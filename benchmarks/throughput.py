@@ -101,24 +101,36 @@ class Timing:
         return self.flops / self.peak_seconds if self.peak_seconds else None
 
 
+SETTLE_S = 0.1  # idle time before each probe and batch: a runtime's pool threads spin on after its work
+
+
 def timed(infer: Callable[[PackedBatch], np.ndarray], work: Sequence[PackedBatch], repeats: int = 1,
           probe: MatmulProbe | None = None) -> Timing:
     """Best of ``repeats`` passes over ``work`` (after a warm-up batch). With ``probe``, a short
     matmul probe runs before each batch and after the last, and each batch's real-token FLOPs
-    are set against the mean of the probes on either side of it (paired: same load)."""
+    are set against the mean of the probes on either side of it (paired: same load). Probes and
+    batches start after ``SETTLE_S`` idle (not timed): ONNX Runtime's pool threads spin for a
+    while after a run, and a probe started at once in another session measured 20% low."""
     infer(work[0])  # warm-up (shape-specific setup)
     flops = [real_token_flops(b.seq_lens[b.seq_lens > 0]) for b in work]
     out = Timing(float("inf"))
+
+    def settled_rate() -> float:
+        time.sleep(SETTLE_S)
+        return probe.rate() if probe else 0.0
+
     for _ in range(repeats):
-        before = probe.rate() if probe else 0.0
+        before = settled_rate()
         total = 0.0
         for b, f in zip(work, flops, strict=True):
+            if probe:
+                time.sleep(SETTLE_S)
             start = time.perf_counter()
             infer(b)
             secs = time.perf_counter() - start
             total += secs
             if probe:
-                after = probe.rate()
+                after = settled_rate()
                 out.flops += f
                 out.peak_seconds += secs * (before + after) / 2
                 before = after
@@ -261,7 +273,8 @@ def render(results: list[dict[str, object]], ref_sps: float | None, peaks: dict[
     lines.append("")
     lines.append("Measured matmul peaks (2048^3, best of 5, highest of the probes before and after each variant): " +
                  ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
-    lines.append("\"Of the peak beside it\": every timed batch sits between two 0.2 s probes of the same 2048^3 matmul "
+    lines.append("\"Of the peak beside it\": every timed batch sits between two 0.2 s probes of the same 2048^3 matmul, "
+                 f"each started after {SETTLE_S:g} s idle "
                  "(mean rate, same runtime and precision); the column is all batches' real-token FLOPs over the sum of "
                  "each batch's seconds times the mean of its two probes, so the work and its yardstick see the same "
                  "load on this shared machine. \"Of matmul peak\" uses the best probe of the whole run.")
