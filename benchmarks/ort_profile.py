@@ -52,7 +52,7 @@ def profile(path: Path, feeds: list[dict[str, np.ndarray]], skip_ln_fusion_off: 
     trace.unlink()
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     first_end = runs[0]["ts"] + runs[0]["dur"]  # the warm-up run
-    per_op: dict[str, float] = collections.Counter()
+    per_op: collections.Counter[str] = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= first_end:
             per_op[e["args"]["op_name"]] += e["dur"] / 1e6
