@@ -144,7 +144,7 @@ def test_worker_answers_bad_requests_with_errors(workers: list[WorkerServer]) ->
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         wire.send(sock, wire.Message("hello", {"version": 999}))
         reply = wire.recv(sock)
-        assert reply is not None and reply.op == "error" and "speaks 1" in reply.fields["message"]
+        assert reply is not None and reply.op == "error" and f"speaks {wire.VERSION}" in reply.fields["message"]
         ids = np.zeros((2, 8), np.int32)
         wire.send(sock, wire.Message("infer", arrays={"input_ids": ids}))
         reply = wire.recv(sock)
@@ -408,3 +408,41 @@ def test_a_worker_killed_mid_run_fails_the_run_without_hanging(
     line = errors[0]
     assert result == [1] and f"{address} device 0" in line and "connection lost" in line
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".incomplete")]
+
+
+class _SlowRunner:
+    """A runner whose batches take ``seconds`` (a CPU worker on a big batch)."""
+
+    name, precision, device, simulated, static_shape = "slow", "fp32", "cpu", False, False
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def infer(self, batch: Any) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.zeros((*batch.input_ids.shape, 2), np.float32)
+
+
+@pytest.mark.parametrize("heartbeat_s", [0.1, 5.0])
+def test_heartbeats_keep_a_long_batch_alive_and_silence_times_out(
+    workers: list[WorkerServer], heartbeat_s: float,
+) -> None:
+    from packed_bert.remote.client import RemoteError
+
+    slow = _SlowRunner(1.0)
+    server = WorkerServer([slow], worker_info(_plan_like("slow", "random", "fp32", "slow"), [slow]),
+                          "127.0.0.1:0", heartbeat_s=heartbeat_s)
+    server.start()
+    workers.append(server)
+    feats = synthetic_features(3)
+    batch = pack_batch(feats.input_ids.astype(np.int32), feats.segment_ids.astype(np.int32),
+                       feats.lengths.astype(np.int64))
+    remote = RemoteRunner(server.address, 0, timeout_s=0.4)  # silence allowed: 0.4 s
+    try:
+        if heartbeat_s < 0.4:  # a 1 s batch with a heartbeat every 0.1 s: answered
+            assert remote.infer(batch).shape == (batch.num_rows, 384, 2)
+        else:  # no heartbeat within 0.4 s: the lead gives up on the silent worker
+            with pytest.raises(RemoteError, match="connection lost"):
+                remote.infer(batch)
+    finally:
+        remote.close()

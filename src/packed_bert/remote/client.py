@@ -22,7 +22,7 @@ from packed_bert.remote.info import Expected, WorkerInfo
 from packed_bert.remote.protocol import VERSION, Message, ProtocolError, recv, send
 
 CONNECT_TIMEOUT_S = 10.0
-INFER_TIMEOUT_S = 120.0  # one batch, including the wait for the device's other connection
+INFER_TIMEOUT_S = 60.0  # silence: the worker sends ``busy`` every 5 s while a batch waits or runs
 CONNECTIONS_PER_DEVICE = 2  # batches the lead keeps in flight on each remote device
 
 
@@ -115,6 +115,8 @@ class RemoteRunner:
             try:
                 send(self._sock, Message("infer", arrays=arrays))
                 reply = recv(self._sock)
+                while reply is not None and reply.op == "busy":  # heartbeats: the batch goes on
+                    reply = recv(self._sock)
                 if reply is None:
                     raise ConnectionError("the worker closed the connection")
             except (OSError, ProtocolError) as exc:

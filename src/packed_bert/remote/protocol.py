@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # 2: ``busy`` heartbeats while an ``infer`` waits or runs
 MAGIC = b"PBRT"
 PREFIX = struct.Struct("!4sIQ")
 MAX_HEADER_BYTES = 1 << 20

@@ -2,7 +2,9 @@
 
 One thread per connection. A connection says ``hello`` (optionally binding itself to one
 device index) and then sends ``infer`` requests; each is answered with the logits or with an
-``error`` message (the connection stays usable). Runners are not thread-safe, so each device
+``error`` message (the connection stays usable). While a request waits for its device or runs,
+the worker sends a ``busy`` message every ``heartbeat_s``: the lead then times out on silence,
+not on how long a batch takes (a 4,096-sample batch on a CPU worker takes many minutes). Runners are not thread-safe, so each device
 has a lock: several connections may share a device (the lead keeps two batches in flight per
 device), and they take turns on it.
 """
@@ -26,6 +28,7 @@ from packed_bert.remote.info import WorkerInfo, weights_id
 from packed_bert.remote.protocol import VERSION, Message, ProtocolError, recv, send
 
 BATCH_FIELDS = ("input_ids", "segment_ids", "position_ids", "seq_lens")
+HEARTBEAT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ def batch_from(arrays: dict[str, np.ndarray]) -> WireBatch:
 class WorkerServer:
     """Serves ``runners`` (one per device) on ``listen`` (``HOST:PORT``; port 0: any free one)."""
 
-    def __init__(self, runners: Sequence[Any], info: WorkerInfo, listen: str) -> None:
+    def __init__(self, runners: Sequence[Any], info: WorkerInfo, listen: str,
+                 heartbeat_s: float = HEARTBEAT_S) -> None:
         if not runners:
             raise ValueError("a worker needs at least one runner")
         host, port = parse_address(listen, "--listen")
@@ -71,6 +75,7 @@ class WorkerServer:
         self.address = format_address(host, self._listener.getsockname()[1])
         self.runners = list(runners)
         self.info = info
+        self.heartbeat_s = heartbeat_s
         self._locks = [threading.Lock() for _ in self.runners]
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -116,22 +121,29 @@ class WorkerServer:
 
     def _serve(self, conn: socket.socket) -> None:
         device: int | None = None
+        sending = threading.Lock()  # heartbeats and replies share the socket
+
+        def reply_with(msg: Message) -> None:
+            with sending:
+                send(conn, msg)
+
         try:
             while not self._stop.is_set():
                 try:
                     msg = recv(conn)
                 except ProtocolError as exc:
-                    send(conn, Message("error", {"message": f"protocol error: {exc}"}))
+                    reply_with(Message("error", {"message": f"protocol error: {exc}"}))
                     return  # where the next message starts is unknown: end the connection
                 if msg is None:
                     return
                 if msg.op == "hello":
                     reply, device = self._hello(msg, device)
                 elif msg.op == "infer":
-                    reply = self._infer(msg, device)
+                    with _Heartbeat(reply_with, self.heartbeat_s):
+                        reply = self._infer(msg, device)
                 else:
                     reply = Message("error", {"message": f"unknown op {msg.op!r}"})
-                send(conn, reply)
+                reply_with(reply)
         except OSError:
             return  # the lead went away
         finally:
@@ -169,6 +181,30 @@ class WorkerServer:
         with self._state:
             self.batches += 1
         return Message("logits", arrays={"logits": out})
+
+
+class _Heartbeat:
+    """Sends ``busy`` every ``interval_s`` from a thread while the ``with`` block runs."""
+
+    def __init__(self, reply_with: Any, interval_s: float) -> None:
+        self._reply_with = reply_with
+        self._interval_s = interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="serve-heartbeat", daemon=True)
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._interval_s):
+            try:
+                self._reply_with(Message("busy"))
+            except OSError:
+                return  # the lead went away; the request's own reply will find out too
 
 
 def worker_info(plan: Any, runners: Sequence[Any]) -> WorkerInfo:
