@@ -446,3 +446,22 @@ def test_heartbeats_keep_a_long_batch_alive_and_silence_times_out(
                 remote.infer(batch)
     finally:
         remote.close()
+
+
+def test_checkpoints_are_told_apart_by_content_not_name_or_size(tmp_path: Path) -> None:
+    from packed_bert.remote.info import same_weights, weights_id
+
+    a, b, c = (tmp_path / d / "model.pytorch" for d in ("a", "b", "c"))
+    for path, data in ((a, b"\x01" * 1000), (b, b"\x01" * 1000), (c, b"\x02" * 1000)):
+        path.parent.mkdir()
+        path.write_bytes(data)  # c: another fine-tune of the same shape, same name and size
+    assert same_weights(weights_id(str(a)), weights_id(str(b)))  # same bytes, other path
+    assert not same_weights(weights_id(str(a)), weights_id(str(c)))
+    assert same_weights(weights_id(str(a)), weights_id(str(tmp_path / "elsewhere" / "model.pytorch")))
+    assert not same_weights(weights_id(str(a)), "tiny")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    before = weights_id(str(hf))
+    (hf / "config.json").write_text("{ }")
+    assert before.startswith("hf/ (sha256 ") and not same_weights(before, weights_id(str(hf)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,26 +13,40 @@ from packed_bert.remote.protocol import ProtocolError
 
 def weights_id(spec: str) -> str:
     """Weights as hosts can compare them: ``random``/``tiny`` (seeded, the same everywhere), or a
-    checkpoint's file name and size (paths differ between hosts; a missing file: the name)."""
+    checkpoint's name and the sha256 of its bytes (a directory: of its files' relative paths
+    and bytes). Paths differ between hosts, and two fine-tunes of one architecture have the
+    same size, so only the content tells them apart. A missing file: its name alone."""
     if spec in ("random", "tiny"):
         return spec
     path = Path(spec).expanduser()
     if path.is_file():
-        return f"{path.name} ({path.stat().st_size} bytes)"
+        return f"{path.name} (sha256 {_digest([(path.name, path)])})"
     if path.is_dir():
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        return f"{path.name}/ ({size} bytes)"
+        files = sorted((str(f.relative_to(path)), f) for f in path.rglob("*") if f.is_file())
+        return f"{path.name}/ (sha256 {_digest(files)})"
     return path.name
+
+
+def _digest(files: list[tuple[str, Path]]) -> str:
+    h = hashlib.sha256()
+    for name, file in files:
+        h.update(name.encode() + b"\0")
+        with file.open("rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+_HASHED = re.compile(r" \(sha256 [0-9a-f]+\)$")
 
 
 def same_weights(a: str, b: str) -> bool:
     """Equal ids; where one side does not have the file, equal names."""
     if a == b:
         return True
-    sized = re.compile(r" \(\d+ bytes\)$")
-    if sized.search(a) and sized.search(b):
+    if _HASHED.search(a) and _HASHED.search(b):
         return False
-    return sized.sub("", a).rstrip("/") == sized.sub("", b).rstrip("/")
+    return _HASHED.sub("", a).rstrip("/") == _HASHED.sub("", b).rstrip("/")
 
 
 @dataclass(frozen=True)
