@@ -115,12 +115,12 @@ def timed(infer: Callable[[PackedBatch], np.ndarray], work: Sequence[PackedBatch
     flops = [real_token_flops(b.seq_lens[b.seq_lens > 0]) for b in work]
     out = Timing(float("inf"))
 
-    def settled_rate() -> float:
+    def settled_rate(matmul: MatmulProbe) -> float:
         time.sleep(SETTLE_S)
-        return probe.rate() if probe else 0.0
+        return matmul.rate()
 
     for _ in range(repeats):
-        before = settled_rate()
+        before = settled_rate(probe) if probe else 0.0
         total = 0.0
         for b, f in zip(work, flops, strict=True):
             if probe:
@@ -130,7 +130,7 @@ def timed(infer: Callable[[PackedBatch], np.ndarray], work: Sequence[PackedBatch
             secs = time.perf_counter() - start
             total += secs
             if probe:
-                after = settled_rate()
+                after = settled_rate(probe)
                 out.flops += f
                 out.peak_seconds += secs * (before + after) / 2
                 before = after

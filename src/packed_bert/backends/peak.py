@@ -19,16 +19,13 @@ import numpy as np
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], None] | None = None) -> float:
+def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Best of ``repeats`` calls after a warm-up (``fn`` synchronises itself on a GPU)."""
     fn()
-    if sync:
-        sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        if sync:
-            sync()
         best = min(best, time.perf_counter() - start)
     return best
 

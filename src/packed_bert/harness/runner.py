@@ -93,9 +93,8 @@ def _run_in(
     effective = {**loaded.effective, "harness": plan.describe()}
     rd.write_json("settings.json", effective)
     sim = " [SIMULATED]" if plan.system.simulated else ""
-    nodes = system_json.get("number_of_nodes", 1)
-    plural = "s" if nodes != 1 else ""
-    on_nodes = f" on {nodes} node{plural}" if nodes > 1 or "nodes" in system_json else ""
+    nodes = system_json["number_of_nodes"]
+    on_nodes = f" on {nodes} node{'s' if nodes != 1 else ''}" if "nodes" in system_json else ""
     say(
         f"run: {plan.system.name}{sim} {cfg.model} {plan.scenario} {cfg.mode} ({cfg.execution}); "
         f"{system_json['devices']} x {plan.backend} {plan.precision}{on_nodes}, batching {plan.batching}, "

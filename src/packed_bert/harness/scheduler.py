@@ -40,7 +40,7 @@ def offline_chunks(
     if cuts is not None and len(cuts):
         allowed = np.asarray(cuts, dtype=np.int64)
         share = np.ceil(np.arange(1, count + 1) * allowed.size / count).astype(np.int64) - 1
-        ends = np.unique(np.append(allowed[np.clip(share, 0, allowed.size - 1)], n))
+        ends = np.unique(np.append(allowed[share], n))  # share: 0 .. allowed.size - 1
     else:
         size = math.ceil(n / count)
         ends = np.minimum(np.arange(size, n + size, size), n)

@@ -15,7 +15,7 @@ import contextlib
 import platform
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +39,6 @@ class WireBatch:
     segment_ids: np.ndarray
     position_ids: np.ndarray
     seq_lens: np.ndarray
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.input_ids.shape[0])
 
 
 def batch_from(arrays: dict[str, np.ndarray]) -> WireBatch:
@@ -186,7 +182,7 @@ class WorkerServer:
 class _Heartbeat:
     """Sends ``busy`` every ``interval_s`` from a thread while the ``with`` block runs."""
 
-    def __init__(self, reply_with: Any, interval_s: float) -> None:
+    def __init__(self, reply_with: Callable[[Message], None], interval_s: float) -> None:
         self._reply_with = reply_with
         self._interval_s = interval_s
         self._done = threading.Event()
