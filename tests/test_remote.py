@@ -87,6 +87,20 @@ def _one_line_error(err: str) -> str:
     return lines[0]
 
 
+def _packed_batch(n: int, seed: int = 0) -> Any:
+    """``n`` synthetic features packed into one batch."""
+    feats = synthetic_features(n, seed=seed)
+    return pack_batch(feats.input_ids.astype(np.int32), feats.segment_ids.astype(np.int32),
+                      feats.lengths.astype(np.int64))
+
+
+def _fake_squad(monkeypatch: pytest.MonkeyPatch, n: int) -> Any:
+    """SQuAD features for runs and simulated workers: ``n`` synthetic ones instead."""
+    feats = synthetic_features(n)
+    monkeypatch.setattr(squad_features_mod, "load_features", lambda *a, **k: feats)
+    return feats
+
+
 # -- framing ---------------------------------------------------------------------------------
 
 
@@ -165,9 +179,7 @@ def test_worker_answers_bad_requests_with_errors(workers: list[WorkerServer]) ->
 
 
 def test_remote_runner_gives_the_local_runners_logits(workers: list[WorkerServer]) -> None:
-    feats = synthetic_features(24, seed=3)
-    batch = pack_batch(feats.input_ids.astype(np.int32), feats.segment_ids.astype(np.int32),
-                       feats.lengths.astype(np.int64))
+    batch = _packed_batch(24, seed=3)
     local = create("torch", "tiny", "fp32", "cpu")
     served = create("torch", "tiny", "fp32", "cpu")
     plan_like = _plan_like("tiny_torch", "tiny", "fp32", "torch")
@@ -197,9 +209,7 @@ def test_an_error_inside_the_workers_runner_reaches_the_lead(workers: list[Worke
                           "127.0.0.1:0")
     server.start()
     workers.append(server)
-    feats = synthetic_features(6)
-    batch = pack_batch(feats.input_ids.astype(np.int32), feats.segment_ids.astype(np.int32),
-                       feats.lengths.astype(np.int64))
+    batch = _packed_batch(6)
     remote = RemoteRunner(server.address, 0, timeout_s=5.0)
     try:
         assert remote.infer(batch).shape == (batch.num_rows, 384, 2)
@@ -274,8 +284,7 @@ def test_simulated_workers_make_a_simulated_run(
     tmp_path: Path, workers: list[WorkerServer], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    feats = synthetic_features(300)
-    monkeypatch.setattr(squad_features_mod, "load_features", lambda *a, **k: feats)
+    feats = _fake_squad(monkeypatch, 300)
     worker = _start(workers, RunConfig(sut="r282_z93_q1"), features=feats)
     code, summary, out = _run_cli(
         ["run", "--sut", "r282_z93_q1", "--hosts", worker.address, "--target-qps", "1300",
@@ -300,8 +309,7 @@ def test_a_worker_serving_another_model_is_a_one_line_error(
     tmp_path: Path, workers: list[WorkerServer], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    feats = synthetic_features(50)
-    monkeypatch.setattr(squad_features_mod, "load_features", lambda *a, **k: feats)
+    feats = _fake_squad(monkeypatch, 50)
     worker = _start(workers, RunConfig(sut="r282_z93_q1", model="bert-99.9"), features=feats)
     code, _, out = _run_cli(["run", "--sut", "r282_z93_q1", "--model", "bert-99", "--hosts",
                              worker.address, f"--results-dir={tmp_path}"], capsys)
@@ -318,7 +326,7 @@ def test_a_worker_serving_another_model_is_a_one_line_error(
 def test_an_unreachable_host_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(squad_features_mod, "load_features", lambda *a, **k: synthetic_features(50))
+    _fake_squad(monkeypatch, 50)
     address = f"127.0.0.1:{_free_port()}"
     code, _, out = _run_cli(["run", "--sut", "null", "--no-local-devices", "--hosts", address,
                              f"--results-dir={tmp_path}"], capsys)
@@ -385,7 +393,7 @@ def test_serve_stops_cleanly_on_ctrl_c() -> None:
 def test_a_worker_killed_mid_run_fails_the_run_without_hanging(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(squad_features_mod, "load_features", lambda *a, **k: synthetic_features(300))
+    _fake_squad(monkeypatch, 300)
     proc, address = _spawn_serve("--sut", "null")
     result: list[int] = []
     argv = ["run", "--sut", "null", "--scenario", "server", "--target-qps", "500", "--no-local-devices",
@@ -434,9 +442,7 @@ def test_heartbeats_keep_a_long_batch_alive_and_silence_times_out(
                           "127.0.0.1:0", heartbeat_s=heartbeat_s)
     server.start()
     workers.append(server)
-    feats = synthetic_features(3)
-    batch = pack_batch(feats.input_ids.astype(np.int32), feats.segment_ids.astype(np.int32),
-                       feats.lengths.astype(np.int64))
+    batch = _packed_batch(3)
     remote = RemoteRunner(server.address, 0, timeout_s=0.4)  # silence allowed: 0.4 s
     try:
         if heartbeat_s < 0.4:  # a 1 s batch with a heartbeat every 0.1 s: answered
