@@ -13,8 +13,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.runner import run_benchmark
 from packed_bert.squad.features import load_features
 
 GOAL = 100_000.0
@@ -33,7 +33,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig(sut="null", results_dir=Path(tmp), target_qps=args.target_qps,
                         batching=args.batching, batch_size=args.batch_size,
-                        extra={"settings": {"min_duration": str(args.duration_ms)}})
+                        settings={"min_duration": str(args.duration_ms)})
         res = run_benchmark(cfg, features=features, quiet=True)
     rate = res.samples_per_second or 0.0
     print(f"null Offline ({args.batching}): {rate:,.0f} samples/s "

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.runner import run_benchmark
 from packed_bert.squad.features import load_features
 from packed_bert.systems import load_system
 
@@ -77,7 +77,7 @@ def measure(args: argparse.Namespace, workers: int, features: Any, tmp: Path) ->
             hosts.append(address)
         cfg = RunConfig(sut=args.sut, model=args.model, results_dir=tmp, target_qps=capacity,
                         hosts=tuple(hosts), local_devices=False,
-                        extra={"settings": {"min_duration": str(args.duration_ms)}})
+                        settings={"min_duration": str(args.duration_ms)})
         start = time.perf_counter()
         res = run_benchmark(cfg, features=features, quiet=True)
         wall = time.perf_counter() - start

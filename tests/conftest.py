@@ -1,8 +1,11 @@
-"""Shared fixtures: the read-only data beside the project at ../shared/data."""
+"""Shared fixtures: the read-only data beside the project at ../shared/data, and the power
+server stand-in. Shared helpers (fakes, stubs) live in ``tests/helpers/``."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.power import fake_power_server
 
 from packed_bert.squad.features import SquadFeatures, load_features
 
@@ -36,3 +39,9 @@ def squad_features(squad_paths: tuple[Path, Path], tmp_path_factory: pytest.Temp
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         return load_features(*squad_paths)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """HOST:PORT of a listener standing in for the MLPerf power server."""
+    yield from fake_power_server()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from packed_bert.backends.cuda_quant import Fp8Linear, Int8Linear, quantize_linears
-from packed_bert.backends.peak import MatmulProbe, ort_peak, torch_peak
+from packed_bert.backends.matmul_peak import MatmulProbe, ort_peak, torch_peak
 from packed_bert.backends.quantize import calibration_features, calibration_ids
 from packed_bert.model import BERT_TINY, PackedBertForQA
 

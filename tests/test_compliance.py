@@ -2,18 +2,18 @@ import json
 from pathlib import Path
 
 import pytest
-from test_compliance_loadgen import StubRunner, stub_scorer
+from helpers.stub_launcher import StubLauncher, stub_scorer
 
-from packed_bert.compliance import tests as rules
-from packed_bert.compliance.logs import read_detail
+from packed_bert.compliance import rules
 from packed_bert.compliance.verify import compare_performance
-from packed_bert.compliance.workflow import run_compliance
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
+from packed_bert.results.loadgen_logs import read_detail
+from packed_bert.workflows.compliance import run_compliance
 
 
 def cfg(tmp_path: Path, tests: tuple[str, ...], rnd: str | None = None, model: str = "bert-99") -> RunConfig:
-    return RunConfig(sut="stub", model=model, mode="compliance", results_dir=tmp_path, compliance_tests=tests, round=rnd)  # type: ignore[arg-type]
+    return RunConfig(sut="null", model=model, mode="compliance", results_dir=tmp_path, compliance_tests=tests, round=rnd)  # type: ignore[arg-type]
 
 
 def test_rounds_and_test_names() -> None:
@@ -74,8 +74,8 @@ def test_invalid_audit_run_fails(tmp_path: Path) -> None:
 
 
 def test_test01_and_test05_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    runner = StubRunner()
-    assert run_compliance(cfg(tmp_path, ("TEST01", "TEST05"), "v4.1"), runner=runner, scorer=stub_scorer) == 0
+    runner = StubLauncher()
+    assert run_compliance(cfg(tmp_path, ("TEST01", "TEST05"), "v4.1"), launch=runner, scorer=stub_scorer) == 0
     # accuracy and performance runs first (none existed), then one audit run per test
     assert [m for m, _ in runner.calls] == ["accuracy", "performance", "performance", "performance"]
     out = next(tmp_path.glob("*-compliance"))
@@ -98,14 +98,14 @@ def test_test01_and_test05_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "TEST01 accuracy: TEST PASS" in printed and "TEST05 performance: TEST PASS" in printed
     # a second compliance run reuses the accuracy and performance runs
     runner.calls.clear()
-    assert run_compliance(cfg(tmp_path, ("TEST01",)), runner=runner, scorer=stub_scorer) == 0
+    assert run_compliance(cfg(tmp_path, ("TEST01",)), launch=runner, scorer=stub_scorer) == 0
     assert [m for m, _ in runner.calls] == ["performance"]
 
 
 @pytest.mark.parametrize(("model", "change", "code"), [("bert-99", 0.003, 0), ("bert-99.9", 0.3, 1)])
 def test_test01_fallback_scores_the_subset(tmp_path: Path, model: str, change: float, code: int) -> None:
-    runner = StubRunner(perturb={i: change for i in range(0, 64, 2)})
-    assert run_compliance(cfg(tmp_path, ("TEST01",), model=model), runner=runner, scorer=stub_scorer) == code
+    runner = StubLauncher(perturb={i: change for i in range(0, 64, 2)})
+    assert run_compliance(cfg(tmp_path, ("TEST01",), model=model), launch=runner, scorer=stub_scorer) == code
     acc = next(tmp_path.glob("*-compliance")) / "TEST01" / "accuracy"
     assert "TEST FAIL" in (acc.parent / "verify_accuracy.txt").read_text()
     baseline = json.loads((acc / "baseline_accuracy.txt").read_text().splitlines()[-1])
@@ -117,24 +117,24 @@ def test_test01_fallback_scores_the_subset(tmp_path: Path, model: str, change: f
 
 
 def test_audit_config_not_applied_is_caught(tmp_path: Path) -> None:
-    assert run_compliance(cfg(tmp_path, ("TEST01",)), runner=StubRunner(ignore_audit=True), scorer=stub_scorer) == 1
+    assert run_compliance(cfg(tmp_path, ("TEST01",)), launch=StubLauncher(ignore_audit=True), scorer=stub_scorer) == 1
     text = (next(tmp_path.glob("*-compliance")) / "TEST01" / "verify_performance.txt").read_text()
     assert "did not take TEST01's settings" in text
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="TEST05 is not part of MLPerf Inference v6.0"):
-        run_compliance(cfg(tmp_path, ("TEST05",)), runner=StubRunner())
+        run_compliance(cfg(tmp_path, ("TEST05",)), launch=StubLauncher())
     with pytest.raises(UserError, match="unknown compliance test"):
-        run_compliance(cfg(tmp_path, ("TEST99",)), runner=StubRunner())
+        run_compliance(cfg(tmp_path, ("TEST99",)), launch=StubLauncher())
     assert not list(tmp_path.iterdir())  # nothing ran
 
 
 def test_reference_runs_over_other_samples_are_not_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # TEST01 compares by qsl_idx: an accuracy run over fewer samples would not cover the audit run
-    runner = StubRunner()
-    runner(RunConfig(sut="stub", mode="accuracy", results_dir=tmp_path, sample_count=10), None)
-    assert run_compliance(cfg(tmp_path, ("TEST01",)), runner=runner, scorer=stub_scorer) == 0
+    runner = StubLauncher()
+    runner(RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, sample_count=10))
+    assert run_compliance(cfg(tmp_path, ("TEST01",)), launch=runner, scorer=stub_scorer) == 0
     out = capsys.readouterr().out
     assert "not using the accuracy run" in out and "(it used --count 10, this run --count all)" in out
     assert [mode for mode, _ in runner.calls] == ["accuracy", "accuracy", "performance", "performance"]

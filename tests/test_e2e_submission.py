@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_power import FAKE_CLIENT, closed_port, server  # noqa: F401 - the fixture
+from helpers.power import FAKE_CLIENT, closed_port
 
 from packed_bert import cli
-from packed_bert.compliance.logs import detail_errors
 from packed_bert.power import client
+from packed_bert.results.loadgen_logs import detail_errors
 from packed_bert.submission.truncate import MARKER, MAX_LOG_SIZE, recorded_hash, sha256
 
 
@@ -47,7 +47,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return err[0]
 
 
-def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: str,  # noqa: F811
+def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: str,
                                      monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     res = tmp_path / "results"
     common = ["--sut", "r282_z93_q1", "--count", "40", "--setting", "min_duration=1000",
@@ -156,7 +156,7 @@ def test_test01_on_the_tiny_model_scores_differing_responses(tmp_path: Path, sha
         assert json.loads((a / "accuracy" / name).read_text().splitlines()[-1]).keys() == {"exact_match", "f1"}
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+def test_bad_inputs_are_one_line_errors(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     res = tmp_path / "results"
     base = ["run", "--sut", "r282_z93_q1", "--results-dir", str(res)]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_harness_fakes import synthetic_features
+from helpers.fakes import synthetic_features
 
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.qsl import SampleLibrary

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from packed_bert.harness.run_dir import RunDir, run_name
+from packed_bert.results.run_dirs import RunDir, run_name
 
 
 def test_every_run_gets_a_new_directory(tmp_path: Path) -> None:

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_harness_fakes import ShuffledRunner, expected_logits, synthetic_features
+from helpers.fakes import ShuffledRunner, expected_logits, synthetic_features
 
-from packed_bert.harness import runner as runner_mod
+from packed_bert.harness import benchmark as benchmark_mod
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig, RunResult
 from packed_bert.harness.errors import RunError
-from packed_bert.harness.runner import run_benchmark
 
 
 def _run(cfg: RunConfig, timeout: float = 60.0, **kw: Any) -> RunResult:
@@ -47,11 +47,12 @@ def test_out_of_order_completions_land_on_their_query(tmp_path: Path, batching: 
     runners = [ShuffledRunner(seed=d, max_sleep_s=0.03) for d in range(3)]
     cfg = RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, batch_size=7,
                     sample_count=150, batching=batching,  # type: ignore[arg-type]
-                    extra={"skip_scoring": True, "inflight_per_device": 2})
+                    inflight_per_device=2)
     res = _run(cfg, features=feats, runners=runners)
     assert sum(r.calls for r in runners) >= 150 // 7  # every device took part
     got = _decode(res.run_dir / "mlperf_log_accuracy.json")
     assert sorted(got) == list(range(150))
+    assert "not scored" in (res.run_dir / "accuracy.txt").read_text()  # synthetic features: no SQuAD text
     for idx, payloads in got.items():
         want = expected_logits(feats, idx)
         for data in payloads:
@@ -67,7 +68,7 @@ def test_a_failing_worker_fails_the_run_without_hanging(tmp_path: Path) -> None:
     feats = synthetic_features(100)
     runners = [ShuffledRunner(seed=0, max_sleep_s=0.005, fail_on_call=3), ShuffledRunner(seed=1)]
     cfg = RunConfig(sut="null", results_dir=tmp_path, batch_size=5, target_qps=500.0,
-                    extra={"settings": {"min_duration": "200"}})
+                    settings={"min_duration": "200"})
     with pytest.raises(RunError, match=r"device 0 .*simulated device fault") as info:
         _run(cfg, timeout=60.0, features=feats, runners=runners)
     assert "\n" not in str(info.value) and info.value.exit_code == 1
@@ -79,7 +80,7 @@ def test_a_failing_worker_fails_the_run_without_hanging(tmp_path: Path) -> None:
 def test_null_performance_run_writes_everything(tmp_path: Path) -> None:
     feats = synthetic_features(300)
     cfg = RunConfig(sut="null", results_dir=tmp_path, target_qps=20000.0, sdk="1.5.9",
-                    extra={"settings": {"min_duration": "500"}})
+                    settings={"min_duration": "500"})
     res = _run(cfg, features=feats)
     assert res.samples_per_second and res.samples_per_second > 1000
     # the null SUT answers 10,000 samples far sooner than 500 ms: LoadGen says INVALID, and why
@@ -104,7 +105,7 @@ def test_null_performance_run_writes_everything(tmp_path: Path) -> None:
 def test_server_and_singlestream_runs(tmp_path: Path, scenario: str) -> None:
     feats = synthetic_features(100)
     cfg = RunConfig(sut="null", scenario=scenario, results_dir=tmp_path,  # type: ignore[arg-type]
-                    target_qps=400.0, batch_size=8, extra={"settings": {"min_duration": "500"}})
+                    target_qps=400.0, batch_size=8, settings={"min_duration": "500"})
     res = _run(cfg, features=feats)
     assert res.valid is not None
     if scenario == "Server":
@@ -123,7 +124,7 @@ def test_interrupt_marks_the_run_incomplete(tmp_path: Path, monkeypatch: pytest.
     def interrupted(*_a: Any, **_k: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_mod, "_start_test", interrupted)
+    monkeypatch.setattr(benchmark_mod, "run_loadgen", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(RunConfig(sut="null", results_dir=tmp_path), features=synthetic_features(20), quiet=True)
     (only,) = list(tmp_path.iterdir())
@@ -131,8 +132,8 @@ def test_interrupt_marks_the_run_incomplete(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_demo_consistency_check_compares_packed_with_alone() -> None:
-    from packed_bert.harness.demo import consistency_and_gain
     from packed_bert.harness.qsl import SampleLibrary
+    from packed_bert.workflows.demo import consistency_and_gain
 
     lib = SampleLibrary.from_features(synthetic_features(60))
     check = consistency_and_gain(lib, ShuffledRunner(seed=0, max_sleep_s=0.0), n=6)
@@ -153,16 +154,16 @@ def test_audit_config_and_test_settings_reach_loadgen(tmp_path: Path) -> None:
     audit.write_text("*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n"
                      "*.*.accuracy_log_sampling_target = 64\n")
     cfg = RunConfig(sut="null", results_dir=tmp_path / "res", target_qps=2000.0,
-                    extra={"settings": {"min_duration": "200"}, "compliance_test": "TEST01",
-                           "loadgen_test_settings": {"test05_qsl_rng_seed": 12345}})
-    res = _run(cfg, audit_config=audit, features=synthetic_features(50))
+                    settings={"min_duration": "200"}, audit_test="TEST01", audit_config=audit,
+                    loadgen_settings={"test05_qsl_rng_seed": 12345})
+    res = _run(cfg, features=synthetic_features(50))
     assert (res.run_dir / "audit.config").read_text() == audit.read_text()
     detail = (res.run_dir / "mlperf_log_detail.txt").read_text()
     assert '"effective_accuracy_log_rng_seed", "value": 720381539243781796' in detail
     assert json.loads((res.run_dir / "settings.json").read_text())["test05_qsl_rng_seed"] == 12345
     assert res.summary["compliance_test"] == "TEST01"
     # without an audit config none is placed, so compliance can tell the runs apart
-    plain = _run(dataclasses.replace(cfg, extra={"settings": {"min_duration": "200"}}),
+    plain = _run(dataclasses.replace(cfg, audit_test=None, audit_config=None, loadgen_settings={}),
                  features=synthetic_features(50))
     assert not (plain.run_dir / "audit.config").exists()
 
@@ -170,7 +171,7 @@ def test_audit_config_and_test_settings_reach_loadgen(tmp_path: Path) -> None:
 def test_demo_target_leaves_headroom_over_the_probe() -> None:
     """LoadGen issues target x min_duration x 1.1 samples: a full run 1.3x faster than the
     probe (seen: 2.94 -> 3.8 samples/s) must still outlast min_duration."""
-    from packed_bert.harness.demo import demo_target_qps
+    from packed_bert.workflows.demo import demo_target_qps
 
     probe, run = 2.94, 3.8
     assert demo_target_qps(probe) * 1.1 > run

@@ -1,62 +1,17 @@
 import json
 import os
-import socket
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_compliance_loadgen import StubRunner
+from helpers.power import FAKE_CLIENT, STUB_PERF, closed_port
+from helpers.stub_launcher import StubLauncher
 
 from packed_bert.cli import build_parser
 from packed_bert.commands.run import config_from_args
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
 from packed_bert.power import analysis, client, meter, server_check
-from packed_bert.power.workflow import performance_command, run_power
-
-TESTS = Path(__file__).parent
-FAKE_CLIENT = TESTS / "fake_power_client.py"
-
-# What the client runs twice: a real LoadGen run (the harness stand-in) into --results-dir.
-STUB_PERF = [sys.executable, "-c",
-             "import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-             "from test_compliance_loadgen import StubRunner;"
-             "from packed_bert.harness.config import RunConfig;"
-             "StubRunner()(RunConfig(sut='stub', results_dir=Path(os.environ['PACKED_BERT_POWER_RESULTS_DIR'])), None)",
-             str(TESTS)]
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                sock.accept()[0].close()
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{sock.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    sock.close()
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return int(port)
+from packed_bert.workflows.power import performance_command, run_power
 
 
 def test_address_parsing() -> None:
@@ -68,7 +23,7 @@ def test_address_parsing() -> None:
 
 def test_power_run_with_stand_in_client(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
-    cfg = RunConfig(sut="stub", mode="power", results_dir=tmp_path, power_server=server, ntp_server="ntp.example", sleep_before_s=0.1)
+    cfg = RunConfig(sut="null", mode="power", results_dir=tmp_path, power_server=server, ntp_server="ntp.example", sleep_before_s=0.1)
     code = run_power(cfg, perf_command=STUB_PERF)
     assert code == 0
     out = next(tmp_path.glob("*-power"))
@@ -80,7 +35,7 @@ def test_power_run_with_stand_in_client(tmp_path: Path, server: str, monkeypatch
     assert summary["average_watts"] == pytest.approx(200.0)  # idle 50 W samples outside the window are excluded
     assert summary["samples_per_joule"] == pytest.approx(summary["samples_per_second"] / 200.0, rel=1e-3)
     command = (out / "command.txt").read_text()
-    for arg in ("--addr 127.0.0.1", "--run-workload", "--loadgen-logs", "--output", "--ntp ntp.example", "--label stub-bert-99-Offline", "--sleep 0.1"):
+    for arg in ("--addr 127.0.0.1", "--run-workload", "--loadgen-logs", "--output", "--ntp ntp.example", "--label null-bert-99-Offline", "--sleep 0.1"):
         assert arg in command
     assert "200.0 W average" in capsys.readouterr().out
 
@@ -104,14 +59,14 @@ def test_missing_client_is_one_line_error(tmp_path: Path, server: str, monkeypat
     monkeypatch.delenv(client.ENV_CLIENT, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match="power_client not found") as err:
-        run_power(RunConfig(sut="stub", results_dir=tmp_path, power_server=server))
+        run_power(RunConfig(sut="null", results_dir=tmp_path, power_server=server))
     assert "\n" not in str(err.value)
 
 
 def test_unreachable_server_is_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
     with pytest.raises(UserError, match=r"power server 127\.0\.0\.1:\d+ does not answer") as err:
-        run_power(RunConfig(sut="stub", results_dir=tmp_path, power_server=f"127.0.0.1:{closed_port()}"))
+        run_power(RunConfig(sut="null", results_dir=tmp_path, power_server=f"127.0.0.1:{closed_port()}"))
     assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())  # nothing ran
 
@@ -119,7 +74,7 @@ def test_unreachable_server_is_one_line_error(tmp_path: Path, monkeypatch: pytes
 def test_performance_command_is_the_run_command(tmp_path: Path) -> None:
     cfg = RunConfig(sut="r282_z93_q1", model="bert-99", scenario="Offline", batch_size=4096, target_qps=300.0, sdk="1.5.9",
                     weights="tiny", batching="padded", sample_count=40, dataset=tmp_path / "dev.json",
-                    extra={"settings": {"min_duration": "1000"}})
+                    settings={"min_duration": "1000"})
     argv = performance_command(cfg, tmp_path)
     text = " ".join(argv)
     assert "packed_bert.cli run --sut r282_z93_q1 --model bert-99 --scenario offline --mode performance" in text
@@ -128,7 +83,7 @@ def test_performance_command_is_the_run_command(tmp_path: Path) -> None:
     parser = build_parser()
     again = config_from_args(parser.parse_args(argv[3:]))
     for name in ("sut", "model", "scenario", "mode", "batch_size", "target_qps", "sdk", "weights", "batching",
-                 "sample_count", "dataset", "execution", "extra"):
+                 "sample_count", "dataset", "execution", "settings"):
         want = "performance" if name == "mode" else getattr(cfg, name)
         assert getattr(again, name) == want, name
     assert again.results_dir == tmp_path
@@ -151,7 +106,7 @@ def test_rapl_meter_reads_counters_and_wraps(tmp_path: Path) -> None:
 def test_no_meter_is_said_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(meter, "detect", lambda *a: None)
     with pytest.raises(UserError, match="no meter on this machine"):
-        run_power(RunConfig(sut="stub", results_dir=tmp_path), runner=StubRunner())
+        run_power(RunConfig(sut="null", results_dir=tmp_path), launch=StubLauncher())
 
 
 def test_unofficial_meter_labels_its_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,14 +115,14 @@ def test_unofficial_meter_labels_its_reading(tmp_path: Path, monkeypatch: pytest
     (dom / "energy_uj").write_text("0\n")
     m = meter.RaplMeter(str(tmp_path / "rapl"))
 
-    class Runner(StubRunner):
-        def __call__(self, cfg: RunConfig, audit: Path | None) -> Path:
-            run_dir = super().__call__(cfg, audit)
+    class Runner(StubLauncher):
+        def __call__(self, cfg: RunConfig) -> Path:
+            run_dir = super().__call__(cfg)
             (dom / "energy_uj").write_text("30000000\n")  # 30 J during the run
             return run_dir
 
     monkeypatch.setattr(meter, "detect", lambda *a: m)
-    assert run_power(RunConfig(sut="stub", results_dir=tmp_path / "res"), runner=Runner()) == 0
+    assert run_power(RunConfig(sut="null", results_dir=tmp_path / "res"), launch=Runner()) == 0
     rec = json.loads(next((tmp_path / "res").glob("*/power_unofficial.json")).read_text())
     assert rec["official"] is False and rec["joules"] == pytest.approx(30.0) and rec["source"].startswith("RAPL")
     assert "unofficial power (RAPL" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_harness_fakes import synthetic_features
+from helpers.fakes import synthetic_features
 
 import packed_bert.squad.features as squad_features_mod
 from packed_bert import cli
@@ -200,7 +200,7 @@ def test_remote_runner_gives_the_local_runners_logits(workers: list[WorkerServer
 
 
 def test_an_error_inside_the_workers_runner_reaches_the_lead(workers: list[WorkerServer]) -> None:
-    from test_harness_fakes import ShuffledRunner
+    from helpers.fakes import ShuffledRunner
 
     from packed_bert.remote.client import RemoteError
 
@@ -341,6 +341,7 @@ def test_an_unreachable_host_is_a_one_line_error(
 def test_hosts_from_the_system_file_and_the_cli(tmp_path: Path) -> None:
     from packed_bert.commands import run as run_cmd
     from packed_bert.errors import UserError
+    from packed_bert.harness.flags import to_argv
     from packed_bert.systems import parse_system
 
     spec = parse_system('hosts = ["10.0.0.2:4960", "[::1]:4961"]\n' + TINY_SYSTEM, "t.toml")
@@ -350,13 +351,13 @@ def test_hosts_from_the_system_file_and_the_cli(tmp_path: Path) -> None:
 
     def cfg(argv: list[str]) -> RunConfig:
         args = cli.build_parser().parse_args(argv)
-        return run_cmd.config_from_args(args, argv)
+        return run_cmd.config_from_args(args)
 
     assert cfg(["run", "--sut", "null"]).hosts is None  # the system file's
     assert cfg(["run", "--sut", "null", "--hosts", ""]).hosts == ()  # none, whatever the file says
     two = cfg(["run", "--sut", "null", "--hosts", "a:1, b:2", "--no-local-devices"])
     assert two.hosts == ("a:1", "b:2") and two.local_devices is False
-    again = cfg(run_cmd.command_for(two)[1:])
+    again = cfg(to_argv(two)[1:])
     assert (again.hosts, again.local_devices) == (two.hosts, two.local_devices)
 
 

@@ -12,7 +12,7 @@ from packed_bert.harness.config import RunConfig
 
 def _cfg(argv: list[str]) -> RunConfig:
     args = cli.build_parser().parse_args(cli._with_default_command(argv))
-    return run_cmd.config_from_args(args, argv)
+    return run_cmd.config_from_args(args)
 
 
 def test_old_spellings_mean_the_same_run() -> None:
@@ -64,8 +64,8 @@ def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_modes_dispatch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[tuple[str, Any]] = []
-    import packed_bert.compliance.workflow as cw
-    import packed_bert.power.workflow as pw
+    import packed_bert.workflows.compliance as cw
+    import packed_bert.workflows.power as pw
 
     monkeypatch.setattr(cw, "run_compliance", lambda cfg: seen.append(("c", cfg)) or 0)
     monkeypatch.setattr(pw, "run_power", lambda cfg: seen.append(("p", cfg)) or 0)
@@ -76,7 +76,7 @@ def test_modes_dispatch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 def test_run_prints_json_summary_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from test_harness_fakes import synthetic_features
+    from helpers.fakes import synthetic_features
 
     import packed_bert.squad.features as sf
 

@@ -78,7 +78,8 @@ def test_not_a_bert_vocab(kind: str, paths: tuple[Path, Path], tmp_path: Path, c
         ([entry(0, "00" * 12)], "holds 3 values"),
         ([entry(0, "00" * 4 * 2 * 385)], "holds 770 values"),
         ([entry(10833, GOOD)], "qsl_idx 10833 is not a feature"),
-        ([{"seq_id": 0}], "no qsl_idx/data"),
+        ([{"seq_id": 0}], "no valid qsl_idx/data"),
+        ([{"seq_id": 0, "qsl_idx": True, "data": GOOD}], "no valid qsl_idx/data"),
     ],
 )
 def test_bad_accuracy_logs(
@@ -94,7 +95,7 @@ def test_accuracy_log_not_json_or_missing(paths: tuple[Path, Path], tmp_path: Pa
     log = tmp_path / "log.json"
     log.write_text("[{")
     err = one_error(["accuracy", "--log", str(log), "--dataset", str(paths[0]), "--vocab", str(paths[1])], capsys)
-    assert str(log) in err and "not JSON" in err
+    assert str(log) in err and "not a LoadGen accuracy log" in err
     gone = tmp_path / "gone.json"
     err = one_error(["accuracy", "--log", str(gone), "--dataset", str(paths[0]), "--vocab", str(paths[1])], capsys)
-    assert str(gone) in err and "cannot read" in err
+    assert str(gone) in err and "no LoadGen accuracy log there" in err

@@ -23,11 +23,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from packed_bert.squad.accuracy_log import read_accuracy_log
+    from packed_bert.squad.accuracy_log import read_payloads
     from packed_bert.squad.features import load_features
     from packed_bert.squad.scoring import score_logits
 
-    payloads = read_accuracy_log(args.log, args.dtype)
+    payloads = read_payloads(args.log, args.dtype)
     features = load_features(args.dataset, args.vocab)
     r = score_logits(payloads, features, args.dtype, source=str(args.log))
     print(

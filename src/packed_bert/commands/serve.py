@@ -13,8 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
+from packed_bert.terms import Batching, Model, parse
 
 DEFAULT_LISTEN = "0.0.0.0:4960"
 
@@ -35,14 +35,12 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from packed_bert.commands.run import _MODELS
     from packed_bert.remote.server import build_worker
 
-    model = _MODELS.get(str(args.model).lower())
-    if model is None:
-        raise UserError(f"--model {args.model!r}: choose bert-99 or bert-99.9")
-    cfg = RunConfig(sut=args.sut, model=model, weights=args.weights,  # type: ignore[arg-type]
-                    batching=args.batching, dataset=args.dataset, vocab=args.vocab)
+    model = parse(Model, args.model, "--model")
+    batching = None if args.batching is None else parse(Batching, args.batching, "--batching")
+    cfg = RunConfig(sut=args.sut, model=model, weights=args.weights,
+                    batching=batching, dataset=args.dataset, vocab=args.vocab)
     server = build_worker(cfg, args.listen)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:  # from here on Ctrl-C (or SIGTERM) is the normal way to stop

@@ -14,7 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packed_bert.compliance.logs import Summary, read_accuracy_log, read_summary, write_accuracy_log
+from packed_bert.results.loadgen_logs import (
+    LoadGenSummary,
+    read_accuracy_log,
+    read_summary,
+    write_accuracy_log,
+)
 
 # A scorer takes an accuracy log and returns (exact_match, f1) over the questions it holds.
 Scorer = Callable[[Path], tuple[float, float]]
@@ -61,7 +66,7 @@ def compare_accuracy_logs(reference: Path, test: Path) -> AccuracyCheck:
     ref = read_accuracy_log(reference)
     out.num_acc_log_entries = len(ref)
     for entry in ref:
-        idx, data = int(entry["qsl_idx"]), str(entry["data"]).upper()
+        idx, data = entry.qsl_idx, entry.data.upper()
         if idx in by_idx:
             out.num_acc_log_duplicate_keys += 1
             out.num_acc_log_data_mismatch += by_idx[idx] != data
@@ -70,7 +75,7 @@ def compare_accuracy_logs(reference: Path, test: Path) -> AccuracyCheck:
     perf = read_accuracy_log(test)
     out.num_perf_log_entries = len(perf)
     for entry in perf:
-        idx, data = int(entry["qsl_idx"]), str(entry["data"]).upper()
+        idx, data = entry.qsl_idx, entry.data.upper()
         if idx not in by_idx:
             out.num_missing_qsl_idxs += 1
             continue
@@ -104,11 +109,11 @@ def score_subsets(reference: Path, test: Path, out_dir: Path, model: str, scorer
     ``{"exact_match": X, "f1": Y}`` line) into ``out_dir``.
     """
     test_entries = read_accuracy_log(test)
-    wanted = {int(e["qsl_idx"]) for e in test_entries}
+    wanted = {e.qsl_idx for e in test_entries}
     seen: set[int] = set()
     baseline_entries = []
     for entry in read_accuracy_log(reference):
-        idx = int(entry["qsl_idx"])
+        idx = entry.qsl_idx
         if idx in wanted and idx not in seen:
             seen.add(idx)
             baseline_entries.append(entry)
@@ -132,8 +137,8 @@ def score_subsets(reference: Path, test: Path, out_dir: Path, model: str, scorer
 @dataclass
 class PerformanceCheck:
     test: str
-    reference: Summary
-    audit: Summary
+    reference: LoadGenSummary
+    audit: LoadGenSummary
     passed: bool
     lines: list[str]
 

@@ -1,43 +1,60 @@
 """What one run is asked to do (``RunConfig``) and what it produced (``RunResult``).
 
-The CLI builds a ``RunConfig`` from the flags; compliance and power build their own from the
-one they are given (``dataclasses.replace``) and call the harness with it.
+``RunConfig`` is the whole contract between the command line and the library: every field has
+one flag in ``harness/flags.py``, which also turns a config back into the command line that
+makes it again (recorded in each run directory and handed to the power client). Fields left
+``None`` take the system file's value. Workflows build their runs from the config they are
+given with ``dataclasses.replace``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Model = Literal["bert-99", "bert-99.9"]
-Scenario = Literal["Offline", "Server", "SingleStream"]
-Mode = Literal["accuracy", "performance", "compliance", "power"]
-Execution = Literal["test", "valid", "demo"]
-Batching = Literal["packed", "sorted", "padded"]
+from packed_bert.terms import Batching, Execution, Mode, Model, Precision, Scenario, parse
 
-ACCURACY_TARGET_F1: dict[str, float] = {"bert-99": 89.965, "bert-99.9": 90.783}
+LoadGenValue = int | float | bool
 
 
 @dataclass(frozen=True)
 class RunConfig:
     sut: str
-    model: Model = "bert-99"
-    scenario: Scenario = "Offline"
-    mode: Mode = "performance"
-    execution: Execution = "test"
+    model: Model = Model.BERT_99
+    scenario: Scenario = Scenario.OFFLINE
+    mode: Mode = Mode.PERFORMANCE
+    execution: Execution = Execution.TEST
     results_dir: Path = Path("results")
-    batch_size: int | None = None  # None: the system file's default
-    target_qps: float | None = None  # None: the system file's default
-    weights: str | None = None  # random | tiny | PATH; None: the system file's default
-    batching: Batching | None = None  # None: the system file's default
+    batch_size: int | None = None
+    target_qps: float | None = None
+    weights: str | None = None  # random | tiny | PATH
+    batching: Batching | None = None
+    precision: Precision | None = None
     sdk: str | None = None  # recorded in the system description
     dataset: Path | None = None
     vocab: Path | None = None
     find_peak: bool = False
-    sample_count: int | None = None  # limit the QSL (quick tests); None: all 10,833
+    sample_count: int | None = None  # only the first N samples (quick runs); None: all
     verbose: bool = False
+    # user.conf entries for this run's scenario (``min_duration`` -> "20000"), after the
+    # system file's and the execution's
+    settings: Mapping[str, str] = field(default_factory=dict)
+    # scheduling, normally the system file's
+    inflight_per_device: int | None = None
+    server_max_wait_ms: float | None = None
+    server_dispatch_when_idle: bool | None = None
+    server_min_batch: int | None = None
     # compliance
     compliance_tests: tuple[str, ...] = ()
     round: str | None = None  # None: the newest round supported
+    accuracy_dir: Path | None = None  # the reference runs to verify against
+    performance_dir: Path | None = None
+    audit_test: str | None = None  # set on the audit run of a compliance test (TEST01, ...)
+    audit_config: Path | None = None  # the audit.config LoadGen reads on that run
+    # TestSettings fields set after mlperf.conf and user.conf are read (a round's seeds, TEST05)
+    loadgen_settings: Mapping[str, LoadGenValue] = field(default_factory=dict)
     # power
     power_server: str | None = None  # HOST:PORT
     ntp_server: str | None = None
@@ -46,7 +63,15 @@ class RunConfig:
     hosts: tuple[str, ...] | None = None  # HOST:PORT each; None: the system file's (if any)
     local_devices: bool = True  # False: only the hosts' devices (--no-local-devices)
     command_line: tuple[str, ...] = ()  # argv as typed, recorded in the run directory
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Words given as text by library callers (``scenario="offline"``) become the enums."""
+        for name, kind in (("model", Model), ("scenario", Scenario), ("mode", Mode), ("execution", Execution),
+                           ("batching", Batching), ("precision", Precision)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                object.__setattr__(self, name, parse(kind, value, f"--{name}"))
+        object.__setattr__(self, "results_dir", Path(self.results_dir))
 
 
 @dataclass

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from packed_bert.compliance.logs import DETAIL, SUMMARY, read_detail, read_summary
 from packed_bert.errors import UserError
+from packed_bert.results.loadgen_logs import DETAIL, SUMMARY, read_detail, read_summary
 
 LOADGEN_TIME = "%m-%d-%Y %H:%M:%S.%f"
 

@@ -2,6 +2,7 @@
 
 import socket
 
+from packed_bert import address
 from packed_bert.errors import UserError
 
 DEFAULT_PORT = 4950  # the power-dev server's default
@@ -9,12 +10,7 @@ DEFAULT_PORT = 4950  # the power-dev server's default
 
 def parse_address(spec: str) -> tuple[str, int]:
     """``HOST:PORT`` (or ``HOST``, port 4950) -> (host, port)."""
-    host, sep, port = spec.strip().rpartition(":")
-    if not sep:
-        host, port = port, str(DEFAULT_PORT)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--power-server {spec!r}: expected HOST:PORT, e.g. 192.168.1.2:4950")
-    return host, int(port)
+    return address.parse_address(spec, "--power-server", DEFAULT_PORT)
 
 
 def check_server(host: str, port: int, timeout_s: float = 3.0) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from packed_bert.address import parse_address
 from packed_bert.backends.base import BatchLike
 from packed_bert.errors import UserError
-from packed_bert.remote.address import parse_address
 from packed_bert.remote.info import Expected, WorkerInfo
 from packed_bert.remote.protocol import VERSION, Message, ProtocolError, recv, send
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from packed_bert.address import format_address, parse_address
 from packed_bert.backends.base import describe
 from packed_bert.errors import UserError
-from packed_bert.remote.address import format_address, parse_address
 from packed_bert.remote.info import WorkerInfo, weights_id
 from packed_bert.remote.protocol import VERSION, Message, ProtocolError, recv, send
 
@@ -217,7 +217,8 @@ def build_worker(cfg: Any, listen: str, features: Any = None) -> WorkerServer:
     """A worker for ``cfg`` (a ``RunConfig``: system, model, weights, batching): its runners are
     made as a run makes its local ones. SQuAD is read only for a simulated system, whose card
     rate is per packed row (``features`` lets tests pass their own)."""
-    from packed_bert.harness.devices import local_runners
+    from packed_bert.backends.devices import local_runners
+    from packed_bert.harness.devices import device_request
     from packed_bert.harness.plan import plan_run
     from packed_bert.harness.qsl import SampleLibrary
 
@@ -231,5 +232,5 @@ def build_worker(cfg: Any, listen: str, features: Any = None) -> WorkerServer:
     else:
         empty = np.zeros((0, 384), np.int32)
         library = SampleLibrary(empty, empty, np.zeros(0, np.int64))
-    runners = local_runners(plan, library)
+    runners = local_runners(device_request(plan, library))
     return WorkerServer(runners, worker_info(plan, runners), listen)

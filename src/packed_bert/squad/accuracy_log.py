@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from packed_bert.errors import UserError
-from packed_bert.squad.dataset import read_json
+from packed_bert.results.loadgen_logs import read_accuracy_log
+from packed_bert.terms import SEQ_LEN
 
-MAX_SEQ_LENGTH = 384
 PAD_LOGIT = -10000.0
 DTYPES = ("float32", "float16", "float64", "int8", "int16", "int32", "int64")
 
@@ -38,27 +38,15 @@ def parse_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-def read_accuracy_log(path: Path, dtype: str = "float32") -> dict[int, bytes]:
-    """The raw payload of each ``qsl_idx`` in the log (last entry wins)."""
-    entries = read_json(path, "--log PATH", "an MLPerf mlperf_log_accuracy.json")
-    if not isinstance(entries, list):
-        raise UserError(f"{path}: not a JSON list of responses; pass an MLPerf mlperf_log_accuracy.json")
-    out: dict[int, bytes] = {}
-    for n, e in enumerate(entries):
-        try:
-            idx = e["qsl_idx"]
-            data = e["data"]
-        except (KeyError, TypeError):
-            raise UserError(
-                f"{path}: entry {n} has no qsl_idx/data; pass an MLPerf mlperf_log_accuracy.json"
-            ) from None
-        if not isinstance(idx, int) or idx < 0 or not isinstance(data, str):
-            raise UserError(f"{path}: entry {n} has a bad qsl_idx or data field")
-        try:
-            out[idx] = bytes.fromhex(data)
-        except ValueError:
-            raise UserError(f"{path}: entry {n} (qsl_idx {idx}) has bad hex in data") from None
+def read_payloads(path: Path, dtype: str = "float32") -> dict[int, bytes]:
+    """The raw payload of each ``qsl_idx`` in an accuracy log (last entry wins)."""
     parse_dtype(dtype)
+    out: dict[int, bytes] = {}
+    for n, e in enumerate(read_accuracy_log(path)):
+        try:
+            out[e.qsl_idx] = bytes.fromhex(e.data)
+        except ValueError:
+            raise UserError(f"{path}: entry {n} (qsl_idx {e.qsl_idx}) has bad hex in data") from None
     return out
 
 
@@ -76,8 +64,8 @@ def decode_payloads(
             f"{source}: qsl_idx {int(idx[-1])} is not a feature (there are {num_features}); "
             "score the log with the dataset it was made from"
         )
-    start = np.full((idx.size, MAX_SEQ_LENGTH), PAD_LOGIT, dtype=np.float64)
-    end = np.full((idx.size, MAX_SEQ_LENGTH), PAD_LOGIT, dtype=np.float64)
+    start = np.full((idx.size, SEQ_LEN), PAD_LOGIT, dtype=np.float64)
+    end = np.full((idx.size, SEQ_LEN), PAD_LOGIT, dtype=np.float64)
     # Group payloads by size so that each size is converted in one numpy call.
     raw: dict[int, list[int]] = {}
     arrays: dict[int, list[int]] = {}
@@ -91,10 +79,10 @@ def decode_payloads(
         else:
             n = int(np.size(p))
             arrays.setdefault(n, []).append(row)
-        if n % 2 or n // 2 > MAX_SEQ_LENGTH:
+        if n % 2 or n // 2 > SEQ_LEN:
             raise UserError(
                 f"{source}: qsl_idx {q} payload holds {n} values; expected 2 per token, at most "
-                f"{MAX_SEQ_LENGTH} tokens (check --dtype)"
+                f"{SEQ_LEN} tokens (check --dtype)"
             )
     keys = idx.tolist()
     groups = [(n, rows, True) for n, rows in raw.items()] + [(n, rows, False) for n, rows in arrays.items()]

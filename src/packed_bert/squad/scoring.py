@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy.typing as npt
 
-from packed_bert.squad.accuracy_log import decode_payloads, read_accuracy_log
+from packed_bert.squad.accuracy_log import decode_payloads, read_payloads
 from packed_bert.squad.evaluate import evaluate
 from packed_bert.squad.features import SquadFeatures, load_features
 from packed_bert.squad.postprocess import predict
@@ -54,7 +54,7 @@ def score_accuracy_log(
     log_path: Path, features: SquadFeatures | None = None, dtype: str = "float32"
 ) -> AccuracyResult:
     """Score an MLPerf ``mlperf_log_accuracy.json`` (features default to SQuAD dev)."""
-    payloads = read_accuracy_log(Path(log_path), dtype)
+    payloads = read_payloads(Path(log_path), dtype)
     if features is None:
         features = load_features()
     return score_logits(payloads, features, dtype, source=str(log_path))

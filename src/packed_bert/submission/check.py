@@ -11,13 +11,19 @@ import json
 import re
 from pathlib import Path
 
-from packed_bert.compliance.logs import ACCURACY_LOG, DETAIL, SUMMARY, detail_errors, read_summary
-from packed_bert.compliance.rundirs import find_run
-from packed_bert.compliance.tests import Round
+from packed_bert.compliance.rules import Round
 from packed_bert.compliance.verify import F1_DELTA_PERCENT
-from packed_bert.harness.config import ACCURACY_TARGET_F1
+from packed_bert.results.loadgen_logs import (
+    ACCURACY_LOG,
+    DETAIL,
+    SUMMARY,
+    detail_errors,
+    read_summary,
+)
+from packed_bert.results.run_dirs import find_run
 from packed_bert.submission import layout, systems
 from packed_bert.submission.truncate import MAX_LOG_SIZE, recorded_hash, sha256
+from packed_bert.terms import ACCURACY_TARGET_F1
 
 F1_LINE = re.compile(r'^\{"exact_match":\s*([\d.]+),\s*"f1":\s*([\d.]+)\}')
 

@@ -222,7 +222,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
 
 def _hosts(value: Any, where: str) -> tuple[str, ...]:
     """``hosts = ["10.0.0.2:4960", ...]``: the workers a run of this system uses too."""
-    from packed_bert.remote.address import parse_address
+    from packed_bert.address import parse_address
 
     if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
         raise UserError(f"{where}: hosts must be a list of \"HOST:PORT\" strings")

@@ -1,4 +1,4 @@
-"""A stand-in for the harness's ``run_benchmark``: real LoadGen, a SUT that answers at once.
+"""A stand-in for the harness's run launcher: real LoadGen, a SUT that answers at once.
 
 It writes a run directory as the harness does (LoadGen logs, summary.json, system.json,
 user.conf, accuracy.txt) so compliance, power and submission are tested on genuine LoadGen logs.
@@ -16,9 +16,10 @@ from pathlib import Path
 import mlperf_loadgen as lg
 import numpy as np
 
-from packed_bert.compliance.logs import read_accuracy_log, read_summary
-from packed_bert.compliance.rundirs import new_run_dir
 from packed_bert.harness.config import RunConfig
+from packed_bert.results.loadgen_logs import read_accuracy_log, read_summary
+from packed_bert.results.run_dirs import RunDir, run_name
+from packed_bert.terms import Mode
 
 N_SAMPLES = 64
 
@@ -29,24 +30,26 @@ def payload(idx: int, perturb: float = 0.0) -> np.ndarray:
 
 def stub_scorer(log: Path) -> tuple[float, float]:
     """EM/F1 stand-in: 90 x mean(payload[3] / 3) over the logged samples."""
-    values = [np.frombuffer(bytes.fromhex(e["data"]), np.float32)[3] / 3.0 for e in read_accuracy_log(log)]
+    values = [np.frombuffer(bytes.fromhex(e.data), np.float32)[3] / 3.0 for e in read_accuracy_log(log)]
     f1 = float(90.0 * np.mean(values)) if values else 0.0
     return f1 - 5.0, f1
 
 
 @dataclass
-class StubRunner:
+class StubLauncher:
     perturb: dict[int, float] = field(default_factory=dict)  # qsl_idx -> change in perf mode
     query_seconds: float = 0.25  # how long the SUT takes per Offline query
     ignore_audit: bool = False
     calls: list[tuple[str, Path | None]] = field(default_factory=list)
 
-    def __call__(self, cfg: RunConfig, audit_config: Path | None) -> Path:
+    def __call__(self, cfg: RunConfig) -> Path:
+        audit_config = cfg.audit_config
         self.calls.append((cfg.mode, audit_config))
-        run_dir = new_run_dir(cfg.results_dir, cfg.sut, cfg.model, cfg.scenario, cfg.mode)
+        rd = RunDir(cfg.results_dir, run_name(cfg.sut, cfg.model, cfg.scenario, cfg.mode))
+        run_dir = rd.path
         if audit_config is not None:
             (run_dir / "audit.config").write_text(audit_config.read_text())
-        accuracy = cfg.mode == "accuracy"
+        accuracy = cfg.mode == Mode.ACCURACY
         keep: list[array.array] = []
 
         def answer(queries: list) -> None:
@@ -71,7 +74,7 @@ class StubRunner:
         ts.offline_expected_qps = 1000
         ts.min_duration_ms = 50
         ts.min_query_count = 128
-        for key, value in cfg.extra.get("loadgen_test_settings", {}).items():
+        for key, value in cfg.loadgen_settings.items():
             setattr(ts, key, value)
         log = lg.LogSettings()
         log.log_output.outdir = str(run_dir)
@@ -83,8 +86,8 @@ class StubRunner:
         lg.DestroySUT(sut)
 
         summary: dict = {"sut": cfg.sut, "model": cfg.model, "scenario": cfg.scenario, "mode": cfg.mode}
-        if cfg.extra.get("compliance_test"):
-            summary["compliance_test"] = cfg.extra["compliance_test"]
+        if cfg.audit_test:
+            summary["compliance_test"] = cfg.audit_test
         if accuracy:
             em, f1 = stub_scorer(run_dir / "mlperf_log_accuracy.json")
             (run_dir / "accuracy.txt").write_text(f"scored {N_SAMPLES} samples\n{json.dumps({'exact_match': em, 'f1': f1})}\n")
@@ -101,14 +104,4 @@ class StubRunner:
         (run_dir / "settings.json").write_text(json.dumps({"mode": cfg.mode, "harness": {"precision": "int8", "weights": "tiny", "sample_count": cfg.sample_count}}) + "\n")
         (run_dir / "command.txt").write_text(f"packed-bert run --sut {cfg.sut} --mode {cfg.mode}\n")
         (run_dir / "report.md").write_text("# stub run\n")
-        return run_dir
-
-
-def test_stub_runs_genuine_loadgen_logs(tmp_path: Path) -> None:
-    run = StubRunner()
-    cfg = RunConfig(sut="stub", results_dir=tmp_path)
-    perf = run(cfg, None)
-    s = read_summary(perf / "mlperf_log_summary.txt")
-    assert s.scenario == "Offline" and s.valid is True and s.score and s.score > 0
-    acc = run(RunConfig(sut="stub", mode="accuracy", results_dir=tmp_path), None)
-    assert len(read_accuracy_log(acc / "mlperf_log_accuracy.json")) == N_SAMPLES
+        return rd.finish()

@@ -3,22 +3,16 @@
 Output: a ``...-compliance`` run directory holding ``TEST01/{verify_accuracy.txt,
 verify_performance.txt, accuracy/, performance/run_1/}`` and ``TEST05/{verify_performance.txt,
 performance/run_1/}`` (the shape of MLPerf's compliance folders), plus ``summary.json``. Each
-audit run is a harness run directory of its own, with its ``audit.config``.
+audit run is a harness run directory of its own, with its ``audit.config``; each run starts in
+a fresh process (``harness.process``).
 """
 
-import dataclasses
 import json
-import multiprocessing
 import shutil
-import sys
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from packed_bert.compliance import tests as rules
-from packed_bert.compliance.logs import ACCURACY_LOG, DETAIL, SUMMARY, read_detail
-from packed_bert.compliance.rundirs import find_run, new_run_dir
+from packed_bert.compliance import rules
 from packed_bert.compliance.verify import (
     Scorer,
     compare_accuracy_logs,
@@ -28,24 +22,14 @@ from packed_bert.compliance.verify import (
 )
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
+from packed_bert.harness.flags import replace
+from packed_bert.harness.process import Launcher, run_in_fresh_process
+from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY, read_detail
+from packed_bert.results.run_dirs import RunDir, find_run, run_name
+from packed_bert.systems import load_system
+from packed_bert.terms import Mode
 
-# Runs one benchmark and returns its run directory (the harness in production, a stub in tests).
-Runner = Callable[[RunConfig, Path | None], Path]
-
-
-def run_in_process(cfg: RunConfig, audit_config: Path | None) -> Path:
-    from packed_bert.harness.runner import run_benchmark
-
-    return Path(run_benchmark(cfg, audit_config=audit_config).run_dir)
-
-
-def harness_runner(cfg: RunConfig, audit_config: Path | None) -> Path:
-    """One harness run in a fresh process. LoadGen takes one user.conf per process: a second one
-    logs the ERROR "Multiple conf files are used" into the run's detail log, and MLPerf's
-    submission checker rejects a log with an ERROR."""
-    sys.stdout.flush()
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_in_process, cfg, audit_config).result()
+AUDIT_CONFIGS = ".audit-configs"  # under the results directory: <round>/<test>/audit.config
 
 
 def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
@@ -63,15 +47,16 @@ def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
     return None
 
 
-def _reference_run(cfg: RunConfig, mode: str, runner: Runner) -> Path:
-    given = cfg.extra.get(f"{mode}_dir")
+def _reference_run(cfg: RunConfig, mode: Mode, launch: Launcher) -> Path:
+    given = cfg.accuracy_dir if mode == Mode.ACCURACY else cfg.performance_dir
     if given:
         path = Path(given)
         need = ACCURACY_LOG if mode == "accuracy" else SUMMARY
         if not (path / need).is_file():
             raise UserError(f"--{mode}-dir {path}: no {need} there")
         return path
-    found = find_run(cfg.results_dir, cfg.sut, cfg.model, cfg.scenario, mode)
+    sut = load_system(cfg.sut).name
+    found = find_run(cfg.results_dir, sut, cfg.model, cfg.scenario, mode)
     why = _plan_mismatch(found, cfg) if found is not None else None
     if found is not None and why is None:
         print(f"compliance: using the {mode} run {found}")
@@ -79,11 +64,8 @@ def _reference_run(cfg: RunConfig, mode: str, runner: Runner) -> Path:
     if found is not None:
         print(f"compliance: not using the {mode} run {found} ({why}); running one")
     else:
-        print(f"compliance: no {mode} run of {cfg.sut}/{cfg.model}/{cfg.scenario} in {cfg.results_dir}; running one")
-    from packed_bert.commands.run import command_for
-
-    ref = dataclasses.replace(cfg, mode=mode, compliance_tests=(), round=None)  # type: ignore[arg-type]
-    return runner(dataclasses.replace(ref, command_line=tuple(command_for(ref))), None)
+        print(f"compliance: no {mode} run of {sut}/{cfg.model}/{cfg.scenario} in {cfg.results_dir}; running one")
+    return launch(replace(cfg, mode=mode, compliance_tests=(), round=None, accuracy_dir=None, performance_dir=None))
 
 
 def _check_audit_applied(test: str, audit_dir: Path) -> str | None:
@@ -102,16 +84,21 @@ def _copy(src: Path, dst_dir: Path) -> None:
 
 
 def run_test(
-    cfg: RunConfig, test: str, rnd: rules.Round, out: Path, acc_dir: Path, perf_dir: Path, runner: Runner, scorer: Scorer | None
+    cfg: RunConfig, test: str, rnd: rules.Round, out: Path, acc_dir: Path, perf_dir: Path, launch: Launcher,
+    scorer: Scorer | None,
 ) -> dict[str, Any]:
-    staging = out / "audit" / test
+    # kept where the audit run's command.txt can find it again
+    staging = cfg.results_dir / AUDIT_CONFIGS / rnd.name / test
     staging.mkdir(parents=True, exist_ok=True)
     audit_config = staging / "audit.config"
     audit_config.write_text(rules.audit_config_text(test, rnd))
-    extra = {**cfg.extra, "compliance_test": test, "loadgen_test_settings": rules.test_settings_overrides(test)}
-    audit_cfg = dataclasses.replace(cfg, mode="performance", compliance_tests=(), extra=extra)
+    audit_cfg = replace(
+        cfg, mode=Mode.PERFORMANCE, compliance_tests=(), round=None, accuracy_dir=None, performance_dir=None,
+        audit_test=test, audit_config=audit_config.resolve(),
+        loadgen_settings={**cfg.loadgen_settings, **rules.test_settings_overrides(test)},
+    )
     print(f"compliance {test}: audit run ({rnd.name} audit.config)", flush=True)
-    audit_dir = runner(audit_cfg, audit_config)
+    audit_dir = launch(audit_cfg)
     if not (audit_dir / "audit.config").exists():
         shutil.copy2(audit_config, audit_dir / "audit.config")
 
@@ -162,23 +149,25 @@ def run_test(
     return result
 
 
-def run_compliance(cfg: RunConfig, runner: Runner | None = None, scorer: Scorer | None = None) -> int:
+def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Scorer | None = None) -> int:
     """Run and verify the audit tests ``cfg.compliance_tests`` (default: all of the round's)."""
     rnd = rules.get_round(cfg.round)
     tests = rules.parse_tests(cfg.compliance_tests) if cfg.compliance_tests else rnd.tests
     rules.check_tests_in_round(tests, rnd)
-    run = runner or harness_runner
-    acc_dir = _reference_run(cfg, "accuracy", run) if "TEST01" in tests else None
-    perf_dir = _reference_run(cfg, "performance", run)
-    out = new_run_dir(cfg.results_dir, cfg.sut, cfg.model, cfg.scenario, "compliance")
-    results = {}
-    for test in tests:
-        results[test] = run_test(cfg, test, rnd, out, acc_dir or perf_dir, perf_dir, run, scorer)
-    shutil.rmtree(out / "audit", ignore_errors=True)
+    run = launch or run_in_fresh_process
+    acc_dir = _reference_run(cfg, Mode.ACCURACY, run) if "TEST01" in tests else None
+    perf_dir = _reference_run(cfg, Mode.PERFORMANCE, run)
+    sut = load_system(cfg.sut).name
+    rd = RunDir(cfg.results_dir, run_name(sut, cfg.model, cfg.scenario, Mode.COMPLIANCE))
+    try:
+        results = {test: run_test(cfg, test, rnd, rd.path, acc_dir or perf_dir, perf_dir, run, scorer) for test in tests}
+    except BaseException as exc:
+        rd.abandon(f"compliance stopped: {exc or type(exc).__name__}")
+        raise
     passed = all(r["passed"] for r in results.values())
     summary = {
         "mode": "compliance",
-        "sut": cfg.sut,
+        "sut": sut,
         "model": cfg.model,
         "scenario": cfg.scenario,
         "round": rnd.name,
@@ -186,10 +175,11 @@ def run_compliance(cfg: RunConfig, runner: Runner | None = None, scorer: Scorer 
         "accuracy_run": str(acc_dir) if acc_dir else None,
         "performance_run": str(perf_dir),
         "valid": passed,
-        "run_dir": str(out),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "command.txt").write_text(" ".join(cfg.command_line) + "\n")
+    rd.write_text("command.txt", " ".join(cfg.command_line) + "\n")
+    out = rd.finish()
+    summary["run_dir"] = str(out)
+    rd.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"compliance {rnd.name}: {'TEST PASS' if passed else 'TEST FAIL'} ({', '.join(tests)}) -> {out}")
     print(json.dumps({k: summary[k] for k in ("mode", "sut", "model", "scenario", "round", "valid", "run_dir")}))
     return 0 if passed else 1

@@ -1,9 +1,11 @@
-"""One new directory per run, never over an earlier one.
+"""Run directories: named, made, finished and found here, for every kind of run.
 
-A run writes into a hidden working directory (``.<name>.partial-<pid>``) beside its final
-place and is renamed to ``<YYYYmmdd-HHMMSS>-<sut>-<model>-<scenario>-<mode>[-N]`` only when it
-finishes. A run that fails or is interrupted is renamed to ``<name>.incomplete`` with an
-``INCOMPLETE.txt`` saying why; earlier results are never touched.
+A run (and a workflow's directory: compliance, power, find-peak) writes into a hidden working
+directory (``.<name>.partial-<pid>-<ns>``) beside its final place and is renamed to
+``<YYYYmmdd-HHMMSS>-<sut>-<model>-<scenario>-<mode>[-N]`` only when it finishes. One that fails
+or is interrupted is renamed to ``<name>.incomplete`` with an ``INCOMPLETE.txt`` saying why;
+earlier results are never touched. Each finished run directory holds ``summary.json`` (with
+``sut``, ``model``, ``scenario`` and ``mode``), by which ``find_run`` finds it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,10 @@ from packed_bert.errors import UserError
 
 
 def run_name(sut: str, model: str, scenario: str, mode: str, when: float | None = None) -> str:
+    """``<stamp>-<sut>-<model>-<scenario>-<mode>``; ``sut`` may be a system name or a .toml path."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
     safe_sut = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(sut).stem if sut.endswith(".toml") else sut)
-    return f"{stamp}-{safe_sut}-{model}-{scenario.lower()}-{mode}"
+    return f"{stamp}-{safe_sut}-{model}-{str(scenario).lower()}-{mode}"
 
 
 class RunDir:
@@ -78,3 +82,39 @@ class RunDir:
                     if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                         raise
             n += 1
+
+
+def read_summary_json(run_dir: Path) -> dict[str, Any]:
+    """A run directory's ``summary.json``; empty when it has none (or not a JSON object)."""
+    try:
+        data = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def iter_runs(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Finished run directories (those with a summary.json), oldest first."""
+    if not results_dir.is_dir():
+        return
+    for run_dir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        summary = read_summary_json(run_dir)
+        if summary:
+            yield run_dir, summary
+
+
+def is_audit_run(run_dir: Path, summary: dict[str, Any]) -> bool:
+    return (run_dir / "audit.config").exists() or bool(summary.get("compliance_test"))
+
+
+def find_run(results_dir: Path, sut: str, model: str, scenario: str, mode: str) -> Path | None:
+    """The newest run of that system, model, scenario and mode (audit runs never count as the
+    accuracy or performance run of their system)."""
+    found = None
+    wanted = {"sut": sut, "model": model, "scenario": scenario, "mode": mode}
+    for run_dir, s in iter_runs(results_dir):
+        if mode in ("accuracy", "performance") and is_audit_run(run_dir, s):
+            continue
+        if all(str(s.get(k)).lower() == str(v).lower() for k, v in wanted.items()):
+            found = run_dir  # sorted by name: the timestamp prefix orders them
+    return found

@@ -1,4 +1,5 @@
-"""``--find-peak``: the highest Server QPS whose runs meet the 130 ms 99th-percentile bound.
+"""``--find-peak``: the highest Server QPS whose runs meet the 99th-percentile latency bound
+(``terms.SERVER_LATENCY_BOUND_MS``).
 
 A trial passes when LoadGen reports "Performance constraints satisfied" (99th percentile
 latency <= 130 ms and the schedule kept; with --execution valid also VALID). A short search: from the target QPS, step up by 25% while runs stay
@@ -9,13 +10,19 @@ INVALID QPS. Every trial is a full run directory inside the search's own directo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from packed_bert.backends.base import Runner
 from packed_bert.errors import UserError
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig, RunResult
+from packed_bert.harness.devices import make_runners
 from packed_bert.harness.plan import plan_run
-from packed_bert.harness.run_dir import RunDir, run_name
+from packed_bert.harness.qsl import SampleLibrary
+from packed_bert.results.run_dirs import RunDir, run_name
+from packed_bert.terms import SERVER_LATENCY_BOUND_MS, Mode, Scenario
 
 MAX_TRIALS = 8
 
@@ -63,25 +70,20 @@ class QpsSearch:
         return None if self.hi == float("inf") else self.hi
 
 
-def find_peak(cfg: RunConfig, *, features: Any = None, runners: list[Any] | None = None,
+def find_peak(cfg: RunConfig, *, features: Any = None, runners: Sequence[Runner] | None = None,
               max_trials: int = MAX_TRIALS, rel_tol: float = 0.03) -> RunResult:
-    if cfg.scenario != "Server":
+    if cfg.scenario != Scenario.SERVER:
         raise UserError("--find-peak searches the Server scenario; add --scenario server")
-    if cfg.mode != "performance":
+    if cfg.mode != Mode.PERFORMANCE:
         raise UserError("--find-peak runs in performance mode")
     plan = plan_run(cfg)
-    from packed_bert.harness.runner import run_benchmark
-
     if features is None:
         from packed_bert.squad.features import load_features
 
         features = load_features(cfg.dataset, cfg.vocab)
     if runners is None:
-        from packed_bert.harness.devices import make_runners
-        from packed_bert.harness.qsl import SampleLibrary
-
         runners = make_runners(plan, SampleLibrary.from_features(features, cfg.sample_count))
-    rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, "server", "find-peak"))
+    rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, Scenario.SERVER, "find-peak"))
     trials: list[dict[str, Any]] = []
     best: RunResult | None = None
 
@@ -107,7 +109,7 @@ def find_peak(cfg: RunConfig, *, features: Any = None, runners: list[Any] | None
         while search.next_qps is not None:
             search.record(trial(search.next_qps))
         peak = {"peak_qps": search.peak, "lowest_invalid_qps": search.lowest_failing,
-                "trials": trials, "bound_ms": 130.0}
+                "trials": trials, "bound_ms": SERVER_LATENCY_BOUND_MS}
         rd.write_json("peak.json", peak)
         final = rd.finish()
     except BaseException as exc:
@@ -115,7 +117,7 @@ def find_peak(cfg: RunConfig, *, features: Any = None, runners: list[Any] | None
         raise
     if best is not None:
         best.run_dir = final / Path(best.run_dir).name
-    result = best or RunResult(run_dir=final, config=cfg, scenario="Server", mode="performance",
+    result = best or RunResult(run_dir=final, config=cfg, scenario=Scenario.SERVER, mode=Mode.PERFORMANCE,
                                simulated=plan.system.simulated, batching=plan.batching)
     summary = dict(result.summary) if best else {"sut": plan.system.name, "valid": False}
     summary.update(find_peak=peak, run_dir=str(final), peak_qps=peak["peak_qps"])

@@ -18,11 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from packed_bert.backends.base import Runner
 from packed_bert.harness.batching import BatchBuilder
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig, RunResult
 from packed_bert.harness.devices import make_runners
 from packed_bert.harness.plan import plan_run
 from packed_bert.harness.qsl import SampleLibrary
+from packed_bert.terms import Batching, Precision
 
 CHECK_SAMPLES = 6
 # The probe (a few samples, one small batch) runs slower than the LoadGen run's full batches of
@@ -38,11 +41,10 @@ def demo_target_qps(probe_samples_per_s: float) -> float:
 
 
 def run_demo(cfg: RunConfig) -> RunResult:
-    from packed_bert.harness.runner import run_benchmark
     from packed_bert.squad.features import load_features
 
     if cfg.batching is None:  # the demo is about packing: packed unless told otherwise
-        cfg = dataclasses.replace(cfg, batching="packed")
+        cfg = dataclasses.replace(cfg, batching=Batching.PACKED)
     plan = plan_run(cfg)
     features = load_features(cfg.dataset, cfg.vocab)
     library = SampleLibrary.from_features(features, cfg.sample_count)
@@ -62,7 +64,7 @@ def run_demo(cfg: RunConfig) -> RunResult:
           f"padded {check['padded_samples_per_s']:.2f} -> packing gain over padding "
           f"{check['measured_gain']:.2f}x", flush=True)
     exact = check
-    if plan.precision != "fp32" and plan.backend in ("onnxruntime", "torch"):
+    if plan.precision != Precision.FP32 and plan.backend in ("onnxruntime", "torch"):
         from packed_bert.backends import create
 
         print(f"demo: {plan.precision} quantizes activations per batch, so packed and alone "
@@ -81,15 +83,15 @@ def run_demo(cfg: RunConfig) -> RunResult:
     return result
 
 
-def consistency_and_gain(library: SampleLibrary, runner: Any, max_per_row: int = 3,
+def consistency_and_gain(library: SampleLibrary, runner: Runner, max_per_row: int = 3,
                          n: int = CHECK_SAMPLES) -> dict[str, Any]:
     """Run ``n`` short samples packed, padded, and one by one; compare logits and time."""
     lens = library.lengths
     order = np.argsort(lens, kind="stable")
     pick = np.sort(order[np.linspace(0, order.size - 1, n).astype(np.int64)])  # spread over lengths
-    packed_b = BatchBuilder(library, "packed", max_per_row)
-    padded_b = BatchBuilder(library, "padded", max_per_row)
-    alone_b = BatchBuilder(library, "sorted", max_per_row)
+    packed_b = BatchBuilder(library, Batching.PACKED, max_per_row)
+    padded_b = BatchBuilder(library, Batching.PADDED, max_per_row)
+    alone_b = BatchBuilder(library, Batching.SORTED, max_per_row)
 
     def timed(builder: BatchBuilder, idx: np.ndarray) -> tuple[Any, np.ndarray, float]:
         batch = builder.build(idx)

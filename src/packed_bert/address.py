@@ -5,14 +5,18 @@ from __future__ import annotations
 from packed_bert.errors import UserError
 
 
-def parse_address(text: str, flag: str = "--hosts") -> tuple[str, int]:
-    """``(host, port)`` of ``HOST:PORT``; a one-line ``UserError`` naming ``flag`` otherwise."""
+def parse_address(text: str, flag: str = "--hosts", default_port: int | None = None) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (or of ``HOST`` when there is a ``default_port``); a
+    one-line ``UserError`` naming ``flag`` otherwise."""
     value = text.strip()
     host, sep, port_text = value.rpartition(":")
+    if not sep and default_port is not None:
+        host, sep, port_text = port_text, ":", str(default_port)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise UserError(f"{flag} {text!r}: expected HOST:PORT, e.g. 10.0.0.2:4960")
+        example = f"10.0.0.2:{default_port or 4960}"
+        raise UserError(f"{flag} {text!r}: expected HOST:PORT, e.g. {example}")
     return host, int(port_text)
 
 
@@ -20,9 +24,9 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def split_hosts(text: str) -> tuple[str, ...]:
+def split_hosts(text: str, flag: str = "--hosts") -> tuple[str, ...]:
     """``a:1,b:2`` -> ``("a:1", "b:2")``, each checked; empty text -> ``()``."""
     hosts = tuple(h.strip() for h in text.split(",") if h.strip())
     for host in hosts:
-        parse_address(host)
+        parse_address(host, flag)
     return hosts

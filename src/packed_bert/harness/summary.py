@@ -1,0 +1,87 @@
+"""What a run tells its user: the result lines it prints and its JSON summary (``summary.json``
+and the last line on stdout)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from packed_bert.harness.config import RunResult
+from packed_bert.harness.plan import RunPlan
+from packed_bert.results.loadgen_logs import LoadGenSummary
+from packed_bert.terms import Mode, Model
+
+Say = Callable[[str], None]
+
+
+def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: LoadGenSummary) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "sut": plan.system.name,
+        "model": plan.cfg.model,
+        "scenario": plan.scenario,
+        "mode": plan.cfg.mode,
+        "execution": plan.cfg.execution,
+        "simulated": plan.system.simulated,
+        "batching": plan.batching,
+        "batch_size": plan.batch_size,
+        "target_qps": plan.target_qps,
+        "backend": plan.backend,
+        "precision": plan.precision,
+        "weights": plan.weights,
+        "samples_per_second": result.samples_per_second,
+        "latency_p90_ms": result.latency_p90_ms,
+        "latency_p99_ms": log.latency_p99_ms,
+        "performance_constraints_satisfied": log.performance_constraints,
+        "valid": result.valid,
+        "invalid_reasons": result.invalid_reasons,
+        "token_efficiency": stats.get("token_efficiency"),
+        "gain_over_padding": stats.get("gain_over_padding"),
+        "samples": stats.get("samples"),
+    }
+    if plan.cfg.audit_test:
+        out["compliance_test"] = plan.cfg.audit_test
+    if plan.mode == Mode.ACCURACY and result.f1 is not None:
+        out.update(
+            exact_match=result.exact_match, f1=result.f1,
+            accuracy_target_f1=Model(plan.cfg.model).target_f1,
+            accuracy="PASS" if result.accuracy_passed else "FAIL",
+        )
+    return out
+
+
+def print_result(plan: RunPlan, result: RunResult, stats: dict[str, Any], say: Say) -> None:
+    sim = " (SIMULATED)" if plan.system.simulated else ""
+    eff = stats.get("token_efficiency")
+    pack = f"; token efficiency {eff:.1%}" if eff else ""
+    if plan.mode == Mode.ACCURACY:
+        if result.f1 is not None:
+            say(
+                f"accuracy{sim}: exact_match {result.exact_match:.3f}, f1 {result.f1:.3f} -> "
+                f"{'PASS' if result.accuracy_passed else 'FAIL'} (target F1 {Model(plan.cfg.model).target_f1})"
+            )
+        else:
+            say(f"accuracy{sim}: not scored (the run's features carry no SQuAD text)")
+    else:
+        validity = {True: "VALID", False: "INVALID", None: "no result"}[result.valid]
+        if result.samples_per_second is not None:
+            say(f"performance{sim}: {result.samples_per_second:,.1f} samples/s, {validity}{pack}")
+        elif result.latency_p90_ms is not None:
+            say(f"performance{sim}: 90th percentile latency {result.latency_p90_ms:.2f} ms, {validity}{pack}")
+        for reason in result.invalid_reasons:
+            say(f"  INVALID because: {reason}")
+    say(f"results: {result.run_dir}")
+
+
+def expected_samples(plan: RunPlan, total: int, effective: dict[str, Any]) -> int:
+    """What the progress line counts to: every sample (accuracy), or what LoadGen will issue."""
+    if plan.mode == Mode.ACCURACY:
+        return total
+    seconds = effective.get("min_duration_ms", 0) / 1e3
+    return max(int(plan.target_qps * seconds), int(effective.get("min_query_count", 1)))
+
+
+def short_settings(effective: dict[str, Any]) -> dict[str, Any]:
+    keep = ("scenario", "mode", "offline_expected_qps", "server_target_qps", "server_target_latency_ms",
+            "single_stream_expected_latency_ms", "min_duration_ms", "min_query_count",
+            "performance_sample_count_override")
+    return {k: v for k, v in effective.items() if k in keep}
