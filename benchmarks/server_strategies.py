@@ -44,7 +44,7 @@ from packed_bert.harness.plan import plan_run
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.squad.features import load_features
 from packed_bert.systems import load_system
-from packed_bert.terms import Model, Precision, Scenario
+from packed_bert.terms import Batching, Model, Precision, Scenario
 from packed_bert.workflows.find_peak import QpsSearch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def system_file(backend: str, tmp: Path) -> str:
 
 def single_sample_ms(runner: Any, library: SampleLibrary, strategy: str, count: int, seed: int = 1) -> float:
     """Median time of ``count`` single-sample batches of random SQuAD dev samples."""
-    builder = BatchBuilder(library, strategy)
+    builder = BatchBuilder(library, Batching(strategy))
     rng = np.random.default_rng(seed)
     idx = rng.choice(library.lengths.size, count, replace=False)
     runner.infer(builder.build(idx[:1]))  # warm-up
@@ -98,7 +98,7 @@ def large_check(features: Any) -> dict[str, Any]:
     median = int(np.argmin(np.abs(lens - np.median(lens))))
     longest = int(np.argmax(lens))
     out: dict[str, Any] = {"backend": plan.backend, "precision": plan.precision, "load_s": load_s}
-    builder = BatchBuilder(library, "sorted")
+    builder = BatchBuilder(library, Batching.SORTED)
     for name, i in (("median", median), ("longest", longest)):
         batch = builder.build(np.array([i]))
         runner.infer(batch)

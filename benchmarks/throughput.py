@@ -70,10 +70,11 @@ def offline_batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarr
     from packed_bert.harness.batching import BatchBuilder
     from packed_bert.harness.qsl import SampleLibrary
     from packed_bert.harness.scheduler import offline_chunks
+    from packed_bert.terms import Batching
 
     ids, seg, lens = feats
     builder = BatchBuilder(SampleLibrary.from_features(SimpleNamespace(input_ids=ids, segment_ids=seg, lengths=lens)),
-                           strategy, trim_rows=True)
+                           Batching(strategy), trim_rows=True)
     query = np.random.default_rng(seed).permutation(lens.size)  # LoadGen issues in random order
     perm, cuts = builder.plan_offline(query)
     ordered = query[perm]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -36,33 +35,48 @@ def test_null_returns_zeros_of_the_batch_shape() -> None:
     assert big.shape == (80, 384, 2)
 
 
-def test_sim_sleeps_by_its_timing_model_and_says_simulated() -> None:
+def test_sim_sleeps_by_its_timing_model_and_says_simulated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import packed_bert.backends.sim as sim
+
+    slept: list[float] = []
+    monkeypatch.setattr(sim.time, "perf_counter", lambda: 100.0)  # a clock that does not move
+    monkeypatch.setattr(sim.time, "sleep", slept.append)
     timing = SimTiming(overhead_s=0.01, row_time_s=0.005)
     runner = create("sim", precision="fp16", timing=timing)
     batch = pack_batch(*_features())
-    start = time.perf_counter()
     out = runner.infer(batch)
-    took = time.perf_counter() - start
-    expected = 0.01 + 0.005 * batch.num_rows
     assert out.shape == (batch.num_rows, 384, 2)
-    assert expected <= took < expected + 0.05
+    assert slept == [pytest.approx(0.01 + 0.005 * batch.num_rows)]
     assert runner.simulated and "simulated" in describe(runner)["name"]
     assert "simulated" in describe(runner)["detail"]
 
 
-def test_sim_token_model_charges_by_length_and_runs_concurrently() -> None:
+def test_sim_token_model_charges_by_length_and_cards_sleep_concurrently(monkeypatch: pytest.MonkeyPatch) -> None:
+    import packed_bert.backends.sim as sim
+
     tokens = SimTiming(overhead_s=0.0, row_time_s=0.08, static_shape=False)
     assert tokens.batch_seconds(4, 96) == pytest.approx(0.08)
     assert SimTiming(0.0, 0.08).batch_seconds(4, 96) == pytest.approx(0.32)
+    # eight cards in eight threads: every card is asleep at once (a serialized card would leave
+    # the barrier one short and break it)
+    barrier = threading.Barrier(8)
+    monkeypatch.setattr(sim.time, "sleep", lambda _s: barrier.wait(timeout=30))
     runners = [create("sim", overhead_s=0.05, row_time_s=0.0) for _ in range(8)]
     batch = pack_batch(*_features(3))
-    start = time.perf_counter()
-    threads = [threading.Thread(target=r.infer, args=(batch,)) for r in runners]
+    errors: list[BaseException] = []
+
+    def infer(r: object) -> None:
+        try:
+            r.infer(batch)  # type: ignore[attr-defined]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=infer, args=(r,)) for r in runners]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert time.perf_counter() - start < 0.05 * 4  # 8 cards sleeping in parallel, not in series
+    assert not errors and not barrier.broken
 
 
 def test_sim_cheap_logits_are_the_same_packed_or_padded() -> None:

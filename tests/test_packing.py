@@ -18,7 +18,6 @@ from packed_bert.packing import (
     sorted_batches,
     to_varlen,
     unpack,
-    unpack_flat,
     varlen_to_rows,
 )
 
@@ -204,10 +203,6 @@ def test_unpack_returns_each_sequence_in_chunk_order() -> None:
         assert np.array_equal(values[:, 0], ids[i, : lens[i]])
         assert np.array_equal(values[:, 1], np.arange(lens[i]))
         assert np.shares_memory(values, logits)
-    flat, offsets, sample = unpack_flat(batch, logits)
-    assert np.array_equal(sample, np.arange(lens.size))
-    for i in range(lens.size):
-        assert np.array_equal(flat[offsets[i] : offsets[i + 1]], per_seq[i])
     with pytest.raises(ValueError, match="do not match"):
         unpack(batch, logits[:, :10])
 

@@ -2,9 +2,9 @@
 
 A ``Runner`` turns a packed batch (``packing.PackedBatch``: ``input_ids``, ``segment_ids``,
 ``position_ids`` int32 [R, L] and ``seq_lens`` int32 [R, K]) into float32 start/end logits
-[R, L, 2]. Runners know nothing of LoadGen. The harness gives each device worker thread its
-own runner; a runner is not required to be safe for concurrent ``infer`` calls, although the
-``null`` and ``sim`` runners are.
+[R, L, 2]. Runners know nothing of LoadGen. The harness makes one runner per device; that
+device's worker threads share it and take turns under a per-device lock, so ``infer`` is never
+called on one runner from two threads at once (the ``null`` and ``sim`` runners would allow it).
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-ROW_LEN = 384
+from packed_bert.terms import SEQ_LEN, Precision
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "fp8")
+ROW_LEN = SEQ_LEN  # tokens per packed row
+
+PRECISIONS = tuple(p.value for p in Precision)
 
 
 class BatchLike(Protocol):

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from packed_bert.backends.base import BatchLike, batch_shape
+from packed_bert.terms import SEQ_LEN
 
 
 class NullRunner:
@@ -21,7 +22,7 @@ class NullRunner:
         self.precision = precision
         self.device = device
         self._lock = threading.Lock()
-        self._zeros = self._make(max_rows * 384)
+        self._zeros = self._make(max_rows * SEQ_LEN)
 
     @staticmethod
     def _make(tokens: int) -> np.ndarray:

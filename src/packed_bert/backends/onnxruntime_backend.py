@@ -8,8 +8,8 @@ as the LayerNormalization + Add it replaces (ORT 1.32 profile, docs/performance.
 Exported and quantized models are cached (``onnx_export.cache_path``). ``static_rows=N`` makes
 a fixed-shape session: every batch is run as [N, 384] (smaller batches are padded with empty
 rows, longer ones split), the way a static-shape accelerator sees it. ``infer`` may be called
-from several threads (ONNX Runtime sessions are thread-safe), but one runner per worker gives
-each its own thread pool.
+from several threads (ONNX Runtime sessions are thread-safe); the harness makes one runner per
+device and its pool calls it from one thread at a time.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """PyTorch runner: CPU fp32/bf16; CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
-One runner per worker thread: ``infer`` reuses static buffers (CUDA graphs) and is not safe to
-call from two threads at once.
+One runner per device: ``infer`` reuses static buffers (CUDA graphs) and is not safe to call
+from two threads at once (the device pool's per-device lock sees to that).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from packed_bert.backends._model import load
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.errors import UserError
+from packed_bert.terms import SEQ_LEN
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ROW_BUCKET = 8  # CUDA graphs are captured for row counts rounded up to a multiple of this
@@ -65,14 +66,14 @@ class TorchRunner:
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
         self.detail = (
             f"torch {torch.__version__} {precision} on {device}"
-            f"{', CUDA graphs for [R,384] batches' if self.static_shape else ''}"
+            f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
         rows, length = batch_shape(batch)
         with torch.inference_mode():
-            if self.static_shape and length == 384:
+            if self.static_shape and length == SEQ_LEN:
                 return self._graph_for(rows, int(batch.seq_lens.shape[1])).run(batch)
             if self.varlen and self._dev.type == "cuda":
                 return self._run_varlen(batch)
@@ -99,10 +100,10 @@ class TorchRunner:
 
     def _graph_for(self, rows: int, slots: int) -> _Graph:
         bucket = -(-rows // ROW_BUCKET) * ROW_BUCKET
-        key = (bucket, 384, slots)
+        key = (bucket, SEQ_LEN, slots)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = _Graph(self.model, self._dev, bucket, 384, slots)
+            graph = _Graph(self.model, self._dev, bucket, SEQ_LEN, slots)
             self._graphs[key] = graph
         return graph
 

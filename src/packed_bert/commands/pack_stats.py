@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from packed_bert.errors import UserError
+from packed_bert.terms import SEQ_LEN
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--shuffle", type=int, default=None, metavar="SEED",
                         help="cut chunks from a seeded random order, as LoadGen issues samples "
                         "(default: file order)")
-    parser.add_argument("--row-len", "--row_len", type=int, default=384, help="tokens per row")
+    parser.add_argument("--row-len", "--row_len", type=int, default=SEQ_LEN, help="tokens per row")
     parser.add_argument("--dataset", type=Path, default=None, help="SQuAD json (default: dev v1.1)")
     parser.add_argument("--vocab", type=Path, default=None, help="WordPiece vocab (default: BERT uncased)")
     parser.add_argument("--lengths-npz", type=Path, default=None, metavar="PATH",
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--chunk {args.chunk}: must be 0 (whole set) or positive; try 4096")
     lengths = _lengths(args)
     if lengths.size and int(lengths.max()) > args.row_len:
-        raise UserError(f"--row-len {args.row_len}: shorter than the longest feature ({int(lengths.max())}); use 384")
+        raise UserError(f"--row-len {args.row_len}: shorter than the longest feature ({int(lengths.max())}); use {SEQ_LEN}")
     if args.shuffle is not None:
         lengths = lengths[np.random.default_rng(args.shuffle).permutation(lengths.size)]
     chunk = args.chunk or max(1, lengths.size)

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--sut", required=True, help="system name (see `packed-bert systems`) or a .toml")
     p.add_argument("--model", default="bert-99", help="bert-99 | bert-99.9")
     p.add_argument("--weights", help="random | tiny | PATH (default: the system file's)")
-    p.add_argument("--batching", choices=("packed", "sorted", "padded"),
+    p.add_argument("--batching", choices=tuple(Batching),
                    help="recorded only: the lead decides how batches are built")
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to listen on (default {DEFAULT_LISTEN}; port 0: any free port)")

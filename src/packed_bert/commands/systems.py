@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from packed_bert.systems import all_systems
+from packed_bert.terms import Model, Scenario
 
 
 def register(sub: Any) -> None:
@@ -16,14 +17,14 @@ def register(sub: Any) -> None:
 
 
 def table() -> list[str]:
-    head = ("name", "devices", "simulated", "bert-99", "bert-99.9", "description")
+    head = ("name", "devices", "simulated", *Model, "description")
     # per model: runtime:precision and the default batching (Offline/Server/SingleStream
     # when it differs per scenario)
     rows = [head]
     for s in all_systems():
         rows.append((
             s.name, "auto" if s.devices is None else str(s.devices),
-            "yes" if s.simulated else "no", _recipe(s, "bert-99"), _recipe(s, "bert-99.9"),
+            "yes" if s.simulated else "no", *(_recipe(s, m) for m in Model),
             s.description,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
@@ -32,7 +33,7 @@ def table() -> list[str]:
 
 def _recipe(s: Any, model: str) -> str:
     """``onnxruntime:int8 sorted``; batching as ``sorted/packed/sorted`` when scenarios differ."""
-    per = [s.batching_for(sc, model) for sc in ("Offline", "Server", "SingleStream")]
+    per = [s.batching_for(sc, model) for sc in Scenario]
     batching = per[0] if len(set(per)) == 1 else "/".join(per)
     return f"{s.backend_for(model)}:{s.precision_for(model)} {batching}"
 

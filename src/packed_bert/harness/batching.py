@@ -13,28 +13,25 @@ import numpy as np
 
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.packing import PackedBatch, build_batch, pack_matrix, pack_order
-
-ROW_LEN = 384
-BATCHINGS = ("packed", "sorted", "padded")
+from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN, Batching
 
 
 @dataclass(frozen=True)
 class BatchBuilder:
     library: SampleLibrary
-    strategy: str = "packed"
-    max_per_row: int = 3
+    strategy: Batching = Batching.PACKED
+    max_per_row: int = MAX_SEQS_PER_ROW
     trim_rows: bool = False  # dynamic-shape runtimes: packed rows end at the fullest row's end
 
     def __post_init__(self) -> None:
-        if self.strategy not in BATCHINGS:
-            raise ValueError(f"batching must be one of {BATCHINGS}, got {self.strategy!r}")
+        object.__setattr__(self, "strategy", Batching(self.strategy))
 
     def build(self, indices: np.ndarray) -> PackedBatch:
         """One batch holding every sample of ``indices`` (QSL indices, in chunk order)."""
         lens = self.library.lengths[indices]
         if self.strategy == "packed":
-            local = pack_matrix(lens, self.max_per_row, ROW_LEN)
-            row_len = ROW_LEN
+            local = pack_matrix(lens, self.max_per_row, SEQ_LEN)
+            row_len = SEQ_LEN
             if self.trim_rows and lens.size:
                 used = np.where(local >= 0, lens[np.maximum(local, 0)], 0).sum(axis=1)
                 row_len = int(used.max())
@@ -43,7 +40,7 @@ class BatchBuilder:
             row_len = int(lens.max()) if lens.size else 1
         else:
             local = np.arange(indices.size, dtype=np.int64)[:, None]
-            row_len = ROW_LEN
+            row_len = SEQ_LEN
         return self.layout(local.astype(np.int64), indices, row_len)
 
     def layout(self, local: np.ndarray, indices: np.ndarray, row_len: int) -> PackedBatch:
@@ -62,5 +59,5 @@ class BatchBuilder:
         if self.strategy == "sorted":
             return np.argsort(-self.library.lengths[indices], kind="stable"), None
         if self.strategy == "packed":
-            return pack_order(self.library.lengths[indices], self.max_per_row, ROW_LEN)
+            return pack_order(self.library.lengths[indices], self.max_per_row, SEQ_LEN)
         return np.arange(indices.size), None

@@ -21,7 +21,16 @@ from typing import Any
 
 from packed_bert.errors import UserError
 from packed_bert.harness.config import LoadGenValue, RunConfig
-from packed_bert.terms import Batching, Execution, Mode, Model, Precision, Scenario, parse
+from packed_bert.terms import (
+    SERVER_LATENCY_BOUND_MS,
+    Batching,
+    Execution,
+    Mode,
+    Model,
+    Precision,
+    Scenario,
+    parse,
+)
 
 
 def _int_at_least(lo: int) -> Callable[[str, str], int]:
@@ -152,7 +161,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("batching", ("--batching",), "packed | sorted | padded (default: the system file's)", _enum(Batching)),
     Flag("precision", ("--precision",), "fp32 | bf16 | fp16 | int8 | fp8 (default: the system file's)",
          _enum(Precision)),
-    Flag("find_peak", ("--find-peak", "--find_peak"), "Server: search the highest QPS meeting the 130 ms p99 bound"),
+    Flag("find_peak", ("--find-peak", "--find_peak"), f"Server: search the highest QPS meeting the {SERVER_LATENCY_BOUND_MS:g} ms p99 bound"),
     Flag("dataset", ("--dataset",), "SQuAD v1.1 dev json", _path, metavar="PATH"),
     Flag("vocab", ("--vocab",), "BERT uncased vocab.txt", _path, metavar="PATH"),
     Flag("sample_count", ("--count", "--sample-count", "--sample_count"),

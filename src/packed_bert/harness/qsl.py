@@ -13,8 +13,7 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from packed_bert.errors import UserError
-
-PERFORMANCE_SAMPLE_COUNT = 10_833
+from packed_bert.terms import DATASET_FEATURES
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class SampleLibrary:
 
     @property
     def performance_count(self) -> int:
-        return min(self.total, PERFORMANCE_SAMPLE_COUNT)
+        return min(self.total, DATASET_FEATURES)
 
     def construct(self) -> Any:
         """The LoadGen QSL handle (destroy with ``lg.DestroyQSL``)."""

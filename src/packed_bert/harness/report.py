@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from packed_bert.harness.config import RunResult
+from packed_bert.terms import SEQ_LEN, SERVER_LATENCY_BOUND_MS
 
 
 def write_report(run_dir: Path, plan: Any, result: RunResult, stats: Any, summary_log: Any) -> Path:
@@ -36,7 +37,7 @@ def write_report(run_dir: Path, plan: Any, result: RunResult, stats: Any, summar
     if s.get("token_efficiency") is not None:
         lines.append(
             f"- {s['samples']:,} samples in {s['batches']:,} batches, {s['rows']:,} rows; token "
-            f"efficiency {s['token_efficiency']:.1%} (padding every sample to 384: "
+            f"efficiency {s['token_efficiency']:.1%} (padding every sample to {SEQ_LEN}: "
             f"{s['padded_token_efficiency']:.1%}; {s['gain_over_padding']:.2f}x less work)"
         )
     if "sut_latency_ms" in s:
@@ -76,7 +77,7 @@ def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
     if lat.size:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.hist(lat, bins=50)
-        ax.axvline(130.0, color="red", linestyle="--", label="130 ms (Server bound)")
+        ax.axvline(SERVER_LATENCY_BOUND_MS, color="red", linestyle="--", label=f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)")
         ax.set_xlabel("latency in the SUT (ms)")
         ax.set_ylabel("samples")
         ax.legend()

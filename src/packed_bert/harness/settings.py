@@ -17,9 +17,7 @@ from typing import Any
 import mlperf_loadgen as lg
 
 from packed_bert.errors import UserError
-
-CONF_MODEL = "bert"  # the model's name in mlperf.conf / user.conf
-SERVER_LATENCY_BOUND_MS = 130.0
+from packed_bert.terms import CONF_MODEL, DATASET_FEATURES, Execution, Mode, Scenario
 
 
 def _int_min(lo: int) -> Callable[[str], bool]:
@@ -66,14 +64,14 @@ USER_CONF_KEYS: dict[str, tuple[Callable[[str], bool], str]] = {
 }
 
 # Shorter runs for --execution test and demo (milliseconds); valid uses mlperf.conf's minimums.
-EXECUTION_MIN_DURATION_MS = {"test": 10_000, "demo": 5_000}
+EXECUTION_MIN_DURATION_MS = {Execution.TEST: 10_000, Execution.DEMO: 5_000}
 
 _SCENARIOS = {
-    "Offline": lg.TestScenario.Offline,
-    "Server": lg.TestScenario.Server,
-    "SingleStream": lg.TestScenario.SingleStream,
+    Scenario.OFFLINE: lg.TestScenario.Offline,
+    Scenario.SERVER: lg.TestScenario.Server,
+    Scenario.SINGLE_STREAM: lg.TestScenario.SingleStream,
 }
-_MODES = {"accuracy": lg.TestMode.AccuracyOnly, "performance": lg.TestMode.PerformanceOnly}
+_MODES = {Mode.ACCURACY: lg.TestMode.AccuracyOnly, Mode.PERFORMANCE: lg.TestMode.PerformanceOnly}
 
 
 def conf_key(scenario: str, key: str) -> str:
@@ -111,8 +109,8 @@ def validate_entries(entries: Mapping[str, str]) -> None:
 
 
 def user_conf_entries(
-    scenario: str,
-    execution: str,
+    scenario: Scenario,
+    execution: Execution,
     target_qps: float,
     sample_count: int | None,
     overrides: Mapping[str, str] | None = None,
@@ -130,10 +128,10 @@ def user_conf_entries(
         duration = min_duration_ms if min_duration_ms is not None else EXECUTION_MIN_DURATION_MS[execution]
         entries[conf_key(scenario, "min_duration")] = str(int(duration))
         entries[conf_key(scenario, "min_query_count")] = "1"
-    elif execution != "valid":
+    elif execution != Execution.VALID:
         raise UserError(f"--execution must be test, valid or demo, got {execution!r}")
     if sample_count is not None:
-        entries[conf_key(scenario, "performance_sample_count_override")] = str(min(sample_count, 10833))
+        entries[conf_key(scenario, "performance_sample_count_override")] = str(min(sample_count, DATASET_FEATURES))
     for key, value in (overrides or {}).items():
         entries[key if key.count(".") == 2 else conf_key(scenario, key)] = str(value)
     validate_entries(entries)
@@ -152,7 +150,7 @@ class LoadedSettings:
     effective: dict[str, Any]
 
 
-def load_test_settings(user_conf: Path, scenario: str, mode: str) -> LoadedSettings:
+def load_test_settings(user_conf: Path, scenario: Scenario, mode: Mode) -> LoadedSettings:
     """mlperf.conf (built in) + ``user_conf`` -> a ``TestSettings`` for ``scenario``/``mode``."""
     ts = lg.TestSettings()
     ts.scenario = _SCENARIOS[scenario]
@@ -161,7 +159,7 @@ def load_test_settings(user_conf: Path, scenario: str, mode: str) -> LoadedSetti
     if ts.FromConfig(str(user_conf), CONF_MODEL, scenario, 1) != 0:
         raise UserError(f"LoadGen could not read {user_conf}")
     ts.scenario = _SCENARIOS[scenario]
-    ts.mode = _MODES["accuracy" if mode == "accuracy" else "performance"]
+    ts.mode = _MODES[Mode.ACCURACY if mode == Mode.ACCURACY else Mode.PERFORMANCE]
     return LoadedSettings(ts, effective_settings(ts, scenario, mode))
 
 

@@ -17,10 +17,12 @@ from typing import Any
 import mlperf_loadgen as lg
 import numpy as np
 
+from packed_bert.backends.base import Runner
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.scheduler import OfflineScheduler, ServerScheduler, SingleStreamScheduler
 from packed_bert.harness.workers import DevicePool, WorkItem
 from packed_bert.progress import Progress
+from packed_bert.terms import SEQ_LEN
 
 Complete = Callable[[list[Any]], None]
 
@@ -66,10 +68,10 @@ class RunStats:
             "real_tokens": tokens,
             "token_slots": slots,
             "token_efficiency": tokens / slots if slots else None,
-            "padded_token_efficiency": tokens / (samples * 384) if samples else None,
+            "padded_token_efficiency": tokens / (samples * SEQ_LEN) if samples else None,
         }
         if slots:
-            out["gain_over_padding"] = (samples * 384) / slots
+            out["gain_over_padding"] = (samples * SEQ_LEN) / slots
         if lat.size:
             out["sut_latency_ms"] = {
                 p: float(np.percentile(lat, q) * 1e3)
@@ -84,7 +86,7 @@ class BenchmarkSUT:
     def __init__(
         self,
         builder: BatchBuilder,
-        runners: Sequence[Any],
+        runners: Sequence[Runner],
         scenario: str,
         batch_size: int,
         inflight: int = 1,

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from packed_bert.backends.base import Runner
+
 
 @dataclass
 class WorkItem:
@@ -42,7 +44,7 @@ class DevicePool:
 
     def __init__(
         self,
-        runners: Sequence[Any],
+        runners: Sequence[Runner],
         build: Build,
         respond: Respond,
         respond_empty: RespondEmpty,
@@ -145,7 +147,7 @@ class DevicePool:
                 if self._on_idle is not None:
                     self._on_idle()
 
-    def _run(self, device: int, runner: Any, lock: threading.Lock, item: WorkItem) -> None:
+    def _run(self, device: int, runner: Runner, lock: threading.Lock, item: WorkItem) -> None:
         try:
             batch = self._build(item)
             with lock:

@@ -12,7 +12,7 @@ from packed_bert.packing.strategies import (
     sorted_batches,
     sorted_groups,
 )
-from packed_bert.packing.unpack import unpack, unpack_flat
+from packed_bert.packing.unpack import unpack
 from packed_bert.packing.varlen import VarlenBatch, to_varlen, varlen_to_rows
 
 __all__ = [
@@ -33,6 +33,5 @@ __all__ = [
     "sorted_groups",
     "to_varlen",
     "unpack",
-    "unpack_flat",
     "varlen_to_rows",
 ]

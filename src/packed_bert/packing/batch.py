@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from packed_bert.terms import SEQ_LEN
+
 
 @dataclass(frozen=True)
 class PackedBatch:
@@ -85,7 +87,7 @@ def build_batch(
     input_ids: np.ndarray,
     segment_ids: np.ndarray,
     lengths: npt.ArrayLike,
-    row_len: int = 384,
+    row_len: int = SEQ_LEN,
     max_per_pack: int | None = None,
     source_index: np.ndarray | None = None,
 ) -> PackedBatch:

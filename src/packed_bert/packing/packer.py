@@ -15,6 +15,8 @@ from bisect import bisect_left, insort
 import numpy as np
 import numpy.typing as npt
 
+from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
+
 Strategy = tuple[int, ...]
 
 
@@ -35,7 +37,7 @@ def _validate(lengths: npt.ArrayLike, max_per_pack: int, row_len: int) -> np.nda
 
 
 def pack_strategies(
-    histogram: np.ndarray, max_per_pack: int = 3, row_len: int = 384
+    histogram: np.ndarray, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN
 ) -> list[tuple[Strategy, int]]:
     """Pack a length histogram (``histogram[n]`` sequences of length ``n``).
 
@@ -97,7 +99,7 @@ def pack_strategies(
 
 
 def pack_matrix(
-    lengths: npt.ArrayLike, max_per_pack: int = 3, row_len: int = 384
+    lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN
 ) -> np.ndarray:
     """Pack sequences into rows; int64 ``[rows, max_per_pack]`` of chunk indices, -1 = empty.
 
@@ -135,7 +137,7 @@ def pack_matrix(
 
 
 def pack(
-    lengths: npt.ArrayLike, max_per_pack: int = 3, row_len: int = 384
+    lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN
 ) -> list[np.ndarray]:
     """Pack sequences into rows of ``row_len`` tokens with at most ``max_per_pack`` each.
 
@@ -148,7 +150,7 @@ def pack(
 
 
 def pack_order(
-    lengths: npt.ArrayLike, max_per_pack: int = 3, row_len: int = 384
+    lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sequences in row order of one packing of all of them, and where each row ends.
 

@@ -6,6 +6,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from packed_bert.terms import SEQ_LEN
+
 
 @dataclass(frozen=True)
 class PackingStats:
@@ -38,7 +40,7 @@ class PackingStats:
 
 
 def packing_stats(
-    lengths: npt.ArrayLike, rows: int, row_len: int = 384
+    lengths: npt.ArrayLike, rows: int, row_len: int = SEQ_LEN
 ) -> PackingStats:
     lens = np.asarray(lengths, dtype=np.int64)
     return PackingStats(int(lens.size), int(rows), int(lens.sum()), row_len)

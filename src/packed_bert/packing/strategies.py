@@ -8,14 +8,15 @@ import numpy.typing as npt
 
 from packed_bert.packing.batch import PackedBatch, build_batch
 from packed_bert.packing.packer import pack_matrix
+from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
 
 
 def pack_batch(
     input_ids: np.ndarray,
     segment_ids: np.ndarray,
     lengths: npt.ArrayLike,
-    max_per_pack: int = 3,
-    row_len: int = 384,
+    max_per_pack: int = MAX_SEQS_PER_ROW,
+    row_len: int = SEQ_LEN,
 ) -> PackedBatch:
     """Pack a whole chunk into one batch of rows, K = ``max_per_pack``."""
     matrix = pack_matrix(lengths, max_per_pack, row_len)
@@ -27,7 +28,7 @@ def padded_batches(
     segment_ids: np.ndarray,
     lengths: npt.ArrayLike,
     batch_size: int,
-    row_len: int = 384,
+    row_len: int = SEQ_LEN,
 ) -> list[PackedBatch]:
     """One sequence per row padded to ``row_len``, in chunk order, ``batch_size`` rows a batch."""
     n = len(np.asarray(lengths))

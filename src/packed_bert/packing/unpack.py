@@ -32,22 +32,3 @@ def unpack(batch: PackedBatch, logits: np.ndarray) -> list[np.ndarray]:
         arr[r, s : s + n]
         for r, s, n in zip(rows.tolist(), starts.tolist(), lens.tolist(), strict=True)
     ]
-
-
-def unpack_flat(
-    batch: PackedBatch, logits: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All sequences' logits in one array, with no Python loop.
-
-    Returns ``(values, offsets, sample_index)``: ``values`` float32 [T, 2]; the sequence with
-    sample index ``sample_index[i]`` is ``values[offsets[i]:offsets[i + 1]]``.
-    """
-    arr = _check(batch, logits)
-    sample, rows, starts, lens = _slots(batch)
-    offsets = np.zeros(lens.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    total = int(offsets[-1])
-    within = np.arange(total) - np.repeat(offsets[:-1], lens)
-    flat_index = np.repeat(rows * batch.row_len + starts, lens) + within
-    values = arr.reshape(-1, arr.shape[-1])[flat_index]
-    return values, offsets, sample

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from packed_bert.errors import UserError
 from packed_bert.results.loadgen_logs import DETAIL, SUMMARY, read_detail, read_summary
+from packed_bert.terms import Scenario
 
 LOADGEN_TIME = "%m-%d-%Y %H:%M:%S.%f"
 
@@ -66,7 +67,7 @@ def analyze(run_dir: Path, spl: Path | None = None) -> PowerResult:
         raise UserError(f"{spl or run_dir / 'spl.txt'}: no power samples between power_begin {begin} and power_end {end}")
     watts = sum(window) / len(window)
     summary = read_summary(run_dir / SUMMARY)
-    sps = summary.score if summary.scenario in ("Offline", "Server") else None
+    sps = summary.score if summary.scenario in (Scenario.OFFLINE, Scenario.SERVER) else None
     return PowerResult(
         average_watts=watts,
         samples_in_window=len(window),

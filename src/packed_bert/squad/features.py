@@ -24,10 +24,8 @@ from packed_bert.squad.tokenization import (
     fast_tokenizer,
     is_fast_safe,
 )
+from packed_bert.terms import DOC_STRIDE, MAX_QUERY_LENGTH, SEQ_LEN
 
-MAX_SEQ_LENGTH = 384
-DOC_STRIDE = 128
-MAX_QUERY_LENGTH = 64
 FORMAT_VERSION = 1
 # In ASCII text the reference splits words only on these (other controls are dropped).
 _ASCII_WS = re.compile("[ \t\n\r]+")
@@ -149,7 +147,7 @@ def build_features(squad: Squad, vocab: dict[str, int]) -> dict[str, np.ndarray]
     feats: list[tuple[int, int, int, int]] = []  # (example, doc start, doc length, query length)
     for ex, (par, q) in enumerate(zip(squad.question_paragraph, queries, strict=True)):
         n = int(par_tokens[par])
-        max_doc = MAX_SEQ_LENGTH - len(q) - 3
+        max_doc = SEQ_LEN - len(q) - 3
         start = 0
         while start < n:
             length = min(n - start, max_doc)
@@ -159,10 +157,10 @@ def build_features(squad: Squad, vocab: dict[str, int]) -> dict[str, np.ndarray]
             start += min(length, DOC_STRIDE)
 
     nf = len(feats)
-    input_ids = np.zeros((nf, MAX_SEQ_LENGTH), dtype=np.uint16)
-    segment_ids = np.zeros((nf, MAX_SEQ_LENGTH), dtype=np.uint8)
-    token_to_orig = np.full((nf, MAX_SEQ_LENGTH), -1, dtype=np.int16)
-    max_context = np.zeros((nf, MAX_SEQ_LENGTH), dtype=np.bool_)
+    input_ids = np.zeros((nf, SEQ_LEN), dtype=np.uint16)
+    segment_ids = np.zeros((nf, SEQ_LEN), dtype=np.uint8)
+    token_to_orig = np.full((nf, SEQ_LEN), -1, dtype=np.int16)
+    max_context = np.zeros((nf, SEQ_LEN), dtype=np.bool_)
     fa = np.array(feats, dtype=np.int64).reshape(-1, 4)
     example_index = fa[:, 0].astype(np.int32)
     lengths = (fa[:, 2] + fa[:, 3] + 3).astype(np.uint16)
@@ -218,7 +216,7 @@ def cache_key(dataset_path: Path, vocab_path: Path) -> str:
     h.update(Path(dataset_path).read_bytes())
     h.update(b"\0")
     h.update(Path(vocab_path).read_bytes())
-    params = f"{FORMAT_VERSION},{MAX_SEQ_LENGTH},{DOC_STRIDE},{MAX_QUERY_LENGTH},lower"
+    params = f"{FORMAT_VERSION},{SEQ_LEN},{DOC_STRIDE},{MAX_QUERY_LENGTH},lower"
     h.update(params.encode())
     return h.hexdigest()[:24]
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packed_bert.compliance.rules import Round
+from packed_bert.terms import Scenario
 
 IMPLEMENTATION = "packed-bert"
-SCENARIOS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream", "multistream": "MultiStream"}
+SCENARIOS = {s.value.lower(): s.value for s in Scenario} | {"multistream": "MultiStream"}
 
 
 def scenario_name(s: str) -> str:

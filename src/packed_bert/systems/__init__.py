@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from packed_bert.errors import UserError
+from packed_bert.terms import Batching, Model, Scenario
 
-MODELS = ("bert-99", "bert-99.9")
-SCENARIOS = ("Offline", "Server", "SingleStream")
-BATCHINGS = ("packed", "sorted", "padded")
+MODELS = tuple(Model)
+SCENARIOS = tuple(Scenario)
+BATCHINGS = tuple(Batching)
 _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
