@@ -62,7 +62,7 @@ def main() -> int:
         vocab = dataset.read_vocab(vp)
         arrays = build_features(squad, vocab)
         tokens = sorted(vocab, key=vocab.__getitem__)
-        return SquadFeatures(squad=squad, vocab_tokens=tokens, **arrays)
+        return SquadFeatures(squad=squad, vocab_tokens=tokens, **arrays)  # type: ignore[arg-type]
 
     def slow_features() -> tuple[list[reference.RefExample], list[reference.RefFeature]]:
         examples = reference.read_examples(ds)

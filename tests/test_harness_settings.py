@@ -38,7 +38,7 @@ def test_builtin_mlperf_conf_applies_on_every_load(tmp_path: Path) -> None:
     ("overrides", "message"),
     [
         ({"min_duraton": "5"}, "not a LoadGen setting"),
-        ({"target_qps": "-3"}, "must be a number > 0"),
+        ({"target_qps": "-3"}, "must be a finite number > 0"),
         ({"target_latency_percentile": "150"}, "percentile"),
         ({"min_duration": "1.5"}, "integer"),
         ({"min_duration": "9000", "max_duration": "100"}, "below min_duration"),

@@ -9,3 +9,20 @@ class UserError(Exception):
     """Bad input: a missing or corrupt file, an unknown name, an impossible setting."""
 
     exit_code = 2
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an ``OSError``: the file, what went wrong, and what to do where it is clear."""
+    import errno
+
+    where = exc.filename or "a file"
+    what = exc.strerror or type(exc).__name__
+    hint = {
+        errno.ENOSPC: "free some space or choose another place",
+        errno.EDQUOT: "free some space or choose another place",
+        errno.EROFS: "choose a writable place",
+        errno.EACCES: "check its permissions or choose another place",
+        errno.EPERM: "check its permissions or choose another place",
+        errno.ENOENT: "check the path",
+    }.get(exc.errno or 0)
+    return f"{where}: {what}" + (f"; {hint}" if hint else "")

@@ -52,21 +52,29 @@ class Progress:
             if self.enabled:
                 self._draw(time.perf_counter(), final=True)
 
-    def line(self, now: float | None = None) -> str:
-        """The text of the progress line (also used by tests)."""
+    def line(self, now: float | None = None, final: bool = False) -> str:
+        """The text of the progress line (also used by tests). A total that is an estimate (how
+        many samples LoadGen will issue in a Server run) never shows more than 100%: past it
+        the line reads 99.9% and "left --:--" until the work is done."""
         now = time.perf_counter() if now is None else now
         elapsed = max(now - self._start, 1e-9)
         rate = self._done / elapsed
-        left = (self.total - self._done) / rate if rate > 0 and self.total else float("nan")
-        pct = 100.0 * self._done / self.total if self.total else 100.0
-        eta = "--:--" if left != left else _fmt_seconds(left)
+        total = max(self.total, self._done) if final else self.total
+        if self._done >= total and not final and self.total:
+            pct, eta = 99.9, "--:--"
+            shown = f"{self._done}/~{self.total}"
+        else:
+            left = (total - self._done) / rate if rate > 0 and total else float("nan")
+            pct = 100.0 * self._done / total if total else 100.0
+            eta = "--:--" if left != left else _fmt_seconds(left)
+            shown = f"{self._done}/{total}"
         return (
-            f"{self.label}: {self._done}/{self.total} {self.unit} ({pct:5.1f}%) "
+            f"{self.label}: {shown} {self.unit} ({pct:5.1f}%) "
             f"{rate:,.1f} {self.unit}/s, elapsed {_fmt_seconds(elapsed)}, left {eta}"
         )
 
     def _draw(self, now: float, final: bool) -> None:
-        text = self.line(now)
+        text = self.line(now, final)
         if self._tty:
             self.stream.write("\r" + text + ("\n" if final else ""))
         else:

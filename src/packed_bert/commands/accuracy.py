@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from packed_bert.errors import UserError
 from packed_bert.squad.accuracy_log import DTYPES
 
 
@@ -28,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from packed_bert.squad.scoring import score_logits
 
     payloads = read_payloads(args.log, args.dtype)
+    if not payloads:
+        raise UserError(f"{args.log}: holds no responses (a performance run logs none); score an accuracy "
+                        "run's mlperf_log_accuracy.json")
     features = load_features(args.dataset, args.vocab)
     r = score_logits(payloads, features, args.dtype, source=str(args.log))
     print(

@@ -11,6 +11,10 @@ import numpy as np
 from packed_bert.errors import UserError
 from packed_bert.terms import SEQ_LEN
 
+MAX_PER_PACK = 16
+MAX_CHUNK = 10_000_000
+MAX_ROW_LEN = 8192
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -40,7 +44,7 @@ def _lengths(args: argparse.Namespace) -> np.ndarray:
         try:
             with np.load(args.lengths_npz) as data:
                 return np.asarray(data["lengths"], dtype=np.int64)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
             raise UserError(
                 f"{args.lengths_npz}: no readable 'lengths' array ({type(exc).__name__}); "
                 "give an .npz with one"
@@ -53,11 +57,19 @@ def _lengths(args: argparse.Namespace) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from packed_bert.packing import pack_matrix, packing_stats
 
-    if args.max_per_pack < 1:
-        raise UserError(f"--max-per-pack {args.max_per_pack}: must be at least 1; try 3")
-    if args.chunk < 0:
-        raise UserError(f"--chunk {args.chunk}: must be 0 (whole set) or positive; try 4096")
+    if not 1 <= args.max_per_pack <= MAX_PER_PACK:
+        raise UserError(f"--max-per-pack {args.max_per_pack}: must be 1..{MAX_PER_PACK}; try 3")
+    if not 0 <= args.chunk <= MAX_CHUNK:
+        raise UserError(f"--chunk {args.chunk}: must be 0 (whole set) up to {MAX_CHUNK}; try 4096")
+    if not 1 <= args.row_len <= MAX_ROW_LEN:
+        raise UserError(f"--row-len {args.row_len}: must be 1..{MAX_ROW_LEN}; use {SEQ_LEN}")
+    if args.shuffle is not None and not 0 <= args.shuffle < 2**63:
+        raise UserError(f"--shuffle {args.shuffle}: a seed is an integer from 0 to 2^63-1")
     lengths = _lengths(args)
+    if lengths.ndim != 1:
+        raise UserError(f"{args.lengths_npz}: 'lengths' must be a 1-D array, not shape {lengths.shape}")
+    if lengths.size and int(lengths.min()) < 1:
+        raise UserError(f"{args.lengths_npz}: a length of {int(lengths.min())}; every length must be 1..{args.row_len}")
     if lengths.size and int(lengths.max()) > args.row_len:
         raise UserError(f"--row-len {args.row_len}: shorter than the longest feature ({int(lengths.max())}); use {SEQ_LEN}")
     if args.shuffle is not None:

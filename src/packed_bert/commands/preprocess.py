@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from packed_bert.cache import atomic_write_bytes
+from packed_bert.cache import atomic_write_bytes, check_out_file
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +29,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from packed_bert.squad.features import load_features
 
+    check_out_file(args.out, "--out")
     t0 = time.perf_counter()
     f = load_features(args.dataset, args.vocab)
     buf = io.BytesIO()

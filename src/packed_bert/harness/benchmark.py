@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from packed_bert import signals
 from packed_bert.backends.base import Runner
 from packed_bert.errors import UserError
 from packed_bert.harness import settings as st
@@ -33,7 +34,7 @@ from packed_bert.harness.sut import BenchmarkSUT
 from packed_bert.harness.system_description import describe_system
 from packed_bert.progress import Progress
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, SUMMARY, read_summary
-from packed_bert.results.run_dirs import RunDir, run_name
+from packed_bert.results.run_dirs import RunDir, check_results_dir, run_name
 from packed_bert.terms import Mode, Scenario
 
 
@@ -51,23 +52,30 @@ def run_benchmark(
     """
     plan = plan_run(cfg)
     say: Say = (lambda _msg: None) if quiet else (lambda msg: print(msg, flush=True))
+    check_results_dir(cfg.results_dir)
     if features is None:
         from packed_bert.squad.features import load_features
 
         features = load_features(cfg.dataset, cfg.vocab)
     library = SampleLibrary.from_features(features, cfg.sample_count)
+    provenance = getattr(features, "provenance", None)
+    for warning in provenance.warnings() if provenance is not None else []:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    # everything that can fail on the user's input (weights, devices) fails before a directory
+    if runners is None:
+        runners = make_runners(plan, library)
     rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
     try:
         result = _run_in(rd, plan, library, features, runners, say, quiet)
     except KeyboardInterrupt as exc:
-        where = rd.abandon("interrupted (Ctrl-C)")
-        print(f"interrupted; partial logs kept in {where}", file=sys.stderr, flush=True)
+        where = rd.abandon(signals.describe(exc))
+        print(f"{signals.describe(exc)}; partial logs kept in {where}", file=sys.stderr, flush=True)
         if isinstance(exc, LoadGenStillRunning):
             # LoadGen has no abort and would crash the interpreter's exit: leave now
-            print("packed-bert: interrupted; earlier results are left as they were",
+            print(f"packed-bert: {signals.describe(exc)}; earlier results are left as they were",
                   file=sys.stderr, flush=True)
             sys.stdout.flush()
-            os._exit(130)
+            os._exit(signals.exit_code(exc))
         raise
     except BaseException as exc:
         rd.abandon(f"failed: {exc}")
@@ -77,7 +85,7 @@ def run_benchmark(
 
 def _run_in(
     rd: RunDir, plan: RunPlan, library: SampleLibrary, features: Any,
-    runners: Sequence[Runner] | None, say: Say, quiet: bool,
+    runners: Sequence[Runner], say: Say, quiet: bool,
 ) -> RunResult:
     cfg = plan.cfg
     rd.write_text("command.txt", shlex.join(cfg.command_line or to_argv(cfg)) + "\n")
@@ -85,18 +93,17 @@ def _run_in(
     user_conf = rd.write_text("user.conf", st.render_user_conf(plan.user_conf, header))
     loaded = st.load_test_settings(user_conf, plan.scenario, plan.mode)
     # TestSettings fields LoadGen does not take from the conf files (a round's seeds, TEST05)
-    for key, value in cfg.loadgen_settings.items():
-        if not hasattr(loaded.test_settings, key):
-            raise UserError(f"loadgen setting {key!r} is not a LoadGen TestSettings field")
+    for key, value in cfg.loadgen_settings.items():  # checked by plan_run
         setattr(loaded.test_settings, key, value)
         loaded.effective[key] = value
     if cfg.audit_config is not None:
         if not Path(cfg.audit_config).is_file():
             raise UserError(f"audit config {cfg.audit_config}: not found")
         rd.write_text(NO_AUDIT_CONFIG, Path(cfg.audit_config).read_text())
-    if runners is None:
-        runners = make_runners(plan, library)
     system_json = describe_system(plan, runners)
+    provenance = getattr(features, "provenance", None)
+    if provenance is not None:
+        system_json["data"] = provenance.as_dict()
     rd.write_json("system.json", system_json)
     rd.write_json("settings.json", {**loaded.effective, "harness": plan.describe()})
     sim = " [SIMULATED]" if plan.system.simulated else ""
@@ -143,6 +150,7 @@ def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Sa
     else:
         result.valid = log.valid
         result.invalid_reasons = log.invalid_reasons
+        result.loadgen_recommendations = log.recommendations
         if plan.scenario == Scenario.SINGLE_STREAM:
             result.latency_p90_ms = log.latency_p90_ms
         else:
@@ -151,10 +159,9 @@ def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Sa
 
     write_report(rd.path, plan, result, sut.stats, log)
     summary = run_summary(plan, result, stats, log)
-    final = rd.finish()
-    result.run_dir = final
-    summary["run_dir"] = str(final)
+    provenance = getattr(features, "provenance", None)
+    summary["official_data"] = None if provenance is None else provenance.official
+    result.run_dir = rd.finish_with_summary(summary)
     result.summary = summary
-    rd.write_json("summary.json", summary)
     print_result(plan, result, stats, say)
     return result

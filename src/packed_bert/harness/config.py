@@ -84,6 +84,7 @@ class RunResult:
     latency_p90_ms: float | None = None  # SingleStream
     valid: bool | None = None  # performance: LoadGen's VALID/INVALID
     invalid_reasons: list[str] = field(default_factory=list)
+    loadgen_recommendations: list[str] = field(default_factory=list)
     exact_match: float | None = None  # accuracy
     f1: float | None = None
     accuracy_passed: bool | None = None

@@ -106,15 +106,22 @@ def key_value(text: str, flag: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def loadgen_value(text: str) -> LoadGenValue:
-    """A TestSettings value written as text: an integer, a number, or true/false."""
+def loadgen_value(text: str, flag: str = "--loadgen-setting") -> LoadGenValue:
+    """A TestSettings value written as text: an integer, a finite number, or true/false."""
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
     try:
         return int(low)
     except ValueError:
-        return float(low)
+        pass
+    try:
+        value = float(low)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected an integer, a number or true/false") from None
+    if not math.isfinite(value):
+        raise UserError(f"{flag} {text!r}: must be finite")
+    return value
 
 
 def _render(value: Any) -> str:
@@ -242,7 +249,7 @@ def config_from_namespace(ns: argparse.Namespace, command_line: Sequence[str] = 
         elif flag.pairs:
             pairs = dict(flag.read(item, shown) for item in raw)
             if flag.field == "loadgen_settings":
-                pairs = {k: loadgen_value(v) for k, v in pairs.items()}
+                pairs = {k: loadgen_value(v, shown) for k, v in pairs.items()}
             values[flag.field] = pairs
         else:
             values[flag.field] = flag.read(raw, shown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ import mlperf_loadgen as lg
 from packed_bert.harness.errors import RunError
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.harness.sut import BenchmarkSUT
+from packed_bert.signals import Interrupted
 
 NO_AUDIT_CONFIG = "audit.config"  # inside the run directory; absent unless a compliance test
 
 
-class LoadGenStillRunning(KeyboardInterrupt):
-    """Ctrl-C while LoadGen cannot be stopped (it has no abort): the process must end at once."""
+class LoadGenStillRunning(Interrupted):
+    """A signal while LoadGen cannot be stopped (it has no abort): the process must end at once."""
 
 
 def run_loadgen(sut: BenchmarkSUT, library: SampleLibrary, test_settings: Any, outdir: Path) -> None:
@@ -51,10 +53,10 @@ def run_loadgen(sut: BenchmarkSUT, library: SampleLibrary, test_settings: Any, o
     try:
         while not done.wait(0.2):
             pass
-    except KeyboardInterrupt:
-        sut.pool.fail(KeyboardInterrupt("interrupted"))
+    except KeyboardInterrupt as exc:
+        sut.pool.fail(exc)
         if not done.wait(5.0):
-            raise LoadGenStillRunning() from None
+            raise LoadGenStillRunning(exc.signum if isinstance(exc, Interrupted) else signal.SIGINT) from None
         raise
     finally:
         if done.is_set():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from packed_bert.errors import UserError
 from packed_bert.harness import settings as st
 from packed_bert.harness.config import RunConfig
+from packed_bert.model.spec import check_spec
 from packed_bert.systems import SystemSpec, load_system
 from packed_bert.terms import Batching, Mode, Model, Scenario
 
@@ -65,8 +69,15 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     if scenario == Scenario.SINGLE_STREAM:
         batch_size = 1
     target_qps = cfg.target_qps if cfg.target_qps is not None else system.default_qps(model, scenario)
+    target_qps = _target_from_settings(cfg.settings, scenario, target_qps)
     if cfg.sample_count is not None and cfg.sample_count < 1:
         raise UserError(f"--count must be >= 1, got {cfg.sample_count}")
+    weights = cfg.weights or system.weights
+    check_spec(weights, "--weights" if cfg.weights else f"system file {system.source}: weights")
+    for flag, path in (("--dataset", cfg.dataset), ("--vocab", cfg.vocab)):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{flag} {path}: no such file; pass an existing file")
+    st.check_test_settings(cfg.loadgen_settings)
     min_duration = system.test_durations_ms.get(cfg.execution)
     user_conf = st.user_conf_entries(
         scenario, cfg.execution, float(target_qps), cfg.sample_count, dict(cfg.settings),
@@ -86,7 +97,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         batching=batching,
         batch_size=int(batch_size),
         target_qps=float(target_qps),
-        weights=cfg.weights or system.weights,
+        weights=weights,
         precision=str(cfg.precision or system.precision_for(model)),
         backend=system.backend_for(model),
         inflight=int(inflight),
@@ -95,3 +106,21 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         server_min_batch=system.server_min_batch if min_batch is None else min_batch,
         user_conf=user_conf,
     )
+
+
+def _target_from_settings(settings: Mapping[str, str], scenario: Scenario, target_qps: float) -> float:
+    """``--setting target_qps=Q`` (``target_latency=MS`` in SingleStream) is the run's target:
+    the plan, and so every record of the run, says what LoadGen is told."""
+    for key, value in settings.items():
+        name = key.rpartition(".")[2]
+        try:
+            number = float(value)
+        except ValueError:
+            continue  # user_conf_entries names the bad value
+        if not math.isfinite(number):
+            continue
+        if name == "target_qps" and scenario != Scenario.SINGLE_STREAM and number > 0:
+            target_qps = number
+        elif name == "target_latency" and scenario == Scenario.SINGLE_STREAM and number > 0:
+            target_qps = 1000.0 / number
+    return target_qps

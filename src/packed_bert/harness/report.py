@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 
 from packed_bert.harness.config import RunResult
-from packed_bert.terms import SEQ_LEN, SERVER_LATENCY_BOUND_MS
+from packed_bert.harness.plan import RunPlan
+from packed_bert.terms import SEQ_LEN, SERVER_LATENCY_BOUND_MS, Scenario
 
 
-def write_report(run_dir: Path, plan: Any, result: RunResult, stats: Any, summary_log: Any) -> Path:
+def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, summary_log: Any) -> Path:
     s = stats.summary()
-    plots = _plots(run_dir, stats)
+    plots = _plots(run_dir, stats, plan.scenario, plan.system.simulated)
     sim = " — SIMULATED accelerator" if plan.system.simulated else ""
     lines = [
         f"# {plan.system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}{sim}",
@@ -31,6 +32,8 @@ def write_report(run_dir: Path, plan: Any, result: RunResult, stats: Any, summar
                      f"{'VALID' if result.valid else 'INVALID'}")
     for reason in result.invalid_reasons:
         lines.append(f"  - INVALID because: {reason}")
+    for advice in result.loadgen_recommendations:
+        lines.append(f"  - LoadGen suggests: {advice}")
     if result.f1 is not None:
         lines.append(f"- accuracy: exact_match {result.exact_match:.3f}, f1 {result.f1:.3f} "
                      f"({'PASS' if result.accuracy_passed else 'FAIL'})")
@@ -52,7 +55,7 @@ def write_report(run_dir: Path, plan: Any, result: RunResult, stats: Any, summar
     return path
 
 
-def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
+def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> list[tuple[str, str]]:
     if not stats.batch_samples:
         return []
     import matplotlib
@@ -61,6 +64,7 @@ def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     out: list[tuple[str, str]] = []
+    tag = " (SIMULATED accelerator)" if simulated else ""
     per_row = np.concatenate(stats.batch_per_row) if stats.batch_per_row else np.zeros(0, np.int8)
     if per_row.size:
         fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -68,7 +72,7 @@ def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
         ax.bar(np.arange(1, counts.size + 1), counts)
         ax.set_xlabel("sequences per row")
         ax.set_ylabel("rows")
-        ax.set_title("Packing: sequences per row")
+        ax.set_title(f"Packing: sequences per row{tag}", fontsize=10)
         fig.tight_layout()
         fig.savefig(run_dir / "packing.png", dpi=90)
         plt.close(fig)
@@ -77,11 +81,13 @@ def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
     if lat.size:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.hist(lat, bins=50)
-        ax.axvline(SERVER_LATENCY_BOUND_MS, color="red", linestyle="--", label=f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)")
+        if scenario == Scenario.SERVER:  # the bound is the Server scenario's only
+            ax.axvline(SERVER_LATENCY_BOUND_MS, color="red", linestyle="--",
+                       label=f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)")
+            ax.legend()
         ax.set_xlabel("latency in the SUT (ms)")
         ax.set_ylabel("samples")
-        ax.legend()
-        ax.set_title("Latency distribution")
+        ax.set_title(f"Latency distribution{tag}", fontsize=10)
         fig.tight_layout()
         fig.savefig(run_dir / "latency.png", dpi=90)
         plt.close(fig)
@@ -95,7 +101,7 @@ def _plots(run_dir: Path, stats: Any) -> list[tuple[str, str]]:
         ax.plot(t, n)
         ax.set_xlabel("seconds since the SUT started")
         ax.set_ylabel("samples answered")
-        ax.set_title(f"Throughput (mean {n[-1] / max(t[-1], 1e-9):,.0f} samples/s)")
+        ax.set_title(f"Throughput (mean {n[-1] / max(t[-1], 1e-9):,.0f} samples/s){tag}", fontsize=10)
         fig.tight_layout()
         fig.savefig(run_dir / "throughput.png", dpi=90)
         plt.close(fig)

@@ -9,6 +9,7 @@ of a process, so it is loaded explicitly (``FromConfig("", model, scenario, 0)``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,24 @@ import mlperf_loadgen as lg
 from packed_bert.errors import UserError
 from packed_bert.terms import CONF_MODEL, DATASET_FEATURES, Execution, Mode, Scenario
 
+# LoadGen keeps durations in nanoseconds and pre-generates every query of a run, so values far
+# past a real run wrap or exhaust memory: durations up to a day, counts up to 100 million.
+MAX_DURATION_MS = 86_400_000
+MAX_COUNT = 100_000_000
+MAX_SEED = 2**64 - 1
 
-def _int_min(lo: int) -> Callable[[str], bool]:
-    return lambda v: v.lstrip("-").isdigit() and int(v) >= lo
+
+def _int_min(lo: int, hi: int = 2**63 - 1) -> Callable[[str], bool]:
+    return lambda v: v.lstrip("-").isdigit() and lo <= int(v) <= hi
 
 
 def _float_check(pred: Callable[[float], bool]) -> Callable[[str], bool]:
     def check(v: str) -> bool:
         try:
-            return pred(float(v))
+            x = float(v)
         except ValueError:
             return False
+        return math.isfinite(x) and pred(x)
 
     return check
 
@@ -37,20 +45,20 @@ def _float_check(pred: Callable[[float], bool]) -> Callable[[str], bool]:
 _BOOL = _int_min(0)
 # key -> (check, what the value must be)
 USER_CONF_KEYS: dict[str, tuple[Callable[[str], bool], str]] = {
-    "target_qps": (_float_check(lambda x: x > 0), "a number > 0"),
-    "target_latency": (_float_check(lambda x: x > 0), "milliseconds > 0"),
+    "target_qps": (_float_check(lambda x: 0 < x <= 1e9), "a finite number > 0 (at most 1e9)"),
+    "target_latency": (_float_check(lambda x: 0 < x <= MAX_DURATION_MS), "milliseconds > 0 (at most a day)"),
     "target_latency_percentile": (_float_check(lambda x: 0 < x < 100), "a percentile in (0, 100)"),
-    "min_duration": (_int_min(0), "milliseconds >= 0 (an integer)"),
-    "max_duration": (_int_min(0), "milliseconds >= 0 (an integer, 0 = none)"),
-    "min_query_count": (_int_min(1), "an integer >= 1"),
-    "max_query_count": (_int_min(0), "an integer >= 0 (0 = none)"),
-    "performance_sample_count_override": (_int_min(0), "an integer >= 0"),
-    "qsl_rng_seed": (_int_min(0), "an integer >= 0"),
-    "sample_index_rng_seed": (_int_min(0), "an integer >= 0"),
-    "schedule_rng_seed": (_int_min(0), "an integer >= 0"),
-    "accuracy_log_rng_seed": (_int_min(0), "an integer >= 0"),
+    "min_duration": (_int_min(0, MAX_DURATION_MS), f"milliseconds from 0 to {MAX_DURATION_MS} (an integer)"),
+    "max_duration": (_int_min(0, MAX_DURATION_MS), f"milliseconds from 0 to {MAX_DURATION_MS} (an integer, 0 = none)"),
+    "min_query_count": (_int_min(1, MAX_COUNT), f"an integer from 1 to {MAX_COUNT}"),
+    "max_query_count": (_int_min(0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT} (0 = none)"),
+    "performance_sample_count_override": (_int_min(0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT}"),
+    "qsl_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
+    "sample_index_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
+    "schedule_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
+    "accuracy_log_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
     "accuracy_log_probability": (_float_check(lambda x: 0 <= x <= 1), "a probability in [0, 1]"),
-    "accuracy_log_sampling_target": (_int_min(0), "an integer >= 0"),
+    "accuracy_log_sampling_target": (_int_min(0, MAX_COUNT), f"an integer from 0 to {MAX_COUNT}"),
     "print_timestamps": (_BOOL, "0 or 1"),
     "performance_issue_unique": (_BOOL, "0 or 1"),
     "performance_issue_same": (_BOOL, "0 or 1"),
@@ -58,9 +66,9 @@ USER_CONF_KEYS: dict[str, tuple[Callable[[str], bool], str]] = {
     "max_async_queries": (_int_min(0), "an integer >= 0"),
     "coalesce_queries": (_BOOL, "0 or 1"),
     "test05": (_BOOL, "0 or 1"),
-    "test05_qsl_rng_seed": (_int_min(0), "an integer >= 0"),
-    "test05_sample_index_rng_seed": (_int_min(0), "an integer >= 0"),
-    "test05_schedule_rng_seed": (_int_min(0), "an integer >= 0"),
+    "test05_qsl_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
+    "test05_sample_index_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
+    "test05_schedule_rng_seed": (_int_min(0, MAX_SEED), "an integer from 0 to 2^64-1"),
 }
 
 # Shorter runs for --execution test and demo (milliseconds); valid uses mlperf.conf's minimums.
@@ -142,6 +150,19 @@ def render_user_conf(entries: Mapping[str, str], header: str = "") -> str:
     lines = [f"# {line}" for line in header.splitlines()] if header else []
     lines += [f"{k} = {v}" for k, v in entries.items()]
     return "\n".join(lines) + "\n"
+
+
+def check_test_settings(values: Mapping[str, object]) -> None:
+    """Every key a LoadGen ``TestSettings`` field of a fitting type (``--loadgen-setting``)."""
+    blank = lg.TestSettings()
+    for key, value in values.items():
+        current = getattr(blank, key, None) if not key.startswith("_") else None
+        if current is None or callable(current):
+            raise UserError(f"--loadgen-setting {key!r}: not a LoadGen TestSettings field")
+        try:
+            setattr(blank, key, value)
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"--loadgen-setting {key}={value!r}: not a value LoadGen takes there") from None
 
 
 @dataclass(frozen=True)

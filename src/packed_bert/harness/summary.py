@@ -34,6 +34,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "performance_constraints_satisfied": log.performance_constraints,
         "valid": result.valid,
         "invalid_reasons": result.invalid_reasons,
+        "loadgen_recommendations": result.loadgen_recommendations,
         "token_efficiency": stats.get("token_efficiency"),
         "gain_over_padding": stats.get("gain_over_padding"),
         "samples": stats.get("samples"),
@@ -69,6 +70,8 @@ def print_result(plan: RunPlan, result: RunResult, stats: dict[str, Any], say: S
             say(f"performance{sim}: 90th percentile latency {result.latency_p90_ms:.2f} ms, {validity}{pack}")
         for reason in result.invalid_reasons:
             say(f"  INVALID because: {reason}")
+        for advice in result.loadgen_recommendations:
+            say(f"  LoadGen suggests: {advice}")
     say(f"results: {result.run_dir}")
 
 

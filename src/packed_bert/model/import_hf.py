@@ -20,6 +20,8 @@ def config_from_hf(path: Path) -> BertConfig:
     source = path / "config.json"
     try:
         raw = json.loads(source.read_text())
+        if not isinstance(raw, dict):
+            raise TypeError("config.json is not a JSON object")
         if raw.get("model_type", "bert") != "bert":
             raise UserError(f"{source}: model_type is {raw['model_type']!r}, not 'bert'; give a BERT model")
         if raw.get("hidden_act", "gelu") != "gelu":
@@ -36,7 +38,7 @@ def config_from_hf(path: Path) -> BertConfig:
             type_vocab=int(raw.get("type_vocab_size", 2)),
             layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
         )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{source}: not a usable BERT config ({exc}); give a Hugging Face BERT config.json") from None
 
 
@@ -44,13 +46,29 @@ def read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
     safetensors_file = path / "model.safetensors"
     bin_file = path / "pytorch_model.bin"
     if safetensors_file.is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(safetensors_file))
+        try:
+            return load_file(str(safetensors_file))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"{safetensors_file}: not a readable safetensors file ({_short(exc)}); "
+                            "replace it with the model's weights") from None
     if bin_file.is_file():
-        state = torch.load(bin_file, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(bin_file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # zip, pickle and torch each raise their own kinds
+            raise UserError(f"{bin_file}: not a readable PyTorch weights file ({type(exc).__name__}); packed-bert "
+                            "loads tensors only, never pickled code: use model.safetensors or a plain state dict") from None
+        if not isinstance(state, dict):
+            raise UserError(f"{bin_file}: holds no state dict; use model.safetensors or a plain state dict")
         return dict(state)
     raise UserError(f"{path}: has config.json but neither model.safetensors nor pytorch_model.bin; add the weights")
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def load_hf_dir(path: Path, seed: int = 0, config: BertConfig | None = None) -> PackedBertForQA:

@@ -19,8 +19,7 @@ from packed_bert.model.config import BERT_LARGE, BERT_TINY, BertConfig
 from packed_bert.model.import_hf import is_hf_dir, load_hf_dir
 from packed_bert.model.import_onnx import read_onnx_state_dict
 from packed_bert.model.init import random_model
-
-KINDS = "random, tiny, an MLPerf model.pytorch or model.onnx, or a Hugging Face BERT directory"
+from packed_bert.model.spec import KINDS
 
 
 def _unwrap(obj: Any) -> Mapping[str, Any] | None:
@@ -40,7 +39,8 @@ def read_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch each raise their own kinds
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}); give {KINDS}") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}; packed-bert loads "
+                        f"tensors only, never pickled code); give {KINDS}") from None
     state = _unwrap(obj)
     if state is None:
         raise UserError(f"{path}: a PyTorch file without a state dict; give {KINDS}")
@@ -81,7 +81,7 @@ def load_checkpoint(path: Path, seed: int = 0, config: BertConfig | None = None)
 
         try:
             state = clean_state_dict(load_file(str(path)))
-        except SafetensorError as exc:
+        except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(f"{path}: not a readable safetensors file ({exc}); give {KINDS}") from None
     cfg = config or infer_config(state, str(path))
     return model_from_state_dict(state, cfg, str(path), seed)

@@ -40,7 +40,8 @@ class LoadGenSummary:
     latency_p90_ms: float | None = None
     latency_p99_ms: float | None = None
     performance_constraints: bool | None = None  # Server: latency bound met, schedule kept
-    invalid_reasons: list[str] = field(default_factory=list)
+    invalid_reasons: list[str] = field(default_factory=list)  # the "... satisfied: NO" lines
+    recommendations: list[str] = field(default_factory=list)  # LoadGen's advice on an INVALID run
     target_latency_ns: str | None = None
     errors: int = 0  # "N ERROR" lines
     fields: dict[str, str] = field(default_factory=dict)
@@ -100,7 +101,7 @@ def read_summary(path: Path, missing_ok: bool = False) -> LoadGenSummary:
     if "Performance constraints satisfied" in f:
         out.performance_constraints = f["Performance constraints satisfied"].upper() == "YES"
     if out.valid is False:
-        out.invalid_reasons.extend(recommendations)
+        out.recommendations = recommendations
     return out
 
 

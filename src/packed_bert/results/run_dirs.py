@@ -10,12 +10,11 @@ earlier results are never touched. Each finished run directory holds ``summary.j
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,34 @@ def run_name(sut: str, model: str, scenario: str, mode: str, when: float | None 
     return f"{stamp}-{safe_sut}-{model}-{str(scenario).lower()}-{mode}"
 
 
+def check_results_dir(results_dir: Path) -> None:
+    """The results directory exists (made if need be) and takes new directories; a one-line
+    ``UserError`` naming it otherwise, before any work starts."""
+    path = Path(results_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--results-dir {path}: is a file; choose a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}-{time.monotonic_ns()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise UserError(f"--results-dir {path}: cannot write there ({exc.strerror}); choose a writable directory") from None
+
+
 class RunDir:
     """The working directory of one run and its final name."""
 
     def __init__(self, results_dir: Path, name: str) -> None:
         self.results_dir = Path(results_dir)
         self.name = name
-        try:
-            self.results_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--results-dir {self.results_dir}: cannot create it ({exc.strerror})") from exc
+        check_results_dir(self.results_dir)
         self.path = self.results_dir / f".{name}.partial-{os.getpid()}-{time.monotonic_ns()}"
-        self.path.mkdir()
+        try:
+            self.path.mkdir()
+        except OSError as exc:
+            raise UserError(f"--results-dir {self.results_dir}: cannot write there ({exc.strerror}); "
+                            "choose a writable directory") from None
         self.final: Path | None = None
 
     def write_text(self, rel: str, text: str) -> Path:
@@ -52,36 +67,52 @@ class RunDir:
     def write_json(self, rel: str, obj: Any) -> Path:
         return self.write_text(rel, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
-    def finish(self) -> Path:
-        """Rename to the first free ``<name>[-N]``; returns the final path."""
-        self.final = self._rename_free(self.name, "")
+    def finish(self, last: Callable[[Path], None] | None = None) -> Path:
+        """Rename to the first free ``<name>[-N]`` and return it. ``last(final_path)`` writes
+        the files that name the final place (summary.json) just before the rename, so the
+        directory appears whole or not at all."""
+        self.final = self._rename_free(self.name, "", last)
         self.path = self.final
         return self.final
 
+    def finish_with_summary(self, summary: dict[str, Any]) -> Path:
+        """``finish``, writing ``summary.json`` (with ``run_dir`` = the final path) last."""
+
+        def write(final: Path) -> None:
+            summary["run_dir"] = str(final)
+            self.write_json("summary.json", summary)
+
+        return self.finish(write)
+
     def abandon(self, reason: str) -> Path:
         """Keep what was written under ``<name>[-N].incomplete`` with the reason."""
-        (self.path / "INCOMPLETE.txt").write_text(reason.rstrip() + "\n", encoding="utf-8")
+        try:
+            (self.path / "INCOMPLETE.txt").write_text(reason.rstrip() + "\n", encoding="utf-8")
+        except OSError:
+            pass  # a full disk: the name alone says it is incomplete
         self.final = self._rename_free(self.name, ".incomplete")
         self.path = self.final
         return self.final
 
-    def _rename_free(self, base: str, suffix: str) -> Path:
+    def _rename_free(self, base: str, suffix: str, last: Callable[[Path], None] | None = None) -> Path:
         n = 1
         while True:
             candidate = self.results_dir / (f"{base}{suffix}" if n == 1 else f"{base}-{n}{suffix}")
-            if not candidate.exists():
-                try:
-                    # Linux rename over an existing *empty* dir succeeds, over a non-empty one fails:
-                    # reserve with mkdir so two runs never share a name.
-                    candidate.mkdir()
-                    os.rename(self.path, candidate)
-                    return candidate
-                except FileExistsError:
-                    pass
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
             n += 1
+            try:
+                # reserve the name with mkdir, so two runs never share one; Linux renames over
+                # an *empty* directory
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            try:
+                if last is not None:
+                    last(candidate)
+                os.rename(self.path, candidate)
+                return candidate
+            except BaseException:
+                candidate.rmdir()
+                raise
 
 
 def read_summary_json(run_dir: Path) -> dict[str, Any]:

@@ -85,6 +85,51 @@ def locate(remote: Remote, explicit: Path | None = None) -> Path:
     return cached
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Which dataset and vocab a run used: paths, sha256, and whether they are the official files."""
+
+    dataset: str
+    dataset_sha256: str
+    vocab: str
+    vocab_sha256: str
+
+    @property
+    def dataset_official(self) -> bool:
+        return self.dataset_sha256 == SQUAD_DEV.sha256
+
+    @property
+    def vocab_official(self) -> bool:
+        return self.vocab_sha256 == BERT_VOCAB.sha256
+
+    @property
+    def official(self) -> bool:
+        return self.dataset_official and self.vocab_official
+
+    def warnings(self) -> list[str]:
+        """One line per file that is not the official one (a run on it is not an MLPerf result)."""
+        out = []
+        for remote, path, digest, ok in ((SQUAD_DEV, self.dataset, self.dataset_sha256, self.dataset_official),
+                                         (BERT_VOCAB, self.vocab, self.vocab_sha256, self.vocab_official)):
+            if not ok:
+                out.append(f"{path}: sha256 {digest[:16]}... is not the official {remote.what}'s "
+                           f"({remote.sha256[:16]}...); this run's results are not MLPerf results")
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        return {"dataset": self.dataset, "dataset_sha256": self.dataset_sha256,
+                "dataset_official": self.dataset_official, "vocab": self.vocab,
+                "vocab_sha256": self.vocab_sha256, "vocab_official": self.vocab_official}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _existing(path: Path, remote: Remote) -> Path:
     if not path.is_file():
         raise UserError(f"{path}: {remote.what} not found; pass {remote.flag} PATH to an existing file")

@@ -48,6 +48,7 @@ class SquadFeatures:
     max_context: npt.NDArray[np.bool_]
     squad: Squad
     vocab_tokens: list[str]
+    provenance: dataset.Provenance | None = None  # the files they came from (sha256, official?)
 
     @property
     def num_features(self) -> int:
@@ -211,11 +212,11 @@ def _best_span(spans: np.ndarray, n: int) -> np.ndarray:
     return np.argmax(score, axis=0)
 
 
-def cache_key(dataset_path: Path, vocab_path: Path) -> str:
+def cache_key(dataset_sha256: str, vocab_sha256: str) -> str:
     h = hashlib.sha256()
-    h.update(Path(dataset_path).read_bytes())
+    h.update(dataset_sha256.encode())
     h.update(b"\0")
-    h.update(Path(vocab_path).read_bytes())
+    h.update(vocab_sha256.encode())
     params = f"{FORMAT_VERSION},{SEQ_LEN},{DOC_STRIDE},{MAX_QUERY_LENGTH},lower"
     h.update(params.encode())
     return h.hexdigest()[:24]
@@ -230,7 +231,8 @@ def load_features(dataset_path: Path | None = None, vocab_path: Path | None = No
     vp = dataset.locate(dataset.BERT_VOCAB, vocab_path)
     squad = dataset.read_squad(ds)
     vocab = dataset.read_vocab(vp)
-    path = cache_dir() / "features" / f"squad-{cache_key(ds, vp)}.npz"
+    provenance = dataset.Provenance(str(ds), dataset.sha256_file(ds), str(vp), dataset.sha256_file(vp))
+    path = cache_dir() / "features" / f"squad-{cache_key(provenance.dataset_sha256, provenance.vocab_sha256)}.npz"
     arrays: dict[str, np.ndarray] | None = None
     if path.is_file():
         try:
@@ -246,4 +248,4 @@ def load_features(dataset_path: Path | None = None, vocab_path: Path | None = No
     tokens = [""] * len(vocab)
     for t, i in vocab.items():
         tokens[i] = t
-    return SquadFeatures(squad=squad, vocab_tokens=tokens, **arrays)
+    return SquadFeatures(squad=squad, vocab_tokens=tokens, provenance=provenance, **arrays)

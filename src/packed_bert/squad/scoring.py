@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy.typing as npt
 
+from packed_bert.errors import UserError
 from packed_bert.squad.accuracy_log import decode_payloads, read_payloads
 from packed_bert.squad.evaluate import evaluate
 from packed_bert.squad.features import SquadFeatures, load_features
@@ -36,6 +37,9 @@ def score_logits(
     source: str = "responses",
 ) -> AccuracyResult:
     """Score responses keyed by qsl_idx: raw payload bytes of ``dtype`` or arrays [tokens, 2]."""
+    if not responses:
+        raise UserError(f"{source}: holds no responses (a performance run logs none); score an accuracy run's "
+                        "mlperf_log_accuracy.json")
     logits = decode_payloads(responses, features.num_features, dtype, source)
     by_example = predict(features, logits)
     squad = features.squad

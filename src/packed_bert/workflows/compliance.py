@@ -177,9 +177,7 @@ def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Score
         "valid": passed,
     }
     rd.write_text("command.txt", " ".join(cfg.command_line) + "\n")
-    out = rd.finish()
-    summary["run_dir"] = str(out)
-    rd.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+    out = rd.finish_with_summary(summary)
     print(f"compliance {rnd.name}: {'TEST PASS' if passed else 'TEST FAIL'} ({', '.join(tests)}) -> {out}")
     print(json.dumps({k: summary[k] for k in ("mode", "sut", "model", "scenario", "round", "valid", "run_dir")}))
     return 0 if passed else 1

@@ -76,9 +76,7 @@ def _official(cfg: RunConfig, rd: RunDir, sut: str, exe: Path, host: str, port: 
                "samples_per_second": result.samples_per_second,
                "samples_per_joule": round(result.samples_per_joule, 4) if result.samples_per_joule else None,
                "valid": perf.valid}
-    final = rd.finish()
-    summary["run_dir"] = str(final)
-    rd.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
+    rd.finish_with_summary(summary)
     spj = f", {result.samples_per_joule:.3f} samples/J" if result.samples_per_joule else ""
     print(f"power: {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
           f"({result.samples_in_window} analyzer samples between power_begin and power_end){spj}")
