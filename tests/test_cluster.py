@@ -125,7 +125,10 @@ def _use_auth(env: dict[str, str | None]) -> None:
 def cluster() -> Iterator[Cluster]:
     """A head (one simulated card) and two worker nodes (a simulated card, a CPU group and a
     null device each), token authentication on; this process is a driver on it."""
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "GRPC_ENABLE_FORK_SUPPORT")}
+    # the head's Ray Client proxy forks a server per client; with gRPC's fork handlers on, that
+    # server died at start about one time in four here ("SpecificServer startup failed")
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
     _use_auth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     client_port = _free_port()
     c = Cluster(initialize_head=True,
@@ -376,7 +379,7 @@ def test_the_embedded_cluster_has_token_auth_and_sigterm_leaves_no_process(tmp_p
         import numpy as np
         import ray
         from packed_bert.cluster import ClusterRequest, NULL_DEVICE, connect, make_cluster_runners
-        from packed_bert.cluster.actor import ArrayBatch
+        from packed_bert.cluster.wire import ArrayBatch
         req = ClusterRequest(backend="null", model="bert-99", precision="fp32", weights="random",
                              weights_id="random", simulated=False, resource=NULL_DEVICE,
                              devices_per_node=2)
@@ -421,7 +424,7 @@ def test_a_ray_client_address_joins_with_the_token(cluster: Cluster) -> None:
     script = f"""
         import numpy as np
         from packed_bert.cluster import ClusterRequest, NULL_DEVICE, connect, make_cluster_runners
-        from packed_bert.cluster.actor import ArrayBatch
+        from packed_bert.cluster.wire import ArrayBatch
         req = ClusterRequest(backend="null", model="bert-99", precision="fp32", weights="random",
                              weights_id="random", simulated=False, resource=NULL_DEVICE, devices=1)
         ids = np.ones((2, 384), np.int32)

@@ -12,23 +12,13 @@ from __future__ import annotations
 import os
 import platform
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from packed_bert.cluster.identity import DeviceIdentity, package_version, weights_id
 from packed_bert.cluster.request import ClusterRequest
-
-
-@dataclass(frozen=True)
-class ArrayBatch:
-    """The four arrays a runner reads, as they came out of the object store."""
-
-    input_ids: np.ndarray
-    segment_ids: np.ndarray
-    position_ids: np.ndarray
-    seq_lens: np.ndarray
+from packed_bert.cluster.wire import WireBatch, decode
 
 
 class DeviceActor:
@@ -39,8 +29,6 @@ class DeviceActor:
         self.index = index
         self._runner: Any = None
         self._lock = threading.Lock()
-        # the object store hands out read-only arrays; torch.from_numpy warns on those
-        self._copy = request.backend == "torch"
 
     def prepare(self) -> DeviceIdentity:
         """Build the runner (unless the node's weights differ) and say what runs here."""
@@ -77,15 +65,11 @@ class DeviceActor:
         return create(req.backend, req.weights, req.precision, req.device_name(self.index),
                       model=req.model, **opts)
 
-    def infer(self, input_ids: np.ndarray, segment_ids: np.ndarray, position_ids: np.ndarray,
-              seq_lens: np.ndarray) -> np.ndarray:
-        """Float32 logits [R, L, 2] of one packed batch."""
+    def infer(self, wire: WireBatch) -> np.ndarray:
+        """Float32 logits [R, L, 2] of one packed batch (``cluster.wire``)."""
         if self._runner is None:
             raise RuntimeError(f"device {self.index}: prepare() was not called or failed")
-        arrays = (input_ids, segment_ids, position_ids, seq_lens)
-        if self._copy:
-            arrays = tuple(np.array(a) for a in arrays)  # type: ignore[assignment]
-        batch = ArrayBatch(*arrays)
+        batch = decode(wire)  # widened before the lock: the device waits for nothing
         with self._lock:
             return np.ascontiguousarray(self._runner.infer(batch), dtype=np.float32)
 

@@ -141,8 +141,8 @@ def connect(address: str | None = None, *, node_resources: dict[str, float] | No
     given = (address or "").strip()
     embedded = given.lower() in EMBEDDED
     if ray.is_initialized():  # a test or benchmark joined already: use that connection
-        handle = ClusterHandle(given or "embedded", embedded, False, token_auth_enabled(),
-                               ray.__version__)
+        joined = str(getattr(ray.get_runtime_context(), "gcs_address", "") or given)
+        handle = ClusterHandle(joined, False, False, token_auth_enabled(), ray.__version__)
         _open.add(handle)
         return handle
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR,
