@@ -54,6 +54,7 @@ from common import sample_features, write_doc_section  # noqa: E402
 BEGIN, END = "<!-- cluster:begin -->", "<!-- cluster:end -->"
 SUT = "r282_z93_q8"
 CARDS = 8  # per worker node, as r282_z93_q8
+IDLE_S = 3.0  # how long the idle cost of the cluster's processes is measured
 
 
 def tree_cpu_s() -> float:
@@ -122,12 +123,13 @@ def offline_cfg(tmp: Path, cards: int, args: argparse.Namespace, **kw: Any) -> R
 
 
 def offline_row(path: str, workers: int, cards: int, res: Any, wall: float, cpu: float,
-                args: argparse.Namespace) -> dict[str, Any]:
+                args: argparse.Namespace, idle: float | None = None) -> dict[str, Any]:
     rate = load_system(SUT).sim_samples_per_s[args.model]
     got = res.samples_per_second or 0.0
     row = {"path": path, "workers": workers, "cards": cards, "samples_per_second": got,
            "capacity": cards * rate, "fraction": got / (cards * rate), "valid": res.valid,
-           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load": os.getloadavg()[0]}
+           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "idle_cpu_per_s": idle,
+           "load": os.getloadavg()[0]}
     print(json.dumps(row), flush=True)
     return row
 
@@ -143,10 +145,13 @@ def offline_ray(args: argparse.Namespace, features: Any, tmp: Path) -> list[dict
             with connect(None) as handle:  # the benchmark's connection; frees the actors after
                 runners = make_cluster_runners(handle, request)
                 assert len({r.node for r in runners}) == n, "cards not packed 8 a node"
+                cpu = tree_cpu_s()
+                time.sleep(IDLE_S)  # what the cluster and its actors cost doing nothing
+                idle = (tree_cpu_s() - cpu) / IDLE_S
                 start, cpu = time.perf_counter(), tree_cpu_s()
                 res = run_benchmark(cfg, features=features, runners=runners, quiet=True)
                 rows.append(offline_row("ray", n, n * CARDS, res, time.perf_counter() - start,
-                                        tree_cpu_s() - cpu, args))
+                                        tree_cpu_s() - cpu, args, idle))
     return rows
 
 
@@ -325,16 +330,21 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "driver runs LoadGen, the QSL, packing and scheduling. `tcp`: today's `packed-bert "
         "serve` workers (one process per worker, two connections per card). Capacity = cards x "
         f"{rate:g} samples/s; vs N x one = samples/s over N x the same path's one-worker figure. "
-        "Offline, one test run per row."
+        "Offline, one test run per row. CPU s: CPU time of this process and its descendants "
+        "during the run (the driver, the cluster's raylets and actors, the TCP workers; not other "
+        "jobs on the machine); of it idle: what the same processes use doing nothing (measured "
+        f"for {IDLE_S:g} s before the run) times the run's length; load avg: the machine's 1-minute "
+        "load after the run (other jobs included)."
     )
     lines = [*textwrap.wrap(intro, 95, break_on_hyphens=False), "",
-             "| path | workers | simulated cards | samples/s | vs N x one | capacity fraction | valid | CPU s (run's processes) | load avg |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+             "| path | workers | simulated cards | samples/s | vs N x one | capacity fraction | valid | CPU s | of it idle | load avg |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in off:
         base = one.get(r["path"])
         vs = f"{r['samples_per_second'] / (r['workers'] * base['samples_per_second']):.3f}" if base else "-"
+        idle = "-" if r["idle_cpu_per_s"] is None else f"{r['idle_cpu_per_s'] * r['wall_s']:.1f}"
         lines.append(f"| {r['path']} | {r['workers']} | {r['cards']} | {r['samples_per_second']:,.1f} | "
-                     f"{vs} | {r['fraction']:.1%} | {r['valid']} | {r['cpu_s']:.1f} | {r['load']:.1f} |")
+                     f"{vs} | {r['fraction']:.1%} | {r['valid']} | {r['cpu_s']:.1f} | {idle} | {r['load']:.1f} |")
     lines += ["", f"Server, {SUT} (8 simulated cards), {args.server_qps:g} QPS, "
               f"{args.duration_ms / 1e3:g} s (LoadGen's p99 over all samples):", "",
               "| path | samples/s | p99 ms | valid |", "| --- | ---: | ---: | --- |"]

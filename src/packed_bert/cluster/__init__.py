@@ -18,6 +18,7 @@ from packed_bert.cluster.request import (
     NULL_DEVICE,
     SIM_CARD,
     ClusterRequest,
+    ray_start_command,
     resource_for,
 )
 from packed_bert.cluster.runner import ClusterRunner, make_cluster_runners
@@ -25,5 +26,5 @@ from packed_bert.cluster.runner import ClusterRunner, make_cluster_runners
 __all__ = [
     "CPU_GROUP", "GPU", "NULL_DEVICE", "SIM_CARD", "ClusterHandle", "ClusterRequest",
     "ClusterRunner", "DeviceIdentity", "connect", "describe_nodes", "make_cluster_runners",
-    "release_all", "resource_for", "weights_id",
+    "ray_start_command", "release_all", "resource_for", "weights_id",
 ]

@@ -155,6 +155,8 @@ def connect(address: str | None = None, *, node_resources: dict[str, float] | No
             kwargs["num_gpus"] = num_gpus
     else:
         kwargs["address"] = given
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None  # ray.init installs its own
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Ray Client's size hints, deprecations
         try:
@@ -164,8 +166,9 @@ def connect(address: str | None = None, *, node_resources: dict[str, float] | No
     handle = ClusterHandle("embedded" if embedded else given, embedded, True, token_auth_enabled(),
                            ray.__version__)
     _open.add(handle)
-    if threading.current_thread() is threading.main_thread():
-        handle._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if main:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        handle._old_sigterm = before
     return handle
 
 

@@ -102,7 +102,8 @@ def mismatch(got: DeviceIdentity, want: ClusterRequest, weights: str, version: s
         diffs.append(f"{kind[got.simulated]} device (this run: {kind[want.simulated]})")
     if got.weights_id != weights:
         have = got.weights_id or f"no file {want.weights}"
-        diffs.append(f"weights {have} (this run: {weights or 'the first device’s'})")
+        need = weights or "the first device's"
+        diffs.append(f"weights {have} (this run: {need})")
     return "; ".join(diffs) or None
 
 

@@ -10,6 +10,7 @@ for the rest, which a worker node declares when it joins (``ray start --resource
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,17 @@ def resource_for(backend: str, device: str = "cpu") -> str:
     if backend == "null":
         return NULL_DEVICE
     return GPU if device.startswith("cuda") else CPU_GROUP
+
+
+def ray_start_command(head: str, resource: str, devices: int | None) -> list[str]:
+    """The ``ray start`` command that joins the cluster at ``head`` (``HOST:PORT``) as a worker
+    node offering ``devices`` of ``resource`` (``None`` with ``GPU``: Ray counts the cards)."""
+    argv = ["ray", "start", "--address", head]
+    if resource == GPU:
+        return argv + ([] if devices is None else ["--num-gpus", str(devices)])
+    if devices is None or devices < 1:
+        raise ValueError(f"{resource}: say how many devices the node offers")
+    return argv + ["--resources", json.dumps({resource: devices})]
 
 
 @dataclass(frozen=True)
