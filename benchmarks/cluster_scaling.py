@@ -170,10 +170,29 @@ def server_cfg(tmp: Path, args: argparse.Namespace, **kw: Any) -> RunConfig:
                      extra={"settings": {"min_duration": str(args.duration_ms)}}, **kw)
 
 
-def server_row(path: str, res: Any) -> dict[str, Any]:
+def server_run(path: str, cfg: RunConfig, features: Any, runners: list[Any] | None = None) -> dict[str, Any]:
+    """One Server run; with the time each batch took on its device (for a remote device: the
+    round trip), read from the run's SUT."""
+    from packed_bert.harness import runner as runner_mod
+    from packed_bert.harness.sut import BenchmarkSUT
+
+    made: list[BenchmarkSUT] = []
+
+    class Recorded(BenchmarkSUT):
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            made.append(self)
+
+    runner_mod.BenchmarkSUT = Recorded  # type: ignore[misc]
+    try:
+        res = run_benchmark(cfg, features=features, runners=runners, quiet=True)
+    finally:
+        runner_mod.BenchmarkSUT = BenchmarkSUT  # type: ignore[misc]
+    busy = np.asarray(made[0].stats.batch_busy) * 1e3
     s = res.summary
     row = {"path": path, "qps": s["target_qps"], "samples_per_second": s["samples_per_second"],
-           "p99_ms": s["latency_p99_ms"], "valid": res.valid}
+           "p99_ms": s["latency_p99_ms"], "valid": res.valid, "batch_p50_ms": float(np.percentile(busy, 50)),
+           "batch_p99_ms": float(np.percentile(busy, 99)), "load": os.getloadavg()[0]}
     print(json.dumps(row), flush=True)
     return row
 
@@ -235,8 +254,7 @@ def ray_latency_and_rate(args: argparse.Namespace, features: Any, tmp: Path) -> 
     out["roundtrip"].append(roundtrip("in-process", local_null.infer, big))
     out["rate"].append(batch_rate("in-process", [create("null") for _ in range(4)],
                                   args.rate_seconds, one_row))
-    out["server"].append(server_row("in-process", run_benchmark(server_cfg(tmp, args), features=features,
-                                                               quiet=True)))
+    out["server"].append(server_run("in-process", server_cfg(tmp, args), features))
     with ray_cluster(1, {SIM_CARD: CARDS, NULL_DEVICE: 4}), connect(None) as handle:
         null = ClusterRequest(backend="null", model=args.model, precision="fp32", weights="random",
                               weights_id="random", simulated=False, resource=NULL_DEVICE)
@@ -245,7 +263,7 @@ def ray_latency_and_rate(args: argparse.Namespace, features: Any, tmp: Path) -> 
         out["rate"].append(batch_rate("ray", nulls, args.rate_seconds, one_row))
         cfg = server_cfg(tmp, args)
         runners = make_cluster_runners(handle, cluster_request(plan_run(cfg), SampleLibrary.from_features(features)))
-        out["server"].append(server_row("ray", run_benchmark(cfg, features=features, runners=runners, quiet=True)))
+        out["server"].append(server_run("ray", cfg, features, runners))
     return out
 
 
@@ -309,7 +327,7 @@ def tcp_latency_and_rate(args: argparse.Namespace, features: Any, tmp: Path) -> 
             r.close()
     with tcp_workers(1, SUT, args.model) as hosts:
         cfg = server_cfg(tmp, args, hosts=tuple(hosts), local_devices=False)
-        out["server"].append(server_row("tcp", run_benchmark(cfg, features=features, quiet=True)))
+        out["server"].append(server_run("tcp", cfg, features))
     return out
 
 
@@ -346,10 +364,14 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(f"| {r['path']} | {r['workers']} | {r['cards']} | {r['samples_per_second']:,.1f} | "
                      f"{vs} | {r['fraction']:.1%} | {r['valid']} | {r['cpu_s']:.1f} | {idle} | {r['load']:.1f} |")
     lines += ["", f"Server, {SUT} (8 simulated cards), {args.server_qps:g} QPS, "
-              f"{args.duration_ms / 1e3:g} s (LoadGen's p99 over all samples):", "",
-              "| path | samples/s | p99 ms | valid |", "| --- | ---: | ---: | --- |"]
+              f"{args.duration_ms / 1e3:g} s: LoadGen's p99 over all samples, and the time a batch "
+              "took from the device pool's call to its logits (for Ray and TCP: the round trip, "
+              "with the card's simulated time):", "",
+              "| path | samples/s | p99 ms | valid | a batch on its device, p50 / p99 ms | load avg |",
+              "| --- | ---: | ---: | --- | ---: | ---: |"]
     for r in results["server"]:
-        lines.append(f"| {r['path']} | {r['samples_per_second']:,.1f} | {r['p99_ms']:.1f} | {r['valid']} |")
+        lines.append(f"| {r['path']} | {r['samples_per_second']:,.1f} | {r['p99_ms']:.1f} | {r['valid']} | "
+                     f"{r['batch_p50_ms']:.1f} / {r['batch_p99_ms']:.1f} | {r['load']:.1f} |")
     rows = results["roundtrip"][0]["rows"] if results["roundtrip"] else 0
     lines += ["", f"Round trip of one batch ({args.roundtrip_samples} samples packed: {rows} rows) "
               "to a zero-time (null) device, 300 calls:", "",

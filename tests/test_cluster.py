@@ -286,6 +286,25 @@ def test_no_actor_left_fails_the_run_in_one_line(
     assert "\n" not in line and only.node in line and info.value.exit_code == 1
 
 
+def test_a_silent_device_is_lost_after_the_batch_timeout_and_cannot_answer_late(
+    handle: ClusterHandle,
+) -> None:
+    from packed_bert.backends.base import DeviceLost
+    from packed_bert.backends.sim import SimTiming
+    from packed_bert.cluster.wire import ArrayBatch
+
+    req = _null_request(backend="sim", precision="int8", resource=SIM_CARD, simulated=True, devices=1,
+                        sim_timing=SimTiming(30.0, 0.0), batch_timeout_s=0.5)
+    (slow,) = make_cluster_runners(handle, req)
+    ids = np.ones((2, 384), np.int32)
+    with pytest.raises(DeviceLost, match=r"no answer in 0.5 s"):
+        slow.infer(ArrayBatch(ids, ids, ids, ids[:, :1]))
+    with pytest.raises(ray.exceptions.RayActorError):  # killed: its answer never comes
+        ray.get(slow.actor.pid.remote(), timeout=30)
+    with pytest.raises(DeviceLost, match="lost earlier"):
+        slow.infer(ArrayBatch(ids, ids, ids, ids[:, :1]))
+
+
 # -- devices and who holds them ----------------------------------------------------------------
 
 

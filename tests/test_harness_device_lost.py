@@ -73,6 +73,9 @@ def test_a_lost_device_loses_no_sample_and_answers_none_twice(
     assert gone.device == 0 and "went away" in gone.reason and gone.runner == "fake fake:0"
     assert gone.resent >= 1 and lost.calls >= 2  # it did take a batch, which the others ran
     assert sum(r.calls for r in runners[1:]) > 0
+    line = pool.lost_line()
+    assert line is not None and line.startswith("1 of 3 devices lost during the run: device 0 (fake fake:0): ")
+    assert "re-sent" in line and "\n" not in line
 
 
 def test_no_device_left_fails_the_run_in_one_line_without_hanging(

@@ -63,7 +63,7 @@ class ClusterRunner:
             ref = self.actor.infer.remote(wire)
             # wait first, then get: a blocking ray.get holds the process's object store client
             # while it waits, so with a thread per in-flight batch the next batch's put queued
-            # behind the gets for many seconds (Offline on 8 cards fell to 8-40% of capacity)
+            # behind the gets for many seconds (Offline on 8 cards fell to 3-37% of capacity)
             ready, _ = ray.wait([ref], timeout=self.timeout_s)
             if not ready:
                 raise ray.exceptions.GetTimeoutError()

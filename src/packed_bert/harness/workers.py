@@ -117,6 +117,15 @@ class DevicePool:
         with self._state:
             return list(self._lost.values())
 
+    def lost_line(self) -> str | None:
+        """One line for the run's result when devices were lost (``None`` when none was)."""
+        lost = self.lost
+        if not lost:
+            return None
+        each = "; ".join(f"device {d.device} ({d.runner}): {d.reason}, {d.resent} batch"
+                         f"{'es' if d.resent != 1 else ''} re-sent" for d in lost)
+        return f"{len(lost)} of {self.devices} devices lost during the run: {each}"
+
     def start(self) -> None:
         for t in self._threads:
             t.start()
