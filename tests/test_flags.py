@@ -56,8 +56,8 @@ configs = st.builds(
     loadgen_settings=st.dictionaries(keys, st.integers(0, 2**64 - 1) | st.booleans() | positive, max_size=3),
     power_server=st.none() | st.just("10.0.0.2:4950"),
     sleep_before_s=st.floats(min_value=0, max_value=100, allow_nan=False),
-    hosts=st.none() | st.just(("a:1", "b:2")),
-    local_devices=st.booleans(),
+    cluster=st.none() | st.sampled_from(["ray", "auto", "10.0.0.2:6379", "ray://head:10001"]),
+    cluster_devices=st.none() | st.integers(1, 64),
 )
 
 

@@ -41,9 +41,8 @@ BASE = {
 # never fuzzed: they start long work on valid values (a compliance chain, a power run, a CUDA or
 # a BERT-Large model), which is not what this test is about
 SKIP = {"run": {"--mode", "--compliance", "--power", "--power_server_ip", "--power-server", "--sut",
-                "--find-peak", "--find_peak", "--hosts", "--sleep-before", "--sleep_before_ck_benchmark_sec",
-                "--execution", "--weights", "--audit-config", "--verbose", "-v", "--no-local-devices",
-                "--no_local_devices"}}
+                "--find-peak", "--find_peak", "--cluster", "--sleep-before", "--sleep_before_ck_benchmark_sec",
+                "--execution", "--weights", "--audit-config", "--verbose", "-v"}}
 
 
 def _flags(name: str) -> list[str]:

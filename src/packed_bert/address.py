@@ -5,7 +5,7 @@ from __future__ import annotations
 from packed_bert.errors import UserError
 
 
-def parse_address(text: str, flag: str = "--hosts", default_port: int | None = None) -> tuple[str, int]:
+def parse_address(text: str, flag: str, default_port: int | None = None) -> tuple[str, int]:
     """``(host, port)`` of ``HOST:PORT`` (or of ``HOST`` when there is a ``default_port``); a
     one-line ``UserError`` naming ``flag`` otherwise."""
     value = text.strip()
@@ -18,15 +18,3 @@ def parse_address(text: str, flag: str = "--hosts", default_port: int | None = N
         example = f"10.0.0.2:{default_port or 4960}"
         raise UserError(f"{flag} {text!r}: expected HOST:PORT, e.g. {example}")
     return host, int(port_text)
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def split_hosts(text: str, flag: str = "--hosts") -> tuple[str, ...]:
-    """``a:1,b:2`` -> ``("a:1", "b:2")``, each checked; empty text -> ``()``."""
-    hosts = tuple(h.strip() for h in text.split(",") if h.strip())
-    for host in hosts:
-        parse_address(host, flag)
-    return hosts

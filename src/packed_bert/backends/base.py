@@ -4,7 +4,10 @@ A ``Runner`` turns a packed batch (``packing.PackedBatch``: ``input_ids``, ``seg
 ``position_ids`` int32 [R, L] and ``seq_lens`` int32 [R, K]) into float32 start/end logits
 [R, L, 2]. Runners know nothing of LoadGen. The harness makes one runner per device; that
 device's worker threads share it and take turns under a per-device lock, so ``infer`` is never
-called on one runner from two threads at once (the ``null`` and ``sim`` runners would allow it).
+called on one runner from two threads at once (the ``null`` and ``sim`` runners would allow it)
+-- except a runner with ``pipelined = True`` (a device behind a link, such as a Ray actor): it
+takes several ``infer`` calls at once and runs them one after another on its device, so the
+next batch travels while one runs. A runner whose device dies raises ``DeviceLost``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ class BatchLike(Protocol):
     def position_ids(self) -> np.ndarray: ...
     @property
     def seq_lens(self) -> np.ndarray: ...
+
+
+class DeviceLost(RuntimeError):
+    """Raised by ``Runner.infer`` when its device is gone for good (the process, node or link
+    behind it died): the batch did not run there. The device pool stops using that device and
+    sends the batch to the others; any other exception fails the run."""
 
 
 @runtime_checkable

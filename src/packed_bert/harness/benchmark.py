@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -17,11 +18,11 @@ from packed_bert.harness import settings as st
 from packed_bert.harness.accuracy import NOT_SCORED, score_log
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.config import RunConfig, RunResult
-from packed_bert.harness.devices import make_runners
+from packed_bert.harness.devices import RunDevices, open_devices
 from packed_bert.harness.errors import RunError
 from packed_bert.harness.flags import to_argv
 from packed_bert.harness.loadgen_run import NO_AUDIT_CONFIG, LoadGenStillRunning, run_loadgen
-from packed_bert.harness.plan import RunPlan, plan_run
+from packed_bert.harness.plan import RunPlan, plan_run, scaled_for_devices
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.harness.summary import (
     Say,
@@ -32,6 +33,7 @@ from packed_bert.harness.summary import (
 )
 from packed_bert.harness.sut import BenchmarkSUT
 from packed_bert.harness.system_description import describe_system
+from packed_bert.harness.workers import NoDevicesLeft
 from packed_bert.progress import Progress
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, SUMMARY, read_summary
 from packed_bert.results.run_dirs import RunDir, check_results_dir, run_name
@@ -62,30 +64,33 @@ def run_benchmark(
     for warning in provenance.warnings() if provenance is not None else []:
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     # everything that can fail on the user's input (weights, devices) fails before a directory
-    if runners is None:
-        runners = make_runners(plan, library)
-    rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
+    devices = RunDevices(list(runners)) if runners is not None else open_devices(plan, library)
     try:
-        result = _run_in(rd, plan, library, features, runners, say, quiet)
-    except KeyboardInterrupt as exc:
-        where = rd.abandon(signals.describe(exc))
-        print(f"{signals.describe(exc)}; partial logs kept in {where}", file=sys.stderr, flush=True)
-        if isinstance(exc, LoadGenStillRunning):
-            # LoadGen has no abort and would crash the interpreter's exit: leave now
-            print(f"packed-bert: {signals.describe(exc)}; earlier results are left as they were",
-                  file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(signals.exit_code(exc))
-        raise
-    except BaseException as exc:
-        rd.abandon(f"failed: {exc}")
-        raise
-    return result
+        plan = scaled_for_devices(plan, len(devices.runners))
+        rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
+        try:
+            return _run_in(rd, plan, library, features, devices, say, quiet)
+        except KeyboardInterrupt as exc:
+            where = rd.abandon(signals.describe(exc))
+            print(f"{signals.describe(exc)}; partial logs kept in {where}", file=sys.stderr, flush=True)
+            if isinstance(exc, LoadGenStillRunning):
+                # LoadGen has no abort and would crash the interpreter's exit: leave now
+                devices.release()
+                print(f"packed-bert: {signals.describe(exc)}; earlier results are left as they were",
+                      file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                os._exit(signals.exit_code(exc))
+            raise
+        except BaseException as exc:
+            rd.abandon(f"failed: {exc}")
+            raise
+    finally:
+        devices.release()
 
 
 def _run_in(
-    rd: RunDir, plan: RunPlan, library: SampleLibrary, features: Any,
-    runners: Sequence[Runner], say: Say, quiet: bool,
+    rd: RunDir, plan: RunPlan, library: SampleLibrary, features: Any, devices: RunDevices,
+    say: Say, quiet: bool,
 ) -> RunResult:
     cfg = plan.cfg
     rd.write_text("command.txt", shlex.join(cfg.command_line or to_argv(cfg)) + "\n")
@@ -100,7 +105,8 @@ def _run_in(
         if not Path(cfg.audit_config).is_file():
             raise UserError(f"audit config {cfg.audit_config}: not found")
         rd.write_text(NO_AUDIT_CONFIG, Path(cfg.audit_config).read_text())
-    system_json = describe_system(plan, runners)
+    runners = devices.runners
+    system_json = describe_system(plan, runners, devices.cluster)
     provenance = getattr(features, "provenance", None)
     if provenance is not None:
         system_json["data"] = provenance.as_dict()
@@ -128,6 +134,8 @@ def _run_in(
     progress.close()
     if sut.pool.error is not None:
         exc = sut.pool.error
+        if isinstance(exc, NoDevicesLeft):
+            raise RunError(str(exc).replace("\n", " ")) from exc
         raise RunError(
             f"device {sut.pool.error_device} ({plan.backend}) failed: {type(exc).__name__}: {exc}".replace("\n", " ")
         ) from exc
@@ -158,6 +166,8 @@ def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Sa
     from packed_bert.harness.report import write_report
 
     write_report(rd.path, plan, result, sut.stats, log)
+    result.devices_lost = [dataclasses.asdict(d) for d in sut.pool.lost]
+    result.devices_lost_line = sut.pool.lost_line()
     summary = run_summary(plan, result, stats, log)
     provenance = getattr(features, "provenance", None)
     summary["official_data"] = None if provenance is None else provenance.official

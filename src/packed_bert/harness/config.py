@@ -59,9 +59,10 @@ class RunConfig:
     power_server: str | None = None  # HOST:PORT
     ntp_server: str | None = None
     sleep_before_s: float = 0.0
-    # multi-host: workers (``packed-bert serve``) whose devices this run uses too
-    hosts: tuple[str, ...] | None = None  # HOST:PORT each; None: the system file's (if any)
-    local_devices: bool = True  # False: only the hosts' devices (--no-local-devices)
+    # devices on a Ray cluster: None: this host's devices, in this process; "ray": an embedded
+    # one-node cluster; "auto", "HOST:PORT", "ray://HOST:PORT": join that cluster
+    cluster: str | None = None
+    cluster_devices: int | None = None  # how many of the cluster's devices; None: all of the kind
     command_line: tuple[str, ...] = ()  # argv as typed, recorded in the run directory
 
     def __post_init__(self) -> None:
@@ -90,4 +91,6 @@ class RunResult:
     accuracy_passed: bool | None = None
     simulated: bool = False
     batching: str | None = None
+    devices_lost: list[dict[str, Any]] = field(default_factory=list)  # devices the run lost
+    devices_lost_line: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)  # the JSON summary line

@@ -1,6 +1,12 @@
-"""The run's runners: this host's devices (``backends.devices``) and those of other hosts."""
+"""The run's devices: this host's (``backends.devices``, in this process) or a Ray cluster's
+(``harness.cluster_devices``: one actor per device, on any node). ``open_devices`` gives the
+runners and what must be released when the run ends."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from packed_bert.backends.base import Runner
 from packed_bert.backends.devices import DeviceRequest, local_runners
@@ -21,32 +27,41 @@ def device_request(plan: RunPlan, library: SampleLibrary) -> DeviceRequest:
     )
 
 
+def cluster_address(plan: RunPlan) -> str | None:
+    """``--cluster``, else the system file's ``cluster``; a system of several nodes needs one."""
+    address = plan.cfg.cluster if plan.cfg.cluster is not None else plan.system.cluster
+    if address is None and plan.system.nodes > 1:
+        raise UserError(f"--sut {plan.system.name}: a system of {plan.system.nodes} nodes runs on a Ray "
+                        "cluster; give --cluster HOST:PORT (docs/cluster.md)")
+    return address
+
+
+@dataclass
+class RunDevices:
+    """The runners of a run and how to let go of them."""
+
+    runners: list[Runner]
+    cluster: dict[str, Any] | None = None  # the cluster's description, when there is one
+    release: Callable[[], None] = field(default=lambda: None)
+
+
+def open_devices(plan: RunPlan, library: SampleLibrary) -> RunDevices:
+    """This host's devices, or the cluster's when the run has one (held until ``release``)."""
+    address = cluster_address(plan)
+    if address is None:
+        return RunDevices(local_runners(device_request(plan, library)))
+    from packed_bert.harness.cluster_devices import cluster_runners
+
+    handle, runners = cluster_runners(plan, library, address, plan.cfg.cluster_devices)
+    try:
+        described = handle.describe()
+    except Exception:  # noqa: BLE001 - a description is not worth failing a run for
+        described = {"address": handle.label()}
+    return RunDevices(list(runners), described, handle.release)
+
+
 def make_runners(plan: RunPlan, library: SampleLibrary) -> list[Runner]:
-    """This host's devices (unless ``--no-local-devices``), then those of every ``--hosts``
-    worker. The workers are reached first, so a wrong address fails fast."""
-    hosts = run_hosts(plan)
-    if not plan.cfg.local_devices and not hosts:
-        raise UserError("--no-local-devices needs --hosts HOST:PORT[,HOST:PORT...] (or hosts in the system file)")
-    remote = connect_remote(plan, hosts) if hosts else []
-    local = local_runners(device_request(plan, library)) if plan.cfg.local_devices else []
-    return local + remote
-
-
-def run_hosts(plan: RunPlan) -> tuple[str, ...]:
-    """``--hosts`` when given, else the system file's ``hosts``."""
-    return plan.cfg.hosts if plan.cfg.hosts is not None else plan.system.hosts
-
-
-def connect_remote(plan: RunPlan, hosts: tuple[str, ...]) -> list[Runner]:
-    from packed_bert.remote.client import connect_hosts
-    from packed_bert.remote.info import Expected, weights_id
-
-    want = Expected(plan.cfg.model, plan.precision, weights_id(plan.weights), plan.system.simulated)
-    hint = f"--sut {plan.cfg.sut} --model {plan.cfg.model}"
-    if plan.weights != plan.system.weights:
-        hint += f" --weights {plan.weights}"
-    # Offline: two connections per remote device, so one batch travels while the other runs.
-    # Server/SingleStream: one, as the device pool gives a device one thread there (a batch is
-    # only taken by a device that is free).
-    per_device = 2 if plan.scenario == Scenario.OFFLINE else 1
-    return list(connect_hosts(hosts, want, hint, connections_per_device=per_device))
+    """This host's runners (workflows that keep runners across runs, such as the demo)."""
+    if cluster_address(plan) is not None:
+        raise UserError("--cluster runs one benchmark at a time: drop --cluster for the demo")
+    return local_runners(device_request(plan, library))

@@ -93,12 +93,6 @@ def _tests(text: str, flag: str) -> tuple[str, ...]:
     return tuple(name.upper() for name in _names(text, flag))
 
 
-def _hosts(text: str, flag: str) -> tuple[str, ...]:
-    from packed_bert.address import split_hosts
-
-    return split_hosts(text, flag)
-
-
 def key_value(text: str, flag: str) -> tuple[str, str]:
     key, sep, value = str(text).partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -185,10 +179,10 @@ FLAGS: tuple[Flag, ...] = (
          "Server: also send a batch when a device is idle (yes|no)", _yes_no, metavar="yes|no"),
     Flag("server_min_batch", ("--server-min-batch",), "Server: least samples an idle dispatch sends",
          _int_at_least(1), metavar="N"),
-    Flag("hosts", ("--hosts",), "also use the devices of these workers (`packed-bert serve` on each)",
-         _hosts, metavar="HOST:PORT[,HOST:PORT...]"),
-    Flag("local_devices", ("--no-local-devices", "--no_local_devices"),
-         "use only the --hosts devices (this host runs LoadGen)", switch_sets=False),
+    Flag("cluster", ("--cluster",), "run the devices as Ray actors: ray (an embedded one-node cluster), auto, "
+         "HOST:PORT or ray://HOST:PORT (join that cluster); see docs/cluster.md", _text, metavar="ADDRESS"),
+    Flag("cluster_devices", ("--cluster-devices",), "how many of the cluster's devices (default: all of the "
+         "system's kind)", _int_at_least(1), metavar="N"),
     Flag("compliance_tests", ("--compliance", "--compliance,"), "audit tests, e.g. TEST01,TEST05 (implies --mode compliance)",
          _tests, metavar="TEST01[,TEST05]"),
     Flag("round", ("--round",), "MLPerf round, e.g. v4.1 (default: the newest supported)", _text),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,3 +125,27 @@ def _target_from_settings(settings: Mapping[str, str], scenario: Scenario, targe
         elif name == "target_latency" and scenario == Scenario.SINGLE_STREAM and number > 0:
             target_qps = 1000.0 / number
     return target_qps
+
+
+def scaled_for_devices(plan: RunPlan, devices: int) -> RunPlan:
+    """The plan for the ``devices`` the run got: the system file's target QPS is for its own
+    devices (``nodes`` x ``devices``), so a run on more or fewer (a cluster's) expects
+    proportionally more or less, unless the user set the target."""
+    system_devices = plan.system.total_devices
+    own_target = plan.cfg.target_qps is None and not any(
+        k.rpartition(".")[2] in ("target_qps", "target_latency") for k in plan.cfg.settings)
+    if not own_target or system_devices is None or devices == system_devices or devices < 1:
+        return plan
+    if plan.scenario == Scenario.SINGLE_STREAM:
+        return plan  # one sample at a time: more devices do not shorten its latency
+    target = plan.target_qps * devices / system_devices
+    user_conf = st.user_conf_entries(
+        plan.scenario, plan.cfg.execution, target, plan.cfg.sample_count, dict(plan.cfg.settings),
+        _min_duration(plan.system, plan.cfg.execution),
+    )
+    return dataclasses.replace(plan, target_qps=target, user_conf=user_conf)
+
+
+def _min_duration(system: SystemSpec, execution: str) -> int | None:
+    value = system.test_durations_ms.get(execution)
+    return None if value is None else int(value)

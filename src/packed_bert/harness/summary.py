@@ -33,6 +33,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "latency_p99_ms": log.latency_p99_ms,
         "performance_constraints_satisfied": log.performance_constraints,
         "valid": result.valid,
+        "devices_lost": result.devices_lost,
         "invalid_reasons": result.invalid_reasons,
         "loadgen_recommendations": result.loadgen_recommendations,
         "token_efficiency": stats.get("token_efficiency"),
@@ -64,6 +65,8 @@ def print_result(plan: RunPlan, result: RunResult, stats: dict[str, Any], say: S
             say(f"accuracy{sim}: not scored (the run's features carry no SQuAD text)")
     else:
         validity = {True: "VALID", False: "INVALID", None: "no result"}[result.valid]
+        if result.devices_lost and result.valid:
+            validity = f"VALID, with {len(result.devices_lost)} device(s) lost during the run"
         if result.samples_per_second is not None:
             say(f"performance{sim}: {result.samples_per_second:,.1f} samples/s, {validity}{pack}")
         elif result.latency_p90_ms is not None:
@@ -72,6 +75,8 @@ def print_result(plan: RunPlan, result: RunResult, stats: dict[str, Any], say: S
             say(f"  INVALID because: {reason}")
         for advice in result.loadgen_recommendations:
             say(f"  LoadGen suggests: {advice}")
+    if result.devices_lost_line:
+        say(f"  DEVICES LOST: {result.devices_lost_line}")
     say(f"results: {result.run_dir}")
 
 

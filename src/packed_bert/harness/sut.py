@@ -104,8 +104,13 @@ class BenchmarkSUT:
         self._complete: Complete = complete or lg.QuerySamplesComplete
         # Server/SingleStream: one thread per device, so a batch is only taken by a device that
         # is free (a second thread would take it and wait for its busy device while another
-        # device idles); Offline: ``inflight`` threads, so the next chunk is built meanwhile
-        threads = inflight if scenario == "Offline" else 1
+        # device idles); Offline: ``inflight`` threads, so the next chunk is built meanwhile,
+        # or more where a runner asks for more (``runner.inflight``: a device actor keeps two
+        # batches in flight, one travelling while one runs)
+        threads = [
+            max(inflight, int(getattr(r, "inflight", 1))) if scenario == "Offline" else 1
+            for r in runners
+        ]
         self.pool = DevicePool(
             runners, self._build, self._respond, self._respond_empty, threads, self._on_idle
         )

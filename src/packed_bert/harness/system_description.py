@@ -19,21 +19,23 @@ from packed_bert.harness.plan import RunPlan
 SIMULATED_NOTE = "SIMULATED: no such accelerator is here; timing from the published per-card rates"
 
 
-def describe_system(plan: RunPlan, runners: Sequence[Runner]) -> dict[str, Any]:
-    from packed_bert.remote.nodes import describe_nodes
+def describe_system(plan: RunPlan, runners: Sequence[Runner], cluster: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The system file, then what ran: devices and nodes (``number_of_nodes``, and ``nodes``
+    with each node's host and devices when they are not all this host), the cluster, this host."""
+    from packed_bert.cluster.nodes import DRIVER, describe_nodes
 
     desc = plan.system.describe()
     desc["sdk"] = plan.cfg.sdk or plan.system.sdk
-    # the nodes whose devices served batches (the lead only where its own devices took part)
     nodes = describe_nodes(list(runners))
     devices = sum(n["devices"] for n in nodes)
     desc["devices"] = devices
     desc["number_of_nodes"] = len(nodes)
     desc["runners"] = [n["runner"] for n in nodes] + (
         [f"... {devices - len(nodes)} more alike"] if devices > len(nodes) else [])
-    if len(nodes) > 1 or any(n["node"] != "lead" for n in nodes):
+    if cluster is not None or any(n["node"] != DRIVER for n in nodes):
         desc["nodes"] = [{k: v for k, v in n.items() if k != "runner"} for n in nodes]
-        desc["local_devices"] = plan.cfg.local_devices  # False: the lead only ran LoadGen
+    if cluster is not None:
+        desc["cluster"] = cluster
     desc["run"] = plan.describe()
     desc["host_info"] = host_info()
     if plan.system.simulated:

@@ -2,23 +2,33 @@
 
 Each device has one runner and ``inflight`` threads; the threads share the runner but take
 turns on it (a per-device lock around ``infer``), so one batch is packed and answered while
-the previous one runs. All devices take work from one queue, so a fast device simply takes
-more. When any worker raises, the pool records the first error and from then on answers every
-sample it is given with an empty response at once, so LoadGen finishes and never hangs.
+the previous one runs. A ``pipelined`` runner (a device behind a link, e.g. a Ray actor) gets
+no lock: it queues the batches for its device itself, so the next one travels while one runs.
+All devices take work from one queue, so a fast device simply takes more.
+
+Failures:
+
+- a runner raising ``DeviceLost`` loses its device: the pool stops using it and puts the batch
+  back at the head of the queue for the other devices (its other in-flight batch comes back the
+  same way), so no sample is lost and none is answered twice. ``lost`` lists the lost devices.
+  When the last device is lost the run fails with ``NoDevicesLeft``, as below.
+- any other exception fails the run: the pool records the first error and from then on answers
+  every sample it is given with an empty response at once, so LoadGen finishes and never hangs.
 """
 
 from __future__ import annotations
 
-import queue
+import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from packed_bert.backends.base import Runner
+from packed_bert.backends.base import DeviceLost, Runner
 
 
 @dataclass
@@ -34,13 +44,28 @@ class WorkItem:
         return int(self.ids.shape[0])
 
 
+@dataclass(frozen=True)
+class LostDevice:
+    """A device the pool stopped using during the run, and why."""
+
+    device: int  # index in the pool's runners
+    runner: str  # the runner's name and device
+    reason: str
+    resent: int  # batches it had in flight, sent to the other devices
+
+
+class NoDevicesLeft(RuntimeError):
+    """Every device of the run was lost."""
+
+
 Build = Callable[[WorkItem], Any]
 Respond = Callable[[WorkItem, Any, np.ndarray, int, float], None]
 RespondEmpty = Callable[[WorkItem], None]
 
 
 class DevicePool:
-    """Worker threads over ``runners`` (one per device)."""
+    """Worker threads over ``runners`` (one per device): ``inflight`` threads per device, or
+    one count per device."""
 
     def __init__(
         self,
@@ -48,7 +73,7 @@ class DevicePool:
         build: Build,
         respond: Respond,
         respond_empty: RespondEmpty,
-        inflight: int = 1,
+        inflight: int | Sequence[int] = 1,
         on_idle: Callable[[], None] | None = None,
     ) -> None:
         if not runners:
@@ -58,18 +83,24 @@ class DevicePool:
         self._respond = respond
         self._respond_empty = respond_empty
         self._on_idle = on_idle
-        self._queue: queue.Queue[WorkItem | None] = queue.Queue()
+        self._state = threading.Lock()
+        self._ready = threading.Condition(self._state)  # an item waits, or the pool stops
+        self._drained = threading.Condition(self._state)  # nothing is outstanding
+        self._items: deque[WorkItem] = deque()
+        self._closed = False
         self._locks = [threading.Lock() for _ in self.runners]
         self._active = [0] * len(self.runners)
-        self._state = threading.Lock()
+        self._lost: dict[int, LostDevice] = {}
         self._outstanding = 0
-        self._drained = threading.Condition(self._state)
         self.error: BaseException | None = None
         self.error_device: int | None = None
+        depth = [inflight] * len(self.runners) if isinstance(inflight, int) else list(inflight)
+        if len(depth) != len(self.runners):
+            raise ValueError("inflight: one count per runner")
         self._threads = [
             threading.Thread(target=self._loop, args=(d,), name=f"device-{d}-{i}", daemon=True)
             for d in range(len(self.runners))
-            for i in range(max(1, inflight))
+            for i in range(max(1, depth[d]))
         ]
 
     @property
@@ -80,24 +111,42 @@ class DevicePool:
     def failed(self) -> bool:
         return self.error is not None
 
+    @property
+    def lost(self) -> list[LostDevice]:
+        """The devices lost so far, in the order they were lost."""
+        with self._state:
+            return list(self._lost.values())
+
+    def lost_line(self) -> str | None:
+        """One line for the run's result when devices were lost (``None`` when none was)."""
+        lost = self.lost
+        if not lost:
+            return None
+        each = "; ".join(f"device {d.device} ({d.runner}): {d.reason}, {d.resent} batch"
+                         f"{'es' if d.resent != 1 else ''} re-sent" for d in lost)
+        return f"{len(lost)} of {self.devices} devices lost during the run: {each}"
+
     def start(self) -> None:
         for t in self._threads:
             t.start()
 
     def submit(self, item: WorkItem) -> None:
-        if self.error is not None:
-            self._respond_empty(item)
-            return
         with self._state:
-            self._outstanding += 1
-        self._queue.put(item)
+            if self.error is None:
+                self._outstanding += 1
+                self._items.append(item)
+                self._ready.notify()
+                return
+        self._respond_empty(item)
 
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._items)
 
     def has_idle_device(self) -> bool:
-        """True when some device has no batch at all and nothing waits in the queue."""
-        return self._queue.empty() and min(self._active) == 0
+        """True when some device still in use has no batch at all and nothing waits."""
+        with self._state:
+            live = [a for d, a in enumerate(self._active) if d not in self._lost]
+            return not self._items and bool(live) and min(live) == 0
 
     def fail(self, exc: BaseException, device: int | None = None) -> None:
         """Record the first error; later work is answered empty."""
@@ -118,43 +167,102 @@ class DevicePool:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+        """Let the threads finish what is queued, then end them."""
+        with self._state:
+            self._closed = True
+            self._ready.notify_all()
         end = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, end - time.monotonic()))
 
+    # the threads ---------------------------------------------------------------------------
+
+    def _take(self, device: int) -> WorkItem | None:
+        """The next item for ``device``; ``None`` when the device is lost or the pool stopped."""
+        with self._state:
+            while True:
+                if device in self._lost:
+                    return None
+                if self._items:
+                    self._active[device] += 1
+                    return self._items.popleft()
+                if self._closed:
+                    return None
+                self._ready.wait()
+
     def _loop(self, device: int) -> None:
         runner = self.runners[device]
-        lock = self._locks[device]
+        pipelined = bool(getattr(runner, "pipelined", False))
+        lock: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if pipelined else self._locks[device]
+        )
         while True:
-            item = self._queue.get()
+            item = self._take(device)
             if item is None:
                 return
-            with self._state:
-                self._active[device] += 1
+            answered = True
             try:
                 if self.error is not None:
                     self._respond_empty(item)
                 else:
-                    self._run(device, runner, lock, item)
+                    answered = self._run(device, runner, lock, item)
             finally:
-                with self._state:
-                    self._active[device] -= 1
-                    self._outstanding -= 1
-                    if not self._outstanding:
-                        self._drained.notify_all()
-                if self._on_idle is not None:
-                    self._on_idle()
+                self._settle(device, 1 if answered else 0)
+            if self._on_idle is not None:
+                self._on_idle()
 
-    def _run(self, device: int, runner: Runner, lock: threading.Lock, item: WorkItem) -> None:
+    def _settle(self, device: int, answered: int) -> None:
+        with self._state:
+            self._active[device] -= 1
+            self._outstanding -= answered
+            if not self._outstanding:
+                self._drained.notify_all()
+
+    def _run(self, device: int, runner: Runner, lock: contextlib.AbstractContextManager[Any],
+             item: WorkItem) -> bool:
+        """Run ``item`` on ``device`` and answer it; ``False`` when it went back to the queue."""
         try:
             batch = self._build(item)
             with lock:
                 t0 = time.perf_counter()
                 logits = runner.infer(batch)
                 busy = time.perf_counter() - t0
-            self._respond(item, batch, logits, device, busy)
+        except DeviceLost as exc:
+            return self._lose(device, runner, exc, item)
         except BaseException as exc:  # noqa: BLE001 - any failure must end in an answer
             self.fail(exc, device)
             self._respond_empty(item)
+            return True
+        try:
+            self._respond(item, batch, logits, device, busy)
+        except BaseException as exc:  # noqa: BLE001
+            self.fail(exc, device)
+            self._respond_empty(item)
+        return True
+
+    def _lose(self, device: int, runner: Runner, exc: DeviceLost, item: WorkItem) -> bool:
+        """``device`` is gone: give ``item`` to the others (``False``), or, with no device
+        left, fail the run and answer it and everything queued empty (``True``)."""
+        reason = str(exc).replace("\n", " ")
+        with self._state:
+            known = self._lost.get(device)
+            resent = (known.resent if known else 0) + 1
+            name = f"{getattr(runner, 'name', '?')} {getattr(runner, 'device', '?')}"
+            self._lost[device] = LostDevice(device, name, known.reason if known else reason, resent)
+            self._ready.notify_all()  # the device's other threads end
+            if len(self._lost) < len(self.runners):
+                self._items.appendleft(item)  # first in line: its samples waited longest
+                self._ready.notify()
+                return False
+            if self.error is None:
+                lost = "; ".join(f"device {d.device} ({d.runner}): {d.reason}"
+                                 for d in self._lost.values())
+                self.error = NoDevicesLeft(f"all {len(self.runners)} devices were lost: {lost}")
+                self.error_device = device
+            left = list(self._items)
+            self._items.clear()
+            self._outstanding -= len(left)
+        for waiting in left:
+            self._respond_empty(waiting)
+        self._respond_empty(item)  # counted as answered by the caller
+        return True

@@ -10,6 +10,7 @@ earlier results are never touched. Each finished run directory holds ``summary.j
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -86,10 +87,8 @@ class RunDir:
 
     def abandon(self, reason: str) -> Path:
         """Keep what was written under ``<name>[-N].incomplete`` with the reason."""
-        try:
+        with contextlib.suppress(OSError):  # a full disk: the name alone says it is incomplete
             (self.path / "INCOMPLETE.txt").write_text(reason.rstrip() + "\n", encoding="utf-8")
-        except OSError:
-            pass  # a full disk: the name alone says it is incomplete
         self.final = self._rename_free(self.name, ".incomplete")
         self.path = self.final
         return self.final

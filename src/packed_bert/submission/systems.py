@@ -78,7 +78,7 @@ def _nodes_note(run_system: dict[str, Any]) -> str:
     if not isinstance(nodes, list):
         return UNKNOWN
     parts = [f"{n.get('host')} ({n.get('node')}): {n.get('devices')} devices" for n in nodes if isinstance(n, dict)]
-    return f"{len(parts)} nodes over TCP (packed-bert serve): " + "; ".join(parts)
+    return f"{len(parts)} nodes of a Ray cluster: " + "; ".join(parts)
 
 
 def read_run_system(run_dir: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "hosts",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster",
 }
 
 
@@ -56,7 +56,13 @@ class SystemSpec:
     batching_per_model: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: str = ""
     source: str = ""
-    hosts: tuple[str, ...] = ()  # workers (HOST:PORT) whose devices a run uses too
+    nodes: int = 1  # hosts of the system; ``devices`` is per node
+    cluster: str | None = None  # its Ray cluster (the default for --cluster); None: one host
+
+    @property
+    def total_devices(self) -> int | None:
+        """Devices of the whole system (``None``: every visible GPU of each node)."""
+        return None if self.devices is None else self.devices * self.nodes
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -100,7 +106,8 @@ class SystemSpec:
             "sim_samples_per_s": dict(self.sim_samples_per_s),
             "min_duration_ms": dict(self.test_durations_ms),
             "source": self.source,
-            **({"hosts": list(self.hosts)} if self.hosts else {}),
+            "node_count": self.nodes,
+            **({"cluster": self.cluster} if self.cluster else {}),
         }
 
 
@@ -185,7 +192,12 @@ def parse_system(text: str, source: str) -> SystemSpec:
     durations = {str(k): int(v) for k, v in raw.get("min_duration_ms", {}).items()}
     if any(k not in ("test", "demo") or v < 0 for k, v in durations.items()):
         raise UserError(f"{where}: [min_duration_ms] takes test and demo, in ms >= 0")
-    hosts = _hosts(raw.get("hosts", []), where)
+    nodes = raw.get("nodes", 1)
+    if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
+        raise UserError(f"{where}: nodes must be a positive integer (hosts of the system), got {nodes!r}")
+    cluster = raw.get("cluster")
+    if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
+        raise UserError(f"{where}: cluster must be a Ray address (auto, HOST:PORT or ray://HOST:PORT)")
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -217,19 +229,6 @@ def parse_system(text: str, source: str) -> SystemSpec:
         batching_per_model=per_model,
         notes=str(raw.get("notes", "")),
         source=source,
-        hosts=hosts,
+        nodes=nodes,
+        cluster=cluster,
     )
-
-
-def _hosts(value: Any, where: str) -> tuple[str, ...]:
-    """``hosts = ["10.0.0.2:4960", ...]``: the workers a run of this system uses too."""
-    from packed_bert.address import parse_address
-
-    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
-        raise UserError(f"{where}: hosts must be a list of \"HOST:PORT\" strings")
-    for host in value:
-        try:
-            parse_address(host)
-        except UserError:
-            raise UserError(f"{where}: hosts entry {host!r} is not HOST:PORT") from None
-    return tuple(h.strip() for h in value)

@@ -18,8 +18,8 @@ from packed_bert.backends.base import Runner
 from packed_bert.errors import UserError
 from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig, RunResult
-from packed_bert.harness.devices import make_runners
-from packed_bert.harness.plan import plan_run
+from packed_bert.harness.devices import RunDevices, open_devices
+from packed_bert.harness.plan import RunPlan, plan_run
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.results.run_dirs import RunDir, run_name
 from packed_bert.terms import SERVER_LATENCY_BOUND_MS, Mode, Scenario
@@ -81,8 +81,17 @@ def find_peak(cfg: RunConfig, *, features: Any = None, runners: Sequence[Runner]
         from packed_bert.squad.features import load_features
 
         features = load_features(cfg.dataset, cfg.vocab)
-    if runners is None:
-        runners = make_runners(plan, SampleLibrary.from_features(features, cfg.sample_count))
+    # one set of devices (and one cluster connection) for every trial
+    devices = (RunDevices(list(runners)) if runners is not None
+               else open_devices(plan, SampleLibrary.from_features(features, cfg.sample_count)))
+    try:
+        return _search(cfg, plan, features, devices.runners, max_trials, rel_tol)
+    finally:
+        devices.release()
+
+
+def _search(cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runner],
+            max_trials: int, rel_tol: float) -> RunResult:
     rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, Scenario.SERVER, "find-peak"))
     trials: list[dict[str, Any]] = []
     best: RunResult | None = None

@@ -1,0 +1,88 @@
+"""What a run asks of a Ray cluster, checked without one: resources per device kind, the
+embedded node, the worker node command, the request from a plan and the identity check."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.fakes import synthetic_features
+
+from packed_bert.cluster.identity import DeviceIdentity, check_devices, mismatch, weights_id
+from packed_bert.cluster.request import (
+    CPU_GROUP,
+    GPU,
+    NULL_DEVICE,
+    SIM_CARD,
+    ClusterRequest,
+    ray_start_command,
+    resource_for,
+)
+from packed_bert.errors import UserError
+from packed_bert.harness.cluster_devices import cluster_request
+from packed_bert.harness.config import RunConfig
+from packed_bert.harness.plan import plan_run
+from packed_bert.harness.qsl import SampleLibrary
+
+
+def test_each_device_kind_is_one_unit_of_its_own_resource() -> None:
+    assert [resource_for("sim"), resource_for("null"), resource_for("onnxruntime"),
+            resource_for("torch", "cuda:0"), resource_for("torch")] == [
+        SIM_CARD, NULL_DEVICE, CPU_GROUP, GPU, CPU_GROUP]
+    sim = ClusterRequest("sim", "bert-99", "int8", "random", "random", True, SIM_CARD, devices_per_node=8)
+    assert sim.node_resources() == {SIM_CARD: 8.0}
+    assert sim.actor_resources() == {"num_cpus": 0, "resources": {SIM_CARD: 1}}
+    assert sim.device_name(3) == "sim:3"
+    gpu = ClusterRequest("torch", "bert-99", "fp16", "random", "random", False, GPU, devices_per_node=None)
+    assert gpu.node_resources() == {} and gpu.actor_resources() == {"num_cpus": 0, "num_gpus": 1}
+    assert gpu.device_name(5) == "cuda:0"  # Ray shows the actor its own card only
+
+
+def test_the_worker_node_command_declares_the_devices() -> None:
+    assert ray_start_command("10.0.0.1:6379", SIM_CARD, 8) == [
+        "ray", "start", "--address", "10.0.0.1:6379", "--resources", '{"packed_bert_sim_card": 8}']
+    assert ray_start_command("h:6379", GPU, None) == ["ray", "start", "--address", "h:6379"]
+    assert ray_start_command("h:6379", GPU, 4)[-2:] == ["--num-gpus", "4"]
+    with pytest.raises(ValueError, match="how many"):
+        ray_start_command("h:6379", CPU_GROUP, None)
+
+
+def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing() -> None:
+    feats = synthetic_features(200)
+    plan = plan_run(RunConfig(sut="r282_z93_q8", model="bert-99.9"))
+    req = cluster_request(plan, SampleLibrary.from_features(feats), devices=16)
+    assert (req.backend, req.model, req.precision, req.simulated) == ("sim", "bert-99.9", "fp16", True)
+    assert (req.resource, req.devices, req.devices_per_node, req.inflight) == (SIM_CARD, 16, 8, 2)
+    assert req.weights == req.weights_id == "random" and req.sim_timing is not None
+    assert req.sim_timing.static_shape and req.sim_timing.row_time_s > 0
+    cpu = cluster_request(plan_run(RunConfig(sut="cpu")), SampleLibrary.from_features(feats))
+    assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == ("onnxruntime", CPU_GROUP, "int8", None)
+
+
+def _identity(**kw: object) -> DeviceIdentity:
+    from packed_bert.cluster.identity import package_version
+
+    base: dict[str, object] = dict(
+        index=2, node_id="3f2a9c1b" + "0" * 48, ip="10.0.0.7", host="gpu7", pid=1, backend="sim",
+        model="bert-99", precision="int8", simulated=True, weights_id="random",
+        version=package_version())
+    return DeviceIdentity(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_a_device_that_differs_is_named_with_every_difference(tmp_path: object) -> None:
+    req = ClusterRequest("sim", "bert-99", "int8", "random", "random", True, SIM_CARD)
+    check_devices([_identity(), _identity(index=3)], req, "h:6379")  # the same: no error
+    got = _identity(precision="fp16", simulated=False, weights_id="other.onnx (sha256 ab)")
+    assert mismatch(got, req, "random", got.version) == (
+        "precision fp16 (this run: int8); real device (this run: simulated); "
+        "weights other.onnx (sha256 ab) (this run: random)")
+    with pytest.raises(UserError) as info:
+        check_devices([_identity(), got], req, "h:6379")
+    assert str(info.value).startswith("--cluster h:6379: node gpu7 (10.0.0.7/3f2a9c1b) device 2: precision fp16")
+    assert "\n" not in str(info.value)
+    # the driver has no copy of the checkpoint: every device must hold the first one's
+    no_copy = ClusterRequest("sim", "bert-99", "int8", "/ckpt/m.onnx", "", True, SIM_CARD)
+    first, second = _identity(weights_id="m.onnx (sha256 aa)"), _identity(index=5, weights_id="m.onnx (sha256 bb)")
+    with pytest.raises(UserError, match=r"device 5: weights m.onnx \(sha256 bb\) \(this run: m.onnx \(sha256 aa\)\)"):
+        check_devices([first, second], no_copy, "h:6379")
+    assert weights_id("/no/such/file.onnx") == ""
+    broken = _identity(error="cannot start the runner: OSError: no such file")
+    assert mismatch(broken, req, "random", broken.version) == "cannot start the runner: OSError: no such file"
