@@ -82,7 +82,7 @@ def test_incomplete_results_are_refused_by_name(tmp_path: Path, capsys: pytest.C
 def test_check_catches_low_accuracy_invalid_and_failed_audit(tmp_path: Path) -> None:
     res = make_results(tmp_path, "v6.0", big_log=False)
     assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub"), "--submitter", "Acme"]) == 0
-    from packed_bert.compliance.rules import get_round
+    from packed_bert.rounds import get_round
 
     root = tmp_path / "sub" / "closed" / "Acme"
     r = root / "results" / "null" / "bert-99" / "Offline"

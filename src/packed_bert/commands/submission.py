@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from packed_bert.compliance.rules import ROUNDS, get_round
+from packed_bert.rounds import ROUNDS, get_round
 from packed_bert.submission.builder import build
 from packed_bert.submission.check import check_tree
 

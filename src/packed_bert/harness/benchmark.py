@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -21,6 +22,7 @@ from packed_bert.harness.errors import RunError
 from packed_bert.harness.flags import to_argv
 from packed_bert.harness.loadgen_run import NO_AUDIT_CONFIG, LoadGenStillRunning, run_loadgen
 from packed_bert.harness.plan import RunPlan, plan_run
+from packed_bert.harness.probe import probe_reason, probe_samples_per_s, target_from_probe
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.harness.summary import (
     Say,
@@ -56,6 +58,14 @@ def run_benchmark(
 
         features = load_features(cfg.dataset, cfg.vocab)
     library = SampleLibrary.from_features(features, cfg.sample_count)
+    reason = probe_reason(plan)
+    if reason is not None:  # the system file's rate is another model's: time this one
+        runners = runners if runners is not None else make_runners(plan, library)
+        rate = probe_samples_per_s(plan, library, runners)
+        qps = target_from_probe(plan, rate)
+        say(f"target QPS {qps:g} from a probe ({rate:,.1f} samples/s on {plan.batching} batches): {reason}")
+        plan = dataclasses.replace(plan_run(dataclasses.replace(cfg, target_qps=qps)),
+                                   target_qps_from=f"a probe ({rate:.4g} samples/s)")
     rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
     try:
         result = _run_in(rd, plan, library, features, runners, say, quiet)
@@ -84,8 +94,9 @@ def _run_in(
     header = f"user.conf of a packed-bert run: {plan.system.name} {cfg.model} {plan.scenario} ({cfg.execution})"
     user_conf = rd.write_text("user.conf", st.render_user_conf(plan.user_conf, header))
     loaded = st.load_test_settings(user_conf, plan.scenario, plan.mode)
-    # TestSettings fields LoadGen does not take from the conf files (a round's seeds, TEST05)
-    for key, value in cfg.loadgen_settings.items():
+    # TestSettings fields LoadGen does not take from the conf files: the round's seeds (LoadGen
+    # carries one round's mlperf.conf), then the run's own (TEST05)
+    for key, value in {**plan.round.seed_settings(), **cfg.loadgen_settings}.items():
         if not hasattr(loaded.test_settings, key):
             raise UserError(f"loadgen setting {key!r} is not a LoadGen TestSettings field")
         setattr(loaded.test_settings, key, value)

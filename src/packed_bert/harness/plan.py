@@ -8,6 +8,7 @@ from typing import Any
 from packed_bert.errors import UserError
 from packed_bert.harness import settings as st
 from packed_bert.harness.config import RunConfig
+from packed_bert.rounds import Round, get_round
 from packed_bert.systems import SystemSpec, load_system
 from packed_bert.terms import Batching, Mode, Model, Scenario
 
@@ -29,6 +30,8 @@ class RunPlan:
     dispatch_when_idle: bool
     server_min_batch: int
     user_conf: dict[str, str]
+    round: Round  # the MLPerf round: its seeds are set on LoadGen's TestSettings
+    target_qps_from: str = "the system file"  # or --target-qps, or a probe (harness.probe)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -40,6 +43,7 @@ class RunPlan:
             "batching": self.batching,
             "batch_size": self.batch_size,
             "target_qps": self.target_qps,
+            "target_qps_from": self.target_qps_from,
             "weights": self.weights,
             "precision": self.precision,
             "backend": self.backend,
@@ -49,12 +53,14 @@ class RunPlan:
             "server_dispatch_when_idle": self.dispatch_when_idle,
             "server_min_batch": self.server_min_batch,
             "sample_count": self.cfg.sample_count,
+            "round": self.round.name,
         }
 
 
 def plan_run(cfg: RunConfig) -> RunPlan:
     """Resolve ``cfg`` with its system file; raises ``UserError`` on anything impossible."""
     system = load_system(cfg.sut)
+    rnd = get_round(cfg.round)
     scenario = Scenario(cfg.scenario)
     model = Model(cfg.model)
     mode = Mode.ACCURACY if cfg.mode == Mode.ACCURACY else Mode.PERFORMANCE
@@ -94,4 +100,6 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         dispatch_when_idle=system.server_dispatch_when_idle if idle is None else idle,
         server_min_batch=system.server_min_batch if min_batch is None else min_batch,
         user_conf=user_conf,
+        round=rnd,
+        target_qps_from="--target-qps" if cfg.target_qps is not None else "the system file",
     )

@@ -10,10 +10,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from packed_bert.compliance.rules import Round
 from packed_bert.errors import UserError
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY
 from packed_bert.results.run_dirs import find_run, iter_runs
+from packed_bert.rounds import Round
 from packed_bert.submission import layout, systems
 from packed_bert.submission.truncate import truncate_with_hash
 

@@ -11,7 +11,6 @@ import json
 import re
 from pathlib import Path
 
-from packed_bert.compliance.rules import Round
 from packed_bert.compliance.verify import F1_DELTA_PERCENT
 from packed_bert.results.loadgen_logs import (
     ACCURACY_LOG,
@@ -21,6 +20,7 @@ from packed_bert.results.loadgen_logs import (
     read_summary,
 )
 from packed_bert.results.run_dirs import find_run
+from packed_bert.rounds import Round
 from packed_bert.submission import layout, systems
 from packed_bert.submission.truncate import MAX_LOG_SIZE, recorded_hash, sha256
 from packed_bert.terms import ACCURACY_TARGET_F1

@@ -10,7 +10,7 @@ consolidated (v6.0 on): all of it under ``results/<sut>/<model>/<Scenario>/`` wi
 from dataclasses import dataclass
 from pathlib import Path
 
-from packed_bert.compliance.rules import Round
+from packed_bert.rounds import Round
 from packed_bert.terms import Scenario
 
 IMPLEMENTATION = "packed-bert"

@@ -1,7 +1,8 @@
 """Systems under test: one TOML file per SUT in this folder, read into a typed ``SystemSpec``.
 
 A file names the devices, the backend, the precision per model, the default batching
-strategy, batch sizes and target QPS per scenario. ``load_system(name)`` also takes a path to
+strategy, batch sizes and target QPS per scenario, and the MLPerf categories (edge,
+datacenter) the system may claim (default: both). ``load_system(name)`` also takes a path to
 a TOML file of the same shape, so a user can describe a new system without editing the package.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from packed_bert.errors import UserError
-from packed_bert.terms import Batching, Model, Scenario
+from packed_bert.terms import Batching, Category, Model, Scenario, parse
 
 MODELS = tuple(Model)
 SCENARIOS = tuple(Scenario)
@@ -23,7 +24,7 @@ _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "hosts",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "hosts", "categories",
 }
 
 
@@ -57,6 +58,8 @@ class SystemSpec:
     notes: str = ""
     source: str = ""
     hosts: tuple[str, ...] = ()  # workers (HOST:PORT) whose devices a run uses too
+    # MLPerf categories the system may claim, first the one it is submitted in by default
+    categories: tuple[Category, ...] = (Category.DATACENTER, Category.EDGE)
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -99,6 +102,7 @@ class SystemSpec:
             "sdk": self.sdk,
             "sim_samples_per_s": dict(self.sim_samples_per_s),
             "min_duration_ms": dict(self.test_durations_ms),
+            "categories": list(self.categories),
             "source": self.source,
             **({"hosts": list(self.hosts)} if self.hosts else {}),
         }
@@ -186,6 +190,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
     if any(k not in ("test", "demo") or v < 0 for k, v in durations.items()):
         raise UserError(f"{where}: [min_duration_ms] takes test and demo, in ms >= 0")
     hosts = _hosts(raw.get("hosts", []), where)
+    categories = _categories(raw.get("categories", ["datacenter", "edge"]), where)
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -218,7 +223,15 @@ def parse_system(text: str, source: str) -> SystemSpec:
         notes=str(raw.get("notes", "")),
         source=source,
         hosts=hosts,
+        categories=categories,
     )
+
+
+def _categories(value: Any, where: str) -> tuple[Category, ...]:
+    """``categories = ["edge", "datacenter"]``: what the system may claim, in order of preference."""
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+        raise UserError(f"{where}: categories must be a non-empty list of \"edge\" and/or \"datacenter\"")
+    return tuple(dict.fromkeys(parse(Category, c, f"{where}: categories entry") for c in value))
 
 
 def _hosts(value: Any, where: str) -> tuple[str, ...]:
