@@ -8,8 +8,8 @@ from packed_bert.compliance import rules
 from packed_bert.compliance.verify import compare_performance
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
-from packed_bert.rounds import get_round
 from packed_bert.results.loadgen_logs import read_detail
+from packed_bert.rounds import get_round
 from packed_bert.workflows.compliance import run_compliance
 
 

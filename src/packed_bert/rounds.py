@@ -86,7 +86,8 @@ class Round:
             allowed = " or ".join(self.categories)
             raise UserError(
                 f"BERT is not a {cat} benchmark in MLPerf Inference {self.name} ({allowed} only; datacenter BERT "
-                f"ended with v4.1): use --category {self.categories[0]}, or --round v4.1 for a {cat} result"
+                f"ended with v4.1): choose {self.categories[0]} (--group.{self.categories[0]} in a plan, --category "
+                f"{self.categories[0]} for submission), or --round v4.1 for a {cat} result"
             )
         if mdl not in by_model:
             raise UserError(
@@ -163,3 +164,21 @@ def mlperf_conf_text(rnd: Round) -> str:
         f"{m}.Offline.min_query_count = {DATASET_FEATURES}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def pick_category(rnd: Round, claimed: tuple[Category, ...], asked: Category | str | None, system: str) -> Category:
+    """The category a submission (or a plan) of ``system`` takes in ``rnd``: the one asked for,
+    checked against the round and the system file, or the system's first the round allows."""
+    if asked is not None:
+        cat = parse(Category, asked, "--category")
+        if cat not in rnd.categories:
+            rnd.required_scenarios(Model.BERT_99, cat)  # raises the round's one-line error
+        if cat not in claimed:
+            raise UserError(f"--category {cat}: system {system} claims only {', '.join(claimed)} (the categories of "
+                            f"its system file); add {cat} there if it qualifies")
+        return cat
+    for cat in claimed:
+        if cat in rnd.categories:
+            return cat
+    raise UserError(f"system {system} claims {', '.join(claimed)}, and BERT in MLPerf Inference {rnd.name} is "
+                    f"{' or '.join(rnd.categories)} only: add that to its system file's categories, or use --round v4.1")

@@ -9,6 +9,7 @@ a fresh process (``harness.process``).
 
 import dataclasses
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from packed_bert.compliance.verify import (
 )
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.flags import replace
+from packed_bert.harness.flags import replace, to_argv
 from packed_bert.harness.process import Launcher, run_in_fresh_process
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY, read_detail
 from packed_bert.results.run_dirs import RunDir, find_run, run_name
@@ -194,7 +195,7 @@ def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Score
         "performance_run": str(perf_dir),
         "valid": passed,
     }
-    rd.write_text("command.txt", " ".join(cfg.command_line) + "\n")
+    rd.write_text("command.txt", shlex.join(cfg.command_line or to_argv(cfg)) + "\n")
     out = rd.finish()
     summary["run_dir"] = str(out)
     rd.write_text("summary.json", json.dumps(summary, indent=2) + "\n")
