@@ -122,11 +122,11 @@ def expand(ns: argparse.Namespace, request: PlanRequest) -> list[PlannedRun]:
 
 def _apply_groups(cfg: RunConfig, ns: argparse.Namespace, groups: frozenset[str]) -> list[RunConfig]:
     cfg = dataclasses.replace(cfg, command_line=())
+    if cfg.execution == Execution.DEMO or cfg.find_peak:
+        raise UserError("a plan runs accuracy, performance, compliance and power runs; --execution demo and "
+                        "--find-peak are commands of their own")
     if not groups:
         return [_own_line(cfg)]
-    if cfg.execution == Execution.DEMO or cfg.find_peak:
-        raise UserError("a group plans accuracy, performance and audit runs; --execution demo and --find-peak "
-                        "are runs of their own")
     rnd = get_round(cfg.round)
     cfg = dataclasses.replace(cfg, round=rnd.name)
     scenarios = _scenarios(cfg, rnd, groups, ns)
