@@ -1,5 +1,6 @@
 """The run's vocabulary, defined once: models, scenarios, modes, executions, batchings,
-categories, divisions, precisions, and the MLPerf BERT constants (384 tokens, 10,833 features, 130 ms, F1 targets).
+categories, divisions, precisions, and the MLPerf BERT constants (384 tokens, 10,833
+features, 130 ms, F1 targets).
 
 Every other module takes these names from here. The enums are ``StrEnum``s, so a member is
 equal to its MLPerf spelling (``Scenario.OFFLINE == "Offline"``) and is written as that string
