@@ -52,7 +52,7 @@ def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: 
     """One plan command, then ``submission --allow-test-runs --check``: the v6.0 edge tree whose
     only findings are the untrained model's F1 and the test-length runs."""
     res = tmp_path / "results"
-    common = ["--sut", "r282_z93_q1", "--count", "40", "--setting", "min_duration=1000",
+    common = ["--sut", "r282_z93_q1", "--count", "40", "--setting", "min_duration=3000",
               "--results-dir", str(res), *data_flags(shared_data)]
     # an incomplete results directory is refused, naming what is missing
     run_cli_process("--mode", "accuracy", "--round", "v6.0", *common)
