@@ -21,7 +21,7 @@ from helpers.power import FAKE_CLIENT, closed_port
 from packed_bert import cli
 from packed_bert.power import client
 from packed_bert.results.loadgen_logs import detail_errors
-from packed_bert.submission.truncate import MARKER, MAX_LOG_SIZE, recorded_hash, sha256
+from packed_bert.submission.truncate import MAX_LOG_SIZE, recorded_hash, sha256
 
 
 def data_flags(shared_data: Path) -> list[str]:
@@ -49,87 +49,72 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: str,
                                      monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """One plan command, then ``submission --allow-test-runs --check``: the v6.0 edge tree whose
+    only findings are the untrained model's F1 and the test-length runs."""
     res = tmp_path / "results"
-    common = ["--sut", "r282_z93_q1", "--count", "40", "--setting", "min_duration=1000",
+    common = ["--sut", "r282_z93_q1", "--count", "40", "--setting", "min_duration=3000",
               "--results-dir", str(res), *data_flags(shared_data)]
-    acc = run_cli_process("--mode", "accuracy", *common)
-    perf = run_cli_process("--mode", "performance", *common)
-    assert acc["mode"] == "accuracy" and acc["samples"] == 40 and acc["simulated"] is True
-    assert perf["valid"] is True
-
     # an incomplete results directory is refused, naming what is missing
+    run_cli_process("--mode", "accuracy", "--round", "v6.0", *common)
     assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "early"), "--submitter", "test",
-                     "--round", "v4.1"]) == 2
+                     "--allow-test-runs"]) == 2
     err = capfd.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "missing compliance TEST01, compliance TEST05" in err[0], err
+    assert len(err) == 1 and "needs Offline, SingleStream: missing SingleStream; run it (packed-bert run" in err[0], err
     assert not (tmp_path / "early").exists()
 
-    # compliance takes the runs above (same --count: TEST01's qsl_idx are all in the accuracy log)
-    assert cli.main(["run", "--compliance=TEST05,TEST01", "--round", "v4.1", *common]) == 0
+    # the plan: accuracy (kept: done above), performance, TEST01 for Offline and SingleStream
+    code = cli.main(["run", "--group.submission", "--round", "v6.0", *common])
     out = capfd.readouterr().out
-    assert f"compliance: using the accuracy run {acc['run_dir']}" in out
-    assert f"compliance: using the performance run {perf['run_dir']}" in out
-    for verdict in ("TEST01 performance: TEST PASS", "TEST01 accuracy: TEST PASS", "TEST05 performance: TEST PASS",
-                    "compliance v4.1: TEST PASS (TEST01, TEST05)"):
-        assert verdict in out, out
-    comp = last_json(out)
-    assert comp["valid"] is True and comp["round"] == "v4.1"
-    cdir = Path(comp["run_dir"])
-    assert "num_missing_qsl_idxs = 0" in (cdir / "TEST01" / "verify_accuracy.txt").read_text()
-    audits = [json.loads((p / "summary.json").read_text()) for p in res.iterdir() if (p / "audit.config").is_file()]
-    assert sorted(a["compliance_test"] for a in audits) == ["TEST01", "TEST05"]
+    assert "plan [1/6] r282_z93_q1 bert-99 Offline accuracy: kept, a valid result is in" in out
+    for _ in range(2):  # a run's score may swing past TEST01's 10% on a busy 2-core host: again, all of it
+        if code == 0:
+            break
+        code = cli.main(["run", "--group.submission", "--round", "v6.0", "--rerun", *common])
+        out = capfd.readouterr().out
+    assert code == 0 and "plan: 6 of 6 runs have a valid result" in out, out
+    for row in ("r282_z93_q1 bert-99 SingleStream performance  VALID", "r282_z93_q1 bert-99 Offline TEST01"):
+        assert row in out, out
+    # every run took the round's seeds and logged no ERROR (each ran in a process of its own)
+    for run in (p for p in res.iterdir() if (p / "mlperf_log_detail.txt").is_file()):
+        assert detail_errors(run / "mlperf_log_detail.txt") == [], run
+        assert json.loads((run / "summary.json").read_text())["round"] == "v6.0"
 
     # power through the stand-in client against a local listener
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
-    assert cli.main(["run", "--mode", "power", "--power-server", server, *common]) == 0
+    assert cli.main(["run", "--mode", "power", "--power-server", server, "--round", "v6.0", *common]) == 0
     power = last_json(capfd.readouterr().out)
     assert power["official"] is True and power["average_watts"] == pytest.approx(200.0) and power["valid"] is True
-    assert power["samples_per_joule"] == pytest.approx(power["samples_per_second"] / 200.0, rel=1e-3)
 
-    # the v4.1 tree, checked: everything holds but the accuracy of zero logits
     assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub"), "--submitter", "test",
-                     "--division", "closed", "--round", "v4.1", "--check"]) == 1
+                     "--allow-test-runs", "--check"]) == 1
     out = capfd.readouterr().out
     verdict = last_json(out)
-    assert verdict["check"] == "FAIL" and len(verdict["problems"]) == 1, verdict["problems"]
-    assert "accuracy.txt: F1" in verdict["problems"][0] and "below the bert-99 target 89.965" in verdict["problems"][0]
-    assert out.count("CHECK FAIL: ") == 1
+    assert verdict["categories"] == {"r282_z93_q1": "edge"} and verdict["test_tree"] is True
+    assert len(verdict["problems"]) == 2 and all("below the bert-99 target 89.965" in p for p in verdict["problems"])
+    assert verdict["test_runs"] and out.count("CHECK TEST RUN: ") == len(verdict["test_runs"])
     root = tmp_path / "sub" / "closed" / "test"
-    r = root / "results" / "r282_z93_q1" / "bert-99" / "Offline"
-    m = root / "measurements" / "r282_z93_q1" / "bert-99" / "Offline"
-    c = root / "compliance" / "r282_z93_q1" / "bert-99" / "Offline"
-    required = [
-        root / "systems" / "r282_z93_q1.json", root / "code" / "bert-99" / "packed-bert" / "README.md",
-        *(r / "accuracy" / f for f in ("accuracy.txt", "mlperf_log_accuracy.json", "mlperf_log_summary.txt", "mlperf_log_detail.txt")),
-        *(r / "performance" / f for f in ("run_1/mlperf_log_summary.txt", "run_1/mlperf_log_detail.txt", "run_1/spl.txt",
-                                          "ranging/spl.txt", "power/client.json")),
-        m / "user.conf", m / "README.md", m / "r282_z93_q1_packed-bert_Offline.json",
-        *(c / "TEST01" / f for f in ("verify_accuracy.txt", "verify_performance.txt", "accuracy/mlperf_log_accuracy.json",
-                                     "accuracy/accuracy.txt", "performance/run_1/mlperf_log_summary.txt")),
-        c / "TEST05" / "verify_performance.txt", c / "TEST05" / "performance" / "run_1" / "mlperf_log_detail.txt",
-    ]
-    assert [p for p in required if not p.is_file()] == []
-    for f in (c / "TEST01" / "verify_accuracy.txt", c / "TEST01" / "verify_performance.txt", c / "TEST05" / "verify_performance.txt"):
-        assert f.read_text().rstrip().endswith("TEST PASS"), f
-    log = r / "accuracy" / "mlperf_log_accuracy.json"
-    assert log.stat().st_size < MAX_LOG_SIZE and MARKER.encode() in log.read_bytes()
-    assert recorded_hash(r / "accuracy" / "accuracy.txt") == sha256(Path(acc["run_dir"]) / "mlperf_log_accuracy.json")
-    for run in (r / "accuracy", r / "performance" / "run_1", c / "TEST01" / "performance" / "run_1"):
-        assert detail_errors(run / "mlperf_log_detail.txt") == [], run
-    impl = json.loads((m / "r282_z93_q1_packed-bert_Offline.json").read_text())
-    assert impl["weight_data_types"] == "int8" and impl["starting_weights_filename"] == "random"
-    readme = (m / "README.md").read_text()
-    assert "run --mode accuracy --sut r282_z93_q1" in readme and "run --mode performance --sut r282_z93_q1" in readme
+    r = root / "results" / "r282_z93_q1" / "bert-99"
+    assert sorted(p.name for p in r.iterdir()) == ["Offline", "SingleStream"]
+    assert {p.name for p in (r / "Offline").iterdir()} == {"accuracy", "performance", "TEST01", "measurements.json",
+                                                           "user.conf", "mlperf.conf", "README.md"}
+    for f in ("run_1/mlperf_log_summary.txt", "run_1/spl.txt", "ranging/spl.txt", "power/client.json"):
+        assert (r / "Offline" / "performance" / f).is_file(), f
+    log = r / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
+    assert log.stat().st_size < MAX_LOG_SIZE
+    acc_run = sorted(res.glob("*-offline-accuracy*"))[-1]  # the newest: the one the tree took
+    assert recorded_hash(r / "Offline" / "accuracy" / "accuracy.txt") == sha256(acc_run / "mlperf_log_accuracy.json")
     desc = json.loads((root / "systems" / "r282_z93_q1.json").read_text())
-    assert desc["system_name"] == "r282_z93_q1 (simulated)" and desc["accelerator_model_name"] == "Qualcomm Cloud AI 100"
-    assert desc["accelerators_per_node"] == 1 and desc["other_software_stack"] == "SDK 1.5.9"
+    assert desc["system_name"] == "r282_z93_q1 (simulated)" and desc["system_type"] == "edge"
+    assert desc["accelerators_per_node"] == 1 and desc["sw_notes"].startswith("TEST TREE")
 
-    # v6.0: compliance and measurements under results/<sut>/<model>/<Scenario>/, TEST01 only
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub6"), "--submitter", "test", "--check"]) == 1
-    assert len(last_json(capfd.readouterr().out)["problems"]) == 1
-    r6 = tmp_path / "sub6" / "closed" / "test" / "results" / "r282_z93_q1" / "bert-99" / "Offline"
-    assert {p.name for p in r6.iterdir()} == {"accuracy", "performance", "TEST01", "measurements.json", "user.conf", "README.md"}
-    assert not (tmp_path / "sub6" / "closed" / "test" / "compliance").exists()
+
+def test_cpu_tiny_performance_is_valid_with_a_probed_target(tmp_path: Path, shared_data: Path,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    perf = run_cli_process("--sut", "cpu", "--weights", "tiny", "--mode", "performance", "--count", "200",
+                           "--setting", "min_duration=3000", "--results-dir", str(tmp_path), *data_flags(shared_data))
+    assert perf["valid"] is True, perf["invalid_reasons"]
+    plan = json.loads((Path(perf["run_dir"]) / "settings.json").read_text())["harness"]
+    assert plan["target_qps_from"].startswith("a probe") and plan["target_qps"] > 3.5  # not BERT-Large's 3.5
 
 
 def test_test01_on_the_tiny_model_scores_differing_responses(tmp_path: Path, shared_data: Path,

@@ -1,3 +1,6 @@
+"""The submission tree from a plan's runs (stub launcher: real LoadGen logs), its refusals, its
+check, and an official checker's report."""
+
 import json
 import shutil
 import sys
@@ -8,98 +11,233 @@ from helpers.power import FAKE_CLIENT, STUB_PERF
 from helpers.stub_launcher import StubLauncher, stub_scorer
 
 from packed_bert import cli
+from packed_bert.commands import run as run_cmd
 from packed_bert.harness.config import RunConfig
 from packed_bert.power import client
+from packed_bert.rounds import get_round
+from packed_bert.submission import builder
 from packed_bert.submission.check import check_tree
 from packed_bert.submission.truncate import MAX_LOG_SIZE, recorded_hash, sha256
-from packed_bert.workflows.compliance import run_compliance
+from packed_bert.workflows.plan import expand, request_from_namespace
+from packed_bert.workflows.plan_runner import run_plan
 from packed_bert.workflows.power import run_power
 
 
+def plan_runs(res: Path, *argv: str, launcher: StubLauncher | None = None) -> None:
+    parser = cli.build_parser()
+    ns = parser.parse_args(["run", "--sut", "null", "--results-dir", str(res), *argv])
+    assert run_plan(expand(ns, request_from_namespace(ns)), launch=launcher or StubLauncher(), scorer=stub_scorer) == 0
+
+
 def make_results(tmp_path: Path, rnd: str, power_server: str | None = None, big_log: bool = True) -> Path:
+    """What ``packed-bert run --sut null --group.submission --round RND`` leaves (stub runs)."""
     res = tmp_path / "results"
-    runner = StubLauncher()
-    tests = ("TEST01", "TEST05") if rnd in ("v4.0", "v4.1") else ("TEST01",)
-    assert run_compliance(RunConfig(sut="null", results_dir=res, compliance_tests=tests, round=rnd), launch=runner, scorer=stub_scorer) == 0
-    acc = next(p for p in res.iterdir() if p.name.endswith("-accuracy"))
+    plan_runs(res, "--group.submission", "--round", rnd)
     if big_log:  # stand in for a real 10,833-sample log so truncation happens
-        entries = json.loads((acc / "mlperf_log_accuracy.json").read_text())
-        (acc / "mlperf_log_accuracy.json").write_text(json.dumps(entries * 20, indent=0))
+        for acc in res.glob("*-accuracy"):
+            entries = json.loads((acc / "mlperf_log_accuracy.json").read_text())
+            (acc / "mlperf_log_accuracy.json").write_text(json.dumps(entries * 20, indent=0))
     if power_server:
-        assert run_power(RunConfig(sut="null", results_dir=res, power_server=power_server), perf_command=STUB_PERF) == 0
+        assert run_power(RunConfig(sut="null", results_dir=res, power_server=power_server, round=rnd),
+                         perf_command=STUB_PERF + [rnd]) == 0
     return res
 
 
-def test_v41_tree_with_power_end_to_end(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def submit(res: Path, out: Path, *extra: str) -> int:
+    return cli.main(["submission", "--results", str(res), "--out", str(out), "--submitter", "Acme", *extra])
+
+
+def last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_v41_datacenter_tree_with_power(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
     res = make_results(tmp_path, "v4.1", power_server=server)
-    original = sha256(next(res.glob("*-accuracy")) / "mlperf_log_accuracy.json")
-    code = cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub"), "--submitter", "Acme", "--division", "closed", "--round", "v4.1", "--check"])
+    capsys.readouterr()
+    assert submit(res, tmp_path / "sub", "--allow-test-runs", "--check") == 1  # a test tree is never a result
     out = capsys.readouterr().out
-    assert code == 0, out
+    verdict = last_json(out)
+    assert verdict["round"] == "v4.1" and verdict["categories"] == {"null": "datacenter"} and verdict["test_tree"]
+    assert verdict["problems"] == [], verdict["problems"]  # the test-length runs are the only findings
+    assert verdict["test_runs"] and all(any(w in t for w in ("min_duration", "simulated", "samples")) for t in verdict["test_runs"])
     root = tmp_path / "sub" / "closed" / "Acme"
+    for scen in ("Offline", "Server"):
+        m = root / "measurements" / "null" / "bert-99" / scen
+        assert {p.name for p in m.iterdir()} == {"user.conf", "mlperf.conf", "README.md", f"null_packed-bert_{scen}.json"}
+        assert "*.*.qsl_rng_seed = 3066443479025735752" in (m / "mlperf.conf").read_text()
+        c = root / "compliance" / "null" / "bert-99" / scen
+        assert (c / "TEST01" / "verify_accuracy.txt").is_file() and (c / "TEST05" / "verify_performance.txt").is_file()
     r = root / "results" / "null" / "bert-99" / "Offline"
     acc_log = r / "accuracy" / "mlperf_log_accuracy.json"
     assert acc_log.stat().st_size < MAX_LOG_SIZE and b"\n\n...\n\n" in acc_log.read_bytes()
-    assert recorded_hash(r / "accuracy" / "accuracy.txt") == original
-    for f in ("run_1/mlperf_log_summary.txt", "run_1/mlperf_log_detail.txt", "run_1/spl.txt", "ranging/spl.txt", "power/client.json"):
+    assert recorded_hash(r / "accuracy" / "accuracy.txt") == sha256(next(res.glob("*-offline-accuracy")) / "mlperf_log_accuracy.json")
+    for f in ("run_1/mlperf_log_detail.txt", "run_1/spl.txt", "ranging/spl.txt", "power/client.json"):
         assert (r / "performance" / f).is_file(), f
-    m = root / "measurements" / "null" / "bert-99" / "Offline"
-    assert {p.name for p in m.iterdir()} == {"user.conf", "README.md", "null_packed-bert_Offline.json"}
-    assert set(json.loads((m / "null_packed-bert_Offline.json").read_text())) >= {"input_data_types", "retraining", "starting_weights_filename", "weight_data_types", "weight_transformations"}
-    impl = json.loads((m / "null_packed-bert_Offline.json").read_text())
-    assert (impl["weight_data_types"], impl["starting_weights_filename"]) == ("int8", "tiny")  # settings.json "harness"
-    c = root / "compliance" / "null" / "bert-99" / "Offline"
-    assert (c / "TEST01" / "verify_accuracy.txt").is_file() and (c / "TEST05" / "verify_performance.txt").is_file()
-    assert recorded_hash(c / "TEST01" / "accuracy" / "accuracy.txt")
+    assert (root / "code" / "bert-99" / "packed-bert" / "README.md").is_file()
     desc = json.loads((root / "systems" / "null.json").read_text())
-    assert desc["submitter"] == "Acme" and desc["division"] == "closed" and desc["system_name"] == "null (simulated)"
-    assert (desc["accelerator_model_name"], desc["accelerators_per_node"], desc["host_processor_model_name"]) == ("stub", 1, "stub host")
-    assert "check: submission looks OK" in out
+    assert desc["system_type"] == "datacenter" and desc["sw_notes"].startswith("TEST TREE")
+    assert (desc["submitter"], desc["division"]) == ("Acme", "closed")
+    assert not list(tmp_path.glob(".sub.partial-*"))
 
 
-def test_v60_layout_moves_compliance_and_measurements_under_results(tmp_path: Path) -> None:
+def test_v60_edge_tree_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     res = make_results(tmp_path, "v6.0", big_log=False)
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub"), "--submitter", "Acme", "--check"]) == 0
+    assert submit(res, tmp_path / "sub", "--allow-test-runs") == 0
+    root = tmp_path / "sub" / "closed" / "Acme"
+    assert sorted(p.name for p in (root / "results" / "null" / "bert-99").iterdir()) == ["Offline", "SingleStream"]
+    r = root / "results" / "null" / "bert-99" / "SingleStream"
+    assert {p.name for p in r.iterdir()} == {"accuracy", "performance", "TEST01", "measurements.json", "user.conf",
+                                             "mlperf.conf", "README.md"}
+    assert not (root / "compliance").exists() and not (root / "measurements").exists() and (root / "src").is_dir()
+    assert json.loads((root / "systems" / "null.json").read_text())["system_type"] == "edge"
+    problems = check_tree(root, get_round("v6.0"), res)
+    assert problems and all(p.startswith("test-length run: ") for p in problems), problems
+
+
+def error_of(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("packed-bert: error: "), err
+    return err[0]
+
+
+def test_refusals_are_one_line_and_leave_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    res = make_results(tmp_path, "v6.0", big_log=False)
+    capsys.readouterr()
+    out = tmp_path / "sub"
+    assert submit(res, out) == 2
+    assert "null is a simulated system: never a closed result" in error_of(capsys)
+    assert submit(res, out, "--division", "open") == 2
+    assert "runs are shorter than MLPerf's minimums" in error_of(capsys)
+    assert submit(res, out, "--allow-test-runs", "--category", "datacenter") == 2
+    assert "BERT is not a datacenter benchmark in MLPerf Inference v6.0" in error_of(capsys)
+    assert submit(res, out, "--allow-test-runs", "--round", "v4.1") == 2
+    assert "no run of v4.1" in error_of(capsys)
+    (tmp_path / "file").write_text("x")
+    assert submit(res, tmp_path / "file", "--allow-test-runs") == 2
+    assert "a file is there" in error_of(capsys)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert submit(res, tmp_path / "full", "--allow-test-runs") == 2
+    assert "exists and is not empty" in error_of(capsys)
+    # a round's runs only: a v4.1 run beside them makes the directory a mix
+    plan_runs(res, "--mode", "accuracy", "--round", "v4.1")
+    assert submit(res, out, "--allow-test-runs") == 2
+    assert "mixes rounds: v4.1 (1 runs), v6.0 (6 runs)" in error_of(capsys)
+    assert submit(res, out, "--allow-test-runs", "--round", "v6.0") == 0
+    assert "not taken: 1 runs of other rounds (v4.1)" in capsys.readouterr().out
+    # a missing scenario or audit test is named
+    for comp in res.glob("*-singlestream-compliance"):
+        shutil.rmtree(comp)
+    assert submit(res, tmp_path / "sub2", "--allow-test-runs", "--round", "v6.0") == 2
+    assert "null/bert-99/SingleStream (v6.0): missing compliance TEST01" in error_of(capsys)
+    for run in res.glob("*-singlestream-*"):
+        shutil.rmtree(run)
+    assert submit(res, tmp_path / "sub2", "--allow-test-runs", "--round", "v6.0") == 2
+    assert "needs Offline, SingleStream: missing SingleStream" in error_of(capsys)
+    assert not (tmp_path / "sub2").exists()
+
+
+def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = make_results(tmp_path, "v6.0", big_log=False)
+    calls = []
+
+    def broken(*args: object) -> None:
+        calls.append(args)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(builder, "build_entry", broken)
+    with pytest.raises(OSError):
+        builder.build(res, tmp_path / "sub", "Acme", allow_test_runs=True)
+    assert calls and not (tmp_path / "sub").exists() and not list(tmp_path.glob(".sub.partial-*"))
+
+
+def test_the_best_run_of_each_kind_unless_one_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    res = make_results(tmp_path, "v6.0", big_log=False)
+    good = [p for p in sorted(res.glob("*-offline-performance*")) if not (p / "audit.config").exists()][-1]
+    newer = res / (good.name[:-len("performance")] + "performance-9")
+    shutil.copytree(good, newer)  # a newer run that failed
+    summary = json.loads((newer / "summary.json").read_text())
+    (newer / "summary.json").write_text(json.dumps({**summary, "valid": False}))
+    capsys.readouterr()
+    assert submit(res, tmp_path / "a", "--allow-test-runs") == 0
+    assert f"performance {good.name}" in capsys.readouterr().out
+    assert submit(res, tmp_path / "b", "--allow-test-runs", "--use", str(newer)) == 0
+    assert f"performance {newer.name}" in capsys.readouterr().out
+
+
+def test_check_catches_what_the_checker_rejects(tmp_path: Path) -> None:
+    res = make_results(tmp_path, "v6.0", big_log=False)
+    assert submit(res, tmp_path / "sub", "--allow-test-runs") == 0
     root = tmp_path / "sub" / "closed" / "Acme"
     r = root / "results" / "null" / "bert-99" / "Offline"
-    assert {p.name for p in r.iterdir()} == {"accuracy", "performance", "TEST01", "measurements.json", "user.conf", "README.md"}
-    assert not (root / "compliance").exists() and not (root / "measurements").exists()
-
-
-def test_incomplete_results_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    res = make_results(tmp_path, "v6.0", big_log=False)
-    # v6.0 results have no TEST05: a v4.1 tree cannot be built from them
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "a"), "--submitter", "Acme", "--round", "v4.1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "missing compliance TEST05" in err
-    shutil.rmtree(next(res.glob("*-compliance")))
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "b"), "--submitter", "Acme"]) == 2
-    assert "missing compliance TEST01" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-
-
-def test_check_catches_low_accuracy_invalid_and_failed_audit(tmp_path: Path) -> None:
-    res = make_results(tmp_path, "v6.0", big_log=False)
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub"), "--submitter", "Acme"]) == 0
-    from packed_bert.compliance.rules import get_round
-
-    root = tmp_path / "sub" / "closed" / "Acme"
-    r = root / "results" / "null" / "bert-99" / "Offline"
-    assert check_tree(root, get_round("v6.0"), res) == []
     txt = r / "accuracy" / "accuracy.txt"
     txt.write_text(txt.read_text().replace('"f1": 90.0', '"f1": 80.0'))
-    summary = r / "performance" / "run_1" / "mlperf_log_summary.txt"
-    summary.write_text(summary.read_text().replace("Result is : VALID", "Result is : INVALID"))
+    detail = r / "performance" / "run_1" / "mlperf_log_detail.txt"
+    detail.write_text(detail.read_text().replace('"result_validity", "value": "VALID"', '"result_validity", "value": "INVALID"')
+                      .replace("2465351861681999779", "2085463073848966840"))  # LoadGen's built-in (v6.1) seed
     (r / "TEST01" / "verify_performance.txt").write_text("TEST FAIL: Test score invalid\n")
-    (root / "systems" / "null.json").write_text(json.dumps({"submitter": "Acme", "division": "closed"}))
-    detail = r / "accuracy" / "mlperf_log_detail.txt"  # what a second user.conf in one process logs
-    detail.write_text(detail.read_text() + ':::MLLOG {"key": "error_invalid_config", "value": "Multiple conf files are used. '
-                      'This is not valid for official submission.", "metadata": {"is_error": true}}\n')
+    (root / "systems" / "null.json").write_text(json.dumps({"submitter": "Acme", "division": "closed", "system_type": "datacenter"}))
+    acc_detail = r / "accuracy" / "mlperf_log_detail.txt"  # what a second user.conf in one process logs
+    acc_detail.write_text(acc_detail.read_text() + ':::MLLOG {"key": "error_invalid_config", "value": "Multiple conf files are '
+                          'used. This is not valid for official submission.", "metadata": {"is_error": true}}\n')
+    (r / "mlperf.conf").unlink()
     problems = "\n".join(check_tree(root, get_round("v6.0"), res))
-    assert "F1 80.000 below the bert-99 target 89.965" in problems
-    assert "not VALID" in problems
-    assert "verify_performance.txt has no TEST PASS" in problems
-    assert "required fields missing" in problems
-    assert "LoadGen logged an ERROR (error_invalid_config: Multiple conf files are used" in problems
-    assert sys.version_info >= (3, 11)
+    for needle in ("F1 80.000 below the bert-99 target 89.965", "performance result is INVALID, not VALID",
+                   "qsl_rng_seed is 2085463073848966840, v6.0 expects 2465351861681999779",
+                   "verify_performance.txt has no TEST PASS", "required fields missing",
+                   "system_type datacenter: BERT is edge only in v6.0",
+                   "LoadGen logged an ERROR (error_invalid_config: Multiple conf files are used", "mlperf.conf missing",
+                   "min_duration 50 ms < 600000 ms", "accuracy run over 64 samples, not the 10,833"):
+        assert needle in problems, needle
+
+
+FAKE_CHECKER = '''import argparse, logging, sys
+logging.basicConfig(level=logging.INFO)
+p = argparse.ArgumentParser(); p.add_argument("--input"); p.add_argument("--version"); p.add_argument("--submitter")
+p.add_argument("--csv"); a = p.parse_args()
+log = logging.getLogger("main")
+log.info("checking %s for %s", a.input, a.version)
+log.warning("%s/closed/Acme/results/x accuracy not met: expected=89.965260, found=1.9", a.input)
+log.error("%s Test duration less than 600s in user config. expected=600000, found=10000", a.version)
+log.error("SUMMARY: submission has errors")
+sys.exit(1)
+'''
+
+
+def test_official_checker_findings_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    res = make_results(tmp_path, "v6.0", big_log=False)
+    checker = tmp_path / "inference" / "tools" / "submission" / "submission_checker.py"
+    checker.parent.mkdir(parents=True)
+    checker.write_text(FAKE_CHECKER)
+    capsys.readouterr()
+    assert submit(res, tmp_path / "sub", "--allow-test-runs", "--official", str(tmp_path / "inference"),
+                  "--official-python", sys.executable) == 1
+    out = capsys.readouterr().out
+    assert "OFFICIAL: v6.0 Test duration less than 600s in user config. expected=600000, found=10000" in out
+    assert "accuracy not met" in out and "exit 1, 2 ERROR line(s); submission has errors" in out
+    assert last_json(out)["official"]["exit"] == 1
+    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub3"), "--submitter", "Acme",
+                     "--allow-test-runs", "--official", str(tmp_path)]) == 2
+    assert "no MLPerf submission checker there" in error_of(capsys)
+
+
+def test_sut_toml_path_through_compliance_and_power(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import resources  # the shipped null system, under another name and path
+
+    toml = tmp_path / "my systems" / "lab.box.toml"
+    toml.parent.mkdir()
+    text = resources.files("packed_bert.systems").joinpath("null.toml").read_text()
+    toml.write_text(text.replace('name = "null"', 'name = "labbox"'))
+    res = tmp_path / "results"
+    parser = cli.build_parser()
+    ns = parser.parse_args(["run", "--sut", str(toml), "--results-dir", str(res), "--group.closed", "--round", "v4.1"])
+    assert run_plan(expand(ns, request_from_namespace(ns)), launch=StubLauncher(), scorer=stub_scorer) == 0
+    assert {p.name.split("-", 2)[2].split("-bert")[0] for p in res.iterdir() if not p.name.startswith(".")} == {"labbox"}
+    monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
+    args = parser.parse_args(["run", "--sut", str(toml), "--mode", "power", "--power-server", server,
+                              "--results-dir", str(res), "--round", "v4.1"])
+    assert run_power(run_cmd.config_from_args(args), perf_command=STUB_PERF + ["v4.1"]) == 0
+    assert json.loads((next(res.glob("*-labbox-bert-99-offline-power")) / "summary.json").read_text())["sut"] == "labbox"

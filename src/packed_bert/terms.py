@@ -1,5 +1,6 @@
 """The run's vocabulary, defined once: models, scenarios, modes, executions, batchings,
-precisions, and the MLPerf BERT constants (384 tokens, 10,833 features, 130 ms, F1 targets).
+categories, divisions, precisions, and the MLPerf BERT constants (384 tokens, 10,833
+features, 130 ms, F1 targets).
 
 Every other module takes these names from here. The enums are ``StrEnum``s, so a member is
 equal to its MLPerf spelling (``Scenario.OFFLINE == "Offline"``) and is written as that string
@@ -68,6 +69,18 @@ class Batching(StrEnum):
     PACKED = "packed"  # up to MAX_SEQS_PER_ROW sequences per 384-token row
     SORTED = "sorted"  # sorted by length, each batch padded to its longest
     PADDED = "padded"  # every sequence padded to 384
+
+
+class Category(StrEnum):
+    """The MLPerf system type a result is submitted in (``system_type`` in systems/*.json)."""
+
+    EDGE = "edge"
+    DATACENTER = "datacenter"
+
+
+class Division(StrEnum):
+    CLOSED = "closed"  # the reference's model and rules: accuracy, performance and audit tests
+    OPEN = "open"  # anything goes; no audit tests
 
 
 class Precision(StrEnum):

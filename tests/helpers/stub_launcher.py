@@ -8,6 +8,8 @@ in performance mode to exercise TEST01's fallback.
 
 import array
 import json
+import re
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,8 +19,11 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from packed_bert.harness.config import RunConfig
+from packed_bert.harness.flags import to_argv
 from packed_bert.results.loadgen_logs import read_accuracy_log, read_summary
 from packed_bert.results.run_dirs import RunDir, run_name
+from packed_bert.rounds import get_round
+from packed_bert.systems import load_system
 from packed_bert.terms import Mode
 
 N_SAMPLES = 64
@@ -40,12 +45,19 @@ class StubLauncher:
     perturb: dict[int, float] = field(default_factory=dict)  # qsl_idx -> change in perf mode
     query_seconds: float = 0.25  # how long the SUT takes per Offline query
     ignore_audit: bool = False
+    # a steady device: the summary's score is the stub's nominal rate (N_SAMPLES / query_seconds),
+    # not the wall clock of a busy 2-core machine, so audit runs compare as on an idle one
+    steady: bool = True
     calls: list[tuple[str, Path | None]] = field(default_factory=list)
+    configs: list[RunConfig] = field(default_factory=list)  # every run asked for, in order
 
     def __call__(self, cfg: RunConfig) -> Path:
         audit_config = cfg.audit_config
         self.calls.append((cfg.mode, audit_config))
-        rd = RunDir(cfg.results_dir, run_name(cfg.sut, cfg.model, cfg.scenario, cfg.mode))
+        self.configs.append(cfg)
+        sut = load_system(cfg.sut).name  # as the harness records it (--sut may be a .toml path)
+        rnd = get_round(cfg.round)
+        rd = RunDir(cfg.results_dir, run_name(sut, cfg.model, cfg.scenario, cfg.mode))
         run_dir = rd.path
         if audit_config is not None:
             (run_dir / "audit.config").write_text(audit_config.read_text())
@@ -66,7 +78,7 @@ class StubLauncher:
         def issue(queries: list) -> None:
             threading.Thread(target=answer, args=(queries,), daemon=True).start()
 
-        sut = lg.ConstructSUT(issue, lambda: None)
+        lg_sut = lg.ConstructSUT(issue, lambda: None)
         qsl = lg.ConstructQSL(N_SAMPLES, N_SAMPLES, lambda s: None, lambda s: None)
         ts = lg.TestSettings()
         ts.scenario = lg.TestScenario.Offline
@@ -74,18 +86,23 @@ class StubLauncher:
         ts.offline_expected_qps = 1000
         ts.min_duration_ms = 50
         ts.min_query_count = 128
-        for key, value in cfg.loadgen_settings.items():
+        for key, value in {**rnd.seed_settings(), **cfg.loadgen_settings}.items():  # as the harness does
             setattr(ts, key, value)
         log = lg.LogSettings()
         log.log_output.outdir = str(run_dir)
         log.log_output.copy_summary_to_stdout = False
         log.enable_trace = False
         audit = "" if (audit_config is None or self.ignore_audit) else str(run_dir / "audit.config")
-        lg.StartTestWithLogSettings(sut, qsl, ts, log, audit)
+        lg.StartTestWithLogSettings(lg_sut, qsl, ts, log, audit)
         lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
+        lg.DestroySUT(lg_sut)
+        if self.steady and not accuracy:
+            log_path = run_dir / "mlperf_log_summary.txt"
+            nominal = N_SAMPLES / self.query_seconds
+            log_path.write_text(re.sub(r"(?m)^(Samples per second\s*:\s*)[\d.]+", rf"\g<1>{nominal:.3f}", log_path.read_text()))
 
-        summary: dict = {"sut": cfg.sut, "model": cfg.model, "scenario": cfg.scenario, "mode": cfg.mode}
+        summary: dict = {"sut": sut, "model": cfg.model, "scenario": cfg.scenario, "mode": cfg.mode, "round": rnd.name,
+                         "execution": cfg.execution}
         if cfg.audit_test:
             summary["compliance_test"] = cfg.audit_test
         if accuracy:
@@ -97,11 +114,11 @@ class StubLauncher:
             summary.update(samples_per_second=s.score, valid=s.valid)
         (run_dir / "summary.json").write_text(json.dumps(summary) + "\n")
         (run_dir / "system.json").write_text(
-            json.dumps({"name": cfg.sut, "devices": 1, "accelerator": "stub", "backend": "stub", "simulated": True, "sdk": cfg.sdk,
+            json.dumps({"name": sut, "devices": 1, "accelerator": "stub", "backend": "stub", "simulated": True, "sdk": cfg.sdk,
                         "host": "stub host", "host_info": {"cpus": 2, "cpu_model": "test cpu", "platform": "Linux-test"}})
         )
         (run_dir / "user.conf").write_text(f"bert.{cfg.scenario}.target_qps = 1000\n")
         (run_dir / "settings.json").write_text(json.dumps({"mode": cfg.mode, "harness": {"precision": "int8", "weights": "tiny", "sample_count": cfg.sample_count}}) + "\n")
-        (run_dir / "command.txt").write_text(f"packed-bert run --sut {cfg.sut} --mode {cfg.mode}\n")
+        (run_dir / "command.txt").write_text(shlex.join(to_argv(cfg)) + "\n")
         (run_dir / "report.md").write_text("# stub run\n")
         return rd.finish()

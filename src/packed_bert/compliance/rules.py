@@ -1,55 +1,17 @@
-"""Which audit tests each MLPerf Inference round has, and what each test's audit.config holds.
+"""What each audit test's audit.config holds, and what its audit run must show.
 
-Facts (mlcommons/inference, compliance/nvidia/ and loadgen/mlperf.conf):
+Facts (mlcommons/inference, compliance/nvidia/ and mlperf.conf; the rounds in ``rounds``):
 - TEST01 for BERT: performance mode with sampled accuracy logging; the seed and sampling target
   never change between rounds.
-- TEST05 ran up to v4.1. From v3.0 its audit.config sets ``*.*.test05 = 1`` and LoadGen takes the
-  ``test05_*`` seeds (the values below, as in mlperf.conf of those rounds). It was dropped in v5.0.
-- v6.0 consolidates ``compliance/`` and ``measurements/`` under ``results/`` (submission layout).
+- TEST05 ran up to v4.1. Its audit.config sets ``*.*.test05 = 1`` and LoadGen takes the round's
+  ``test05_*`` seeds from mlperf.conf (``Round.test05_seeds``). It was dropped in v5.0.
 """
 
-from dataclasses import dataclass
-from typing import Literal
-
 from packed_bert.errors import UserError
-
-Layout = Literal["legacy", "consolidated"]
+from packed_bert.rounds import KNOWN_TESTS, LAST_ROUND_WITH_TEST05, Round
 
 TEST01_ACCURACY_LOG_RNG_SEED = 720381539243781796
 TEST01_ACCURACY_LOG_SAMPLING_TARGET = 4096
-TEST05_QSL_RNG_SEED = 7975553102935885558
-TEST05_SAMPLE_INDEX_RNG_SEED = 11403566307062068064
-TEST05_SCHEDULE_RNG_SEED = 15816800565822761601
-
-KNOWN_TESTS = ("TEST01", "TEST05")
-
-
-@dataclass(frozen=True)
-class Round:
-    name: str
-    tests: tuple[str, ...]  # the audit tests BERT must pass in this round
-    layout: Layout  # submission tree: legacy (v4.x, v5.x) or consolidated (v6.0 on)
-
-
-ROUNDS: dict[str, Round] = {
-    "v4.0": Round("v4.0", ("TEST01", "TEST05"), "legacy"),
-    "v4.1": Round("v4.1", ("TEST01", "TEST05"), "legacy"),
-    "v5.0": Round("v5.0", ("TEST01",), "legacy"),
-    "v5.1": Round("v5.1", ("TEST01",), "legacy"),
-    "v6.0": Round("v6.0", ("TEST01",), "consolidated"),
-}
-NEWEST_ROUND = "v6.0"
-LAST_ROUND_WITH_TEST05 = "v4.1"
-
-
-def get_round(name: str | None) -> Round:
-    """The round's rules; ``None`` means the newest round supported."""
-    key = NEWEST_ROUND if name is None else name.strip().lower()
-    if key and not key.startswith("v"):
-        key = "v" + key
-    if key not in ROUNDS:
-        raise UserError(f"unknown MLPerf round {name!r}; supported rounds: {', '.join(ROUNDS)}")
-    return ROUNDS[key]
 
 
 def parse_tests(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -91,39 +53,32 @@ def audit_config_text(test: str, rnd: Round) -> str:
             f"*.*.accuracy_log_rng_seed = {TEST01_ACCURACY_LOG_RNG_SEED}\n"
             f"*.*.accuracy_log_sampling_target = {TEST01_ACCURACY_LOG_SAMPLING_TARGET}\n"
         )
-    return head + (
-        "*.*.test05 = 1\n"
-        f"*.*.test05_qsl_rng_seed = {TEST05_QSL_RNG_SEED}\n"
-        f"*.*.test05_sample_index_rng_seed = {TEST05_SAMPLE_INDEX_RNG_SEED}\n"
-        f"*.*.test05_schedule_rng_seed = {TEST05_SCHEDULE_RNG_SEED}\n"
-    )
+    return head + "*.*.test05 = 1\n" + "".join(f"*.*.{k} = {v}\n" for k, v in _test05_seeds(rnd).items())
 
 
-def test_settings_overrides(test: str) -> dict[str, int | bool]:
+def _test05_seeds(rnd: Round) -> dict[str, int]:
+    if rnd.test05_seeds is None:
+        raise UserError(f"TEST05 is not part of MLPerf Inference {rnd.name}; use --round {LAST_ROUND_WITH_TEST05}")
+    return rnd.test05_seeds.settings("test05_")
+
+
+def test_settings_overrides(test: str, rnd: Round) -> dict[str, int | bool]:
     """TestSettings fields the harness must set itself for ``test``.
 
     LoadGen 5.0+ ignores ``test05`` and seed keys in audit.config (they are read from its built-in
-    mlperf.conf only), so TEST05 is switched on through TestSettings; TEST01 needs nothing here.
+    mlperf.conf only), so TEST05 is switched on through TestSettings, with the round's TEST05
+    seeds; TEST01 needs nothing here.
     """
     if test == "TEST05":
-        return {
-            "test05": True,
-            "test05_qsl_rng_seed": TEST05_QSL_RNG_SEED,
-            "test05_sample_index_rng_seed": TEST05_SAMPLE_INDEX_RNG_SEED,
-            "test05_schedule_rng_seed": TEST05_SCHEDULE_RNG_SEED,
-        }
+        return {"test05": True, **_test05_seeds(rnd)}
     return {}
 
 
-def expected_effective_settings(test: str) -> dict[str, int]:
+def expected_effective_settings(test: str, rnd: Round) -> dict[str, int]:
     """What mlperf_log_detail.txt must show (``effective_*``) when the audit run took the test."""
     if test == "TEST01":
         return {
             "effective_accuracy_log_rng_seed": TEST01_ACCURACY_LOG_RNG_SEED,
             "effective_accuracy_log_sampling_target": TEST01_ACCURACY_LOG_SAMPLING_TARGET,
         }
-    return {
-        "effective_qsl_rng_seed": TEST05_QSL_RNG_SEED,
-        "effective_sample_index_rng_seed": TEST05_SAMPLE_INDEX_RNG_SEED,
-        "effective_schedule_rng_seed": TEST05_SCHEDULE_RNG_SEED,
-    }
+    return {f"effective_{k.removeprefix('test05_')}": v for k, v in _test05_seeds(rnd).items()}

@@ -23,6 +23,7 @@ from packed_bert.harness.errors import RunError
 from packed_bert.harness.flags import to_argv
 from packed_bert.harness.loadgen_run import NO_AUDIT_CONFIG, LoadGenStillRunning, run_loadgen
 from packed_bert.harness.plan import RunPlan, plan_run, scaled_for_devices
+from packed_bert.harness.probe import probe_reason, probe_samples_per_s, target_from_probe
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.harness.summary import (
     Say,
@@ -67,6 +68,13 @@ def run_benchmark(
     devices = RunDevices(list(runners)) if runners is not None else open_devices(plan, library)
     try:
         plan = scaled_for_devices(plan, len(devices.runners))
+        reason = probe_reason(plan)
+        if reason is not None:  # the system file's rate is another model's: time this one
+            rate = probe_samples_per_s(plan, library, devices.runners)
+            qps = target_from_probe(plan, rate)
+            say(f"target QPS {qps:g} from a probe ({rate:,.1f} samples/s on {plan.batching} batches): {reason}")
+            plan = dataclasses.replace(plan_run(dataclasses.replace(cfg, target_qps=qps)),
+                                       target_qps_from=f"a probe ({rate:.4g} samples/s)")
         rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
         try:
             return _run_in(rd, plan, library, features, devices, say, quiet)
@@ -97,8 +105,9 @@ def _run_in(
     header = f"user.conf of a packed-bert run: {plan.system.name} {cfg.model} {plan.scenario} ({cfg.execution})"
     user_conf = rd.write_text("user.conf", st.render_user_conf(plan.user_conf, header))
     loaded = st.load_test_settings(user_conf, plan.scenario, plan.mode)
-    # TestSettings fields LoadGen does not take from the conf files (a round's seeds, TEST05)
-    for key, value in cfg.loadgen_settings.items():  # checked by plan_run
+    # TestSettings fields LoadGen does not take from the conf files: the round's seeds (LoadGen
+    # carries one round's mlperf.conf), then the run's own (TEST05); checked by plan_run
+    for key, value in {**plan.round.seed_settings(), **cfg.loadgen_settings}.items():
         setattr(loaded.test_settings, key, value)
         loaded.effective[key] = value
     if cfg.audit_config is not None:

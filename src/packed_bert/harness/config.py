@@ -48,7 +48,7 @@ class RunConfig:
     server_min_batch: int | None = None
     # compliance
     compliance_tests: tuple[str, ...] = ()
-    round: str | None = None  # None: the newest round supported
+    round: str | None = None  # MLPerf round (its seeds, audit tests); None: rounds.DEFAULT_ROUND
     accuracy_dir: Path | None = None  # the reference runs to verify against
     performance_dir: Path | None = None
     audit_test: str | None = None  # set on the audit run of a compliance test (TEST01, ...)

@@ -21,6 +21,7 @@ from typing import Any
 
 from packed_bert.errors import UserError
 from packed_bert.harness.config import LoadGenValue, RunConfig
+from packed_bert.rounds import DEFAULT_ROUND, ROUNDS, get_round
 from packed_bert.terms import (
     SERVER_LATENCY_BOUND_MS,
     Batching,
@@ -67,6 +68,10 @@ def _text(text: str, flag: str) -> str:
     if not str(text).strip():
         raise UserError(f"{flag}: give a value")
     return str(text).strip()
+
+
+def _round(text: str, flag: str) -> str:
+    return get_round(_text(text, flag)).name
 
 
 def _path(text: str, flag: str) -> Path:
@@ -185,7 +190,8 @@ FLAGS: tuple[Flag, ...] = (
          "system's kind)", _int_at_least(1), metavar="N"),
     Flag("compliance_tests", ("--compliance", "--compliance,"), "audit tests, e.g. TEST01,TEST05 (implies --mode compliance)",
          _tests, metavar="TEST01[,TEST05]"),
-    Flag("round", ("--round",), "MLPerf round, e.g. v4.1 (default: the newest supported)", _text),
+    Flag("round", ("--round",), f"MLPerf round whose seeds and audit tests the run takes: {', '.join(ROUNDS)} "
+         f"(default {DEFAULT_ROUND})", _round),
     Flag("accuracy_dir", ("--accuracy-dir", "--accuracy_dir"),
          "compliance: the accuracy run to compare with (default: the newest in --results-dir)", _path, metavar="DIR"),
     Flag("performance_dir", ("--performance-dir", "--performance_dir"),

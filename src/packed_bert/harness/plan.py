@@ -13,6 +13,7 @@ from packed_bert.errors import UserError
 from packed_bert.harness import settings as st
 from packed_bert.harness.config import RunConfig
 from packed_bert.model.spec import check_spec
+from packed_bert.rounds import Round, get_round
 from packed_bert.systems import SystemSpec, load_system
 from packed_bert.terms import Batching, Mode, Model, Scenario
 
@@ -34,6 +35,8 @@ class RunPlan:
     dispatch_when_idle: bool
     server_min_batch: int
     user_conf: dict[str, str]
+    round: Round  # the MLPerf round: its seeds are set on LoadGen's TestSettings
+    target_qps_from: str = "the system file"  # or --target-qps, or a probe (harness.probe)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class RunPlan:
             "batching": self.batching,
             "batch_size": self.batch_size,
             "target_qps": self.target_qps,
+            "target_qps_from": self.target_qps_from,
             "weights": self.weights,
             "precision": self.precision,
             "backend": self.backend,
@@ -54,12 +58,14 @@ class RunPlan:
             "server_dispatch_when_idle": self.dispatch_when_idle,
             "server_min_batch": self.server_min_batch,
             "sample_count": self.cfg.sample_count,
+            "round": self.round.name,
         }
 
 
 def plan_run(cfg: RunConfig) -> RunPlan:
     """Resolve ``cfg`` with its system file; raises ``UserError`` on anything impossible."""
     system = load_system(cfg.sut)
+    rnd = get_round(cfg.round)
     scenario = Scenario(cfg.scenario)
     model = Model(cfg.model)
     mode = Mode.ACCURACY if cfg.mode == Mode.ACCURACY else Mode.PERFORMANCE
@@ -106,7 +112,14 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         dispatch_when_idle=system.server_dispatch_when_idle if idle is None else idle,
         server_min_batch=system.server_min_batch if min_batch is None else min_batch,
         user_conf=user_conf,
+        round=rnd,
+        target_qps_from=("--target-qps" if cfg.target_qps is not None
+                         else "--setting" if _setting_sets_target(cfg) else "the system file"),
     )
+
+
+def _setting_sets_target(cfg: RunConfig) -> bool:
+    return any(k.rpartition(".")[2] in ("target_qps", "target_latency") for k in cfg.settings)
 
 
 def _target_from_settings(settings: Mapping[str, str], scenario: Scenario, target_qps: float) -> float:
@@ -132,9 +145,7 @@ def scaled_for_devices(plan: RunPlan, devices: int) -> RunPlan:
     devices (``nodes`` x ``devices``), so a run on more or fewer (a cluster's) expects
     proportionally more or less, unless the user set the target."""
     system_devices = plan.system.total_devices
-    own_target = plan.cfg.target_qps is None and not any(
-        k.rpartition(".")[2] in ("target_qps", "target_latency") for k in plan.cfg.settings)
-    if not own_target or system_devices is None or devices == system_devices or devices < 1:
+    if plan.target_qps_from != "the system file" or system_devices is None or devices == system_devices or devices < 1:
         return plan
     if plan.scenario == Scenario.SINGLE_STREAM:
         return plan  # one sample at a time: more devices do not shorten its latency
@@ -143,7 +154,8 @@ def scaled_for_devices(plan: RunPlan, devices: int) -> RunPlan:
         plan.scenario, plan.cfg.execution, target, plan.cfg.sample_count, dict(plan.cfg.settings),
         _min_duration(plan.system, plan.cfg.execution),
     )
-    return dataclasses.replace(plan, target_qps=target, user_conf=user_conf)
+    return dataclasses.replace(plan, target_qps=target, user_conf=user_conf,
+                               target_qps_from=f"the system file x {devices}/{system_devices} devices")
 
 
 def _min_duration(system: SystemSpec, execution: str) -> int | None:

@@ -21,6 +21,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "scenario": plan.scenario,
         "mode": plan.cfg.mode,
         "execution": plan.cfg.execution,
+        "round": plan.round.name,
         "simulated": plan.system.simulated,
         "batching": plan.batching,
         "batch_size": plan.batch_size,

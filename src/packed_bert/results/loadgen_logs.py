@@ -48,6 +48,7 @@ class LoadGenSummary:
 
 
 _LINE = re.compile(r"^\s*([^:*][^:]*?)\s*:\s*(.+?)\s*$")
+_EARLY = re.compile(r"^\s*\*\s*Early stopping ([\d.]+)th percentile estimate\s*:\s*(\d+)")
 
 
 def read_summary(path: Path, missing_ok: bool = False) -> LoadGenSummary:
@@ -73,6 +74,9 @@ def read_summary(path: Path, missing_ok: bool = False) -> LoadGenSummary:
                 continue
             if line.startswith("="):
                 in_reco = False
+        early = _EARLY.match(line)  # LoadGen 5+: " * Early stopping 90.0th percentile estimate: N"
+        if early:
+            out.fields.setdefault(f"Early stopping {float(early.group(1)):g}th percentile estimate", early.group(2))
         m = _LINE.match(line)
         if not m:
             continue

@@ -148,3 +148,15 @@ def find_run(results_dir: Path, sut: str, model: str, scenario: str, mode: str) 
         if all(str(s.get(k)).lower() == str(v).lower() for k, v in wanted.items()):
             found = run_dir  # sorted by name: the timestamp prefix orders them
     return found
+
+
+def read_command(run_dir: Path) -> list[str] | None:
+    """The command line a run directory recorded (``command.txt``'s first line, split as the
+    shell would); None when it has none."""
+    import shlex
+
+    try:
+        line = (run_dir / "command.txt").read_text(encoding="utf-8").splitlines()[0]
+        return shlex.split(line)
+    except (OSError, UnicodeDecodeError, IndexError, ValueError):
+        return None

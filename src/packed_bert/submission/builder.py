@@ -1,63 +1,63 @@
 """Build ``<out>/<division>/<submitter>/`` from a results directory, for one round's layout.
 
-For every system/model/scenario with runs: the newest accuracy run, performance run (the power
-run's testing run when there is one), compliance run, and power run. A missing required part
-stops the build with its name; nothing is written then.
+Before any work: ``--out`` must be a new or empty directory in a writable place, the runs one
+round's (``submission.select``), the category one the round allows for BERT and the system
+claims, and each system and model must have every scenario that category requires (closed),
+each with its accuracy run, performance run and the round's audit tests. Runs shorter than
+MLPerf's minimums (duration, sample and query counts) and simulated systems in the closed
+division are refused, unless ``--allow-test-runs`` asks for a test tree (each system
+description's notes then say so). The tree is built in a hidden directory beside ``--out``
+and renamed into place at the end, so a failure leaves nothing half-built.
 """
 
-import json
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
+from __future__ import annotations
 
-from packed_bert.compliance.rules import Round
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 from packed_bert.errors import UserError
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY
-from packed_bert.results.run_dirs import find_run, iter_runs
+from packed_bert.rounds import Round, mlperf_conf_text, pick_category
 from packed_bert.submission import layout, systems
+from packed_bert.submission.run_rules import (
+    accuracy_findings,
+    performance_findings,
+    test_run_reasons,
+)
+from packed_bert.submission.select import Entry, collect
 from packed_bert.submission.truncate import truncate_with_hash
+from packed_bert.systems import load_system
+from packed_bert.terms import Category, Division, parse
 
 LOGS = (SUMMARY, DETAIL)
 
 
 @dataclass
-class Entry:
-    sut: str
-    model: str
-    scenario: str
-    accuracy: Path | None = None
-    performance: Path | None = None
-    compliance: Path | None = None
-    power: Path | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.sut}/{self.model}/{layout.scenario_name(self.scenario)}"
+class Built:
+    root: Path  # <out>/<division>/<submitter>
+    round: Round
+    categories: dict[str, Category]  # system -> the category it is submitted in
+    entries: list[Entry]
+    notes: list[str] = field(default_factory=list)
+    test_runs: list[str] = field(default_factory=list)  # "<run dir>: reasons" (a test tree)
 
 
-def collect(results: Path) -> list[Entry]:
-    keys: dict[tuple[str, str, str], None] = {}
-    for _, s in iter_runs(results):
-        if s.get("mode") in ("accuracy", "performance", "compliance", "power") and s.get("sut"):
-            keys[(str(s["sut"]), str(s.get("model")), layout.scenario_name(str(s.get("scenario"))))] = None
-    if not keys:
-        raise UserError(f"--results {results}: no run directories with summary.json there")
-    return [
-        Entry(sut, model, scen, *(find_run(results, sut, model, scen, m) for m in ("accuracy", "performance", "compliance", "power")))
-        for sut, model, scen in keys
-    ]
-
-
-def missing_parts(e: Entry, rnd: Round) -> list[str]:
-    out = []
-    if e.accuracy is None or not (e.accuracy / ACCURACY_LOG).is_file() or not (e.accuracy / "accuracy.txt").is_file():
-        out.append("accuracy run (mlperf_log_accuracy.json + accuracy.txt)")
-    if e.performance is None and e.power is None:
-        out.append("performance run")
-    for test in rnd.tests:
-        if e.compliance is None or not (e.compliance / test / "verify_performance.txt").is_file():
-            out.append(f"compliance {test}")
-    return out
+def check_out(out: Path) -> None:
+    """``--out`` must be a new or empty directory whose parent can be written."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file is there; name a new directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out}: exists and is not empty; name a new (or empty) directory")
+    ancestor = out.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {ancestor} is not writable; choose a directory you can write")
 
 
 def _copy_files(src: Path, dst: Path, names: tuple[str, ...]) -> None:
@@ -69,7 +69,9 @@ def _copy_files(src: Path, dst: Path, names: tuple[str, ...]) -> None:
 
 def readme(e: Entry) -> str:
     lines = [f"# {e.name}", "", "Reproduce each run with packed-bert:", ""]
-    for label, run in (("accuracy", e.accuracy), ("performance", e.performance), ("compliance", e.compliance), ("power", e.power)):
+    named = [("accuracy", e.accuracy), ("performance", e.performance), ("power", e.power),
+             *((f"compliance {t}", p) for t, p in e.compliance.items())]
+    for label, run in named:
         cmd = (run / "command.txt").read_text().strip() if run and (run / "command.txt").is_file() else None
         if cmd:
             lines += [f"{label}:", "", "```", cmd.splitlines()[0], "```", ""]
@@ -78,7 +80,7 @@ def readme(e: Entry) -> str:
 
 def implementation_json(perf: Path | None) -> dict[str, str]:
     """From the run's ``settings.json``: the harness plan (``harness.precision``, ``harness.weights``)."""
-    plan: dict = {}
+    plan: dict[str, Any] = {}
     if perf and (perf / "settings.json").is_file():
         try:
             settings = json.loads((perf / "settings.json").read_text())
@@ -95,6 +97,94 @@ def implementation_json(perf: Path | None) -> dict[str, str]:
         "weight_data_types": precision,
         "weight_transformations": "none" if precision == "fp32" else f"quantized to {precision}",
     }
+
+
+def missing_parts(e: Entry, rnd: Round) -> list[str]:
+    out = []
+    if e.accuracy is None or not (e.accuracy / ACCURACY_LOG).is_file() or not (e.accuracy / "accuracy.txt").is_file():
+        out.append("accuracy run (mlperf_log_accuracy.json + accuracy.txt)")
+    if e.performance is None and e.power is None:
+        out.append("performance run")
+    for test in rnd.tests:
+        if test not in e.compliance or not (e.compliance[test] / test / "verify_performance.txt").is_file():
+            out.append(f"compliance {test}")
+    return out
+
+
+def _system_of(e: Entry) -> dict[str, Any]:
+    return systems.read_run_system(e.performance or e.accuracy or (e.power / "run_1" if e.power else Path()))
+
+
+def _claimed(sut: str, run_system: dict[str, Any]) -> tuple[Category, ...]:
+    recorded = run_system.get("categories")
+    if isinstance(recorded, list) and recorded:
+        return tuple(parse(Category, c, f"{sut} system.json categories") for c in recorded)
+    try:
+        return load_system(sut).categories
+    except UserError:
+        return tuple(Category)
+
+
+def _perf_dir(e: Entry) -> Path | None:
+    return e.power / "run_1" if e.power is not None else e.performance
+
+
+def test_length_runs(e: Entry, rnd: Round, division: str) -> list[str]:
+    """``<run>: reasons`` for each run of ``e`` shorter than MLPerf's minimums."""
+    found = []
+    perf = _perf_dir(e)
+    if perf is not None:
+        found.append((perf, performance_findings(perf, rnd, division)))
+    if e.accuracy is not None:
+        found.append((e.accuracy, accuracy_findings(e.accuracy)))
+    for test, comp in e.compliance.items():
+        audit = comp / test / "performance" / "run_1"
+        found.append((audit, performance_findings(audit, rnd, division, test05=test == "TEST05")))
+    return [f"{where}: {'; '.join(reasons)}" for where, fs in found if (reasons := test_run_reasons(fs))]
+
+
+def plan_tree(results: Path, out: Path, submitter: str, division: str, asked_round: str | None = None,
+              category: str | None = None, allow_test_runs: bool = False, use: Sequence[Path] = ()) -> Built:
+    """Everything the tree will hold, checked; raises a one-line ``UserError`` on any refusal."""
+    division = parse(Division, division, "--division")
+    if not submitter or "/" in submitter or submitter.startswith("."):
+        raise UserError(f"--submitter {submitter!r}: give the organisation's name")
+    check_out(out)
+    rnd, entries, notes = collect(results, asked_round, use)
+    built = Built(out / division / submitter, rnd, {}, [], notes)
+    for sut in dict.fromkeys(e.sut for e in entries):
+        mine = [e for e in entries if e.sut == sut]
+        run_system = _system_of(mine[0])
+        cat = pick_category(rnd, _claimed(sut, run_system), category, sut)
+        built.categories[sut] = cat
+        if division == Division.CLOSED and run_system.get("simulated"):
+            if not allow_test_runs:
+                raise UserError(f"{sut} is a simulated system: never a closed result; use --division open, or "
+                                "--allow-test-runs to build a test tree")
+            built.test_runs.append(f"{sut}: a simulated system (never a closed result)")
+        for model in dict.fromkeys(e.model for e in mine):
+            required = rnd.required_scenarios(model, cat)
+            have = {e.scenario: e for e in mine if e.model == model}
+            for scenario in sorted(set(have) - set(required)):
+                built.notes.append(f"not taken: {sut}/{model}/{scenario} ({scenario} is not a {cat} scenario of "
+                                   f"BERT in {rnd.name})")
+            absent = [s for s in required if s not in have]
+            if absent and division == Division.CLOSED:
+                raise UserError(
+                    f"{sut}/{model} ({cat}, {rnd.name}) needs {', '.join(required)}: missing {', '.join(absent)}; "
+                    f"run it (packed-bert run --sut {sut} --model {model} --round {rnd.name} --group.{cat} "
+                    "--group.closed)")
+            built.entries += [have[s] for s in required if s in have]
+    for e in built.entries:
+        missing = missing_parts(e, rnd)
+        if missing:
+            raise UserError(f"incomplete results for {e.name} ({rnd.name}): missing {', '.join(missing)}; "
+                            "run that mode first")
+        built.test_runs += test_length_runs(e, rnd, division)
+    if built.test_runs and not allow_test_runs:
+        raise UserError(f"{len(built.test_runs)} runs are shorter than MLPerf's minimums (e.g. {built.test_runs[0]}); "
+                        "run with --execution valid, or pass --allow-test-runs to build a test tree")
+    return built
 
 
 def build_entry(root: Path, e: Entry, rnd: Round) -> None:
@@ -116,38 +206,50 @@ def build_entry(root: Path, e: Entry, rnd: Round) -> None:
     p.measurements.mkdir(parents=True, exist_ok=True)
     if (source / "user.conf").is_file():
         shutil.copy2(source / "user.conf", p.measurements / "user.conf")
+    (p.measurements / "mlperf.conf").write_text(mlperf_conf_text(rnd))
     (p.measurements / "README.md").write_text(readme(e))
     (p.measurements / p.measurements_json).write_text(json.dumps(implementation_json(e.performance), indent=2) + "\n")
-    assert e.compliance is not None
     for test in rnd.tests:
-        src = e.compliance / test
         dst = p.compliance / test
-        shutil.copytree(src, dst)
+        shutil.copytree(e.compliance[test] / test, dst)
         log = dst / "accuracy" / ACCURACY_LOG
         if log.is_file():
             truncate_with_hash(log, dst / "accuracy" / "accuracy.txt")
 
 
-def build(results: Path, out: Path, submitter: str, division: str, rnd: Round) -> Path:
-    if division not in ("closed", "open"):
-        raise UserError(f"--division {division!r}: must be closed or open")
-    if not submitter or "/" in submitter:
-        raise UserError(f"--submitter {submitter!r}: give the organisation's name")
-    entries = collect(results)
-    for e in entries:
-        missing = missing_parts(e, rnd)
-        if missing:
-            raise UserError(f"incomplete results for {e.name} ({rnd.name}): missing {', '.join(missing)}; run that mode first")
-    root = out / division / submitter
-    if root.exists() and any(root.iterdir()):
-        raise UserError(f"{root} already exists and is not empty; choose another --out")
-    for e in entries:
-        build_entry(root, e, rnd)
-        sys_path = root / "systems" / f"{e.sut}.json"
-        sys_path.parent.mkdir(parents=True, exist_ok=True)
-        run_system = systems.read_run_system(e.performance or e.accuracy or Path())
-        sys_path.write_text(json.dumps(systems.system_json(run_system, e.sut, submitter, division), indent=2) + "\n")
-        code = root / "code" / e.model / layout.IMPLEMENTATION
+def write_tree(built: Built, root: Path, submitter: str, division: str, test_tree: bool) -> None:
+    for e in built.entries:
+        build_entry(root, e, built.round)
+        code = layout.code_dir(root, built.round, e.model)
         code.mkdir(parents=True, exist_ok=True)
-        (code / "README.md").write_text(f"# {e.model} with packed-bert\n\nThe harness is packed-bert ({layout.IMPLEMENTATION}); see its repository for the source.\n")
-    return root
+        (code / "README.md").write_text(f"# {e.model} with packed-bert\n\nThe harness is packed-bert "
+                                        f"({layout.IMPLEMENTATION}); see its repository for the source.\n")
+    for sut, cat in built.categories.items():
+        mine = [e for e in built.entries if e.sut == sut]
+        if not mine:
+            continue
+        sys_path = root / "systems" / f"{sut}.json"
+        sys_path.parent.mkdir(parents=True, exist_ok=True)
+        desc = systems.system_json(_system_of(mine[0]), sut, submitter, division, str(cat), test_tree=test_tree)
+        sys_path.write_text(json.dumps(desc, indent=2) + "\n")
+
+
+def build(results: Path, out: Path, submitter: str, division: str = "closed", asked_round: str | None = None,
+          category: str | None = None, allow_test_runs: bool = False, use: Sequence[Path] = ()) -> Built:
+    """Plan the tree, then write it beside ``out`` and rename it into place."""
+    built = plan_tree(results, out, submitter, division, asked_round, category, allow_test_runs, use)
+    if not built.entries:
+        raise UserError(f"--results {results}: no run of {built.round.name} fits a {division} submission")
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write_tree(built, staging / division / submitter, submitter, division, test_tree=bool(built.test_runs))
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return built

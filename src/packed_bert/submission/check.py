@@ -1,31 +1,40 @@
-"""What MLPerf's submission checker checks that packed-bert can know.
+"""The checks MLPerf's submission checker of a round runs on a BERT tree.
 
-Files present per layout; accuracy.txt's F1 at or above the model's target and its ``hash=``
-line (matching the original log when the results directory is given); the accuracy log
-truncated (under 10 KiB); performance VALID; no ERROR in LoadGen's detail logs (a second
-user.conf loaded in one process logs one); each compliance test of the round passed (TEST01
-accuracy by identical responses or by the F1 delta); systems JSON with the required fields.
+Systems JSON: the required fields, status, ``system_type`` (a category the round allows for
+BERT), submitter and division. Per system and model: every scenario the category requires, no
+other. Per scenario: accuracy files, F1 at or above the target, ``hash=`` (equal to the
+original log's when the results directory is given), the log truncated, the whole dataset;
+performance (``submission.run_rules``: VALID, seeds, durations, query and sample counts, early
+stopping, no LoadGen ERROR); the measurements files (user.conf, mlperf.conf, README.md, the
+implementation JSON) and the code folder; each audit test of the round passed, with its audit
+run checked like a performance run (TEST05 with TEST05's seeds). A simulated system is never a
+closed result.
+
+Findings are problems, or test-run findings (what a test-length run has). In a test tree
+(``--allow-test-runs``, said in the systems' notes) the test-run findings are listed per run.
 """
+
+from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from packed_bert.compliance.rules import Round
 from packed_bert.compliance.verify import F1_DELTA_PERCENT
-from packed_bert.results.loadgen_logs import (
-    ACCURACY_LOG,
-    DETAIL,
-    SUMMARY,
-    detail_errors,
-    read_summary,
-)
+from packed_bert.errors import UserError
+from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY
 from packed_bert.results.run_dirs import find_run
+from packed_bert.rounds import Round
 from packed_bert.submission import layout, systems
+from packed_bert.submission.run_rules import Finding, accuracy_findings, performance_findings
 from packed_bert.submission.truncate import MAX_LOG_SIZE, recorded_hash, sha256
-from packed_bert.terms import ACCURACY_TARGET_F1
+from packed_bert.terms import ACCURACY_TARGET_F1, Category
 
 F1_LINE = re.compile(r'^\{"exact_match":\s*([\d.]+),\s*"f1":\s*([\d.]+)\}')
+STATUSES = ("available", "preview", "rdi")
+SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge", "edge,datacenter")
 
 
 def read_f1(path: Path) -> float | None:
@@ -41,93 +50,164 @@ def _passes(path: Path) -> bool:
     return path.is_file() and "TEST PASS" in path.read_text(errors="replace")
 
 
-def loadgen_errors(run_dir: Path) -> list[str]:
-    return [f"{run_dir}/{DETAIL}: LoadGen logged an ERROR ({e})" for e in detail_errors(run_dir / DETAIL)]
-
-
-def check_compliance(test_dir: Path, model: str) -> list[str]:
-    problems = loadgen_errors(test_dir / "performance" / "run_1")
-    name = f"{test_dir.parent.name}/{test_dir.name}"
+def check_compliance(test_dir: Path, model: str, rnd: Round, division: str) -> list[Finding]:
+    run1 = test_dir / "performance" / "run_1"
+    out = performance_findings(run1, rnd, division, test05=test_dir.name == "TEST05")
+    problem = lambda where, text: out.append(Finding("problem", where, text))  # noqa: E731
     if not _passes(test_dir / "verify_performance.txt"):
-        problems.append(f"{test_dir}: verify_performance.txt has no TEST PASS")
-    for f in (SUMMARY, DETAIL):
-        if not (test_dir / "performance" / "run_1" / f).is_file():
-            problems.append(f"{test_dir}/performance/run_1: {f} missing")
+        problem(test_dir, "verify_performance.txt has no TEST PASS")
+    if not (run1 / SUMMARY).is_file():
+        problem(run1, f"{SUMMARY} missing")
     if test_dir.name == "TEST01":
         acc = test_dir / "accuracy"
-        if not (acc / ACCURACY_LOG).is_file():
-            problems.append(f"{acc}: {ACCURACY_LOG} missing")
+        for f in (ACCURACY_LOG, "accuracy.txt"):
+            if not (acc / f).is_file():
+                problem(acc, f"{f} missing")
         if not _passes(test_dir / "verify_accuracy.txt"):
             base, comp = acc / "baseline_accuracy.txt", acc / "compliance_accuracy.txt"
             b = read_f1(base) if base.is_file() else None
             c = read_f1(comp) if comp.is_file() else None
+            allowed = F1_DELTA_PERCENT.get(model, 1.0)
             if not b or not c:
-                problems.append(f"{name}: responses differ and baseline/compliance accuracy is missing")
-            elif abs(1 - b / c) * 100 > F1_DELTA_PERCENT.get(model, 1.0):
-                problems.append(f"{name}: F1 differs by {abs(1 - b / c) * 100:.3f}% (> {F1_DELTA_PERCENT.get(model, 1.0)}%)")
-    return problems
+                problem(test_dir, "responses differ and baseline/compliance accuracy is missing")
+            elif abs(1 - b / c) * 100 > allowed:
+                problem(test_dir, f"F1 differs by {abs(1 - b / c) * 100:.3f}% (> {allowed}%)")
+    return out
 
 
-def check_tree(root: Path, rnd: Round, results: Path | None = None) -> list[str]:
-    """Problems found in ``<out>/<division>/<submitter>``; empty when it looks right."""
-    problems: list[str] = []
+def _system(root: Path, sut: str, rnd: Round, division: str, submitter: str) -> tuple[list[Finding], dict[str, Any]]:
+    sys_file = root / "systems" / f"{sut}.json"
+    if not sys_file.is_file():
+        return [Finding("problem", sys_file, "missing")], {}
+    try:
+        desc = json.loads(sys_file.read_text())
+    except json.JSONDecodeError as exc:
+        return [Finding("problem", sys_file, f"not JSON ({exc.msg})")], {}
+    out = []
+    absent = [k for k in systems.REQUIRED_FIELDS if k not in desc or desc[k] in ("", None)]
+    if absent:
+        out.append(Finding("problem", sys_file, f"required fields missing: {', '.join(absent)}"))
+    if str(desc.get("status", "")).lower() not in STATUSES:
+        out.append(Finding("problem", sys_file, f"status {desc.get('status')!r} is not one of {', '.join(STATUSES)}"))
+    system_type = str(desc.get("system_type", ""))
+    if system_type not in SYSTEM_TYPES:
+        out.append(Finding("problem", sys_file, f"system_type {system_type!r} is not one of {', '.join(SYSTEM_TYPES)}"))
+    elif not all(c in rnd.categories for c in system_type.split(",")):
+        out.append(Finding("problem", sys_file, f"system_type {system_type}: BERT is {' or '.join(rnd.categories)} "
+                           f"only in {rnd.name}"))
+    if str(desc.get("submitter", "")).lower() != submitter.lower() or desc.get("division") != division:
+        out.append(Finding("problem", sys_file, f"submitter/division do not match the tree ({submitter}, {division})"))
+    if division == "closed" and "simulated" in f"{desc.get('system_name')} {desc.get('sw_notes')}".lower():
+        out.append(Finding("test-run", sys_file, "a simulated system (never a closed result)"))
+    return out, desc
+
+
+def _scenarios(path: Path, rnd: Round, model: str, system_type: str, present: list[str], division: str) -> list[Finding]:
+    required: set[str] = set()
+    try:
+        for cat in system_type.split(","):
+            required |= {str(s) for s in rnd.required_scenarios(model, Category(cat))}
+    except (UserError, ValueError) as exc:
+        return [Finding("problem", path, str(exc))]
+    out = []
+    if division == "closed" and required - set(present):
+        out.append(Finding("problem", path, f"missing required scenarios {', '.join(sorted(required - set(present)))} "
+                           f"({system_type}, {rnd.name})"))
+    if set(present) - required:
+        out.append(Finding("problem", path, f"scenarios {', '.join(sorted(set(present) - required))} are not "
+                           f"{system_type} scenarios of {model} in {rnd.name}"))
+    return out
+
+
+def check_findings(root: Path, rnd: Round, results: Path | None = None) -> list[Finding]:
+    """Everything the checker would say about ``<out>/<division>/<submitter>``."""
     division, submitter = root.parent.name, root.name
     res = root / "results"
     if not res.is_dir():
-        return [f"{root}: no results/ directory"]
+        return [Finding("problem", root, "no results/ directory")]
+    out: list[Finding] = []
     for sut_dir in sorted(p for p in res.iterdir() if p.is_dir()):
-        sys_file = root / "systems" / f"{sut_dir.name}.json"
-        if not sys_file.is_file():
-            problems.append(f"{sys_file} missing")
-        else:
-            desc = json.loads(sys_file.read_text())
-            absent = [k for k in systems.REQUIRED_FIELDS if k not in desc or desc[k] in ("", None)]
-            if absent:
-                problems.append(f"{sys_file}: required fields missing: {', '.join(absent)}")
-            if desc.get("submitter") != submitter or desc.get("division") != division:
-                problems.append(f"{sys_file}: submitter/division do not match the tree ({submitter}, {division})")
+        found, desc = _system(root, sut_dir.name, rnd, division, submitter)
+        out += found
         for model_dir in sorted(p for p in sut_dir.iterdir() if p.is_dir()):
-            for scen_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-                problems += check_result(root, rnd, sut_dir.name, model_dir.name, scen_dir.name, results)
-    return problems
+            scens = sorted(p.name for p in model_dir.iterdir() if p.is_dir())
+            if desc.get("system_type") in SYSTEM_TYPES:
+                out += _scenarios(model_dir, rnd, model_dir.name, str(desc["system_type"]), scens, division)
+            for scen in scens:
+                out += check_result(root, rnd, sut_dir.name, model_dir.name, scen, results, division)
+    return out
 
 
-def check_result(root: Path, rnd: Round, sut: str, model: str, scen: str, results: Path | None) -> list[str]:
+def check_result(root: Path, rnd: Round, sut: str, model: str, scen: str, results: Path | None,
+                 division: str = "closed") -> list[Finding]:
     p = layout.places(root, rnd, sut, model, scen)
-    out: list[str] = []
+    out: list[Finding] = []
+    problem = lambda where, text: out.append(Finding("problem", where, text))  # noqa: E731
     acc = p.results / "accuracy"
     for f in (ACCURACY_LOG, "accuracy.txt", SUMMARY, DETAIL):
         if not (acc / f).is_file():
-            out.append(f"{acc}: {f} missing")
+            problem(acc, f"{f} missing")
     if (acc / "accuracy.txt").is_file():
         f1 = read_f1(acc / "accuracy.txt")
         target = ACCURACY_TARGET_F1.get(model)
         if f1 is None:
-            out.append(f"{acc}/accuracy.txt: no {{\"exact_match\": X, \"f1\": Y}} line")
+            problem(acc / "accuracy.txt", 'no {"exact_match": X, "f1": Y} line')
         elif target is not None and f1 < target:
-            out.append(f"{acc}/accuracy.txt: F1 {f1:.3f} below the {model} target {target}")
+            problem(acc / "accuracy.txt", f"F1 {f1:.3f} below the {model} target {target}")
         digest = recorded_hash(acc / "accuracy.txt")
         if digest is None:
-            out.append(f"{acc}/accuracy.txt: no hash= line (accuracy log not truncated by the MLPerf rules)")
+            problem(acc / "accuracy.txt", "no hash= line (accuracy log not truncated by the MLPerf rules)")
         elif results is not None:
             src = find_run(results, sut, model, scen, "accuracy")
-            if src is not None and sha256(src / ACCURACY_LOG) != digest:
-                out.append(f"{acc}/accuracy.txt: hash does not match {src / ACCURACY_LOG}")
+            if src is not None and (src / ACCURACY_LOG).is_file() and sha256(src / ACCURACY_LOG) != digest:
+                problem(acc / "accuracy.txt", f"hash does not match {src / ACCURACY_LOG}")
     if (acc / ACCURACY_LOG).is_file() and (acc / ACCURACY_LOG).stat().st_size >= MAX_LOG_SIZE:
-        out.append(f"{acc}/{ACCURACY_LOG}: not truncated ({(acc / ACCURACY_LOG).stat().st_size} bytes)")
-    out += loadgen_errors(acc)
+        problem(acc / ACCURACY_LOG, f"not truncated ({(acc / ACCURACY_LOG).stat().st_size} bytes)")
+    if (acc / DETAIL).is_file():
+        out += accuracy_findings(acc)
     run1 = p.results / "performance" / "run_1"
-    out += loadgen_errors(run1)
-    if not (run1 / SUMMARY).is_file() or not (run1 / DETAIL).is_file():
-        out.append(f"{run1}: LoadGen logs missing")
-    elif read_summary(run1 / SUMMARY).valid is not True:
-        out.append(f"{run1}: performance result is not VALID")
-    for f in ("user.conf", "README.md", p.measurements_json):
-        if not (p.measurements / f).is_file():
-            out.append(f"{p.measurements}: {f} missing")
-    for test in rnd.tests:
-        if not (p.compliance / test).is_dir():
-            out.append(f"{p.compliance}: {test} missing")
-        else:
-            out += check_compliance(p.compliance / test, model)
+    if not (run1 / SUMMARY).is_file():
+        problem(run1, f"{SUMMARY} missing")
+    out += performance_findings(run1, rnd, division)
+    for f in ("user.conf", "mlperf.conf", "README.md", p.measurements_json):
+        if not (p.measurements / f).is_file() or (p.measurements / f).stat().st_size == 0:
+            problem(p.measurements, f"{f} missing or empty")
+    if (p.measurements / p.measurements_json).is_file():
+        try:
+            impl = json.loads((p.measurements / p.measurements_json).read_text())
+        except json.JSONDecodeError:
+            impl = {}
+        absent = [k for k in ("input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
+                              "weight_transformations") if not impl.get(k)]
+        if absent:
+            problem(p.measurements / p.measurements_json, f"fields missing: {', '.join(absent)}")
+    if not layout.code_dir(root, rnd, model).is_dir():
+        problem(layout.code_dir(root, rnd, model), "the implementation folder is missing")
+    if division == "closed":
+        for test in rnd.tests:
+            if not (p.compliance / test).is_dir():
+                problem(p.compliance, f"{test} missing")
+            else:
+                out += check_compliance(p.compliance / test, model, rnd, division)
     return out
+
+
+def is_test_tree(root: Path) -> bool:
+    notes = [json.loads(f.read_text()).get("sw_notes", "") for f in (root / "systems").glob("*.json")]
+    return any(str(n).startswith("TEST TREE") for n in notes)
+
+
+def summarize(findings: list[Finding]) -> tuple[list[str], list[str]]:
+    """(problems, test-length runs): one line per problem, one per run with test-run findings."""
+    problems = [str(f) for f in findings if f.kind == "problem"]
+    by_run: dict[Path, list[str]] = defaultdict(list)
+    for f in findings:
+        if f.kind == "test-run":
+            by_run[f.where].append(f.text)
+    return problems, [f"{where}: {'; '.join(reasons)}" for where, reasons in by_run.items()]
+
+
+def check_tree(root: Path, rnd: Round, results: Path | None = None) -> list[str]:
+    """Every finding as one line (test-run findings grouped per run); empty when the tree is right."""
+    problems, test_runs = summarize(check_findings(root, rnd, results))
+    return problems + [f"test-length run: {line}" for line in test_runs]

@@ -1,16 +1,16 @@
 """Where each part goes, per round layout.
 
 legacy (v4.x, v5.x): ``results/<sut>/<model>/<Scenario>/{accuracy,performance/run_1}``,
-``measurements/<sut>/<model>/<Scenario>/{<sut>_<impl>_<Scenario>.json,user.conf,README.md}``,
-``compliance/<sut>/<model>/<Scenario>/TEST0X/``.
+``measurements/<sut>/<model>/<Scenario>/{<sut>_<impl>_<Scenario>.json,user.conf,mlperf.conf,README.md}``,
+``compliance/<sut>/<model>/<Scenario>/TEST0X/``, the implementation under ``code/<model>/<impl>/``.
 consolidated (v6.0 on): all of it under ``results/<sut>/<model>/<Scenario>/`` with
-``measurements.json`` beside ``user.conf``.
+``measurements.json`` beside ``user.conf``; the implementation under ``src/``.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from packed_bert.compliance.rules import Round
+from packed_bert.rounds import Round
 from packed_bert.terms import Scenario
 
 IMPLEMENTATION = "packed-bert"
@@ -40,3 +40,9 @@ def places(root: Path, rnd: Round, sut: str, model: str, scenario: str) -> Place
         f"{sut}_{IMPLEMENTATION}_{scen}.json",
         root / "compliance" / sut / model / scen,
     )
+
+
+def code_dir(root: Path, rnd: Round, model: str) -> Path:
+    """Where the implementation's README goes: ``code/<model>/packed-bert`` (to v5.1, where the
+    checker looks for the implementation named in the measurements file), ``src/...`` from v6.0."""
+    return root / rnd.code_dir / model / IMPLEMENTATION

@@ -19,7 +19,12 @@ REQUIRED_FIELDS = (
 UNKNOWN = "N/A"
 
 
-def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: str, status: str = "available") -> dict[str, Any]:
+TEST_TREE_NOTE = ("TEST TREE (packed-bert submission --allow-test-runs): test-length runs, not a valid "
+                  "MLPerf result")
+
+
+def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: str, system_type: str = "datacenter",
+                test_tree: bool = False, status: str = "available") -> dict[str, Any]:
     """From the harness's ``system.json``: the system file's fields (``host``, ``accelerator``,
     ``backend``, ``sdk``, ``simulated``), ``devices`` (the runners used) and ``host_info`` (the
     machine that ran it: ``cpu_model``, ``cpus``, ``platform``)."""
@@ -55,10 +60,12 @@ def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: 
         framework=f"packed-bert, {run_system.get('backend') or 'LoadGen harness'}",
         operating_system=(str(host_info["platform"]) if not simulated and host_info.get("platform")
                           else UNKNOWN if simulated else f"{platform.system()} {platform.release()}"),
-        system_type="datacenter",
+        system_type=system_type,
         other_software_stack=f"SDK {sdk}" if sdk else UNKNOWN,
         sw_notes="simulated accelerator: timing model, not hardware" if simulated else UNKNOWN,
     )
+    if test_tree:
+        out["sw_notes"] = TEST_TREE_NOTE + ("; " + out["sw_notes"] if out["sw_notes"] != UNKNOWN else "")
     if node_count > 1:
         out["hw_notes"] = _nodes_note(run_system)
     return out

@@ -1,7 +1,8 @@
 """Systems under test: one TOML file per SUT in this folder, read into a typed ``SystemSpec``.
 
 A file names the devices, the backend, the precision per model, the default batching
-strategy, batch sizes and target QPS per scenario. ``load_system(name)`` also takes a path to
+strategy, batch sizes and target QPS per scenario, and the MLPerf categories (edge,
+datacenter) the system may claim (default: both). ``load_system(name)`` also takes a path to
 a TOML file of the same shape, so a user can describe a new system without editing the package.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from packed_bert.errors import UserError
-from packed_bert.terms import Batching, Model, Scenario
+from packed_bert.terms import Batching, Category, Model, Scenario, parse
 
 MODELS = tuple(Model)
 SCENARIOS = tuple(Scenario)
@@ -23,7 +24,7 @@ _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories",
 }
 
 
@@ -58,6 +59,8 @@ class SystemSpec:
     source: str = ""
     nodes: int = 1  # hosts of the system; ``devices`` is per node
     cluster: str | None = None  # its Ray cluster (the default for --cluster); None: one host
+    # MLPerf categories the system may claim, first the one it is submitted in by default
+    categories: tuple[Category, ...] = (Category.DATACENTER, Category.EDGE)
 
     @property
     def total_devices(self) -> int | None:
@@ -106,6 +109,7 @@ class SystemSpec:
             "sim_samples_per_s": dict(self.sim_samples_per_s),
             "min_duration_ms": dict(self.test_durations_ms),
             "source": self.source,
+            "categories": list(self.categories),
             "node_count": self.nodes,
             **({"cluster": self.cluster} if self.cluster else {}),
         }
@@ -198,6 +202,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
     cluster = raw.get("cluster")
     if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
         raise UserError(f"{where}: cluster must be a Ray address (auto, HOST:PORT or ray://HOST:PORT)")
+    categories = _categories(raw.get("categories", ["datacenter", "edge"]), where)
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -231,4 +236,12 @@ def parse_system(text: str, source: str) -> SystemSpec:
         source=source,
         nodes=nodes,
         cluster=cluster,
+        categories=categories,
     )
+
+
+def _categories(value: Any, where: str) -> tuple[Category, ...]:
+    """``categories = ["edge", "datacenter"]``: what the system may claim, in order of preference."""
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+        raise UserError(f"{where}: categories must be a non-empty list of \"edge\" and/or \"datacenter\"")
+    return tuple(dict.fromkeys(parse(Category, c, f"{where}: categories entry") for c in value))

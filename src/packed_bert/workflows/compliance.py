@@ -7,7 +7,9 @@ audit run is a harness run directory of its own, with its ``audit.config``; each
 a fresh process (``harness.process``).
 """
 
+import dataclasses
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,24 +24,34 @@ from packed_bert.compliance.verify import (
 )
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.flags import replace
+from packed_bert.harness.flags import replace, to_argv
 from packed_bert.harness.process import Launcher, run_in_fresh_process
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY, read_detail
 from packed_bert.results.run_dirs import RunDir, find_run, run_name
+from packed_bert.rounds import Round, get_round
 from packed_bert.systems import load_system
 from packed_bert.terms import Mode
 
 AUDIT_CONFIGS = ".audit-configs"  # under the results directory: <round>/<test>/audit.config
 
 
-def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
-    """Why a run found in the results directory is not the reference for ``cfg`` (or None)."""
+def _recorded_plan(run_dir: Path) -> dict[str, Any]:
+    """The harness plan a run recorded (``settings.json``'s ``harness``); empty if none."""
     try:
         plan = json.loads((run_dir / "settings.json").read_text()).get("harness", {})
     except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return plan if isinstance(plan, dict) else {}
+
+
+def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
+    """Why a run found in the results directory is not the reference for ``cfg`` (or None)."""
+    plan = _recorded_plan(run_dir)
+    if not plan:
         return None
-    if not isinstance(plan, dict):
-        return None
+    rnd = get_round(cfg.round).name
+    if plan.get("round", rnd) != rnd:
+        return f"it ran with the seeds of {plan.get('round')}, this run is for {rnd}"
     if "sample_count" in plan and plan["sample_count"] != cfg.sample_count:
         return f"it used --count {plan['sample_count'] or 'all'}, this run --count {cfg.sample_count or 'all'}"
     if cfg.weights is not None and plan.get("weights") not in (None, cfg.weights):
@@ -65,12 +77,12 @@ def _reference_run(cfg: RunConfig, mode: Mode, launch: Launcher) -> Path:
         print(f"compliance: not using the {mode} run {found} ({why}); running one")
     else:
         print(f"compliance: no {mode} run of {sut}/{cfg.model}/{cfg.scenario} in {cfg.results_dir}; running one")
-    return launch(replace(cfg, mode=mode, compliance_tests=(), round=None, accuracy_dir=None, performance_dir=None))
+    return launch(replace(cfg, mode=mode, compliance_tests=(), accuracy_dir=None, performance_dir=None))
 
 
-def _check_audit_applied(test: str, audit_dir: Path) -> str | None:
+def _check_audit_applied(test: str, rnd: Round, audit_dir: Path) -> str | None:
     detail = read_detail(audit_dir / DETAIL)
-    for key, want in rules.expected_effective_settings(test).items():
+    for key, want in rules.expected_effective_settings(test, rnd).items():
         got = (detail.get(key) or [None])[-1]
         if got != want:
             return f"the audit run did not take {test}'s settings ({key} = {got}, expected {want})"
@@ -84,7 +96,7 @@ def _copy(src: Path, dst_dir: Path) -> None:
 
 
 def run_test(
-    cfg: RunConfig, test: str, rnd: rules.Round, out: Path, acc_dir: Path, perf_dir: Path, launch: Launcher,
+    cfg: RunConfig, test: str, rnd: Round, out: Path, acc_dir: Path, perf_dir: Path, launch: Launcher,
     scorer: Scorer | None,
 ) -> dict[str, Any]:
     # kept where the audit run's command.txt can find it again
@@ -92,10 +104,13 @@ def run_test(
     staging.mkdir(parents=True, exist_ok=True)
     audit_config = staging / "audit.config"
     audit_config.write_text(rules.audit_config_text(test, rnd))
+    # the performance run's target QPS: an audit run compares with it, so it runs the same load
+    target = cfg.target_qps if cfg.target_qps is not None else _recorded_plan(perf_dir).get("target_qps")
     audit_cfg = replace(
-        cfg, mode=Mode.PERFORMANCE, compliance_tests=(), round=None, accuracy_dir=None, performance_dir=None,
-        audit_test=test, audit_config=audit_config.resolve(),
-        loadgen_settings={**cfg.loadgen_settings, **rules.test_settings_overrides(test)},
+        cfg, mode=Mode.PERFORMANCE, compliance_tests=(), accuracy_dir=None, performance_dir=None,
+        audit_test=test, audit_config=audit_config.resolve(), round=rnd.name,
+        target_qps=float(target) if isinstance(target, int | float) and target > 0 else None,
+        loadgen_settings={**cfg.loadgen_settings, **rules.test_settings_overrides(test, rnd)},
     )
     print(f"compliance {test}: audit run ({rnd.name} audit.config)", flush=True)
     audit_dir = launch(audit_cfg)
@@ -105,7 +120,7 @@ def run_test(
     test_dir = out / test
     test_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"audit_run": str(audit_dir)}
-    problem = _check_audit_applied(test, audit_dir)
+    problem = _check_audit_applied(test, rnd, audit_dir)
     perf = compare_performance(perf_dir / SUMMARY, audit_dir / SUMMARY, test)
     if problem:
         perf.lines.insert(-1, f"WARNING: {problem}")
@@ -151,7 +166,8 @@ def run_test(
 
 def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Scorer | None = None) -> int:
     """Run and verify the audit tests ``cfg.compliance_tests`` (default: all of the round's)."""
-    rnd = rules.get_round(cfg.round)
+    rnd = get_round(cfg.round)
+    cfg = dataclasses.replace(cfg, round=rnd.name)  # recorded by every run it makes
     tests = rules.parse_tests(cfg.compliance_tests) if cfg.compliance_tests else rnd.tests
     rules.check_tests_in_round(tests, rnd)
     run = launch or run_in_fresh_process
@@ -171,12 +187,15 @@ def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Score
         "model": cfg.model,
         "scenario": cfg.scenario,
         "round": rnd.name,
+        "execution": cfg.execution,
+        "weights": cfg.weights,
+        "sample_count": cfg.sample_count,
         "tests": results,
         "accuracy_run": str(acc_dir) if acc_dir else None,
         "performance_run": str(perf_dir),
         "valid": passed,
     }
-    rd.write_text("command.txt", " ".join(cfg.command_line) + "\n")
+    rd.write_text("command.txt", shlex.join(cfg.command_line or to_argv(cfg)) + "\n")
     out = rd.finish_with_summary(summary)
     print(f"compliance {rnd.name}: {'TEST PASS' if passed else 'TEST FAIL'} ({', '.join(tests)}) -> {out}")
     print(json.dumps({k: summary[k] for k in ("mode", "sut", "model", "scenario", "round", "valid", "run_dir")}))

@@ -21,6 +21,7 @@ from packed_bert.harness.process import Launcher, run_here
 from packed_bert.power import analysis, client, meter, server_check
 from packed_bert.results.loadgen_logs import SUMMARY, read_summary
 from packed_bert.results.run_dirs import RunDir, run_name
+from packed_bert.rounds import get_round
 from packed_bert.systems import load_system
 from packed_bert.terms import Mode, Scenario
 
@@ -71,6 +72,7 @@ def _official(cfg: RunConfig, rd: RunDir, sut: str, exe: Path, host: str, port: 
     result = analysis.analyze(out / "run_1")
     perf = read_summary(out / "run_1" / SUMMARY)
     summary = {"mode": "power", "official": True, "sut": sut, "model": cfg.model, "scenario": cfg.scenario,
+               "round": get_round(cfg.round).name,
                "average_watts": round(result.average_watts, 3), "power_samples": result.samples_in_window,
                "power_begin": result.begin, "power_end": result.end,
                "samples_per_second": result.samples_per_second,
