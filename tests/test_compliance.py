@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def test_test01_and_test05_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "TEST01 accuracy: TEST PASS" in printed and "TEST05 performance: TEST PASS" in printed
     # a second compliance run reuses the accuracy and performance runs
     runner.calls.clear()
-    assert run_compliance(cfg(tmp_path, ("TEST01",)), launch=runner, scorer=stub_scorer) == 0
+    assert run_compliance(cfg(tmp_path, ("TEST01",), "v4.1"), launch=runner, scorer=stub_scorer) == 0
     assert [m for m, _ in runner.calls] == ["performance"]
 
 
@@ -139,6 +140,25 @@ def test_reference_runs_over_other_samples_are_not_used(tmp_path: Path, capsys: 
     runner(RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, sample_count=10))
     assert run_compliance(cfg(tmp_path, ("TEST01",)), launch=runner, scorer=stub_scorer) == 0
     out = capsys.readouterr().out
-    assert "not using the accuracy run" in out and "(it used --count 10, this run --count all)" in out
+    assert "not using the accuracy run" in out and "(it covered --count 10 samples, this run --count all" in out
     assert [mode for mode, _ in runner.calls] == ["accuracy", "accuracy", "performance", "performance"]
     assert runner.calls[1][0] == "accuracy" and runner.calls[1][1] is None
+
+
+def test_given_reference_runs_are_checked_before_any_work(tmp_path: Path) -> None:
+    """--accuracy-dir must be an accuracy run of this system, model, precision and weights,
+    over the samples the audit run can log; otherwise one line, and nothing runs."""
+    runner = StubLauncher()
+    perf = runner(RunConfig(sut="null", results_dir=tmp_path))
+    small = runner(RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, sample_count=20))
+    other = runner(RunConfig(sut="r282_z93_q1", mode="accuracy", results_dir=tmp_path))
+    runner.calls.clear()
+    for given, needle in ((perf, "a run of mode performance, this compliance run needs accuracy"),
+                          (small, "covered --count 20 samples, this run --count all"),
+                          (other, "a run of system r282_z93_q1, this compliance run needs null")):
+        run_cfg = dataclasses.replace(cfg(tmp_path, ("TEST01",)), accuracy_dir=given)
+        with pytest.raises(UserError, match="--accuracy-dir") as err:
+            run_compliance(run_cfg, launch=runner, scorer=stub_scorer)
+        assert needle in str(err.value) and "\n" not in str(err.value)
+    assert runner.calls == []  # refused before any run
+    assert not list(tmp_path.glob("*-compliance*"))

@@ -241,3 +241,18 @@ def test_sut_toml_path_through_compliance_and_power(tmp_path: Path, server: str,
                               "--results-dir", str(res), "--round", "v4.1"])
     assert run_power(run_cmd.config_from_args(args), perf_command=STUB_PERF + ["v4.1"]) == 0
     assert json.loads((next(res.glob("*-labbox-bert-99-offline-power")) / "summary.json").read_text())["sut"] == "labbox"
+
+
+def test_a_closed_result_needs_the_official_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    res = make_results(tmp_path, "v6.0", big_log=False)
+    acc = sorted(res.glob("*-offline-accuracy"))[-1]
+    system = json.loads((acc / "system.json").read_text())
+    system["data"] = {"dataset": "/tmp/one-article.json", "dataset_sha256": "0" * 64, "dataset_official": False,
+                      "vocab": "vocab.txt", "vocab_sha256": "1" * 64, "vocab_official": True}
+    (acc / "system.json").write_text(json.dumps(system))
+    capsys.readouterr()
+    assert submit(res, tmp_path / "sub", "--allow-test-runs") == 2
+    err = error_of(capsys)
+    assert "used a dataset that is not the official one (/tmp/one-article.json)" in err
+    assert not (tmp_path / "sub").exists()
+    assert submit(res, tmp_path / "open", "--allow-test-runs", "--division", "open") == 0

@@ -7,6 +7,7 @@ in performance mode to exercise TEST01's fallback.
 """
 
 import array
+import dataclasses
 import json
 import re
 import shlex
@@ -20,6 +21,7 @@ import numpy as np
 
 from packed_bert.harness.config import RunConfig
 from packed_bert.harness.flags import to_argv
+from packed_bert.harness.plan import plan_run
 from packed_bert.results.loadgen_logs import read_accuracy_log, read_summary
 from packed_bert.results.run_dirs import RunDir, run_name
 from packed_bert.rounds import get_round
@@ -118,7 +120,9 @@ class StubLauncher:
                         "host": "stub host", "host_info": {"cpus": 2, "cpu_model": "test cpu", "platform": "Linux-test"}})
         )
         (run_dir / "user.conf").write_text(f"bert.{cfg.scenario}.target_qps = 1000\n")
-        (run_dir / "settings.json").write_text(json.dumps({"mode": cfg.mode, "harness": {"precision": "int8", "weights": "tiny", "sample_count": cfg.sample_count}}) + "\n")
+        plan = plan_run(dataclasses.replace(cfg, compliance_tests=()))  # what a real run records
+        harness = {k: plan.describe()[k] for k in ("precision", "weights", "sample_count", "round", "target_qps")}
+        (run_dir / "settings.json").write_text(json.dumps({"mode": cfg.mode, "harness": harness}) + "\n")
         (run_dir / "command.txt").write_text(shlex.join(to_argv(cfg)) + "\n")
         (run_dir / "report.md").write_text("# stub run\n")
         return rd.finish()

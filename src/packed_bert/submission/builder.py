@@ -143,6 +143,16 @@ def test_length_runs(e: Entry, rnd: Round, division: str) -> list[str]:
     return [f"{where}: {'; '.join(reasons)}" for where, fs in found if (reasons := test_run_reasons(fs))]
 
 
+def unofficial_data(e: Entry) -> str | None:
+    """Which of the entry's runs used a dataset or vocab other than the official files."""
+    for run in (e.accuracy, e.performance):
+        data = systems.read_run_system(run).get("data") if run is not None else None
+        if isinstance(data, dict) and not (data.get("dataset_official", True) and data.get("vocab_official", True)):
+            what = "dataset" if not data.get("dataset_official", True) else "vocab"
+            return f"the run {run} used a {what} that is not the official one ({data.get(what)})"
+    return None
+
+
 def plan_tree(results: Path, out: Path, submitter: str, division: str, asked_round: str | None = None,
               category: str | None = None, allow_test_runs: bool = False, use: Sequence[Path] = ()) -> Built:
     """Everything the tree will hold, checked; raises a one-line ``UserError`` on any refusal."""
@@ -180,6 +190,10 @@ def plan_tree(results: Path, out: Path, submitter: str, division: str, asked_rou
         if missing:
             raise UserError(f"incomplete results for {e.name} ({rnd.name}): missing {', '.join(missing)}; "
                             "run that mode first")
+        unofficial = unofficial_data(e)
+        if unofficial and division == Division.CLOSED:
+            raise UserError(f"{e.name}: {unofficial}; a closed result needs the official SQuAD v1.1 dev set "
+                            "and BERT vocab (run again without --dataset/--vocab, or use --division open)")
         built.test_runs += test_length_runs(e, rnd, division)
     if built.test_runs and not allow_test_runs:
         raise UserError(f"{len(built.test_runs)} runs are shorter than MLPerf's minimums (e.g. {built.test_runs[0]}); "

@@ -25,9 +25,10 @@ from packed_bert.compliance.verify import (
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
 from packed_bert.harness.flags import replace, to_argv
+from packed_bert.harness.plan import plan_run
 from packed_bert.harness.process import Launcher, run_in_fresh_process
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY, read_detail
-from packed_bert.results.run_dirs import RunDir, find_run, run_name
+from packed_bert.results.run_dirs import RunDir, find_run, is_audit_run, read_summary_json, run_name
 from packed_bert.rounds import Round, get_round
 from packed_bert.systems import load_system
 from packed_bert.terms import Mode
@@ -44,32 +45,59 @@ def _recorded_plan(run_dir: Path) -> dict[str, Any]:
     return plan if isinstance(plan, dict) else {}
 
 
-def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
-    """Why a run found in the results directory is not the reference for ``cfg`` (or None)."""
+def _plan_mismatch(run_dir: Path, cfg: RunConfig, mode: Mode) -> str | None:
+    """Why ``run_dir`` is not the ``mode`` reference run for ``cfg``'s compliance tests, or None.
+
+    The same system, model, scenario, precision, weights and round, a run of that mode (not an
+    audit run), and the same samples: TEST01 compares responses by ``qsl_idx``, so the accuracy
+    run must cover every sample the audit run can log (all of them, or the same ``--count``)."""
+    summary = read_summary_json(run_dir)
     plan = _recorded_plan(run_dir)
-    if not plan:
-        return None
-    rnd = get_round(cfg.round).name
-    if plan.get("round", rnd) != rnd:
-        return f"it ran with the seeds of {plan.get('round')}, this run is for {rnd}"
-    if "sample_count" in plan and plan["sample_count"] != cfg.sample_count:
-        return f"it used --count {plan['sample_count'] or 'all'}, this run --count {cfg.sample_count or 'all'}"
-    if cfg.weights is not None and plan.get("weights") not in (None, cfg.weights):
-        return f"it used --weights {plan['weights']}, this run --weights {cfg.weights}"
+    if not summary or not plan:
+        return "it is not a finished packed-bert run (no summary.json or settings.json)"
+    if is_audit_run(run_dir, summary):
+        return "it is an audit run"
+    want = plan_run(dataclasses.replace(cfg, mode=mode, compliance_tests=()))
+    checks = (
+        ("mode", summary.get("mode"), str(mode)),
+        ("system", summary.get("sut"), want.system.name),
+        ("model", summary.get("model"), str(want.cfg.model)),
+        ("scenario", summary.get("scenario"), str(want.scenario)),
+        ("precision", plan.get("precision"), want.precision),
+        ("weights", plan.get("weights"), want.weights),
+        ("round", plan.get("round", want.round.name), want.round.name),
+    )
+    for what, got, expected in checks:
+        if str(got).lower() != str(expected).lower():
+            return f"it is a run of {what} {got}, this compliance run needs {expected}"
+    if plan.get("sample_count") != cfg.sample_count:
+        return (f"it covered --count {plan.get('sample_count') or 'all'} samples, this run --count "
+                f"{cfg.sample_count or 'all'} (TEST01 compares every sample it logs)")
     return None
 
 
-def _reference_run(cfg: RunConfig, mode: Mode, launch: Launcher) -> Path:
+def _given_reference(cfg: RunConfig, mode: Mode) -> Path | None:
+    """``--accuracy-dir`` / ``--performance-dir``, checked against this run (one-line error)."""
     given = cfg.accuracy_dir if mode == Mode.ACCURACY else cfg.performance_dir
-    if given:
-        path = Path(given)
-        need = ACCURACY_LOG if mode == "accuracy" else SUMMARY
-        if not (path / need).is_file():
-            raise UserError(f"--{mode}-dir {path}: no {need} there")
-        return path
+    if not given:
+        return None
+    path = Path(given)
+    need = ACCURACY_LOG if mode == Mode.ACCURACY else SUMMARY
+    if not (path / need).is_file():
+        raise UserError(f"--{mode}-dir {path}: no {need} there; give a {mode} run's directory")
+    why = _plan_mismatch(path, cfg, mode)
+    if why:
+        raise UserError(f"--{mode}-dir {path}: {why}")
+    return path
+
+
+def _reference_run(cfg: RunConfig, mode: Mode, launch: Launcher) -> Path:
+    given = _given_reference(cfg, mode)
+    if given is not None:
+        return given
     sut = load_system(cfg.sut).name
     found = find_run(cfg.results_dir, sut, cfg.model, cfg.scenario, mode)
-    why = _plan_mismatch(found, cfg) if found is not None else None
+    why = _plan_mismatch(found, cfg, mode) if found is not None else None
     if found is not None and why is None:
         print(f"compliance: using the {mode} run {found}")
         return found
@@ -170,6 +198,8 @@ def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Score
     cfg = dataclasses.replace(cfg, round=rnd.name)  # recorded by every run it makes
     tests = rules.parse_tests(cfg.compliance_tests) if cfg.compliance_tests else rnd.tests
     rules.check_tests_in_round(tests, rnd)
+    for mode in (Mode.ACCURACY, Mode.PERFORMANCE):  # the user's reference runs, before any work
+        _given_reference(cfg, mode)
     run = launch or run_in_fresh_process
     acc_dir = _reference_run(cfg, Mode.ACCURACY, run) if "TEST01" in tests else None
     perf_dir = _reference_run(cfg, Mode.PERFORMANCE, run)
