@@ -3,6 +3,7 @@ server stand-in. Shared helpers (fakes, stubs) live in ``tests/helpers/``."""
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.power import fake_power_server
@@ -45,3 +46,20 @@ def squad_features(squad_paths: tuple[Path, Path], tmp_path_factory: pytest.Temp
 def server() -> Iterator[str]:
     """HOST:PORT of a listener standing in for the MLPerf power server."""
     yield from fake_power_server()
+
+
+@pytest.fixture
+def suts(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The ``BenchmarkSUT``s the test's runs built, to read their device pools afterwards."""
+    from packed_bert.harness import benchmark
+    from packed_bert.harness.sut import BenchmarkSUT
+
+    made: list[BenchmarkSUT] = []
+
+    class Recorded(BenchmarkSUT):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(benchmark, "BenchmarkSUT", Recorded)
+    return made

@@ -46,7 +46,6 @@ from packed_bert.cluster import (  # noqa: E402
     weights_id,
 )
 from packed_bert.errors import UserError  # noqa: E402
-from packed_bert.harness import benchmark as runner_mod  # noqa: E402
 from packed_bert.harness.cluster_devices import cluster_request  # noqa: E402
 from packed_bert.harness.config import RunConfig  # noqa: E402
 from packed_bert.harness.errors import RunError  # noqa: E402
@@ -152,20 +151,6 @@ def handle(cluster: Cluster) -> Iterator[ClusterHandle]:
     """This test's use of the cluster; its actors and devices are freed after it."""
     with connect(cluster.address) as h:
         yield h
-
-
-@pytest.fixture
-def suts(monkeypatch: pytest.MonkeyPatch) -> list[BenchmarkSUT]:
-    """The SUTs the test's runs built (to read their device pool)."""
-    made: list[BenchmarkSUT] = []
-
-    class Recorded(BenchmarkSUT):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(runner_mod, "BenchmarkSUT", Recorded)
-    return made
 
 
 def _request(cfg: RunConfig, feats: Any, devices: int | None = None, timeout_s: float = 10.0) -> ClusterRequest:

@@ -14,7 +14,6 @@ from helpers.runs import decode_log as _decode
 from helpers.runs import run_with_timeout as _run
 
 from packed_bert.backends.base import DeviceLost
-from packed_bert.harness import benchmark as runner_mod
 from packed_bert.harness.config import RunConfig
 from packed_bert.harness.errors import RunError
 from packed_bert.harness.sut import BenchmarkSUT
@@ -37,20 +36,6 @@ class LosingRunner(ShuffledRunner):
         if call >= self.lose_on_call:
             raise DeviceLost(f"fake device {self.device} went away")
         return super().infer(batch)
-
-
-@pytest.fixture
-def suts(monkeypatch: pytest.MonkeyPatch) -> list[BenchmarkSUT]:
-    """The SUTs the runs of a test built (to read their pool)."""
-    made: list[BenchmarkSUT] = []
-
-    class Recorded(BenchmarkSUT):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(runner_mod, "BenchmarkSUT", Recorded)
-    return made
 
 
 @pytest.mark.parametrize("pipelined", [False, True])
