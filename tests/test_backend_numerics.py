@@ -105,8 +105,8 @@ def test_fused_and_traced_int8_quantize_alike(tiny: PackedBertForQA, features: t
     """Same scheme in both graphs (int8 per-channel weights, one u8 scale per input tensor), so
     the logits differ only by float rounding, far less than by int8 itself."""
     packed = pack_batch(*features)
-    fused = create("onnxruntime", tiny, "int8", graph="fused", threads=1).infer(packed)
-    traced = create("onnxruntime", tiny, "int8", graph="traced", threads=1).infer(packed)
+    fused = create("onnxruntime", tiny, "int8", quant="dynamic", graph="fused", threads=1).infer(packed)
+    traced = create("onnxruntime", tiny, "int8", quant="dynamic", graph="traced", threads=1).infer(packed)
     ref = _eager(tiny, packed)
     real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
     assert np.abs(fused - traced)[real].max() < 0.1 * np.abs(fused - ref)[real].max()
