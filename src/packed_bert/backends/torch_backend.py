@@ -36,7 +36,10 @@ class TorchRunner:
         varlen: bool | None = None,
         threads: int | None = None,
         seed: int = 0,
+        variant: str | None = None,
     ) -> None:
+        if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
+            raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
         self.precision = precision
         self.device = device
         self._dev = torch.device(device)
@@ -47,7 +50,12 @@ class TorchRunner:
             torch.set_num_threads(threads)
         model = load(model_spec, seed).eval()
         self.quant_detail = ""
-        if precision in DTYPES:
+        if variant == "mixed":
+            from packed_bert.backends.torch_mixed import bf16_matmuls
+
+            model = model.to(device=self._dev, dtype=torch.float32)
+            self.quant_detail = f", {bf16_matmuls(model)} Linear layers and attention in bf16, the rest fp32"
+        elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
         elif precision in ("fp8", "int8") and cuda:
             from packed_bert.backends.cuda_quant import fp8_supported, quantize_linears
