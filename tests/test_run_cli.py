@@ -90,3 +90,13 @@ def test_run_prints_json_summary_last(tmp_path: Path, monkeypatch: pytest.Monkey
     assert summary["simulated"] is False and summary["samples_per_second"] > 0
     assert "valid" in summary and Path(summary["run_dir"]).is_dir()
     assert any(line.startswith("performance:") for line in out)
+
+
+def test_questions_flag_names_a_split_and_survives_command_for() -> None:
+    cfg = _cfg(["run", "--sut", "cpu", "--mode", "accuracy", "--questions", "odd-articles"])
+    assert cfg.questions == "odd-articles"
+    assert _cfg(["run", "--sut", "cpu", "--questions", "all"]).questions is None  # all = the default
+    again = _cfg(run_cmd.command_for(cfg)[1:])
+    assert again.questions == "odd-articles"
+    with pytest.raises(SystemExit):
+        _cfg(["run", "--sut", "cpu", "--questions", "first-half"])

@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
     p.add_argument("--vocab", type=Path, help="BERT uncased vocab.txt")
     p.add_argument("--count", "--sample-count", "--sample_count", dest="count", type=int,
                    help="use only the first N samples (quick runs)")
+    p.add_argument("--questions", choices=("all", "odd-articles", "even-articles"),
+                   help="run and score only these SQuAD dev questions (by article; default all)")
     p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                    help="extra user.conf setting for this scenario, e.g. min_duration=20000")
     p.add_argument("--sdk", help="accelerator SDK version, recorded in system.json")
@@ -123,7 +125,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         target_qps=args.target_qps, weights=args.weights, batching=batching,  # type: ignore[arg-type]
         sdk=args.sdk,
         dataset=args.dataset, vocab=args.vocab, find_peak=args.find_peak,
-        sample_count=args.count, verbose=args.verbose, compliance_tests=tests,
+        sample_count=args.count, questions=None if args.questions in (None, "all") else args.questions,
+        verbose=args.verbose, compliance_tests=tests,
         round=args.round, power_server=power_server, ntp_server=args.ntp,
         sleep_before_s=args.sleep_before, hosts=hosts, local_devices=not args.no_local_devices,
         command_line=tuple(argv or getattr(args, "argv", None) or ["packed-bert", *sys.argv[1:]]),
@@ -138,7 +141,8 @@ def command_for(cfg: RunConfig) -> list[str]:
             "--mode", cfg.mode, "--execution", cfg.execution, "--results-dir", str(cfg.results_dir)]
     for flag, value in (("--batch-size", cfg.batch_size), ("--target-qps", cfg.target_qps),
                         ("--weights", cfg.weights), ("--batching", cfg.batching), ("--sdk", cfg.sdk),
-                        ("--count", cfg.sample_count), ("--dataset", cfg.dataset), ("--vocab", cfg.vocab),
+                        ("--count", cfg.sample_count), ("--questions", cfg.questions),
+                        ("--dataset", cfg.dataset), ("--vocab", cfg.vocab),
                         ("--round", cfg.round), ("--power-server", cfg.power_server), ("--ntp", cfg.ntp_server)):
         if value is not None:
             argv += [flag, str(value)]

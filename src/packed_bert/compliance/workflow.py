@@ -58,6 +58,8 @@ def _plan_mismatch(run_dir: Path, cfg: RunConfig) -> str | None:
         return None
     if "sample_count" in plan and plan["sample_count"] != cfg.sample_count:
         return f"it used --count {plan['sample_count'] or 'all'}, this run --count {cfg.sample_count or 'all'}"
+    if plan.get("questions", "all") != (cfg.questions or "all"):
+        return f"it used --questions {plan.get('questions', 'all')}, this run --questions {cfg.questions or 'all'}"
     if cfg.weights is not None and plan.get("weights") not in (None, cfg.weights):
         return f"it used --weights {plan['weights']}, this run --weights {cfg.weights}"
     return None
@@ -144,12 +146,13 @@ def run_test(
         }
         if acc.passed:
             entry["passed"] = True
-            print(f"TEST01 accuracy: TEST PASS ({acc.num_perf_log_qsl_idx_match} logged responses equal the accuracy run's)")
+            print(f"TEST01 accuracy: TEST PASS (all {acc.num_perf_log_qsl_idx_match} logged responses are bit-identical "
+                  "to the accuracy run's: identical answers, F1 delta 0.000%, no tolerance used)")
         elif acc.num_perf_log_qsl_idx_match == 0:
             entry["passed"] = False
             print("TEST01 accuracy: TEST FAIL (the audit run logged no response the accuracy run has)")
         else:
-            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer(cfg.dataset, cfg.vocab))
+            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer(cfg.dataset, cfg.vocab, cfg.questions))
             entry.update(passed=fb.passed, baseline_f1=fb.baseline_f1, compliance_f1=fb.compliance_f1, delta_percent=fb.delta_percent)
             print(
                 f"TEST01 accuracy: {'TEST PASS' if fb.passed else 'TEST FAIL'} ({acc.num_perf_log_data_mismatch} of "

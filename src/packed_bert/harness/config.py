@@ -34,6 +34,7 @@ class RunConfig:
     vocab: Path | None = None
     find_peak: bool = False
     sample_count: int | None = None  # limit the QSL (quick tests); None: all 10,833
+    questions: str | None = None  # a question split (squad.splits.SPLITS); None: all of SQuAD dev
     verbose: bool = False
     # compliance
     compliance_tests: tuple[str, ...] = ()
@@ -62,6 +63,7 @@ class RunResult:
     exact_match: float | None = None  # accuracy
     f1: float | None = None
     accuracy_passed: bool | None = None
+    f1_by_split: dict[str, float] = field(default_factory=dict)  # accuracy: F1 of each article split
     simulated: bool = False
     batching: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)  # the JSON summary line

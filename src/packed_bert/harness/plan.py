@@ -48,6 +48,7 @@ class RunPlan:
             "server_dispatch_when_idle": self.dispatch_when_idle,
             "server_min_batch": self.server_min_batch,
             "sample_count": self.cfg.sample_count,
+            "questions": self.cfg.questions or "all",
         }
 
 

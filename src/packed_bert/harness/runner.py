@@ -51,6 +51,10 @@ def run_benchmark(
         from packed_bert.squad.features import load_features
 
         features = load_features(cfg.dataset, cfg.vocab)
+    if cfg.questions:  # a question split: the run's samples are its features, renumbered
+        from packed_bert.squad.splits import subset_features
+
+        features = subset_features(features, cfg.questions)
     library = SampleLibrary.from_features(features, cfg.sample_count)
     rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
     try:
@@ -204,11 +208,13 @@ def _finish(rd: RunDir, plan: RunPlan, library: SampleLibrary, sut: BenchmarkSUT
 
 def _score(rd: RunDir, plan: RunPlan, result: RunResult, say: Any) -> None:
     from packed_bert.squad.features import load_features
-    from packed_bert.squad.scoring import score_accuracy_log
+    from packed_bert.squad.scoring import score_log_by_split, split_lines
 
     log = rd.path / "mlperf_log_accuracy.json"
     feats = load_features(plan.cfg.dataset, plan.cfg.vocab)
-    acc = score_accuracy_log(log, feats)
+    scores = score_log_by_split(log, feats, plan.cfg.questions or "all")
+    acc = next(iter(scores.values()))
+    result.f1_by_split = {name: s.f1 for name, s in scores.items()}
     target = ACCURACY_TARGET_F1[plan.cfg.model]
     result.exact_match, result.f1 = acc.exact_match, acc.f1
     result.accuracy_passed = acc.f1 >= target
@@ -218,7 +224,7 @@ def _score(rd: RunDir, plan: RunPlan, result: RunResult, say: Any) -> None:
     )
     text = (
         f"model: {plan.cfg.model}; target F1 >= {target}\n"
-        f"scored: {scope}\n"
+        f"scored: {scope}\n" + split_lines(scores) +
         f"result: {'PASS' if result.accuracy_passed else 'FAIL'}\n"
         + json.dumps(acc.as_dict()) + "\n"
     )
@@ -255,7 +261,7 @@ def _summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], summary_lo
         out.update(
             exact_match=result.exact_match, f1=result.f1,
             accuracy_target_f1=ACCURACY_TARGET_F1[plan.cfg.model], accuracy=(
-                "PASS" if result.accuracy_passed else "FAIL"),
+                "PASS" if result.accuracy_passed else "FAIL"), f1_by_split=result.f1_by_split,
         )
     return out
 
