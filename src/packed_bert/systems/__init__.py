@@ -22,7 +22,7 @@ _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "hosts",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "hosts", "f1_ratio",
 }
 
 
@@ -56,6 +56,8 @@ class SystemSpec:
     notes: str = ""
     source: str = ""
     hosts: tuple[str, ...] = ()  # workers (HOST:PORT) whose devices a run uses too
+    # measured F1 of each model's default recipe, percent of the fp32 F1 (benchmarks/recipe_accuracy.py)
+    f1_ratio: dict[str, float] = field(default_factory=dict)
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -99,6 +101,7 @@ class SystemSpec:
             "sim_samples_per_s": dict(self.sim_samples_per_s),
             "min_duration_ms": dict(self.test_durations_ms),
             "source": self.source,
+            "f1_ratio_percent": dict(self.f1_ratio),
             **({"hosts": list(self.hosts)} if self.hosts else {}),
         }
 
@@ -185,6 +188,9 @@ def parse_system(text: str, source: str) -> SystemSpec:
     if any(k not in ("test", "demo") or v < 0 for k, v in durations.items()):
         raise UserError(f"{where}: [min_duration_ms] takes test and demo, in ms >= 0")
     hosts = _hosts(raw.get("hosts", []), where)
+    f1_ratio = {str(k): float(v) for k, v in raw.get("f1_ratio", {}).items()}
+    if any(m not in MODELS or not 0 < v <= 100.5 for m, v in f1_ratio.items()):
+        raise UserError(f"{where}: [f1_ratio] takes bert-99 / bert-99.9 = percent of the fp32 F1 (0-100)")
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -217,6 +223,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         notes=str(raw.get("notes", "")),
         source=source,
         hosts=hosts,
+        f1_ratio=f1_ratio,
     )
 
 
