@@ -75,9 +75,13 @@ def test_sim_cheap_logits_are_the_same_packed_or_padded() -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_sim_with_real_weights_answers_the_cpu_models_logits() -> None:
+def test_sim_with_real_weights_answers_the_cpu_models_logits(monkeypatch: pytest.MonkeyPatch) -> None:
     """A simulated card cannot compute; with weights (not random) its logits are the fp32
-    model's on this CPU, so accuracy runs of simulated systems score real answers."""
+    model's on this CPU (a few rows a call), so accuracy runs of simulated systems score real
+    answers."""
+    from packed_bert.backends import sim
+
+    monkeypatch.setattr(sim, "CPU_ROWS", 2)  # several calls per batch
     cards = [create("sim", "tiny", "int8", f"sim:{d}", overhead_s=0.0, row_time_s=0.0) for d in range(2)]
     batch = pack_batch(*_features())
     want = create("onnxruntime", "tiny", "fp32", "cpu", threads=1).infer(batch)
