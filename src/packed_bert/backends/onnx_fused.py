@@ -95,25 +95,31 @@ class _Layers:
         self.mask = mask
         self._bias: str | None = None
 
+    def scheme(self, kind: str) -> str:
+        return "fp32" if self.int8 is None else self.int8.scheme(kind)
+
     def linear(self, x: str, prefix: str, kind: str) -> str:
-        if self.int8 is None or not self.int8.int8(kind):
+        scheme = self.scheme(kind)
+        if scheme == "fp32":
             return _linear(self.g, x, self.w, prefix)
+        assert self.int8 is not None
         weight = self.w[f"{prefix}.weight"]
-        q = quantize_input(self.g, self.int8, x, weight.shape[1], prefix)
-        return int8_matmul(self.g, q, weight.T, self.w[f"{prefix}.bias"], prefix, self.int8.scheme == "rows")
+        q = quantize_input(self.g, scheme, self.int8.ranges, x, weight.shape[1], prefix)
+        return int8_matmul(self.g, q, weight.T, self.w[f"{prefix}.bias"], prefix, scheme == "rows")
 
     def attention(self, x: str, p: str) -> str:
         g, w, cfg = self.g, self.w, self.cfg
         heads = [f"{p}.attention.self.{n}" for n in ("query", "key", "value")]
         qkv_b = np.concatenate([w[f"{h}.bias"] for h in heads])
         scope = f"{p}.attention.self"
-        if self.int8 is None or not self.int8.int8("qkv"):
+        scheme = self.scheme("qkv")
+        if scheme == "fp32":
             qkv_w = g.const(f"{p}.attention.qkv.weight", np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1))
             return g.op("Attention", [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask], scope, MS_DOMAIN,
                         num_heads=cfg.heads)
-        q = quantize_input(g, self.int8, x, cfg.hidden, scope)
-        per_token = self.int8.scheme == "rows"
-        qkv = [int8_matmul(g, q, w[f"{h}.weight"].T, None, h, per_token) for h in heads]
+        assert self.int8 is not None
+        q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
+        qkv = [int8_matmul(g, q, w[f"{h}.weight"].T, None, h, scheme == "rows") for h in heads]
         bias = g.const(f"{p}.attention.qkv.bias", qkv_b)  # MultiHeadAttention adds it
         return g.op("MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads)
 

@@ -14,7 +14,7 @@ scale belongs to one token or is fixed:
 
 Weights are int8 per output column (symmetric, ``max|w| / 127``). Integer matmuls are exact and
 every scale is the token's own or a constant, so a token's output is bit-for-bit the same in any
-batch; ``keep_fp32`` leaves chosen layers in fp32 (a mixed recipe).
+batch. A recipe chooses per kind of layer (``LINEARS``): ``rows``, ``static`` or ``fp32``.
 """
 
 from __future__ import annotations
@@ -41,29 +41,34 @@ UINT8 = 2  # onnx.TensorProto.UINT8
 
 @dataclass(frozen=True)
 class Int8Recipe:
-    """How the encoder's linear layers run in int8."""
+    """How each kind of encoder linear layer runs: ``rows``, ``static`` (int8) or ``fp32``."""
 
-    scheme: str  # rows | static
-    keep_fp32: frozenset[str] = frozenset()  # linear kinds left in fp32
+    schemes: Mapping[str, str]  # layer kind (LINEARS) -> rows | static | fp32; missing: fp32
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # static: input (min, max) by layer name
 
     def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise UserError(f"int8 scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
-        unknown = sorted(set(self.keep_fp32) - set(LINEARS))
+        unknown = sorted(set(self.schemes) - set(LINEARS))
         if unknown:
             raise UserError(f"int8: unknown layer kind(s) {', '.join(unknown)}; choose from {', '.join(LINEARS)}")
+        bad = sorted({v for v in self.schemes.values() if v not in (*SCHEMES, "fp32")})
+        if bad:
+            raise UserError(f"int8 scheme must be one of {', '.join(SCHEMES)} or fp32, got {', '.join(bad)}")
 
-    def int8(self, kind: str) -> bool:
-        return kind not in self.keep_fp32
+    def scheme(self, kind: str) -> str:
+        return self.schemes.get(kind, "fp32")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether some layer needs calibrated ranges."""
+        return "static" in self.schemes.values()
 
     def key(self) -> str:
         """What identifies the recipe in a cache key (ranges by digest)."""
         import hashlib
 
-        fp32 = "+".join(sorted(self.keep_fp32))
+        kinds = ",".join(f"{k}={self.scheme(k)}" for k in LINEARS)
         ranges = hashlib.sha256(repr(sorted(self.ranges.items())).encode()).hexdigest()[:12] if self.ranges else ""
-        return f"{self.scheme}{'-fp32=' + fp32 if fp32 else ''}{'-' + ranges if ranges else ''}"
+        return kinds + (f";{ranges}" if ranges else "")
 
 
 def quantize_weight(w_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,11 +128,12 @@ def int8_matmul(g: _Graph, q: Quantized, w_t: np.ndarray, bias: np.ndarray | Non
     return out if bias is None else g.op("Add", [out, g.const(f"{name}.bias", bias)], name)
 
 
-def quantize_input(g: _Graph, recipe: Int8Recipe, x: str, width: int, name: str) -> Quantized:
-    """A layer input quantized by the recipe's scheme (static: its calibrated range)."""
-    if recipe.scheme == "rows":
+def quantize_input(g: _Graph, scheme: str, ranges: Mapping[str, tuple[float, float]], x: str, width: int,
+                   name: str) -> Quantized:
+    """A layer input quantized by ``scheme`` (static: its calibrated range in ``ranges``)."""
+    if scheme == "rows":
         return quantize_rows(g, x, width, name)
-    if name not in recipe.ranges:
+    if name not in ranges:
         raise UserError(f"int8 static: no calibrated range for {name}; recalibrate")
-    lo, hi = recipe.ranges[name]
+    lo, hi = ranges[name]
     return quantize_static(g, x, lo, hi, name)

@@ -31,10 +31,18 @@ from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused
 from packed_bert.errors import UserError
 
-QUANT_MODES = ("dynamic", "mixed", "static", "rows", "rows-mixed", "calibrated", "calibrated-mixed")
-# Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> (scheme, layers kept fp32)
-FUSED_INT8 = {"rows": ("rows", ()), "rows-mixed": ("rows", ("ffn_out",)),
-              "calibrated": ("static", ()), "calibrated-mixed": ("static", ("ffn_out",))}
+# Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
+# layer kind (Q|K|V, attention output, FFN input, FFN output)
+FUSED_INT8: dict[str, dict[str, str]] = {
+    "rows": {"qkv": "rows", "attn_out": "rows", "ffn_in": "rows", "ffn_out": "rows"},
+    "rows-mixed": {"qkv": "rows", "attn_out": "rows", "ffn_in": "rows", "ffn_out": "fp32"},
+    "calibrated": {"qkv": "static", "attn_out": "static", "ffn_in": "static", "ffn_out": "static"},
+    "calibrated-mixed": {"qkv": "static", "attn_out": "static", "ffn_in": "static", "ffn_out": "fp32"},
+    # fixed scales where a layer's output is wide (per-token scaling costs a pass over it),
+    # per-token scales on the 1024-wide outputs
+    "hybrid": {"qkv": "static", "attn_out": "rows", "ffn_in": "static", "ffn_out": "rows"},
+}
+QUANT_MODES = ("dynamic", "mixed", "static", *FUSED_INT8)
 DEFAULT_QUANT = "rows"  # batch-invariant, 99.8% of fp32 F1 (docs/performance.md)
 GRAPHS = ("fused", "traced")
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
@@ -92,17 +100,16 @@ def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant:
     """The fused graph with int8 layers whose scales are per token or fixed (``onnx_int8``)."""
     from packed_bert.backends.onnx_int8 import Int8Recipe
 
-    scheme, keep = FUSED_INT8[quant]
-    out = cache_path(weights, config, "int8", f"{quant}-fused")
+    recipe = Int8Recipe(FUSED_INT8[quant])
+    out = cache_path(weights, config, "int8", f"{quant}-fused-{recipe.key()}")
     if out.exists():
         return out
     model = load(model_spec, seed)
-    ranges = {}
-    if scheme == "static":
+    if recipe.calibrated:
         from packed_bert.backends.quantize import calibrate_ranges
 
-        ranges = calibrate_ranges(model)
-    return export_fused(model, out, Int8Recipe(scheme, frozenset(keep), ranges))
+        recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model))
+    return export_fused(model, out, recipe)
 
 
 class OrtRunner:
