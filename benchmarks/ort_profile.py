@@ -73,7 +73,7 @@ def main() -> int:
     model = load_model("random")
     rows = []
     for graph, off in CONFIGS:
-        wall, per_op = profile(prepare_model(model, "int8", graph=graph), feeds, off, threads)
+        wall, per_op = profile(prepare_model(model, "int8", "dynamic", graph=graph), feeds, off, threads)
         rows.append((graph, off, wall, per_op))
         print(f"{graph} skip-LN fusion {'off' if off else 'on'}: {wall:.2f} s, {flops / wall / 1e9:.0f} GFLOP/s real", flush=True)
     table = render(rows, args, flops)

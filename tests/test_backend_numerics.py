@@ -105,8 +105,8 @@ def test_fused_and_traced_int8_quantize_alike(tiny: PackedBertForQA, features: t
     """Same scheme in both graphs (int8 per-channel weights, one u8 scale per input tensor), so
     the logits differ only by float rounding, far less than by int8 itself."""
     packed = pack_batch(*features)
-    fused = create("onnxruntime", tiny, "int8", graph="fused", threads=1).infer(packed)
-    traced = create("onnxruntime", tiny, "int8", graph="traced", threads=1).infer(packed)
+    fused = create("onnxruntime", tiny, "int8", quant="dynamic", graph="fused", threads=1).infer(packed)
+    traced = create("onnxruntime", tiny, "int8", quant="dynamic", graph="traced", threads=1).infer(packed)
     ref = _eager(tiny, packed)
     real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
     assert np.abs(fused - traced)[real].max() < 0.1 * np.abs(fused - ref)[real].max()
@@ -117,16 +117,26 @@ def test_static_quantization_refuses_the_fused_graph(tiny: PackedBertForQA) -> N
         create("onnxruntime", tiny, "int8", quant="static", graph="fused")
 
 
-def test_torch_cpu_fp32_sorted_equals_packed(tiny: PackedBertForQA, features: tuple) -> None:
-    runner = create("torch", tiny, "fp32")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_torch_cpu_sorted_equals_packed_bit_for_bit(tiny: PackedBertForQA, features: tuple, precision: str) -> None:
+    """Tiled matmuls and per-sequence attention (torch_invariant): a sequence's logits are the
+    same bits packed with others, sorted, or alone; and close to the eager model's."""
+    import copy
+
+    runner = create("torch", copy.deepcopy(tiny), precision)
     packed = pack_batch(*features)
     by_packed = unpack(packed, runner.infer(packed))
     order: dict[int, np.ndarray] = {}
     for batch in sorted_batches(*features, batch_size=4):
         for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):
             order[int(idx)] = seq
+    eager = unpack(packed, _eager(tiny, packed))
     for i, seq in enumerate(by_packed):
-        np.testing.assert_allclose(seq, order[i], atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(seq, order[i])
+        alone = sorted_batches(*(f[i : i + 1] for f in features), batch_size=1)[0]
+        np.testing.assert_array_equal(seq, unpack(alone, runner.infer(alone))[0])
+        tol = 1e-4 if precision == "fp32" else 0.05 * max(1.0, float(np.abs(eager[i]).max()))
+        np.testing.assert_allclose(seq, eager[i], atol=tol, rtol=0)
 
 
 def test_torch_cpu_bf16_close_to_fp32(features: tuple) -> None:
@@ -134,7 +144,7 @@ def test_torch_cpu_bf16_close_to_fp32(features: tuple) -> None:
     model = PackedBertForQA(BERT_TINY).eval()
     packed = pack_batch(*features)
     ref = _eager(model, packed)
-    got = create("torch", model, "bf16").infer(packed)  # converts the module it is given
+    got = create("torch", model, "bf16").infer(packed)  # converts a copy of the module
     assert got.dtype == np.float32
     real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
     err = np.abs(got[real] - ref[real]).max()

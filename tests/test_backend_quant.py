@@ -30,6 +30,23 @@ def test_low_precision_linear_close_to_fp32(cls: type[torch.nn.Module], dtype: t
     assert float((got - want).abs().max()) < tol * float(want.abs().max())
 
 
+@pytest.mark.parametrize("cls", [Int8Linear, Fp8Linear])
+def test_low_precision_linear_scales_each_token_alone(cls: type[torch.nn.Module]) -> None:
+    """Per-token activation scales: a token's output is the same bits whatever else is in the batch."""
+    torch.manual_seed(0)
+    layer_in = torch.nn.Linear(64, 128)
+    x = torch.randn(40, 64)
+    x[7:] *= 50.0  # batch-mates with a much wider range
+    dtype = torch.bfloat16 if cls is Fp8Linear else torch.float32
+    try:
+        layer = cls(layer_in)
+        together = layer(x.to(dtype))
+        alone = layer(x[:7].to(dtype))
+    except (RuntimeError, NotImplementedError) as exc:  # kernel missing on this CPU build
+        pytest.skip(f"{cls.__name__} has no CPU kernel here: {exc}")
+    assert torch.equal(together[:7], alone)
+
+
 def test_quantize_linears_replaces_encoder_layers_not_the_head() -> None:
     model = PackedBertForQA(BERT_TINY)
     count = quantize_linears(model, "int8")

@@ -89,6 +89,23 @@ def test_sim_cheap_logits_are_the_same_packed_or_padded() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_sim_with_real_weights_answers_the_cpu_models_logits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A simulated card cannot compute; with weights (not random) its logits are the fp32
+    model's on this CPU (a few rows a call), so accuracy runs of simulated systems score real
+    answers."""
+    from packed_bert.backends import sim
+
+    monkeypatch.setattr(sim, "CPU_ROWS", 2)  # several calls per batch
+    cards = [create("sim", "tiny", "int8", f"sim:{d}", overhead_s=0.0, row_time_s=0.0) for d in range(2)]
+    batch = pack_batch(*_features())
+    want = create("onnxruntime", "tiny", "fp32", "cpu", threads=1).infer(batch)
+    real = np.arange(384)[None, :] < batch.seq_lens.sum(axis=1)[:, None]
+    for card in cards:
+        np.testing.assert_allclose(card.infer(batch)[real], want[real], atol=1e-5, rtol=0)
+        assert "logits from the fp32 model on this CPU" in describe(card)["detail"] and card.simulated
+    assert not create("sim", "random", "int8", overhead_s=0.0, row_time_s=0.0).infer(batch).any()  # random: zeros
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -109,7 +126,13 @@ def test_recipes_forbid_int8_for_bert_99_9() -> None:
     assert "\n" not in str(err.value)
     check_precision("onnxruntime", "cpu", "int8", "bert-99")
     check_precision("torch", "cuda:3", "fp8", "bert-99")
-    assert default_recipe("bert-99", "cpu") == ("onnxruntime", "int8")
+    assert default_recipe("bert-99", "cpu") == ("torch", "bf16")
+    assert default_recipe("bert-99.9", "cpu") == ("onnxruntime", "fp32")
+    from packed_bert.systems import load_system
+
+    cpu = load_system("cpu")  # the cpu system runs the recipes' CPU defaults
+    for model in ("bert-99", "bert-99.9"):
+        assert (cpu.backend_for(model), cpu.precision_for(model)) == default_recipe(model, "cpu")
     assert default_recipe("bert-99.9", "cuda:0")[1] in ("fp16", "bf16")
 
 

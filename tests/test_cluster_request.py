@@ -54,7 +54,7 @@ def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing()
     assert req.weights == req.weights_id == "random" and req.sim_timing is not None
     assert req.sim_timing.static_shape and req.sim_timing.row_time_s > 0
     cpu = cluster_request(plan_run(RunConfig(sut="cpu")), SampleLibrary.from_features(feats))
-    assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == ("onnxruntime", CPU_GROUP, "int8", None)
+    assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == ("torch", CPU_GROUP, "bf16", None)
 
 
 def _identity(**kw: object) -> DeviceIdentity:

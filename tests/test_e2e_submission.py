@@ -120,7 +120,15 @@ def test_cpu_tiny_performance_is_valid_with_a_probed_target(tmp_path: Path, shar
 def test_test01_on_the_tiny_model_scores_differing_responses(tmp_path: Path, shared_data: Path,
                                                              capfd: pytest.CaptureFixture[str]) -> None:
     res = tmp_path / "results"
-    common = ["--sut", "cpu", "--weights", "tiny", "--count", "24", "--results-dir", str(res), *data_flags(shared_data)]
+    # the cpu system's defaults give the same bits in any batch; ONNX Runtime's dynamic int8 (one
+    # activation scale per batch tensor) does not, which is what exercises the fallback
+    from importlib import resources
+
+    cpu = resources.files("packed_bert.systems").joinpath("cpu.toml").read_text()
+    system = tmp_path / "cpu-dynamic-int8.toml"
+    system.write_text(cpu.replace('"bert-99" = "torch:bf16"', '"bert-99" = "int8"')
+                      .replace('name = "cpu"', 'name = "cpu-dynamic-int8"\nbackend_options = {quant = "dynamic"}'))
+    common = ["--sut", str(system), "--weights", "tiny", "--count", "24", "--results-dir", str(res), *data_flags(shared_data)]
     # the accuracy run packs; the audit run sorts: other neighbours, other int8 scales, other bits
     assert cli.main(["run", "--mode", "accuracy", "--batching", "packed", *common]) == 0
     acc = last_json(capfd.readouterr().out)

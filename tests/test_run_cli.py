@@ -8,6 +8,7 @@ from packed_bert import cli
 from packed_bert.commands import run as run_cmd
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
+from packed_bert.harness.flags import to_argv
 
 
 def _cfg(argv: list[str]) -> RunConfig:
@@ -90,3 +91,13 @@ def test_run_prints_json_summary_last(tmp_path: Path, monkeypatch: pytest.Monkey
     assert summary["simulated"] is False and summary["samples_per_second"] > 0
     assert "valid" in summary and Path(summary["run_dir"]).is_dir()
     assert any(line.startswith("performance:") for line in out)
+
+
+def test_questions_flag_names_a_split_and_survives_to_argv() -> None:
+    cfg = _cfg(["run", "--sut", "cpu", "--mode", "accuracy", "--questions", "odd-articles"])
+    assert cfg.questions == "odd-articles"
+    assert _cfg(["run", "--sut", "cpu", "--questions", "all"]).questions is None  # all = the default
+    again = _cfg(to_argv(cfg)[1:])
+    assert again.questions == "odd-articles"
+    with pytest.raises((SystemExit, UserError)):
+        _cfg(["run", "--sut", "cpu", "--questions", "first-half"])

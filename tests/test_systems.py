@@ -57,5 +57,10 @@ def test_systems_command_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.strip().splitlines()
     assert lines[0].split()[:5] == ["name", "devices", "simulated", "bert-99", "bert-99.9"]
     q8 = next(line for line in lines if line.startswith("r282_z93_q8"))
-    assert q8.split()[1:6] == ["8", "yes", "sim:int8", "packed", "sim:fp16"]
+    assert q8.split()[1:5] == ["8", "yes", "sim:int8", "packed"]
+    assert "(F1: fp32 logits on this CPU)" in q8  # a simulated card's logits come from the CPU model
+    cpu = next(line for line in lines if line.startswith("cpu "))
+    assert cpu.count("% of fp32)") == 2  # both defaults name their measured F1 ratio
+    cuda = next(line for line in lines if line.startswith("cuda "))
+    assert "F1 not measured" in cuda
     assert any(line.startswith("null ") for line in lines)

@@ -71,6 +71,14 @@ class Batching(StrEnum):
     PADDED = "padded"  # every sequence padded to 384
 
 
+class Questions(StrEnum):
+    """Which SQuAD dev questions a run answers, by article (0-based, file order)."""
+
+    ALL = "all"
+    ODD_ARTICLES = "odd-articles"  # articles 1, 3, ..., 47
+    EVEN_ARTICLES = "even-articles"  # articles 0, 2, ..., 46
+
+
 class Category(StrEnum):
     """The MLPerf system type a result is submitted in (``system_type`` in systems/*.json)."""
 

@@ -33,7 +33,8 @@ def create(
 
     ``model`` (``bert-99`` / ``bert-99.9``), when given, is checked against the precision
     recipes. Options by backend: null ``max_rows``; sim ``timing`` (``SimTiming``) or
-    ``overhead_s``/``row_time_s``/``static_shape``, ``logits``; torch ``cuda_graphs``,
+    ``overhead_s``/``row_time_s``/``static_shape``, ``logits`` (real weights: the fp32 model's,
+    computed on this CPU); torch ``cuda_graphs``,
     ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static), ``graph`` (fused|traced), ``static_rows``,
     ``threads``.
     """
@@ -54,7 +55,7 @@ def create(
             if timing is None:
                 keys = ("overhead_s", "row_time_s", "static_shape")
                 timing = SimTiming(**{k: options.pop(k) for k in keys if k in options})
-            return SimRunner(timing, precision, device, **options)
+            return SimRunner(timing, precision, device, weights=model_spec, **options)
         if name == "torch":
             from packed_bert.backends.torch_backend import TorchRunner
 

@@ -1,10 +1,12 @@
 """Low-precision Linear layers for CUDA (bert-99): fp8 (Hopper and newer) or int8.
 
-fp8: ``torch._scaled_mm`` with e4m3 weights (per-tensor scale) and e4m3 activations scaled per
-call from their absolute maximum (no host sync, so CUDA graphs can capture it). int8:
-``torch._int_mm`` with per-channel weight scales and per-token activation scales. Both keep the
-attention core and LayerNorm in bf16. Nothing here runs on a CPU-only machine; it imports
-cleanly there.
+fp8: ``torch._scaled_mm`` with e4m3 weights (per output channel scales) and e4m3 activations
+scaled per token from each token's absolute maximum ("rowwise" scaling; no host sync, so CUDA
+graphs can capture it). int8: ``torch._int_mm`` with per-channel weight scales and per-token
+activation scales. Every activation scale belongs to one token, so a sample's logits do not
+depend on its batch-mates' values (a per-tensor scale would). Both keep the attention core and
+LayerNorm in bf16. The CUDA code imports cleanly on a CPU-only machine, and both layers' numerics
+run on the CPU too (tests).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ FP8_MAX = 448.0
 
 
 class Fp8Linear(nn.Module):
-    """y = x W^T + b with x and W in float8_e4m3fn, accumulation in fp32, output bf16."""
+    """y = x W^T + b with x and W in float8_e4m3fn (rowwise scales), fp32 accumulation, bf16 out."""
 
     weight_fp8: torch.Tensor
     weight_scale: torch.Tensor
@@ -25,17 +27,17 @@ class Fp8Linear(nn.Module):
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax().clamp(min=1e-12) / FP8_MAX
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX  # [out, 1]
         # [out, in] row-major; .t() is the column-major [in, out] that _scaled_mm wants.
         self.register_buffer("weight_fp8", (weight / scale).to(torch.float8_e4m3fn))
-        self.register_buffer("weight_scale", scale.reshape(()).float())
+        self.register_buffer("weight_scale", scale.t().contiguous().float())  # [1, out]
         bias = linear.bias.detach().to(torch.bfloat16) if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.out_features = linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        x_scale = flat.abs().amax().float().clamp(min=1e-12) / FP8_MAX
+        x_scale = flat.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX  # [tokens, 1]
         x8 = (flat.float() / x_scale).to(torch.float8_e4m3fn)
         y = torch._scaled_mm(
             x8,

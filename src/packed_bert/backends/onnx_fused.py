@@ -7,6 +7,10 @@ sum in one kernel, without the transposes and scalings of the traced graph), fed
 [R, L, L] that lets a token see only the tokens of its own sequence. Dynamic quantization turns
 it into ``QAttention`` (int8 Q|K|V projection). The rest is MatMul/Add/LayerNormalization and
 ``com.microsoft.Gelu`` (erf), which ONNX Runtime fuses on load (bias into the int8 matmuls).
+
+With an ``Int8Recipe`` (``onnx_int8``) the encoder's linear layers are written in int8 with
+per-token or fixed activation scales instead; an int8 Q|K|V projection then feeds
+``com.microsoft.MultiHeadAttention`` (same mask, as an additive [R, 1, L, L] bias).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
+from packed_bert.backends.onnx_int8 import Int8Recipe, int8_matmul, quantize_input
 from packed_bert.cache import atomic_write_bytes
 from packed_bert.model.config import BertConfig
 
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
 
 OPSET = 17
 MS_DOMAIN = "com.microsoft"
-INT32, INT64 = 6, 7  # onnx.TensorProto.INT32, INT64
+FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto.FLOAT, INT32, INT64
 
 
 class _Graph:
@@ -82,8 +87,55 @@ def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: f
     return g.op("LayerNormalization", [x, scale, bias], prefix, axis=-1, epsilon=eps)
 
 
-def build(model: torch.nn.Module) -> onnx.ModelProto:
-    """The fused fp32 ONNX graph of ``model`` (a ``PackedBertForQA``)."""
+class _Layers:
+    """Writes the encoder's linear layers and attention, in fp32 or by an ``Int8Recipe``."""
+
+    def __init__(self, g: _Graph, w: dict[str, np.ndarray], cfg: BertConfig, int8: Int8Recipe | None, mask: str) -> None:
+        self.g, self.w, self.cfg, self.int8 = g, w, cfg, int8
+        self.mask = mask
+        self._bias: str | None = None
+
+    def scheme(self, kind: str) -> str:
+        return "fp32" if self.int8 is None else self.int8.scheme(kind)
+
+    def linear(self, x: str, prefix: str, kind: str) -> str:
+        scheme = self.scheme(kind)
+        if scheme == "fp32":
+            return _linear(self.g, x, self.w, prefix)
+        assert self.int8 is not None
+        weight = self.w[f"{prefix}.weight"]
+        q = quantize_input(self.g, scheme, self.int8.ranges, x, weight.shape[1], prefix)
+        return int8_matmul(self.g, q, weight.T, self.w[f"{prefix}.bias"], prefix, scheme == "rows")
+
+    def attention(self, x: str, p: str) -> str:
+        g, w, cfg = self.g, self.w, self.cfg
+        heads = [f"{p}.attention.self.{n}" for n in ("query", "key", "value")]
+        qkv_b = np.concatenate([w[f"{h}.bias"] for h in heads])
+        scope = f"{p}.attention.self"
+        scheme = self.scheme("qkv")
+        if scheme == "fp32":
+            qkv_w = g.const(f"{p}.attention.qkv.weight", np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1))
+            return g.op("Attention", [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask], scope, MS_DOMAIN,
+                        num_heads=cfg.heads)
+        assert self.int8 is not None
+        q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
+        qkv = [int8_matmul(g, q, w[f"{h}.weight"].T, None, h, scheme == "rows") for h in heads]
+        bias = g.const(f"{p}.attention.qkv.bias", qkv_b)  # MultiHeadAttention adds it
+        return g.op("MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads)
+
+    def attention_bias(self) -> str:
+        """The mask as MultiHeadAttention's additive bias [R, 1, L, L]: 0 within a sequence, -10000 across."""
+        if self._bias is None:
+            g = self.g
+            same = g.op("Cast", [self.mask], to=FLOAT)
+            bias = g.op("Mul", [g.op("Sub", [same, g.const("one", np.array(1, np.float32))]),
+                                g.const("masked", np.array(10000, np.float32))])
+            self._bias = g.op("Unsqueeze", [bias, g.const("axes_heads", np.array([1], np.int64))], "attention_bias")
+        return self._bias
+
+
+def build(model: torch.nn.Module, int8: Int8Recipe | None = None) -> onnx.ModelProto:
+    """The fused ONNX graph of ``model`` (a ``PackedBertForQA``): fp32, or int8 by ``int8``."""
     from onnx import TensorProto, helper
 
     cfg = cast(BertConfig, model.config)
@@ -95,17 +147,14 @@ def build(model: torch.nn.Module) -> onnx.ModelProto:
     places = g.op("Gather", [g.const("position_embeddings", w[f"{e}.position_embeddings.weight"]), pos])
     types = g.op("Gather", [g.const("token_type_embeddings", w[f"{e}.token_type_embeddings.weight"]), seg])
     x = _layer_norm(g, g.op("Add", [g.op("Add", [words, places]), types]), w, f"{e}.LayerNorm", cfg.layer_norm_eps)
-    mask = _sequence_mask(g, ids, lens)
+    layers = _Layers(g, w, cfg, int8, _sequence_mask(g, ids, lens))
     for i in range(cfg.layers):
         p = f"bert.encoder.layer.{i}"
-        heads = [f"{p}.attention.self.{n}" for n in ("query", "key", "value")]
-        qkv_w = g.const(f"{p}.attention.qkv.weight", np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1))
-        qkv_b = g.const(f"{p}.attention.qkv.bias", np.concatenate([w[f"{h}.bias"] for h in heads]))
-        ctx = g.op("Attention", [x, qkv_w, qkv_b, mask], f"{p}.attention.self", MS_DOMAIN, num_heads=cfg.heads)
-        attn = _linear(g, ctx, w, f"{p}.attention.output.dense")
+        ctx = layers.attention(x, p)
+        attn = layers.linear(ctx, f"{p}.attention.output.dense", "attn_out")
         x = _layer_norm(g, g.op("Add", [attn, x]), w, f"{p}.attention.output.LayerNorm", cfg.layer_norm_eps)
-        hidden = g.op("Gelu", [_linear(g, x, w, f"{p}.intermediate.dense")], f"{p}.intermediate", MS_DOMAIN)
-        out = _linear(g, hidden, w, f"{p}.output.dense")
+        hidden = g.op("Gelu", [layers.linear(x, f"{p}.intermediate.dense", "ffn_in")], f"{p}.intermediate", MS_DOMAIN)
+        out = layers.linear(hidden, f"{p}.output.dense", "ffn_out")
         x = _layer_norm(g, g.op("Add", [out, x]), w, f"{p}.output.LayerNorm", cfg.layer_norm_eps)
     g.nodes.append(helper.make_node("Identity", [_linear(g, x, w, "qa_outputs")], [OUTPUT_NAME], name="logits"))
 
@@ -118,7 +167,7 @@ def build(model: torch.nn.Module) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)])
 
 
-def export_fused(model: torch.nn.Module, path: Path) -> Path:
-    """Write the fused graph of ``model`` to ``path``; atomic."""
-    atomic_write_bytes(path, build(model).SerializeToString())
+def export_fused(model: torch.nn.Module, path: Path, int8: Int8Recipe | None = None) -> Path:
+    """Write the fused graph of ``model`` (fp32, or int8 by ``int8``) to ``path``; atomic."""
+    atomic_write_bytes(path, build(model, int8).SerializeToString())
     return path

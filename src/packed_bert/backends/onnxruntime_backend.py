@@ -5,6 +5,11 @@
 (``onnx_export``). Both give the same logits; the fused one is faster (docs/backends.md).
 SkipLayerNormalization fusion is switched off: on this CPU its kernel took five times as long
 as the LayerNormalization + Add it replaces (ORT 1.32 profile, docs/performance.md).
+Int8 (``quant``): ``rows`` (default) has per-token activation scales and ``calibrated`` fixed
+ones (``onnx_int8``), so a sample's logits never depend on its batch-mates (bit-for-bit in
+sorted and padded batches); ``dynamic``/``mixed`` are ONNX Runtime's dynamic quantization (one
+scale per batch tensor) and ``static`` its QDQ quantization, kept for comparison
+(benchmarks/recipe_accuracy.py). ``*-mixed`` keep the FFN output projections in fp32.
 Exported and quantized models are cached (``onnx_export.cache_path``). ``static_rows=N`` makes
 a fixed-shape session: every batch is run as [N, 384] (smaller batches are padded with empty
 rows, longer ones split), the way a static-shape accelerator sees it. ``infer`` may be called
@@ -26,7 +31,19 @@ from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused
 from packed_bert.errors import UserError
 
-QUANT_MODES = ("dynamic", "mixed", "static")
+# Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
+# layer kind (Q|K|V, attention output, FFN input, FFN output)
+FUSED_INT8: dict[str, dict[str, str]] = {
+    "rows": {"qkv": "rows", "attn_out": "rows", "ffn_in": "rows", "ffn_out": "rows"},
+    "rows-mixed": {"qkv": "rows", "attn_out": "rows", "ffn_in": "rows", "ffn_out": "fp32"},
+    "calibrated": {"qkv": "static", "attn_out": "static", "ffn_in": "static", "ffn_out": "static"},
+    "calibrated-mixed": {"qkv": "static", "attn_out": "static", "ffn_in": "static", "ffn_out": "fp32"},
+    # fixed scales where a layer's output is wide (per-token scaling costs a pass over it),
+    # per-token scales on the 1024-wide outputs
+    "hybrid": {"qkv": "static", "attn_out": "rows", "ffn_in": "static", "ffn_out": "rows"},
+}
+QUANT_MODES = ("dynamic", "mixed", "static", *FUSED_INT8)
+DEFAULT_QUANT = "rows"  # batch-invariant, 99.8% of fp32 F1 (docs/performance.md)
 GRAPHS = ("fused", "traced")
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
@@ -38,7 +55,7 @@ def default_graph(precision: str, quant: str) -> str:
 
 
 def prepare_model(
-    model_spec: Any, precision: str, quant: str = "dynamic", seed: int = 0, graph: str | None = None
+    model_spec: Any, precision: str, quant: str = DEFAULT_QUANT, seed: int = 0, graph: str | None = None
 ) -> Path:
     """The cached ONNX file for ``model_spec`` at ``precision`` (exporting/quantizing if needed)."""
     if quant not in QUANT_MODES:
@@ -62,6 +79,10 @@ def prepare_model(
         return fp32
     if precision != "int8":
         raise UserError(f"onnxruntime: precision {precision!r} is not available; use fp32 or int8")
+    if quant in FUSED_INT8:
+        if graph != "fused":
+            raise UserError(f"onnxruntime: quant={quant} is written into the fused graph; use graph=fused")
+        return _fused_int8(model_spec, seed, weights, config, quant)
     out = cache_path(weights, config, "int8", f"{quant}-{graph}")
     if not out.exists():
         from packed_bert.backends import quantize
@@ -73,6 +94,22 @@ def prepare_model(
         else:
             quantize.quantize_static(fp32, out)
     return out
+
+
+def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant: str) -> Path:
+    """The fused graph with int8 layers whose scales are per token or fixed (``onnx_int8``)."""
+    from packed_bert.backends.onnx_int8 import Int8Recipe
+
+    recipe = Int8Recipe(FUSED_INT8[quant])
+    out = cache_path(weights, config, "int8", f"{quant}-fused-{recipe.key()}")
+    if out.exists():
+        return out
+    model = load(model_spec, seed)
+    if recipe.calibrated:
+        from packed_bert.backends.quantize import calibrate_ranges
+
+        recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model))
+    return export_fused(model, out, recipe)
 
 
 class OrtRunner:
@@ -87,7 +124,7 @@ class OrtRunner:
         precision: str = "fp32",
         device: str = "cpu",
         *,
-        quant: str = "dynamic",
+        quant: str = DEFAULT_QUANT,
         graph: str | None = None,
         static_rows: int | None = None,
         threads: int | None = None,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -128,3 +129,45 @@ def quantize_static(
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return out_path
+
+
+def calibrate_ranges(model: object, dataset: Path | None = None, vocab: Path | None = None,
+                     batch_size: int = 8) -> dict[str, tuple[float, float]]:
+    """(min, max) of every encoder linear layer's input over the real tokens of the 100
+    calibration questions' features, run through the fp32 torch model (``onnx_int8`` names:
+    the Q|K|V input is ``...attention.self``, the others the layer's own name)."""
+    import torch
+
+    from packed_bert.packing import sorted_batches
+
+    feats = calibration_features(dataset, vocab)
+    module = cast(torch.nn.Module, model).float().eval()
+    ranges: dict[str, tuple[float, float]] = {}
+    real: list[torch.Tensor] = []  # the current batch's real-token mask [R, L]
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(_mod: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            values = args[0][real[0]]
+            lo, hi = float(values.min()), float(values.max())
+            old = ranges.get(name, (lo, hi))
+            ranges[name] = (min(old[0], lo), max(old[1], hi))
+        return record
+
+    handles = []
+    for name, sub in module.named_modules():
+        if name.endswith(".attention.self.query"):
+            handles.append(sub.register_forward_pre_hook(hook(name.rsplit(".", 1)[0])))
+        elif name.endswith((".attention.output.dense", ".intermediate.dense", ".output.dense")):
+            handles.append(sub.register_forward_pre_hook(hook(name)))
+    try:
+        with torch.inference_mode():
+            for b in sorted_batches(feats["input_ids"], feats["segment_ids"], feats["lengths"], batch_size):
+                lens = torch.from_numpy(b.seq_lens[:, 0].astype(np.int64))
+                real[:] = [torch.arange(b.row_len)[None, :] < lens[:, None]]
+                tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in
+                           (b.input_ids, b.segment_ids, b.position_ids, b.seq_lens)]
+                module(*tensors)
+    finally:
+        for h in handles:
+            h.remove()
+    return ranges

@@ -8,12 +8,19 @@ Timing model (per ``infer`` call)::
 
 ``time.sleep`` releases the GIL, so many simulated cards run concurrently in threads without
 loading the CPU.
+
+Logits: with random weights, zeros (or ``logits="cheap"``); with real weights (a checkpoint,
+or ``tiny``), the model's fp32 logits computed on this CPU by ONNX Runtime (the fused graph,
+whose logits do not depend on batch-mates), one session shared by every simulated card of the
+process. The card's timing model still sets the pace, unless the CPU takes longer than it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +60,13 @@ class SimRunner:
         precision: str = "fp32",
         device: str = "sim:0",
         logits: str = "zeros",
+        weights: Any = "random",
     ) -> None:
         if logits not in ("zeros", "cheap"):
             raise UserError(f"sim: logits must be 'zeros' or 'cheap', got {logits!r}")
+        self._model = None if isinstance(weights, str) and weights == "random" else cpu_model(weights)
+        if self._model is not None:
+            logits = "model"
         self.timing = timing or SimTiming()
         self.precision = precision
         self.device = device
@@ -65,12 +76,15 @@ class SimRunner:
         self.detail = (
             f"simulated accelerator: {t.overhead_s * 1e3:.3f} ms per batch + "
             f"{t.row_time_s * 1e3:.3f} ms per {'row' if t.static_shape else '384 tokens'}"
+            + ("; logits from the fp32 model on this CPU (onnxruntime)" if self._model is not None else "")
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
         start = time.perf_counter()
         rows, length = batch_shape(batch)
-        if self.logits_kind == "zeros":
+        if self._model is not None:
+            out = self._cpu_logits(batch, rows, length)
+        elif self.logits_kind == "zeros":
             out = np.zeros((rows, length, 2), dtype=np.float32)
         else:
             out = cheap_logits(np.asarray(batch.input_ids), np.asarray(batch.position_ids))
@@ -78,6 +92,32 @@ class SimRunner:
         if remaining > 0:
             time.sleep(remaining)
         return out
+
+
+    def _cpu_logits(self, batch: BatchLike, rows: int, length: int) -> np.ndarray:
+        """The CPU model's logits, ``CPU_ROWS`` rows a call: a simulated card's batch (4,096
+        samples) at once would need tens of GB for attention scores. Each row's logits do not
+        depend on the others', so the chunks change nothing."""
+        out = np.empty((rows, length, 2), dtype=np.float32)
+        for s in range(0, rows, CPU_ROWS):
+            part = _Rows(*(np.asarray(getattr(batch, n))[s : s + CPU_ROWS]
+                           for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")))
+            assert self._model is not None
+            out[s : s + CPU_ROWS] = self._model.infer(part)
+        return out
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A slice of a batch's rows, as a runner reads it."""
+
+    input_ids: np.ndarray
+    segment_ids: np.ndarray
+    position_ids: np.ndarray
+    seq_lens: np.ndarray
+
+
+CPU_ROWS = 64  # rows per CPU model call behind a simulated card
 
 
 def cheap_logits(input_ids: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
@@ -88,3 +128,18 @@ def cheap_logits(input_ids: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
     start = np.sin(ids * 0.37 + pos * 0.011)
     end = np.cos(ids * 0.53 - pos * 0.017)
     return np.stack([start, end], axis=-1).astype(np.float32)
+
+
+_CPU_MODELS: dict[int | str, Any] = {}
+_CPU_MODELS_LOCK = threading.Lock()
+
+
+def cpu_model(weights: Any) -> Any:
+    """The shared fp32 ONNX Runtime runner of ``weights`` (a spec or a module), made once per process."""
+    from packed_bert.backends.onnxruntime_backend import OrtRunner
+
+    key: int | str = weights if isinstance(weights, str) else id(weights)
+    with _CPU_MODELS_LOCK:
+        if key not in _CPU_MODELS:
+            _CPU_MODELS[key] = OrtRunner(weights, "fp32", "cpu")
+        return _CPU_MODELS[key]

@@ -1,12 +1,17 @@
 """PyTorch runner: CPU fp32/bf16; CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
+On the CPU every Linear layer runs on fixed 512-row tiles and attention per sequence
+(``torch_invariant``), so a sample's logits are bit for bit the same alone, sorted, padded or
+packed; a module passed in is copied first (its layers are restructured).
+
 One runner per device: ``infer`` reuses static buffers (CUDA graphs) and is not safe to call
 from two threads at once (the device pool's per-device lock sees to that).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -37,7 +42,11 @@ class TorchRunner:
         varlen: bool | None = None,
         threads: int | None = None,
         seed: int = 0,
+        variant: str | None = None,
+        batch_invariant: bool | None = None,
     ) -> None:
+        if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
+            raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
         self.precision = precision
         self.device = device
         self._dev = torch.device(device)
@@ -47,8 +56,18 @@ class TorchRunner:
         if threads:
             torch.set_num_threads(threads)
         model = load(model_spec, seed).eval()
+        self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
+        if self.batch_invariant and (cuda or variant is not None):
+            raise UserError("torch backend: batch_invariant runs on the CPU, without a variant")
+        if self.batch_invariant and isinstance(model_spec, torch.nn.Module):
+            model = copy.deepcopy(model)  # the CPU path restructures its layers (torch_invariant)
         self.quant_detail = ""
-        if precision in DTYPES:
+        if variant == "mixed":
+            from packed_bert.backends.torch_mixed import bf16_matmuls
+
+            model = model.to(device=self._dev, dtype=torch.float32)
+            self.quant_detail = f", {bf16_matmuls(model)} Linear layers and attention in bf16, the rest fp32"
+        elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
         elif precision in ("fp8", "int8") and cuda:
             from packed_bert.backends.cuda_quant import fp8_supported, quantize_linears
@@ -60,6 +79,10 @@ class TorchRunner:
             self.quant_detail = f", {count} Linear layers in {precision}"
         else:
             raise UserError(f"torch backend: precision {precision!r} is not available on {device}")
+        if self.batch_invariant:  # logits independent of batch-mates (torch_invariant)
+            from packed_bert.backends.torch_invariant import make_batch_invariant
+
+            make_batch_invariant(model)
         self.model: Any = model
         self.static_shape = bool(cuda if cuda_graphs is None else cuda_graphs) and cuda
         self.varlen = bool(cuda if varlen is None else varlen)
@@ -68,6 +91,7 @@ class TorchRunner:
             f"torch {torch.__version__} {precision} on {device}"
             f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
+            f"{', tiled matmuls and per-sequence attention (batch-invariant)' if self.batch_invariant else ''}"
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:

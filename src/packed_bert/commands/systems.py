@@ -35,7 +35,18 @@ def _recipe(s: Any, model: str) -> str:
     """``onnxruntime:int8 sorted``; batching as ``sorted/packed/sorted`` when scenarios differ."""
     per = [s.batching_for(sc, model) for sc in Scenario]
     batching = per[0] if len(set(per)) == 1 else "/".join(per)
-    return f"{s.backend_for(model)}:{s.precision_for(model)} {batching}"
+    return f"{s.backend_for(model)}:{s.precision_for(model)} {batching} ({_f1(s, model)})"
+
+
+def _f1(s: Any, model: str) -> str:
+    """The recipe's measured F1 over fp32 F1 (the system file's ``[f1_ratio]``)."""
+    if model in s.f1_ratio:
+        return f"F1 {s.f1_ratio[model]:.2f}% of fp32"
+    if s.backend == "null":
+        return "no model"
+    if s.simulated:
+        return "F1: fp32 logits on this CPU"
+    return "F1 not measured"
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -184,16 +184,18 @@ def compare_performance(reference: Path, test: Path, which: str) -> PerformanceC
     return done(ok, "Test score invalid")
 
 
-def default_scorer(dataset: Path | None = None, vocab: Path | None = None) -> Scorer:
-    """SQuAD EM/F1 of an accuracy log over the questions it covers (features of ``dataset``)."""
+def default_scorer(dataset: Path | None = None, vocab: Path | None = None, questions: str | None = None) -> Scorer:
+    """SQuAD EM/F1 of an accuracy log over the questions it covers (features of ``dataset``;
+    ``questions``: the split the runs used, whose features they numbered from 0)."""
     from packed_bert.squad.features import load_features
     from packed_bert.squad.scoring import score_accuracy_log
+    from packed_bert.squad.splits import subset_features
 
     features: list[object] = []
 
     def score(log: Path) -> tuple[float, float]:
         if not features:
-            features.append(load_features(dataset, vocab))
+            features.append(subset_features(load_features(dataset, vocab), questions or "all"))
         result = score_accuracy_log(log, features[0])  # type: ignore[arg-type]
         return float(result.exact_match), float(result.f1)
 

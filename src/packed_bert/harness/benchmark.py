@@ -60,6 +60,10 @@ def run_benchmark(
         from packed_bert.squad.features import load_features
 
         features = load_features(cfg.dataset, cfg.vocab)
+    if cfg.questions is not None:  # an article split: the run's samples are its features, renumbered
+        from packed_bert.squad.splits import subset_features
+
+        features = subset_features(features, cfg.questions)
     library = SampleLibrary.from_features(features, cfg.sample_count)
     provenance = getattr(features, "provenance", None)
     for warning in provenance.warnings() if provenance is not None else []:
@@ -160,10 +164,11 @@ def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Sa
         simulated=plan.system.simulated, batching=plan.batching,
     )
     if plan.mode == Mode.ACCURACY:
-        acc = score_log(rd.path / ACCURACY_LOG, cfg.model, features)
+        acc = score_log(rd.path / ACCURACY_LOG, cfg.model, features, cfg.questions)
         rd.write_text("accuracy.txt", acc.text(cfg.model) if acc is not None else NOT_SCORED)
         if acc is not None:
             result.exact_match, result.f1, result.accuracy_passed = acc.exact_match, acc.f1, acc.passed
+            result.f1_by_split = acc.f1_by_split
     else:
         result.valid = log.valid
         result.invalid_reasons = log.invalid_reasons

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packed_bert.terms import Batching, Execution, Mode, Model, Precision, Scenario, parse
+from packed_bert.terms import (
+    Batching,
+    Execution,
+    Mode,
+    Model,
+    Precision,
+    Questions,
+    Scenario,
+    parse,
+)
 
 LoadGenValue = int | float | bool
 
@@ -37,6 +46,7 @@ class RunConfig:
     vocab: Path | None = None
     find_peak: bool = False
     sample_count: int | None = None  # only the first N samples (quick runs); None: all
+    questions: Questions | None = None  # an article split of SQuAD dev; None: every question
     verbose: bool = False
     # user.conf entries for this run's scenario (``min_duration`` -> "20000"), after the
     # system file's and the execution's
@@ -68,11 +78,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         """Words given as text by library callers (``scenario="offline"``) become the enums."""
         for name, kind in (("model", Model), ("scenario", Scenario), ("mode", Mode), ("execution", Execution),
-                           ("batching", Batching), ("precision", Precision)):
+                           ("batching", Batching), ("precision", Precision), ("questions", Questions)):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 object.__setattr__(self, name, parse(kind, value, f"--{name}"))
         object.__setattr__(self, "results_dir", Path(self.results_dir))
+        if self.questions == Questions.ALL:  # one spelling of "every question"
+            object.__setattr__(self, "questions", None)
 
 
 @dataclass
@@ -89,6 +101,7 @@ class RunResult:
     exact_match: float | None = None  # accuracy
     f1: float | None = None
     accuracy_passed: bool | None = None
+    f1_by_split: dict[str, float] = field(default_factory=dict)  # accuracy: F1 of each article split
     simulated: bool = False
     batching: str | None = None
     devices_lost: list[dict[str, Any]] = field(default_factory=list)  # devices the run lost

@@ -29,6 +29,7 @@ from packed_bert.terms import (
     Mode,
     Model,
     Precision,
+    Questions,
     Scenario,
     parse,
 )
@@ -172,6 +173,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("vocab", ("--vocab",), "BERT uncased vocab.txt", _path, metavar="PATH"),
     Flag("sample_count", ("--count", "--sample-count", "--sample_count"),
          "use only the first N samples (quick runs)", _int_at_least(1), metavar="N"),
+    Flag("questions", ("--questions",), "run and score only these SQuAD dev questions: all | odd-articles | "
+         "even-articles (by article; default all)", _enum(Questions)),
     Flag("settings", ("--setting",), "a user.conf setting for this scenario, e.g. min_duration=20000",
          key_value, pairs=True, metavar="KEY=VALUE"),
     Flag("sdk", ("--sdk",), "accelerator SDK version, recorded in system.json", _text),

@@ -59,6 +59,7 @@ class RunPlan:
             "server_min_batch": self.server_min_batch,
             "sample_count": self.cfg.sample_count,
             "round": self.round.name,
+            "questions": self.cfg.questions or "all",
         }
 
 

@@ -47,7 +47,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         out.update(
             exact_match=result.exact_match, f1=result.f1,
             accuracy_target_f1=Model(plan.cfg.model).target_f1,
-            accuracy="PASS" if result.accuracy_passed else "FAIL",
+            accuracy="PASS" if result.accuracy_passed else "FAIL", f1_by_split=result.f1_by_split,
         )
     return out
 

@@ -25,6 +25,31 @@ def masked_core(mask: torch.Tensor) -> AttentionCore:
     return core
 
 
+def sequence_core(seq_lens: torch.Tensor) -> AttentionCore:
+    """Rows [R, L, heads, D] holding the sequences ``seq_lens`` [R, K]: attention runs on each
+    sequence alone, at its own length, with no mask.
+
+    The fused SDPA kernel's blocking on the CPU changes with the row length, so over a padded
+    or packed row a sequence's attention differs in the last bits from the same sequence alone;
+    run on exactly its own tokens it is the same computation in any batch. One kernel call per
+    sequence and layer: a Python loop over the batch's sequences, not its tokens (a few percent
+    of a BERT-Large batch; padding positions of the output are zeros).
+    """
+    lens = seq_lens.detach().to("cpu", torch.int64)
+    starts = torch.cumsum(lens, dim=1) - lens
+    spans = [(r, int(s), int(n)) for r, k in zip(*torch.nonzero(lens > 0, as_tuple=True), strict=True)
+             for s, n in [(starts[r, k], lens[r, k])]]
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(q)
+        for r, s, n in spans:
+            qs, ks, vs = (x[r, s : s + n].transpose(0, 1).unsqueeze(0) for x in (q, k, v))  # [1, heads, n, D]
+            out[r, s : s + n] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
+        return out
+
+    return core
+
+
 def padded_varlen_core(cu_seqlens: torch.Tensor, max_seqlen: int) -> AttentionCore:
     """Stream [T, heads, D]: gather each sequence into a [S, max_seqlen] block, attend, scatter.
 

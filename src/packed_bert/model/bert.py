@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from packed_bert.model.attention import AttentionCore, masked_core, varlen_core
+from packed_bert.model.attention import AttentionCore, masked_core, sequence_core, varlen_core
 from packed_bert.model.config import BertConfig
 from packed_bert.model.mask import block_diagonal_mask
 
@@ -42,12 +42,17 @@ class BertSelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden, config.hidden)
         self.key = nn.Linear(config.hidden, config.hidden)
         self.value = nn.Linear(config.hidden, config.hidden)
+        # a runtime may set one module computing Q|K|V at once ([..., 3 * hidden]); None: three
+        self.qkv: nn.Module | None = None
 
     def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
         shape = (*hidden.shape[:-1], self.heads, self.head_dim)
-        q = self.query(hidden).view(shape)
-        k = self.key(hidden).view(shape)
-        v = self.value(hidden).view(shape)
+        if self.qkv is not None:
+            q, k, v = (t.reshape(shape) for t in self.qkv(hidden).chunk(3, dim=-1))
+        else:
+            q = self.query(hidden).view(shape)
+            k = self.key(hidden).view(shape)
+            v = self.value(hidden).view(shape)
         return core(q, k, v).reshape(hidden.shape)
 
 
@@ -139,6 +144,10 @@ class PackedBertForQA(nn.Module):
         self.config = config
         self.bert = BertModel(config)
         self.qa_outputs = nn.Linear(config.hidden, 2)
+        # packed rows: "sdpa" = one fused kernel over the rows with a block-diagonal mask;
+        # "sequence" = each sequence alone, whose results do not depend on the batch
+        # (``attention.sequence_core``)
+        self.attention = "sdpa"
 
     def forward(
         self,
@@ -152,12 +161,16 @@ class PackedBertForQA(nn.Module):
         Each token attends only to the tokens of its own sequence; logits of padding tokens
         are meaningless.
         """
-        mask = block_diagonal_mask(seq_lens, input_ids.shape[1])
-        # An additive mask made once, not a boolean one: exported to ONNX, a boolean SDPA mask
-        # becomes Where + IsNaN on every layer's [R, heads, L, L] scores (14% of int8 time).
-        dtype = self.qa_outputs.weight.dtype
-        bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, MASKED)
-        hidden = self.bert(input_ids, segment_ids, position_ids, masked_core(bias))
+        if self.attention == "sequence":
+            core = sequence_core(seq_lens)
+        else:
+            mask = block_diagonal_mask(seq_lens, input_ids.shape[1])
+            # An additive mask made once, not a boolean one: exported to ONNX, a boolean SDPA mask
+            # becomes Where + IsNaN on every layer's [R, heads, L, L] scores (14% of int8 time).
+            dtype = self.bert.embeddings.word_embeddings.weight.dtype
+            bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, MASKED)
+            core = masked_core(bias)
+        hidden = self.bert(input_ids, segment_ids, position_ids, core)
         return self.qa_outputs(hidden)
 
     def forward_varlen(

@@ -4,6 +4,7 @@ Pure numpy: no runtime is imported here.
 """
 
 from packed_bert.packing.batch import PackedBatch, build_batch, rows_to_matrix
+from packed_bert.packing.infer import batches_of, infer_sequences
 from packed_bert.packing.packer import mix_rows, pack, pack_matrix, pack_order, pack_strategies
 from packed_bert.packing.stats import PackingStats, packing_stats
 from packed_bert.packing.strategies import (
@@ -19,11 +20,13 @@ __all__ = [
     "PackedBatch",
     "PackingStats",
     "VarlenBatch",
+    "batches_of",
     "build_batch",
     "pack",
     "pack_batch",
     "pack_matrix",
     "pack_order",
+    "infer_sequences",
     "mix_rows",
     "pack_strategies",
     "packing_stats",

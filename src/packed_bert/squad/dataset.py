@@ -9,7 +9,7 @@ import json
 import os
 import re
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,8 @@ class Squad:
     qas_ids: list[str]
     answers: list[list[str]]
     """Per question, the gold answer texts."""
+    paragraph_article: list[int] = field(default_factory=list)
+    """Per paragraph, the index of its article (``data[]`` entry) in file order."""
 
 
 def split_doc_words(text: str) -> list[str]:
@@ -182,14 +184,16 @@ def read_squad(path: Path) -> Squad:
     questions: list[str] = []
     ids: list[str] = []
     answers: list[list[str]] = []
+    par_article: list[int] = []
     try:
-        for article in raw["data"]:
+        for a, article in enumerate(raw["data"]):
             for par in article["paragraphs"]:
                 context = par["context"]
                 if not isinstance(context, str):
                     raise bad
                 p = len(paragraphs)
                 paragraphs.append(context)
+                par_article.append(a)
                 words.append(split_doc_words(context))
                 for qa in par["qas"]:
                     q_par.append(p)
@@ -200,7 +204,7 @@ def read_squad(path: Path) -> Squad:
         raise bad from None
     if not questions:
         raise UserError(f"{path}: holds no questions; pass the SQuAD v1.1 dev-v1.1.json")
-    return Squad(paragraphs, words, q_par, questions, ids, answers)
+    return Squad(paragraphs, words, q_par, questions, ids, answers, par_article)
 
 
 def read_vocab(path: Path) -> dict[str, int]:

@@ -24,7 +24,7 @@ _KNOWN_KEYS = {
     "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories",
+    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories", "f1_ratio",
 }
 
 
@@ -66,6 +66,8 @@ class SystemSpec:
     def total_devices(self) -> int | None:
         """Devices of the whole system (``None``: every visible GPU of each node)."""
         return None if self.devices is None else self.devices * self.nodes
+    # measured F1 of each model's default recipe, percent of the fp32 F1 (benchmarks/recipe_accuracy.py)
+    f1_ratio: dict[str, float] = field(default_factory=dict)
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -112,6 +114,7 @@ class SystemSpec:
             "categories": list(self.categories),
             "node_count": self.nodes,
             **({"cluster": self.cluster} if self.cluster else {}),
+            "f1_ratio_percent": dict(self.f1_ratio),
         }
 
 
@@ -203,6 +206,9 @@ def parse_system(text: str, source: str) -> SystemSpec:
     if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
         raise UserError(f"{where}: cluster must be a Ray address (auto, HOST:PORT or ray://HOST:PORT)")
     categories = _categories(raw.get("categories", ["datacenter", "edge"]), where)
+    f1_ratio = {str(k): float(v) for k, v in raw.get("f1_ratio", {}).items()}
+    if any(m not in MODELS or not 0 < v <= 100.5 for m, v in f1_ratio.items()):
+        raise UserError(f"{where}: [f1_ratio] takes bert-99 / bert-99.9 = percent of the fp32 F1 (0-100)")
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -237,6 +243,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         nodes=nodes,
         cluster=cluster,
         categories=categories,
+        f1_ratio=f1_ratio,
     )
 
 

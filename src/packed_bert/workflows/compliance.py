@@ -73,6 +73,8 @@ def _plan_mismatch(run_dir: Path, cfg: RunConfig, mode: Mode) -> str | None:
     if plan.get("sample_count") != cfg.sample_count:
         return (f"it covered --count {plan.get('sample_count') or 'all'} samples, this run --count "
                 f"{cfg.sample_count or 'all'} (TEST01 compares every sample it logs)")
+    if plan.get("questions", "all") != str(cfg.questions or "all"):
+        return f"it answered --questions {plan.get('questions', 'all')}, this run --questions {cfg.questions or 'all'}"
     return None
 
 
@@ -174,12 +176,13 @@ def run_test(
         }
         if acc.passed:
             entry["passed"] = True
-            print(f"TEST01 accuracy: TEST PASS ({acc.num_perf_log_qsl_idx_match} logged responses equal the accuracy run's)")
+            print(f"TEST01 accuracy: TEST PASS (all {acc.num_perf_log_qsl_idx_match} logged responses are bit-identical "
+                  "to the accuracy run's: identical answers, F1 delta 0.000%, no tolerance used)")
         elif acc.num_perf_log_qsl_idx_match == 0:
             entry["passed"] = False
             print("TEST01 accuracy: TEST FAIL (the audit run logged no response the accuracy run has)")
         else:
-            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer(cfg.dataset, cfg.vocab))
+            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer(cfg.dataset, cfg.vocab, cfg.questions))
             entry.update(passed=fb.passed, baseline_f1=fb.baseline_f1, compliance_f1=fb.compliance_f1, delta_percent=fb.delta_percent)
             print(
                 f"TEST01 accuracy: {'TEST PASS' if fb.passed else 'TEST FAIL'} ({acc.num_perf_log_data_mismatch} of "
@@ -220,6 +223,7 @@ def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Score
         "execution": cfg.execution,
         "weights": cfg.weights,
         "sample_count": cfg.sample_count,
+        "questions": str(cfg.questions or "all"),
         "tests": results,
         "accuracy_run": str(acc_dir) if acc_dir else None,
         "performance_run": str(perf_dir),
