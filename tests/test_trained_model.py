@@ -63,6 +63,7 @@ def test_article_splits_are_the_checkpoints(squad_features: SquadFeatures) -> No
     assert np.array_equal(sub.input_ids, squad_features.input_ids[split_features(squad_features, "odd-articles")])
     assert sub.squad.qas_ids[int(sub.example_index[0])] == squad_features.squad.qas_ids[
         int(squad_features.example_index[split_features(squad_features, "odd-articles")[0]])]
+    assert sub.provenance == squad_features.provenance  # a split of the official data is still that data
 
 
 def test_split_scores_agree_with_a_subset_run(squad_features: SquadFeatures, unseen: np.ndarray) -> None:

@@ -83,4 +83,5 @@ def subset_features(features: SquadFeatures, split: str) -> SquadFeatures:
         max_context=features.max_context[rows],
         squad=squad,
         vocab_tokens=features.vocab_tokens,
+        provenance=features.provenance,
     )
