@@ -38,6 +38,7 @@ from common import write_doc_section  # noqa: E402
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.packing import infer_sequences  # noqa: E402
 from packed_bert.squad.accuracy_log import decode_payloads  # noqa: E402
+from packed_bert.squad.calibration import load_calibration  # noqa: E402
 from packed_bert.squad.features import SquadFeatures, load_features  # noqa: E402
 from packed_bert.squad.postprocess import best_spans  # noqa: E402
 from packed_bert.squad.scoring import score_by_split  # noqa: E402
@@ -92,6 +93,7 @@ def make_runner(recipe: str, weights: str, threads: int) -> Any:
     rest = [t for t in tags if t != "cuda"]
     if backend == "onnxruntime" and rest:
         opts["quant"] = rest[0]
+        opts["calibration"] = load_calibration  # used only by the modes that calibrate
     elif backend == "torch" and rest:
         opts["variant"] = rest[0]
     return create(backend, weights, precision, device, **opts)

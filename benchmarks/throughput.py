@@ -43,6 +43,7 @@ from packed_bert.backends.matmul_peak import (  # noqa: E402
     torch_peak,
 )
 from packed_bert.packing import PackedBatch, pack_batch, padded_batches, sorted_batches  # noqa: E402
+from packed_bert.squad.calibration import load_calibration  # noqa: E402
 
 MARKERS = {"samples": ("<!-- throughput:begin -->", "<!-- throughput:end -->"),
            "offline": ("<!-- throughput-offline:begin -->", "<!-- throughput-offline:end -->")}
@@ -236,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             opts["graph"] = "traced"
         for tag in (t for t in tag_list if t not in ("static", "traced")):
             opts["quant" if backend == "onnxruntime" else "variant"] = tag  # an int8 mode / a torch variant
+        if backend == "onnxruntime":
+            opts["calibration"] = load_calibration  # used only by the int8 modes that calibrate
         shape = "static" if "static_rows" in opts else ""
         runner = create(backend, model, precision, threads=threads, **opts)
         for strategy in strategies:

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from packed_bert.backends import create
 from packed_bert.backends.cuda_quant import Fp8Linear, Int8Linear, quantize_linears
 from packed_bert.backends.matmul_peak import MatmulProbe, ort_peak, torch_peak
-from packed_bert.backends.quantize import calibration_features, calibration_ids
+from packed_bert.errors import UserError
 from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.squad.calibration import calibration_ids, load_calibration
 
 
 @pytest.mark.parametrize(("cls", "dtype", "tol"), [(Int8Linear, torch.float32, 0.03), (Fp8Linear, torch.bfloat16, 0.08)])
@@ -55,9 +57,7 @@ def test_quantize_linears_replaces_encoder_layers_not_the_head() -> None:
 
 
 def test_calibration_uses_the_100_mlperf_questions(shared_data: Path) -> None:
-    feats = calibration_features(
-        shared_data / "squad" / "dev-v1.1.json", shared_data / "vocab" / "bert-uncased-vocab.txt"
-    )
+    feats = load_calibration(shared_data / "squad" / "dev-v1.1.json", shared_data / "vocab" / "bert-uncased-vocab.txt")
     shipped = calibration_ids()
     assert shipped == set((shared_data / "squad" / "bert_calibration_qas_ids.txt").read_text().split())
     assert len(shipped) == 100
@@ -83,3 +83,29 @@ def test_matmul_probe_averages_whole_calls_over_its_window() -> None:
     rate = probe.rate(window_s=0.1)
     assert len(calls) >= 1 + 5  # whole calls until the window is filled
     assert 0.5 * 2e6 / 0.02 < rate <= 2e6 / 0.02  # never faster than one call per 20 ms
+
+
+def test_a_calibrated_int8_mode_without_calibration_features_is_one_line() -> None:
+    """The backend never reads SQuAD itself: a mode that calibrates needs the caller's features."""
+    with pytest.raises(UserError, match="calibration"):
+        create("onnxruntime", "tiny", "int8", quant="calibrated", seed=12345)
+
+
+def test_a_run_hands_its_runtime_the_calibration_questions_of_its_dataset(shared_data: Path) -> None:
+    """The harness, not the backend, picks the calibration set: the run's --dataset, 100 questions."""
+    from helpers.fakes import synthetic_features
+
+    from packed_bert.harness.config import RunConfig
+    from packed_bert.harness.devices import device_request
+    from packed_bert.harness.plan import plan_run
+    from packed_bert.harness.qsl import SampleLibrary
+
+    cfg = RunConfig(sut="cpu", dataset=shared_data / "squad" / "dev-v1.1.json",
+                    vocab=shared_data / "vocab" / "bert-uncased-vocab.txt")
+    request = device_request(plan_run(cfg), SampleLibrary.from_features(synthetic_features(8)))
+    assert request.calibration is not None
+    feats = request.calibration()
+    assert 100 <= len(feats["lengths"]) < 130
+    missing = RunConfig(sut="cpu", dataset=shared_data / "no-such.json")
+    with pytest.raises(UserError, match="no-such.json"):
+        device_request(plan_run(missing), SampleLibrary.from_features(synthetic_features(8))).calibration()  # type: ignore[misc]

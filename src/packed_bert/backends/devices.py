@@ -7,7 +7,7 @@ A new kind of device is added here and in its backend module; the harness only a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ class DeviceRequest:
     sim_lengths: np.ndarray | None = None
     sim_chunk: int = 4096
     max_per_row: int = MAX_SEQS_PER_ROW
+    # the features of the 100 MLPerf calibration questions, for int8 modes that calibrate scales
+    # (called only by those, when they build)
+    calibration: Callable[[], Mapping[str, np.ndarray]] | None = None
 
 
 def device_count(request: DeviceRequest) -> int:
@@ -84,6 +87,8 @@ def local_runners(request: DeviceRequest) -> list[Runner]:
     names = device_names(request)
     if request.backend == "sim":
         opts["timing"] = sim_card_timing(request)
+    if request.backend == "onnxruntime" and request.calibration is not None:
+        opts.setdefault("calibration", request.calibration)
     return [
         create(request.backend, request.weights, request.precision, name, model=request.model, **opts)
         for name in names

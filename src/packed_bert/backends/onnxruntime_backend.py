@@ -29,6 +29,7 @@ from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused
+from packed_bert.backends.quantize import Calibration, CalibrationFeatures
 from packed_bert.errors import UserError
 
 # Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
@@ -55,9 +56,13 @@ def default_graph(precision: str, quant: str) -> str:
 
 
 def prepare_model(
-    model_spec: Any, precision: str, quant: str = DEFAULT_QUANT, seed: int = 0, graph: str | None = None
+    model_spec: Any, precision: str, quant: str = DEFAULT_QUANT, seed: int = 0, graph: str | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
-    """The cached ONNX file for ``model_spec`` at ``precision`` (exporting/quantizing if needed)."""
+    """The cached ONNX file for ``model_spec`` at ``precision`` (exporting/quantizing if needed).
+
+    ``calibration`` gives the features of the 100 MLPerf calibration questions
+    (``squad.calibration``); only the calibrated int8 modes call it, once, when they build."""
     if quant not in QUANT_MODES:
         raise UserError(f"onnxruntime: quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
     graph = graph or default_graph(precision, quant)
@@ -82,7 +87,7 @@ def prepare_model(
     if quant in FUSED_INT8:
         if graph != "fused":
             raise UserError(f"onnxruntime: quant={quant} is written into the fused graph; use graph=fused")
-        return _fused_int8(model_spec, seed, weights, config, quant)
+        return _fused_int8(model_spec, seed, weights, config, quant, calibration)
     out = cache_path(weights, config, "int8", f"{quant}-{graph}")
     if not out.exists():
         from packed_bert.backends import quantize
@@ -92,11 +97,19 @@ def prepare_model(
         elif quant == "mixed":
             quantize.quantize_dynamic(fp32, out, quantize.fp32_matmuls(fp32))
         else:
-            quantize.quantize_static(fp32, out)
+            quantize.quantize_static(fp32, out, _calibration_features(calibration, quant))
     return out
 
 
-def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant: str) -> Path:
+def _calibration_features(calibration: Calibration | None, quant: str) -> CalibrationFeatures:
+    if calibration is None:
+        raise UserError(f"onnxruntime: quant={quant} calibrates its int8 scales on the 100 MLPerf calibration "
+                        "questions; give the runner calibration= (squad.calibration.load_calibration), as a run does")
+    return calibration()
+
+
+def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant: str,
+                calibration: Calibration | None) -> Path:
     """The fused graph with int8 layers whose scales are per token or fixed (``onnx_int8``)."""
     from packed_bert.backends.onnx_int8 import Int8Recipe
 
@@ -108,7 +121,7 @@ def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant:
     if recipe.calibrated:
         from packed_bert.backends.quantize import calibrate_ranges
 
-        recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model))
+        recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model, _calibration_features(calibration, quant)))
     return export_fused(model, out, recipe)
 
 
@@ -129,6 +142,7 @@ class OrtRunner:
         static_rows: int | None = None,
         threads: int | None = None,
         seed: int = 0,
+        calibration: Calibration | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -137,7 +151,7 @@ class OrtRunner:
         self.precision = precision
         self.device = device
         graph = graph or default_graph(precision, quant)
-        self.path = prepare_model(model_spec, precision, quant, seed, graph)
+        self.path = prepare_model(model_spec, precision, quant, seed, graph, calibration)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         opts.inter_op_num_threads = 1

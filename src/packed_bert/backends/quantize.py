@@ -2,7 +2,7 @@
 
 ``dynamic``: MatMul weights int8 per channel, activations quantized at run time (u8), no
 calibration. ``mixed``: the same, but the FFN output projections stay fp32. ``static``: QDQ int8 with activation ranges calibrated (MinMax) on the features of
-the 100 MLPerf calibration questions (``bert_calibration_qas_ids.txt``) and on nothing else.
+the 100 MLPerf calibration questions (``squad.calibration``, passed in by the caller) and on nothing else.
 """
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
 from packed_bert.cache import atomic_path
-from packed_bert.errors import UserError
-
-CALIBRATION_IDS = "bert_calibration_qas_ids.txt"
-
 
 FFN_OUTPUT = re.compile(r"output[./]dense/MatMul$")  # traced: /layer.0/output/dense/MatMul; fused: layer.0.output.dense/MatMul
 
@@ -65,24 +61,8 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def calibration_ids() -> set[str]:
-    """The 100 SQuAD question ids MLPerf allows for calibration (shipped with the package)."""
-    text = (Path(__file__).with_name(CALIBRATION_IDS)).read_text()
-    return {line.strip() for line in text.splitlines() if line.strip()}
-
-
-def calibration_features(
-    dataset: Path | None = None, vocab: Path | None = None
-) -> dict[str, np.ndarray]:
-    """input_ids/segment_ids/lengths of the features of the 100 calibration questions only."""
-    from packed_bert.squad.features import load_features
-
-    f = load_features(dataset, vocab)
-    qas = np.asarray(f.squad.qas_ids)
-    keep = np.isin(qas[np.asarray(f.example_index)], list(calibration_ids()))
-    if not keep.any():
-        raise UserError(f"none of the {CALIBRATION_IDS} question ids are in the SQuAD features")
-    return {"input_ids": f.input_ids[keep], "segment_ids": f.segment_ids[keep], "lengths": f.lengths[keep]}
+CalibrationFeatures = Mapping[str, np.ndarray]  # input_ids / segment_ids / lengths (squad.calibration)
+Calibration = Callable[[], CalibrationFeatures]  # called only by a mode that calibrates, when it builds
 
 
 class _CalibrationReader:
@@ -108,13 +88,13 @@ class _CalibrationReader:
 
 
 def quantize_static(
-    fp32_path: Path, out_path: Path, dataset: Path | None = None, max_rows: int | None = None
+    fp32_path: Path, out_path: Path, calibration: CalibrationFeatures, max_rows: int | None = None
 ) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    reader = _CalibrationReader(calibration_features(dataset), max_rows=max_rows)
+    reader = _CalibrationReader(dict(calibration), max_rows=max_rows)
     with atomic_path(out_path) as tmp:
         ort_quantize_static(
             str(fp32_path),
@@ -131,7 +111,7 @@ def quantize_static(
     return out_path
 
 
-def calibrate_ranges(model: object, dataset: Path | None = None, vocab: Path | None = None,
+def calibrate_ranges(model: object, calibration: CalibrationFeatures,
                      batch_size: int = 8) -> dict[str, tuple[float, float]]:
     """(min, max) of every encoder linear layer's input over the real tokens of the 100
     calibration questions' features, run through the fp32 torch model (``onnx_int8`` names:
@@ -140,7 +120,7 @@ def calibrate_ranges(model: object, dataset: Path | None = None, vocab: Path | N
 
     from packed_bert.packing import sorted_batches
 
-    feats = calibration_features(dataset, vocab)
+    feats = calibration
     module = cast(torch.nn.Module, model).float().eval()
     ranges: dict[str, tuple[float, float]] = {}
     real: list[torch.Tensor] = []  # the current batch's real-token mask [R, L]

@@ -4,6 +4,7 @@ runners and what must be released when the run ends."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from packed_bert.backends.devices import DeviceRequest, local_runners
 from packed_bert.errors import UserError
 from packed_bert.harness.plan import RunPlan
 from packed_bert.harness.qsl import SampleLibrary
+from packed_bert.squad.calibration import load_calibration
 from packed_bert.terms import Scenario
 
 
@@ -24,6 +26,7 @@ def device_request(plan: RunPlan, library: SampleLibrary) -> DeviceRequest:
         sim_samples_per_s=system.sim_samples_per_s.get(plan.cfg.model) if plan.backend == "sim" else None,
         sim_lengths=library.lengths if plan.backend == "sim" else None,
         sim_chunk=system.batch_size[Scenario.OFFLINE], max_per_row=system.max_per_row,
+        calibration=functools.partial(load_calibration, plan.cfg.dataset, plan.cfg.vocab),
     )
 
 
