@@ -151,3 +151,30 @@ def test_demo_target_leaves_headroom_over_the_probe() -> None:
     probe, run = 2.94, 3.8
     assert demo_target_qps(probe) * 1.1 > run
     assert demo_target_qps(0.0) == 0.05
+
+
+def test_singlestream_probe_reads_through_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few samples slowed 100x while the probe runs (another job holding the cores) must not
+    set an expected latency so high that LoadGen's queries end before min_duration."""
+    from helpers.fakes import synthetic_features
+
+    import packed_bert.harness.probe as probe
+    from packed_bert.harness.plan import plan_run
+    from packed_bert.harness.qsl import SampleLibrary
+
+    clock = [0.0]
+    monkeypatch.setattr(probe.time, "perf_counter", lambda: clock[0])
+
+    class Runner:
+        static_shape = False
+        calls = 0
+
+        def infer(self, batch: object) -> None:
+            self.calls += 1
+            clock[0] += 0.4 if 2 <= self.calls < 12 else 0.004  # a 4 s stall over five samples
+
+    plan = plan_run(RunConfig(sut="cpu", scenario="SingleStream", weights="tiny"))
+    library = SampleLibrary.from_features(synthetic_features(200))
+    rate = probe.probe_samples_per_s(plan, library, [Runner()])
+    assert rate == pytest.approx(250.0)  # the median sample's 4 ms
+    assert probe.target_from_probe(plan, rate) == pytest.approx(375.0)
