@@ -169,3 +169,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, server: str, monkeypatch
     empty.mkdir()
     assert cli.main(["submission", "--results", str(empty), "--out", str(tmp_path / "sub"), "--submitter", "test"]) == 2
     assert "no run directories" in error_line(capsys)
+
+
+def test_a_cpu_only_system_claims_zero_accelerators_in_a_form_the_checker_reads() -> None:
+    """The official checker rejects an accelerators_per_node it reads as empty (``not 0``) and
+    computes int(value) for its tables: a CPU-only system says "0"."""
+    from packed_bert.submission.systems import system_json
+
+    desc = system_json({"accelerator": "CPU", "devices": 1, "backend": "torch"}, "cpu", "acme", "closed", "edge")
+    assert desc["accelerators_per_node"] == "0" and desc["accelerators_per_node"] and int(desc["accelerators_per_node"]) == 0
+    card = system_json({"accelerator": "Cloud AI 100", "devices": 8, "backend": "sim", "simulated": True}, "q8", "acme",
+                       "closed", "edge")
+    assert card["accelerators_per_node"] == 8

@@ -55,7 +55,9 @@ def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: 
         number_of_nodes=node_count,
         host_processor_model_name=str(cpu) if cpu else UNKNOWN,
         host_processor_core_count=cores or UNKNOWN,
-        accelerators_per_node=count if count is not None else 0,
+        # "0" for a CPU-only system: the checker wants a non-empty value it can read as a number
+        # (it tests ``not value``, so a JSON 0 reads as missing; its tables take int(value))
+        accelerators_per_node=count if count else "0",
         accelerator_model_name=str(accel) if accel else UNKNOWN,
         framework=f"packed-bert, {run_system.get('backend') or 'LoadGen harness'}",
         operating_system=(str(host_info["platform"]) if not simulated and host_info.get("platform")
