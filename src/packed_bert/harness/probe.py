@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -53,17 +52,7 @@ def probe_samples_per_s(plan: RunPlan, library: SampleLibrary, runners: Sequence
     """Samples per second of the run's batching and batch size on its devices (SingleStream:
     one sample at a time): batches like a run's (``_probe_batches``), timed on the first device
     after one warm-up batch, each batch's fastest of ``REPEATS`` calls (overestimating the rate
-    only makes a run longer; underestimating it makes a run end before min_duration).
-
-    Timed in a worker thread, as a run's device worker calls its runner: on a machine shared
-    with another busy process, PyTorch's OpenMP team on the main thread ran the tiny model's
-    batches 50-100x slower than the same calls from a worker thread (5.7 against 594 samples/s),
-    and the target set from that made the run INVALID."""
-    with ThreadPoolExecutor(1, thread_name_prefix="packed-bert-probe") as pool:
-        return pool.submit(_timed_rate, plan, library, runners).result()
-
-
-def _timed_rate(plan: RunPlan, library: SampleLibrary, runners: Sequence[Runner]) -> float:
+    only makes a run longer; underestimating it makes a run end before min_duration)."""
     per_batch = 1 if plan.scenario == Scenario.SINGLE_STREAM else min(plan.batch_size, MAX_BATCH)
     chunks = _probe_batches(np.asarray(library.lengths), per_batch, plan.batching)
     trim = not all(r.static_shape for r in runners)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -86,13 +85,7 @@ def run_demo(cfg: RunConfig) -> RunResult:
 
 def consistency_and_gain(library: SampleLibrary, runner: Runner, max_per_row: int = 3,
                          n: int = CHECK_SAMPLES) -> dict[str, Any]:
-    """Run ``n`` short samples packed, padded, and one by one; compare logits and time (in a
-    worker thread, as a run calls its runners: see ``harness.probe``)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="packed-bert-demo") as pool:
-        return pool.submit(_consistency_and_gain, library, runner, max_per_row, n).result()
-
-
-def _consistency_and_gain(library: SampleLibrary, runner: Runner, max_per_row: int, n: int) -> dict[str, Any]:
+    """Run ``n`` short samples packed, padded, and one by one; compare logits and time."""
     lens = library.lengths
     order = np.argsort(lens, kind="stable")
     pick = np.sort(order[np.linspace(0, order.size - 1, n).astype(np.int64)])  # spread over lengths
