@@ -101,3 +101,15 @@ def test_library_callers_may_give_words_as_text() -> None:
     assert (cfg.scenario, cfg.model, cfg.batching) == (Scenario.SINGLE_STREAM, Model.BERT_99, Batching.SORTED)
     with pytest.raises(UserError, match="--scenario"):
         RunConfig(sut="cpu", scenario="multistream")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("address", ["-1", "bogus", "head:", ":6379", "ray://head", "10.0.0.2:99999"])
+def test_a_cluster_address_is_checked_when_the_flag_is_read(address: str) -> None:
+    """Before any plan or run starts (a bad one used to fail each run of a plan in turn)."""
+    with pytest.raises(UserError, match="--cluster"):
+        parse_argv(["run", "--sut", "null", "--cluster", address])
+
+
+@pytest.mark.parametrize("address", ["ray", "local", "auto", "10.0.0.2:6379", "ray://head:10001", "[::1]:6379"])
+def test_cluster_addresses_that_name_a_cluster_are_kept(address: str) -> None:
+    assert parse_argv(["run", "--sut", "null", "--cluster", address]).cluster == address

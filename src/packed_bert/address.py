@@ -1,4 +1,4 @@
-"""``HOST:PORT`` addresses (``[::1]:4960`` for IPv6)."""
+"""``HOST:PORT`` addresses (``[::1]:4960`` for IPv6), and the Ray cluster addresses ``--cluster`` takes."""
 
 from __future__ import annotations
 
@@ -18,3 +18,23 @@ def parse_address(text: str, flag: str, default_port: int | None = None) -> tupl
         example = f"10.0.0.2:{default_port or 4960}"
         raise UserError(f"{flag} {text!r}: expected HOST:PORT, e.g. {example}")
     return host, int(port_text)
+
+
+# --cluster words that name no host: "ray" starts an embedded one-node cluster (also "local"),
+# "auto" joins the cluster this machine is a node of
+EMBEDDED_CLUSTER = ("ray", "local")
+CLUSTER_WORDS = (*EMBEDDED_CLUSTER, "auto")
+
+
+def check_cluster_address(text: str, flag: str = "--cluster") -> str:
+    """``text`` if it is ``ray``, ``local``, ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; a
+    one-line ``UserError`` naming ``flag`` otherwise."""
+    value = str(text).strip()
+    if value.lower() in CLUSTER_WORDS:
+        return value
+    try:
+        parse_address(value.removeprefix("ray://"), flag)
+    except UserError:
+        raise UserError(f"{flag} {text!r}: expected ray (an embedded cluster), auto, HOST:PORT or "
+                        "ray://HOST:PORT, e.g. 10.0.0.2:6379") from None
+    return value

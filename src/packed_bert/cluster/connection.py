@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from packed_bert.address import EMBEDDED_CLUSTER
 from packed_bert.errors import UserError
 
-EMBEDDED = ("", "ray", "local")
+EMBEDDED = ("", *EMBEDDED_CLUSTER)  # no address: the embedded one-node cluster
 DEFAULT_OBJECT_STORE_MB = 512  # the embedded node's: batches and logits are a few MB each
 
 _open: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packed_bert.address import check_cluster_address
 from packed_bert.errors import UserError
 from packed_bert.harness.config import LoadGenValue, RunConfig
 from packed_bert.rounds import DEFAULT_ROUND, ROUNDS, get_round
@@ -188,7 +189,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("server_min_batch", ("--server-min-batch",), "Server: least samples an idle dispatch sends",
          _int_at_least(1), metavar="N"),
     Flag("cluster", ("--cluster",), "run the devices as Ray actors: ray (an embedded one-node cluster), auto, "
-         "HOST:PORT or ray://HOST:PORT (join that cluster); see docs/cluster.md", _text, metavar="ADDRESS"),
+         "HOST:PORT or ray://HOST:PORT (join that cluster); see docs/cluster.md", check_cluster_address,
+         metavar="ADDRESS"),
     Flag("cluster_devices", ("--cluster-devices",), "how many of the cluster's devices (default: all of the "
          "system's kind)", _int_at_least(1), metavar="N"),
     Flag("compliance_tests", ("--compliance", "--compliance,"), "audit tests, e.g. TEST01,TEST05 (implies --mode compliance)",

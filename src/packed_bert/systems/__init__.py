@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from packed_bert.address import check_cluster_address
 from packed_bert.errors import UserError
 from packed_bert.terms import Batching, Category, Model, Scenario, parse
 
@@ -203,8 +204,10 @@ def parse_system(text: str, source: str) -> SystemSpec:
     if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
         raise UserError(f"{where}: nodes must be a positive integer (hosts of the system), got {nodes!r}")
     cluster = raw.get("cluster")
-    if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
+    if cluster is not None and not isinstance(cluster, str):
         raise UserError(f"{where}: cluster must be a Ray address (auto, HOST:PORT or ray://HOST:PORT)")
+    if cluster is not None:
+        cluster = check_cluster_address(cluster, f"{where}: cluster")
     categories = _categories(raw.get("categories", ["datacenter", "edge"]), where)
     f1_ratio = {str(k): float(v) for k, v in raw.get("f1_ratio", {}).items()}
     if any(m not in MODELS or not 0 < v <= 100.5 for m, v in f1_ratio.items()):
