@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
-from packed_bert.backends.onnx_int8 import Int8Recipe, int8_matmul, quantize_input
+from packed_bert.backends.onnx_int8 import Int8Recipe, dequantized_weight, int8_matmul, quantize_input
 from packed_bert.cache import atomic_write_bytes
 from packed_bert.model.config import BertConfig
 
@@ -102,6 +102,10 @@ class _Layers:
         scheme = self.scheme(kind)
         if scheme == "fp32":
             return _linear(self.g, x, self.w, prefix)
+        if scheme == "weights":
+            weight_t = dequantized_weight(self.g, self.w[f"{prefix}.weight"].T, prefix)
+            bias = self.g.const(f"{prefix}.bias", self.w[f"{prefix}.bias"])
+            return self.g.op("Add", [self.g.op("MatMul", [x, weight_t], prefix), bias], prefix)
         assert self.int8 is not None
         weight = self.w[f"{prefix}.weight"]
         q = quantize_input(self.g, scheme, self.int8.ranges, x, weight.shape[1], prefix)
@@ -113,8 +117,10 @@ class _Layers:
         qkv_b = np.concatenate([w[f"{h}.bias"] for h in heads])
         scope = f"{p}.attention.self"
         scheme = self.scheme("qkv")
-        if scheme == "fp32":
-            qkv_w = g.const(f"{p}.attention.qkv.weight", np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1))
+        if scheme in ("fp32", "weights"):
+            qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
+            qkv_w = (g.const(f"{p}.attention.qkv.weight", qkv_t) if scheme == "fp32"
+                     else dequantized_weight(g, qkv_t, f"{p}.attention.qkv"))
             return g.op("Attention", [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask], scope, MS_DOMAIN,
                         num_heads=cfg.heads)
         assert self.int8 is not None
