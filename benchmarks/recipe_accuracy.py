@@ -50,6 +50,7 @@ CPU_RECIPES = (
     "onnxruntime:int8@dynamic", "onnxruntime:int8@mixed", "onnxruntime:int8@static",
     "onnxruntime:int8@calibrated", "onnxruntime:int8@calibrated-mixed", "onnxruntime:int8@hybrid",
     "onnxruntime:int8@rows", "onnxruntime:int8@rows-mixed",
+    "openvino:fp32", "openvino:bf16", "openvino:int8", "openvino:int8@dq32",
 )
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
@@ -65,6 +66,10 @@ NOTES = {
     "onnxruntime:int8@hybrid": "calibrated Q/K/V and FFN input layers, per-token the other two",
     "onnxruntime:int8@rows": "per-token dynamic scales",
     "onnxruntime:int8@rows-mixed": "per-token, FFN output projections fp32",
+    "openvino:fp32": "OpenVINO CPU plugin, the fused ONNX graph, f32 inference precision",
+    "openvino:bf16": "OpenVINO, same graph, bf16 inference precision",
+    "openvino:int8": "OpenVINO, int8 weights per column, bf16 activations",
+    "openvino:int8@dq32": "OpenVINO, int8 weights, activations quantized per token in groups of 32",
 }
 
 
@@ -84,7 +89,8 @@ class Outcome:
 
 
 def make_runner(recipe: str, weights: str, threads: int) -> Any:
-    """``backend:precision[@option][@cuda]``: onnxruntime's option is its quant mode, torch's a variant."""
+    """``backend:precision[@option][@cuda]``: onnxruntime's option is its quant mode, torch's a variant,
+    openvino's ``dqN`` its dynamic quantization group size."""
     name, *tags = recipe.split("@")
     backend, precision = name.split(":")
     device = "cuda" if "cuda" in tags else "cpu"
@@ -94,6 +100,8 @@ def make_runner(recipe: str, weights: str, threads: int) -> Any:
         opts["quant"] = rest[0]
     elif backend == "torch" and rest:
         opts["variant"] = rest[0]
+    elif backend == "openvino" and rest:
+        opts["dynamic_quant"] = int(rest[0].removeprefix("dq"))
     return create(backend, weights, precision, device, **opts)
 
 

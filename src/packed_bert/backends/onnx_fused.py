@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
-from packed_bert.backends.onnx_int8 import Int8Recipe, dequantized_weight, int8_matmul, quantize_input
+from packed_bert.backends.onnx_int8 import (
+    Int8Recipe,
+    dequantized_weight,
+    int8_matmul,
+    quantize_input,
+)
 from packed_bert.cache import atomic_write_bytes
 from packed_bert.model.config import BertConfig
 

@@ -81,7 +81,8 @@ class SystemSpec:
         own = self.precision_by_cpu.get(cpu_class)
         if not own:
             return replace(self, cpu_class=cpu_class)
-        ratios = {m: v for m, v in self.f1_ratio.items() if m not in own}
+        # a ratio measured for [precision]'s recipe holds where the class runs that same recipe
+        ratios = {m: v for m, v in self.f1_ratio.items() if own.get(m, self.precision.get(m)) == self.precision.get(m)}
         ratios.update(self.f1_ratio_by_cpu.get(cpu_class, {}))
         return replace(self, precision={**self.precision, **own}, f1_ratio=ratios, cpu_class=cpu_class)
 
