@@ -26,6 +26,7 @@ import numpy as np
 
 from packed_bert.backends.base import BatchLike
 from packed_bert.backends.onnx_export import INPUT_NAMES
+from packed_bert.backends.onnx_fused import sequence_feeds
 from packed_bert.backends.onnxruntime_backend import prepare_model
 from packed_bert.errors import UserError
 
@@ -47,6 +48,7 @@ class OvRunner:
         *,
         threads: int | None = None,
         dynamic_quant: int = 0,
+        attention: str = "mask",
         seed: int = 0,
     ) -> None:
         try:
@@ -62,7 +64,11 @@ class OvRunner:
         self.precision = precision
         self.device = device
         int8 = precision == "int8"
-        self.path = prepare_model(model_spec, "int8" if int8 else "fp32", "weights" if int8 else "rows", seed)
+        if attention not in ("mask", "sequence"):
+            raise UserError(f"openvino backend: attention must be mask or sequence, got {attention!r}")
+        self.per_sequence = attention == "sequence"
+        graph = "sequence" if self.per_sequence else "fused"
+        self.path = prepare_model(model_spec, "int8" if int8 else "fp32", "weights" if int8 else "rows", seed, graph)
         count = threads or len(os.sched_getaffinity(0))
         config = {
             "PERFORMANCE_HINT": "LATENCY",
@@ -75,10 +81,15 @@ class OvRunner:
         self._request = self.compiled.create_infer_request()
         weights = ", int8 weights per column" if int8 else ""
         quant = f", activations quantized per token (groups of {dynamic_quant})" if dynamic_quant else ""
+        attn = "per-sequence attention" if self.per_sequence else "attention over the masked row"
         self.detail = (f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{quant}), "
-                       f"fused graph, on cpu, {count} threads")
+                       f"fused graph, {attn}, on cpu, {count} threads")
 
     def infer(self, batch: BatchLike) -> np.ndarray:
         arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]
-        result = self._request.infer(arrays)
+        if self.per_sequence:
+            feeds = sequence_feeds(arrays[3], arrays[0].shape[1])
+            result = self._request.infer({**dict(zip(INPUT_NAMES, arrays, strict=True)), **feeds})
+        else:
+            result = self._request.infer(arrays)
         return np.asarray(result[0], dtype=np.float32)
