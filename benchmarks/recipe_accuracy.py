@@ -51,6 +51,7 @@ CPU_RECIPES = (
     "onnxruntime:int8@calibrated", "onnxruntime:int8@calibrated-mixed", "onnxruntime:int8@hybrid",
     "onnxruntime:int8@rows", "onnxruntime:int8@rows-mixed",
     "openvino:fp32", "openvino:bf16", "openvino:int8", "openvino:int8@dq32",
+    "onnxruntime:fp32@seq", "onnxruntime:int8@rows@seq", "openvino:fp32@seq", "openvino:bf16@seq",
 )
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
@@ -70,6 +71,10 @@ NOTES = {
     "openvino:bf16": "OpenVINO, same graph, bf16 inference precision",
     "openvino:int8": "OpenVINO, int8 weights per column, bf16 activations",
     "openvino:int8@dq32": "OpenVINO, int8 weights, activations quantized per token in groups of 32",
+    "onnxruntime:fp32@seq": "ONNX Runtime fp32, attention per sequence (blocks of its length rounded up to 64)",
+    "onnxruntime:int8@rows@seq": "per-token int8, attention per sequence",
+    "openvino:fp32@seq": "OpenVINO fp32, attention per sequence",
+    "openvino:bf16@seq": "OpenVINO bf16, attention per sequence",
 }
 
 
@@ -89,13 +94,15 @@ class Outcome:
 
 
 def make_runner(recipe: str, weights: str, threads: int) -> Any:
-    """``backend:precision[@option][@cuda]``: onnxruntime's option is its quant mode, torch's a variant,
-    openvino's ``dqN`` its dynamic quantization group size."""
+    """``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
+    variant, openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention."""
     name, *tags = recipe.split("@")
     backend, precision = name.split(":")
     device = "cuda" if "cuda" in tags else "cpu"
     opts: dict[str, Any] = {"threads": threads}
-    rest = [t for t in tags if t != "cuda"]
+    rest = [t for t in tags if t not in ("cuda", "seq")]
+    if "seq" in tags:  # attention per sequence (onnx_fused.sequence_feeds)
+        opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
     if backend == "onnxruntime" and rest:
         opts["quant"] = rest[0]
     elif backend == "torch" and rest:

@@ -207,15 +207,15 @@ class _Layers:
         outs = []
         for b in BUCKETS:
             block = g.op("Gather", [flat, f"attn_index_{b}"], f"{scope}/b{b}", axis=0)  # [S, b, 3H]
-            q, k, v = (g.op("Slice", [block, g.const(f"{scope}/b{b}/s{i}", np.array([i * hidden], np.int64)),
+            qb, kb, vb = (g.op("Slice", [block, g.const(f"{scope}/b{b}/s{i}", np.array([i * hidden], np.int64)),
                                       g.const(f"{scope}/b{b}/e{i}", np.array([(i + 1) * hidden], np.int64)),
                                       g.const(f"{scope}/b{b}/a{i}", np.array([2], np.int64))]) for i in range(3))
             shape = g.const(f"{scope}/b{b}/heads", np.array([0, 0, nh, dh], np.int64))
-            q = g.op("Transpose", [g.op("Reshape", [g.op("Mul", [q, scale]), shape])], perm=[0, 2, 1, 3])
-            k = g.op("Transpose", [g.op("Reshape", [k, shape])], perm=[0, 2, 3, 1])
-            v = g.op("Transpose", [g.op("Reshape", [v, shape])], perm=[0, 2, 1, 3])
-            scores = g.op("Add", [g.op("MatMul", [q, k]), self.block_bias(b)])  # [S, heads, b, b]
-            ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])  # [S, heads, b, D]
+            qb = g.op("Transpose", [g.op("Reshape", [g.op("Mul", [qb, scale]), shape])], perm=[0, 2, 1, 3])
+            kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 3, 1])
+            vb = g.op("Transpose", [g.op("Reshape", [vb, shape])], perm=[0, 2, 1, 3])
+            scores = g.op("Add", [g.op("MatMul", [qb, kb]), self.block_bias(b)])  # [S, heads, b, b]
+            ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vb])  # [S, heads, b, D]
             ctx = g.op("Transpose", [ctx], perm=[0, 2, 1, 3])
             outs.append(g.op("Reshape", [ctx, g.const(f"{scope}/b{b}/out", np.array([-1, hidden], np.int64))]))
         tokens = g.op("Gather", [g.op("Concat", outs, axis=0), "attn_scatter"], f"{scope}/scatter", axis=0)
