@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ DEFAULT_RECIPES = "torch:bf16,onnxruntime:fp32"  # the cpu system's bert-99 / be
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="backend:precision[@quant] list")
+    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="backend:precision[@quant][@seq] list")
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--weights", default="random")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
@@ -62,9 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu = f"{cpu_model()} ({', '.join(matrix_flags())}; class {cpu_class()})"
     rows = []
     for recipe in args.recipes.split(","):
-        name, _, quant = recipe.partition("@")
+        name, *tags = recipe.split("@")
         backend, precision = name.split(":")
-        runner = create(backend, base, precision, threads=threads, **({"quant": quant} if quant else {}))
+        opts: dict[str, Any] = {"threads": threads}
+        if "seq" in tags:  # attention per sequence
+            opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
+        quant = [t for t in tags if t != "seq"]
+        if quant:
+            opts["quant"] = quant[0]
+        runner = create(backend, base, precision, **opts)
         probe = probe_for(precision, n, threads)
         runner.infer(singles[0])  # warm-up
         latencies, rates = [], [probe.rate()]
