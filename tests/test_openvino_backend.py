@@ -1,6 +1,7 @@
-"""OpenVINO runner on a tiny random BERT: logits against the eager fp32 model within each
-recipe's tolerance, and a sample's logits the same (within rounding, same best span) alone,
-sorted or packed with others."""
+"""OpenVINO runner on a tiny random BERT with attention over the masked row: logits against the
+eager fp32 model within each recipe's tolerance, and a sample's logits the same (within
+rounding, same best span) alone, sorted or packed with others. The default, per-sequence
+attention, is bit-exact: tests/test_sequence_attention.py."""
 
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def _span(logits: np.ndarray) -> tuple[int, int]:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_openvino_matches_fp32_and_is_batch_invariant(tiny: PackedBertForQA, features: tuple, precision: str) -> None:
-    runner = create("openvino", tiny, precision, model="bert-99", threads=1)
-    assert "openvino" in runner.detail and precision in runner.detail  # type: ignore[attr-defined]
+    runner = create("openvino", tiny, precision, model="bert-99", threads=1, attention="mask")
+    assert "masked row" in runner.detail and precision in runner.detail  # type: ignore[attr-defined]
     packed = pack_batch(*features)
     assert packed.num_rows < len(features[2])  # some rows hold several sequences
     by_packed = unpack(packed, runner.infer(packed))
@@ -93,5 +94,7 @@ def test_openvino_options_are_checked(tiny: PackedBertForQA) -> None:
         create("openvino", tiny, "int8", model="bert-99.9")
     with pytest.raises(UserError, match="dynamic_quant"):
         create("openvino", tiny, "bf16", dynamic_quant=-1)
+    with pytest.raises(UserError, match="attention must be"):
+        create("openvino", tiny, "bf16", attention="rows")
     with pytest.raises(UserError, match="does not run on device"):
         create("openvino", tiny, "bf16", device="cuda:0")

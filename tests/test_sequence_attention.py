@@ -61,7 +61,8 @@ def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 RECIPES = [("onnxruntime", "fp32", {"graph": "sequence"}, 1e-4), ("onnxruntime", "int8", {"graph": "sequence"}, 0.08),
-           ("openvino", "fp32", {"attention": "sequence"}, 1e-4), ("openvino", "bf16", {"attention": "sequence"}, 0.05)]
+           ("openvino", "fp32", {"attention": "sequence"}, 1e-4), ("openvino", "bf16", {}, 0.05),
+           ("openvino", "int8", {}, 0.08)]
 
 
 @pytest.mark.parametrize(("backend", "precision", "options", "tolerance"), RECIPES)

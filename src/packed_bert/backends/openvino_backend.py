@@ -11,9 +11,12 @@ graph. Precisions:
   constants per output column, ``onnx_int8``) and bf16 activations; ``dynamic_quant`` (a group
   size, 0 = off) asks the plugin to quantize each token's activations on the fly.
 
-Every scale belongs to one weight column or one token, so a sample's logits do not depend on
-its batch-mates by construction; the matmul kernels' blocking still varies with the batch
-shape, so equality across batch shapes is within rounding, not bit for bit (tests check it).
+Attention (``attention``): ``sequence`` (default) runs it per sequence on blocks of the
+sequence's own length rounded up to 64 (``onnx_fused.sequence_feeds``), and the plugin's
+matmuls give a token row the same bits whatever the number of rows, so a sample's logits are
+bit for bit the same alone, sorted, padded or packed (tests check it). ``mask`` is the Attention
+operator over the whole masked row: faster here (no gathers), but its result depends in the last
+bits on the row length and the sample's place in the row (same best spans in the checks so far).
 One infer request per runner: the harness calls ``infer`` from one thread at a time.
 """
 
@@ -48,7 +51,7 @@ class OvRunner:
         *,
         threads: int | None = None,
         dynamic_quant: int = 0,
-        attention: str = "mask",
+        attention: str = "sequence",
         seed: int = 0,
     ) -> None:
         try:
