@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from packed_bert.backends import create
+from packed_bert.harness.plan import for_this_cpu
 from packed_bert.packing import infer_sequences
 from packed_bert.squad.accuracy_log import decode_payloads
 from packed_bert.squad.features import SquadFeatures
 from packed_bert.squad.postprocess import best_spans
 from packed_bert.squad.scoring import score_by_split, score_logits
 from packed_bert.squad.splits import SPLITS, split_features, split_questions, subset_features
-from packed_bert.harness.plan import for_this_cpu
 from packed_bert.systems import load_system
 
 # fp32 on the first 100 questions of the odd-numbered (unseen) articles: eager PyTorch, which
