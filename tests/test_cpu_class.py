@@ -48,6 +48,8 @@ backend="onnxruntime"
 "bert-99"="int8"
 [f1_ratio_by_cpu.avx512-vnni]
 "bert-99"=99.81
+[batching_by_cpu.avx512-vnni."bert-99"]
+Offline="sorted"
 [batch_size]
 Offline=1
 Server=1
@@ -61,11 +63,14 @@ def test_a_system_names_a_recipe_per_cpu_class() -> None:
     assert (vnni.backend_for("bert-99"), vnni.precision_for("bert-99")) == ("onnxruntime", "int8")
     assert vnni.f1_ratio == {"bert-99": 99.81, "bert-99.9": 100.0}
     assert vnni.describe()["cpu_class"] == "avx512-vnni"
+    assert vnni.batching_for("Offline", "bert-99") == "sorted" and spec.batching_for("Offline", "bert-99") == "packed"
     amx = spec.for_cpu("amx")  # no entry: the [precision] table
     assert (amx.backend_for("bert-99"), amx.precision_for("bert-99")) == ("torch", "bf16")
     assert amx.f1_ratio["bert-99"] == 99.94
     with pytest.raises(UserError, match="unknown model"):
         parse_system(SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"', '[precision_by_cpu.amx]\n"bert-98"'), "t")
+    with pytest.raises(UserError, match="batching_by_cpu"):
+        parse_system(SYSTEM.replace('Offline="sorted"', 'Offline="zigzag"'), "t")
     with pytest.raises(UserError, match="one table per CPU class"):
         parse_system('precision_by_cpu = 1\n' + SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"="int8"\n', ""), "t")
 

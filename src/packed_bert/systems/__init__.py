@@ -25,7 +25,7 @@ _KNOWN_KEYS = {
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
     "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories", "f1_ratio",
-    "precision_by_cpu", "f1_ratio_by_cpu",
+    "precision_by_cpu", "f1_ratio_by_cpu", "batching_by_cpu",
 }
 
 
@@ -73,18 +73,21 @@ class SystemSpec:
     # ``precision`` on a CPU of that class (``for_cpu``); and the F1 ratios of those recipes
     precision_by_cpu: dict[str, dict[str, str]] = field(default_factory=dict)
     f1_ratio_by_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    batching_by_cpu: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # class -> model -> scenario
     cpu_class: str = ""  # the class ``for_cpu`` resolved the recipes for ("" before)
 
     def for_cpu(self, cpu_class: str) -> SystemSpec:
         """This system with the recipes its file names for CPUs of ``cpu_class`` (unchanged
         where the file names none for that class)."""
-        own = self.precision_by_cpu.get(cpu_class)
-        if not own:
-            return replace(self, cpu_class=cpu_class)
+        own = self.precision_by_cpu.get(cpu_class, {})
         # a ratio measured for [precision]'s recipe holds where the class runs that same recipe
         ratios = {m: v for m, v in self.f1_ratio.items() if own.get(m, self.precision.get(m)) == self.precision.get(m)}
         ratios.update(self.f1_ratio_by_cpu.get(cpu_class, {}))
-        return replace(self, precision={**self.precision, **own}, f1_ratio=ratios, cpu_class=cpu_class)
+        batching = {m: dict(v) for m, v in self.batching_per_model.items()}
+        for m, scenarios in self.batching_by_cpu.get(cpu_class, {}).items():
+            batching[m] = {**batching.get(m, {}), **scenarios}
+        return replace(self, precision={**self.precision, **own}, f1_ratio=ratios, batching_per_model=batching,
+                       cpu_class=cpu_class)
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -231,6 +234,11 @@ def parse_system(text: str, source: str) -> SystemSpec:
         raise UserError(f"{where}: [f1_ratio] takes bert-99 / bert-99.9 = percent of the fp32 F1 (0-100)")
     by_cpu = _by_cpu(raw.get("precision_by_cpu", {}), where, "precision_by_cpu", str)
     ratios_by_cpu = _by_cpu(raw.get("f1_ratio_by_cpu", {}), where, "f1_ratio_by_cpu", float)
+    batching_by_cpu = _by_cpu(raw.get("batching_by_cpu", {}), where, "batching_by_cpu", dict)
+    for cls, models in batching_by_cpu.items():
+        for name, scenarios in models.items():
+            if not set(scenarios) <= set(SCENARIOS) or not set(scenarios.values()) <= set(BATCHINGS):
+                raise UserError(f"{where}: [batching_by_cpu.{cls}.\"{name}\"] takes scenario = packed | sorted | padded")
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -268,6 +276,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         f1_ratio=f1_ratio,
         precision_by_cpu=by_cpu,  # type: ignore[arg-type]
         f1_ratio_by_cpu=ratios_by_cpu,  # type: ignore[arg-type]
+        batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
     )
 
 
