@@ -110,8 +110,8 @@ def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
 
     ``attn_index_B`` [S_B, B] int64: the flat token index (row * row_len + position) of each
     token of each sequence whose length rounds up to B, padded with index 0; ``attn_bias_B``
-    [S_B, B] float32: 0 for the sequence's tokens, -10000 for the padding; each bucket also
-    holds one all-padding block first, so no input is empty. ``attn_scatter`` [R * row_len]:
+    [S_B, B] float32: 0 for the sequence's tokens, -10000 for the padding (S_B is 0 for a bucket no
+    sequence falls in: both runtimes take the empty blocks). ``attn_scatter`` [R * row_len]:
     where each token's output sits in the concatenated blocks (padding tokens: 0).
     """
     lens = np.asarray(seq_lens, dtype=np.int64)
@@ -127,10 +127,8 @@ def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
     for b in BUCKETS:
         mine = np.nonzero(bucket == b)[0]
         pos = np.arange(b)
-        valid = np.zeros((mine.size + 1, b), bool)
-        valid[1:] = pos[None, :] < flat_lens[mine][:, None]
-        index = np.zeros((mine.size + 1, b), np.int64)
-        index[1:] = np.where(valid[1:], flat_starts[mine][:, None] + pos[None, :], 0)
+        valid = pos[None, :] < flat_lens[mine][:, None]  # [S_b, b]; S_b = 0 for an empty bucket
+        index = np.where(valid, flat_starts[mine][:, None] + pos[None, :], 0)
         feeds[f"attn_index_{b}"] = index
         feeds[f"attn_bias_{b}"] = np.where(valid, 0.0, MASKED).astype(np.float32)
         block = offset + np.arange(valid.size).reshape(valid.shape)
