@@ -35,8 +35,8 @@ def create(
     recipes. Options by backend: null ``max_rows``; sim ``timing`` (``SimTiming``) or
     ``overhead_s``/``row_time_s``/``static_shape``, ``logits`` (real weights: the fp32 model's,
     computed on this CPU); torch ``cuda_graphs``,
-    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static), ``graph`` (fused|traced), ``static_rows``,
-    ``threads``; openvino ``threads``, ``dynamic_quant``; torch ``compile`` (``torch.compile``, not
+    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static|rows|...), ``graph`` (fused|traced|sequence), ``static_rows``,
+    ``threads``; openvino ``threads``, ``dynamic_quant``, ``attention`` (sequence | mask); torch ``compile`` (``torch.compile``, not
     batch-invariant).
     """
     if name not in BACKENDS:
