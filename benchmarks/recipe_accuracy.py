@@ -51,6 +51,8 @@ CPU_RECIPES = (
     "onnxruntime:int8@dynamic", "onnxruntime:int8@mixed", "onnxruntime:int8@static",
     "onnxruntime:int8@calibrated", "onnxruntime:int8@calibrated-mixed", "onnxruntime:int8@hybrid",
     "onnxruntime:int8@rows", "onnxruntime:int8@rows-mixed",
+    "openvino:fp32@mask", "openvino:bf16@mask", "openvino:int8@mask", "openvino:fp32", "openvino:bf16",
+    "onnxruntime:fp32@seq", "onnxruntime:int8@rows@seq",
 )
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
@@ -66,6 +68,13 @@ NOTES = {
     "onnxruntime:int8@hybrid": "calibrated Q/K/V and FFN input layers, per-token the other two",
     "onnxruntime:int8@rows": "per-token dynamic scales",
     "onnxruntime:int8@rows-mixed": "per-token, FFN output projections fp32",
+    "openvino:fp32@mask": "OpenVINO CPU plugin, the fused ONNX graph (Attention over the masked row), f32",
+    "openvino:bf16@mask": "OpenVINO, same graph, bf16 inference precision",
+    "openvino:int8@mask": "OpenVINO, int8 weights per column, bf16 activations",
+    "openvino:fp32": "OpenVINO fp32, attention per sequence (the backend's default)",
+    "openvino:bf16": "OpenVINO bf16, attention per sequence (the backend's default)",
+    "onnxruntime:fp32@seq": "ONNX Runtime fp32, attention per sequence (blocks of its length rounded up to 64)",
+    "onnxruntime:int8@rows@seq": "per-token int8, attention per sequence",
 }
 
 
@@ -85,17 +94,25 @@ class Outcome:
 
 
 def make_runner(recipe: str, weights: str, threads: int) -> Any:
-    """``backend:precision[@option][@cuda]``: onnxruntime's option is its quant mode, torch's a variant."""
+    """``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
+    variant, openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
+    (openvino's default), ``@mask``: openvino's Attention over the masked row."""
     name, *tags = recipe.split("@")
     backend, precision = name.split(":")
     device = "cuda" if "cuda" in tags else "cpu"
     opts: dict[str, Any] = {"threads": threads}
-    rest = [t for t in tags if t != "cuda"]
+    rest = [t for t in tags if t not in ("cuda", "seq", "mask")]
+    if "seq" in tags:  # attention per sequence (onnx_fused.sequence_feeds)
+        opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
+    if "mask" in tags:  # openvino: the Attention operator over the masked row
+        opts["attention"] = "mask"
     if backend == "onnxruntime" and rest:
         opts["quant"] = rest[0]
         opts["calibration"] = load_calibration  # used only by the modes that calibrate
     elif backend == "torch" and rest:
         opts["variant"] = rest[0]
+    elif backend == "openvino" and rest:
+        opts["dynamic_quant"] = int(rest[0].removeprefix("dq"))
     return create(backend, weights, precision, device, **opts)
 
 

@@ -19,8 +19,9 @@ from packed_bert.cluster.request import (
 from packed_bert.errors import UserError
 from packed_bert.harness.cluster_devices import cluster_request
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.plan import plan_run
+from packed_bert.harness.plan import for_this_cpu, plan_run
 from packed_bert.harness.qsl import SampleLibrary
+from packed_bert.systems import load_system
 
 
 def test_each_device_kind_is_one_unit_of_its_own_resource() -> None:
@@ -54,7 +55,9 @@ def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing()
     assert req.weights == req.weights_id == "random" and req.sim_timing is not None
     assert req.sim_timing.static_shape and req.sim_timing.row_time_s > 0
     cpu = cluster_request(plan_run(RunConfig(sut="cpu")), SampleLibrary.from_features(feats))
-    assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == ("torch", CPU_GROUP, "bf16", None)
+    here = for_this_cpu(load_system("cpu"))  # the recipe of this machine's CPU class (torch bf16 by default)
+    assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == (
+        here.backend_for("bert-99"), CPU_GROUP, here.precision_for("bert-99"), None)
 
 
 def _identity(**kw: object) -> DeviceIdentity:

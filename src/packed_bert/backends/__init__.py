@@ -1,6 +1,6 @@
 """Runtimes behind one interface: ``create(name, model_spec, precision, device) -> Runner``.
 
-``null`` and ``sim`` import nothing heavy; ``torch`` and ``onnxruntime`` load the model from
+``null`` and ``sim`` import nothing heavy; ``torch``, ``onnxruntime`` and ``openvino`` load the model from
 ``model_spec`` (``random``, ``tiny`` or a path; see ``model.weights.load_model``).
 """
 
@@ -15,7 +15,7 @@ from packed_bert.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-BACKENDS = ("null", "sim", "torch", "onnxruntime")
+BACKENDS = ("null", "sim", "torch", "onnxruntime", "openvino")
 
 __all__ = ["BACKENDS", "BatchLike", "Runner", "create", "default_recipe", "describe"]
 
@@ -35,8 +35,9 @@ def create(
     recipes. Options by backend: null ``max_rows``; sim ``timing`` (``SimTiming``) or
     ``overhead_s``/``row_time_s``/``static_shape``, ``logits`` (real weights: the fp32 model's,
     computed on this CPU); torch ``cuda_graphs``,
-    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static), ``graph`` (fused|traced), ``static_rows``,
-    ``threads``.
+    ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static|rows|...), ``graph`` (fused|traced|sequence), ``static_rows``,
+    ``threads``; openvino ``threads``, ``dynamic_quant``, ``attention`` (sequence | mask); torch ``compile`` (``torch.compile``, not
+    batch-invariant).
     """
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -60,6 +61,10 @@ def create(
             from packed_bert.backends.torch_backend import TorchRunner
 
             return TorchRunner(model_spec, precision, device, **options)
+        if name == "openvino":
+            from packed_bert.backends.openvino_backend import OvRunner
+
+            return OvRunner(model_spec, precision, device, **options)
         from packed_bert.backends.onnxruntime_backend import OrtRunner
 
         return OrtRunner(model_spec, precision, device, **options)

@@ -11,6 +11,15 @@ it into ``QAttention`` (int8 Q|K|V projection). The rest is MatMul/Add/LayerNorm
 With an ``Int8Recipe`` (``onnx_int8``) the encoder's linear layers are written in int8 with
 per-token or fixed activation scales instead; an int8 Q|K|V projection then feeds
 ``com.microsoft.MultiHeadAttention`` (same mask, as an additive [R, 1, L, L] bias).
+
+``attention="sequence"`` writes attention per sequence instead (plain MatMul / Softmax, which
+every runtime reads): each sequence's Q|K|V rows are gathered into a block of its own length
+rounded up to a multiple of ``BUCKET`` (``sequence_feeds`` computes the indices on the host from
+``seq_lens``), attention runs on blocks of one bucket length at a time, and the outputs are
+gathered back to token order. A sequence of length n costs about n^2, not the 384^2 of its
+packed row, and its attention is the same computation whatever its batch-mates or its place in
+a row (its block length depends on its own length only), so with per-token linear layers its
+logits are the same in any batch.
 """
 
 from __future__ import annotations
@@ -21,7 +30,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
-from packed_bert.backends.onnx_int8 import Int8Recipe, int8_matmul, quantize_input
+from packed_bert.backends.onnx_int8 import (
+    Int8Recipe,
+    dequantized_weight,
+    int8_matmul,
+    quantize_input,
+)
 from packed_bert.cache import atomic_write_bytes
 from packed_bert.model.config import BertConfig
 
@@ -30,6 +44,10 @@ if TYPE_CHECKING:
     import torch
 
 OPSET = 17
+BUCKET = 64  # per-sequence attention blocks are this many tokens long, or a multiple
+BUCKETS = tuple(range(BUCKET, 384 + 1, BUCKET))
+SEQUENCE_INPUTS = ("attn_scatter", *(f"attn_index_{b}" for b in BUCKETS), *(f"attn_bias_{b}" for b in BUCKETS))
+MASKED = -10000.0
 MS_DOMAIN = "com.microsoft"
 FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto.FLOAT, INT32, INT64
 
@@ -87,13 +105,49 @@ def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: f
     return g.op("LayerNormalization", [x, scale, bias], prefix, axis=-1, epsilon=eps)
 
 
+def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
+    """The per-sequence attention inputs of a batch (``attention="sequence"`` graphs).
+
+    ``attn_index_B`` [S_B, B] int64: the flat token index (row * row_len + position) of each
+    token of each sequence whose length rounds up to B, padded with index 0; ``attn_bias_B``
+    [S_B, B] float32: 0 for the sequence's tokens, -10000 for the padding (S_B is 0 for a bucket no
+    sequence falls in: both runtimes take the empty blocks). ``attn_scatter`` [R * row_len]:
+    where each token's output sits in the concatenated blocks (padding tokens: 0).
+    """
+    lens = np.asarray(seq_lens, dtype=np.int64)
+    rows, slots = lens.shape
+    starts = np.cumsum(lens, axis=1) - lens + np.arange(rows)[:, None] * row_len
+    flat_lens, flat_starts = lens.ravel(), starts.ravel()
+    keep = flat_lens > 0
+    flat_lens, flat_starts = flat_lens[keep], flat_starts[keep]
+    bucket = np.minimum(-(-flat_lens // BUCKET) * BUCKET, BUCKETS[-1])
+    feeds: dict[str, np.ndarray] = {}
+    scatter = np.zeros(rows * row_len, np.int64)
+    offset = 0
+    for b in BUCKETS:
+        mine = np.nonzero(bucket == b)[0]
+        pos = np.arange(b)
+        valid = pos[None, :] < flat_lens[mine][:, None]  # [S_b, b]; S_b = 0 for an empty bucket
+        index = np.where(valid, flat_starts[mine][:, None] + pos[None, :], 0)
+        feeds[f"attn_index_{b}"] = index
+        feeds[f"attn_bias_{b}"] = np.where(valid, 0.0, MASKED).astype(np.float32)
+        block = offset + np.arange(valid.size).reshape(valid.shape)
+        scatter[index[valid]] = block[valid]
+        offset += valid.size
+    feeds["attn_scatter"] = scatter
+    return feeds
+
+
 class _Layers:
     """Writes the encoder's linear layers and attention, in fp32 or by an ``Int8Recipe``."""
 
-    def __init__(self, g: _Graph, w: dict[str, np.ndarray], cfg: BertConfig, int8: Int8Recipe | None, mask: str) -> None:
+    def __init__(self, g: _Graph, w: dict[str, np.ndarray], cfg: BertConfig, int8: Int8Recipe | None, mask: str,
+                 per_sequence: bool = False) -> None:
         self.g, self.w, self.cfg, self.int8 = g, w, cfg, int8
         self.mask = mask
+        self.per_sequence = per_sequence
         self._bias: str | None = None
+        self._block_bias: dict[int, str] = {}
 
     def scheme(self, kind: str) -> str:
         return "fp32" if self.int8 is None else self.int8.scheme(kind)
@@ -102,6 +156,10 @@ class _Layers:
         scheme = self.scheme(kind)
         if scheme == "fp32":
             return _linear(self.g, x, self.w, prefix)
+        if scheme == "weights":
+            weight_t = dequantized_weight(self.g, self.w[f"{prefix}.weight"].T, prefix)
+            bias = self.g.const(f"{prefix}.bias", self.w[f"{prefix}.bias"])
+            return self.g.op("Add", [self.g.op("MatMul", [x, weight_t], prefix), bias], prefix)
         assert self.int8 is not None
         weight = self.w[f"{prefix}.weight"]
         q = quantize_input(self.g, scheme, self.int8.ranges, x, weight.shape[1], prefix)
@@ -113,8 +171,12 @@ class _Layers:
         qkv_b = np.concatenate([w[f"{h}.bias"] for h in heads])
         scope = f"{p}.attention.self"
         scheme = self.scheme("qkv")
-        if scheme == "fp32":
-            qkv_w = g.const(f"{p}.attention.qkv.weight", np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1))
+        if self.per_sequence:
+            return self.sequence_attention(x, p, heads, qkv_b, scheme)
+        if scheme in ("fp32", "weights"):
+            qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
+            qkv_w = (g.const(f"{p}.attention.qkv.weight", qkv_t) if scheme == "fp32"
+                     else dequantized_weight(g, qkv_t, f"{p}.attention.qkv"))
             return g.op("Attention", [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask], scope, MS_DOMAIN,
                         num_heads=cfg.heads)
         assert self.int8 is not None
@@ -122,6 +184,47 @@ class _Layers:
         qkv = [int8_matmul(g, q, w[f"{h}.weight"].T, None, h, scheme == "rows") for h in heads]
         bias = g.const(f"{p}.attention.qkv.bias", qkv_b)  # MultiHeadAttention adds it
         return g.op("MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads)
+
+    def sequence_attention(self, x: str, p: str, heads: list[str], qkv_b: np.ndarray, scheme: str) -> str:
+        """Q|K|V projection, then attention on per-sequence blocks (``sequence_feeds``)."""
+        g, w, cfg = self.g, self.w, self.cfg
+        scope = f"{p}.attention.self"
+        if scheme in ("fp32", "weights"):
+            qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
+            qkv_w = (g.const(f"{p}.attention.qkv.weight", qkv_t) if scheme == "fp32"
+                     else dequantized_weight(g, qkv_t, f"{p}.attention.qkv"))
+            qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", qkv_b)], scope)
+        else:
+            assert self.int8 is not None
+            q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
+            parts = [int8_matmul(g, q, w[f"{h}.weight"].T, w[f"{h}.bias"], h, scheme == "rows") for h in heads]
+            qkv = g.op("Concat", parts, scope, axis=-1)
+        hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
+        flat = g.op("Reshape", [qkv, g.const(f"{scope}/flat_shape", np.array([-1, 3 * hidden], np.int64))])
+        scale = g.const(f"{scope}/scale", np.array(1.0 / np.sqrt(dh), np.float32))
+        outs = []
+        for b in BUCKETS:
+            block = g.op("Gather", [flat, f"attn_index_{b}"], f"{scope}/b{b}", axis=0)  # [S, b, 3H]
+            qb, kb, vb = (g.op("Slice", [block, g.const(f"{scope}/b{b}/s{i}", np.array([i * hidden], np.int64)),
+                                      g.const(f"{scope}/b{b}/e{i}", np.array([(i + 1) * hidden], np.int64)),
+                                      g.const(f"{scope}/b{b}/a{i}", np.array([2], np.int64))]) for i in range(3))
+            shape = g.const(f"{scope}/b{b}/heads", np.array([0, 0, nh, dh], np.int64))
+            qb = g.op("Transpose", [g.op("Reshape", [g.op("Mul", [qb, scale]), shape])], perm=[0, 2, 1, 3])
+            kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 3, 1])
+            vb = g.op("Transpose", [g.op("Reshape", [vb, shape])], perm=[0, 2, 1, 3])
+            scores = g.op("Add", [g.op("MatMul", [qb, kb]), self.block_bias(b)])  # [S, heads, b, b]
+            ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vb])  # [S, heads, b, D]
+            ctx = g.op("Transpose", [ctx], perm=[0, 2, 1, 3])
+            outs.append(g.op("Reshape", [ctx, g.const(f"{scope}/b{b}/out", np.array([-1, hidden], np.int64))]))
+        tokens = g.op("Gather", [g.op("Concat", outs, axis=0), "attn_scatter"], f"{scope}/scatter", axis=0)
+        return g.op("Reshape", [tokens, g.op("Shape", [x])], f"{scope}/rows")
+
+    def block_bias(self, b: int) -> str:
+        """``attn_bias_b`` as [S, 1, 1, b], made once for all layers."""
+        if b not in self._block_bias:
+            self._block_bias[b] = self.g.op("Unsqueeze", [f"attn_bias_{b}", self.g.const(f"axes_12_{b}", np.array([1, 2], np.int64))],
+                                            f"attn_bias_{b}/heads")
+        return self._block_bias[b]
 
     def attention_bias(self) -> str:
         """The mask as MultiHeadAttention's additive bias [R, 1, L, L]: 0 within a sequence, -10000 across."""
@@ -134,8 +237,9 @@ class _Layers:
         return self._bias
 
 
-def build(model: torch.nn.Module, int8: Int8Recipe | None = None) -> onnx.ModelProto:
-    """The fused ONNX graph of ``model`` (a ``PackedBertForQA``): fp32, or int8 by ``int8``."""
+def build(model: torch.nn.Module, int8: Int8Recipe | None = None, attention: str = "mask") -> onnx.ModelProto:
+    """The fused ONNX graph of ``model`` (a ``PackedBertForQA``): fp32, or int8 by ``int8``;
+    attention over the masked row (``mask``) or per sequence (``sequence``)."""
     from onnx import TensorProto, helper
 
     cfg = cast(BertConfig, model.config)
@@ -147,7 +251,8 @@ def build(model: torch.nn.Module, int8: Int8Recipe | None = None) -> onnx.ModelP
     places = g.op("Gather", [g.const("position_embeddings", w[f"{e}.position_embeddings.weight"]), pos])
     types = g.op("Gather", [g.const("token_type_embeddings", w[f"{e}.token_type_embeddings.weight"]), seg])
     x = _layer_norm(g, g.op("Add", [g.op("Add", [words, places]), types]), w, f"{e}.LayerNorm", cfg.layer_norm_eps)
-    layers = _Layers(g, w, cfg, int8, _sequence_mask(g, ids, lens))
+    per_sequence = attention == "sequence"
+    layers = _Layers(g, w, cfg, int8, "" if per_sequence else _sequence_mask(g, ids, lens), per_sequence)
     for i in range(cfg.layers):
         p = f"bert.encoder.layer.{i}"
         ctx = layers.attention(x, p)
@@ -162,12 +267,16 @@ def build(model: torch.nn.Module, int8: Int8Recipe | None = None) -> onnx.ModelP
         return helper.make_tensor_value_info(name, dtype, dims)
 
     inputs = [io(n, ["rows", "length"]) for n in (ids, seg, pos)] + [io(lens, ["rows", "slots"])]
+    if per_sequence:
+        inputs.append(io("attn_scatter", ["tokens"], TensorProto.INT64))
+        inputs += [io(f"attn_index_{b}", [f"seqs_{b}", b], TensorProto.INT64) for b in BUCKETS]
+        inputs += [io(f"attn_bias_{b}", [f"seqs_{b}", b], TensorProto.FLOAT) for b in BUCKETS]
     output = io(OUTPUT_NAME, ["rows", "length", 2], TensorProto.FLOAT)
     graph = helper.make_graph(g.nodes, "packed_bert_fused", inputs, [output], g.initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)])
 
 
-def export_fused(model: torch.nn.Module, path: Path, int8: Int8Recipe | None = None) -> Path:
+def export_fused(model: torch.nn.Module, path: Path, int8: Int8Recipe | None = None, attention: str = "mask") -> Path:
     """Write the fused graph of ``model`` (fp32, or int8 by ``int8``) to ``path``; atomic."""
-    atomic_write_bytes(path, build(model, int8).SerializeToString())
+    atomic_write_bytes(path, build(model, int8, attention).SerializeToString())
     return path

@@ -11,6 +11,10 @@ scale belongs to one token or is fixed:
   multiplies by ``s`` and the weight's per-column scale.
 - ``static``: one fixed scale and zero point per layer input, calibrated (min/max) on the
   features of the 100 MLPerf calibration questions only (``quantize.calibrate_ranges``).
+- ``weights``: int8 weights only (``DequantizeLinear`` of a constant feeding the fp MatMul), the
+  activations left in floating point. ONNX Runtime folds the dequantization away (fp32 math);
+  OpenVINO keeps the int8 weights and on its CPU plugin quantizes each token's activations on
+  the fly (``openvino_backend``), so the scales again belong to one token.
 
 Weights are int8 per output column (symmetric, ``max|w| / 127``). Integer matmuls are exact and
 every scale is the token's own or a constant, so a token's output is bit-for-bit the same in any
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from packed_bert.backends.onnx_fused import _Graph
 
 MS_DOMAIN = "com.microsoft"
-SCHEMES = ("rows", "static")
+SCHEMES = ("rows", "static", "weights")
 # The four kinds of encoder linear layer (per layer): the Q|K|V projection, the attention
 # output projection, the FFN input (intermediate) and output projections.
 LINEARS = ("qkv", "attn_out", "ffn_in", "ffn_out")
@@ -126,6 +130,13 @@ def int8_matmul(g: _Graph, q: Quantized, w_t: np.ndarray, bias: np.ndarray | Non
         return out
     out = g.op("MatMulIntegerToFloat", inputs, name, MS_DOMAIN)
     return out if bias is None else g.op("Add", [out, g.const(f"{name}.bias", bias)], name)
+
+
+def dequantized_weight(g: _Graph, w_t: np.ndarray, name: str) -> str:
+    """The [K, N] weight as an int8 constant per output column and its ``DequantizeLinear``."""
+    wq, ws = quantize_weight(w_t)
+    return g.op("DequantizeLinear", [g.const(f"{name}.weight_q", wq), g.const(f"{name}.weight_scale", ws)],
+                f"{name}/dequantize", axis=1)
 
 
 def quantize_input(g: _Graph, scheme: str, ranges: Mapping[str, tuple[float, float]], x: str, width: int,

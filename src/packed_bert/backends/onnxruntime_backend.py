@@ -3,6 +3,7 @@
 ``graph="fused"`` (default) is the model written with ONNX Runtime's fused attention operator
 (``onnx_fused``); ``graph="traced"`` is ``torch.onnx.export`` of the PyTorch model
 (``onnx_export``). Both give the same logits; the fused one is faster (docs/backends.md).
+``graph="sequence"`` is the fused graph with attention per sequence (``onnx_fused.sequence_feeds``).
 SkipLayerNormalization fusion is switched off: on this CPU its kernel took five times as long
 as the LayerNormalization + Add it replaces (ORT 1.32 profile, docs/performance.md).
 Int8 (``quant``): ``rows`` (default) has per-token activation scales and ``calibrated`` fixed
@@ -28,7 +29,7 @@ import numpy as np
 from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
-from packed_bert.backends.onnx_fused import export_fused
+from packed_bert.backends.onnx_fused import export_fused, sequence_feeds
 from packed_bert.backends.quantize import Calibration, CalibrationFeatures
 from packed_bert.errors import UserError
 
@@ -42,10 +43,12 @@ FUSED_INT8: dict[str, dict[str, str]] = {
     # fixed scales where a layer's output is wide (per-token scaling costs a pass over it),
     # per-token scales on the 1024-wide outputs
     "hybrid": {"qkv": "static", "attn_out": "rows", "ffn_in": "static", "ffn_out": "rows"},
+    # int8 weights, floating-point activations: OpenVINO's int8 (it quantizes per token itself)
+    "weights": {"qkv": "weights", "attn_out": "weights", "ffn_in": "weights", "ffn_out": "weights"},
 }
 QUANT_MODES = ("dynamic", "mixed", "static", *FUSED_INT8)
 DEFAULT_QUANT = "rows"  # batch-invariant, 99.8% of fp32 F1 (docs/performance.md)
-GRAPHS = ("fused", "traced")
+GRAPHS = ("fused", "traced", "sequence")  # sequence: the fused graph with per-sequence attention
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
@@ -78,16 +81,19 @@ def prepare_model(
         config = getattr(model, "config", None)
     fp32 = cache_path(weights, config, "fp32", graph)
     if not fp32.exists():
-        write = export_fused if graph == "fused" else export
-        write(model if model is not None else load(model_spec, seed), fp32)
+        built = model if model is not None else load(model_spec, seed)
+        if graph == "traced":
+            export(built, fp32)
+        else:
+            export_fused(built, fp32, attention="sequence" if graph == "sequence" else "mask")
     if precision == "fp32":
         return fp32
     if precision != "int8":
         raise UserError(f"onnxruntime: precision {precision!r} is not available; use fp32 or int8")
     if quant in FUSED_INT8:
-        if graph != "fused":
+        if graph == "traced":
             raise UserError(f"onnxruntime: quant={quant} is written into the fused graph; use graph=fused")
-        return _fused_int8(model_spec, seed, weights, config, quant, calibration)
+        return _fused_int8(model_spec, seed, weights, config, quant, graph, calibration)
     out = cache_path(weights, config, "int8", f"{quant}-{graph}")
     if not out.exists():
         from packed_bert.backends import quantize
@@ -108,13 +114,13 @@ def _calibration_features(calibration: Calibration | None, quant: str) -> Calibr
     return calibration()
 
 
-def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant: str,
+def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant: str, graph: str,
                 calibration: Calibration | None) -> Path:
     """The fused graph with int8 layers whose scales are per token or fixed (``onnx_int8``)."""
     from packed_bert.backends.onnx_int8 import Int8Recipe
 
     recipe = Int8Recipe(FUSED_INT8[quant])
-    out = cache_path(weights, config, "int8", f"{quant}-fused-{recipe.key()}")
+    out = cache_path(weights, config, "int8", f"{quant}-{graph}-{recipe.key()}")
     if out.exists():
         return out
     model = load(model_spec, seed)
@@ -122,7 +128,7 @@ def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant:
         from packed_bert.backends.quantize import calibrate_ranges
 
         recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model, _calibration_features(calibration, quant)))
-    return export_fused(model, out, recipe)
+    return export_fused(model, out, recipe, "sequence" if graph == "sequence" else "mask")
 
 
 class OrtRunner:
@@ -152,6 +158,9 @@ class OrtRunner:
         self.device = device
         graph = graph or default_graph(precision, quant)
         self.path = prepare_model(model_spec, precision, quant, seed, graph, calibration)
+        self.per_sequence = graph == "sequence"
+        if self.per_sequence and static_rows is not None:
+            raise UserError("onnxruntime: graph=sequence takes no static_rows (its attention inputs vary per batch)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         opts.inter_op_num_threads = 1
@@ -179,7 +188,10 @@ class OrtRunner:
     def infer(self, batch: BatchLike) -> np.ndarray:
         arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]
         if not self.static_shape:
-            return self._run(dict(zip(INPUT_NAMES, arrays, strict=True)))
+            feeds = dict(zip(INPUT_NAMES, arrays, strict=True))
+            if self.per_sequence:
+                feeds.update(sequence_feeds(arrays[3], arrays[0].shape[1]))
+            return self._run(feeds)
         rows, length = batch_shape(batch)
         if length != ROW_LEN:
             raise UserError(f"fixed-shape onnxruntime session takes [N,{ROW_LEN}] rows, got length {length}")

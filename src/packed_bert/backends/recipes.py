@@ -6,7 +6,9 @@ real trained checkpoint is measured by ``benchmarks/recipe_accuracy.py`` (docs/p
 the CPU defaults are the fastest that keep a margin (>= 99.5% / >= 99.95% of fp32) with logits
 that do not depend on batch-mates: batch-invariant PyTorch bf16 (99.94%, as fast here as ONNX
 Runtime's dynamic int8, which kept 98.9% and depends on batch-mates), and ONNX Runtime fp32 (bf16
-measured 99.93-99.94%, short of 99.95%).
+measured 99.93-99.94%, short of 99.95%). These are the defaults of a CPU without a measured
+table of its own; a system file may name other recipes per CPU class (``cpu_class``; on AMX the
+cpu system runs OpenVINO bf16 with per-sequence attention for both models).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ BACKEND_PRECISIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("torch", "cpu"): ("fp32", "bf16", "fp16"),
     ("torch", "cuda"): ("fp32", "fp16", "bf16", "int8", "fp8"),
     ("onnxruntime", "cpu"): ("fp32", "int8"),
+    ("openvino", "cpu"): ("fp32", "bf16", "int8"),
     ("null", "cpu"): ("fp32", "bf16", "fp16", "int8", "fp8"),
     ("sim", "sim"): ("fp32", "bf16", "fp16", "int8", "fp8"),
 }

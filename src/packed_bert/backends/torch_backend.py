@@ -44,6 +44,7 @@ class TorchRunner:
         seed: int = 0,
         variant: str | None = None,
         batch_invariant: bool | None = None,
+        compile: bool = False,  # noqa: A002 - the option's name on the command line
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -83,7 +84,9 @@ class TorchRunner:
             from packed_bert.backends.torch_invariant import make_batch_invariant
 
             make_batch_invariant(model)
-        self.model: Any = model
+        if compile and self.batch_invariant:
+            raise UserError("torch backend: compile=True needs batch_invariant=False (the tiled path loops in Python)")
+        self.model: Any = torch.compile(model, dynamic=True) if compile else model
         self.static_shape = bool(cuda if cuda_graphs is None else cuda_graphs) and cuda
         self.varlen = bool(cuda if varlen is None else varlen)
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
@@ -92,6 +95,7 @@ class TorchRunner:
             f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
             f"{', tiled matmuls and per-sequence attention (batch-invariant)' if self.batch_invariant else ''}"
+            f"{', torch.compile (dynamic shapes)' if compile else ''}"
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:

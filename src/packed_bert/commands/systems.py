@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from packed_bert.harness.plan import for_this_cpu
 from packed_bert.systems import all_systems
 from packed_bert.terms import Model, Scenario
 
@@ -21,7 +22,7 @@ def table() -> list[str]:
     # per model: runtime:precision and the default batching (Offline/Server/SingleStream
     # when it differs per scenario)
     rows = [head]
-    for s in all_systems():
+    for s in map(for_this_cpu, all_systems()):
         rows.append((
             s.name, "auto" if s.devices is None else str(s.devices),
             "yes" if s.simulated else "no", *(_recipe(s, m) for m in Model),
@@ -51,7 +52,7 @@ def _f1(s: Any, model: str) -> str:
 
 def handle(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps([s.describe() for s in all_systems()], indent=2))
+        print(json.dumps([s.describe() for s in map(for_this_cpu, all_systems())], indent=2))
     else:
         print("\n".join(table()))
     return 0

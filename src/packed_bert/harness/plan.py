@@ -63,9 +63,19 @@ class RunPlan:
         }
 
 
+def for_this_cpu(system: SystemSpec) -> SystemSpec:
+    """``system`` with the recipes its file names for this machine's CPU class
+    (``backends.cpu_class``: from the /proc/cpuinfo flags), where it names any."""
+    if not system.precision_by_cpu:
+        return system
+    from packed_bert.backends.cpu_class import cpu_class
+
+    return system.for_cpu(cpu_class())
+
+
 def plan_run(cfg: RunConfig) -> RunPlan:
     """Resolve ``cfg`` with its system file; raises ``UserError`` on anything impossible."""
-    system = load_system(cfg.sut)
+    system = for_this_cpu(load_system(cfg.sut))
     rnd = get_round(cfg.round)
     scenario = Scenario(cfg.scenario)
     model = Model(cfg.model)

@@ -9,7 +9,7 @@ a TOML file of the same shape, so a user can describe a new system without editi
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ _KNOWN_KEYS = {
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
     "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories", "f1_ratio",
+    "precision_by_cpu", "f1_ratio_by_cpu", "batching_by_cpu",
 }
 
 
@@ -69,6 +70,25 @@ class SystemSpec:
         return None if self.devices is None else self.devices * self.nodes
     # measured F1 of each model's default recipe, percent of the fp32 F1 (benchmarks/recipe_accuracy.py)
     f1_ratio: dict[str, float] = field(default_factory=dict)
+    # CPU class (backends.cpu_class: amx, avx512-bf16, ...) -> model -> recipe, overriding
+    # ``precision`` on a CPU of that class (``for_cpu``); and the F1 ratios of those recipes
+    precision_by_cpu: dict[str, dict[str, str]] = field(default_factory=dict)
+    f1_ratio_by_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    batching_by_cpu: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # class -> model -> scenario
+    cpu_class: str = ""  # the class ``for_cpu`` resolved the recipes for ("" before)
+
+    def for_cpu(self, cpu_class: str) -> SystemSpec:
+        """This system with the recipes its file names for CPUs of ``cpu_class`` (unchanged
+        where the file names none for that class)."""
+        own = self.precision_by_cpu.get(cpu_class, {})
+        # a ratio measured for [precision]'s recipe holds where the class runs that same recipe
+        ratios = {m: v for m, v in self.f1_ratio.items() if own.get(m, self.precision.get(m)) == self.precision.get(m)}
+        ratios.update(self.f1_ratio_by_cpu.get(cpu_class, {}))
+        batching = {m: dict(v) for m, v in self.batching_per_model.items()}
+        for m, scenarios in self.batching_by_cpu.get(cpu_class, {}).items():
+            batching[m] = {**batching.get(m, {}), **scenarios}
+        return replace(self, precision={**self.precision, **own}, f1_ratio=ratios, batching_per_model=batching,
+                       cpu_class=cpu_class)
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -116,6 +136,9 @@ class SystemSpec:
             "node_count": self.nodes,
             **({"cluster": self.cluster} if self.cluster else {}),
             "f1_ratio_percent": dict(self.f1_ratio),
+            **({"cpu_class": self.cpu_class} if self.cpu_class else {}),
+            **({"precision_by_cpu": {c: dict(v) for c, v in self.precision_by_cpu.items()}}
+               if self.precision_by_cpu else {}),
         }
 
 
@@ -212,6 +235,13 @@ def parse_system(text: str, source: str) -> SystemSpec:
     f1_ratio = {str(k): float(v) for k, v in raw.get("f1_ratio", {}).items()}
     if any(m not in MODELS or not 0 < v <= 100.5 for m, v in f1_ratio.items()):
         raise UserError(f"{where}: [f1_ratio] takes bert-99 / bert-99.9 = percent of the fp32 F1 (0-100)")
+    by_cpu = _by_cpu(raw.get("precision_by_cpu", {}), where, "precision_by_cpu", str)
+    ratios_by_cpu = _by_cpu(raw.get("f1_ratio_by_cpu", {}), where, "f1_ratio_by_cpu", float)
+    batching_by_cpu = _by_cpu(raw.get("batching_by_cpu", {}), where, "batching_by_cpu", dict)
+    for cls, models in batching_by_cpu.items():
+        for name, scenarios in models.items():
+            if not set(scenarios) <= set(SCENARIOS) or not set(scenarios.values()) <= set(BATCHINGS):
+                raise UserError(f"{where}: [batching_by_cpu.{cls}.\"{name}\"] takes scenario = packed | sorted | padded")
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -247,7 +277,26 @@ def parse_system(text: str, source: str) -> SystemSpec:
         cluster=cluster,
         categories=categories,
         f1_ratio=f1_ratio,
+        precision_by_cpu=by_cpu,  # type: ignore[arg-type]
+        f1_ratio_by_cpu=ratios_by_cpu,  # type: ignore[arg-type]
+        batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
     )
+
+
+def _by_cpu(value: Any, where: str, key: str, kind: type) -> dict[str, dict[str, Any]]:
+    """``[KEY.CLASS]`` tables of model -> value (a recipe, or an F1 ratio)."""
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise UserError(f"{where}: [{key}] takes one table per CPU class, e.g. [{key}.amx]")
+    out: dict[str, dict[str, Any]] = {}
+    for cls, table in value.items():
+        unknown = sorted(set(table) - set(MODELS))
+        if unknown:
+            raise UserError(f"{where}: [{key}.{cls}] has unknown model(s) {', '.join(unknown)}")
+        try:
+            out[str(cls)] = {str(m): kind(v) for m, v in table.items()}
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where}: [{key}.{cls}] has a bad value ({exc})") from exc
+    return out
 
 
 def _categories(value: Any, where: str) -> tuple[Category, ...]:

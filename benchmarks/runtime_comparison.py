@@ -1,0 +1,205 @@
+"""CPU runtimes side by side: ONNX Runtime, OpenVINO and PyTorch (eager, torch.compile, the
+batch-invariant path), each in the precisions it offers, on the same BERT-Large weights and the
+same packed and sorted batches of real SQuAD features, each against its precision's matrix
+peak measured beside it.
+
+    .venv/bin/python benchmarks/runtime_comparison.py --write-docs
+    .venv/bin/python benchmarks/runtime_comparison.py --quick      # smoke run: tiny model, 1 batch
+
+The batches are the harness's own Offline batches (``throughput.offline_batches``) of the real
+SQuAD v1.1 dev features (``squad.features.load_features``), ``--batches`` evenly spaced through
+the run per strategy; every variant runs the same ones. Every batch sits between two short
+probes of a 2048^3 matmul at the variant's precision (``throughput.timed``): fp32 and bf16 in
+torch (oneDNN), int8 in ONNX Runtime (``MatMulInteger``); "of peak beside" is the batches'
+real-token FLOPs over the sum of each batch's seconds times the mean of its two probes. The
+table names the CPU model and its matrix flags, since the winner depends on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_doc_section  # noqa: E402
+from throughput import offline_batches, run_lengths, timed  # noqa: E402
+
+from packed_bert.backends import create  # noqa: E402
+from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
+from packed_bert.backends.matmul_peak import MatmulProbe, ort_matmul, torch_matmul  # noqa: E402
+from packed_bert.packing import PackedBatch  # noqa: E402
+
+BEGIN, END = "<!-- runtime-comparison:begin -->", "<!-- runtime-comparison:end -->"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One runtime and recipe: ``create(backend, ..., precision, **options)``."""
+
+    label: str
+    backend: str
+    precision: str
+    options: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+VARIANTS = (
+    Variant("onnxruntime fp32", "onnxruntime", "fp32", note="fused Attention graph; the bert-99.9 default"),
+    Variant("onnxruntime int8 rows", "onnxruntime", "int8", {"quant": "rows"},
+            "per-token scales, 99.81% of fp32 F1, batch-invariant"),
+    Variant("onnxruntime int8 dynamic", "onnxruntime", "int8", {"quant": "dynamic"},
+            "one scale per batch tensor: 98.9% F1, depends on batch-mates (not a recipe)"),
+    Variant("openvino fp32", "openvino", "fp32", {"attention": "mask"}, "same ONNX graph (Attention over the masked row)"),
+    Variant("openvino bf16", "openvino", "bf16", {"attention": "mask"}, "same graph, bf16 inference precision"),
+    Variant("openvino int8 weights", "openvino", "int8", {"attention": "mask"},
+            "int8 weights per column, bf16 activations"),
+    Variant("openvino int8 dq32", "openvino", "int8", {"dynamic_quant": 32, "attention": "mask"},
+            "int8 weights, activations quantized per token in groups of 32"),
+    Variant("onnxruntime fp32 seq", "onnxruntime", "fp32", {"graph": "sequence"}, "attention per sequence"),
+    Variant("onnxruntime int8 rows seq", "onnxruntime", "int8", {"quant": "rows", "graph": "sequence"},
+            "per-token int8, attention per sequence"),
+    Variant("openvino fp32 seq", "openvino", "fp32", {"attention": "sequence"}, "attention per sequence"),
+    Variant("openvino bf16 seq", "openvino", "bf16", {"attention": "sequence"},
+            "attention per sequence: bit-exact in any batch, 100.0% of fp32 F1"),
+    Variant("torch fp32 eager", "torch", "fp32", {"batch_invariant": False}, "SDPA over the masked row"),
+    Variant("torch bf16 eager", "torch", "bf16", {"batch_invariant": False}, "SDPA over the masked row"),
+    Variant("torch bf16 invariant", "torch", "bf16", {},
+            "512-row tiles, per-sequence attention; the bert-99 default (99.94% F1)"),
+    # last: inductor leaves compile workers behind
+    Variant("torch bf16 compile", "torch", "bf16", {"batch_invariant": False, "compile": True},
+            "torch.compile(dynamic=True), inductor"),
+)
+NOT_OFFERED = ("onnxruntime bf16 (no bf16 CPU kernels for the graph's MatMul/Attention)",
+               "torch int8 on the CPU (no per-token int8 linear wired here; torch._int_mm is only the probe)")
+
+
+def real_features(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, segments, lengths) of the SQuAD dev features (``--quick``: synthetic ones, no data)."""
+    if quick:
+        from common import sample_features
+
+        return sample_features(2000, 0)
+    os.environ.setdefault("PACKED_BERT_SQUAD", str(SHARED / "squad" / "dev-v1.1.json"))
+    os.environ.setdefault("PACKED_BERT_VOCAB", str(SHARED / "vocab" / "bert-uncased-vocab.txt"))
+    from packed_bert.squad.features import load_features
+
+    f = load_features()
+    return f.input_ids.astype(np.int32), f.segment_ids.astype(np.int32), f.lengths.astype(np.int64)
+
+
+def probe_for(precision: str, n: int, threads: int) -> MatmulProbe:
+    """The yardstick of ``precision``: torch (oneDNN) fp32/bf16, ONNX Runtime MatMulInteger int8."""
+    if precision == "int8":
+        return MatmulProbe(ort_matmul("int8", n, threads), n)
+    return MatmulProbe(torch_matmul(precision, n), n)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-size", type=int, default=16, help="samples per Offline batch (the cpu system's)")
+    ap.add_argument("--batches", type=int, default=3, help="batches timed per strategy and variant")
+    ap.add_argument("--strategies", default="sorted,packed")
+    ap.add_argument("--variants", default="", help="comma list of labels, in order, repeats allowed (default: all)")
+    ap.add_argument("--weights", default="random", help="random (BERT-Large shape) | tiny | a checkpoint path")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 1 batch")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    weights = "tiny" if args.quick else args.weights
+    count = 1 if args.quick else args.batches
+    n = 512 if args.quick else 2048
+    by_label = {v.label: v for v in VARIANTS}
+    unknown = [x for x in args.variants.split(",") if x and x not in by_label]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(by_label)}")
+    wanted = [by_label[x] for x in args.variants.split(",")] if args.variants else list(VARIANTS)  # repeats alternate
+    feats = real_features(args.quick)
+    strategies = args.strategies.split(",")
+    work: dict[str, list[PackedBatch]] = {
+        s: offline_batches(s, feats, args.batch_size, count, args.seed) for s in strategies}
+    lengths = {s: run_lengths(w) for s, w in work.items()}
+    cpu = f"{cpu_model()} ({', '.join(matrix_flags()) or 'no matrix extensions'}; class {cpu_class()})"
+    print(f"{cpu}, {threads} threads, weights {weights}")
+    for s, w in work.items():
+        slots = sum(b.input_ids.size for b in w)
+        print(f"  {s}: {len(w)} batches, {lengths[s].size} samples, token efficiency {lengths[s].sum() / slots:.3f}")
+
+    from packed_bert.model.weights import load_model
+
+    base = load_model(weights)
+    probes: dict[str, MatmulProbe] = {}
+    results: list[dict[str, Any]] = []
+    for v in wanted:
+        start = time.perf_counter()
+        try:
+            runner = create(v.backend, base, v.precision, threads=threads, **v.options)
+        except Exception as exc:  # a runtime that cannot build this variant here: say so, go on
+            print(f"{v.label}: not run ({type(exc).__name__}: {str(exc)[:200]})", flush=True)
+            results.append({"variant": v.label, "error": f"{type(exc).__name__}: {str(exc)[:120]}", "note": v.note})
+            continue
+        setup = time.perf_counter() - start
+        probe = probes.get(v.precision) or probes.setdefault(v.precision, probe_for(v.precision, n, threads))
+        for s in strategies:
+            t = timed(runner.infer, work[s], 1, probe)
+            row = {"variant": v.label, "backend": v.backend, "precision": v.precision, "strategy": s,
+                   "samples": int(lengths[s].size), "seconds": round(t.seconds, 2),
+                   "samples_per_s": round(lengths[s].size / t.seconds, 3),
+                   "peak_beside_gflops": round(t.peak_seconds / t.seconds / 1e9, 1) if t.seconds else 0.0,
+                   "of_peak_beside": round(t.local_fraction or 0.0, 3), "setup_s": round(setup, 1), "note": v.note}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+        del runner
+        gc.collect()
+    table = render(results, args, cpu, threads, weights)
+    print(table)
+    print(json.dumps({"cpu": cpu, "results": results}))
+    if args.write_docs and not args.quick:
+        write_doc_section(BEGIN, END, table)
+    return 0
+
+
+def render(results: list[dict[str, Any]], args: argparse.Namespace, cpu: str, threads: int, weights: str) -> str:
+    argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
+    lines = [
+        f"Command: `.venv/bin/python benchmarks/runtime_comparison.py {argv}`  ",
+        f"CPU: {cpu}, {threads} threads; weights {weights} (BERT-Large shape unless tiny); the harness's Offline "
+        f"batches of the real SQuAD dev features at batch size {args.batch_size}, {args.batches} per strategy; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| runtime and recipe | precision | batching | samples | samples/s | peak beside, GFLOP/s | of peak beside "
+        "| packed / sorted | what it is |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    sorted_sps = {r["variant"]: r["samples_per_s"] for r in results if r.get("strategy") == "sorted"}
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | - | - | - | - | - | - | - | not run: {r['error']} |")
+            continue
+        ratio = (f"{r['samples_per_s'] / sorted_sps[r['variant']]:.2f}"
+                 if r["strategy"] == "packed" and sorted_sps.get(r["variant"]) else "")
+        lines.append(f"| {r['variant']} | {r['precision']} | {r['strategy']} | {r['samples']} | {r['samples_per_s']} | "
+                     f"{r['peak_beside_gflops']:.0f} | {100 * r['of_peak_beside']:.0f}% | {ratio} | {r['note']} |")
+    lines += ["", "Not offered: " + "; ".join(NOT_OFFERED) + ".",
+              "Peak beside: the mean rate of the 2048^3 matmul probes around each batch (fp32/bf16: torch "
+              "oneDNN; int8: ONNX Runtime MatMulInteger), weighted by the batch's time."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""SingleStream on the CPU: the p90 latency of one sample at a time against the compute time of
+the p90-length sample at the matrix peak measured beside it (issue 16, item 4: goal <= 1.3x).
+
+    .venv/bin/python benchmarks/singlestream.py --write-docs
+    .venv/bin/python benchmarks/singlestream.py --recipes torch:bf16,openvino:bf16 --samples 30
+
+Each recipe runs ``--samples`` real SQuAD dev features (seeded draw), one at a time, each at its
+own length (a batch of one, no padding: what the harness does in SingleStream), BERT-Large
+random weights. Every sample sits between two short probes of a 2048^3 matmul at the recipe's
+precision (torch fp32/bf16, ONNX Runtime int8). "At peak" is the real-token FLOPs of the
+p90-length sample of the draw over the mean probe rate of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import real_token_flops, write_doc_section  # noqa: E402
+from runtime_comparison import probe_for, real_features  # noqa: E402
+from throughput import SETTLE_S  # noqa: E402
+
+from packed_bert.backends import create  # noqa: E402
+from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
+from packed_bert.packing import sorted_batches  # noqa: E402
+
+BEGIN, END = "<!-- singlestream:begin -->", "<!-- singlestream:end -->"
+DEFAULT_RECIPES = "torch:bf16,onnxruntime:fp32"  # the cpu system's bert-99 / bert-99.9 defaults
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="backend:precision[@quant][@seq|@mask] list")
+    ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--weights", default="random")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    ids, seg, lens = real_features(args.quick)
+    count = 8 if args.quick else args.samples
+    pick = np.random.default_rng(args.seed).choice(lens.size, size=count, replace=False)
+    singles = [sorted_batches(ids[i : i + 1], seg[i : i + 1], lens[i : i + 1], 1)[0] for i in pick]
+    p90_len = int(np.percentile(lens[pick], 90, method="higher"))
+    from packed_bert.model.weights import load_model
+
+    base = load_model("tiny" if args.quick else args.weights)
+    n = 512 if args.quick else 2048
+    cpu = f"{cpu_model()} ({', '.join(matrix_flags())}; class {cpu_class()})"
+    rows = []
+    for recipe in args.recipes.split(","):
+        name, *tags = recipe.split("@")
+        backend, precision = name.split(":")
+        opts: dict[str, Any] = {"threads": threads}
+        if "seq" in tags:  # attention per sequence
+            opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
+        if "mask" in tags:  # openvino: the Attention operator over the row
+            opts["attention"] = "mask"
+        quant = [t for t in tags if t not in ("seq", "mask")]
+        if quant:
+            opts["quant"] = quant[0]
+        runner = create(backend, base, precision, **opts)
+        probe = probe_for(precision, n, threads)
+        runner.infer(singles[0])  # warm-up
+        latencies, rates = [], [probe.rate()]
+        for b in singles:
+            time.sleep(SETTLE_S)
+            start = time.perf_counter()
+            runner.infer(b)
+            latencies.append(time.perf_counter() - start)
+            time.sleep(SETTLE_S)
+            rates.append(probe.rate())
+        peak = float(np.mean(rates))
+        p90 = float(np.percentile(latencies, 90))
+        at_peak = real_token_flops(np.array([p90_len])) / peak
+        row = {"recipe": recipe, "samples": count, "p50_ms": round(1e3 * float(np.median(latencies)), 1),
+               "p90_ms": round(1e3 * p90, 1), "p90_length": p90_len, "peak_gflops": round(peak / 1e9, 1),
+               "p90_length_at_peak_ms": round(1e3 * at_peak, 1), "ratio": round(p90 / at_peak, 2)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del runner
+    table = render(rows, cpu, threads, args)
+    print(table)
+    if args.write_docs and not args.quick:
+        write_doc_section(BEGIN, END, table)
+    return 0
+
+
+def render(rows: list[dict[str, object]], cpu: str, threads: int, args: argparse.Namespace) -> str:
+    argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
+    lines = [
+        f"Command: `.venv/bin/python benchmarks/singlestream.py {argv}`  ",
+        f"CPU: {cpu}, {threads} threads; BERT-Large random weights; {rows[0]['samples'] if rows else 0} real SQuAD dev features one at a "
+        f"time at their own length (seed {args.seed}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| recipe | samples | p50 ms | p90 ms | p90 length | peak beside, GFLOP/s | p90-length sample at peak, ms "
+        "| p90 / at peak (goal <= 1.3) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['recipe']} | {r['samples']} | {r['p50_ms']} | {r['p90_ms']} | {r['p90_length']} | "
+                     f"{r['peak_gflops']} | {r['p90_length_at_peak_ms']} | {r['ratio']}x |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

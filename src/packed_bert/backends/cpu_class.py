@@ -1,0 +1,64 @@
+"""Which class of matrix hardware this CPU has, from the flags in ``/proc/cpuinfo``.
+
+The fastest CPU recipe depends on it: AMX tiles (``amx_int8``/``amx_bf16``, Intel Xeon 4th gen
+on) make bf16 and int8 matmuls several times faster than AVX-512 VNNI/BF16 (AMD EPYC Zen 4/5,
+older Xeons). A system file names a recipe per class (``[precision_by_cpu.CLASS]``), each with
+the measurement behind it in docs/performance.md.
+
+Classes, best first: ``amx`` (amx_int8 and amx_bf16), ``avx512-bf16`` (avx512_vnni and
+avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``other``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "other")
+# class -> flags it needs, best class first
+REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
+    ("amx", frozenset({"amx_int8", "amx_bf16", "amx_tile"})),
+    ("avx512-bf16", frozenset({"avx512_vnni", "avx512_bf16"})),
+    ("avx512-vnni", frozenset({"avx512_vnni"})),
+)
+MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni")
+
+
+def _field(text: str, key: str) -> str:
+    """The value of the first ``key : value`` line of cpuinfo text, or ""."""
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == key:
+            return value.strip()
+    return ""
+
+
+def _read(cpuinfo: str | None) -> str:
+    if cpuinfo is not None:
+        return cpuinfo
+    try:
+        return CPUINFO.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no flags known
+        return ""
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The first processor's flags (``cpuinfo``: the text of /proc/cpuinfo; default: read it)."""
+    return frozenset(_field(_read(cpuinfo), "flags").split())
+
+
+def cpu_class(cpuinfo: str | None = None) -> str:
+    """The best class whose flags this CPU has (``CLASSES``)."""
+    flags = cpu_flags(cpuinfo)
+    return next((name for name, needs in REQUIRED if needs <= flags), "other")
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The processor's model name, e.g. ``Intel(R) Xeon(R) Processor``, or ``unknown CPU``."""
+    return _field(_read(cpuinfo), "model name") or "unknown CPU"
+
+
+def matrix_flags(cpuinfo: str | None = None) -> list[str]:
+    """The matrix-relevant flags the CPU has, in a fixed order (for records)."""
+    flags = cpu_flags(cpuinfo)
+    return [f for f in MATRIX_FLAGS if f in flags]

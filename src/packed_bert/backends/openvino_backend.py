@@ -1,0 +1,98 @@
+"""OpenVINO (CPU) runner: the fused ONNX graph (``onnx_fused``) compiled by OpenVINO's CPU plugin.
+
+OpenVINO reads the same ONNX file ONNX Runtime runs (its ONNX front end takes the
+``com.microsoft`` Attention and Gelu operators), so both runtimes see the same weights and
+graph. Precisions:
+
+- ``fp32``: ``INFERENCE_PRECISION_HINT=f32``.
+- ``bf16``: the fp32 graph with ``INFERENCE_PRECISION_HINT=bf16``: the plugin runs matmuls and
+  most element-wise work in bf16 (AMX / AVX512-BF16 where the CPU has them).
+- ``int8``: the graph with int8 weights (``quant="weights"``: ``DequantizeLinear`` of int8
+  constants per output column, ``onnx_int8``) and bf16 activations; ``dynamic_quant`` (a group
+  size, 0 = off) asks the plugin to quantize each token's activations on the fly.
+
+Attention (``attention``): ``sequence`` (default) runs it per sequence on blocks of the
+sequence's own length rounded up to 64 (``onnx_fused.sequence_feeds``), and the plugin's
+matmuls give a token row the same bits whatever the number of rows, so a sample's logits are
+bit for bit the same alone, sorted, padded or packed (tests check it). ``mask`` is the Attention
+operator over the whole masked row: faster here (no gathers), but its result depends in the last
+bits on the row length and the sample's place in the row (same best spans in the checks so far).
+One infer request per runner: the harness calls ``infer`` from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from packed_bert.backends.base import BatchLike
+from packed_bert.backends.onnx_export import INPUT_NAMES
+from packed_bert.backends.onnx_fused import sequence_feeds
+from packed_bert.backends.onnxruntime_backend import prepare_model
+from packed_bert.errors import UserError
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # the activations' precision per recipe
+
+
+class OvRunner:
+    """An ``openvino`` compiled model on the CPU over the packed model."""
+
+    name = "openvino"
+    simulated = False
+    static_shape = False
+
+    def __init__(
+        self,
+        model_spec: Any = "random",
+        precision: str = "bf16",
+        device: str = "cpu",
+        *,
+        threads: int | None = None,
+        dynamic_quant: int = 0,
+        attention: str = "sequence",
+        seed: int = 0,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:  # an optional runtime
+            raise UserError("openvino backend: the openvino package is not installed (pip install openvino)") from exc
+        if not device.startswith("cpu"):
+            raise UserError(f"openvino backend runs on cpu only, not {device!r}")
+        if precision not in HINTS:
+            raise UserError(f"openvino backend: precision must be one of {', '.join(HINTS)}, got {precision!r}")
+        if dynamic_quant < 0:
+            raise UserError(f"openvino backend: dynamic_quant is a group size >= 0, got {dynamic_quant}")
+        self.precision = precision
+        self.device = device
+        int8 = precision == "int8"
+        if attention not in ("mask", "sequence"):
+            raise UserError(f"openvino backend: attention must be mask or sequence, got {attention!r}")
+        self.per_sequence = attention == "sequence"
+        graph = "sequence" if self.per_sequence else "fused"
+        self.path = prepare_model(model_spec, "int8" if int8 else "fp32", "weights" if int8 else "rows", seed, graph)
+        count = threads or len(os.sched_getaffinity(0))
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": str(count),
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
+            "DYNAMIC_QUANTIZATION_GROUP_SIZE": str(dynamic_quant),
+        }
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        self._request = self.compiled.create_infer_request()
+        weights = ", int8 weights per column" if int8 else ""
+        quant = f", activations quantized per token (groups of {dynamic_quant})" if dynamic_quant else ""
+        attn = "per-sequence attention" if self.per_sequence else "attention over the masked row"
+        self.detail = (f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{quant}), "
+                       f"fused graph, {attn}, on cpu, {count} threads")
+
+    def infer(self, batch: BatchLike) -> np.ndarray:
+        arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]
+        if self.per_sequence:
+            feeds = sequence_feeds(arrays[3], arrays[0].shape[1])
+            result = self._request.infer({**dict(zip(INPUT_NAMES, arrays, strict=True)), **feeds})
+        else:
+            result = self._request.infer(arrays)
+        return np.asarray(result[0], dtype=np.float32)

@@ -1,0 +1,86 @@
+"""The CPU class from /proc/cpuinfo flags, and a system file's recipe per CPU class."""
+
+from __future__ import annotations
+
+import pytest
+
+from packed_bert.backends.cpu_class import CLASSES, cpu_class, cpu_model, matrix_flags
+from packed_bert.errors import UserError
+from packed_bert.harness.plan import for_this_cpu
+from packed_bert.systems import load_system, parse_system
+
+BASE = "fpu sse sse2 avx avx2 fma avx512f avx512bw avx512vl"
+CPUINFO = {  # flags as /proc/cpuinfo prints them (abridged), per class
+    "amx": f"{BASE} avx512_vnni avx512_bf16 avx_vnni amx_bf16 amx_tile amx_int8",  # Xeon 4th/5th gen
+    "avx512-bf16": f"{BASE} avx512_vnni avx512_bf16",  # AMD EPYC Zen 4
+    "avx512-vnni": f"{BASE} avx512_vnni",  # Xeon 2nd/3rd gen (Cascade Lake)
+    "other": "fpu sse sse2 avx avx2 fma",
+}
+
+
+def _cpuinfo(flags: str, model: str = "Some CPU") -> str:
+    cpu = f"processor\t: 0\nvendor_id\t: X\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
+    return cpu + cpu.replace("processor\t: 0", "processor\t: 1")
+
+
+@pytest.mark.parametrize("expected", list(CPUINFO))
+def test_class_from_flags(expected: str) -> None:
+    assert cpu_class(_cpuinfo(CPUINFO[expected])) == expected
+    assert expected in CLASSES
+
+
+def test_model_and_matrix_flags() -> None:
+    text = _cpuinfo(CPUINFO["amx"], "Intel(R) Xeon(R) Platinum 8592+")
+    assert cpu_model(text) == "Intel(R) Xeon(R) Platinum 8592+"
+    assert matrix_flags(text) == ["amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni"]
+    assert cpu_model("") == "unknown CPU" and cpu_class("") == "other"
+
+
+SYSTEM = """name="x"
+backend="onnxruntime"
+[precision]
+"bert-99"="torch:bf16"
+"bert-99.9"="fp32"
+[f1_ratio]
+"bert-99"=99.94
+"bert-99.9"=100.0
+[precision_by_cpu.avx512-vnni]
+"bert-99"="int8"
+[f1_ratio_by_cpu.avx512-vnni]
+"bert-99"=99.81
+[batching_by_cpu.avx512-vnni."bert-99"]
+Offline="sorted"
+[batch_size]
+Offline=1
+Server=1
+SingleStream=1
+""" + "".join(f'[target_qps."{m}"]\nOffline=1\nServer=1\nSingleStream=1\n' for m in ("bert-99", "bert-99.9"))
+
+
+def test_a_system_names_a_recipe_per_cpu_class() -> None:
+    spec = parse_system(SYSTEM, "t")
+    vnni = spec.for_cpu("avx512-vnni")
+    assert (vnni.backend_for("bert-99"), vnni.precision_for("bert-99")) == ("onnxruntime", "int8")
+    assert vnni.f1_ratio == {"bert-99": 99.81, "bert-99.9": 100.0}
+    assert vnni.describe()["cpu_class"] == "avx512-vnni"
+    assert vnni.batching_for("Offline", "bert-99") == "sorted" and spec.batching_for("Offline", "bert-99") == "packed"
+    amx = spec.for_cpu("amx")  # no entry: the [precision] table
+    assert (amx.backend_for("bert-99"), amx.precision_for("bert-99")) == ("torch", "bf16")
+    assert amx.f1_ratio["bert-99"] == 99.94
+    with pytest.raises(UserError, match="unknown model"):
+        parse_system(SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"', '[precision_by_cpu.amx]\n"bert-98"'), "t")
+    with pytest.raises(UserError, match="batching_by_cpu"):
+        parse_system(SYSTEM.replace('Offline="sorted"', 'Offline="zigzag"'), "t")
+    with pytest.raises(UserError, match="one table per CPU class"):
+        parse_system('precision_by_cpu = 1\n' + SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"="int8"\n', ""), "t")
+
+
+def test_the_cpu_system_names_known_classes_with_f1_ratios() -> None:
+    cpu = load_system("cpu")
+    assert cpu.precision_by_cpu and set(cpu.precision_by_cpu) <= set(CLASSES)
+    for cls, recipes in cpu.precision_by_cpu.items():
+        assert set(recipes) <= set(cpu.f1_ratio_by_cpu.get(cls, {})) | {m for m in recipes if recipes[m] == cpu.precision[m]}
+        resolved = cpu.for_cpu(cls)
+        assert set(resolved.f1_ratio) == {"bert-99", "bert-99.9"}
+    here = for_this_cpu(cpu)
+    assert here.cpu_class == cpu_class()

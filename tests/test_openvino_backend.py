@@ -1,0 +1,100 @@
+"""OpenVINO runner on a tiny random BERT with attention over the masked row: logits against the
+eager fp32 model within each recipe's tolerance, and a sample's logits the same (within
+rounding, same best span) alone, sorted or packed with others. The default, per-sequence
+attention, is bit-exact: tests/test_sequence_attention.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from packed_bert.backends import create
+from packed_bert.errors import UserError
+from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.packing import pack_batch, sorted_batches, unpack
+
+pytest.importorskip("openvino", reason="the openvino runtime is not installed")
+
+# max |logit - fp32 logit| over the sample's logit range, per recipe
+TOLERANCE = {"fp32": 1e-4, "bf16": 0.05, "int8": 0.08}
+# the same sample in different batches: fp32 within rounding; bf16/int8 kernels may block
+# differently per batch shape, so within a fraction of the recipe's own error
+INVARIANCE = {"fp32": 1e-5, "bf16": 0.02, "int8": 0.02}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> PackedBertForQA:
+    torch.manual_seed(0)
+    model = PackedBertForQA(BERT_TINY).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    n = 9
+    lengths = rng.integers(16, 170, n)
+    ids = np.zeros((n, 384), np.int32)
+    seg = np.zeros((n, 384), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
+        seg[i, length // 3 : length] = 1
+    return ids, seg, lengths
+
+
+def _eager(model: torch.nn.Module, batch: object) -> np.ndarray:
+    with torch.no_grad():
+        args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
+        return model(*args).numpy()
+
+
+def _span(logits: np.ndarray) -> tuple[int, int]:
+    score = logits[:, 0][:, None] + logits[:, 1][None, :]
+    allowed = np.triu(np.ones_like(score, bool)) & ~np.triu(np.ones_like(score, bool), 30)
+    i, j = np.unravel_index(int(np.argmax(np.where(allowed, score, -np.inf))), score.shape)
+    return int(i), int(j)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_openvino_matches_fp32_and_is_batch_invariant(tiny: PackedBertForQA, features: tuple, precision: str) -> None:
+    runner = create("openvino", tiny, precision, model="bert-99", threads=1, attention="mask")
+    assert "masked row" in runner.detail and precision in runner.detail  # type: ignore[attr-defined]
+    packed = pack_batch(*features)
+    assert packed.num_rows < len(features[2])  # some rows hold several sequences
+    by_packed = unpack(packed, runner.infer(packed))
+    eager = unpack(packed, _eager(tiny, packed))
+    by_sorted: dict[int, np.ndarray] = {}
+    for batch in sorted_batches(*features, batch_size=4):
+        for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):
+            by_sorted[int(idx)] = seq
+    for i, seq in enumerate(by_packed):
+        scale = max(1.0, float(np.ptp(eager[i])))
+        assert np.abs(seq - eager[i]).max() <= TOLERANCE[precision] * scale
+        alone = sorted_batches(*(f[i : i + 1] for f in features), batch_size=1)[0]
+        for other in (by_sorted[i], unpack(alone, runner.infer(alone))[0]):
+            assert np.abs(seq - other).max() <= INVARIANCE[precision] * scale
+            assert _span(seq) == _span(other)
+
+
+def test_openvino_int8_has_int8_weights(tiny: PackedBertForQA) -> None:
+    runner = create("openvino", tiny, "int8", threads=1, dynamic_quant=32)
+    kinds = {(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+             for op in runner.compiled.get_runtime_model().get_ordered_ops()}  # type: ignore[attr-defined]
+    assert ("FullyConnected", "i8") in kinds
+    assert "groups of 32" in runner.detail  # type: ignore[attr-defined]
+
+
+def test_openvino_options_are_checked(tiny: PackedBertForQA) -> None:
+    with pytest.raises(UserError, match="bert-99.9"):
+        create("openvino", tiny, "int8", model="bert-99.9")
+    with pytest.raises(UserError, match="dynamic_quant"):
+        create("openvino", tiny, "bf16", dynamic_quant=-1)
+    with pytest.raises(UserError, match="attention must be"):
+        create("openvino", tiny, "bf16", attention="rows")
+    with pytest.raises(UserError, match="does not run on device"):
+        create("openvino", tiny, "bf16", device="cuda:0")

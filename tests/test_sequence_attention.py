@@ -1,0 +1,88 @@
+"""Per-sequence attention in the fused ONNX graph (``onnx_fused``, ``attention="sequence"``):
+the host-side gather indices, and logits that are the same bits alone, sorted or packed, and
+match the eager fp32 model within the recipe's tolerance (ONNX Runtime and OpenVINO)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from packed_bert.backends import create
+from packed_bert.backends.onnx_fused import BUCKETS, sequence_feeds
+from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.packing import pack_batch, sorted_batches, unpack
+
+
+def test_feeds_gather_every_real_token_once_and_scatter_it_back() -> None:
+    seq_lens = np.array([[300, 60, 24], [5, 0, 0], [384, 0, 0], [64, 65, 0]], np.int32)
+    feeds = sequence_feeds(seq_lens, 384)
+    gathered = []
+    for b in BUCKETS:
+        index, bias = feeds[f"attn_index_{b}"], feeds[f"attn_bias_{b}"]
+        assert index.shape == bias.shape and index.shape[1] == b
+        real = bias == 0
+        assert (real[:, :-1] >= real[:, 1:]).all()  # a sequence's tokens first, then padding
+        gathered.append(index[real])
+    tokens = np.concatenate(gathered)
+    rows_lens = seq_lens.sum(axis=1)
+    want = np.concatenate([r * 384 + np.arange(n) for r, n in enumerate(rows_lens)])
+    np.testing.assert_array_equal(np.sort(tokens), want)  # each real token exactly once
+    # the scatter index finds each token's own slot in the concatenated blocks
+    blocks = np.concatenate([feeds[f"attn_index_{b}"].ravel() for b in BUCKETS])
+    np.testing.assert_array_equal(blocks[feeds["attn_scatter"][want]], want)
+    # buckets by the sequence's own length: 300 -> 320, 60 -> 64, 65 -> 128, 384 -> 384
+    assert feeds["attn_index_320"].shape[0] == 1 and feeds["attn_index_128"].shape[0] == 1
+    assert feeds["attn_index_64"].shape[0] == 4 and feeds["attn_index_192"].shape == (0, 192)  # 5, 24, 60, 64; none
+
+
+@pytest.fixture(scope="module")
+def tiny() -> PackedBertForQA:
+    torch.manual_seed(0)
+    model = PackedBertForQA(BERT_TINY).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    n = 9
+    lengths = rng.integers(16, 300, n)
+    ids = np.zeros((n, 384), np.int32)
+    seg = np.zeros((n, 384), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
+        seg[i, length // 3 : length] = 1
+    return ids, seg, lengths
+
+
+RECIPES = [("onnxruntime", "fp32", {"graph": "sequence"}, 1e-4), ("onnxruntime", "int8", {"graph": "sequence"}, 0.08),
+           ("openvino", "fp32", {"attention": "sequence"}, 1e-4), ("openvino", "bf16", {}, 0.05),
+           ("openvino", "int8", {}, 0.08)]
+
+
+@pytest.mark.parametrize(("backend", "precision", "options", "tolerance"), RECIPES)
+def test_sequence_attention_is_bit_for_bit_batch_invariant(tiny: PackedBertForQA, features: tuple, backend: str,
+                                                          precision: str, options: dict, tolerance: float) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="the openvino runtime is not installed")
+    runner = create(backend, tiny, precision, threads=1, **options)
+    packed = pack_batch(*features)
+    assert packed.num_rows < len(features[2])  # some rows hold several sequences
+    by_packed = unpack(packed, runner.infer(packed))
+    with torch.no_grad():
+        args = [torch.from_numpy(getattr(packed, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
+        eager = unpack(packed, tiny(*args).numpy())
+    by_sorted: dict[int, np.ndarray] = {}
+    for batch in sorted_batches(*features, batch_size=4):
+        for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):
+            by_sorted[int(idx)] = seq
+    for i, seq in enumerate(by_packed):
+        assert np.abs(seq - eager[i]).max() <= tolerance * max(1.0, float(np.ptp(eager[i])))
+        alone = sorted_batches(*(f[i : i + 1] for f in features), batch_size=1)[0]
+        np.testing.assert_array_equal(seq, by_sorted[i])
+        np.testing.assert_array_equal(seq, unpack(alone, runner.infer(alone))[0])
