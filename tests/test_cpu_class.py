@@ -84,3 +84,17 @@ def test_the_cpu_system_names_known_classes_with_f1_ratios() -> None:
         assert set(resolved.f1_ratio) == {"bert-99", "bert-99.9"}
     here = for_this_cpu(cpu)
     assert here.cpu_class == cpu_class()
+
+
+def test_a_cpu_class_sizes_its_runs_with_its_own_target_qps() -> None:
+    """A class whose recipe runs faster must not keep a target that ends runs before min_duration."""
+    spec = parse_system(SYSTEM + '[target_qps_by_cpu.avx512-vnni."bert-99"]\nOffline=20\n', "t")
+    assert spec.for_cpu("avx512-vnni").default_qps("bert-99", "Offline") == 20.0
+    assert spec.for_cpu("avx512-vnni").default_qps("bert-99", "Server") == 1.0  # the rest: [target_qps]
+    assert spec.for_cpu("amx").default_qps("bert-99", "Offline") == 1.0
+    for bad in ("Offline=0", "Offline=-3", 'Offline="fast"', "Offlin=2"):
+        with pytest.raises(UserError, match="target_qps_by_cpu"):
+            parse_system(SYSTEM + f'[target_qps_by_cpu.amx."bert-99"]\n{bad}\n', "t")
+    cpu = load_system("cpu")
+    for cls in cpu.target_qps_by_cpu:  # every class with its own rates names its own recipe too
+        assert cls in cpu.precision_by_cpu

@@ -15,6 +15,7 @@ from helpers.stub_launcher import StubLauncher, stub_scorer
 from packed_bert import cli
 from packed_bert.commands import run as run_cmd
 from packed_bert.harness.config import RunConfig
+from packed_bert.harness.errors import RunError
 from packed_bert.harness.process import Launcher
 from packed_bert.workflows.plan import expand, request_from_namespace
 from packed_bert.workflows.plan_runner import run_plan
@@ -156,7 +157,8 @@ def test_an_interrupted_plan_goes_on_where_it_stopped(tmp_path: Path, capsys: py
 def test_a_failing_run_is_passed_over_and_what_needs_it_is_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = plan_of(tmp_path, "--group.edge", "--group.closed", "--round", "v6.0")
     launcher: Launcher = Failing(("Offline", "performance"), RuntimeError("device 0 failed:\nboom"))
-    assert run_plan(runs, launch=launcher, scorer=stub_scorer) == 1
+    with pytest.raises(RunError, match=r"plan: 1 of 6 runs failed; null bert-99 Offline performance: device 0 failed: boom"):
+        run_plan(runs, launch=launcher, scorer=stub_scorer)  # the CLI's one closing line, exit 1
     out = capsys.readouterr().out
     rows = {" ".join(ln.split()[1:4]): ln for ln in out[out.index("run  "):].splitlines()[2:]}
     assert "FAILED" in rows["bert-99 Offline performance"] and "device 0 failed: boom" in rows["bert-99 Offline performance"]

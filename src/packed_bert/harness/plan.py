@@ -66,7 +66,7 @@ class RunPlan:
 def for_this_cpu(system: SystemSpec) -> SystemSpec:
     """``system`` with the recipes its file names for this machine's CPU class
     (``backends.cpu_class``: from the /proc/cpuinfo flags), where it names any."""
-    if not system.precision_by_cpu:
+    if not (system.precision_by_cpu or system.batching_by_cpu or system.target_qps_by_cpu):
         return system
     from packed_bert.backends.cpu_class import cpu_class
 
@@ -92,7 +92,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         raise UserError(f"--count must be >= 1, got {cfg.sample_count}")
     weights = cfg.weights or system.weights
     check_spec(weights, "--weights" if cfg.weights else f"system file {system.source}: weights")
-    for flag, path in (("--dataset", cfg.dataset), ("--vocab", cfg.vocab)):
+    for flag, path in (("--dataset", cfg.dataset), ("--vocab", cfg.vocab), ("--audit-config", cfg.audit_config)):
         if path is not None and not Path(path).is_file():
             raise UserError(f"{flag} {path}: no such file; pass an existing file")
     st.check_test_settings(cfg.loadgen_settings)

@@ -26,7 +26,7 @@ _KNOWN_KEYS = {
     "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
     "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
     "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories", "f1_ratio",
-    "precision_by_cpu", "f1_ratio_by_cpu", "batching_by_cpu",
+    "precision_by_cpu", "f1_ratio_by_cpu", "batching_by_cpu", "target_qps_by_cpu",
 }
 
 
@@ -75,6 +75,8 @@ class SystemSpec:
     precision_by_cpu: dict[str, dict[str, str]] = field(default_factory=dict)
     f1_ratio_by_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     batching_by_cpu: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # class -> model -> scenario
+    # class -> model -> scenario -> QPS: a class whose recipe runs at another rate sizes its runs anew
+    target_qps_by_cpu: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     cpu_class: str = ""  # the class ``for_cpu`` resolved the recipes for ("" before)
 
     def for_cpu(self, cpu_class: str) -> SystemSpec:
@@ -87,8 +89,11 @@ class SystemSpec:
         batching = {m: dict(v) for m, v in self.batching_per_model.items()}
         for m, scenarios in self.batching_by_cpu.get(cpu_class, {}).items():
             batching[m] = {**batching.get(m, {}), **scenarios}
+        qps = {m: dict(v) for m, v in self.target_qps.items()}
+        for m, rates in self.target_qps_by_cpu.get(cpu_class, {}).items():
+            qps[m] = {**qps.get(m, {}), **rates}
         return replace(self, precision={**self.precision, **own}, f1_ratio=ratios, batching_per_model=batching,
-                       cpu_class=cpu_class)
+                       target_qps=qps, cpu_class=cpu_class)
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -238,6 +243,13 @@ def parse_system(text: str, source: str) -> SystemSpec:
     by_cpu = _by_cpu(raw.get("precision_by_cpu", {}), where, "precision_by_cpu", str)
     ratios_by_cpu = _by_cpu(raw.get("f1_ratio_by_cpu", {}), where, "f1_ratio_by_cpu", float)
     batching_by_cpu = _by_cpu(raw.get("batching_by_cpu", {}), where, "batching_by_cpu", dict)
+    qps_by_cpu = _by_cpu(raw.get("target_qps_by_cpu", {}), where, "target_qps_by_cpu", dict)
+    for cls, models in qps_by_cpu.items():
+        for name, rates in models.items():
+            if not set(rates) <= set(SCENARIOS) or not all(
+                    isinstance(q, int | float) and not isinstance(q, bool) and 0 < q < float("inf") for q in rates.values()):
+                raise UserError(f"{where}: [target_qps_by_cpu.{cls}.\"{name}\"] takes scenario = QPS > 0")
+            qps_by_cpu[cls][name] = {str(s): float(q) for s, q in rates.items()}
     for cls, models in batching_by_cpu.items():
         for name, scenarios in models.items():
             if not set(scenarios) <= set(SCENARIOS) or not set(scenarios.values()) <= set(BATCHINGS):
@@ -280,6 +292,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         precision_by_cpu=by_cpu,  # type: ignore[arg-type]
         f1_ratio_by_cpu=ratios_by_cpu,  # type: ignore[arg-type]
         batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
+        target_qps_by_cpu=qps_by_cpu,  # type: ignore[arg-type]
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from packed_bert.errors import UserError
 from packed_bert.harness.config import RunConfig
+from packed_bert.harness.errors import RunError
 from packed_bert.harness.flags import add_flags, config_from_namespace
 from packed_bert.harness.process import Launcher, run_in_fresh_process
 from packed_bert.results.run_dirs import find_run, iter_runs, read_command
@@ -165,6 +166,9 @@ def run_plan(runs: Sequence[PlannedRun], *, rerun: bool = False, launch: Launche
     good = sum(o.ok for o in outcomes)
     say(f"plan: {good} of {len(outcomes)} runs have a valid result"
         + ("" if good == len(outcomes) else "; the others are listed above"))
+    failed = [o for o in outcomes if o.status == "FAILED"]
+    if failed:  # the closing line names what went wrong, as any failed command's does
+        raise RunError(f"plan: {len(failed)} of {len(outcomes)} runs failed; {failed[0].label}: {failed[0].figure}")
     return 0 if good == len(outcomes) else 1
 
 
