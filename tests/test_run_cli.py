@@ -103,16 +103,15 @@ def test_questions_flag_names_a_split_and_survives_to_argv() -> None:
         _cfg(["run", "--sut", "cpu", "--questions", "first-half"])
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_openmp_threads_wait_passively_unless_the_user_says(given: str | None, expected: str) -> None:
-    """Set before torch loads (OpenMP reads it once); a value the user set is kept."""
+@pytest.mark.parametrize(("given", "expected"), [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
+                                                 ({"OMP_WAIT_POLICY": "ACTIVE"}, "unset")])
+def test_openmp_threads_spin_briefly_unless_the_user_says(given: dict[str, str], expected: str) -> None:
+    """Set before torch loads (OpenMP reads it once); what the user set is kept."""
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    out = subprocess.run([sys.executable, "-c", "import packed_bert, os; print(os.environ['OMP_WAIT_POLICY'])"],
-                         env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == expected
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    code = "import packed_bert, os; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected

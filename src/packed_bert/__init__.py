@@ -2,11 +2,13 @@
 
 import os
 
-# PyTorch's OpenMP threads sleep between parallel regions instead of spinning, unless the user
-# sets OMP_WAIT_POLICY: on a machine whose cores another process also uses, spinning threads made
-# every small operation wait for a time slice (a 64x384x384 matmul: 6.2 ms against 0.11 ms
-# passive; a probe read a 3.7 ms model as 5.8 samples/s). OpenMP reads it once, when torch loads,
-# so it is set here, before anything imports torch. docs/performance.md has the A/B.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# PyTorch's OpenMP threads spin at most 10,000 times before they sleep (libgomp's default is
+# 300,000), unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT. On a machine whose cores
+# another process also uses, long spins made every small operation wait for a time slice (a
+# 64x384x384 matmul: 6.2 ms instead of 0.1 ms; a probe read a 3.7 ms model as 5.8 samples/s), and
+# never spinning cost 7-12% on a quiet machine (docs/performance.md). OpenMP reads these once,
+# when torch loads, so they are set here, before anything imports torch.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 __version__ = "0.1.0"
