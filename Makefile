@@ -24,6 +24,7 @@ demo: $(VENV_STAMP)
 
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
 	.venv/bin/lint-imports
 	.venv/bin/mypy
 

@@ -71,7 +71,7 @@ def tree_cpu_s() -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         parent[int(entry)] = int(fields[1])
         spent[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
     mine, total = {os.getpid()}, 0.0
@@ -104,8 +104,10 @@ def ray_cluster(workers: int, resources: dict[str, float]) -> Iterator[Any]:
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": 512 << 20, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": 512 << 20, "include_dashboard": False},
+    )
     try:
         for _ in range(workers):
             cluster.add_node(num_cpus=1, object_store_memory=256 << 20, resources=dict(resources))
@@ -118,18 +120,41 @@ def ray_cluster(workers: int, resources: dict[str, float]) -> Iterator[Any]:
 
 def offline_cfg(tmp: Path, cards: int, args: argparse.Namespace, **kw: Any) -> RunConfig:
     rate = load_system(SUT).sim_samples_per_s[args.model]
-    return RunConfig(sut=SUT, model=args.model, results_dir=tmp, target_qps=cards * rate,
-                     settings={"min_duration": str(args.duration_ms)}, **kw)
+    return RunConfig(
+        sut=SUT,
+        model=args.model,
+        results_dir=tmp,
+        target_qps=cards * rate,
+        settings={"min_duration": str(args.duration_ms)},
+        **kw,
+    )
 
 
-def offline_row(path: str, workers: int, cards: int, res: Any, wall: float, cpu: float,
-                args: argparse.Namespace, idle: float | None = None) -> dict[str, Any]:
+def offline_row(
+    path: str,
+    workers: int,
+    cards: int,
+    res: Any,
+    wall: float,
+    cpu: float,
+    args: argparse.Namespace,
+    idle: float | None = None,
+) -> dict[str, Any]:
     rate = load_system(SUT).sim_samples_per_s[args.model]
     got = res.samples_per_second or 0.0
-    row = {"path": path, "workers": workers, "cards": cards, "samples_per_second": got,
-           "capacity": cards * rate, "fraction": got / (cards * rate), "valid": res.valid,
-           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "idle_cpu_per_s": idle,
-           "load": os.getloadavg()[0]}
+    row = {
+        "path": path,
+        "workers": workers,
+        "cards": cards,
+        "samples_per_second": got,
+        "capacity": cards * rate,
+        "fraction": got / (cards * rate),
+        "valid": res.valid,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "idle_cpu_per_s": idle,
+        "load": os.getloadavg()[0],
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -150,8 +175,9 @@ def offline_ray(args: argparse.Namespace, features: Any, tmp: Path) -> list[dict
                 idle = (tree_cpu_s() - cpu) / IDLE_S
                 start, cpu = time.perf_counter(), tree_cpu_s()
                 res = run_benchmark(cfg, features=features, runners=runners, quiet=True)
-                rows.append(offline_row("ray", n, n * CARDS, res, time.perf_counter() - start,
-                                        tree_cpu_s() - cpu, args, idle))
+                rows.append(
+                    offline_row("ray", n, n * CARDS, res, time.perf_counter() - start, tree_cpu_s() - cpu, args, idle)
+                )
     return rows
 
 
@@ -165,9 +191,15 @@ def offline_local(args: argparse.Namespace, features: Any, tmp: Path) -> dict[st
 
 
 def server_cfg(tmp: Path, args: argparse.Namespace, **kw: Any) -> RunConfig:
-    return RunConfig(sut=SUT, model=args.model, scenario=Scenario.SERVER, results_dir=tmp,
-                     target_qps=args.server_qps,
-                     settings={"min_duration": str(args.duration_ms)}, **kw)
+    return RunConfig(
+        sut=SUT,
+        model=args.model,
+        scenario=Scenario.SERVER,
+        results_dir=tmp,
+        target_qps=args.server_qps,
+        settings={"min_duration": str(args.duration_ms)},
+        **kw,
+    )
 
 
 def server_run(path: str, cfg: RunConfig, features: Any, runners: list[Any] | None = None) -> dict[str, Any]:
@@ -190,9 +222,16 @@ def server_run(path: str, cfg: RunConfig, features: Any, runners: list[Any] | No
         runner_mod.BenchmarkSUT = BenchmarkSUT  # type: ignore[misc]
     busy = np.asarray(made[0].stats.batch_busy) * 1e3
     s = res.summary
-    row = {"path": path, "qps": s["target_qps"], "samples_per_second": s["samples_per_second"],
-           "p99_ms": s["latency_p99_ms"], "valid": res.valid, "batch_p50_ms": float(np.percentile(busy, 50)),
-           "batch_p99_ms": float(np.percentile(busy, 99)), "load": os.getloadavg()[0]}
+    row = {
+        "path": path,
+        "qps": s["target_qps"],
+        "samples_per_second": s["samples_per_second"],
+        "p99_ms": s["latency_p99_ms"],
+        "valid": res.valid,
+        "batch_p50_ms": float(np.percentile(busy, 50)),
+        "batch_p99_ms": float(np.percentile(busy, 99)),
+        "load": os.getloadavg()[0],
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -213,8 +252,12 @@ def roundtrip(name: str, infer: Callable[[Any], Any], batch: Any, n: int = 300) 
         infer(batch)
         times.append(time.perf_counter() - t0)
     ms = np.asarray(times) * 1e3
-    row = {"path": name, "rows": int(batch.input_ids.shape[0]), "p50_ms": float(np.percentile(ms, 50)),
-           "p99_ms": float(np.percentile(ms, 99))}
+    row = {
+        "path": name,
+        "rows": int(batch.input_ids.shape[0]),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -239,8 +282,12 @@ def batch_rate(name: str, runners: list[Any], seconds: float, batch: Any) -> dic
         t.join()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     total = sum(counts)
-    row = {"path": name, "devices": len(runners), "batches_per_s": total / wall,
-           "driver_cpu_ms_per_batch": cpu / total * 1e3}
+    row = {
+        "path": name,
+        "devices": len(runners),
+        "batches_per_s": total / wall,
+        "driver_cpu_ms_per_batch": cpu / total * 1e3,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -252,12 +299,18 @@ def ray_latency_and_rate(args: argparse.Namespace, features: Any, tmp: Path) -> 
     big, one_row = null_batch(args.roundtrip_samples), null_batch(1)
     local_null = create("null", "random", "fp32", "cpu")
     out["roundtrip"].append(roundtrip("in-process", local_null.infer, big))
-    out["rate"].append(batch_rate("in-process", [create("null") for _ in range(4)],
-                                  args.rate_seconds, one_row))
+    out["rate"].append(batch_rate("in-process", [create("null") for _ in range(4)], args.rate_seconds, one_row))
     out["server"].append(server_run("in-process", server_cfg(tmp, args), features))
     with ray_cluster(1, {SIM_CARD: CARDS, NULL_DEVICE: 4}), connect(None) as handle:
-        null = ClusterRequest(backend="null", model=args.model, precision="fp32", weights="random",
-                              weights_id="random", simulated=False, resource=NULL_DEVICE)
+        null = ClusterRequest(
+            backend="null",
+            model=args.model,
+            precision="fp32",
+            weights="random",
+            weights_id="random",
+            simulated=False,
+            resource=NULL_DEVICE,
+        )
         nulls = make_cluster_runners(handle, null)
         out["roundtrip"].append(roundtrip("ray", nulls[0].infer, big))
         out["rate"].append(batch_rate("ray", nulls, args.rate_seconds, one_row))
@@ -271,8 +324,10 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     rate = load_system(SUT).sim_samples_per_s[args.model]
     off = results["offline"]
     one = {p: next((r for r in off if r["path"] == p and r["workers"] == 1), None) for p in ("ray",)}
-    cmd = (f"benchmarks/cluster_scaling.py --workers {args.workers} --duration-ms {args.duration_ms} "
-           f"--server-qps {args.server_qps:g}")
+    cmd = (
+        f"benchmarks/cluster_scaling.py --workers {args.workers} --duration-ms {args.duration_ms} "
+        f"--server-qps {args.server_qps:g}"
+    )
     intro = (
         f"SIMULATED cards, one machine ({cpu_model()}, {os.cpu_count()} cores), `{cmd}`, "
         f"{time.strftime('%Y-%m-%d')}, Ray {results['ray']}. A local Ray cluster (token "
@@ -286,33 +341,54 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"for {IDLE_S:g} s before the run) times the run's length; load avg: the machine's 1-minute "
         "load after the run (other jobs included)."
     )
-    lines = [*textwrap.wrap(intro, 95, break_on_hyphens=False), "",
-             "| path | workers | simulated cards | samples/s | vs N x one | capacity fraction | valid | CPU s | of it idle | load avg |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+    lines = [
+        *textwrap.wrap(intro, 95, break_on_hyphens=False),
+        "",
+        "| path | workers | simulated cards | samples/s | vs N x one | capacity fraction | valid | CPU s | of it idle | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
     for r in off:
         base = one.get(r["path"])
         vs = f"{r['samples_per_second'] / (r['workers'] * base['samples_per_second']):.3f}" if base else "-"
         idle = "-" if r["idle_cpu_per_s"] is None else f"{r['idle_cpu_per_s'] * r['wall_s']:.1f}"
-        lines.append(f"| {r['path']} | {r['workers']} | {r['cards']} | {r['samples_per_second']:,.1f} | "
-                     f"{vs} | {r['fraction']:.1%} | {r['valid']} | {r['cpu_s']:.1f} | {idle} | {r['load']:.1f} |")
-    lines += ["", f"Server, {SUT} (8 simulated cards), {args.server_qps:g} QPS, "
-              f"{args.duration_ms / 1e3:g} s: LoadGen's p99 over all samples, and the time a batch "
-              "took from the device pool's call to its logits (for Ray: the round trip, "
-              "with the card's simulated time):", "",
-              "| path | samples/s | p99 ms | valid | a batch on its device, p50 / p99 ms | load avg |",
-              "| --- | ---: | ---: | --- | ---: | ---: |"]
+        lines.append(
+            f"| {r['path']} | {r['workers']} | {r['cards']} | {r['samples_per_second']:,.1f} | "
+            f"{vs} | {r['fraction']:.1%} | {r['valid']} | {r['cpu_s']:.1f} | {idle} | {r['load']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Server, {SUT} (8 simulated cards), {args.server_qps:g} QPS, "
+        f"{args.duration_ms / 1e3:g} s: LoadGen's p99 over all samples, and the time a batch "
+        "took from the device pool's call to its logits (for Ray: the round trip, "
+        "with the card's simulated time):",
+        "",
+        "| path | samples/s | p99 ms | valid | a batch on its device, p50 / p99 ms | load avg |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+    ]
     for r in results["server"]:
-        lines.append(f"| {r['path']} | {r['samples_per_second']:,.1f} | {r['p99_ms']:.1f} | {r['valid']} | "
-                     f"{r['batch_p50_ms']:.1f} / {r['batch_p99_ms']:.1f} | {r['load']:.1f} |")
+        lines.append(
+            f"| {r['path']} | {r['samples_per_second']:,.1f} | {r['p99_ms']:.1f} | {r['valid']} | "
+            f"{r['batch_p50_ms']:.1f} / {r['batch_p99_ms']:.1f} | {r['load']:.1f} |"
+        )
     rows = results["roundtrip"][0]["rows"] if results["roundtrip"] else 0
-    lines += ["", f"Round trip of one batch ({args.roundtrip_samples} samples packed: {rows} rows) "
-              "to a zero-time (null) device, 300 calls:", "",
-              "| path | p50 ms | p99 ms |", "| --- | ---: | ---: |"]
+    lines += [
+        "",
+        f"Round trip of one batch ({args.roundtrip_samples} samples packed: {rows} rows) "
+        "to a zero-time (null) device, 300 calls:",
+        "",
+        "| path | p50 ms | p99 ms |",
+        "| --- | ---: | ---: |",
+    ]
     for r in results["roundtrip"]:
         lines.append(f"| {r['path']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
-    lines += ["", f"Driver batch rate: 1-row batches to 4 zero-time (null) devices (two callers "
-              f"per device), {args.rate_seconds:g} s:", "",
-              "| path | batches/s | driver CPU ms per batch |", "| --- | ---: | ---: |"]
+    lines += [
+        "",
+        f"Driver batch rate: 1-row batches to 4 zero-time (null) devices (two callers "
+        f"per device), {args.rate_seconds:g} s:",
+        "",
+        "| path | batches/s | driver CPU ms per batch |",
+        "| --- | ---: | ---: |",
+    ]
     for r in results["rate"]:
         lines.append(f"| {r['path']} | {r['batches_per_s']:,.0f} | {r['driver_cpu_ms_per_batch']:.3f} |")
     return "\n".join(lines)

@@ -50,7 +50,10 @@ def section(name: str, fn: Callable[[], Any], min_left: float = 20.0) -> None:
     except Exception as exc:  # keep going: one broken section must not lose the rest
         REPORT["errors"][name] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
-    print(f"[{name}] {time.monotonic() - start:.1f} s: {json.dumps(REPORT['sections'].get(name), default=str)[:600]}", flush=True)
+    print(
+        f"[{name}] {time.monotonic() - start:.1f} s: {json.dumps(REPORT['sections'].get(name), default=str)[:600]}",
+        flush=True,
+    )
 
 
 def cuda_time(fn: Callable[[], Any], repeats: int = 1) -> float:
@@ -68,9 +71,14 @@ def cuda_time(fn: Callable[[], Any], repeats: int = 1) -> float:
 
 def env() -> dict[str, Any]:
     props = torch.cuda.get_device_properties(0)
-    return {"torch": torch.__version__, "cuda": torch.version.cuda, "device": props.name,
-            "capability": list(torch.cuda.get_device_capability(0)), "memory_gib": round(props.total_memory / 2**30, 1),
-            "fp8": hasattr(torch, "float8_e4m3fn")}
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": props.name,
+        "capability": list(torch.cuda.get_device_capability(0)),
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "fp8": hasattr(torch, "float8_e4m3fn"),
+    }
 
 
 def peaks() -> dict[str, float]:
@@ -88,7 +96,12 @@ def peaks() -> dict[str, float]:
         a8 = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
         b8 = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()
         one = torch.ones((), device="cuda")
-        out["fp8"] = 2 * n**3 / cuda_time(lambda: torch._scaled_mm(a8, b8, scale_a=one, scale_b=one, out_dtype=torch.bfloat16), 10) / 1e12
+        out["fp8"] = (
+            2
+            * n**3
+            / cuda_time(lambda: torch._scaled_mm(a8, b8, scale_a=one, scale_b=one, out_dtype=torch.bfloat16), 10)
+            / 1e12
+        )
     except Exception as exc:
         REPORT["errors"]["peak_fp8"] = repr(exc)
     try:
@@ -100,7 +113,9 @@ def peaks() -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}  # TFLOP/s
 
 
-def _alone(model: torch.nn.Module, ids: np.ndarray, seg: np.ndarray, lens: np.ndarray, dtype: torch.dtype) -> list[np.ndarray]:
+def _alone(
+    model: torch.nn.Module, ids: np.ndarray, seg: np.ndarray, lens: np.ndarray, dtype: torch.dtype
+) -> list[np.ndarray]:
     out = []
     with torch.inference_mode():
         for i, n in enumerate(lens.tolist()):
@@ -121,14 +136,20 @@ def correctness() -> dict[str, Any]:
             model = copy.deepcopy(base).to("cuda", dtype).eval()
             want = _alone(model, ids, seg, lens, dtype)
             packed = pack_batch(ids, seg, lens)
-            for mode, graphs, varlen in (("packed+graphs", True, False), ("packed", False, False), ("varlen", False, True)):
+            for mode, graphs, varlen in (
+                ("packed+graphs", True, False),
+                ("packed", False, False),
+                ("varlen", False, True),
+            ):
                 key = f"{label} {prec} {mode} vs alone"
                 try:
                     runner = TorchRunner(model, prec, "cuda", cuda_graphs=graphs, varlen=varlen)
                     batches = [packed] if mode != "varlen" else sorted_batches(ids, seg, lens, 8)
                     got: dict[int, np.ndarray] = {}
                     for b in batches:
-                        for idx, seq in zip(np.sort(b.sample_index[b.sample_index >= 0]), unpack(b, runner.infer(b)), strict=True):
+                        for idx, seq in zip(
+                            np.sort(b.sample_index[b.sample_index >= 0]), unpack(b, runner.infer(b)), strict=True
+                        ):
                             got[int(idx)] = seq
                     res[key] = max(float(np.abs(got[i] - want[i]).max()) for i in range(count))
                 except Exception as exc:  # one mode failing must not hide the others
@@ -148,10 +169,16 @@ def low_precision_agreement() -> dict[str, Any]:
     for prec in ("fp8", "int8"):
         try:
             got = unpack(packed, TorchRunner(copy.deepcopy(base), prec, "cuda", cuda_graphs=False).infer(packed))
-            same = np.mean([np.argmax(a[:, 0]) == np.argmax(b[:, 0]) and np.argmax(a[:, 1]) == np.argmax(b[:, 1])
-                            for a, b in zip(got, ref, strict=True)])
-            out[prec] = {"argmax_agreement_vs_fp16": round(float(same), 3),
-                         "max_abs_diff": round(max(float(np.abs(a - b).max()) for a, b in zip(got, ref, strict=True)), 4)}
+            same = np.mean(
+                [
+                    np.argmax(a[:, 0]) == np.argmax(b[:, 0]) and np.argmax(a[:, 1]) == np.argmax(b[:, 1])
+                    for a, b in zip(got, ref, strict=True)
+                ]
+            )
+            out[prec] = {
+                "argmax_agreement_vs_fp16": round(float(same), 3),
+                "max_abs_diff": round(max(float(np.abs(a - b).max()) for a, b in zip(got, ref, strict=True)), 4),
+            }
         except Exception as exc:
             out[prec] = f"{type(exc).__name__}: {exc}"
     return out
@@ -163,8 +190,15 @@ def throughput(precisions: list[str], samples: int, budget_s: float) -> list[dic
     plans: dict[str, tuple[list[PackedBatch], bool, bool]] = {}
     packed = pack_batch(ids, seg, lens)
     rows = 256
-    packed_batches = [PackedBatch(*(getattr(packed, f)[s : s + rows] for f in ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")))
-                      for s in range(0, packed.num_rows, rows)]
+    packed_batches = [
+        PackedBatch(
+            *(
+                getattr(packed, f)[s : s + rows]
+                for f in ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")
+            )
+        )
+        for s in range(0, packed.num_rows, rows)
+    ]
     plans["packed+graphs"] = (packed_batches, True, False)
     plans["packed"] = (packed_batches, False, False)
     plans["sorted varlen"] = (sorted_batches(ids, seg, lens, 512), False, True)
@@ -184,12 +218,20 @@ def throughput(precisions: list[str], samples: int, budget_s: float) -> list[dic
                 continue
             runner.static_shape, runner.varlen = graphs, varlen
             try:
+
                 def run_all(bs: list[PackedBatch] = batches, r: TorchRunner = runner) -> None:
                     for b in bs:
                         r.infer(b)
+
                 secs = cuda_time(run_all, 2)
-                out.append({"precision": prec, "batching": mode, "samples_per_s": round(samples / secs, 1),
-                            "tflops_real": round(flops / secs / 1e12, 1)})
+                out.append(
+                    {
+                        "precision": prec,
+                        "batching": mode,
+                        "samples_per_s": round(samples / secs, 1),
+                        "tflops_real": round(flops / secs / 1e12, 1),
+                    }
+                )
                 print(json.dumps(out[-1]), flush=True)
             except Exception as exc:
                 REPORT["errors"][f"throughput {prec} {mode}"] = f"{type(exc).__name__}: {exc}"
@@ -200,8 +242,14 @@ def throughput(precisions: list[str], samples: int, budget_s: float) -> list[dic
 
 def markdown() -> str:
     s = REPORT["sections"]
-    lines = ["# GPU check", "", f"Environment: `{json.dumps(s.get('env'))}`", "",
-             f"Matmul peaks (TFLOP/s, 8192^3): `{json.dumps(s.get('peaks'))}`", ""]
+    lines = [
+        "# GPU check",
+        "",
+        f"Environment: `{json.dumps(s.get('env'))}`",
+        "",
+        f"Matmul peaks (TFLOP/s, 8192^3): `{json.dumps(s.get('peaks'))}`",
+        "",
+    ]
     if s.get("correctness"):
         lines += ["| correctness (max abs diff vs each sequence alone) | value |", "| --- | ---: |"]
         lines += [f"| {k} | {v:.2e} |" for k, v in s["correctness"].items()]
@@ -209,12 +257,16 @@ def markdown() -> str:
     if s.get("low_precision"):
         lines += [f"bert-99 low precision vs fp16: `{json.dumps(s['low_precision'])}`", ""]
     bf16 = (s.get("peaks") or {}).get("bf16")
-    lines += ["| precision | batching | samples/s | vs field (H200) | TFLOP/s real tokens | of bf16 peak |",
-              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "| precision | batching | samples/s | vs field (H200) | TFLOP/s real tokens | of bf16 peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for r in s.get("throughput") or []:
         field = FIELD["bert-99"] if r["precision"] in ("fp8", "int8") else FIELD["bert-99.9"]
         frac = f"{100 * r['tflops_real'] / bf16:.0f}%" if bf16 else "-"
-        lines.append(f"| {r['precision']} | {r['batching']} | {r['samples_per_s']} | {r['samples_per_s'] / field:.2f} | {r['tflops_real']} | {frac} |")
+        lines.append(
+            f"| {r['precision']} | {r['batching']} | {r['samples_per_s']} | {r['samples_per_s'] / field:.2f} | {r['tflops_real']} | {frac} |"
+        )
     if REPORT["errors"]:
         lines += ["", "Errors / skipped:", *[f"- {k}: {v}" for k, v in REPORT["errors"].items()]]
     return "\n".join(lines) + "\n"

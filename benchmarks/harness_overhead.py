@@ -31,16 +31,22 @@ def main() -> int:
     args = ap.parse_args()
     features = load_features(args.dataset, args.vocab)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = RunConfig(sut="null", results_dir=Path(tmp), target_qps=args.target_qps,
-                        batching=args.batching, batch_size=args.batch_size,
-                        settings={"min_duration": str(args.duration_ms)})
+        cfg = RunConfig(
+            sut="null",
+            results_dir=Path(tmp),
+            target_qps=args.target_qps,
+            batching=args.batching,
+            batch_size=args.batch_size,
+            settings={"min_duration": str(args.duration_ms)},
+        )
         res = run_benchmark(cfg, features=features, quiet=True)
     rate = res.samples_per_second or 0.0
-    print(f"null Offline ({args.batching}): {rate:,.0f} samples/s "
-          f"({'meets' if rate >= GOAL else 'BELOW'} the {GOAL:,.0f} goal); "
-          f"{res.summary.get('samples')} samples")
-    print(json.dumps({"samples_per_second": rate, "batching": args.batching,
-                      "samples": res.summary.get("samples")}))
+    print(
+        f"null Offline ({args.batching}): {rate:,.0f} samples/s "
+        f"({'meets' if rate >= GOAL else 'BELOW'} the {GOAL:,.0f} goal); "
+        f"{res.summary.get('samples')} samples"
+    )
+    print(json.dumps({"samples_per_second": rate, "batching": args.batching, "samples": res.summary.get("samples")}))
     return 0 if rate >= GOAL else 1
 
 

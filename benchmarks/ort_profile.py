@@ -31,7 +31,9 @@ BEGIN, END = "<!-- ort-profile:begin -->", "<!-- ort-profile:end -->"
 CONFIGS = (("traced", False), ("traced", True), ("fused", False), ("fused", True))
 
 
-def profile(path: Path, feeds: list[dict[str, np.ndarray]], skip_ln_fusion_off: bool, threads: int) -> tuple[float, dict[str, float]]:
+def profile(
+    path: Path, feeds: list[dict[str, np.ndarray]], skip_ln_fusion_off: bool, threads: int
+) -> tuple[float, dict[str, float]]:
     """(wall seconds of one pass, kernel seconds per operator type) with the profiler on."""
     import onnxruntime as ort
 
@@ -75,7 +77,10 @@ def main() -> int:
     for graph, off in CONFIGS:
         wall, per_op = profile(prepare_model(model, "int8", "dynamic", graph=graph), feeds, off, threads)
         rows.append((graph, off, wall, per_op))
-        print(f"{graph} skip-LN fusion {'off' if off else 'on'}: {wall:.2f} s, {flops / wall / 1e9:.0f} GFLOP/s real", flush=True)
+        print(
+            f"{graph} skip-LN fusion {'off' if off else 'on'}: {wall:.2f} s, {flops / wall / 1e9:.0f} GFLOP/s real",
+            flush=True,
+        )
     table = render(rows, args, flops)
     print(table)
     if args.write_docs:

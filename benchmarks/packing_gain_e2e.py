@@ -33,9 +33,14 @@ def main() -> int:
     ap.add_argument("--vocab", type=Path)
     args = ap.parse_args()
     features = load_features(args.dataset, args.vocab)
-    base = RunConfig(sut=args.sut, model=args.model, weights=args.weights,  # type: ignore[arg-type]
-                     sample_count=args.pool, target_qps=float(args.samples),
-                     settings={"min_duration": "1000"})
+    base = RunConfig(
+        sut=args.sut,
+        model=args.model,
+        weights=args.weights,  # type: ignore[arg-type]
+        sample_count=args.pool,
+        target_qps=float(args.samples),
+        settings={"min_duration": "1000"},
+    )
     runners = make_runners(plan_run(base), SampleLibrary.from_features(features, args.pool))
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,9 +48,12 @@ def main() -> int:
             cfg = RunConfig(**{**base.__dict__, "results_dir": Path(tmp), "batching": strategy})
             res = run_benchmark(cfg, features=features, runners=runners, quiet=True)
             rates[strategy] = res.samples_per_second or 0.0
-            print(f"{args.sut} {args.model} {strategy:7s}: {rates[strategy]:8.3f} samples/s "
-                  f"(token efficiency {res.summary.get('token_efficiency'):.1%}, "
-                  f"{res.summary.get('samples')} samples)", flush=True)
+            print(
+                f"{args.sut} {args.model} {strategy:7s}: {rates[strategy]:8.3f} samples/s "
+                f"(token efficiency {res.summary.get('token_efficiency'):.1%}, "
+                f"{res.summary.get('samples')} samples)",
+                flush=True,
+            )
     if "packed" in rates and "padded" in rates and rates["padded"]:
         print(f"packing gain over padding: {rates['packed'] / rates['padded']:.2f}x")
     if "packed" in rates and "sorted" in rates and rates["sorted"]:

@@ -59,7 +59,12 @@ def best_spans(per_seq: list[np.ndarray], segs: list[np.ndarray]) -> np.ndarray:
 def run_batches(infer: Callable[[PackedBatch], np.ndarray], batch: PackedBatch, rows: int = 16) -> list[np.ndarray]:
     seqs: list[np.ndarray] = []
     for s in range(0, batch.num_rows, rows):
-        part = PackedBatch(*(getattr(batch, f)[s : s + rows] for f in ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")))
+        part = PackedBatch(
+            *(
+                getattr(batch, f)[s : s + rows]
+                for f in ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")
+            )
+        )
         logits = infer(part)
         seqs.extend(zip(part.sample_index[part.sample_index >= 0].tolist(), unpack(part, logits), strict=False))  # type: ignore[arg-type]
     order = sorted(seqs, key=lambda t: t[0])  # type: ignore[arg-type, return-value]
@@ -86,7 +91,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="precision recipes' accuracy proxy")
     ap.add_argument("--features", type=int, default=1000, help="first N SQuAD dev features")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random QA head")
-    ap.add_argument("--recipes", default="torch:bf16,torch:fp16,onnxruntime:int8-dynamic,onnxruntime:int8-mixed,onnxruntime:int8-static,cuda-numerics:fp8,cuda-numerics:int8")
+    ap.add_argument(
+        "--recipes",
+        default="torch:bf16,torch:fp16,onnxruntime:int8-dynamic,onnxruntime:int8-mixed,onnxruntime:int8-static,cuda-numerics:fp8,cuda-numerics:int8",
+    )
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -112,7 +120,9 @@ def main() -> int:
                 infer = create("torch", copy.deepcopy(base), precision).infer
             spans = best_spans(run_batches(infer, batch), segs)
             same = float(np.mean((spans == ref).all(axis=1)))
-            rows.append({"recipe": recipe, "span_agreement": round(same, 4), "seconds": round(time.perf_counter() - start, 1)})
+            rows.append(
+                {"recipe": recipe, "span_agreement": round(same, 4), "seconds": round(time.perf_counter() - start, 1)}
+            )
         except Exception as exc:  # a recipe this machine cannot run is reported, not fatal
             rows.append({"recipe": recipe, "error": f"{type(exc).__name__}: {exc}"[:200]})
         print(json.dumps(rows[-1]), flush=True)

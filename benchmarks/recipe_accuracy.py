@@ -47,12 +47,25 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT.parent / "shared" / "data" / "models" / "minilm-l6-squad"
 BEGIN, END = "<!-- recipe-accuracy:begin -->", "<!-- recipe-accuracy:end -->"
 CPU_RECIPES = (
-    "torch:fp32", "onnxruntime:fp32", "torch:bf16", "torch:bf16@mixed",
-    "onnxruntime:int8@dynamic", "onnxruntime:int8@mixed", "onnxruntime:int8@static",
-    "onnxruntime:int8@calibrated", "onnxruntime:int8@calibrated-mixed", "onnxruntime:int8@hybrid",
-    "onnxruntime:int8@rows", "onnxruntime:int8@rows-mixed",
-    "openvino:fp32@mask", "openvino:bf16@mask", "openvino:int8@mask", "openvino:fp32", "openvino:bf16",
-    "onnxruntime:fp32@seq", "onnxruntime:int8@rows@seq",
+    "torch:fp32",
+    "onnxruntime:fp32",
+    "torch:bf16",
+    "torch:bf16@mixed",
+    "onnxruntime:int8@dynamic",
+    "onnxruntime:int8@mixed",
+    "onnxruntime:int8@static",
+    "onnxruntime:int8@calibrated",
+    "onnxruntime:int8@calibrated-mixed",
+    "onnxruntime:int8@hybrid",
+    "onnxruntime:int8@rows",
+    "onnxruntime:int8@rows-mixed",
+    "openvino:fp32@mask",
+    "openvino:bf16@mask",
+    "openvino:int8@mask",
+    "openvino:fp32",
+    "openvino:bf16",
+    "onnxruntime:fp32@seq",
+    "onnxruntime:int8@rows@seq",
 )
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
@@ -126,9 +139,11 @@ def invariance(runner: Any, features: SquadFeatures, index: np.ndarray, in_run: 
     """Alone against sorted (the run's), padded and packed batches of the same features."""
     ids, seg, lens = features.input_ids[index], features.segment_ids[index], features.lengths[index]
     alone = infer_sequences(runner.infer, ids, seg, lens, "sorted", 1)
-    others = {"sorted": list(in_run),
-              "padded": infer_sequences(runner.infer, ids, seg, lens, "padded", 16),
-              "packed": infer_sequences(runner.infer, ids, seg, lens, "packed", 16)}
+    others = {
+        "sorted": list(in_run),
+        "padded": infer_sequences(runner.infer, ids, seg, lens, "padded", 16),
+        "packed": infer_sequences(runner.infer, ids, seg, lens, "packed", 16),
+    }
     base_spans = spans(features, index, alone)
     worst, exact, changed = 0.0, np.ones(index.size, bool), np.zeros(index.size, bool)
     for got in others.values():
@@ -137,17 +152,23 @@ def invariance(runner: Any, features: SquadFeatures, index: np.ndarray, in_run: 
             worst = max(worst, float(np.abs(a - b).max()) / spread)
             exact[k] &= bool(np.array_equal(a, b))
         changed |= (spans(features, index, got) != base_spans).any(axis=1)
-    return {"features": int(index.size), "max_rel_diff": worst, "bit_exact": int(exact.sum()),
-            "span_changed": int(changed.sum())}
+    return {
+        "features": int(index.size),
+        "max_rel_diff": worst,
+        "bit_exact": int(exact.sum()),
+        "span_changed": int(changed.sum()),
+    }
 
 
-def run_recipe(recipe: str, args: argparse.Namespace, features: SquadFeatures, index: np.ndarray,
-               check: np.ndarray, threads: int) -> Outcome:
+def run_recipe(
+    recipe: str, args: argparse.Namespace, features: SquadFeatures, index: np.ndarray, check: np.ndarray, threads: int
+) -> Outcome:
     out = Outcome(recipe, note=NOTES.get(recipe, ""))
     runner = make_runner(recipe, args.weights, threads)
     ids, seg, lens = features.input_ids[index], features.segment_ids[index], features.lengths[index]
-    infer_sequences(runner.infer, ids[:args.batch_size], seg[:args.batch_size], lens[:args.batch_size], "sorted",
-                    args.batch_size)  # warm-up
+    infer_sequences(
+        runner.infer, ids[: args.batch_size], seg[: args.batch_size], lens[: args.batch_size], "sorted", args.batch_size
+    )  # warm-up
     start = time.perf_counter()
     logits = infer_sequences(runner.infer, ids, seg, lens, "sorted", args.batch_size)
     out.seconds, out.samples = time.perf_counter() - start, int(index.size)
@@ -157,8 +178,18 @@ def run_recipe(recipe: str, args: argparse.Namespace, features: SquadFeatures, i
     if check.size:
         position = {int(f): k for k, f in enumerate(index.tolist())}
         out.invariance = invariance(runner, features, check, [logits[position[int(f)]] for f in check])
-    print(json.dumps({"recipe": recipe, "f1": out.f1, "em": out.em, "samples_per_s": round(out.samples_per_s, 2),
-                      "invariance": out.invariance}), flush=True)
+    print(
+        json.dumps(
+            {
+                "recipe": recipe,
+                "f1": out.f1,
+                "em": out.em,
+                "samples_per_s": round(out.samples_per_s, 2),
+                "invariance": out.invariance,
+            }
+        ),
+        flush=True,
+    )
     return out
 
 
@@ -180,8 +211,9 @@ def render(outcomes: list[Outcome], skipped: dict[str, str], args: argparse.Name
         r_all = o.f1["all"] / base.f1["all"] if base.f1["all"] else float("nan")
         r_odd = o.f1["odd-articles"] / base.f1["odd-articles"] if base.f1["odd-articles"] else float("nan")
         inv = o.invariance
-        inv_text = (f"{inv['max_rel_diff']:.1e}, {inv['bit_exact']}/{inv['features']}, {inv['span_changed']}"
-                    if inv else "-")
+        inv_text = (
+            f"{inv['max_rel_diff']:.1e}, {inv['bit_exact']}/{inv['features']}, {inv['span_changed']}" if inv else "-"
+        )
         lines.append(
             f"| {o.recipe} | {o.f1['all']:.3f} | {o.f1['odd-articles']:.3f} | {100 * r_all:.2f}% / {100 * r_odd:.2f}% | "
             f"{'yes' if r_all >= 0.99 else 'NO'} | {'yes' if r_all >= 0.999 else 'NO'} | {o.samples_per_s:.1f} | "
@@ -190,10 +222,12 @@ def render(outcomes: list[Outcome], skipped: dict[str, str], args: argparse.Name
     for recipe, why in skipped.items():
         lines.append(f"| {recipe} | - | - | - | - | - | - | - | not measured: {why} |")
     lines.append("")
-    lines.append("F1 by the official-identical scorer (`squad/scoring.py`); \"unseen\": the odd-numbered articles "
-                 "(5,173 questions the model was not trained on). samples/s: the whole timed pass on this CPU "
-                 "(a shared 2-core VM: absolute speeds move between runs; compare BERT-Large speed with "
-                 "`benchmarks/throughput.py`).")
+    lines.append(
+        'F1 by the official-identical scorer (`squad/scoring.py`); "unseen": the odd-numbered articles '
+        "(5,173 questions the model was not trained on). samples/s: the whole timed pass on this CPU "
+        "(a shared 2-core VM: absolute speeds move between runs; compare BERT-Large speed with "
+        "`benchmarks/throughput.py`)."
+    )
     return "\n".join(lines)
 
 
@@ -226,7 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     features = load_features()
     n = features.num_features if args.count is None else min(args.count, features.num_features)
     index = np.arange(n)
-    check = np.random.default_rng(0).choice(n, size=min(args.invariance, n), replace=False) if args.invariance else np.zeros(0, int)
+    check = (
+        np.random.default_rng(0).choice(n, size=min(args.invariance, n), replace=False)
+        if args.invariance
+        else np.zeros(0, int)
+    )
     outcomes: list[Outcome] = []
     skipped: dict[str, str] = {}
     for recipe in args.recipes.split(","):

@@ -56,32 +56,72 @@ class Variant:
 
 VARIANTS = (
     Variant("onnxruntime fp32", "onnxruntime", "fp32", note="fused Attention graph; the bert-99.9 default"),
-    Variant("onnxruntime int8 rows", "onnxruntime", "int8", {"quant": "rows"},
-            "per-token scales, 99.81% of fp32 F1, batch-invariant"),
-    Variant("onnxruntime int8 dynamic", "onnxruntime", "int8", {"quant": "dynamic"},
-            "one scale per batch tensor: 98.9% F1, depends on batch-mates (not a recipe)"),
-    Variant("openvino fp32", "openvino", "fp32", {"attention": "mask"}, "same ONNX graph (Attention over the masked row)"),
+    Variant(
+        "onnxruntime int8 rows",
+        "onnxruntime",
+        "int8",
+        {"quant": "rows"},
+        "per-token scales, 99.81% of fp32 F1, batch-invariant",
+    ),
+    Variant(
+        "onnxruntime int8 dynamic",
+        "onnxruntime",
+        "int8",
+        {"quant": "dynamic"},
+        "one scale per batch tensor: 98.9% F1, depends on batch-mates (not a recipe)",
+    ),
+    Variant(
+        "openvino fp32", "openvino", "fp32", {"attention": "mask"}, "same ONNX graph (Attention over the masked row)"
+    ),
     Variant("openvino bf16", "openvino", "bf16", {"attention": "mask"}, "same graph, bf16 inference precision"),
-    Variant("openvino int8 weights", "openvino", "int8", {"attention": "mask"},
-            "int8 weights per column, bf16 activations"),
-    Variant("openvino int8 dq32", "openvino", "int8", {"dynamic_quant": 32, "attention": "mask"},
-            "int8 weights, activations quantized per token in groups of 32"),
+    Variant(
+        "openvino int8 weights", "openvino", "int8", {"attention": "mask"}, "int8 weights per column, bf16 activations"
+    ),
+    Variant(
+        "openvino int8 dq32",
+        "openvino",
+        "int8",
+        {"dynamic_quant": 32, "attention": "mask"},
+        "int8 weights, activations quantized per token in groups of 32",
+    ),
     Variant("onnxruntime fp32 seq", "onnxruntime", "fp32", {"graph": "sequence"}, "attention per sequence"),
-    Variant("onnxruntime int8 rows seq", "onnxruntime", "int8", {"quant": "rows", "graph": "sequence"},
-            "per-token int8, attention per sequence"),
+    Variant(
+        "onnxruntime int8 rows seq",
+        "onnxruntime",
+        "int8",
+        {"quant": "rows", "graph": "sequence"},
+        "per-token int8, attention per sequence",
+    ),
     Variant("openvino fp32 seq", "openvino", "fp32", {"attention": "sequence"}, "attention per sequence"),
-    Variant("openvino bf16 seq", "openvino", "bf16", {"attention": "sequence"},
-            "attention per sequence: bit-exact in any batch, 100.0% of fp32 F1"),
+    Variant(
+        "openvino bf16 seq",
+        "openvino",
+        "bf16",
+        {"attention": "sequence"},
+        "attention per sequence: bit-exact in any batch, 100.0% of fp32 F1",
+    ),
     Variant("torch fp32 eager", "torch", "fp32", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant("torch bf16 eager", "torch", "bf16", {"batch_invariant": False}, "SDPA over the masked row"),
-    Variant("torch bf16 invariant", "torch", "bf16", {},
-            "512-row tiles, per-sequence attention; the bert-99 default (99.94% F1)"),
+    Variant(
+        "torch bf16 invariant",
+        "torch",
+        "bf16",
+        {},
+        "512-row tiles, per-sequence attention; the bert-99 default (99.94% F1)",
+    ),
     # last: inductor leaves compile workers behind
-    Variant("torch bf16 compile", "torch", "bf16", {"batch_invariant": False, "compile": True},
-            "torch.compile(dynamic=True), inductor"),
+    Variant(
+        "torch bf16 compile",
+        "torch",
+        "bf16",
+        {"batch_invariant": False, "compile": True},
+        "torch.compile(dynamic=True), inductor",
+    ),
 )
-NOT_OFFERED = ("onnxruntime bf16 (no bf16 CPU kernels for the graph's MatMul/Attention)",
-               "torch int8 on the CPU (no per-token int8 linear wired here; torch._int_mm is only the probe)")
+NOT_OFFERED = (
+    "onnxruntime bf16 (no bf16 CPU kernels for the graph's MatMul/Attention)",
+    "torch int8 on the CPU (no per-token int8 linear wired here; torch._int_mm is only the probe)",
+)
 
 
 def real_features(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     feats = real_features(args.quick)
     strategies = args.strategies.split(",")
     work: dict[str, list[PackedBatch]] = {
-        s: offline_batches(s, feats, args.batch_size, count, args.seed) for s in strategies}
+        s: offline_batches(s, feats, args.batch_size, count, args.seed) for s in strategies
+    }
     lengths = {s: run_lengths(w) for s, w in work.items()}
     cpu = f"{cpu_model()} ({', '.join(matrix_flags()) or 'no matrix extensions'}; class {cpu_class()})"
     print(f"{cpu}, {threads} threads, weights {weights}")
@@ -157,11 +198,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe = probes.get(v.precision) or probes.setdefault(v.precision, probe_for(v.precision, n, threads))
         for s in strategies:
             t = timed(runner.infer, work[s], 1, probe)
-            row = {"variant": v.label, "backend": v.backend, "precision": v.precision, "strategy": s,
-                   "samples": int(lengths[s].size), "seconds": round(t.seconds, 2),
-                   "samples_per_s": round(lengths[s].size / t.seconds, 3),
-                   "peak_beside_gflops": round(t.peak_seconds / t.seconds / 1e9, 1) if t.seconds else 0.0,
-                   "of_peak_beside": round(t.local_fraction or 0.0, 3), "setup_s": round(setup, 1), "note": v.note}
+            row = {
+                "variant": v.label,
+                "backend": v.backend,
+                "precision": v.precision,
+                "strategy": s,
+                "samples": int(lengths[s].size),
+                "seconds": round(t.seconds, 2),
+                "samples_per_s": round(lengths[s].size / t.seconds, 3),
+                "peak_beside_gflops": round(t.peak_seconds / t.seconds / 1e9, 1) if t.seconds else 0.0,
+                "of_peak_beside": round(t.local_fraction or 0.0, 3),
+                "setup_s": round(setup, 1),
+                "note": v.note,
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
         del runner
@@ -191,13 +240,21 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, cpu: str, th
         if "error" in r:
             lines.append(f"| {r['variant']} | - | - | - | - | - | - | - | not run: {r['error']} |")
             continue
-        ratio = (f"{r['samples_per_s'] / sorted_sps[r['variant']]:.2f}"
-                 if r["strategy"] == "packed" and sorted_sps.get(r["variant"]) else "")
-        lines.append(f"| {r['variant']} | {r['precision']} | {r['strategy']} | {r['samples']} | {r['samples_per_s']} | "
-                     f"{r['peak_beside_gflops']:.0f} | {100 * r['of_peak_beside']:.0f}% | {ratio} | {r['note']} |")
-    lines += ["", "Not offered: " + "; ".join(NOT_OFFERED) + ".",
-              "Peak beside: the mean rate of the 2048^3 matmul probes around each batch (fp32/bf16: torch "
-              "oneDNN; int8: ONNX Runtime MatMulInteger), weighted by the batch's time."]
+        ratio = (
+            f"{r['samples_per_s'] / sorted_sps[r['variant']]:.2f}"
+            if r["strategy"] == "packed" and sorted_sps.get(r["variant"])
+            else ""
+        )
+        lines.append(
+            f"| {r['variant']} | {r['precision']} | {r['strategy']} | {r['samples']} | {r['samples_per_s']} | "
+            f"{r['peak_beside_gflops']:.0f} | {100 * r['of_peak_beside']:.0f}% | {ratio} | {r['note']} |"
+        )
+    lines += [
+        "",
+        "Not offered: " + "; ".join(NOT_OFFERED) + ".",
+        "Peak beside: the mean rate of the 2048^3 matmul probes around each batch (fp32/bf16: torch "
+        "oneDNN; int8: ONNX Runtime MatMulInteger), weighted by the batch's time.",
+    ]
     return "\n".join(lines)
 
 

@@ -36,15 +36,30 @@ def main() -> int:
         for name in args.systems.split(","):
             spec = load_system(name)
             capacity = spec.devices * spec.sim_samples_per_s[args.model]  # type: ignore[operator]
-            cfg = RunConfig(sut=name, model=args.model, results_dir=Path(tmp), target_qps=capacity,
-                            settings={"min_duration": str(args.duration_ms)})
+            cfg = RunConfig(
+                sut=name,
+                model=args.model,
+                results_dir=Path(tmp),
+                target_qps=capacity,
+                settings={"min_duration": str(args.duration_ms)},
+            )
             res = run_benchmark(cfg, features=features, quiet=True)
             got = res.samples_per_second or 0.0
-            rows.append({"system": name, "cards": spec.devices, "capacity": capacity,
-                         "samples_per_second": got, "fraction": got / capacity,
-                         "token_efficiency": res.summary.get("token_efficiency")})
-            print(f"{name:14s} {spec.devices:3d} cards  {got:10,.1f} samples/s  "
-                  f"capacity {capacity:10,.1f}  {got / capacity:6.1%}", flush=True)
+            rows.append(
+                {
+                    "system": name,
+                    "cards": spec.devices,
+                    "capacity": capacity,
+                    "samples_per_second": got,
+                    "fraction": got / capacity,
+                    "token_efficiency": res.summary.get("token_efficiency"),
+                }
+            )
+            print(
+                f"{name:14s} {spec.devices:3d} cards  {got:10,.1f} samples/s  "
+                f"capacity {capacity:10,.1f}  {got / capacity:6.1%}",
+                flush=True,
+            )
     print(json.dumps(rows))
     return 0 if all(r["fraction"] >= 0.97 for r in rows) else 1
 

@@ -87,9 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         peak = float(np.mean(rates))
         p90 = float(np.percentile(latencies, 90))
         at_peak = real_token_flops(np.array([p90_len])) / peak
-        row = {"recipe": recipe, "samples": count, "p50_ms": round(1e3 * float(np.median(latencies)), 1),
-               "p90_ms": round(1e3 * p90, 1), "p90_length": p90_len, "peak_gflops": round(peak / 1e9, 1),
-               "p90_length_at_peak_ms": round(1e3 * at_peak, 1), "ratio": round(p90 / at_peak, 2)}
+        row = {
+            "recipe": recipe,
+            "samples": count,
+            "p50_ms": round(1e3 * float(np.median(latencies)), 1),
+            "p90_ms": round(1e3 * p90, 1),
+            "p90_length": p90_len,
+            "peak_gflops": round(peak / 1e9, 1),
+            "p90_length_at_peak_ms": round(1e3 * at_peak, 1),
+            "ratio": round(p90 / at_peak, 2),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
         del runner
@@ -112,8 +119,10 @@ def render(rows: list[dict[str, object]], cpu: str, threads: int, args: argparse
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(f"| {r['recipe']} | {r['samples']} | {r['p50_ms']} | {r['p90_ms']} | {r['p90_length']} | "
-                     f"{r['peak_gflops']} | {r['p90_length_at_peak_ms']} | {r['ratio']}x |")
+        lines.append(
+            f"| {r['recipe']} | {r['samples']} | {r['p50_ms']} | {r['p90_ms']} | {r['p90_length']} | "
+            f"{r['peak_gflops']} | {r['p90_length_at_peak_ms']} | {r['ratio']}x |"
+        )
     return "\n".join(lines)
 
 

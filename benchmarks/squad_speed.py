@@ -97,7 +97,9 @@ def main() -> int:
     print(table)
     print(f'scores agree: {{"exact_match": {fast.exact_match}, "f1": {fast.f1}}}')
     if args.out:
-        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        machine = (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        )
         args.out.write_text(
             "# SQuAD path speed\n\n"
             "Made by `.venv/bin/python benchmarks/squad_speed.py --out docs/squad-speed.md` "

@@ -45,8 +45,10 @@ from packed_bert.backends.matmul_peak import (  # noqa: E402
 from packed_bert.packing import PackedBatch, pack_batch, padded_batches, sorted_batches  # noqa: E402
 from packed_bert.squad.calibration import load_calibration  # noqa: E402
 
-MARKERS = {"samples": ("<!-- throughput:begin -->", "<!-- throughput:end -->"),
-           "offline": ("<!-- throughput-offline:begin -->", "<!-- throughput-offline:end -->")}
+MARKERS = {
+    "samples": ("<!-- throughput:begin -->", "<!-- throughput:end -->"),
+    "offline": ("<!-- throughput-offline:begin -->", "<!-- throughput-offline:end -->"),
+}
 VARIANTS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8")
 # the cpu system's defaults (torch on the CPU is batch-invariant: torch_invariant)
 RECIPES = {"bert-99": ("torch:bf16",), "bert-99.9": ("onnxruntime:fp32",)}
@@ -64,8 +66,9 @@ def batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarray], row
     return [_slice(packed, s, s + rows) for s in range(0, packed.num_rows, rows)]
 
 
-def offline_batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarray], batch_size: int,
-                    count: int, seed: int) -> list[PackedBatch]:
+def offline_batches(
+    strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarray], batch_size: int, count: int, seed: int
+) -> list[PackedBatch]:
     """``count`` of the batches the harness builds for an Offline query of ``feats``."""
     from types import SimpleNamespace
 
@@ -75,8 +78,11 @@ def offline_batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarr
     from packed_bert.terms import Batching
 
     ids, seg, lens = feats
-    builder = BatchBuilder(SampleLibrary.from_features(SimpleNamespace(input_ids=ids, segment_ids=seg, lengths=lens)),
-                           Batching(strategy), trim_rows=True)
+    builder = BatchBuilder(
+        SampleLibrary.from_features(SimpleNamespace(input_ids=ids, segment_ids=seg, lengths=lens)),
+        Batching(strategy),
+        trim_rows=True,
+    )
     query = np.random.default_rng(seed).permutation(lens.size)  # LoadGen issues in random order
     perm, cuts = builder.plan_offline(query)
     ordered = query[perm]
@@ -85,7 +91,7 @@ def offline_batches(strategy: str, feats: tuple[np.ndarray, np.ndarray, np.ndarr
     # drawn batches' samples/s estimates the whole run's
     step = len(chunks) / min(count, len(chunks))
     pick = (np.arange(min(count, len(chunks))) * step + step / 2).astype(int)
-    return [builder.build(ordered[chunks[i][0]:chunks[i][1]]) for i in pick]
+    return [builder.build(ordered[chunks[i][0] : chunks[i][1]]) for i in pick]
 
 
 def run_lengths(work: Sequence[PackedBatch]) -> np.ndarray:
@@ -94,7 +100,9 @@ def run_lengths(work: Sequence[PackedBatch]) -> np.ndarray:
 
 
 def _slice(b: PackedBatch, lo: int, hi: int) -> PackedBatch:
-    return PackedBatch(b.input_ids[lo:hi], b.segment_ids[lo:hi], b.position_ids[lo:hi], b.seq_lens[lo:hi], b.sample_index[lo:hi])
+    return PackedBatch(
+        b.input_ids[lo:hi], b.segment_ids[lo:hi], b.position_ids[lo:hi], b.seq_lens[lo:hi], b.sample_index[lo:hi]
+    )
 
 
 @dataclass
@@ -113,8 +121,12 @@ class Timing:
 SETTLE_S = 0.1  # idle time before each probe and batch: a runtime's pool threads spin on after its work
 
 
-def timed(infer: Callable[[PackedBatch], np.ndarray], work: Sequence[PackedBatch], repeats: int = 1,
-          probe: MatmulProbe | None = None) -> Timing:
+def timed(
+    infer: Callable[[PackedBatch], np.ndarray],
+    work: Sequence[PackedBatch],
+    repeats: int = 1,
+    probe: MatmulProbe | None = None,
+) -> Timing:
     """Best of ``repeats`` passes over ``work`` (after a warm-up batch). With ``probe``, a short
     matmul probe runs before each batch and after the last, and each batch's real-token FLOPs
     are set against the mean of the probes on either side of it (paired: same load). Probes and
@@ -174,10 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--schedule", choices=("samples", "offline"), default="samples")
     ap.add_argument("--batch-size", type=int, default=16, help="offline: samples per batch (the cpu system's)")
     ap.add_argument("--batches", type=int, default=6, help="offline: batches timed per strategy")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="backend:precision[@tags] list, tags joined with +: onnxruntime @static (fixed-shape session), "
-                         "@traced (the torch.onnx.export graph), any other tag an int8 quant mode (@dynamic, @rows); "
-                         "torch: a variant (@mixed)")
+    ap.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="backend:precision[@tags] list, tags joined with +: onnxruntime @static (fixed-shape session), "
+        "@traced (the torch.onnx.export graph), any other tag an int8 quant mode (@dynamic, @rows); "
+        "torch: a variant (@mixed)",
+    )
     ap.add_argument("--strategies", default="padded,sorted,packed")
     ap.add_argument("--skip-reference", action="store_true", help="skip padded batch-1 torch fp32")
     ap.add_argument("--seed", type=int, default=0)
@@ -195,11 +210,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: dict[str, list[PackedBatch]] = {"padded-b1": batches("padded-b1", feats, 1)}
     strategies = args.strategies.split(",")
     for strategy in strategies:
-        work[strategy] = (offline_batches(strategy, sample_features(squad_lengths().size, args.seed), args.batch_size,
-                                          args.batches, args.seed) if args.schedule == "offline"
-                          else batches(strategy, feats, args.rows))
+        work[strategy] = (
+            offline_batches(
+                strategy, sample_features(squad_lengths().size, args.seed), args.batch_size, args.batches, args.seed
+            )
+            if args.schedule == "offline"
+            else batches(strategy, feats, args.rows)
+        )
     lengths = {k: run_lengths(v) for k, v in work.items()}
-    print(f"{args.samples} reference samples, mean length {feats[2].mean():.1f}, {threads} threads, torch {torch.__version__}")
+    print(
+        f"{args.samples} reference samples, mean length {feats[2].mean():.1f}, {threads} threads, torch {torch.__version__}"
+    )
     for k, v in work.items():
         slots = sum(b.input_ids.size for b in v)
         print(f"  {k}: {len(v)} batches, {lengths[k].size} samples, token efficiency {lengths[k].sum() / slots:.3f}")
@@ -213,10 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         flops = real_token_flops(lengths[strategy])
         rate = flops / secs
         slots = sum(b.input_ids.size for b in work[strategy])
-        row = {"variant": variant, "strategy": strategy, "samples": int(lengths[strategy].size),
-               "token_efficiency": round(float(lengths[strategy].sum()) / slots, 3), "seconds": round(secs, 2),
-               "samples_per_s": round(lengths[strategy].size / secs, 3),
-               "gflops_real": round(rate / 1e9, 1)}
+        row = {
+            "variant": variant,
+            "strategy": strategy,
+            "samples": int(lengths[strategy].size),
+            "token_efficiency": round(float(lengths[strategy].sum()) / slots, 3),
+            "seconds": round(secs, 2),
+            "samples_per_s": round(lengths[strategy].size / secs, 3),
+            "gflops_real": round(rate / 1e9, 1),
+        }
         if timing.local_fraction is not None:
             row["local_peak_fraction"] = round(timing.local_fraction, 3)
         results.append(row)
@@ -225,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_model("random")
     if not args.skip_reference:
         ref = create("torch", base, "fp32", threads=threads, batch_invariant=False)  # the plain eager model
-        record("torch:fp32", "padded-b1", timed(ref.infer, work["padded-b1"], args.repeats, probe("torch:fp32", threads)))
+        record(
+            "torch:fp32", "padded-b1", timed(ref.infer, work["padded-b1"], args.repeats, probe("torch:fp32", threads))
+        )
     for variant in args.variants.split(","):
         # "onnxruntime:int8@static": fixed [rows, 384] session; "@traced": the torch.onnx.export graph
         name, _, tags = variant.partition("@")
@@ -255,18 +283,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     ref_sps = next((float(r["samples_per_s"]) for r in results if r["strategy"] == "padded-b1"), None)  # type: ignore[arg-type]
     table = render(results, ref_sps, peaks, args, threads)
     print(table)
-    print(json.dumps({"results": results, "reference_sps": ref_sps, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()}}))
+    print(
+        json.dumps(
+            {"results": results, "reference_sps": ref_sps, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()}}
+        )
+    )
     if args.write_docs:
         write_doc_section(*MARKERS[args.schedule], table)
     return 0
 
 
-def render(results: list[dict[str, object]], ref_sps: float | None, peaks: dict[str, float],
-           args: argparse.Namespace, threads: int) -> str:
+def render(
+    results: list[dict[str, object]],
+    ref_sps: float | None,
+    peaks: dict[str, float],
+    args: argparse.Namespace,
+    threads: int,
+) -> str:
     argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
     if args.schedule == "offline":
-        workload = (f"the harness's Offline batches of all 10,833 SQuAD dev lengths at --batch-size {args.batch_size}, "
-                    f"{args.batches} evenly spaced through the run per strategy (seed {args.seed}); reference: {args.samples} random samples")
+        workload = (
+            f"the harness's Offline batches of all 10,833 SQuAD dev lengths at --batch-size {args.batch_size}, "
+            f"{args.batches} evenly spaced through the run per strategy (seed {args.seed}); reference: {args.samples} random samples"
+        )
     else:
         workload = f"{args.samples} SQuAD dev lengths (seed {args.seed}), {args.rows} rows per batch"
     if args.repeats > 1:
@@ -282,21 +321,29 @@ def render(results: list[dict[str, object]], ref_sps: float | None, peaks: dict[
     ]
     for r in results:
         ratio = f"{float(r['samples_per_s']) / ref_sps:.2f}x" if ref_sps else "-"  # type: ignore[arg-type]
-        lines.append(f"| {r['variant']} | {r['strategy']} | {r['samples']} | {100 * float(r['token_efficiency']):.1f}% | "  # type: ignore[arg-type]
-                     f"{r['samples_per_s']} | {ratio} | {r['gflops_real']} | "
-                     f"{100 * float(r['peak_fraction']):.0f}% | {_pct(r.get('local_peak_fraction'))} |")  # type: ignore[arg-type]
+        lines.append(
+            f"| {r['variant']} | {r['strategy']} | {r['samples']} | {100 * float(r['token_efficiency']):.1f}% | "  # type: ignore[arg-type]
+            f"{r['samples_per_s']} | {ratio} | {r['gflops_real']} | "
+            f"{100 * float(r['peak_fraction']):.0f}% | {_pct(r.get('local_peak_fraction'))} |"  # type: ignore[arg-type]
+        )
     lines.append("")
-    lines.append("Measured matmul peaks (2048^3, best of 5, highest of the probes before and after each variant): " +
-                 ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
-    lines.append("\"Of the peak beside it\": every timed batch sits between two 0.2 s probes of the same 2048^3 matmul, "
-                 f"each started after {SETTLE_S:g} s idle "
-                 "(mean rate, same runtime and precision); the column is all batches' real-token FLOPs over the sum of "
-                 "each batch's seconds times the mean of its two probes, so the work and its yardstick see the same "
-                 "load on this shared machine. \"Of matmul peak\" uses the best probe of the whole run.")
+    lines.append(
+        "Measured matmul peaks (2048^3, best of 5, highest of the probes before and after each variant): "
+        + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+    )
+    lines.append(
+        '"Of the peak beside it": every timed batch sits between two 0.2 s probes of the same 2048^3 matmul, '
+        f"each started after {SETTLE_S:g} s idle "
+        "(mean rate, same runtime and precision); the column is all batches' real-token FLOPs over the sum of "
+        "each batch's seconds times the mean of its two probes, so the work and its yardstick see the same "
+        'load on this shared machine. "Of matmul peak" uses the best probe of the whole run.'
+    )
     for model, names in RECIPES.items():
         best = max((float(r["samples_per_s"]) for r in results if r["variant"] in names), default=None)  # type: ignore[arg-type]
         if best and ref_sps:
-            lines.append(f"- {model} recipe ({names[-1]}): best {best:.3f} samples/s = {best / ref_sps:.2f}x the reference")
+            lines.append(
+                f"- {model} recipe ({names[-1]}): best {best:.3f} samples/s = {best / ref_sps:.2f}x the reference"
+            )
     return "\n".join(lines)
 
 

@@ -18,7 +18,9 @@ from packed_bert.model import BERT_TINY, PackedBertForQA
 from packed_bert.squad.calibration import calibration_ids, load_calibration
 
 
-@pytest.mark.parametrize(("cls", "dtype", "tol"), [(Int8Linear, torch.float32, 0.03), (Fp8Linear, torch.bfloat16, 0.08)])
+@pytest.mark.parametrize(
+    ("cls", "dtype", "tol"), [(Int8Linear, torch.float32, 0.03), (Fp8Linear, torch.bfloat16, 0.08)]
+)
 def test_low_precision_linear_close_to_fp32(cls: type[torch.nn.Module], dtype: torch.dtype, tol: float) -> None:
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 128)
@@ -100,8 +102,11 @@ def test_a_run_hands_its_runtime_the_calibration_questions_of_its_dataset(shared
     from packed_bert.harness.plan import plan_run
     from packed_bert.harness.qsl import SampleLibrary
 
-    cfg = RunConfig(sut="cpu", dataset=shared_data / "squad" / "dev-v1.1.json",
-                    vocab=shared_data / "vocab" / "bert-uncased-vocab.txt")
+    cfg = RunConfig(
+        sut="cpu",
+        dataset=shared_data / "squad" / "dev-v1.1.json",
+        vocab=shared_data / "vocab" / "bert-uncased-vocab.txt",
+    )
     request = device_request(plan_run(cfg), SampleLibrary.from_features(synthetic_features(8)))
     assert request.calibration is not None
     feats = request.calibration()

@@ -66,7 +66,8 @@ Offline = 100
 Server = 10
 SingleStream = 10
 """
-TINY_TORCH = """
+TINY_TORCH = (
+    """
 name = "tiny_torch"
 description = "tiny random BERT, torch fp32 (tests)"
 devices = 1
@@ -81,8 +82,11 @@ Offline = "packed"
 Offline = 8
 Server = 4
 SingleStream = 1
-""" + _TARGETS
-SLOW_SIM = """
+"""
+    + _TARGETS
+)
+SLOW_SIM = (
+    """
 name = "slow_sim"
 description = "a SIMULATED card slow enough to be killed mid-batch (tests)"
 devices = 1
@@ -104,7 +108,9 @@ SingleStream = 1
 [sim_samples_per_s]
 "bert-99" = 60.0
 "bert-99.9" = 60.0
-""" + _TARGETS
+"""
+    + _TARGETS
+)
 
 
 def _use_auth(env: dict[str, str | None]) -> None:
@@ -131,9 +137,15 @@ def cluster() -> Iterator[Cluster]:
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
     _use_auth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     client_port = _free_port()
-    c = Cluster(initialize_head=True,
-                head_node_args={**NODE, "include_dashboard": False, "resources": {SIM_CARD: 1},
-                                "ray_client_server_port": client_port})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            **NODE,
+            "include_dashboard": False,
+            "resources": {SIM_CARD: 1},
+            "ray_client_server_port": client_port,
+        },
+    )
     c.client_address = f"ray://127.0.0.1:{client_port}"  # type: ignore[attr-defined]
     try:
         for _ in range(2):
@@ -173,9 +185,11 @@ def _kill_mid_batch(runner: ClusterRunner, after_s: float = 0.05) -> threading.E
 
     def first_batch_kills(batch: Any) -> np.ndarray:
         if not killed.is_set():
+
             def kill() -> None:
                 os.kill(pid, signal.SIGKILL)
                 killed.set()
+
             threading.Timer(after_s, kill).start()
         return infer(batch)
 
@@ -184,8 +198,15 @@ def _kill_mid_batch(runner: ClusterRunner, after_s: float = 0.05) -> threading.E
 
 
 def _null_request(**kw: Any) -> ClusterRequest:
-    base: dict[str, Any] = dict(backend="null", model="bert-99", precision="fp32", weights="random",
-                                weights_id="random", simulated=False, resource=NULL_DEVICE)
+    base: dict[str, Any] = dict(
+        backend="null",
+        model="bert-99",
+        precision="fp32",
+        weights="random",
+        weights_id="random",
+        simulated=False,
+        resource=NULL_DEVICE,
+    )
     return ClusterRequest(**{**base, **kw})
 
 
@@ -197,8 +218,13 @@ def _driver(script: str, env: dict[str, str | None] | None = None) -> subprocess
             full.pop(key, None)
         else:
             full[key] = value
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=full)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full,
+    )
 
 
 def _wait_free(resource: str, count: int, timeout_s: float = 20.0) -> None:
@@ -212,11 +238,11 @@ def _wait_free(resource: str, count: int, timeout_s: float = 20.0) -> None:
 
 
 def test_a_run_on_the_cluster_equals_the_in_process_run(
-    handle: ClusterHandle, tmp_path: Path,
+    handle: ClusterHandle,
+    tmp_path: Path,
 ) -> None:
     feats = synthetic_features(40, seed=3)
-    cfg = RunConfig(sut=_system(tmp_path, TINY_TORCH), mode="accuracy", results_dir=tmp_path,
-                    sample_count=40)
+    cfg = RunConfig(sut=_system(tmp_path, TINY_TORCH), mode="accuracy", results_dir=tmp_path, sample_count=40)
     local = _run(cfg, features=feats)
     runners = make_cluster_runners(handle, _request(cfg, feats))  # a CPU group on each worker
     assert len(runners) == 2 and len({r.node for r in runners}) == 2
@@ -235,11 +261,12 @@ def test_a_run_on_the_cluster_equals_the_in_process_run(
 
 
 def test_an_actor_killed_mid_run_loses_no_sample_and_answers_none_twice(
-    handle: ClusterHandle, tmp_path: Path, suts: list[BenchmarkSUT],
+    handle: ClusterHandle,
+    tmp_path: Path,
+    suts: list[BenchmarkSUT],
 ) -> None:
     feats = synthetic_features(150, seed=4)
-    cfg = RunConfig(sut=_system(tmp_path, SLOW_SIM), mode="accuracy", results_dir=tmp_path,
-                    sample_count=150)
+    cfg = RunConfig(sut=_system(tmp_path, SLOW_SIM), mode="accuracy", results_dir=tmp_path, sample_count=150)
     runners = make_cluster_runners(handle, _request(cfg, feats))  # three simulated cards
     assert len(runners) == 3 and all(r.simulated and r.inflight == 2 for r in runners)
     killed = _kill_mid_batch(runners[1])
@@ -257,11 +284,13 @@ def test_an_actor_killed_mid_run_loses_no_sample_and_answers_none_twice(
 
 
 def test_no_actor_left_fails_the_run_in_one_line(
-    handle: ClusterHandle, tmp_path: Path,
+    handle: ClusterHandle,
+    tmp_path: Path,
 ) -> None:
     feats = synthetic_features(60, seed=5)
-    cfg = RunConfig(sut=_system(tmp_path, SLOW_SIM), results_dir=tmp_path, target_qps=60.0,
-                    settings={"min_duration": "3000"})
+    cfg = RunConfig(
+        sut=_system(tmp_path, SLOW_SIM), results_dir=tmp_path, target_qps=60.0, settings={"min_duration": "3000"}
+    )
     (only,) = make_cluster_runners(handle, _request(cfg, feats, devices=1))
     _kill_mid_batch(only)
     start = time.monotonic()
@@ -279,8 +308,15 @@ def test_a_silent_device_is_lost_after_the_batch_timeout_and_cannot_answer_late(
     from packed_bert.backends.sim import SimTiming
     from packed_bert.cluster.wire import ArrayBatch
 
-    req = _null_request(backend="sim", precision="int8", resource=SIM_CARD, simulated=True, devices=1,
-                        sim_timing=SimTiming(30.0, 0.0), batch_timeout_s=0.5)
+    req = _null_request(
+        backend="sim",
+        precision="int8",
+        resource=SIM_CARD,
+        simulated=True,
+        devices=1,
+        sim_timing=SimTiming(30.0, 0.0),
+        batch_timeout_s=0.5,
+    )
     (slow,) = make_cluster_runners(handle, req)
     ids = np.ones((2, 384), np.int32)
     with pytest.raises(DeviceLost, match=r"no answer in 0.5 s"):
@@ -295,7 +331,8 @@ def test_a_silent_device_is_lost_after_the_batch_timeout_and_cannot_answer_late(
 
 
 def test_two_runs_cannot_share_a_device_and_a_stopped_run_frees_them(
-    cluster: Cluster, handle: ClusterHandle,
+    cluster: Cluster,
+    handle: ClusterHandle,
 ) -> None:
     holder = f"""
         import sys, time
@@ -332,7 +369,8 @@ def test_two_runs_cannot_share_a_device_and_a_stopped_run_frees_them(
 
 
 def test_a_device_that_runs_something_else_is_named_in_one_line(
-    handle: ClusterHandle, tmp_path: Path,
+    handle: ClusterHandle,
+    tmp_path: Path,
 ) -> None:
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"A" * 4096)
@@ -367,14 +405,17 @@ _FAILS_IN_ONE_LINE = """
 
 
 def test_joining_with_a_wrong_token_is_refused_in_one_line(cluster: Cluster) -> None:
-    proc = _driver(_FAILS_IN_ONE_LINE.format(address=cluster.address),
-                   {"RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_gcs_server_port_wait_time_s": "1"})
+    proc = _driver(
+        _FAILS_IN_ONE_LINE.format(address=cluster.address),
+        {"RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_gcs_server_port_wait_time_s": "1"},
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert out.strip() == (
         f"--cluster {cluster.address}: the cluster refused this driver's authentication token; "
         "set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-        "~/.ray/auth_token) here")
+        "~/.ray/auth_token) here"
+    )
 
 
 def test_the_embedded_cluster_has_token_auth_and_sigterm_leaves_no_process(tmp_path: Path) -> None:
@@ -473,10 +514,26 @@ def _free_port() -> int:
 
 def test_the_cli_runs_a_system_on_the_embedded_cluster(shared_data: Path, tmp_path: Path) -> None:
     """``packed-bert run --cluster ray``: no set-up; system.json names the node and cluster."""
-    cmd = [sys.executable, "-m", "packed_bert.cli", "run", "--sut", "r282_z93_q1", "--cluster", "ray",
-           "--count", "400", "--setting", "min_duration=1000", "--results-dir", str(tmp_path),
-           "--dataset", str(shared_data / "squad" / "dev-v1.1.json"),
-           "--vocab", str(shared_data / "vocab" / "bert-uncased-vocab.txt")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "packed_bert.cli",
+        "run",
+        "--sut",
+        "r282_z93_q1",
+        "--cluster",
+        "ray",
+        "--count",
+        "400",
+        "--setting",
+        "min_duration=1000",
+        "--results-dir",
+        str(tmp_path),
+        "--dataset",
+        str(shared_data / "squad" / "dev-v1.1.json"),
+        "--vocab",
+        str(shared_data / "vocab" / "bert-uncased-vocab.txt"),
+    ]
     env = dict(os.environ, HOME=str(tmp_path), GRPC_ENABLE_FORK_SUPPORT="0")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -25,9 +25,13 @@ from packed_bert.systems import load_system
 
 
 def test_each_device_kind_is_one_unit_of_its_own_resource() -> None:
-    assert [resource_for("sim"), resource_for("null"), resource_for("onnxruntime"),
-            resource_for("torch", "cuda:0"), resource_for("torch")] == [
-        SIM_CARD, NULL_DEVICE, CPU_GROUP, GPU, CPU_GROUP]
+    assert [
+        resource_for("sim"),
+        resource_for("null"),
+        resource_for("onnxruntime"),
+        resource_for("torch", "cuda:0"),
+        resource_for("torch"),
+    ] == [SIM_CARD, NULL_DEVICE, CPU_GROUP, GPU, CPU_GROUP]
     sim = ClusterRequest("sim", "bert-99", "int8", "random", "random", True, SIM_CARD, devices_per_node=8)
     assert sim.node_resources() == {SIM_CARD: 8.0}
     assert sim.actor_resources() == {"num_cpus": 0, "resources": {SIM_CARD: 1}}
@@ -39,7 +43,13 @@ def test_each_device_kind_is_one_unit_of_its_own_resource() -> None:
 
 def test_the_worker_node_command_declares_the_devices() -> None:
     assert ray_start_command("10.0.0.1:6379", SIM_CARD, 8) == [
-        "ray", "start", "--address", "10.0.0.1:6379", "--resources", '{"packed_bert_sim_card": 8}']
+        "ray",
+        "start",
+        "--address",
+        "10.0.0.1:6379",
+        "--resources",
+        '{"packed_bert_sim_card": 8}',
+    ]
     assert ray_start_command("h:6379", GPU, None) == ["ray", "start", "--address", "h:6379"]
     assert ray_start_command("h:6379", GPU, 4)[-2:] == ["--num-gpus", "4"]
     with pytest.raises(ValueError, match="how many"):
@@ -57,16 +67,29 @@ def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing()
     cpu = cluster_request(plan_run(RunConfig(sut="cpu")), SampleLibrary.from_features(feats))
     here = for_this_cpu(load_system("cpu"))  # the recipe of this machine's CPU class (torch bf16 by default)
     assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == (
-        here.backend_for("bert-99"), CPU_GROUP, here.precision_for("bert-99"), None)
+        here.backend_for("bert-99"),
+        CPU_GROUP,
+        here.precision_for("bert-99"),
+        None,
+    )
 
 
 def _identity(**kw: object) -> DeviceIdentity:
     from packed_bert.cluster.identity import package_version
 
     base: dict[str, object] = dict(
-        index=2, node_id="3f2a9c1b" + "0" * 48, ip="10.0.0.7", host="gpu7", pid=1, backend="sim",
-        model="bert-99", precision="int8", simulated=True, weights_id="random",
-        version=package_version())
+        index=2,
+        node_id="3f2a9c1b" + "0" * 48,
+        ip="10.0.0.7",
+        host="gpu7",
+        pid=1,
+        backend="sim",
+        model="bert-99",
+        precision="int8",
+        simulated=True,
+        weights_id="random",
+        version=package_version(),
+    )
     return DeviceIdentity(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -76,7 +99,8 @@ def test_a_device_that_differs_is_named_with_every_difference(tmp_path: object) 
     got = _identity(precision="fp16", simulated=False, weights_id="other.onnx (sha256 ab)")
     assert mismatch(got, req, "random", got.version) == (
         "precision fp16 (this run: int8); real device (this run: simulated); "
-        "weights other.onnx (sha256 ab) (this run: random)")
+        "weights other.onnx (sha256 ab) (this run: random)"
+    )
     with pytest.raises(UserError) as info:
         check_devices([_identity(), got], req, "h:6379")
     assert str(info.value).startswith("--cluster h:6379: node gpu7 (10.0.0.7/3f2a9c1b) device 2: precision fp16")

@@ -16,8 +16,11 @@ from packed_bert.packing import pack_batch, padded_batches, sorted_batches
 def _batches() -> dict[str, object]:
     f = synthetic_features(60, seed=7)
     ids, seg, lens = f.input_ids.astype(np.int32), f.segment_ids.astype(np.int32), f.lengths
-    return {"packed": pack_batch(ids, seg, lens), "padded": padded_batches(ids, seg, lens, 16)[0],
-            "sorted": sorted_batches(ids, seg, lens, 16)[1]}
+    return {
+        "packed": pack_batch(ids, seg, lens),
+        "padded": padded_batches(ids, seg, lens, 16)[0],
+        "sorted": sorted_batches(ids, seg, lens, 16)[1],
+    }
 
 
 @pytest.mark.parametrize("kind", ["packed", "padded", "sorted"])

@@ -15,7 +15,9 @@ from packed_bert.workflows.compliance import run_compliance
 
 
 def cfg(tmp_path: Path, tests: tuple[str, ...], rnd: str | None = None, model: str = "bert-99") -> RunConfig:
-    return RunConfig(sut="null", model=model, mode="compliance", results_dir=tmp_path, compliance_tests=tests, round=rnd)  # type: ignore[arg-type]
+    return RunConfig(
+        sut="null", model=model, mode="compliance", results_dir=tmp_path, compliance_tests=tests, round=rnd
+    )  # type: ignore[arg-type]
 
 
 def test_rounds_and_test_names() -> None:
@@ -39,16 +41,21 @@ def test_audit_config_contents() -> None:
     assert "*.*.accuracy_log_sampling_target = 4096\n" in t01
     t05 = rules.audit_config_text("TEST05", get_round("v4.1"))
     # v4.1's own TEST05 seeds (its mlperf.conf), not the later rounds' 7975553102935885558...
-    for line in ("*.*.test05 = 1", "*.*.test05_qsl_rng_seed = 16799458546791641818",
-                 "*.*.test05_sample_index_rng_seed = 5453809927556429288",
-                 "*.*.test05_schedule_rng_seed = 5435552105434836064"):
+    for line in (
+        "*.*.test05 = 1",
+        "*.*.test05_qsl_rng_seed = 16799458546791641818",
+        "*.*.test05_sample_index_rng_seed = 5453809927556429288",
+        "*.*.test05_schedule_rng_seed = 5435552105434836064",
+    ):
         assert line + "\n" in t05
     assert "test05_qsl_rng_seed = 2376919268182438552" in rules.audit_config_text("TEST05", get_round("v4.0"))
 
 
 def write_summary(path: Path, scenario: str, score: float, valid: bool = True) -> Path:
     key = {"Offline": "Samples per second", "SingleStream": "Early stopping 90th percentile estimate"}[scenario]
-    path.write_text(f"Scenario : {scenario}\nMode     : PerformanceOnly\n{key}: {score}\nResult is : {'VALID' if valid else 'INVALID'}\n")
+    path.write_text(
+        f"Scenario : {scenario}\nMode     : PerformanceOnly\n{key}: {score}\nResult is : {'VALID' if valid else 'INVALID'}\n"
+    )
     return path
 
 
@@ -67,13 +74,19 @@ def write_summary(path: Path, scenario: str, score: float, valid: bool = True) -
     ],
 )
 def test_performance_thresholds(tmp_path: Path, test: str, scenario: str, ref: float, new: float, ok: bool) -> None:
-    check = compare_performance(write_summary(tmp_path / "r.txt", scenario, ref), write_summary(tmp_path / "t.txt", scenario, new), test)
+    check = compare_performance(
+        write_summary(tmp_path / "r.txt", scenario, ref), write_summary(tmp_path / "t.txt", scenario, new), test
+    )
     assert check.passed is ok
     assert check.lines[-1].startswith("TEST PASS" if ok else "TEST FAIL")
 
 
 def test_invalid_audit_run_fails(tmp_path: Path) -> None:
-    check = compare_performance(write_summary(tmp_path / "r.txt", "Offline", 100), write_summary(tmp_path / "t.txt", "Offline", 100, False), "TEST05")
+    check = compare_performance(
+        write_summary(tmp_path / "r.txt", "Offline", 100),
+        write_summary(tmp_path / "t.txt", "Offline", 100, False),
+        "TEST05",
+    )
     assert not check.passed and check.lines[-1] == "TEST FAIL: Test results are invalid"
 
 
@@ -88,7 +101,10 @@ def test_test01_and_test05_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "num_perf_log_data_mismatch = 0" in (t01 / "verify_accuracy.txt").read_text()
     assert (t01 / "verify_performance.txt").read_text().rstrip().endswith("TEST PASS")
     assert (t01 / "accuracy" / "mlperf_log_accuracy.json").is_file()
-    assert {p.name for p in (t01 / "performance" / "run_1").iterdir()} == {"mlperf_log_summary.txt", "mlperf_log_detail.txt"}
+    assert {p.name for p in (t01 / "performance" / "run_1").iterdir()} == {
+        "mlperf_log_summary.txt",
+        "mlperf_log_detail.txt",
+    }
     assert (t05 / "verify_performance.txt").read_text().rstrip().endswith("TEST PASS")
     assert not (t05 / "verify_accuracy.txt").exists()
     detail = read_detail(t05 / "performance" / "run_1" / "mlperf_log_detail.txt")
@@ -153,9 +169,11 @@ def test_given_reference_runs_are_checked_before_any_work(tmp_path: Path) -> Non
     small = runner(RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, sample_count=20))
     other = runner(RunConfig(sut="r282_z93_q1", mode="accuracy", results_dir=tmp_path))
     runner.calls.clear()
-    for given, needle in ((perf, "a run of mode performance, this compliance run needs accuracy"),
-                          (small, "covered --count 20 samples, this run --count all"),
-                          (other, "a run of system r282_z93_q1, this compliance run needs null")):
+    for given, needle in (
+        (perf, "a run of mode performance, this compliance run needs accuracy"),
+        (small, "covered --count 20 samples, this run --count all"),
+        (other, "a run of system r282_z93_q1, this compliance run needs null"),
+    ):
         run_cfg = dataclasses.replace(cfg(tmp_path, ("TEST01",)), accuracy_dir=given)
         with pytest.raises(UserError, match="--accuracy-dir") as err:
             run_compliance(run_cfg, launch=runner, scorer=stub_scorer)

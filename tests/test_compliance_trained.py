@@ -15,21 +15,47 @@ def _last_json(out: str) -> dict:
     return json.loads(next(line for line in reversed(out.strip().splitlines()) if line.startswith("{")))
 
 
-def test_test01_responses_are_identical_on_the_cpu_default(shared_data: Path, tmp_path: Path,
-                                                           capfd: pytest.CaptureFixture[str]) -> None:
+def test_test01_responses_are_identical_on_the_cpu_default(
+    shared_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     weights = shared_data / "models" / "minilm-l6-squad"
     if not (weights / "model.safetensors").is_file():
         pytest.skip(f"needs the trained checkpoint at {weights}")
     res = tmp_path / "results"
-    common = ["--sut", "cpu", "--model", "bert-99", "--weights", str(weights), "--count", "40",
-              "--results-dir", str(res), "--dataset", str(shared_data / "squad" / "dev-v1.1.json"),
-              "--vocab", str(shared_data / "vocab" / "bert-uncased-vocab.txt")]
+    common = [
+        "--sut",
+        "cpu",
+        "--model",
+        "bert-99",
+        "--weights",
+        str(weights),
+        "--count",
+        "40",
+        "--results-dir",
+        str(res),
+        "--dataset",
+        str(shared_data / "squad" / "dev-v1.1.json"),
+        "--vocab",
+        str(shared_data / "vocab" / "bert-uncased-vocab.txt"),
+    ]
     assert cli.main(["run", "--mode", "accuracy", *common]) == 0
     acc = _last_json(capfd.readouterr().out)
     # the audit run issues its own batches (other neighbours and lengths) in the default
     # (sorted) batching of the default int8 recipe
-    code = cli.main(["run", "--compliance", "TEST01", "--accuracy-dir", acc["run_dir"], "--target-qps", "60",
-                     "--setting", "min_duration=500", *common])
+    code = cli.main(
+        [
+            "run",
+            "--compliance",
+            "TEST01",
+            "--accuracy-dir",
+            acc["run_dir"],
+            "--target-qps",
+            "60",
+            "--setting",
+            "min_duration=500",
+            *common,
+        ]
+    )
     out = capfd.readouterr().out
     assert code in (0, 1), out  # the performance verdict depends on how busy the CPU is
     summary = json.loads((Path(_last_json(out)["run_dir"]) / "summary.json").read_text())

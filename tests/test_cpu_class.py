@@ -68,18 +68,24 @@ def test_a_system_names_a_recipe_per_cpu_class() -> None:
     assert (amx.backend_for("bert-99"), amx.precision_for("bert-99")) == ("torch", "bf16")
     assert amx.f1_ratio["bert-99"] == 99.94
     with pytest.raises(UserError, match="unknown model"):
-        parse_system(SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"', '[precision_by_cpu.amx]\n"bert-98"'), "t")
+        parse_system(
+            SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"', '[precision_by_cpu.amx]\n"bert-98"'), "t"
+        )
     with pytest.raises(UserError, match="batching_by_cpu"):
         parse_system(SYSTEM.replace('Offline="sorted"', 'Offline="zigzag"'), "t")
     with pytest.raises(UserError, match="one table per CPU class"):
-        parse_system('precision_by_cpu = 1\n' + SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"="int8"\n', ""), "t")
+        parse_system(
+            "precision_by_cpu = 1\n" + SYSTEM.replace('[precision_by_cpu.avx512-vnni]\n"bert-99"="int8"\n', ""), "t"
+        )
 
 
 def test_the_cpu_system_names_known_classes_with_f1_ratios() -> None:
     cpu = load_system("cpu")
     assert cpu.precision_by_cpu and set(cpu.precision_by_cpu) <= set(CLASSES)
     for cls, recipes in cpu.precision_by_cpu.items():
-        assert set(recipes) <= set(cpu.f1_ratio_by_cpu.get(cls, {})) | {m for m in recipes if recipes[m] == cpu.precision[m]}
+        assert set(recipes) <= set(cpu.f1_ratio_by_cpu.get(cls, {})) | {
+            m for m in recipes if recipes[m] == cpu.precision[m]
+        }
         resolved = cpu.for_cpu(cls)
         assert set(resolved.f1_ratio) == {"bert-99", "bert-99.9"}
     here = for_this_cpu(cpu)

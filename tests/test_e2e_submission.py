@@ -25,8 +25,12 @@ from packed_bert.submission.truncate import MAX_LOG_SIZE, recorded_hash, sha256
 
 
 def data_flags(shared_data: Path) -> list[str]:
-    return ["--dataset", str(shared_data / "squad" / "dev-v1.1.json"),
-            "--vocab", str(shared_data / "vocab" / "bert-uncased-vocab.txt")]
+    return [
+        "--dataset",
+        str(shared_data / "squad" / "dev-v1.1.json"),
+        "--vocab",
+        str(shared_data / "vocab" / "bert-uncased-vocab.txt"),
+    ]
 
 
 def last_json(text: str) -> dict:
@@ -35,8 +39,13 @@ def last_json(text: str) -> dict:
 
 def run_cli_process(*args: str) -> dict:
     """``packed-bert run ...`` in a process of its own, as a user runs it; its JSON summary."""
-    done = subprocess.run([sys.executable, "-m", "packed_bert.cli", "run", *args], capture_output=True, text=True,
-                          check=False, env=dict(os.environ))
+    done = subprocess.run(
+        [sys.executable, "-m", "packed_bert.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return last_json(done.stdout)
 
@@ -47,17 +56,40 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return err[0]
 
 
-def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: str,
-                                     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_simulated_system_end_to_end(
+    tmp_path: Path, shared_data: Path, server: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     """One plan command, then ``submission --allow-test-runs --check``: the v6.0 edge tree whose
     only findings are the untrained model's F1 and the test-length runs."""
     res = tmp_path / "results"
-    common = ["--sut", "r282_z93_q1", "--count", "40", "--setting", "min_duration=3000",
-              "--results-dir", str(res), *data_flags(shared_data)]
+    common = [
+        "--sut",
+        "r282_z93_q1",
+        "--count",
+        "40",
+        "--setting",
+        "min_duration=3000",
+        "--results-dir",
+        str(res),
+        *data_flags(shared_data),
+    ]
     # an incomplete results directory is refused, naming what is missing
     run_cli_process("--mode", "accuracy", "--round", "v6.0", *common)
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "early"), "--submitter", "test",
-                     "--allow-test-runs"]) == 2
+    assert (
+        cli.main(
+            [
+                "submission",
+                "--results",
+                str(res),
+                "--out",
+                str(tmp_path / "early"),
+                "--submitter",
+                "test",
+                "--allow-test-runs",
+            ]
+        )
+        == 2
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs Offline, SingleStream: missing SingleStream; run it (packed-bert run" in err[0], err
     assert not (tmp_path / "early").exists()
@@ -85,8 +117,22 @@ def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: 
     power = last_json(capfd.readouterr().out)
     assert power["official"] is True and power["average_watts"] == pytest.approx(200.0) and power["valid"] is True
 
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub"), "--submitter", "test",
-                     "--allow-test-runs", "--check"]) == 1
+    assert (
+        cli.main(
+            [
+                "submission",
+                "--results",
+                str(res),
+                "--out",
+                str(tmp_path / "sub"),
+                "--submitter",
+                "test",
+                "--allow-test-runs",
+                "--check",
+            ]
+        )
+        == 1
+    )
     out = capfd.readouterr().out
     verdict = last_json(out)
     assert verdict["categories"] == {"r282_z93_q1": "edge"} and verdict["test_tree"] is True
@@ -95,8 +141,15 @@ def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: 
     root = tmp_path / "sub" / "closed" / "test"
     r = root / "results" / "r282_z93_q1" / "bert-99"
     assert sorted(p.name for p in r.iterdir()) == ["Offline", "SingleStream"]
-    assert {p.name for p in (r / "Offline").iterdir()} == {"accuracy", "performance", "TEST01", "measurements.json",
-                                                           "user.conf", "mlperf.conf", "README.md"}
+    assert {p.name for p in (r / "Offline").iterdir()} == {
+        "accuracy",
+        "performance",
+        "TEST01",
+        "measurements.json",
+        "user.conf",
+        "mlperf.conf",
+        "README.md",
+    }
     for f in ("run_1/mlperf_log_summary.txt", "run_1/spl.txt", "ranging/spl.txt", "power/client.json"):
         assert (r / "Offline" / "performance" / f).is_file(), f
     log = r / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
@@ -108,17 +161,32 @@ def test_simulated_system_end_to_end(tmp_path: Path, shared_data: Path, server: 
     assert desc["accelerators_per_node"] == 1 and desc["sw_notes"].startswith("TEST TREE")
 
 
-def test_cpu_tiny_performance_is_valid_with_a_probed_target(tmp_path: Path, shared_data: Path,
-                                                            capfd: pytest.CaptureFixture[str]) -> None:
-    perf = run_cli_process("--sut", "cpu", "--weights", "tiny", "--mode", "performance", "--count", "200",
-                           "--setting", "min_duration=3000", "--results-dir", str(tmp_path), *data_flags(shared_data))
+def test_cpu_tiny_performance_is_valid_with_a_probed_target(
+    tmp_path: Path, shared_data: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    perf = run_cli_process(
+        "--sut",
+        "cpu",
+        "--weights",
+        "tiny",
+        "--mode",
+        "performance",
+        "--count",
+        "200",
+        "--setting",
+        "min_duration=3000",
+        "--results-dir",
+        str(tmp_path),
+        *data_flags(shared_data),
+    )
     assert perf["valid"] is True, perf["invalid_reasons"]
     plan = json.loads((Path(perf["run_dir"]) / "settings.json").read_text())["harness"]
     assert plan["target_qps_from"].startswith("a probe") and plan["target_qps"] > 3.5  # not BERT-Large's 3.5
 
 
-def test_test01_on_the_tiny_model_scores_differing_responses(tmp_path: Path, shared_data: Path,
-                                                             capfd: pytest.CaptureFixture[str]) -> None:
+def test_test01_on_the_tiny_model_scores_differing_responses(
+    tmp_path: Path, shared_data: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     res = tmp_path / "results"
     # the cpu system's defaults give the same bits in any batch; ONNX Runtime's dynamic int8 (one
     # activation scale per batch tensor) does not, which is what exercises the fallback
@@ -126,15 +194,41 @@ def test_test01_on_the_tiny_model_scores_differing_responses(tmp_path: Path, sha
 
     cpu = resources.files("packed_bert.systems").joinpath("cpu.toml").read_text()
     system = tmp_path / "cpu-dynamic-int8.toml"
-    system.write_text(cpu.replace('"bert-99" = "torch:bf16"', '"bert-99" = "int8"')
-                      .replace('"bert-99" = "openvino:bf16"', '"bert-99" = "int8"')  # the amx class's table
-                      .replace('name = "cpu"', 'name = "cpu-dynamic-int8"\nbackend_options = {quant = "dynamic"}'))
-    common = ["--sut", str(system), "--weights", "tiny", "--count", "24", "--results-dir", str(res), *data_flags(shared_data)]
+    system.write_text(
+        cpu.replace('"bert-99" = "torch:bf16"', '"bert-99" = "int8"')
+        .replace('"bert-99" = "openvino:bf16"', '"bert-99" = "int8"')  # the amx class's table
+        .replace('name = "cpu"', 'name = "cpu-dynamic-int8"\nbackend_options = {quant = "dynamic"}')
+    )
+    common = [
+        "--sut",
+        str(system),
+        "--weights",
+        "tiny",
+        "--count",
+        "24",
+        "--results-dir",
+        str(res),
+        *data_flags(shared_data),
+    ]
     # the accuracy run packs; the audit run sorts: other neighbours, other int8 scales, other bits
     assert cli.main(["run", "--mode", "accuracy", "--batching", "packed", *common]) == 0
     acc = last_json(capfd.readouterr().out)
-    code = cli.main(["run", "--compliance", "TEST01", "--accuracy-dir", acc["run_dir"], "--batching", "sorted",
-                     "--target-qps", "2000", "--setting", "min_duration=300", *common])
+    code = cli.main(
+        [
+            "run",
+            "--compliance",
+            "TEST01",
+            "--accuracy-dir",
+            acc["run_dir"],
+            "--batching",
+            "sorted",
+            "--target-qps",
+            "2000",
+            "--setting",
+            "min_duration=300",
+            *common,
+        ]
+    )
     out = capfd.readouterr().out
     assert code in (0, 1), out  # the performance verdict depends on how busy the CPU is
     summary = json.loads((Path(last_json(out)["run_dir"]) / "summary.json").read_text())
@@ -150,8 +244,9 @@ def test_test01_on_the_tiny_model_scores_differing_responses(tmp_path: Path, sha
         assert json.loads((a / "accuracy" / name).read_text().splitlines()[-1]).keys() == {"exact_match", "f1"}
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs_are_one_line_errors(
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     res = tmp_path / "results"
     base = ["run", "--sut", "r282_z93_q1", "--results-dir", str(res)]
     assert cli.main([*base, "--compliance", "TEST01,TEST04"]) == 2
@@ -163,7 +258,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, server: str, monkeypatch
     assert "does not answer" in error_line(capsys)
     monkeypatch.delenv(client.ENV_CLIENT)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert cli.main([*base, "--power=yes", "--power_server_ip=127.0.0.1", f"--power_server_port={server.rsplit(':', 1)[1]}"]) == 2
+    assert (
+        cli.main(
+            [*base, "--power=yes", "--power_server_ip=127.0.0.1", f"--power_server_port={server.rsplit(':', 1)[1]}"]
+        )
+        == 2
+    )
     assert "power_client not found" in error_line(capsys)
     assert not res.exists() or not any(res.iterdir())  # nothing ran
     empty = tmp_path / "empty"
@@ -178,7 +278,16 @@ def test_a_cpu_only_system_claims_zero_accelerators_in_a_form_the_checker_reads(
     from packed_bert.submission.systems import system_json
 
     desc = system_json({"accelerator": "CPU", "devices": 1, "backend": "torch"}, "cpu", "acme", "closed", "edge")
-    assert desc["accelerators_per_node"] == "0" and desc["accelerators_per_node"] and int(desc["accelerators_per_node"]) == 0
-    card = system_json({"accelerator": "Cloud AI 100", "devices": 8, "backend": "sim", "simulated": True}, "q8", "acme",
-                       "closed", "edge")
+    assert (
+        desc["accelerators_per_node"] == "0"
+        and desc["accelerators_per_node"]
+        and int(desc["accelerators_per_node"]) == 0
+    )
+    card = system_json(
+        {"accelerator": "Cloud AI 100", "devices": 8, "backend": "sim", "simulated": True},
+        "q8",
+        "acme",
+        "closed",
+        "edge",
+    )
     assert card["accelerators_per_node"] == 8

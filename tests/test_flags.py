@@ -21,7 +21,8 @@ def parse_argv(argv: list[str]) -> RunConfig:
 
 
 words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-/", min_size=1, max_size=12).filter(
-    lambda s: not s.startswith("-"))
+    lambda s: not s.startswith("-")
+)
 keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10)
 positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -79,17 +80,38 @@ def test_every_field_but_the_command_line_has_a_flag() -> None:
 
 def test_argv_names_the_core_words_and_only_what_differs() -> None:
     argv = to_argv(RunConfig(sut="cpu", batch_size=16))
-    assert argv == ["packed-bert", "run", "--sut", "cpu", "--model", "bert-99", "--scenario", "offline",
-                    "--mode", "performance", "--batch-size", "16"]
+    assert argv == [
+        "packed-bert",
+        "run",
+        "--sut",
+        "cpu",
+        "--model",
+        "bert-99",
+        "--scenario",
+        "offline",
+        "--mode",
+        "performance",
+        "--batch-size",
+        "16",
+    ]
 
 
-@pytest.mark.parametrize(("flag", "value", "needle"), [
-    ("--target-qps", "nan", "finite"), ("--target-qps", "inf", "finite"), ("--target-qps", "0", "> 0"),
-    ("--batch-size", "0", ">= 1"), ("--batch-size", "x", "integer"), ("--count", "-3", ">= 1"),
-    ("--sleep-before", "-1", ">= 0"), ("--scenario", "multistream", "offline, server or singlestream"),
-    ("--precision", "int4", "fp32"), ("--server-dispatch-when-idle", "maybe", "yes or no"),
-    ("--setting", "novalue", "KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--target-qps", "nan", "finite"),
+        ("--target-qps", "inf", "finite"),
+        ("--target-qps", "0", "> 0"),
+        ("--batch-size", "0", ">= 1"),
+        ("--batch-size", "x", "integer"),
+        ("--count", "-3", ">= 1"),
+        ("--sleep-before", "-1", ">= 0"),
+        ("--scenario", "multistream", "offline, server or singlestream"),
+        ("--precision", "int4", "fp32"),
+        ("--server-dispatch-when-idle", "maybe", "yes or no"),
+        ("--setting", "novalue", "KEY=VALUE"),
+    ],
+)
 def test_bad_values_name_the_flag(flag: str, value: str, needle: str) -> None:
     with pytest.raises(UserError, match=flag) as err:
         parse_argv(["run", "--sut", "cpu", flag, value])

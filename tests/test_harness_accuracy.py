@@ -6,12 +6,20 @@ import pytest
 from packed_bert import cli
 
 
-def test_accuracy_run_end_to_end_tiny_model(shared_data: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--sut=cpu", "--model=bert-99", "--mode=accuracy", "--scenario=offline",
-            "--weights=tiny", "--count=12", f"--results-dir={tmp_path}",
-            f"--dataset={shared_data / 'squad' / 'dev-v1.1.json'}",
-            f"--vocab={shared_data / 'vocab' / 'bert-uncased-vocab.txt'}"]
+def test_accuracy_run_end_to_end_tiny_model(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--sut=cpu",
+        "--model=bert-99",
+        "--mode=accuracy",
+        "--scenario=offline",
+        "--weights=tiny",
+        "--count=12",
+        f"--results-dir={tmp_path}",
+        f"--dataset={shared_data / 'squad' / 'dev-v1.1.json'}",
+        f"--vocab={shared_data / 'vocab' / 'bert-uncased-vocab.txt'}",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
@@ -28,10 +36,15 @@ def test_accuracy_run_end_to_end_tiny_model(shared_data: Path, tmp_path: Path,
     assert (run_dir / "report.md").is_file() and (run_dir / "system.json").is_file()
 
 
-def test_accuracy_run_of_a_question_split(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accuracy_run_of_a_question_split(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--questions odd-articles runs and scores only those questions' features (renumbered);
     a whole-set run reports the F1 of each article split beside the official line."""
-    data = [f"--dataset={shared_data / 'squad' / 'dev-v1.1.json'}", f"--vocab={shared_data / 'vocab' / 'bert-uncased-vocab.txt'}"]
+    data = [
+        f"--dataset={shared_data / 'squad' / 'dev-v1.1.json'}",
+        f"--vocab={shared_data / 'vocab' / 'bert-uncased-vocab.txt'}",
+    ]
     common = ["run", "--sut=cpu", "--mode=accuracy", "--weights=tiny", "--count=10", f"--results-dir={tmp_path}", *data]
     assert cli.main([*common, "--questions", "odd-articles"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

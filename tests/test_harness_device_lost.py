@@ -40,13 +40,16 @@ class LosingRunner(ShuffledRunner):
 
 @pytest.mark.parametrize("pipelined", [False, True])
 def test_a_lost_device_loses_no_sample_and_answers_none_twice(
-    tmp_path: Path, suts: list[BenchmarkSUT], pipelined: bool,
+    tmp_path: Path,
+    suts: list[BenchmarkSUT],
+    pipelined: bool,
 ) -> None:
     feats = synthetic_features(300, seed=2)
     lost = LosingRunner(seed=0, lose_on_call=2, pipelined=pipelined)
     runners = [lost, ShuffledRunner(seed=1, max_sleep_s=0.01), ShuffledRunner(seed=2, max_sleep_s=0.01)]
-    cfg = RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, batch_size=9,
-                    sample_count=200, inflight_per_device=2)
+    cfg = RunConfig(
+        sut="null", mode="accuracy", results_dir=tmp_path, batch_size=9, sample_count=200, inflight_per_device=2
+    )
     res = _run(cfg, features=feats, runners=runners)
     got = _decode(res.run_dir / "mlperf_log_accuracy.json")
     assert sorted(got) == list(range(200))
@@ -65,11 +68,11 @@ def test_a_lost_device_loses_no_sample_and_answers_none_twice(
 
 
 def test_no_device_left_fails_the_run_in_one_line_without_hanging(
-    tmp_path: Path, suts: list[BenchmarkSUT],
+    tmp_path: Path,
+    suts: list[BenchmarkSUT],
 ) -> None:
     runners = [LosingRunner(seed=0, lose_on_call=2), LosingRunner(seed=1, lose_on_call=3)]
-    cfg = RunConfig(sut="null", results_dir=tmp_path, batch_size=5, target_qps=500.0,
-                    settings={"min_duration": "300"})
+    cfg = RunConfig(sut="null", results_dir=tmp_path, batch_size=5, target_qps=500.0, settings={"min_duration": "300"})
     with pytest.raises(RunError, match="all 2 devices were lost") as info:
         _run(cfg, timeout=60.0, features=synthetic_features(100), runners=runners)
     assert "\n" not in str(info.value) and info.value.exit_code == 1
@@ -102,9 +105,11 @@ def test_both_batches_in_flight_on_a_lost_pipelined_device_go_to_the_other() -> 
     answered: list[int] = []
     empty: list[int] = []
     pool = DevicePool(
-        [Dies(), Works()], build=lambda item: item,
+        [Dies(), Works()],
+        build=lambda item: item,
         respond=lambda item, batch, logits, dev, busy: answered.append(int(item.ids[0])),
-        respond_empty=lambda item: empty.append(int(item.ids[0])), inflight=[2, 1],
+        respond_empty=lambda item: empty.append(int(item.ids[0])),
+        inflight=[2, 1],
     )
     for i in range(4):
         pool.submit(WorkItem(np.array([i], np.uint64), np.array([i]), np.zeros(1)))

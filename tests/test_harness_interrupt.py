@@ -12,8 +12,10 @@ import pytest
 def _start(cmd: list[str], tmp_path: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None and not any(
-        p.name.startswith(".") and "partial" in p.name for p in tmp_path.rglob("*")
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and not any(p.name.startswith(".") and "partial" in p.name for p in tmp_path.rglob("*"))
     ):
         time.sleep(0.2)  # wait until a run has its working directory
     time.sleep(1.5)
@@ -22,19 +24,43 @@ def _start(cmd: list[str], tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def _run_cmd(shared_data: Path, results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "packed_bert.cli", "run", "--sut", "null", "--scenario", "server",
-            "--target-qps", "500", "--setting", "min_duration=60000", "--results-dir", str(results),
-            "--dataset", str(shared_data / "squad" / "dev-v1.1.json"),
-            "--vocab", str(shared_data / "vocab" / "bert-uncased-vocab.txt"), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "packed_bert.cli",
+        "run",
+        "--sut",
+        "null",
+        "--scenario",
+        "server",
+        "--target-qps",
+        "500",
+        "--setting",
+        "min_duration=60000",
+        "--results-dir",
+        str(results),
+        "--dataset",
+        str(shared_data / "squad" / "dev-v1.1.json"),
+        "--vocab",
+        str(shared_data / "vocab" / "bert-uncased-vocab.txt"),
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize(("sig", "code", "reason"), [
-    (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
-    (signal.SIGTERM, 143, "stopped by SIGTERM"),
-    (signal.SIGHUP, 129, "stopped by SIGHUP"),
-])
+@pytest.mark.parametrize(
+    ("sig", "code", "reason"),
+    [
+        (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+        (signal.SIGTERM, 143, "stopped by SIGTERM"),
+        (signal.SIGHUP, 129, "stopped by SIGHUP"),
+    ],
+)
 def test_a_signal_stops_a_run_cleanly_and_keeps_earlier_results(
-    shared_data: Path, tmp_path: Path, sig: signal.Signals, code: int, reason: str,
+    shared_data: Path,
+    tmp_path: Path,
+    sig: signal.Signals,
+    code: int,
+    reason: str,
 ) -> None:
     earlier = tmp_path / "20200101-000000-null-bert-99-server-performance"
     earlier.mkdir()

@@ -9,8 +9,14 @@ from packed_bert.workflows.find_peak import QpsSearch, find_peak
 
 
 def test_find_peak_searches_server_qps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = RunConfig(sut="null", scenario="Server", results_dir=tmp_path, target_qps=200.0,
-                    find_peak=True, settings={"min_duration": "300"})
+    cfg = RunConfig(
+        sut="null",
+        scenario="Server",
+        results_dir=tmp_path,
+        target_qps=200.0,
+        find_peak=True,
+        settings={"min_duration": "300"},
+    )
     res = find_peak(cfg, features=synthetic_features(50), max_trials=3)
     peak = res.summary["find_peak"]
     assert [t["target_qps"] for t in peak["trials"]] == [200.0, 250.0, 312.5]  # all meet 130 ms

@@ -19,9 +19,15 @@ from packed_bert.harness.errors import RunError
 def test_out_of_order_completions_land_on_their_query(tmp_path: Path, batching: str) -> None:
     feats = synthetic_features(300, seed=1)
     runners = [ShuffledRunner(seed=d, max_sleep_s=0.03) for d in range(3)]
-    cfg = RunConfig(sut="null", mode="accuracy", results_dir=tmp_path, batch_size=7,
-                    sample_count=150, batching=batching,  # type: ignore[arg-type]
-                    inflight_per_device=2)
+    cfg = RunConfig(
+        sut="null",
+        mode="accuracy",
+        results_dir=tmp_path,
+        batch_size=7,
+        sample_count=150,
+        batching=batching,  # type: ignore[arg-type]
+        inflight_per_device=2,
+    )
     res = _run(cfg, features=feats, runners=runners)
     assert sum(r.calls for r in runners) >= 150 // 7  # every device took part
     got = _decode(res.run_dir / "mlperf_log_accuracy.json")
@@ -41,8 +47,7 @@ def test_a_failing_worker_fails_the_run_without_hanging(tmp_path: Path) -> None:
     (earlier / "summary.json").write_text("{}")
     feats = synthetic_features(100)
     runners = [ShuffledRunner(seed=0, max_sleep_s=0.005, fail_on_call=3), ShuffledRunner(seed=1)]
-    cfg = RunConfig(sut="null", results_dir=tmp_path, batch_size=5, target_qps=500.0,
-                    settings={"min_duration": "200"})
+    cfg = RunConfig(sut="null", results_dir=tmp_path, batch_size=5, target_qps=500.0, settings={"min_duration": "200"})
     with pytest.raises(RunError, match=r"device 0 .*simulated device fault") as info:
         _run(cfg, timeout=60.0, features=feats, runners=runners)
     assert "\n" not in str(info.value) and info.value.exit_code == 1
@@ -53,8 +58,7 @@ def test_a_failing_worker_fails_the_run_without_hanging(tmp_path: Path) -> None:
 
 def test_null_performance_run_writes_everything(tmp_path: Path) -> None:
     feats = synthetic_features(300)
-    cfg = RunConfig(sut="null", results_dir=tmp_path, target_qps=20000.0, sdk="1.5.9",
-                    settings={"min_duration": "500"})
+    cfg = RunConfig(sut="null", results_dir=tmp_path, target_qps=20000.0, sdk="1.5.9", settings={"min_duration": "500"})
     res = _run(cfg, features=feats)
     assert res.samples_per_second and res.samples_per_second > 1000
     # the null SUT answers 10,000 samples far sooner than 500 ms: LoadGen says INVALID, and why
@@ -62,9 +66,18 @@ def test_null_performance_run_writes_everything(tmp_path: Path) -> None:
     assert "Min duration satisfied: NO" in res.invalid_reasons
     assert any("expected QPS" in r for r in res.loadgen_recommendations)
     assert all("satisfied: NO" in r for r in res.invalid_reasons)
-    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json",
-                 "user.conf", "settings.json", "system.json", "command.txt", "summary.json",
-                 "report.md", "packing.png"):
+    for name in (
+        "mlperf_log_summary.txt",
+        "mlperf_log_detail.txt",
+        "mlperf_log_accuracy.json",
+        "user.conf",
+        "settings.json",
+        "system.json",
+        "command.txt",
+        "summary.json",
+        "report.md",
+        "packing.png",
+    ):
         assert (res.run_dir / name).is_file(), name
     system = json.loads((res.run_dir / "system.json").read_text())
     assert system["sdk"] == "1.5.9" and system["simulated"] is False and "host_info" in system
@@ -79,8 +92,14 @@ def test_null_performance_run_writes_everything(tmp_path: Path) -> None:
 @pytest.mark.parametrize("scenario", ["Server", "SingleStream"])
 def test_server_and_singlestream_runs(tmp_path: Path, scenario: str) -> None:
     feats = synthetic_features(100)
-    cfg = RunConfig(sut="null", scenario=scenario, results_dir=tmp_path,  # type: ignore[arg-type]
-                    target_qps=400.0, batch_size=8, settings={"min_duration": "500"})
+    cfg = RunConfig(
+        sut="null",
+        scenario=scenario,
+        results_dir=tmp_path,  # type: ignore[arg-type]
+        target_qps=400.0,
+        batch_size=8,
+        settings={"min_duration": "500"},
+    )
     res = _run(cfg, features=feats)
     assert res.valid is not None
     if scenario == "Server":
@@ -126,11 +145,18 @@ def test_demo_consistency_check_compares_packed_with_alone() -> None:
 def test_audit_config_and_test_settings_reach_loadgen(tmp_path: Path) -> None:
     audit = tmp_path / "staging" / "audit.config"
     audit.parent.mkdir()
-    audit.write_text("*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n"
-                     "*.*.accuracy_log_sampling_target = 64\n")
-    cfg = RunConfig(sut="null", results_dir=tmp_path / "res", target_qps=2000.0,
-                    settings={"min_duration": "200"}, audit_test="TEST01", audit_config=audit,
-                    loadgen_settings={"test05_qsl_rng_seed": 12345})
+    audit.write_text(
+        "*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n*.*.accuracy_log_sampling_target = 64\n"
+    )
+    cfg = RunConfig(
+        sut="null",
+        results_dir=tmp_path / "res",
+        target_qps=2000.0,
+        settings={"min_duration": "200"},
+        audit_test="TEST01",
+        audit_config=audit,
+        loadgen_settings={"test05_qsl_rng_seed": 12345},
+    )
     res = _run(cfg, features=synthetic_features(50))
     assert (res.run_dir / "audit.config").read_text() == audit.read_text()
     detail = (res.run_dir / "mlperf_log_detail.txt").read_text()
@@ -138,8 +164,10 @@ def test_audit_config_and_test_settings_reach_loadgen(tmp_path: Path) -> None:
     assert json.loads((res.run_dir / "settings.json").read_text())["test05_qsl_rng_seed"] == 12345
     assert res.summary["compliance_test"] == "TEST01"
     # without an audit config none is placed, so compliance can tell the runs apart
-    plain = _run(dataclasses.replace(cfg, audit_test=None, audit_config=None, loadgen_settings={}),
-                 features=synthetic_features(50))
+    plain = _run(
+        dataclasses.replace(cfg, audit_test=None, audit_config=None, loadgen_settings={}),
+        features=synthetic_features(50),
+    )
     assert not (plain.run_dir / "audit.config").exists()
 
 

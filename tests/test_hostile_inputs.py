@@ -40,9 +40,26 @@ BASE = {
 }
 # never fuzzed: they start long work on valid values (a compliance chain, a power run, a CUDA or
 # a BERT-Large model), which is not what this test is about
-SKIP = {"run": {"--mode", "--compliance", "--power", "--power_server_ip", "--power-server", "--sut",
-                "--find-peak", "--find_peak", "--cluster", "--sleep-before", "--sleep_before_ck_benchmark_sec",
-                "--execution", "--weights", "--audit-config", "--verbose", "-v"}}
+SKIP = {
+    "run": {
+        "--mode",
+        "--compliance",
+        "--power",
+        "--power_server_ip",
+        "--power-server",
+        "--sut",
+        "--find-peak",
+        "--find_peak",
+        "--cluster",
+        "--sleep-before",
+        "--sleep_before_ck_benchmark_sec",
+        "--execution",
+        "--weights",
+        "--audit-config",
+        "--verbose",
+        "-v",
+    }
+}
 
 
 def _flags(name: str) -> list[str]:
@@ -55,9 +72,34 @@ def _flags(name: str) -> list[str]:
 
 
 HOSTILE = [
-    "", " ", "-1", "0", "nan", "inf", "-inf", "1e309", "9" * 40, "x" * 300, "☃", "a=b=c", "=", ",",
-    "/nonexistent/dir/file", "{file}", "{dir}", "{readonly}/x", "{readonly}", "TEST99", "v0.1",
-    "bert-98", "multistream", "fp4", "1.5", "yes", "[]", "{file}:1",
+    "",
+    " ",
+    "-1",
+    "0",
+    "nan",
+    "inf",
+    "-inf",
+    "1e309",
+    "9" * 40,
+    "x" * 300,
+    "☃",
+    "a=b=c",
+    "=",
+    ",",
+    "/nonexistent/dir/file",
+    "{file}",
+    "{dir}",
+    "{readonly}/x",
+    "{readonly}",
+    "TEST99",
+    "v0.1",
+    "bert-98",
+    "multistream",
+    "fp4",
+    "1.5",
+    "yes",
+    "[]",
+    "{file}:1",
 ]
 
 
@@ -82,8 +124,14 @@ def places(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -
     (tmp_path / "out").mkdir()
     # root writes anywhere but /proc
     unwritable = "/proc/1" if os.geteuid() == 0 else str(readonly)
-    yield {"file": str(file), "dir": str(tmp_path), "readonly": unwritable, "log": str(log),
-           "results": str(tmp_path / "results"), "out": str(tmp_path / "out")}
+    yield {
+        "file": str(file),
+        "dir": str(tmp_path),
+        "readonly": unwritable,
+        "log": str(log),
+        "results": str(tmp_path / "results"),
+        "out": str(tmp_path / "out"),
+    }
     readonly.chmod(stat.S_IRWXU)
 
 
@@ -107,8 +155,9 @@ def _check(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_hostile_values_end_in_one_line(data: st.DataObject, places: dict[str, str],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_hostile_values_end_in_one_line(
+    data: st.DataObject, places: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     name = data.draw(st.sampled_from(sorted(COMMANDS)))
     flags = _flags(name)
     argv = [name, *_fill(BASE[name], places)]
@@ -121,23 +170,27 @@ def test_hostile_values_end_in_one_line(data: st.DataObject, places: dict[str, s
     _check(argv, capsys)
 
 
-@pytest.mark.parametrize("argv", [
-    ["run", "--sut", "null", "--results-dir", "{file}"],
-    ["run", "--sut", "null", "--results-dir", "{readonly}/sub"],
-    ["run", "--sut", "null", "--weights", "/no/such/checkpoint"],
-    ["run", "--sut", "cpu", "--weights", "{dir}"],
-    ["run", "--sut", "null", "--dataset", "/no/such.json"],
-    ["run", "--sut", "null", "--setting", "min_duration=99999999999999999999"],
-    ["run", "--sut", "null", "--setting", "target_qps=inf"],
-    ["run", "--sut", "null", "--compliance", ","],
-    ["accuracy", "--log", "{dir}/empty.json"],
-    ["preprocess", "--out", "{dir}"],
-    ["preprocess", "--out", "/no/such/folder/f.npz"],
-    ["pack-stats", "--lengths-npz", "{file}"],
-    ["--sut=null", "--bogus-flag"],
-])
-def test_known_bad_inputs(argv: list[str], places: dict[str, str], capsys: pytest.CaptureFixture[str],
-                          tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--sut", "null", "--results-dir", "{file}"],
+        ["run", "--sut", "null", "--results-dir", "{readonly}/sub"],
+        ["run", "--sut", "null", "--weights", "/no/such/checkpoint"],
+        ["run", "--sut", "cpu", "--weights", "{dir}"],
+        ["run", "--sut", "null", "--dataset", "/no/such.json"],
+        ["run", "--sut", "null", "--setting", "min_duration=99999999999999999999"],
+        ["run", "--sut", "null", "--setting", "target_qps=inf"],
+        ["run", "--sut", "null", "--compliance", ","],
+        ["accuracy", "--log", "{dir}/empty.json"],
+        ["preprocess", "--out", "{dir}"],
+        ["preprocess", "--out", "/no/such/folder/f.npz"],
+        ["pack-stats", "--lengths-npz", "{file}"],
+        ["--sut=null", "--bogus-flag"],
+    ],
+)
+def test_known_bad_inputs(
+    argv: list[str], places: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     (tmp_path / "empty.json").write_text("[]")
     before = sorted(p.name for p in (tmp_path / "results").iterdir())
     argv = _fill(argv, places)

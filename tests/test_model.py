@@ -39,8 +39,9 @@ def packed_logits(model: PackedBertForQA, batch: PackedBatch) -> list[np.ndarray
 @torch.no_grad()
 def varlen_logits(model: PackedBertForQA, batch: PackedBatch, method: str) -> dict[int, np.ndarray]:
     v = to_varlen(batch)
-    out = model.forward_varlen(t(v.input_ids), t(v.segment_ids), t(v.position_ids),
-                               t(v.cu_seqlens), v.max_seqlen, method=method).numpy()
+    out = model.forward_varlen(
+        t(v.input_ids), t(v.segment_ids), t(v.position_ids), t(v.cu_seqlens), v.max_seqlen, method=method
+    ).numpy()
     assert out.shape == (v.input_ids.size, 2)
     return {int(s): out[v.cu_seqlens[j] : v.cu_seqlens[j + 1]] for j, s in enumerate(v.sample_index)}
 
@@ -48,14 +49,20 @@ def varlen_logits(model: PackedBertForQA, batch: PackedBatch, method: str) -> di
 @torch.no_grad()
 def alone_logits(model: PackedBertForQA, ids: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     """One sequence, batch of one, no padding at all."""
-    out = model(t(ids[None, :n].astype(np.int64)), t(seg[None, :n].astype(np.int64)),
-                torch.arange(n)[None], torch.tensor([[n]]))
+    out = model(
+        t(ids[None, :n].astype(np.int64)), t(seg[None, :n].astype(np.int64)), torch.arange(n)[None], torch.tensor([[n]])
+    )
     return out[0].numpy()
 
 
-def assert_equivalent(model: PackedBertForQA, batch: PackedBatch, ids: np.ndarray,
-                      seg: np.ndarray, lens: np.ndarray,
-                      methods: tuple[str, ...] = ("padded",)) -> float:
+def assert_equivalent(
+    model: PackedBertForQA,
+    batch: PackedBatch,
+    ids: np.ndarray,
+    seg: np.ndarray,
+    lens: np.ndarray,
+    methods: tuple[str, ...] = ("padded",),
+) -> float:
     """Packed and varlen (each attention ``method``) against alone; returns the worst diff."""
     packed = packed_logits(model, batch)
     varlen = [varlen_logits(model, batch, m) for m in methods]
@@ -94,8 +101,7 @@ def test_tiny_random_models_equivalent(seed: int) -> None:
 
 
 def test_other_shapes_and_empty_slots() -> None:
-    config = BertConfig(vocab_size=500, hidden=48, layers=3, heads=3, intermediate=96,
-                        max_position=128, type_vocab=2)
+    config = BertConfig(vocab_size=500, hidden=48, layers=3, heads=3, intermediate=96, max_position=128, type_vocab=2)
     model = load_model("random", seed=5, config=config)
     lens = np.array([7, 1, 60, 33, 128, 5])
     ids, seg = features(lens, 1, vocab=500)
@@ -123,7 +129,9 @@ def test_bert_large_random_equivalent() -> None:
     assert params["bert.embeddings.word_embeddings.weight"].shape == (30522, 1024)
     assert len(model.bert.encoder.layer) == 24
     assert params["bert.encoder.layer.23.intermediate.dense.weight"].shape == (4096, 1024)
-    assert float(params["bert.encoder.layer.0.attention.self.query.weight"].detach().std()) == pytest.approx(0.02, rel=0.02)
+    assert float(params["bert.encoder.layer.0.attention.self.query.weight"].detach().std()) == pytest.approx(
+        0.02, rel=0.02
+    )
     lens = np.array([20, 11, 1, 25])
     ids, seg = features(lens, 0)
     rows = pack(lens, row_len=32)
@@ -180,9 +188,16 @@ def test_packed_forward_exports_to_onnx_with_dynamic_shapes(tmp_path: Path) -> N
     path = tmp_path / "packed.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), dynamo=False, input_names=names,
-                          output_names=["logits"], opset_version=17,
-                          dynamic_axes={n: {0: "rows", 1: "cols"} for n in names})
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=names,
+            output_names=["logits"],
+            opset_version=17,
+            dynamic_axes={n: {0: "rows", 1: "cols"} for n in names},
+        )
     big = pack_batch(ids, seg, lens, row_len=96)  # other rows, row length and sequences
     session = ort.InferenceSession(str(path))
     got = session.run(None, {n: getattr(big, n) for n in names})[0]

@@ -83,8 +83,10 @@ def test_openvino_matches_fp32_and_is_batch_invariant(tiny: PackedBertForQA, fea
 
 def test_openvino_int8_has_int8_weights(tiny: PackedBertForQA) -> None:
     runner = create("openvino", tiny, "int8", threads=1, dynamic_quant=32)
-    kinds = {(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
-             for op in runner.compiled.get_runtime_model().get_ordered_ops()}  # type: ignore[attr-defined]
+    kinds = {
+        (op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+        for op in runner.compiled.get_runtime_model().get_ordered_ops()
+    }  # type: ignore[attr-defined]
     assert ("FullyConnected", "i8") in kinds
     assert "groups of 32" in runner.detail  # type: ignore[attr-defined]
 

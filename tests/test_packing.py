@@ -153,10 +153,12 @@ def test_offline_chunks_of_the_pack_order_hold_equal_rows_and_samples(shared_dat
     assert max(samples) <= 1.03 * min(samples), samples
 
 
-def naive_batch(rows: list[np.ndarray], ids: np.ndarray, seg: np.ndarray, lens: np.ndarray,
-                row_len: int, k: int) -> dict[str, np.ndarray]:
-    out = {name: np.zeros((len(rows), row_len), dtype=np.int32)
-           for name in ("input_ids", "segment_ids", "position_ids")}
+def naive_batch(
+    rows: list[np.ndarray], ids: np.ndarray, seg: np.ndarray, lens: np.ndarray, row_len: int, k: int
+) -> dict[str, np.ndarray]:
+    out = {
+        name: np.zeros((len(rows), row_len), dtype=np.int32) for name in ("input_ids", "segment_ids", "position_ids")
+    }
     seq_lens = np.zeros((len(rows), k), dtype=np.int32)
     index = np.full((len(rows), k), -1, dtype=np.int64)
     for r, row in enumerate(rows):

@@ -44,45 +44,77 @@ def test_group_submission_is_what_the_round_requires(tmp_path: Path, capsys: pyt
     # v4.1, datacenter (the q8 system's first category): Offline + Server, TEST01 and TEST05
     v41 = dry_run(capsys, "run", "--sut", "r282_z93_q8", "--group.submission", "--round", "v4.1", *res)
     assert [words(ln) for ln in v41] == [
-        ("Offline", "accuracy", ""), ("Server", "accuracy", ""),
-        ("Offline", "performance", ""), ("Server", "performance", ""),
-        ("Offline", "compliance", "TEST01"), ("Offline", "compliance", "TEST05"),
-        ("Server", "compliance", "TEST01"), ("Server", "compliance", "TEST05"),
+        ("Offline", "accuracy", ""),
+        ("Server", "accuracy", ""),
+        ("Offline", "performance", ""),
+        ("Server", "performance", ""),
+        ("Offline", "compliance", "TEST01"),
+        ("Offline", "compliance", "TEST05"),
+        ("Server", "compliance", "TEST01"),
+        ("Server", "compliance", "TEST05"),
     ]
     # v6.0: BERT is edge only: Offline + SingleStream, TEST01 only
     v60 = dry_run(capsys, "run", "--sut", "r282_z93_q8", "--group.submission", "--round", "v6.0", *res)
     assert [words(ln) for ln in v60] == [
-        ("Offline", "accuracy", ""), ("SingleStream", "accuracy", ""),
-        ("Offline", "performance", ""), ("SingleStream", "performance", ""),
-        ("Offline", "compliance", "TEST01"), ("SingleStream", "compliance", "TEST01"),
+        ("Offline", "accuracy", ""),
+        ("SingleStream", "accuracy", ""),
+        ("Offline", "performance", ""),
+        ("SingleStream", "performance", ""),
+        ("Offline", "compliance", "TEST01"),
+        ("SingleStream", "compliance", "TEST01"),
     ]
     # every printed line is a command that makes that run again (the round included)
     assert all(parse(ln).round == "v6.0" and parse(ln).results_dir == tmp_path for ln in v60)
     # edge in v4.1 for the same system; open: no audit runs
     edge = dry_run(capsys, "run", "--sut", "r282_z93_q8", "--group.edge", "--group.open", "--round", "v4.1", *res)
-    assert [words(ln) for ln in edge] == [("Offline", "accuracy", ""), ("SingleStream", "accuracy", ""),
-                                          ("Offline", "performance", ""), ("SingleStream", "performance", "")]
+    assert [words(ln) for ln in edge] == [
+        ("Offline", "accuracy", ""),
+        ("SingleStream", "accuracy", ""),
+        ("Offline", "performance", ""),
+        ("SingleStream", "performance", ""),
+    ]
 
 
 def test_list_syntax_and_the_old_harness_spelling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = dry_run(capsys, "--sut=null", "--model,=bert-99,bert-99.9", "--scenario,=offline,singlestream",
-                    "--mode=accuracy", f"--results_dir={tmp_path}")
+    lines = dry_run(
+        capsys,
+        "--sut=null",
+        "--model,=bert-99,bert-99.9",
+        "--scenario,=offline,singlestream",
+        "--mode=accuracy",
+        f"--results_dir={tmp_path}",
+    )
     assert sorted((str(parse(ln).model), str(parse(ln).scenario)) for ln in lines) == [
-        ("bert-99", "Offline"), ("bert-99", "SingleStream"), ("bert-99.9", "Offline"), ("bert-99.9", "SingleStream")]
+        ("bert-99", "Offline"),
+        ("bert-99", "SingleStream"),
+        ("bert-99.9", "Offline"),
+        ("bert-99.9", "SingleStream"),
+    ]
     closed = dry_run(capsys, "run", "--sut", "null", "--model,=bert-99,bert-99.9", "--group.closed", "--round", "v6.0")
     assert [(str(parse(ln).model), str(parse(ln).mode)) for ln in closed] == [
-        ("bert-99", "accuracy"), ("bert-99.9", "accuracy"), ("bert-99", "performance"), ("bert-99.9", "performance"),
-        ("bert-99", "compliance"), ("bert-99.9", "compliance")]
+        ("bert-99", "accuracy"),
+        ("bert-99.9", "accuracy"),
+        ("bert-99", "performance"),
+        ("bert-99.9", "performance"),
+        ("bert-99", "compliance"),
+        ("bert-99.9", "compliance"),
+    ]
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--group.datacenter", "--round", "v6.0"], "BERT is not a datacenter benchmark in MLPerf Inference v6.0"),
-    (["--group.edge", "--model", "bert-99.9", "--round", "v4.1"], "bert-99.9 is not a edge benchmark in MLPerf Inference v4.1"),
-    (["--group.edge", "--scenario", "server"], "drop --scenario"),
-    (["--group.closed", "--mode", "accuracy"], "drop --mode"),
-    (["--model", "bert-99", "--model,=bert-99,bert-99.9"], "give --model or --model,=A,B..., not both"),
-    (["--round,=v4.1,v9.9"], "--round 'v9.9': unknown MLPerf round"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--group.datacenter", "--round", "v6.0"], "BERT is not a datacenter benchmark in MLPerf Inference v6.0"),
+        (
+            ["--group.edge", "--model", "bert-99.9", "--round", "v4.1"],
+            "bert-99.9 is not a edge benchmark in MLPerf Inference v4.1",
+        ),
+        (["--group.edge", "--scenario", "server"], "drop --scenario"),
+        (["--group.closed", "--mode", "accuracy"], "drop --mode"),
+        (["--model", "bert-99", "--model,=bert-99,bert-99.9"], "give --model or --model,=A,B..., not both"),
+        (["--round,=v4.1,v9.9"], "--round 'v9.9': unknown MLPerf round"),
+    ],
+)
 def test_impossible_plans_are_one_line_errors(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--sut", "null", *argv, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -111,22 +143,32 @@ class Failing:
         return self.stub(cfg)
 
 
-def test_plan_runs_in_order_keeps_what_is_done_and_ends_with_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_runs_in_order_keeps_what_is_done_and_ends_with_a_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = plan_of(tmp_path, "--group.edge", "--group.closed", "--round", "v6.0")
     stub = StubLauncher()
     assert run_plan(runs, launch=stub, scorer=stub_scorer) == 0
     # accuracy runs, performance runs, then each compliance run's audit run
     assert [(str(c.scenario), str(c.mode), c.audit_test) for c in stub.configs] == [
-        ("Offline", "accuracy", None), ("SingleStream", "accuracy", None),
-        ("Offline", "performance", None), ("SingleStream", "performance", None),
-        ("Offline", "performance", "TEST01"), ("SingleStream", "performance", "TEST01")]
+        ("Offline", "accuracy", None),
+        ("SingleStream", "accuracy", None),
+        ("Offline", "performance", None),
+        ("SingleStream", "performance", None),
+        ("Offline", "performance", "TEST01"),
+        ("SingleStream", "performance", "TEST01"),
+    ]
     out = capsys.readouterr().out
-    table = out[out.index("run  "):].splitlines()
+    table = out[out.index("run  ") :].splitlines()
     assert table[0].split() == ["run", "status", "key", "figure", "directory"]
     assert [ln.split()[:5] for ln in table[2:8]] == [
-        ["null", "bert-99", "Offline", "accuracy", "PASS"], ["null", "bert-99", "SingleStream", "accuracy", "PASS"],
-        ["null", "bert-99", "Offline", "performance", "VALID"], ["null", "bert-99", "SingleStream", "performance", "VALID"],
-        ["null", "bert-99", "Offline", "TEST01", "TEST"], ["null", "bert-99", "SingleStream", "TEST01", "TEST"]]
+        ["null", "bert-99", "Offline", "accuracy", "PASS"],
+        ["null", "bert-99", "SingleStream", "accuracy", "PASS"],
+        ["null", "bert-99", "Offline", "performance", "VALID"],
+        ["null", "bert-99", "SingleStream", "performance", "VALID"],
+        ["null", "bert-99", "Offline", "TEST01", "TEST"],
+        ["null", "bert-99", "SingleStream", "TEST01", "TEST"],
+    ]
     assert all(str(tmp_path) in ln for ln in table[2:8])
     assert "plan: 6 of 6 runs have a valid result" in out
     # the same plan again runs nothing; --rerun runs it all again
@@ -149,20 +191,32 @@ def test_an_interrupted_plan_goes_on_where_it_stopped(tmp_path: Path, capsys: py
     second = StubLauncher()
     assert run_plan(runs, launch=second) == 0
     # the two accuracy runs are kept; the performance runs are made now
-    assert [(str(c.scenario), str(c.mode)) for c in second.configs] == [("Offline", "performance"),
-                                                                        ("SingleStream", "performance")]
+    assert [(str(c.scenario), str(c.mode)) for c in second.configs] == [
+        ("Offline", "performance"),
+        ("SingleStream", "performance"),
+    ]
     assert capsys.readouterr().out.count("(kept)") == 2
 
 
-def test_a_failing_run_is_passed_over_and_what_needs_it_is_not_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_run_is_passed_over_and_what_needs_it_is_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = plan_of(tmp_path, "--group.edge", "--group.closed", "--round", "v6.0")
     launcher: Launcher = Failing(("Offline", "performance"), RuntimeError("device 0 failed:\nboom"))
-    with pytest.raises(RunError, match=r"plan: 1 of 6 runs failed; null bert-99 Offline performance: device 0 failed: boom"):
+    with pytest.raises(
+        RunError, match=r"plan: 1 of 6 runs failed; null bert-99 Offline performance: device 0 failed: boom"
+    ):
         run_plan(runs, launch=launcher, scorer=stub_scorer)  # the CLI's one closing line, exit 1
     out = capsys.readouterr().out
-    rows = {" ".join(ln.split()[1:4]): ln for ln in out[out.index("run  "):].splitlines()[2:]}
-    assert "FAILED" in rows["bert-99 Offline performance"] and "device 0 failed: boom" in rows["bert-99 Offline performance"]
-    assert "NOT RUN" in rows["bert-99 Offline TEST01"] and "needs null bert-99 Offline performance" in rows["bert-99 Offline TEST01"]
+    rows = {" ".join(ln.split()[1:4]): ln for ln in out[out.index("run  ") :].splitlines()[2:]}
+    assert (
+        "FAILED" in rows["bert-99 Offline performance"]
+        and "device 0 failed: boom" in rows["bert-99 Offline performance"]
+    )
+    assert (
+        "NOT RUN" in rows["bert-99 Offline TEST01"]
+        and "needs null bert-99 Offline performance" in rows["bert-99 Offline TEST01"]
+    )
     # the independent runs went on
     assert "VALID" in rows["bert-99 SingleStream performance"] and "TEST PASS" in rows["bert-99 SingleStream TEST01"]
     assert "plan: 4 of 6 runs have a valid result" in out
@@ -172,8 +226,23 @@ def test_dry_run_marks_runs_already_done(tmp_path: Path, capsys: pytest.CaptureF
     runs = plan_of(tmp_path, "--group.edge", "--group.open", "--round", "v6.0")
     assert run_plan(runs[:1], launch=StubLauncher()) == 0
     capsys.readouterr()
-    assert cli.main(["run", "--sut", "null", "--results-dir", str(tmp_path), "--group.edge", "--group.open",
-                     "--round", "v6.0", "--dry-run"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--sut",
+                "null",
+                "--results-dir",
+                str(tmp_path),
+                "--group.edge",
+                "--group.open",
+                "--round",
+                "v6.0",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("# kept (a valid result is in ") and "--mode accuracy" in lines[2]
     assert sum(ln.startswith("# kept") for ln in lines) == 1

@@ -21,21 +21,46 @@ def test_address_parsing() -> None:
         server_check.parse_address("host:port")
 
 
-def test_power_run_with_stand_in_client(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_power_run_with_stand_in_client(
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
-    cfg = RunConfig(sut="null", mode="power", results_dir=tmp_path, power_server=server, ntp_server="ntp.example", sleep_before_s=0.1)
+    cfg = RunConfig(
+        sut="null",
+        mode="power",
+        results_dir=tmp_path,
+        power_server=server,
+        ntp_server="ntp.example",
+        sleep_before_s=0.1,
+    )
     code = run_power(cfg, perf_command=STUB_PERF)
     assert code == 0
     out = next(tmp_path.glob("*-power"))
-    for part in ("power/client.json", "power/server.log", "power/ptd_logs.txt", "ranging/spl.txt", "ranging/mlperf_log_detail.txt",
-                 "run_1/spl.txt", "run_1/mlperf_log_summary.txt", "run_1/mlperf_log_detail.txt"):
+    for part in (
+        "power/client.json",
+        "power/server.log",
+        "power/ptd_logs.txt",
+        "ranging/spl.txt",
+        "ranging/mlperf_log_detail.txt",
+        "run_1/spl.txt",
+        "run_1/mlperf_log_summary.txt",
+        "run_1/mlperf_log_detail.txt",
+    ):
         assert (out / part).is_file(), part
     summary = json.loads((out / "summary.json").read_text())
     assert summary["official"] is True
     assert summary["average_watts"] == pytest.approx(200.0)  # idle 50 W samples outside the window are excluded
     assert summary["samples_per_joule"] == pytest.approx(summary["samples_per_second"] / 200.0, rel=1e-3)
     command = (out / "command.txt").read_text()
-    for arg in ("--addr 127.0.0.1", "--run-workload", "--loadgen-logs", "--output", "--ntp ntp.example", "--label null-bert-99-Offline", "--sleep 0.1"):
+    for arg in (
+        "--addr 127.0.0.1",
+        "--run-workload",
+        "--loadgen-logs",
+        "--output",
+        "--ntp ntp.example",
+        "--label null-bert-99-Offline",
+        "--sleep 0.1",
+    ):
         assert arg in command
     assert "200.0 W average" in capsys.readouterr().out
 
@@ -43,13 +68,15 @@ def test_power_run_with_stand_in_client(tmp_path: Path, server: str, monkeypatch
 def test_analysis_window_and_date_formats(tmp_path: Path) -> None:
     (tmp_path / "mlperf_log_detail.txt").write_text(
         ':::MLLOG {"key": "power_begin", "value": "12-28-2020 15:21:14.000"}\n'
-        ':::MLLOG {"key": "power_end", "value": "12-28-2020 15:21:16.000"}\n')
+        ':::MLLOG {"key": "power_end", "value": "12-28-2020 15:21:16.000"}\n'
+    )
     (tmp_path / "mlperf_log_summary.txt").write_text("Scenario : Offline\nSamples per second: 600\nResult is : VALID\n")
     (tmp_path / "spl.txt").write_text(
         "Time,12-28-2020 15:21:13.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n"
         "Time,28-12-2020 15:21:14.500,Watts,300.0,Volts,230,Amps,1.3,PF,1,Mark,x\n"  # day-month-year
         "Time,12-28-2020 15:21:15.500,Watts,100.0,Volts,230,Amps,0.4,PF,1,Mark,x\n"
-        "Time,12-28-2020 15:21:16.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n")
+        "Time,12-28-2020 15:21:16.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n"
+    )
     r = analysis.analyze(tmp_path)
     assert r.average_watts == pytest.approx(200.0) and r.samples_in_window == 2
     assert r.samples_per_joule == pytest.approx(3.0)
@@ -72,9 +99,19 @@ def test_unreachable_server_is_one_line_error(tmp_path: Path, monkeypatch: pytes
 
 
 def test_performance_command_is_the_run_command(tmp_path: Path) -> None:
-    cfg = RunConfig(sut="r282_z93_q1", model="bert-99", scenario="Offline", batch_size=4096, target_qps=300.0, sdk="1.5.9",
-                    weights="tiny", batching="padded", sample_count=40, dataset=tmp_path / "dev.json",
-                    settings={"min_duration": "1000"})
+    cfg = RunConfig(
+        sut="r282_z93_q1",
+        model="bert-99",
+        scenario="Offline",
+        batch_size=4096,
+        target_qps=300.0,
+        sdk="1.5.9",
+        weights="tiny",
+        batching="padded",
+        sample_count=40,
+        dataset=tmp_path / "dev.json",
+        settings={"min_duration": "1000"},
+    )
     argv = performance_command(cfg, tmp_path)
     text = " ".join(argv)
     assert "packed_bert.cli run --sut r282_z93_q1 --model bert-99 --scenario offline --mode performance" in text
@@ -82,8 +119,21 @@ def test_performance_command_is_the_run_command(tmp_path: Path) -> None:
     # every flag is one `packed-bert run` takes, and it gives back the same run
     parser = build_parser()
     again = config_from_args(parser.parse_args(argv[3:]))
-    for name in ("sut", "model", "scenario", "mode", "batch_size", "target_qps", "sdk", "weights", "batching",
-                 "sample_count", "dataset", "execution", "settings"):
+    for name in (
+        "sut",
+        "model",
+        "scenario",
+        "mode",
+        "batch_size",
+        "target_qps",
+        "sdk",
+        "weights",
+        "batching",
+        "sample_count",
+        "dataset",
+        "execution",
+        "settings",
+    ):
         want = "performance" if name == "mode" else getattr(cfg, name)
         assert getattr(again, name) == want, name
     assert again.results_dir == tmp_path
@@ -109,7 +159,9 @@ def test_no_meter_is_said_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         run_power(RunConfig(sut="null", results_dir=tmp_path), launch=StubLauncher())
 
 
-def test_unofficial_meter_labels_its_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unofficial_meter_labels_its_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     dom = tmp_path / "rapl" / "intel-rapl:0"
     dom.mkdir(parents=True)
     (dom / "energy_uj").write_text("0\n")

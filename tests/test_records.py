@@ -18,8 +18,9 @@ from packed_bert.squad.features import load_features
 
 
 def test_a_target_set_through_setting_is_the_one_recorded(tmp_path: Path) -> None:
-    cfg = RunConfig(sut="null", results_dir=tmp_path, settings={"target_qps": "300", "min_duration": "200"},
-                    sample_count=50)
+    cfg = RunConfig(
+        sut="null", results_dir=tmp_path, settings={"target_qps": "300", "min_duration": "200"}, sample_count=50
+    )
     res = run_benchmark(cfg, features=synthetic_features(50), quiet=True)
     settings = json.loads((res.run_dir / "settings.json").read_text())
     assert settings["offline_expected_qps"] == 300.0
@@ -35,7 +36,9 @@ def test_progress_never_passes_100_percent_of_an_estimate() -> None:
 
 
 def test_a_dataset_that_is_not_the_official_one_is_warned_about_and_recorded(
-    squad_paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    squad_paths: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = json.loads(squad_paths[0].read_text())
     data["data"] = data["data"][:1]  # one article: a different file
@@ -44,8 +47,11 @@ def test_a_dataset_that_is_not_the_official_one_is_warned_about_and_recorded(
     features = load_features(small, squad_paths[1])
     assert features.provenance is not None and not features.provenance.dataset_official
     assert features.provenance.vocab_official
-    res = run_benchmark(RunConfig(sut="null", results_dir=tmp_path / "res", settings={"min_duration": "100"}),
-                        features=features, quiet=True)
+    res = run_benchmark(
+        RunConfig(sut="null", results_dir=tmp_path / "res", settings={"min_duration": "100"}),
+        features=features,
+        quiet=True,
+    )
     err = capsys.readouterr().err
     assert "WARNING" in err and str(small) in err and "not MLPerf results" in err
     system = json.loads((res.run_dir / "system.json").read_text())
@@ -62,8 +68,9 @@ def _hf_dir(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("damage", ["truncated-safetensors", "junk-safetensors", "config-not-object",
-                                    "truncated-bin", "pickled-code-bin"])
+@pytest.mark.parametrize(
+    "damage", ["truncated-safetensors", "junk-safetensors", "config-not-object", "truncated-bin", "pickled-code-bin"]
+)
 def test_damaged_hugging_face_directories_are_one_line_errors(tmp_path: Path, damage: str) -> None:
     hf = _hf_dir(tmp_path)
     weights = hf / "model.safetensors"

@@ -16,8 +16,7 @@ from packed_bert.terms import Category, Scenario
 
 
 def short_run(tmp_path: Path, rnd: str | None, **kw: object) -> Path:
-    cfg = RunConfig(sut="null", round=rnd, results_dir=tmp_path, sample_count=64,
-                    settings={"min_duration": "50"}, **kw)  # type: ignore[arg-type]
+    cfg = RunConfig(sut="null", round=rnd, results_dir=tmp_path, sample_count=64, settings={"min_duration": "50"}, **kw)  # type: ignore[arg-type]
     return run_benchmark(cfg, features=synthetic_features(64), quiet=True).run_dir
 
 
@@ -47,7 +46,10 @@ def test_the_seeds_are_the_rounds_own() -> None:
     assert [r.name for r in ROUNDS.values() if r.test05_seeds] == ["v4.0", "v4.1"]
     assert [r.name for r in ROUNDS.values() if "TEST05" in r.tests] == ["v4.0", "v4.1"]
     conf = mlperf_conf_text(get_round("v4.1"))
-    assert "*.*.qsl_rng_seed = 3066443479025735752\n" in conf and "*.*.test05_qsl_rng_seed = 16799458546791641818\n" in conf
+    assert (
+        "*.*.qsl_rng_seed = 3066443479025735752\n" in conf
+        and "*.*.test05_qsl_rng_seed = 16799458546791641818\n" in conf
+    )
     assert "bert.Server.target_latency = 130\n" in conf and "test05" not in mlperf_conf_text(get_round("v5.0"))
 
 

@@ -17,13 +17,46 @@ def _cfg(argv: list[str]) -> RunConfig:
 
 
 def test_old_spellings_mean_the_same_run() -> None:
-    old = _cfg(["--sut=r282_z93_q1", "--sdk=1.5.9", "--model=bert-99", "--mode=accuracy",
-                "--scenario=offline", "--override_batch_size=4096", "--target_qps=300", "--verbose"])
-    new = _cfg(["run", "--sut", "r282_z93_q1", "--sdk", "1.5.9", "--model", "BERT-99", "--mode",
-                "Accuracy", "--scenario", "Offline", "--batch-size", "4096", "--target-qps", "300", "-v"])
+    old = _cfg(
+        [
+            "--sut=r282_z93_q1",
+            "--sdk=1.5.9",
+            "--model=bert-99",
+            "--mode=accuracy",
+            "--scenario=offline",
+            "--override_batch_size=4096",
+            "--target_qps=300",
+            "--verbose",
+        ]
+    )
+    new = _cfg(
+        [
+            "run",
+            "--sut",
+            "r282_z93_q1",
+            "--sdk",
+            "1.5.9",
+            "--model",
+            "BERT-99",
+            "--mode",
+            "Accuracy",
+            "--scenario",
+            "Offline",
+            "--batch-size",
+            "4096",
+            "--target-qps",
+            "300",
+            "-v",
+        ]
+    )
     assert old.sut == "r282_z93_q1" and old.sdk == "1.5.9" and old.model == "bert-99"
     assert (old.mode, old.scenario, old.batch_size, old.target_qps, old.verbose) == (
-        "accuracy", "Offline", 4096, 300.0, True)
+        "accuracy",
+        "Offline",
+        4096,
+        300.0,
+        True,
+    )
     strip = {"command_line": ()}
     assert {**old.__dict__, **strip} == {**new.__dict__, **strip}
     assert _cfg(["--sut=cpu", "--scenario=SINGLESTREAM"]).scenario == "SingleStream"
@@ -42,16 +75,39 @@ def test_compliance_and_power_spellings() -> None:
     for flag in ("--compliance=TEST05,TEST01", "--compliance,=TEST05,TEST01"):
         cfg = _cfg(["--sut=r282_z93_q8", "--model=bert-99", "--scenario=offline", flag])
         assert cfg.mode == "compliance" and cfg.compliance_tests == ("TEST05", "TEST01")
-    cfg = _cfg(["run", "--sut", "cpu", "--mode", "compliance", "--compliance", "test01,TEST05",
-                "--round", "v4.1"])
+    cfg = _cfg(["run", "--sut", "cpu", "--mode", "compliance", "--compliance", "test01,TEST05", "--round", "v4.1"])
     assert cfg.compliance_tests == ("TEST01", "TEST05") and cfg.round == "v4.1"
-    old = _cfg(["--sut=r282_z93_q5", "--power=yes", "--power_server_ip=10.0.0.2",
-                "--power_server_port=4951", "--sleep_before_ck_benchmark_sec=90"])
+    old = _cfg(
+        [
+            "--sut=r282_z93_q5",
+            "--power=yes",
+            "--power_server_ip=10.0.0.2",
+            "--power_server_port=4951",
+            "--sleep_before_ck_benchmark_sec=90",
+        ]
+    )
     assert (old.mode, old.power_server, old.sleep_before_s) == ("power", "10.0.0.2:4951", 90.0)
-    new = _cfg(["run", "--sut", "r282_z93_q5", "--mode", "power", "--power-server",
-                "10.0.0.2:4951", "--ntp", "pool.ntp.org", "--sleep-before", "90"])
+    new = _cfg(
+        [
+            "run",
+            "--sut",
+            "r282_z93_q5",
+            "--mode",
+            "power",
+            "--power-server",
+            "10.0.0.2:4951",
+            "--ntp",
+            "pool.ntp.org",
+            "--sleep-before",
+            "90",
+        ]
+    )
     assert (new.mode, new.power_server, new.ntp_server, new.sleep_before_s) == (
-        "power", "10.0.0.2:4951", "pool.ntp.org", 90.0)
+        "power",
+        "10.0.0.2:4951",
+        "pool.ntp.org",
+        90.0,
+    )
 
 
 def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,15 +131,25 @@ def test_modes_dispatch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     assert [k for k, _ in seen] == ["c", "p"]
 
 
-def test_run_prints_json_summary_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_prints_json_summary_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from helpers.fakes import synthetic_features
 
     import packed_bert.squad.features as sf
 
     monkeypatch.setattr(sf, "load_features", lambda *a, **k: synthetic_features(200))
-    code = cli.main(["--sut=null", "--mode=performance", "--scenario=offline", "--target_qps=2000",
-                     f"--results-dir={tmp_path}", "--setting", "min_duration=300"])
+    code = cli.main(
+        [
+            "--sut=null",
+            "--mode=performance",
+            "--scenario=offline",
+            "--target_qps=2000",
+            f"--results-dir={tmp_path}",
+            "--setting",
+            "min_duration=300",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
@@ -103,8 +169,9 @@ def test_questions_flag_names_a_split_and_survives_to_argv() -> None:
         _cfg(["run", "--sut", "cpu", "--questions", "first-half"])
 
 
-@pytest.mark.parametrize(("given", "expected"), [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
-                                                 ({"OMP_WAIT_POLICY": "ACTIVE"}, "unset")])
+@pytest.mark.parametrize(
+    ("given", "expected"), [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "unset")]
+)
 def test_openmp_threads_spin_briefly_unless_the_user_says(given: dict[str, str], expected: str) -> None:
     """Set before torch loads (OpenMP reads it once); what the user set is kept."""
     import os

@@ -60,14 +60,19 @@ def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, seg, lengths
 
 
-RECIPES = [("onnxruntime", "fp32", {"graph": "sequence"}, 1e-4), ("onnxruntime", "int8", {"graph": "sequence"}, 0.08),
-           ("openvino", "fp32", {"attention": "sequence"}, 1e-4), ("openvino", "bf16", {}, 0.05),
-           ("openvino", "int8", {}, 0.08)]
+RECIPES = [
+    ("onnxruntime", "fp32", {"graph": "sequence"}, 1e-4),
+    ("onnxruntime", "int8", {"graph": "sequence"}, 0.08),
+    ("openvino", "fp32", {"attention": "sequence"}, 1e-4),
+    ("openvino", "bf16", {}, 0.05),
+    ("openvino", "int8", {}, 0.08),
+]
 
 
 @pytest.mark.parametrize(("backend", "precision", "options", "tolerance"), RECIPES)
-def test_sequence_attention_is_bit_for_bit_batch_invariant(tiny: PackedBertForQA, features: tuple, backend: str,
-                                                          precision: str, options: dict, tolerance: float) -> None:
+def test_sequence_attention_is_bit_for_bit_batch_invariant(
+    tiny: PackedBertForQA, features: tuple, backend: str, precision: str, options: dict, tolerance: float
+) -> None:
     if backend == "openvino":
         pytest.importorskip("openvino", reason="the openvino runtime is not installed")
     runner = create(backend, tiny, precision, threads=1, **options)

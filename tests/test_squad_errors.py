@@ -36,14 +36,18 @@ GOOD = np.zeros((384, 2), dtype=np.float32).tobytes().hex().upper()
 
 def test_missing_dataset(paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.json"
-    err = one_error(["preprocess", "--dataset", str(missing), "--vocab", str(paths[1]), "--out", str(tmp_path / "o.npz")], capsys)
+    err = one_error(
+        ["preprocess", "--dataset", str(missing), "--vocab", str(paths[1]), "--out", str(tmp_path / "o.npz")], capsys
+    )
     assert str(missing) in err and "not found" in err
 
 
 def test_non_json_dataset(paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "dev.json"
     bad.write_text("<html>not json</html>")
-    err = one_error(["preprocess", "--dataset", str(bad), "--vocab", str(paths[1]), "--out", str(tmp_path / "o.npz")], capsys)
+    err = one_error(
+        ["preprocess", "--dataset", str(bad), "--vocab", str(paths[1]), "--out", str(tmp_path / "o.npz")], capsys
+    )
     assert str(bad) in err and "not JSON" in err
 
 
@@ -55,17 +59,23 @@ def test_dataset_of_wrong_shape(
 ) -> None:
     bad = tmp_path / "dev.json"
     bad.write_text(json.dumps(content))
-    err = one_error(["preprocess", "--dataset", str(bad), "--vocab", str(paths[1]), "--out", str(tmp_path / "o.npz")], capsys)
+    err = one_error(
+        ["preprocess", "--dataset", str(bad), "--vocab", str(paths[1]), "--out", str(tmp_path / "o.npz")], capsys
+    )
     assert str(bad) in err and "not a SQuAD v1.1 file" in err
 
 
 @pytest.mark.parametrize("kind", ["no-cls", "small"])
-def test_not_a_bert_vocab(kind: str, paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_a_bert_vocab(
+    kind: str, paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = paths[1].read_text().splitlines()
     lines = [t for t in lines if t != "[CLS]"] + ["extra"] if kind == "no-cls" else lines[:1000]
     bad = tmp_path / "vocab.txt"
     bad.write_text("\n".join(lines) + "\n")
-    err = one_error(["preprocess", "--dataset", str(paths[0]), "--vocab", str(bad), "--out", str(tmp_path / "o.npz")], capsys)
+    err = one_error(
+        ["preprocess", "--dataset", str(paths[0]), "--vocab", str(bad), "--out", str(tmp_path / "o.npz")], capsys
+    )
     assert str(bad) in err and "not a BERT uncased vocab" in err
     assert ("[CLS]" in err) if kind == "no-cls" else ("1000 tokens" in err)
 
@@ -83,7 +93,10 @@ def test_not_a_bert_vocab(kind: str, paths: tuple[Path, Path], tmp_path: Path, c
     ],
 )
 def test_bad_accuracy_logs(
-    entries: list[dict[str, object]], needle: str, paths: tuple[Path, Path], tmp_path: Path,
+    entries: list[dict[str, object]],
+    needle: str,
+    paths: tuple[Path, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     log = log_with(tmp_path, entries)
@@ -91,7 +104,9 @@ def test_bad_accuracy_logs(
     assert str(log) in err and needle in err
 
 
-def test_accuracy_log_not_json_or_missing(paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accuracy_log_not_json_or_missing(
+    paths: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log = tmp_path / "log.json"
     log.write_text("[{")
     err = one_error(["accuracy", "--log", str(log), "--dataset", str(paths[0]), "--vocab", str(paths[1])], capsys)

@@ -55,19 +55,30 @@ def run_accuracy(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[l
     [(2.0, 1, 39.26206244087039, 51.91852776007088), (0.5, 2, 99.68779564806054, 99.80812834908778)],
 )
 def test_public_oracle_fixtures(
-    s: float, k: int, em: float, f1: float, squad_paths: tuple[Path, Path], shared_data: Path,
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    s: float,
+    k: int,
+    em: float,
+    f1: float,
+    squad_paths: tuple[Path, Path],
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     logits = oracle_logits(shared_data, s, k)
     log = write_log(tmp_path / "mlperf_log_accuracy.json", enumerate(logits))
-    lines, got = run_accuracy(["--log", str(log), "--dataset", str(squad_paths[0]), "--vocab", str(squad_paths[1])], capsys)
+    lines, got = run_accuracy(
+        ["--log", str(log), "--dataset", str(squad_paths[0]), "--vocab", str(squad_paths[1])], capsys
+    )
     assert list(got) == ["exact_match", "f1"]
     assert abs(got["exact_match"] - em) < 1e-9 and abs(got["f1"] - f1) < 1e-9
     assert "scored 10570 of 10570 questions" in lines[-2]
 
 
 def test_short_payloads_score_like_padded(
-    squad_features: SquadFeatures, squad_paths: tuple[Path, Path], shared_data: Path, tmp_path: Path,
+    squad_features: SquadFeatures,
+    squad_paths: tuple[Path, Path],
+    shared_data: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     logits = oracle_logits(shared_data, 2.0, 1)
@@ -104,13 +115,18 @@ def test_held_out_seed_matches_slow_replica(
 
 
 def test_partial_log_says_how_many_it_scored(
-    squad_features: SquadFeatures, squad_paths: tuple[Path, Path], shared_data: Path, tmp_path: Path,
+    squad_features: SquadFeatures,
+    squad_paths: tuple[Path, Path],
+    shared_data: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     logits = oracle_logits(shared_data, 0.5, 2)
     chosen = np.random.default_rng(9).choice(N_FEATURES, 4096, replace=False)
     log = write_log(tmp_path / "test01.json", ((int(i), logits[i]) for i in chosen))
-    lines, got = run_accuracy(["--log", str(log), "--dataset", str(squad_paths[0]), "--vocab", str(squad_paths[1])], capsys)
+    lines, got = run_accuracy(
+        ["--log", str(log), "--dataset", str(squad_paths[0]), "--vocab", str(squad_paths[1])], capsys
+    )
     n = len(np.unique(squad_features.example_index[chosen]))
     assert n < 10570
     assert f"scored {n} of 10570 questions (4096 of 10833 features)" in lines[-2]
@@ -128,7 +144,10 @@ def test_last_entry_for_a_qsl_idx_wins(squad_features: SquadFeatures, shared_dat
 
 
 def test_float16_payloads(
-    squad_features: SquadFeatures, squad_paths: tuple[Path, Path], shared_data: Path, tmp_path: Path,
+    squad_features: SquadFeatures,
+    squad_paths: tuple[Path, Path],
+    shared_data: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     half = oracle_logits(shared_data, 2.0, 4)[:3000].astype(np.float16)

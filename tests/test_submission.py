@@ -38,8 +38,13 @@ def make_results(tmp_path: Path, rnd: str, power_server: str | None = None, big_
             entries = json.loads((acc / "mlperf_log_accuracy.json").read_text())
             (acc / "mlperf_log_accuracy.json").write_text(json.dumps(entries * 20, indent=0))
     if power_server:
-        assert run_power(RunConfig(sut="null", results_dir=res, power_server=power_server, round=rnd),
-                         perf_command=STUB_PERF + [rnd]) == 0
+        assert (
+            run_power(
+                RunConfig(sut="null", results_dir=res, power_server=power_server, round=rnd),
+                perf_command=STUB_PERF + [rnd],
+            )
+            == 0
+        )
     return res
 
 
@@ -51,8 +56,9 @@ def last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 
 
-def test_v41_datacenter_tree_with_power(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_v41_datacenter_tree_with_power(
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
     res = make_results(tmp_path, "v4.1", power_server=server)
     capsys.readouterr()
@@ -61,18 +67,27 @@ def test_v41_datacenter_tree_with_power(tmp_path: Path, server: str, monkeypatch
     verdict = last_json(out)
     assert verdict["round"] == "v4.1" and verdict["categories"] == {"null": "datacenter"} and verdict["test_tree"]
     assert verdict["problems"] == [], verdict["problems"]  # the test-length runs are the only findings
-    assert verdict["test_runs"] and all(any(w in t for w in ("min_duration", "simulated", "samples")) for t in verdict["test_runs"])
+    assert verdict["test_runs"] and all(
+        any(w in t for w in ("min_duration", "simulated", "samples")) for t in verdict["test_runs"]
+    )
     root = tmp_path / "sub" / "closed" / "Acme"
     for scen in ("Offline", "Server"):
         m = root / "measurements" / "null" / "bert-99" / scen
-        assert {p.name for p in m.iterdir()} == {"user.conf", "mlperf.conf", "README.md", f"null_packed-bert_{scen}.json"}
+        assert {p.name for p in m.iterdir()} == {
+            "user.conf",
+            "mlperf.conf",
+            "README.md",
+            f"null_packed-bert_{scen}.json",
+        }
         assert "*.*.qsl_rng_seed = 3066443479025735752" in (m / "mlperf.conf").read_text()
         c = root / "compliance" / "null" / "bert-99" / scen
         assert (c / "TEST01" / "verify_accuracy.txt").is_file() and (c / "TEST05" / "verify_performance.txt").is_file()
     r = root / "results" / "null" / "bert-99" / "Offline"
     acc_log = r / "accuracy" / "mlperf_log_accuracy.json"
     assert acc_log.stat().st_size < MAX_LOG_SIZE and b"\n\n...\n\n" in acc_log.read_bytes()
-    assert recorded_hash(r / "accuracy" / "accuracy.txt") == sha256(next(res.glob("*-offline-accuracy")) / "mlperf_log_accuracy.json")
+    assert recorded_hash(r / "accuracy" / "accuracy.txt") == sha256(
+        next(res.glob("*-offline-accuracy")) / "mlperf_log_accuracy.json"
+    )
     for f in ("run_1/mlperf_log_detail.txt", "run_1/spl.txt", "ranging/spl.txt", "power/client.json"):
         assert (r / "performance" / f).is_file(), f
     assert (root / "code" / "bert-99" / "packed-bert" / "README.md").is_file()
@@ -88,8 +103,15 @@ def test_v60_edge_tree_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     root = tmp_path / "sub" / "closed" / "Acme"
     assert sorted(p.name for p in (root / "results" / "null" / "bert-99").iterdir()) == ["Offline", "SingleStream"]
     r = root / "results" / "null" / "bert-99" / "SingleStream"
-    assert {p.name for p in r.iterdir()} == {"accuracy", "performance", "TEST01", "measurements.json", "user.conf",
-                                             "mlperf.conf", "README.md"}
+    assert {p.name for p in r.iterdir()} == {
+        "accuracy",
+        "performance",
+        "TEST01",
+        "measurements.json",
+        "user.conf",
+        "mlperf.conf",
+        "README.md",
+    }
     assert not (root / "compliance").exists() and not (root / "measurements").exists() and (root / "src").is_dir()
     assert json.loads((root / "systems" / "null.json").read_text())["system_type"] == "edge"
     problems = check_tree(root, get_round("v6.0"), res)
@@ -156,7 +178,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pyt
 def test_the_best_run_of_each_kind_unless_one_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     res = make_results(tmp_path, "v6.0", big_log=False)
     good = [p for p in sorted(res.glob("*-offline-performance*")) if not (p / "audit.config").exists()][-1]
-    newer = res / (good.name[:-len("performance")] + "performance-9")
+    newer = res / (good.name[: -len("performance")] + "performance-9")
     shutil.copytree(good, newer)  # a newer run that failed
     summary = json.loads((newer / "summary.json").read_text())
     (newer / "summary.json").write_text(json.dumps({**summary, "valid": False}))
@@ -175,25 +197,38 @@ def test_check_catches_what_the_checker_rejects(tmp_path: Path) -> None:
     txt = r / "accuracy" / "accuracy.txt"
     txt.write_text(txt.read_text().replace('"f1": 90.0', '"f1": 80.0'))
     detail = r / "performance" / "run_1" / "mlperf_log_detail.txt"
-    detail.write_text(detail.read_text().replace('"result_validity", "value": "VALID"', '"result_validity", "value": "INVALID"')
-                      .replace("2465351861681999779", "2085463073848966840"))  # LoadGen's built-in (v6.1) seed
+    detail.write_text(
+        detail.read_text()
+        .replace('"result_validity", "value": "VALID"', '"result_validity", "value": "INVALID"')
+        .replace("2465351861681999779", "2085463073848966840")
+    )  # LoadGen's built-in (v6.1) seed
     (r / "TEST01" / "verify_performance.txt").write_text("TEST FAIL: Test score invalid\n")
-    (root / "systems" / "null.json").write_text(json.dumps({"submitter": "Acme", "division": "closed", "system_type": "datacenter"}))
+    (root / "systems" / "null.json").write_text(
+        json.dumps({"submitter": "Acme", "division": "closed", "system_type": "datacenter"})
+    )
     acc_detail = r / "accuracy" / "mlperf_log_detail.txt"  # what a second user.conf in one process logs
-    acc_detail.write_text(acc_detail.read_text() + ':::MLLOG {"key": "error_invalid_config", "value": "Multiple conf files are '
-                          'used. This is not valid for official submission.", "metadata": {"is_error": true}}\n')
+    acc_detail.write_text(
+        acc_detail.read_text() + ':::MLLOG {"key": "error_invalid_config", "value": "Multiple conf files are '
+        'used. This is not valid for official submission.", "metadata": {"is_error": true}}\n'
+    )
     (r / "mlperf.conf").unlink()
     problems = "\n".join(check_tree(root, get_round("v6.0"), res))
-    for needle in ("F1 80.000 below the bert-99 target 89.965", "performance result is INVALID, not VALID",
-                   "qsl_rng_seed is 2085463073848966840, v6.0 expects 2465351861681999779",
-                   "verify_performance.txt has no TEST PASS", "required fields missing",
-                   "system_type datacenter: BERT is edge only in v6.0",
-                   "LoadGen logged an ERROR (error_invalid_config: Multiple conf files are used", "mlperf.conf missing",
-                   "min_duration 50 ms < 600000 ms", "accuracy run over 64 samples, not the 10,833"):
+    for needle in (
+        "F1 80.000 below the bert-99 target 89.965",
+        "performance result is INVALID, not VALID",
+        "qsl_rng_seed is 2085463073848966840, v6.0 expects 2465351861681999779",
+        "verify_performance.txt has no TEST PASS",
+        "required fields missing",
+        "system_type datacenter: BERT is edge only in v6.0",
+        "LoadGen logged an ERROR (error_invalid_config: Multiple conf files are used",
+        "mlperf.conf missing",
+        "min_duration 50 ms < 600000 ms",
+        "accuracy run over 64 samples, not the 10,833",
+    ):
         assert needle in problems, needle
 
 
-FAKE_CHECKER = '''import argparse, logging, sys
+FAKE_CHECKER = """import argparse, logging, sys
 logging.basicConfig(level=logging.INFO)
 p = argparse.ArgumentParser(); p.add_argument("--input"); p.add_argument("--version"); p.add_argument("--submitter")
 p.add_argument("--csv"); a = p.parse_args()
@@ -203,7 +238,7 @@ log.warning("%s/closed/Acme/results/x accuracy not met: expected=89.965260, foun
 log.error("%s Test duration less than 600s in user config. expected=600000, found=10000", a.version)
 log.error("SUMMARY: submission has errors")
 sys.exit(1)
-'''
+"""
 
 
 def test_official_checker_findings_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,19 +247,45 @@ def test_official_checker_findings_are_reported(tmp_path: Path, capsys: pytest.C
     checker.parent.mkdir(parents=True)
     checker.write_text(FAKE_CHECKER)
     capsys.readouterr()
-    assert submit(res, tmp_path / "sub", "--allow-test-runs", "--official", str(tmp_path / "inference"),
-                  "--official-python", sys.executable) == 1
+    assert (
+        submit(
+            res,
+            tmp_path / "sub",
+            "--allow-test-runs",
+            "--official",
+            str(tmp_path / "inference"),
+            "--official-python",
+            sys.executable,
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "OFFICIAL: v6.0 Test duration less than 600s in user config. expected=600000, found=10000" in out
     assert "accuracy not met" in out and "exit 1, 2 ERROR line(s); submission has errors" in out
     assert last_json(out)["official"]["exit"] == 1
-    assert cli.main(["submission", "--results", str(res), "--out", str(tmp_path / "sub3"), "--submitter", "Acme",
-                     "--allow-test-runs", "--official", str(tmp_path)]) == 2
+    assert (
+        cli.main(
+            [
+                "submission",
+                "--results",
+                str(res),
+                "--out",
+                str(tmp_path / "sub3"),
+                "--submitter",
+                "Acme",
+                "--allow-test-runs",
+                "--official",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "no MLPerf submission checker there" in error_of(capsys)
 
 
-def test_sut_toml_path_through_compliance_and_power(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_sut_toml_path_through_compliance_and_power(
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from importlib import resources  # the shipped null system, under another name and path
 
     toml = tmp_path / "my systems" / "lab.box.toml"
@@ -235,20 +296,43 @@ def test_sut_toml_path_through_compliance_and_power(tmp_path: Path, server: str,
     parser = cli.build_parser()
     ns = parser.parse_args(["run", "--sut", str(toml), "--results-dir", str(res), "--group.closed", "--round", "v4.1"])
     assert run_plan(expand(ns, request_from_namespace(ns)), launch=StubLauncher(), scorer=stub_scorer) == 0
-    assert {p.name.split("-", 2)[2].split("-bert")[0] for p in res.iterdir() if not p.name.startswith(".")} == {"labbox"}
+    assert {p.name.split("-", 2)[2].split("-bert")[0] for p in res.iterdir() if not p.name.startswith(".")} == {
+        "labbox"
+    }
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
-    args = parser.parse_args(["run", "--sut", str(toml), "--mode", "power", "--power-server", server,
-                              "--results-dir", str(res), "--round", "v4.1"])
+    args = parser.parse_args(
+        [
+            "run",
+            "--sut",
+            str(toml),
+            "--mode",
+            "power",
+            "--power-server",
+            server,
+            "--results-dir",
+            str(res),
+            "--round",
+            "v4.1",
+        ]
+    )
     assert run_power(run_cmd.config_from_args(args), perf_command=STUB_PERF + ["v4.1"]) == 0
-    assert json.loads((next(res.glob("*-labbox-bert-99-offline-power")) / "summary.json").read_text())["sut"] == "labbox"
+    assert (
+        json.loads((next(res.glob("*-labbox-bert-99-offline-power")) / "summary.json").read_text())["sut"] == "labbox"
+    )
 
 
 def test_a_closed_result_needs_the_official_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     res = make_results(tmp_path, "v6.0", big_log=False)
     acc = sorted(res.glob("*-offline-accuracy"))[-1]
     system = json.loads((acc / "system.json").read_text())
-    system["data"] = {"dataset": "/tmp/one-article.json", "dataset_sha256": "0" * 64, "dataset_official": False,
-                      "vocab": "vocab.txt", "vocab_sha256": "1" * 64, "vocab_official": True}
+    system["data"] = {
+        "dataset": "/tmp/one-article.json",
+        "dataset_sha256": "0" * 64,
+        "dataset_official": False,
+        "vocab": "vocab.txt",
+        "vocab_sha256": "1" * 64,
+        "vocab_official": True,
+    }
     (acc / "system.json").write_text(json.dumps(system))
     capsys.readouterr()
     assert submit(res, tmp_path / "sub", "--allow-test-runs") == 2

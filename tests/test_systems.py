@@ -34,7 +34,12 @@ def test_unknown_system_and_bad_files_are_user_errors() -> None:
     with pytest.raises(UserError, match="unknown model"):
         parse_system(good + '[batching."bert-98"]\nOffline="packed"\n', "t")
     with pytest.raises(UserError, match="must be >= 1"):
-        parse_system(good.replace("Offline=1\nServer=1\nSingleStream=1\n[target", "Offline=0\nServer=1\nSingleStream=1\n[target", 1), "t")
+        parse_system(
+            good.replace(
+                "Offline=1\nServer=1\nSingleStream=1\n[target", "Offline=0\nServer=1\nSingleStream=1\n[target", 1
+            ),
+            "t",
+        )
 
 
 def test_a_model_may_have_its_own_batching_and_runtime() -> None:

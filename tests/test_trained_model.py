@@ -41,13 +41,20 @@ def unseen(squad_features: SquadFeatures) -> np.ndarray:
 
 
 def _run(runner: object, f: SquadFeatures, index: np.ndarray, strategy: str, batch_size: int) -> list[np.ndarray]:
-    return infer_sequences(runner.infer, f.input_ids[index], f.segment_ids[index],  # type: ignore[attr-defined]
-                           f.lengths[index], strategy, batch_size)
+    return infer_sequences(
+        runner.infer,
+        f.input_ids[index],
+        f.segment_ids[index],  # type: ignore[attr-defined]
+        f.lengths[index],
+        strategy,
+        batch_size,
+    )
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
-def test_checkpoint_scores_the_pinned_fp32_f1(checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray,
-                                              backend: str) -> None:
+def test_checkpoint_scores_the_pinned_fp32_f1(
+    checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray, backend: str
+) -> None:
     runner = create(backend, checkpoint, "fp32", "cpu")
     logits = _run(runner, squad_features, unseen, "sorted", 16)
     result = score_logits(dict(zip(unseen.tolist(), logits, strict=True)), squad_features)
@@ -57,13 +64,19 @@ def test_checkpoint_scores_the_pinned_fp32_f1(checkpoint: str, squad_features: S
 
 def test_article_splits_are_the_checkpoints(squad_features: SquadFeatures) -> None:
     """The README's counts: odd articles 5,173 questions / 5,378 features, even 5,397 / 5,455."""
-    counts = {s: (split_questions(squad_features.squad, s).size, split_features(squad_features, s).size) for s in SPLITS}
+    counts = {
+        s: (split_questions(squad_features.squad, s).size, split_features(squad_features, s).size) for s in SPLITS
+    }
     assert counts == {"all": (10570, 10833), "odd-articles": (5173, 5378), "even-articles": (5397, 5455)}
     sub = subset_features(squad_features, "odd-articles")
     assert (sub.num_examples, sub.num_features) == (5173, 5378)
     assert np.array_equal(sub.input_ids, squad_features.input_ids[split_features(squad_features, "odd-articles")])
-    assert sub.squad.qas_ids[int(sub.example_index[0])] == squad_features.squad.qas_ids[
-        int(squad_features.example_index[split_features(squad_features, "odd-articles")[0]])]
+    assert (
+        sub.squad.qas_ids[int(sub.example_index[0])]
+        == squad_features.squad.qas_ids[
+            int(squad_features.example_index[split_features(squad_features, "odd-articles")[0]])
+        ]
+    )
     assert sub.provenance == squad_features.provenance  # a split of the official data is still that data
 
 
@@ -89,8 +102,9 @@ def _spans(f: SquadFeatures, index: np.ndarray, logits: list[np.ndarray]) -> np.
 
 
 @pytest.mark.parametrize("model", ["bert-99", "bert-99.9"])
-def test_cpu_default_recipe_does_not_depend_on_batch_mates(checkpoint: str, squad_features: SquadFeatures,
-                                                           unseen: np.ndarray, model: str) -> None:
+def test_cpu_default_recipe_does_not_depend_on_batch_mates(
+    checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray, model: str
+) -> None:
     """Alone, sorted, padded to 384 and packed with others: the same bits (ONNX Runtime over the
     masked row: in sorted and padded batches, where a sample starts its row; PyTorch on the CPU
     and per-sequence attention graphs: everywhere),

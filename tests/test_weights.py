@@ -16,8 +16,7 @@ from packed_bert.model.import_onnx import _tf_name
 from packed_bert.model.weights import load_model
 
 # head size 64, as BERT's: files that do not say how many heads there are assume it
-CONFIG = BertConfig(vocab_size=300, hidden=128, layers=2, heads=2, intermediate=256,
-                    max_position=64, type_vocab=2)
+CONFIG = BertConfig(vocab_size=300, hidden=128, layers=2, heads=2, intermediate=256, max_position=64, type_vocab=2)
 
 
 def source_model(seed: int = 1) -> PackedBertForQA:
@@ -75,11 +74,16 @@ def test_mlperf_pytorch_checkpoint_round_trip(tmp_path: Path) -> None:
 
 def _hf_config(config: BertConfig) -> dict[str, object]:
     return {
-        "architectures": ["BertForQuestionAnswering"], "model_type": "bert",
-        "vocab_size": config.vocab_size, "hidden_size": config.hidden,
-        "num_hidden_layers": config.layers, "num_attention_heads": config.heads,
-        "intermediate_size": config.intermediate, "max_position_embeddings": config.max_position,
-        "type_vocab_size": config.type_vocab, "layer_norm_eps": config.layer_norm_eps,
+        "architectures": ["BertForQuestionAnswering"],
+        "model_type": "bert",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden,
+        "num_hidden_layers": config.layers,
+        "num_attention_heads": config.heads,
+        "intermediate_size": config.intermediate,
+        "max_position_embeddings": config.max_position,
+        "type_vocab_size": config.type_vocab,
+        "layer_norm_eps": config.layer_norm_eps,
         "hidden_act": "gelu",
     }
 
@@ -107,7 +111,7 @@ def test_hf_bert_model_only_gets_random_head(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     model = source_model()
-    body = {k[len("bert."):]: v.contiguous() for k, v in model.state_dict().items() if k.startswith("bert.")}
+    body = {k[len("bert.") :]: v.contiguous() for k, v in model.state_dict().items() if k.startswith("bert.")}
     body["pooler.dense.weight"] = torch.zeros(CONFIG.hidden, CONFIG.hidden)
     (tmp_path / "config.json").write_text(json.dumps(_hf_config(CONFIG)))
     save_file(body, tmp_path / "model.safetensors")
@@ -129,8 +133,9 @@ class StandardBert(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, input_mask: torch.Tensor,
-                segment_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, input_mask: torch.Tensor, segment_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         positions = torch.arange(input_ids.shape[1]).unsqueeze(0).expand_as(input_ids)
         lengths = input_mask.sum(dim=1, keepdim=True)
         out = self.model(input_ids, segment_ids, positions, lengths)
@@ -143,10 +148,14 @@ def export_reference_onnx(model: PackedBertForQA, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            StandardBert(model).eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-            str(path), dynamo=False, input_names=names,
+            StandardBert(model).eval(),
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(path),
+            dynamo=False,
+            input_names=names,
             output_names=["output_start_logits", "output_end_logits"],
-            dynamic_axes={n: {0: "batch", 1: "seq"} for n in names}, opset_version=17,
+            dynamic_axes={n: {0: "batch", 1: "seq"} for n in names},
+            opset_version=17,
         )
 
 
@@ -164,11 +173,11 @@ def test_mlperf_onnx_round_trip(tmp_path: Path) -> None:
     ids = np.random.default_rng(0).integers(1, CONFIG.vocab_size, size=(1, 20))
     mask = (np.arange(20) < 13).astype(np.int64)[None]
     seg = (np.arange(20) >= 6).astype(np.int64)[None] * mask
-    start, end = ort.InferenceSession(str(path)).run(
-        None, {"input_ids": ids, "input_mask": mask, "segment_ids": seg})
+    start, end = ort.InferenceSession(str(path)).run(None, {"input_ids": ids, "input_mask": mask, "segment_ids": seg})
     with torch.no_grad():
-        ours = loaded(torch.from_numpy(ids), torch.from_numpy(seg),
-                      torch.arange(20)[None], torch.tensor([[13]])).numpy()
+        ours = loaded(
+            torch.from_numpy(ids), torch.from_numpy(seg), torch.arange(20)[None], torch.tensor([[13]])
+        ).numpy()
     assert np.abs(ours[0, :13, 0] - start[0, :13]).max() < 1e-5
     assert np.abs(ours[0, :13, 1] - end[0, :13]).max() < 1e-5
 
@@ -178,8 +187,11 @@ def test_onnx_with_anonymous_biases_maps_by_order(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
     export_reference_onnx(model, path)
     proto = onnx.load(str(path))
-    renames = {i.name: f"onnx::Add_{n}" for n, i in enumerate(proto.graph.initializer)
-               if i.name.endswith(("dense.bias", "query.bias", "key.bias", "value.bias"))}
+    renames = {
+        i.name: f"onnx::Add_{n}"
+        for n, i in enumerate(proto.graph.initializer)
+        if i.name.endswith(("dense.bias", "query.bias", "key.bias", "value.bias"))
+    }
     assert renames
     for init in proto.graph.initializer:
         init.name = renames.get(init.name, init.name)
@@ -192,7 +204,9 @@ def test_onnx_with_anonymous_biases_maps_by_order(tmp_path: Path) -> None:
 
 def test_tf_names_are_translated() -> None:
     assert _tf_name("bert/encoder/layer_3/attention/self/query/kernel:0") == (
-        "bert.encoder.layer.3.attention.self.query.weight", True)
+        "bert.encoder.layer.3.attention.self.query.weight",
+        True,
+    )
     assert _tf_name("bert/embeddings/LayerNorm/gamma") == ("bert.embeddings.LayerNorm.weight", False)
     assert _tf_name("bert/embeddings/word_embeddings") == ("bert.embeddings.word_embeddings.weight", False)
     assert _tf_name("cls/squad/output_weights") == ("qa_outputs.weight", False)
@@ -227,7 +241,11 @@ def test_checkpoint_of_the_wrong_shape(tmp_path: Path) -> None:
     state = source_model().state_dict()
     path = tmp_path / "model.pytorch"
     torch.save(state, path)
-    _one_line_error(str(path), r"tensor bert\.embeddings\.word_embeddings\.weight has shape \[300, 128\] but the model needs \[30522, 64\]", BERT_TINY)
+    _one_line_error(
+        str(path),
+        r"tensor bert\.embeddings\.word_embeddings\.weight has shape \[300, 128\] but the model needs \[30522, 64\]",
+        BERT_TINY,
+    )
     state["bert.encoder.layer.1.attention.self.key.weight"] = torch.zeros(128, 16)
     torch.save(state, path)
     _one_line_error(str(path), r"layer\.1\.attention\.self\.key\.weight has shape \[128, 16\].*\[128, 128\]")

@@ -35,6 +35,8 @@ def check_cluster_address(text: str, flag: str = "--cluster") -> str:
     try:
         parse_address(value.removeprefix("ray://"), flag)
     except UserError:
-        raise UserError(f"{flag} {text!r}: expected ray (an embedded cluster), auto, HOST:PORT or "
-                        "ray://HOST:PORT, e.g. 10.0.0.2:6379") from None
+        raise UserError(
+            f"{flag} {text!r}: expected ray (an embedded cluster), auto, HOST:PORT or "
+            "ray://HOST:PORT, e.g. 10.0.0.2:6379"
+        ) from None
     return value

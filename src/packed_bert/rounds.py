@@ -46,8 +46,11 @@ class Seeds:
 
     def settings(self, prefix: str = "") -> dict[str, int]:
         """As LoadGen TestSettings fields: ``qsl_rng_seed`` ... (``test05_qsl_rng_seed`` with a prefix)."""
-        return {f"{prefix}qsl_rng_seed": self.qsl, f"{prefix}sample_index_rng_seed": self.sample_index,
-                f"{prefix}schedule_rng_seed": self.schedule}
+        return {
+            f"{prefix}qsl_rng_seed": self.qsl,
+            f"{prefix}sample_index_rng_seed": self.sample_index,
+            f"{prefix}schedule_rng_seed": self.schedule,
+        }
 
 
 ScenarioTable = Mapping[Category, Mapping[Model, tuple[Scenario, ...]]]
@@ -105,24 +108,74 @@ class Round:
         return out
 
 
-def _r(name: str, seeds: tuple[int, int, int], tests: tuple[str, ...], layout: Layout, scenarios: ScenarioTable,
-       test05: tuple[int, int, int] | None = None) -> Round:
-    return Round(name, Seeds(*seeds), tests, layout, scenarios, Seeds(*test05) if test05 else None,
-                 "src" if layout == "consolidated" else "code")
+def _r(
+    name: str,
+    seeds: tuple[int, int, int],
+    tests: tuple[str, ...],
+    layout: Layout,
+    scenarios: ScenarioTable,
+    test05: tuple[int, int, int] | None = None,
+) -> Round:
+    return Round(
+        name,
+        Seeds(*seeds),
+        tests,
+        layout,
+        scenarios,
+        Seeds(*test05) if test05 else None,
+        "src" if layout == "consolidated" else "code",
+    )
 
 
-ROUNDS: dict[str, Round] = {r.name: r for r in (
-    _r("v4.0", (13281865557512327830, 198141574272810017, 7575108116881280410), ("TEST01", "TEST05"), "legacy",
-       _V4_SCENARIOS, (2376919268182438552, 11176391829184272374, 3911940905271271337)),
-    _r("v4.1", (3066443479025735752, 10688027786191513374, 14962580496156340209), ("TEST01", "TEST05"), "legacy",
-       _V4_SCENARIOS, (16799458546791641818, 5453809927556429288, 5435552105434836064)),
-    _r("v5.0", (6023615788873153749, 15036839855038426416, 9933818062894767841), ("TEST01",), "legacy", _V5_SCENARIOS),
-    _r("v5.1", (1780908523862526354, 14771362308971278857, 18209322760996052031), ("TEST01",), "legacy", _V5_SCENARIOS),
-    _r("v6.0", (2465351861681999779, 14276810075590677512, 3936089224930324775), ("TEST01",), "consolidated",
-       _V5_SCENARIOS),
-    _r("v6.1", (2085463073848966840, 2747215439041700203, 16159082839903944936), ("TEST01",), "consolidated",
-       _V5_SCENARIOS),
-)}
+ROUNDS: dict[str, Round] = {
+    r.name: r
+    for r in (
+        _r(
+            "v4.0",
+            (13281865557512327830, 198141574272810017, 7575108116881280410),
+            ("TEST01", "TEST05"),
+            "legacy",
+            _V4_SCENARIOS,
+            (2376919268182438552, 11176391829184272374, 3911940905271271337),
+        ),
+        _r(
+            "v4.1",
+            (3066443479025735752, 10688027786191513374, 14962580496156340209),
+            ("TEST01", "TEST05"),
+            "legacy",
+            _V4_SCENARIOS,
+            (16799458546791641818, 5453809927556429288, 5435552105434836064),
+        ),
+        _r(
+            "v5.0",
+            (6023615788873153749, 15036839855038426416, 9933818062894767841),
+            ("TEST01",),
+            "legacy",
+            _V5_SCENARIOS,
+        ),
+        _r(
+            "v5.1",
+            (1780908523862526354, 14771362308971278857, 18209322760996052031),
+            ("TEST01",),
+            "legacy",
+            _V5_SCENARIOS,
+        ),
+        _r(
+            "v6.0",
+            (2465351861681999779, 14276810075590677512, 3936089224930324775),
+            ("TEST01",),
+            "consolidated",
+            _V5_SCENARIOS,
+        ),
+        _r(
+            "v6.1",
+            (2085463073848966840, 2747215439041700203, 16159082839903944936),
+            ("TEST01",),
+            "consolidated",
+            _V5_SCENARIOS,
+        ),
+    )
+}
 DEFAULT_ROUND = "v6.0"
 LAST_ROUND_WITH_TEST05 = "v4.1"
 
@@ -174,11 +227,15 @@ def pick_category(rnd: Round, claimed: tuple[Category, ...], asked: Category | s
         if cat not in rnd.categories:
             rnd.required_scenarios(Model.BERT_99, cat)  # raises the round's one-line error
         if cat not in claimed:
-            raise UserError(f"--category {cat}: system {system} claims only {', '.join(claimed)} (the categories of "
-                            f"its system file); add {cat} there if it qualifies")
+            raise UserError(
+                f"--category {cat}: system {system} claims only {', '.join(claimed)} (the categories of "
+                f"its system file); add {cat} there if it qualifies"
+            )
         return cat
     for cat in claimed:
         if cat in rnd.categories:
             return cat
-    raise UserError(f"system {system} claims {', '.join(claimed)}, and BERT in MLPerf Inference {rnd.name} is "
-                    f"{' or '.join(rnd.categories)} only: add that to its system file's categories, or use --round v4.1")
+    raise UserError(
+        f"system {system} claims {', '.join(claimed)}, and BERT in MLPerf Inference {rnd.name} is "
+        f"{' or '.join(rnd.categories)} only: add that to its system file's categories, or use --round v4.1"
+    )

@@ -65,8 +65,11 @@ def stop_on_signals() -> Iterator[None]:
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stopping:
-            print(f"packed-bert: {signal.Signals(signum).name} ignored: already stopping, cleaning up",
-                  file=sys.stderr, flush=True)
+            print(
+                f"packed-bert: {signal.Signals(signum).name} ignored: already stopping, cleaning up",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         stopping.append(signum)
         raise Interrupted(signum)

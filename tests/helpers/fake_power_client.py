@@ -70,7 +70,9 @@ def main() -> int:
         while t <= end + timedelta(seconds=1):
             w = watts if begin <= t <= end else 50.0  # idle outside the window
             stamp = t.strftime(FMT)[:-3]
-            lines.append(f"Time,{stamp},Watts,{w:.6f},Volts,230.000000,Amps,{w / 230:.6f},PF,0.990000,Mark,{session.name}_{mode}")
+            lines.append(
+                f"Time,{stamp},Watts,{w:.6f},Volts,230.000000,Amps,{w / 230:.6f},PF,0.990000,Mark,{session.name}_{mode}"
+            )
             t += timedelta(milliseconds=20)
         (session / folder / "spl.txt").write_text("\n".join(lines) + "\n")
     power = session / "power"

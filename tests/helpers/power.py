@@ -11,13 +11,16 @@ FAKE_CLIENT = HELPERS / "fake_power_client.py"
 
 # What the client runs twice: a real LoadGen run (the harness stand-in) into --results-dir; an
 # argument after the helpers' path is the run's round.
-STUB_PERF = [sys.executable, "-c",
-             "import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-             "from helpers.stub_launcher import StubLauncher;"
-             "from packed_bert.harness.config import RunConfig;"
-             "StubLauncher()(RunConfig(sut='null', results_dir=Path(os.environ['PACKED_BERT_POWER_RESULTS_DIR']),"
-             " round=sys.argv[2] if len(sys.argv) > 2 else None))",
-             str(HELPERS.parent)]
+STUB_PERF = [
+    sys.executable,
+    "-c",
+    "import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+    "from helpers.stub_launcher import StubLauncher;"
+    "from packed_bert.harness.config import RunConfig;"
+    "StubLauncher()(RunConfig(sut='null', results_dir=Path(os.environ['PACKED_BERT_POWER_RESULTS_DIR']),"
+    " round=sys.argv[2] if len(sys.argv) > 2 else None))",
+    str(HELPERS.parent),
+]
 
 
 def fake_power_server() -> Iterator[str]:

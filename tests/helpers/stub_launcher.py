@@ -101,23 +101,43 @@ class StubLauncher:
         if self.steady and not accuracy:
             log_path = run_dir / "mlperf_log_summary.txt"
             nominal = N_SAMPLES / self.query_seconds
-            log_path.write_text(re.sub(r"(?m)^(Samples per second\s*:\s*)[\d.]+", rf"\g<1>{nominal:.3f}", log_path.read_text()))
+            log_path.write_text(
+                re.sub(r"(?m)^(Samples per second\s*:\s*)[\d.]+", rf"\g<1>{nominal:.3f}", log_path.read_text())
+            )
 
-        summary: dict = {"sut": sut, "model": cfg.model, "scenario": cfg.scenario, "mode": cfg.mode, "round": rnd.name,
-                         "execution": cfg.execution}
+        summary: dict = {
+            "sut": sut,
+            "model": cfg.model,
+            "scenario": cfg.scenario,
+            "mode": cfg.mode,
+            "round": rnd.name,
+            "execution": cfg.execution,
+        }
         if cfg.audit_test:
             summary["compliance_test"] = cfg.audit_test
         if accuracy:
             em, f1 = stub_scorer(run_dir / "mlperf_log_accuracy.json")
-            (run_dir / "accuracy.txt").write_text(f"scored {N_SAMPLES} samples\n{json.dumps({'exact_match': em, 'f1': f1})}\n")
+            (run_dir / "accuracy.txt").write_text(
+                f"scored {N_SAMPLES} samples\n{json.dumps({'exact_match': em, 'f1': f1})}\n"
+            )
             summary.update(exact_match=em, f1=f1, valid=True)
         else:
             s = read_summary(run_dir / "mlperf_log_summary.txt")
             summary.update(samples_per_second=s.score, valid=s.valid)
         (run_dir / "summary.json").write_text(json.dumps(summary) + "\n")
         (run_dir / "system.json").write_text(
-            json.dumps({"name": sut, "devices": 1, "accelerator": "stub", "backend": "stub", "simulated": True, "sdk": cfg.sdk,
-                        "host": "stub host", "host_info": {"cpus": 2, "cpu_model": "test cpu", "platform": "Linux-test"}})
+            json.dumps(
+                {
+                    "name": sut,
+                    "devices": 1,
+                    "accelerator": "stub",
+                    "backend": "stub",
+                    "simulated": True,
+                    "sdk": cfg.sdk,
+                    "host": "stub host",
+                    "host_info": {"cpus": 2, "cpu_model": "test cpu", "platform": "Linux-test"},
+                }
+            )
         )
         (run_dir / "user.conf").write_text(f"bert.{cfg.scenario}.target_qps = 1000\n")
         plan = plan_run(dataclasses.replace(cfg, compliance_tests=()))  # what a real run records

@@ -38,9 +38,11 @@ def fingerprint(model_spec: str | torch.nn.Module, seed: int = 0) -> str:
         return "module-" + h.hexdigest()[:16]
     path = Path(model_spec)
     if model_spec not in ("random", "tiny") and path.exists():
-        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*"))] if path.is_dir() else [
-            (str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
-        ]
+        stats = (
+            [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*"))]
+            if path.is_dir()
+            else [(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)]
+        )
         h.update(repr(stats).encode())
     else:
         h.update(f"{model_spec}:{seed}".encode())

@@ -73,9 +73,7 @@ class RunnerInfo:
 def describe(runner: Runner) -> dict[str, Any]:
     """A JSON-ready description of a runner; simulated runners say so in every field a reader sees."""
     detail = str(getattr(runner, "detail", ""))
-    info = RunnerInfo(
-        runner.name, runner.precision, runner.device, runner.simulated, runner.static_shape, detail
-    )
+    info = RunnerInfo(runner.name, runner.precision, runner.device, runner.simulated, runner.static_shape, detail)
     out = dict(info.__dict__)
     if runner.simulated:
         out["name"] = f"{runner.name} (simulated)"

@@ -50,7 +50,7 @@ def device_count(request: DeviceRequest) -> int:
 
         n = int(torch.cuda.device_count())
         if n == 0:
-            raise UserError("devices = \"auto\" asks for every NVIDIA GPU, and none is visible here")
+            raise UserError('devices = "auto" asks for every NVIDIA GPU, and none is visible here')
         return n
     return 1
 
@@ -66,7 +66,9 @@ def device_names(request: DeviceRequest) -> list[str]:
 
 def samples_per_packed_row(lengths: np.ndarray, chunk: int, max_per_row: int = MAX_SEQS_PER_ROW) -> float:
     """Sequences per 384-token row when ``lengths`` are packed in chunks of ``chunk``."""
-    rows = sum(pack_matrix(lengths[s : s + chunk], max_per_row, SEQ_LEN).shape[0] for s in range(0, lengths.size, chunk))
+    rows = sum(
+        pack_matrix(lengths[s : s + chunk], max_per_row, SEQ_LEN).shape[0] for s in range(0, lengths.size, chunk)
+    )
     return lengths.size / rows if rows else 1.0
 
 
@@ -90,6 +92,5 @@ def local_runners(request: DeviceRequest) -> list[Runner]:
     if request.backend == "onnxruntime" and request.calibration is not None:
         opts.setdefault("calibration", request.calibration)
     return [
-        create(request.backend, request.weights, request.precision, name, model=request.model, **opts)
-        for name in names
+        create(request.backend, request.weights, request.precision, name, model=request.model, **opts) for name in names
     ]

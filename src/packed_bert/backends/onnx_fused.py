@@ -88,8 +88,13 @@ def _sequence_mask(g: _Graph, ids: str, seq_lens: str) -> str:
     ones = g.op("Cast", [g.op("Equal", [ids, ids])], to=INT64)
     positions = g.op("CumSum", [ones, axis], exclusive=1)  # [R, L]: 0, 1, ... in every row
     ends = g.op("CumSum", [g.op("Cast", [seq_lens], to=INT64), axis])  # [R, S]
-    passed = g.op("GreaterOrEqual", [g.op("Unsqueeze", [positions, g.const("axes_2", np.array([2], np.int64))]),
-                                     g.op("Unsqueeze", [ends, g.const("axes_1", np.array([1], np.int64))])])
+    passed = g.op(
+        "GreaterOrEqual",
+        [
+            g.op("Unsqueeze", [positions, g.const("axes_2", np.array([2], np.int64))]),
+            g.op("Unsqueeze", [ends, g.const("axes_1", np.array([1], np.int64))]),
+        ],
+    )
     seq = g.op("ReduceSum", [g.op("Cast", [passed], to=INT32), "axes_2"], keepdims=0)
     same = g.op("Equal", [g.op("Unsqueeze", [seq, "axes_2"]), g.op("Unsqueeze", [seq, "axes_1"])])
     return g.op("Cast", [same], to=INT32)
@@ -141,8 +146,15 @@ def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
 class _Layers:
     """Writes the encoder's linear layers and attention, in fp32 or by an ``Int8Recipe``."""
 
-    def __init__(self, g: _Graph, w: dict[str, np.ndarray], cfg: BertConfig, int8: Int8Recipe | None, mask: str,
-                 per_sequence: bool = False) -> None:
+    def __init__(
+        self,
+        g: _Graph,
+        w: dict[str, np.ndarray],
+        cfg: BertConfig,
+        int8: Int8Recipe | None,
+        mask: str,
+        per_sequence: bool = False,
+    ) -> None:
         self.g, self.w, self.cfg, self.int8 = g, w, cfg, int8
         self.mask = mask
         self.per_sequence = per_sequence
@@ -175,15 +187,25 @@ class _Layers:
             return self.sequence_attention(x, p, heads, qkv_b, scheme)
         if scheme in ("fp32", "weights"):
             qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
-            qkv_w = (g.const(f"{p}.attention.qkv.weight", qkv_t) if scheme == "fp32"
-                     else dequantized_weight(g, qkv_t, f"{p}.attention.qkv"))
-            return g.op("Attention", [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask], scope, MS_DOMAIN,
-                        num_heads=cfg.heads)
+            qkv_w = (
+                g.const(f"{p}.attention.qkv.weight", qkv_t)
+                if scheme == "fp32"
+                else dequantized_weight(g, qkv_t, f"{p}.attention.qkv")
+            )
+            return g.op(
+                "Attention",
+                [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask],
+                scope,
+                MS_DOMAIN,
+                num_heads=cfg.heads,
+            )
         assert self.int8 is not None
         q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
         qkv = [int8_matmul(g, q, w[f"{h}.weight"].T, None, h, scheme == "rows") for h in heads]
         bias = g.const(f"{p}.attention.qkv.bias", qkv_b)  # MultiHeadAttention adds it
-        return g.op("MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads)
+        return g.op(
+            "MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads
+        )
 
     def sequence_attention(self, x: str, p: str, heads: list[str], qkv_b: np.ndarray, scheme: str) -> str:
         """Q|K|V projection, then attention on per-sequence blocks (``sequence_feeds``)."""
@@ -191,8 +213,11 @@ class _Layers:
         scope = f"{p}.attention.self"
         if scheme in ("fp32", "weights"):
             qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
-            qkv_w = (g.const(f"{p}.attention.qkv.weight", qkv_t) if scheme == "fp32"
-                     else dequantized_weight(g, qkv_t, f"{p}.attention.qkv"))
+            qkv_w = (
+                g.const(f"{p}.attention.qkv.weight", qkv_t)
+                if scheme == "fp32"
+                else dequantized_weight(g, qkv_t, f"{p}.attention.qkv")
+            )
             qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", qkv_b)], scope)
         else:
             assert self.int8 is not None
@@ -205,9 +230,18 @@ class _Layers:
         outs = []
         for b in BUCKETS:
             block = g.op("Gather", [flat, f"attn_index_{b}"], f"{scope}/b{b}", axis=0)  # [S, b, 3H]
-            qb, kb, vb = (g.op("Slice", [block, g.const(f"{scope}/b{b}/s{i}", np.array([i * hidden], np.int64)),
-                                      g.const(f"{scope}/b{b}/e{i}", np.array([(i + 1) * hidden], np.int64)),
-                                      g.const(f"{scope}/b{b}/a{i}", np.array([2], np.int64))]) for i in range(3))
+            qb, kb, vb = (
+                g.op(
+                    "Slice",
+                    [
+                        block,
+                        g.const(f"{scope}/b{b}/s{i}", np.array([i * hidden], np.int64)),
+                        g.const(f"{scope}/b{b}/e{i}", np.array([(i + 1) * hidden], np.int64)),
+                        g.const(f"{scope}/b{b}/a{i}", np.array([2], np.int64)),
+                    ],
+                )
+                for i in range(3)
+            )
             shape = g.const(f"{scope}/b{b}/heads", np.array([0, 0, nh, dh], np.int64))
             qb = g.op("Transpose", [g.op("Reshape", [g.op("Mul", [qb, scale]), shape])], perm=[0, 2, 1, 3])
             kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 3, 1])
@@ -222,8 +256,11 @@ class _Layers:
     def block_bias(self, b: int) -> str:
         """``attn_bias_b`` as [S, 1, 1, b], made once for all layers."""
         if b not in self._block_bias:
-            self._block_bias[b] = self.g.op("Unsqueeze", [f"attn_bias_{b}", self.g.const(f"axes_12_{b}", np.array([1, 2], np.int64))],
-                                            f"attn_bias_{b}/heads")
+            self._block_bias[b] = self.g.op(
+                "Unsqueeze",
+                [f"attn_bias_{b}", self.g.const(f"axes_12_{b}", np.array([1, 2], np.int64))],
+                f"attn_bias_{b}/heads",
+            )
         return self._block_bias[b]
 
     def attention_bias(self) -> str:
@@ -231,8 +268,13 @@ class _Layers:
         if self._bias is None:
             g = self.g
             same = g.op("Cast", [self.mask], to=FLOAT)
-            bias = g.op("Mul", [g.op("Sub", [same, g.const("one", np.array(1, np.float32))]),
-                                g.const("masked", np.array(10000, np.float32))])
+            bias = g.op(
+                "Mul",
+                [
+                    g.op("Sub", [same, g.const("one", np.array(1, np.float32))]),
+                    g.const("masked", np.array(10000, np.float32)),
+                ],
+            )
             self._bias = g.op("Unsqueeze", [bias, g.const("axes_heads", np.array([1], np.int64))], "attention_bias")
         return self._bias
 

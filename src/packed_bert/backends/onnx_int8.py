@@ -135,12 +135,17 @@ def int8_matmul(g: _Graph, q: Quantized, w_t: np.ndarray, bias: np.ndarray | Non
 def dequantized_weight(g: _Graph, w_t: np.ndarray, name: str) -> str:
     """The [K, N] weight as an int8 constant per output column and its ``DequantizeLinear``."""
     wq, ws = quantize_weight(w_t)
-    return g.op("DequantizeLinear", [g.const(f"{name}.weight_q", wq), g.const(f"{name}.weight_scale", ws)],
-                f"{name}/dequantize", axis=1)
+    return g.op(
+        "DequantizeLinear",
+        [g.const(f"{name}.weight_q", wq), g.const(f"{name}.weight_scale", ws)],
+        f"{name}/dequantize",
+        axis=1,
+    )
 
 
-def quantize_input(g: _Graph, scheme: str, ranges: Mapping[str, tuple[float, float]], x: str, width: int,
-                   name: str) -> Quantized:
+def quantize_input(
+    g: _Graph, scheme: str, ranges: Mapping[str, tuple[float, float]], x: str, width: int, name: str
+) -> Quantized:
     """A layer input quantized by ``scheme`` (static: its calibrated range in ``ranges``)."""
     if scheme == "rows":
         return quantize_rows(g, x, width, name)

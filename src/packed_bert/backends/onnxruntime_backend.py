@@ -59,7 +59,11 @@ def default_graph(precision: str, quant: str) -> str:
 
 
 def prepare_model(
-    model_spec: Any, precision: str, quant: str = DEFAULT_QUANT, seed: int = 0, graph: str | None = None,
+    model_spec: Any,
+    precision: str,
+    quant: str = DEFAULT_QUANT,
+    seed: int = 0,
+    graph: str | None = None,
     calibration: Calibration | None = None,
 ) -> Path:
     """The cached ONNX file for ``model_spec`` at ``precision`` (exporting/quantizing if needed).
@@ -109,13 +113,16 @@ def prepare_model(
 
 def _calibration_features(calibration: Calibration | None, quant: str) -> CalibrationFeatures:
     if calibration is None:
-        raise UserError(f"onnxruntime: quant={quant} calibrates its int8 scales on the 100 MLPerf calibration "
-                        "questions; give the runner calibration= (squad.calibration.load_calibration), as a run does")
+        raise UserError(
+            f"onnxruntime: quant={quant} calibrates its int8 scales on the 100 MLPerf calibration "
+            "questions; give the runner calibration= (squad.calibration.load_calibration), as a run does"
+        )
     return calibration()
 
 
-def _fused_int8(model_spec: Any, seed: int, weights: str, config: object, quant: str, graph: str,
-                calibration: Calibration | None) -> Path:
+def _fused_int8(
+    model_spec: Any, seed: int, weights: str, config: object, quant: str, graph: str, calibration: Calibration | None
+) -> Path:
     """The fused graph with int8 layers whose scales are per token or fixed (``onnx_int8``)."""
     from packed_bert.backends.onnx_int8 import Int8Recipe
 
@@ -178,8 +185,10 @@ class OrtRunner:
         )
         shape = f", fixed shape [{static_rows},{ROW_LEN}]" if self.static_shape else ""
         q = f" ({quant} quantization)" if precision == "int8" else ""
-        self.detail = (f"onnxruntime {ort.__version__} {precision}{q}, {graph} graph, on cpu, "
-                       f"{opts.intra_op_num_threads} threads{shape}")
+        self.detail = (
+            f"onnxruntime {ort.__version__} {precision}{q}, {graph} graph, on cpu, "
+            f"{opts.intra_op_num_threads} threads{shape}"
+        )
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         out: np.ndarray = self.session.run(None, feeds)[0]

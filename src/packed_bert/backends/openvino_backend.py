@@ -85,8 +85,10 @@ class OvRunner:
         weights = ", int8 weights per column" if int8 else ""
         quant = f", activations quantized per token (groups of {dynamic_quant})" if dynamic_quant else ""
         attn = "per-sequence attention" if self.per_sequence else "attention over the masked row"
-        self.detail = (f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{quant}), "
-                       f"fused graph, {attn}, on cpu, {count} threads")
+        self.detail = (
+            f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{quant}), "
+            f"fused graph, {attn}, on cpu, {count} threads"
+        )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
         arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]

@@ -18,7 +18,9 @@ import numpy as np
 
 from packed_bert.cache import atomic_path
 
-FFN_OUTPUT = re.compile(r"output[./]dense/MatMul$")  # traced: /layer.0/output/dense/MatMul; fused: layer.0.output.dense/MatMul
+FFN_OUTPUT = re.compile(
+    r"output[./]dense/MatMul$"
+)  # traced: /layer.0/output/dense/MatMul; fused: layer.0.output.dense/MatMul
 
 
 def fp32_matmuls(model_path: Path) -> list[str]:
@@ -26,8 +28,9 @@ def fp32_matmuls(model_path: Path) -> list[str]:
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node
-            if n.op_type == "MatMul" and FFN_OUTPUT.search(n.name) and "attention" not in n.name]
+    return [
+        n.name for n in graph.node if n.op_type == "MatMul" and FFN_OUTPUT.search(n.name) and "attention" not in n.name
+    ]
 
 
 def quantize_dynamic(fp32_path: Path, out_path: Path, keep_fp32: list[str] | None = None) -> Path:
@@ -111,8 +114,9 @@ def quantize_static(
     return out_path
 
 
-def calibrate_ranges(model: object, calibration: CalibrationFeatures,
-                     batch_size: int = 8) -> dict[str, tuple[float, float]]:
+def calibrate_ranges(
+    model: object, calibration: CalibrationFeatures, batch_size: int = 8
+) -> dict[str, tuple[float, float]]:
     """(min, max) of every encoder linear layer's input over the real tokens of the 100
     calibration questions' features, run through the fp32 torch model (``onnx_int8`` names:
     the Q|K|V input is ``...attention.self``, the others the layer's own name)."""
@@ -131,6 +135,7 @@ def calibrate_ranges(model: object, calibration: CalibrationFeatures,
             lo, hi = float(values.min()), float(values.max())
             old = ranges.get(name, (lo, hi))
             ranges[name] = (min(old[0], lo), max(old[1], hi))
+
         return record
 
     handles = []
@@ -144,8 +149,10 @@ def calibrate_ranges(model: object, calibration: CalibrationFeatures,
             for b in sorted_batches(feats["input_ids"], feats["segment_ids"], feats["lengths"], batch_size):
                 lens = torch.from_numpy(b.seq_lens[:, 0].astype(np.int64))
                 real[:] = [torch.arange(b.row_len)[None, :] < lens[:, None]]
-                tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in
-                           (b.input_ids, b.segment_ids, b.position_ids, b.seq_lens)]
+                tensors = [
+                    torch.from_numpy(np.ascontiguousarray(a))
+                    for a in (b.input_ids, b.segment_ids, b.position_ids, b.seq_lens)
+                ]
                 module(*tensors)
     finally:
         for h in handles:

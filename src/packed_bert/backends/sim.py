@@ -93,15 +93,18 @@ class SimRunner:
             time.sleep(remaining)
         return out
 
-
     def _cpu_logits(self, batch: BatchLike, rows: int, length: int) -> np.ndarray:
         """The CPU model's logits, ``CPU_ROWS`` rows a call: a simulated card's batch (4,096
         samples) at once would need tens of GB for attention scores. Each row's logits do not
         depend on the others', so the chunks change nothing."""
         out = np.empty((rows, length, 2), dtype=np.float32)
         for s in range(0, rows, CPU_ROWS):
-            part = _Rows(*(np.asarray(getattr(batch, n))[s : s + CPU_ROWS]
-                           for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")))
+            part = _Rows(
+                *(
+                    np.asarray(getattr(batch, n))[s : s + CPU_ROWS]
+                    for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")
+                )
+            )
             assert self._model is not None
             out[s : s + CPU_ROWS] = self._model.infer(part)
         return out

@@ -42,7 +42,9 @@ class TiledLinear(nn.Module):
         for s in range(0, padded, self.tile):
             block = flat[s : s + self.tile]
             if self.packed is not None:
-                out[s : s + self.tile] = torch.ops.mkldnn._linear_pointwise(block, self.packed, self.bias, "none", [], "")
+                out[s : s + self.tile] = torch.ops.mkldnn._linear_pointwise(
+                    block, self.packed, self.bias, "none", [], ""
+                )
             else:
                 assert self.weight_t is not None
                 torch.addmm(self.bias, block, self.weight_t, out=out[s : s + self.tile])

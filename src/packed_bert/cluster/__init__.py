@@ -24,7 +24,19 @@ from packed_bert.cluster.request import (
 from packed_bert.cluster.runner import ClusterRunner, make_cluster_runners
 
 __all__ = [
-    "CPU_GROUP", "GPU", "NULL_DEVICE", "SIM_CARD", "ClusterHandle", "ClusterRequest",
-    "ClusterRunner", "DeviceIdentity", "connect", "describe_nodes", "make_cluster_runners",
-    "ray_start_command", "release_all", "resource_for", "weights_id",
+    "CPU_GROUP",
+    "GPU",
+    "NULL_DEVICE",
+    "SIM_CARD",
+    "ClusterHandle",
+    "ClusterRequest",
+    "ClusterRunner",
+    "DeviceIdentity",
+    "connect",
+    "describe_nodes",
+    "make_cluster_runners",
+    "ray_start_command",
+    "release_all",
+    "resource_for",
+    "weights_id",
 ]

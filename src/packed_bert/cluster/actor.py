@@ -38,10 +38,18 @@ class DeviceActor:
         ctx = ray.get_runtime_context()
         found = weights_id(req.weights)
         base: dict[str, Any] = dict(
-            index=self.index, node_id=ctx.get_node_id(), ip=ray.util.get_node_ip_address(),
-            host=platform.node(), pid=os.getpid(), backend=req.backend, model=req.model,
-            precision=req.precision, simulated=req.simulated, weights_id=found,
-            version=package_version(), gpu_ids=tuple(str(g) for g in ray.get_gpu_ids()),
+            index=self.index,
+            node_id=ctx.get_node_id(),
+            ip=ray.util.get_node_ip_address(),
+            host=platform.node(),
+            pid=os.getpid(),
+            backend=req.backend,
+            model=req.model,
+            precision=req.precision,
+            simulated=req.simulated,
+            weights_id=found,
+            version=package_version(),
+            gpu_ids=tuple(str(g) for g in ray.get_gpu_ids()),
         )
         if req.weights_id and found != req.weights_id:
             return DeviceIdentity(**base)  # not loaded: the check names the difference
@@ -62,8 +70,7 @@ class DeviceActor:
         opts = dict(req.backend_options)
         if req.backend == "sim" and req.sim_timing is not None:
             opts["timing"] = req.sim_timing
-        return create(req.backend, req.weights, req.precision, req.device_name(self.index),
-                      model=req.model, **opts)
+        return create(req.backend, req.weights, req.precision, req.device_name(self.index), model=req.model, **opts)
 
     def infer(self, wire: WireBatch) -> np.ndarray:
         """Float32 logits [R, L, 2] of one packed batch (``cluster.wire``)."""

@@ -93,8 +93,9 @@ class ClusterHandle:
         ray = import_ray()
         everything = placement_group is None and actors is None
         kill = list(self._actors) if everything else list(actors or [])
-        groups = (list(self._placement_groups) if everything
-                  else [placement_group] if placement_group is not None else [])
+        groups = (
+            list(self._placement_groups) if everything else [placement_group] if placement_group is not None else []
+        )
         self._actors = [a for a in self._actors if all(a is not k for k in kill)]
         self._placement_groups = [g for g in self._placement_groups if all(g is not k for k in groups)]
         if not ray.is_initialized():
@@ -123,13 +124,17 @@ class ClusterHandle:
     def __enter__(self) -> ClusterHandle:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
 
 
-def connect(address: str | None = None, *, node_resources: dict[str, float] | None = None,
-            num_gpus: int | None = None, object_store_mb: int = DEFAULT_OBJECT_STORE_MB) -> ClusterHandle:
+def connect(
+    address: str | None = None,
+    *,
+    node_resources: dict[str, float] | None = None,
+    num_gpus: int | None = None,
+    object_store_mb: int = DEFAULT_OBJECT_STORE_MB,
+) -> ClusterHandle:
     """Join the cluster at ``address`` or start the embedded one (see the module doc).
 
     ``node_resources`` (``ClusterRequest.node_resources()``), ``num_gpus`` and
@@ -143,12 +148,15 @@ def connect(address: str | None = None, *, node_resources: dict[str, float] | No
         handle = ClusterHandle(joined, False, False, token_auth_enabled(), ray.__version__)
         _open.add(handle)
         return handle
-    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR,
-                                  configure_logging=True)
+    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if embedded:
-        kwargs.update(address="local", num_cpus=os.cpu_count() or 1,
-                      resources=dict(node_resources or {}), include_dashboard=False,
-                      object_store_memory=object_store_mb << 20)
+        kwargs.update(
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            resources=dict(node_resources or {}),
+            include_dashboard=False,
+            object_store_memory=object_store_mb << 20,
+        )
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
     else:
@@ -162,8 +170,7 @@ def connect(address: str | None = None, *, node_resources: dict[str, float] | No
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             raise UserError(_connect_error(given or "ray", exc)) from None
-    handle = ClusterHandle("embedded" if embedded else given, embedded, True, token_auth_enabled(),
-                           ray.__version__)
+    handle = ClusterHandle("embedded" if embedded else given, embedded, True, token_auth_enabled(), ray.__version__)
     _open.add(handle)
     if main:  # ours again: a signal ends the run through the harness, which releases the handle
         for sig, old in ((signal.SIGTERM, before), (signal.SIGINT, before_int)):
@@ -187,16 +194,22 @@ def _connect_error(address: str, exc: BaseException) -> str:
         causes.append(cur)
         cur = cur.__cause__ or cur.__context__
     if any(type(c).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(c) for c in causes):
-        return (f"--cluster {address}: the cluster refused this driver's authentication token; set "
-                "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
-                "or ~/.ray/auth_token) here")
+        return (
+            f"--cluster {address}: the cluster refused this driver's authentication token; set "
+            "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+            "or ~/.ray/auth_token) here"
+        )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if address.startswith("ray://"):  # Ray Client hides a refused token behind its timeout
-        return (f"--cluster {address}: no Ray Client server accepted this driver ({first}); check "
-                "that its port is reachable and that RAY_AUTH_MODE=token and the cluster's token "
-                "are set here")
-    return (f"--cluster {address}: no Ray cluster answered ({first}); start one with "
-            "'ray start --head' (RAY_AUTH_MODE=token) or use --cluster ray for the embedded one")
+        return (
+            f"--cluster {address}: no Ray Client server accepted this driver ({first}); check "
+            "that its port is reachable and that RAY_AUTH_MODE=token and the cluster's token "
+            "are set here"
+        )
+    return (
+        f"--cluster {address}: no Ray cluster answered ({first}); start one with "
+        "'ray start --head' (RAY_AUTH_MODE=token) or use --cluster ray for the embedded one"
+    )
 
 
 def token_auth_enabled() -> bool:
@@ -215,8 +228,17 @@ def alive_nodes() -> list[dict[str, Any]]:
     for node in ray.nodes():
         if not node.get("Alive"):
             continue
-        res = {k: v for k, v in dict(node.get("Resources", {})).items()
-               if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
-        out.append({"node_id": str(node.get("NodeID", "")), "ip": node.get("NodeManagerAddress"),
-                    "host": node.get("NodeManagerHostname"), "resources": res})
+        res = {
+            k: v
+            for k, v in dict(node.get("Resources", {})).items()
+            if not k.startswith("node:") and k not in ("memory", "object_store_memory")
+        }
+        out.append(
+            {
+                "node_id": str(node.get("NodeID", "")),
+                "ip": node.get("NodeManagerAddress"),
+                "host": node.get("NodeManagerHostname"),
+                "resources": res,
+            }
+        )
     return out

@@ -17,8 +17,7 @@ NAME_PREFIX = "packed-bert"
 
 def group_name(request: ClusterRequest) -> str:
     """Says whose the devices are, for the message a second run gets."""
-    return f"{NAME_PREFIX} {request.run_name} on {platform.node()} pid {os.getpid()} " \
-           f"since {time.strftime('%H:%M:%S')}"
+    return f"{NAME_PREFIX} {request.run_name} on {platform.node()} pid {os.getpid()} since {time.strftime('%H:%M:%S')}"
 
 
 def devices_wanted(handle: ClusterHandle, request: ClusterRequest) -> int:
@@ -30,12 +29,13 @@ def devices_wanted(handle: ClusterHandle, request: ClusterRequest) -> int:
         raise UserError(
             f"{where}: no node offers {request.resource}; start worker nodes with "
             f"ray start --address HEAD:PORT --resources '{{\"{request.resource}\": N}}'"
-            if request.resource != "GPU" else f"{where}: no node has a GPU")
+            if request.resource != "GPU"
+            else f"{where}: no node has a GPU"
+        )
     if request.devices is None:
         return total
     if request.devices > total:
-        raise UserError(f"{where}: {request.devices} x {request.resource} wanted, the cluster "
-                        f"has {total}")
+        raise UserError(f"{where}: {request.devices} x {request.resource} wanted, the cluster has {total}")
     return request.devices
 
 

@@ -30,8 +30,9 @@ class ClusterRunner:
 
     pipelined = True  # several batches in flight; the actor runs them one after another
 
-    def __init__(self, actor: Any, identity: DeviceIdentity, device_index: int,
-                 inflight: int = 2, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, actor: Any, identity: DeviceIdentity, device_index: int, inflight: int = 2, timeout_s: float | None = None
+    ) -> None:
         self.actor = actor
         self.inflight = inflight  # batches the actor takes at once (the pool's threads in Offline)
         self.info = identity
@@ -45,8 +46,10 @@ class ClusterRunner:
         self.precision = str(runner.get("precision", identity.precision))
         self.device = f"{identity.node}/{runner.get('device', identity.device)}"
         self.static_shape = bool(runner.get("static_shape", False))
-        self.detail = (f"Ray actor on node {identity.host} ({identity.node}), device "
-                       f"{device_index} there: {runner.get('detail', '')}")
+        self.detail = (
+            f"Ray actor on node {identity.host} ({identity.node}), device "
+            f"{device_index} there: {runner.get('detail', '')}"
+        )
         self.timeout_s = timeout_s
         self._lost = ""
 
@@ -81,8 +84,9 @@ class ClusterRunner:
             raise DeviceLost(f"{self.where}: {self._lost}") from None
         rows, length = wire.input_ids.shape
         if not isinstance(logits, np.ndarray) or logits.shape != (rows, length, 2):
-            raise RuntimeError(f"{self.where}: logits of shape {getattr(logits, 'shape', None)} "
-                               f"for a [{rows}, {length}] batch")
+            raise RuntimeError(
+                f"{self.where}: logits of shape {getattr(logits, 'shape', None)} for a [{rows}, {length}] batch"
+            )
         return logits
 
     def _lose(self, why: str) -> None:
@@ -108,8 +112,10 @@ def make_cluster_runners(handle: ClusterHandle, request: ClusterRequest) -> list
     for i in range(count):
         strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
         actor = remote_cls.options(
-            **request.actor_resources(), max_concurrency=max(1, request.inflight),
-            max_restarts=0, scheduling_strategy=strategy,
+            **request.actor_resources(),
+            max_concurrency=max(1, request.inflight),
+            max_restarts=0,
+            scheduling_strategy=strategy,
         ).remote(request, i)
         actors.append(actor)
     handle.track(actors=actors)
@@ -128,11 +134,11 @@ def _prepare(actors: list[Any], request: ClusterRequest, handle: ClusterHandle) 
     try:
         return list(ray.get(refs, timeout=request.startup_timeout_s))
     except ray.exceptions.GetTimeoutError:
-        raise UserError(f"--cluster {handle.label()}: the device actors did not start within "
-                        f"{request.startup_timeout_s:g} s") from None
+        raise UserError(
+            f"--cluster {handle.label()}: the device actors did not start within {request.startup_timeout_s:g} s"
+        ) from None
     except ray.exceptions.RayError as exc:
-        raise UserError(f"--cluster {handle.label()}: a device actor failed to start: "
-                        f"{_first_line(exc)}") from None
+        raise UserError(f"--cluster {handle.label()}: a device actor failed to start: {_first_line(exc)}") from None
 
 
 def _runners(actors: list[Any], found: list[DeviceIdentity], request: ClusterRequest) -> list[ClusterRunner]:

@@ -60,5 +60,6 @@ def encode(batch: BatchLike) -> WireBatch:
 
 def decode(wire: WireBatch) -> ArrayBatch:
     """Fresh, writable int32 arrays (the object store's are read-only)."""
-    return ArrayBatch(*(np.asarray(a).astype(np.int32) for a in
-                        (wire.input_ids, wire.segment_ids, wire.position_ids, wire.seq_lens)))
+    return ArrayBatch(
+        *(np.asarray(a).astype(np.int32) for a in (wire.input_ids, wire.segment_ids, wire.position_ids, wire.seq_lens))
+    )

@@ -30,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     payloads = read_payloads(args.log, args.dtype)
     if not payloads:
-        raise UserError(f"{args.log}: holds no responses (a performance run logs none); score an accuracy "
-                        "run's mlperf_log_accuracy.json")
+        raise UserError(
+            f"{args.log}: holds no responses (a performance run logs none); score an accuracy "
+            "run's mlperf_log_accuracy.json"
+        )
     features = load_features(args.dataset, args.vocab)
     r = score_logits(payloads, features, args.dtype, source=str(args.log))
     print(

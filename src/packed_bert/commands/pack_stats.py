@@ -24,18 +24,38 @@ def register(subparsers: Any) -> None:
         "and print sequences, packs, token efficiency, speed-up over padding and packing "
         "time; the last line is a JSON summary.",
     )
-    parser.add_argument("--max-per-pack", "--max_per_pack", type=int, default=3, metavar="K",
-                        help="at most K sequences per row (default 3)")
-    parser.add_argument("--chunk", type=int, default=0, metavar="N",
-                        help="pack chunks of N features separately (default: the whole set)")
-    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED",
-                        help="cut chunks from a seeded random order, as LoadGen issues samples "
-                        "(default: file order)")
+    parser.add_argument(
+        "--max-per-pack",
+        "--max_per_pack",
+        type=int,
+        default=3,
+        metavar="K",
+        help="at most K sequences per row (default 3)",
+    )
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pack chunks of N features separately (default: the whole set)",
+    )
+    parser.add_argument(
+        "--shuffle",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="cut chunks from a seeded random order, as LoadGen issues samples (default: file order)",
+    )
     parser.add_argument("--row-len", "--row_len", type=int, default=SEQ_LEN, help="tokens per row")
     parser.add_argument("--dataset", type=Path, default=None, help="SQuAD json (default: dev v1.1)")
     parser.add_argument("--vocab", type=Path, default=None, help="WordPiece vocab (default: BERT uncased)")
-    parser.add_argument("--lengths-npz", type=Path, default=None, metavar="PATH",
-                        help="take lengths from the 'lengths' array of an .npz instead")
+    parser.add_argument(
+        "--lengths-npz",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="take lengths from the 'lengths' array of an .npz instead",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -46,8 +66,7 @@ def _lengths(args: argparse.Namespace) -> np.ndarray:
                 return np.asarray(data["lengths"], dtype=np.int64)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
             raise UserError(
-                f"{args.lengths_npz}: no readable 'lengths' array ({type(exc).__name__}); "
-                "give an .npz with one"
+                f"{args.lengths_npz}: no readable 'lengths' array ({type(exc).__name__}); give an .npz with one"
             ) from None
     from packed_bert.squad.features import load_features
 
@@ -71,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if lengths.size and int(lengths.min()) < 1:
         raise UserError(f"{args.lengths_npz}: a length of {int(lengths.min())}; every length must be 1..{args.row_len}")
     if lengths.size and int(lengths.max()) > args.row_len:
-        raise UserError(f"--row-len {args.row_len}: shorter than the longest feature ({int(lengths.max())}); use {SEQ_LEN}")
+        raise UserError(
+            f"--row-len {args.row_len}: shorter than the longest feature ({int(lengths.max())}); use {SEQ_LEN}"
+        )
     if args.shuffle is not None:
         lengths = lengths[np.random.default_rng(args.shuffle).permutation(lengths.size)]
     chunk = args.chunk or max(1, lengths.size)

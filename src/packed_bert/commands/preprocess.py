@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     )
     atomic_write_bytes(args.out, buf.getvalue())
     print(
-        f"{args.out}: {f.num_features} features of {f.num_examples} questions "
-        f"({time.perf_counter() - t0:.2f} s)",
+        f"{args.out}: {f.num_features} features of {f.num_examples} questions ({time.perf_counter() - t0:.2f} s)",
         file=sys.stdout,
     )
     return 0

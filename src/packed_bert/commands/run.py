@@ -26,8 +26,12 @@ from packed_bert.workflows.plan import PlanRequest, add_plan_flags, expand, requ
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run a benchmark under LoadGen",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help="run a benchmark under LoadGen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_flags(p)
     add_plan_flags(p)
     p.set_defaults(handler=handle)

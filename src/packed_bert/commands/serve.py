@@ -24,14 +24,22 @@ from packed_bert.terms import Model, parse
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("serve", help="make this host a Ray node offering its devices (ray start)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "serve",
+        help="make this host a Ray node offering its devices (ray start)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--sut", required=True, help="the system whose devices this host offers")
     p.add_argument("--model", default="bert-99", help="bert-99 | bert-99.9 (picks the system's runtime)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--head", metavar="HOST:PORT", help="join the cluster whose head is there")
-    where.add_argument("--start-head", metavar="PORT", type=int,
-                       help="start a new cluster here (head node on PORT; Ray Client on 10001)")
+    where.add_argument(
+        "--start-head",
+        metavar="PORT",
+        type=int,
+        help="start a new cluster here (head node on PORT; Ray Client on 10001)",
+    )
     p.add_argument("--devices", type=int, help="how many devices this host offers (default: the system file's)")
     p.add_argument("--dry-run", action="store_true", help="print the ray start command, do not run it")
     p.set_defaults(handler=handle)
@@ -54,8 +62,17 @@ def ray_command(args: argparse.Namespace) -> list[str]:
     if args.head:
         argv = ray_start_command(args.head.strip(), resource, devices)
     else:
-        argv = ["ray", "start", "--head", "--port", str(args.start_head), "--ray-client-server-port", "10001",
-                "--include-dashboard", "false"]
+        argv = [
+            "ray",
+            "start",
+            "--head",
+            "--port",
+            str(args.start_head),
+            "--ray-client-server-port",
+            "10001",
+            "--include-dashboard",
+            "false",
+        ]
         if resource == GPU:
             argv += [] if devices is None else ["--num-gpus", str(devices)]
         else:

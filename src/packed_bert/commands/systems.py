@@ -23,11 +23,15 @@ def table() -> list[str]:
     # when it differs per scenario)
     rows = [head]
     for s in map(for_this_cpu, all_systems()):
-        rows.append((
-            s.name, "auto" if s.devices is None else str(s.devices),
-            "yes" if s.simulated else "no", *(_recipe(s, m) for m in Model),
-            s.description,
-        ))
+        rows.append(
+            (
+                s.name,
+                "auto" if s.devices is None else str(s.devices),
+                "yes" if s.simulated else "no",
+                *(_recipe(s, m) for m in Model),
+                s.description,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
 

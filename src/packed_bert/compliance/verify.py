@@ -56,7 +56,11 @@ class AccuracyCheck:
             )
         ]
         verdict = "TEST PASS" if self.passed else "TEST FAIL"
-        return "TEST01 accuracy: audit-run responses against the accuracy run, by qsl_idx\n" + "\n".join(counts) + f"\n{verdict}\n"
+        return (
+            "TEST01 accuracy: audit-run responses against the accuracy run, by qsl_idx\n"
+            + "\n".join(counts)
+            + f"\n{verdict}\n"
+        )
 
 
 def compare_accuracy_logs(reference: Path, test: Path) -> AccuracyCheck:

@@ -26,9 +26,11 @@ class RunAccuracy:
     def text(self, model: Model) -> str:
         return (
             f"model: {model}; target F1 >= {self.target_f1}\n"
-            f"scored: {self.scope}\n" + self.split_lines +
-            f"result: {'PASS' if self.passed else 'FAIL'}\n"
-            + json.dumps({"exact_match": self.exact_match, "f1": self.f1}) + "\n"
+            f"scored: {self.scope}\n"
+            + self.split_lines
+            + f"result: {'PASS' if self.passed else 'FAIL'}\n"
+            + json.dumps({"exact_match": self.exact_match, "f1": self.f1})
+            + "\n"
         )
 
 
@@ -44,5 +46,12 @@ def score_log(log: Path, model: Model, features: Any, questions: Questions | Non
     acc = next(iter(scores.values()))
     target = Model(model).target_f1
     scope = f"{acc.questions_scored} of {acc.questions_total} questions ({acc.features_scored} features)"
-    return RunAccuracy(acc.exact_match, acc.f1, target, acc.f1 >= target, scope,
-                       {name: s.f1 for name, s in scores.items()}, split_lines(scores))
+    return RunAccuracy(
+        acc.exact_match,
+        acc.f1,
+        target,
+        acc.f1 >= target,
+        scope,
+        {name: s.f1 for name, s in scores.items()},
+        split_lines(scores),
+    )

@@ -46,9 +46,7 @@ class BatchBuilder:
     def layout(self, local: np.ndarray, indices: np.ndarray, row_len: int) -> PackedBatch:
         """Rows of sequences back to back: ``local`` [R, K] chunk positions (-1 = empty)."""
         lib = self.library
-        return build_batch(
-            local, lib.input_ids, lib.segment_ids, lib.lengths, row_len, source_index=indices
-        )
+        return build_batch(local, lib.input_ids, lib.segment_ids, lib.lengths, row_len, source_index=indices)
 
     def plan_offline(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """How an Offline query is cut: the order of its positions, and the positions chunks

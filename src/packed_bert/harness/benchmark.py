@@ -77,8 +77,9 @@ def run_benchmark(
             rate = probe_samples_per_s(plan, library, devices.runners)
             qps = target_from_probe(plan, rate)
             say(f"target QPS {qps:g} from a probe ({rate:,.1f} samples/s on {plan.batching} batches): {reason}")
-            plan = dataclasses.replace(plan_run(dataclasses.replace(cfg, target_qps=qps)),
-                                       target_qps_from=f"a probe ({rate:.4g} samples/s)")
+            plan = dataclasses.replace(
+                plan_run(dataclasses.replace(cfg, target_qps=qps)), target_qps_from=f"a probe ({rate:.4g} samples/s)"
+            )
         rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, plan.scenario, cfg.mode))
         try:
             return _run_in(rd, plan, library, features, devices, say, quiet)
@@ -88,8 +89,11 @@ def run_benchmark(
             if isinstance(exc, LoadGenStillRunning):
                 # LoadGen has no abort and would crash the interpreter's exit: leave now
                 devices.release()
-                print(f"packed-bert: {signals.describe(exc)}; earlier results are left as they were",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"packed-bert: {signals.describe(exc)}; earlier results are left as they were",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 sys.stdout.flush()
                 os._exit(signals.exit_code(exc))
             raise
@@ -101,8 +105,13 @@ def run_benchmark(
 
 
 def _run_in(
-    rd: RunDir, plan: RunPlan, library: SampleLibrary, features: Any, devices: RunDevices,
-    say: Say, quiet: bool,
+    rd: RunDir,
+    plan: RunPlan,
+    library: SampleLibrary,
+    features: Any,
+    devices: RunDevices,
+    say: Say,
+    quiet: bool,
 ) -> RunResult:
     cfg = plan.cfg
     rd.write_text("command.txt", shlex.join(cfg.command_line or to_argv(cfg)) + "\n")
@@ -134,13 +143,20 @@ def _run_in(
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
-    progress = Progress(expected_samples(plan, library.total, loaded.effective),
-                        f"{plan.scenario} {cfg.mode}", enabled=not quiet)
+    progress = Progress(
+        expected_samples(plan, library.total, loaded.effective), f"{plan.scenario} {cfg.mode}", enabled=not quiet
+    )
     trim = not all(r.static_shape for r in runners)
     builder = BatchBuilder(library, plan.batching, plan.system.max_per_row, trim_rows=trim)
     sut = BenchmarkSUT(
-        builder, runners, plan.scenario, plan.batch_size, plan.inflight, plan.server_max_wait_s,
-        dispatch_when_idle=plan.dispatch_when_idle, progress=progress,
+        builder,
+        runners,
+        plan.scenario,
+        plan.batch_size,
+        plan.inflight,
+        plan.server_max_wait_s,
+        dispatch_when_idle=plan.dispatch_when_idle,
+        progress=progress,
         server_min_batch=plan.server_min_batch,
     )
     run_loadgen(sut, library, loaded.test_settings, rd.path)
@@ -160,8 +176,12 @@ def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Sa
     log = read_summary(rd.path / SUMMARY, missing_ok=True)
     stats = sut.stats.summary()
     result = RunResult(
-        run_dir=rd.path, config=cfg, scenario=plan.scenario, mode=cfg.mode,
-        simulated=plan.system.simulated, batching=plan.batching,
+        run_dir=rd.path,
+        config=cfg,
+        scenario=plan.scenario,
+        mode=cfg.mode,
+        simulated=plan.system.simulated,
+        batching=plan.batching,
     )
     if plan.mode == Mode.ACCURACY:
         acc = score_log(rd.path / ACCURACY_LOG, cfg.model, features, cfg.questions)

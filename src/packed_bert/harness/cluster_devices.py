@@ -18,8 +18,9 @@ from packed_bert.harness.qsl import SampleLibrary
 PIPELINE_DEPTH = 2  # batches in flight per device actor in Offline: one travels while one runs
 
 
-def cluster_request(plan: RunPlan, library: SampleLibrary, devices: int | None = None,
-                    placement_timeout_s: float = 10.0) -> ClusterRequest:
+def cluster_request(
+    plan: RunPlan, library: SampleLibrary, devices: int | None = None, placement_timeout_s: float = 10.0
+) -> ClusterRequest:
     """What every device actor of ``plan``'s run must run; ``devices``: how many (``None``:
     every device of the system's kind the cluster has)."""
     system = plan.system
@@ -31,18 +32,26 @@ def cluster_request(plan: RunPlan, library: SampleLibrary, devices: int | None =
 
         timing = sim_card_timing(device_request(plan, library))
     return ClusterRequest(
-        backend=plan.backend, model=plan.cfg.model, precision=plan.precision, weights=plan.weights,
-        weights_id=weights_id(plan.weights), simulated=system.simulated,
-        resource=resource_for(plan.backend, "cuda" if gpu else "cpu"), devices=devices,
-        devices_per_node=system.devices, backend_options=dict(system.backend_options),
-        sim_timing=timing, inflight=PIPELINE_DEPTH,
+        backend=plan.backend,
+        model=plan.cfg.model,
+        precision=plan.precision,
+        weights=plan.weights,
+        weights_id=weights_id(plan.weights),
+        simulated=system.simulated,
+        resource=resource_for(plan.backend, "cuda" if gpu else "cpu"),
+        devices=devices,
+        devices_per_node=system.devices,
+        backend_options=dict(system.backend_options),
+        sim_timing=timing,
+        inflight=PIPELINE_DEPTH,
         run_name=f"{system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}",
         placement_timeout_s=placement_timeout_s,
     )
 
 
-def cluster_runners(plan: RunPlan, library: SampleLibrary, address: str | None,
-                    devices: int | None = None) -> tuple[ClusterHandle, list[Any]]:
+def cluster_runners(
+    plan: RunPlan, library: SampleLibrary, address: str | None, devices: int | None = None
+) -> tuple[ClusterHandle, list[Any]]:
     """Join (or start) the cluster and start the run's device actors; release the handle when
     the run ends (it holds the devices until then)."""
     request = cluster_request(plan, library, devices)

@@ -77,8 +77,15 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Words given as text by library callers (``scenario="offline"``) become the enums."""
-        for name, kind in (("model", Model), ("scenario", Scenario), ("mode", Mode), ("execution", Execution),
-                           ("batching", Batching), ("precision", Precision), ("questions", Questions)):
+        for name, kind in (
+            ("model", Model),
+            ("scenario", Scenario),
+            ("mode", Mode),
+            ("execution", Execution),
+            ("batching", Batching),
+            ("precision", Precision),
+            ("questions", Questions),
+        ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
                 object.__setattr__(self, name, parse(kind, value, f"--{name}"))

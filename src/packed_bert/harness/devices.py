@@ -21,11 +21,16 @@ from packed_bert.terms import Scenario
 def device_request(plan: RunPlan, library: SampleLibrary) -> DeviceRequest:
     system = plan.system
     return DeviceRequest(
-        backend=plan.backend, model=plan.cfg.model, precision=plan.precision, weights=plan.weights,
-        count=system.devices, options=dict(system.backend_options),
+        backend=plan.backend,
+        model=plan.cfg.model,
+        precision=plan.precision,
+        weights=plan.weights,
+        count=system.devices,
+        options=dict(system.backend_options),
         sim_samples_per_s=system.sim_samples_per_s.get(plan.cfg.model) if plan.backend == "sim" else None,
         sim_lengths=library.lengths if plan.backend == "sim" else None,
-        sim_chunk=system.batch_size[Scenario.OFFLINE], max_per_row=system.max_per_row,
+        sim_chunk=system.batch_size[Scenario.OFFLINE],
+        max_per_row=system.max_per_row,
         calibration=functools.partial(load_calibration, plan.cfg.dataset, plan.cfg.vocab),
     )
 
@@ -34,8 +39,10 @@ def cluster_address(plan: RunPlan) -> str | None:
     """``--cluster``, else the system file's ``cluster``; a system of several nodes needs one."""
     address = plan.cfg.cluster if plan.cfg.cluster is not None else plan.system.cluster
     if address is None and plan.system.nodes > 1:
-        raise UserError(f"--sut {plan.system.name}: a system of {plan.system.nodes} nodes runs on a Ray "
-                        "cluster; give --cluster HOST:PORT (docs/cluster.md)")
+        raise UserError(
+            f"--sut {plan.system.name}: a system of {plan.system.nodes} nodes runs on a Ray "
+            "cluster; give --cluster HOST:PORT (docs/cluster.md)"
+        )
     return address
 
 

@@ -150,65 +150,170 @@ class Flag:
 
 
 FLAGS: tuple[Flag, ...] = (
-    Flag("sut", ("--sut",), "system name (see `packed-bert systems`) or the path of a system .toml", _text,
-         always=True),
+    Flag(
+        "sut", ("--sut",), "system name (see `packed-bert systems`) or the path of a system .toml", _text, always=True
+    ),
     Flag("model", ("--model",), "bert-99 | bert-99.9", _enum(Model), always=True),
-    Flag("scenario", ("--scenario",), "offline | server | singlestream", _enum(Scenario), always=True,
-         write=lambda v: str(v).lower()),
+    Flag(
+        "scenario",
+        ("--scenario",),
+        "offline | server | singlestream",
+        _enum(Scenario),
+        always=True,
+        write=lambda v: str(v).lower(),
+    ),
     Flag("mode", ("--mode",), "accuracy | performance | compliance | power", _enum(Mode), always=True),
-    Flag("batch_size", ("--batch-size", "--batch_size", "--override_batch_size"),
-         "samples per device batch (default: the system file's)", _int_at_least(1), metavar="N"),
-    Flag("target_qps", ("--target-qps", "--target_qps"),
-         "LoadGen target QPS (SingleStream: expected latency 1/Q; default: the system file's)",
-         _number(0.0, inclusive=False), metavar="Q"),
-    Flag("execution", ("--execution",), "test: short runs; valid: MLPerf minimums; demo: short run + checks",
-         _enum(Execution)),
-    Flag("results_dir", ("--results-dir", "--results_dir"), "where run directories go (default ./results)",
-         _path, metavar="DIR"),
+    Flag(
+        "batch_size",
+        ("--batch-size", "--batch_size", "--override_batch_size"),
+        "samples per device batch (default: the system file's)",
+        _int_at_least(1),
+        metavar="N",
+    ),
+    Flag(
+        "target_qps",
+        ("--target-qps", "--target_qps"),
+        "LoadGen target QPS (SingleStream: expected latency 1/Q; default: the system file's)",
+        _number(0.0, inclusive=False),
+        metavar="Q",
+    ),
+    Flag(
+        "execution",
+        ("--execution",),
+        "test: short runs; valid: MLPerf minimums; demo: short run + checks",
+        _enum(Execution),
+    ),
+    Flag(
+        "results_dir",
+        ("--results-dir", "--results_dir"),
+        "where run directories go (default ./results)",
+        _path,
+        metavar="DIR",
+    ),
     Flag("weights", ("--weights",), "random | tiny | PATH (default: the system file's)", _text),
     Flag("batching", ("--batching",), "packed | sorted | padded (default: the system file's)", _enum(Batching)),
-    Flag("precision", ("--precision",), "fp32 | bf16 | fp16 | int8 | fp8 (default: the system file's)",
-         _enum(Precision)),
-    Flag("find_peak", ("--find-peak", "--find_peak"), f"Server: search the highest QPS meeting the {SERVER_LATENCY_BOUND_MS:g} ms p99 bound"),
+    Flag(
+        "precision", ("--precision",), "fp32 | bf16 | fp16 | int8 | fp8 (default: the system file's)", _enum(Precision)
+    ),
+    Flag(
+        "find_peak",
+        ("--find-peak", "--find_peak"),
+        f"Server: search the highest QPS meeting the {SERVER_LATENCY_BOUND_MS:g} ms p99 bound",
+    ),
     Flag("dataset", ("--dataset",), "SQuAD v1.1 dev json", _path, metavar="PATH"),
     Flag("vocab", ("--vocab",), "BERT uncased vocab.txt", _path, metavar="PATH"),
-    Flag("sample_count", ("--count", "--sample-count", "--sample_count"),
-         "use only the first N samples (quick runs)", _int_at_least(1), metavar="N"),
-    Flag("questions", ("--questions",), "run and score only these SQuAD dev questions: all | odd-articles | "
-         "even-articles (by article; default all)", _enum(Questions)),
-    Flag("settings", ("--setting",), "a user.conf setting for this scenario, e.g. min_duration=20000",
-         key_value, pairs=True, metavar="KEY=VALUE"),
+    Flag(
+        "sample_count",
+        ("--count", "--sample-count", "--sample_count"),
+        "use only the first N samples (quick runs)",
+        _int_at_least(1),
+        metavar="N",
+    ),
+    Flag(
+        "questions",
+        ("--questions",),
+        "run and score only these SQuAD dev questions: all | odd-articles | even-articles (by article; default all)",
+        _enum(Questions),
+    ),
+    Flag(
+        "settings",
+        ("--setting",),
+        "a user.conf setting for this scenario, e.g. min_duration=20000",
+        key_value,
+        pairs=True,
+        metavar="KEY=VALUE",
+    ),
     Flag("sdk", ("--sdk",), "accelerator SDK version, recorded in system.json", _text),
     Flag("verbose", ("--verbose", "-v"), "print every effective LoadGen setting"),
-    Flag("inflight_per_device", ("--inflight-per-device",), "batches in flight per device (default: the system file's)",
-         _int_at_least(1), metavar="N"),
-    Flag("server_max_wait_ms", ("--server-max-wait-ms",), "Server: longest wait to fill a batch, ms",
-         _number(0.0, inclusive=True), metavar="MS"),
-    Flag("server_dispatch_when_idle", ("--server-dispatch-when-idle",),
-         "Server: also send a batch when a device is idle (yes|no)", _yes_no, metavar="yes|no"),
-    Flag("server_min_batch", ("--server-min-batch",), "Server: least samples an idle dispatch sends",
-         _int_at_least(1), metavar="N"),
-    Flag("cluster", ("--cluster",), "run the devices as Ray actors: ray (an embedded one-node cluster), auto, "
-         "HOST:PORT or ray://HOST:PORT (join that cluster); see docs/cluster.md", check_cluster_address,
-         metavar="ADDRESS"),
-    Flag("cluster_devices", ("--cluster-devices",), "how many of the cluster's devices (default: all of the "
-         "system's kind)", _int_at_least(1), metavar="N"),
-    Flag("compliance_tests", ("--compliance", "--compliance,"), "audit tests, e.g. TEST01,TEST05 (implies --mode compliance)",
-         _tests, metavar="TEST01[,TEST05]"),
-    Flag("round", ("--round",), f"MLPerf round whose seeds and audit tests the run takes: {', '.join(ROUNDS)} "
-         f"(default {DEFAULT_ROUND})", _round),
-    Flag("accuracy_dir", ("--accuracy-dir", "--accuracy_dir"),
-         "compliance: the accuracy run to compare with (default: the newest in --results-dir)", _path, metavar="DIR"),
-    Flag("performance_dir", ("--performance-dir", "--performance_dir"),
-         "compliance: the performance run to compare with (default: the newest)", _path, metavar="DIR"),
+    Flag(
+        "inflight_per_device",
+        ("--inflight-per-device",),
+        "batches in flight per device (default: the system file's)",
+        _int_at_least(1),
+        metavar="N",
+    ),
+    Flag(
+        "server_max_wait_ms",
+        ("--server-max-wait-ms",),
+        "Server: longest wait to fill a batch, ms",
+        _number(0.0, inclusive=True),
+        metavar="MS",
+    ),
+    Flag(
+        "server_dispatch_when_idle",
+        ("--server-dispatch-when-idle",),
+        "Server: also send a batch when a device is idle (yes|no)",
+        _yes_no,
+        metavar="yes|no",
+    ),
+    Flag(
+        "server_min_batch",
+        ("--server-min-batch",),
+        "Server: least samples an idle dispatch sends",
+        _int_at_least(1),
+        metavar="N",
+    ),
+    Flag(
+        "cluster",
+        ("--cluster",),
+        "run the devices as Ray actors: ray (an embedded one-node cluster), auto, "
+        "HOST:PORT or ray://HOST:PORT (join that cluster); see docs/cluster.md",
+        check_cluster_address,
+        metavar="ADDRESS",
+    ),
+    Flag(
+        "cluster_devices",
+        ("--cluster-devices",),
+        "how many of the cluster's devices (default: all of the system's kind)",
+        _int_at_least(1),
+        metavar="N",
+    ),
+    Flag(
+        "compliance_tests",
+        ("--compliance", "--compliance,"),
+        "audit tests, e.g. TEST01,TEST05 (implies --mode compliance)",
+        _tests,
+        metavar="TEST01[,TEST05]",
+    ),
+    Flag(
+        "round",
+        ("--round",),
+        f"MLPerf round whose seeds and audit tests the run takes: {', '.join(ROUNDS)} (default {DEFAULT_ROUND})",
+        _round,
+    ),
+    Flag(
+        "accuracy_dir",
+        ("--accuracy-dir", "--accuracy_dir"),
+        "compliance: the accuracy run to compare with (default: the newest in --results-dir)",
+        _path,
+        metavar="DIR",
+    ),
+    Flag(
+        "performance_dir",
+        ("--performance-dir", "--performance_dir"),
+        "compliance: the performance run to compare with (default: the newest)",
+        _path,
+        metavar="DIR",
+    ),
     Flag("audit_test", ("--audit-test",), "the compliance test this audit run is", _text, hidden=True),
     Flag("audit_config", ("--audit-config",), "the audit.config LoadGen reads", _path, hidden=True),
-    Flag("loadgen_settings", ("--loadgen-setting",), "a LoadGen TestSettings field set after the conf files",
-         key_value, pairs=True, hidden=True),
+    Flag(
+        "loadgen_settings",
+        ("--loadgen-setting",),
+        "a LoadGen TestSettings field set after the conf files",
+        key_value,
+        pairs=True,
+        hidden=True,
+    ),
     Flag("power_server", ("--power-server",), "the MLPerf power server", _text, metavar="HOST:PORT"),
     Flag("ntp_server", ("--ntp", "--ntp_server"), "NTP server for the power client", _text, metavar="HOST"),
-    Flag("sleep_before_s", ("--sleep-before", "--sleep_before_ck_benchmark_sec"),
-         "seconds to wait before the power run", _number(0.0, inclusive=True), metavar="S"),
+    Flag(
+        "sleep_before_s",
+        ("--sleep-before", "--sleep_before_ck_benchmark_sec"),
+        "seconds to wait before the power run",
+        _number(0.0, inclusive=True),
+        metavar="S",
+    ),
 )
 FLAG_BY_FIELD = {f.field: f for f in FLAGS}
 
@@ -227,11 +332,13 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     for flag in FLAGS:
         help_text = argparse.SUPPRESS if flag.hidden else flag.help
         if flag.read is None:
-            parser.add_argument(*flag.names, dest=flag.field, action="store_const", const=flag.switch_sets,
-                                default=None, help=help_text)
+            parser.add_argument(
+                *flag.names, dest=flag.field, action="store_const", const=flag.switch_sets, default=None, help=help_text
+            )
         elif flag.pairs:
-            parser.add_argument(*flag.names, dest=flag.field, action="append", default=None,
-                                metavar=flag.metavar, help=help_text)
+            parser.add_argument(
+                *flag.names, dest=flag.field, action="append", default=None, metavar=flag.metavar, help=help_text
+            )
         else:
             parser.add_argument(*flag.names, dest=flag.field, default=None, metavar=flag.metavar, help=help_text)
     for names, dest, help_text in LEGACY_FLAGS:

@@ -98,7 +98,11 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     st.check_test_settings(cfg.loadgen_settings)
     min_duration = system.test_durations_ms.get(cfg.execution)
     user_conf = st.user_conf_entries(
-        scenario, cfg.execution, float(target_qps), cfg.sample_count, dict(cfg.settings),
+        scenario,
+        cfg.execution,
+        float(target_qps),
+        cfg.sample_count,
+        dict(cfg.settings),
         None if min_duration is None else int(min_duration),
     )
     inflight = cfg.inflight_per_device if cfg.inflight_per_device is not None else system.inflight_per_device
@@ -124,8 +128,13 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         server_min_batch=system.server_min_batch if min_batch is None else min_batch,
         user_conf=user_conf,
         round=rnd,
-        target_qps_from=("--target-qps" if cfg.target_qps is not None
-                         else "--setting" if _setting_sets_target(cfg) else "the system file"),
+        target_qps_from=(
+            "--target-qps"
+            if cfg.target_qps is not None
+            else "--setting"
+            if _setting_sets_target(cfg)
+            else "the system file"
+        ),
     )
 
 
@@ -162,11 +171,19 @@ def scaled_for_devices(plan: RunPlan, devices: int) -> RunPlan:
         return plan  # one sample at a time: more devices do not shorten its latency
     target = plan.target_qps * devices / system_devices
     user_conf = st.user_conf_entries(
-        plan.scenario, plan.cfg.execution, target, plan.cfg.sample_count, dict(plan.cfg.settings),
+        plan.scenario,
+        plan.cfg.execution,
+        target,
+        plan.cfg.sample_count,
+        dict(plan.cfg.settings),
         _min_duration(plan.system, plan.cfg.execution),
     )
-    return dataclasses.replace(plan, target_qps=target, user_conf=user_conf,
-                               target_qps_from=f"the system file x {devices}/{system_devices} devices")
+    return dataclasses.replace(
+        plan,
+        target_qps=target,
+        user_conf=user_conf,
+        target_qps_from=f"the system file x {devices}/{system_devices} devices",
+    )
 
 
 def _min_duration(system: SystemSpec, execution: str) -> int | None:

@@ -44,8 +44,10 @@ def probe_reason(plan: RunPlan) -> str | None:
         return None
     if plan.system.simulated or plan.backend in ("sim", "null") or plan.weights == plan.system.weights:
         return None
-    return (f"the system file's {plan.target_qps:g} QPS was measured with --weights {plan.system.weights}, "
-            f"this run uses --weights {plan.weights}")
+    return (
+        f"the system file's {plan.target_qps:g} QPS was measured with --weights {plan.system.weights}, "
+        f"this run uses --weights {plan.weights}"
+    )
 
 
 def probe_samples_per_s(plan: RunPlan, library: SampleLibrary, runners: Sequence[Runner]) -> float:

@@ -19,24 +19,28 @@ def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, su
     lines = [
         f"# {plan.system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}{sim}",
         "",
-        f"- system: {plan.system.description}; backend {plan.backend} {plan.precision}; "
-        f"weights {plan.weights}",
+        f"- system: {plan.system.description}; backend {plan.backend} {plan.precision}; weights {plan.weights}",
         f"- batching: {plan.batching}, batch size {plan.batch_size}, target QPS {plan.target_qps:g}, "
         f"execution {plan.cfg.execution}",
     ]
     if result.samples_per_second is not None:
-        lines.append(f"- result: **{result.samples_per_second:,.1f} samples/s**, "
-                     f"{'VALID' if result.valid else 'INVALID'}")
+        lines.append(
+            f"- result: **{result.samples_per_second:,.1f} samples/s**, {'VALID' if result.valid else 'INVALID'}"
+        )
     if result.latency_p90_ms is not None:
-        lines.append(f"- result: **90th percentile latency {result.latency_p90_ms:.2f} ms**, "
-                     f"{'VALID' if result.valid else 'INVALID'}")
+        lines.append(
+            f"- result: **90th percentile latency {result.latency_p90_ms:.2f} ms**, "
+            f"{'VALID' if result.valid else 'INVALID'}"
+        )
     for reason in result.invalid_reasons:
         lines.append(f"  - INVALID because: {reason}")
     for advice in result.loadgen_recommendations:
         lines.append(f"  - LoadGen suggests: {advice}")
     if result.f1 is not None:
-        lines.append(f"- accuracy: exact_match {result.exact_match:.3f}, f1 {result.f1:.3f} "
-                     f"({'PASS' if result.accuracy_passed else 'FAIL'})")
+        lines.append(
+            f"- accuracy: exact_match {result.exact_match:.3f}, f1 {result.f1:.3f} "
+            f"({'PASS' if result.accuracy_passed else 'FAIL'})"
+        )
     if s.get("token_efficiency") is not None:
         lines.append(
             f"- {s['samples']:,} samples in {s['batches']:,} batches, {s['rows']:,} rows; token "
@@ -45,8 +49,10 @@ def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, su
         )
     if "sut_latency_ms" in s:
         lat = s["sut_latency_ms"]
-        lines.append(f"- latency in the SUT (issue to answer): p50 {lat['p50']:.1f} ms, "
-                     f"p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms")
+        lines.append(
+            f"- latency in the SUT (issue to answer): p50 {lat['p50']:.1f} ms, "
+            f"p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms"
+        )
     lines.append("")
     for title, name in plots:
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
@@ -82,8 +88,12 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.hist(lat, bins=50)
         if scenario == Scenario.SERVER:  # the bound is the Server scenario's only
-            ax.axvline(SERVER_LATENCY_BOUND_MS, color="red", linestyle="--",
-                       label=f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)")
+            ax.axvline(
+                SERVER_LATENCY_BOUND_MS,
+                color="red",
+                linestyle="--",
+                label=f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)",
+            )
             ax.legend()
         ax.set_xlabel("latency in the SUT (ms)")
         ax.set_ylabel("samples")

@@ -50,9 +50,14 @@ def offline_chunks(
 
 
 class OfflineScheduler:
-    def __init__(self, submit: Submit, batch_size: int, devices: int,
-                 plan: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
-                 per_device: int = 1) -> None:
+    def __init__(
+        self,
+        submit: Submit,
+        batch_size: int,
+        devices: int,
+        plan: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
+        per_device: int = 1,
+    ) -> None:
         self.submit = submit
         self.per_device = per_device
         self.batch_size = batch_size
@@ -88,8 +93,14 @@ class SingleStreamScheduler(OfflineScheduler):
 class ServerScheduler:
     """Arrival-order batches: full, waited long enough, or a device is idle."""
 
-    def __init__(self, submit: Submit, batch_size: int, max_wait_s: float,
-                 idle: Callable[[], bool] | None = None, min_batch: int = 1) -> None:
+    def __init__(
+        self,
+        submit: Submit,
+        batch_size: int,
+        max_wait_s: float,
+        idle: Callable[[], bool] | None = None,
+        min_batch: int = 1,
+    ) -> None:
         self.submit = submit
         self.min_batch = min_batch
         self.batch_size = batch_size
@@ -145,8 +156,7 @@ class ServerScheduler:
         self._ids, self._indices, self._arrival = [], [], []
         self._pending = 0
         b = self.batch_size
-        items = [WorkItem(ids[s : s + b], indices[s : s + b], arrival[s : s + b])
-                 for s in range(0, ids.shape[0], b)]
+        items = [WorkItem(ids[s : s + b], indices[s : s + b], arrival[s : s + b]) for s in range(0, ids.shape[0], b)]
         if keep_tail and len(items) > 1 and len(items[-1]) < b:
             tail = items.pop()
             self._ids, self._indices, self._arrival = [tail.ids], [tail.indices], [tail.arrival]

@@ -103,8 +103,7 @@ def validate_entries(entries: Mapping[str, str]) -> None:
         key = parts[2]
         if key not in USER_CONF_KEYS:
             raise UserError(
-                f"user.conf key {key!r} is not a LoadGen setting; known keys: "
-                + ", ".join(sorted(USER_CONF_KEYS))
+                f"user.conf key {key!r} is not a LoadGen setting; known keys: " + ", ".join(sorted(USER_CONF_KEYS))
             )
         check, what = USER_CONF_KEYS[key]
         if not check(str(value)):
@@ -197,10 +196,18 @@ def effective_settings(ts: Any, scenario: str, mode: str) -> dict[str, Any]:
         out["single_stream_expected_latency_ms"] = ts.single_stream_expected_latency_ns / 1e6
         out["single_stream_target_latency_percentile"] = ts.single_stream_target_latency_percentile
     for name in (
-        "min_duration_ms", "max_duration_ms", "min_query_count", "max_query_count",
-        "performance_sample_count_override", "qsl_rng_seed", "sample_index_rng_seed",
-        "schedule_rng_seed", "accuracy_log_rng_seed", "accuracy_log_probability",
-        "accuracy_log_sampling_target", "test05",
+        "min_duration_ms",
+        "max_duration_ms",
+        "min_query_count",
+        "max_query_count",
+        "performance_sample_count_override",
+        "qsl_rng_seed",
+        "sample_index_rng_seed",
+        "schedule_rng_seed",
+        "accuracy_log_rng_seed",
+        "accuracy_log_probability",
+        "accuracy_log_sampling_target",
+        "test05",
     ):
         out[name] = getattr(ts, name)
     return out

@@ -45,9 +45,11 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         out["compliance_test"] = plan.cfg.audit_test
     if plan.mode == Mode.ACCURACY and result.f1 is not None:
         out.update(
-            exact_match=result.exact_match, f1=result.f1,
+            exact_match=result.exact_match,
+            f1=result.f1,
             accuracy_target_f1=Model(plan.cfg.model).target_f1,
-            accuracy="PASS" if result.accuracy_passed else "FAIL", f1_by_split=result.f1_by_split,
+            accuracy="PASS" if result.accuracy_passed else "FAIL",
+            f1_by_split=result.f1_by_split,
         )
     return out
 
@@ -90,7 +92,15 @@ def expected_samples(plan: RunPlan, total: int, effective: dict[str, Any]) -> in
 
 
 def short_settings(effective: dict[str, Any]) -> dict[str, Any]:
-    keep = ("scenario", "mode", "offline_expected_qps", "server_target_qps", "server_target_latency_ms",
-            "single_stream_expected_latency_ms", "min_duration_ms", "min_query_count",
-            "performance_sample_count_override")
+    keep = (
+        "scenario",
+        "mode",
+        "offline_expected_qps",
+        "server_target_qps",
+        "server_target_latency_ms",
+        "single_stream_expected_latency_ms",
+        "min_duration_ms",
+        "min_query_count",
+        "performance_sample_count_override",
+    )
     return {k: v for k, v in effective.items() if k in keep}

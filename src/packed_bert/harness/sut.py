@@ -74,8 +74,7 @@ class RunStats:
             out["gain_over_padding"] = (samples * SEQ_LEN) / slots
         if lat.size:
             out["sut_latency_ms"] = {
-                p: float(np.percentile(lat, q) * 1e3)
-                for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
+                p: float(np.percentile(lat, q) * 1e3) for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
             }
         return out
 
@@ -107,22 +106,22 @@ class BenchmarkSUT:
         # device idles); Offline: ``inflight`` threads, so the next chunk is built meanwhile,
         # or more where a runner asks for more (``runner.inflight``: a device actor keeps two
         # batches in flight, one travelling while one runs)
-        threads = [
-            max(inflight, int(getattr(r, "inflight", 1))) if scenario == "Offline" else 1
-            for r in runners
-        ]
-        self.pool = DevicePool(
-            runners, self._build, self._respond, self._respond_empty, threads, self._on_idle
-        )
+        threads = [max(inflight, int(getattr(r, "inflight", 1))) if scenario == "Offline" else 1 for r in runners]
+        self.pool = DevicePool(runners, self._build, self._respond, self._respond_empty, threads, self._on_idle)
         self.scheduler: OfflineScheduler | ServerScheduler
         if scenario == "Offline":
             self.scheduler = OfflineScheduler(
-                self.pool.submit, batch_size, self.pool.devices, builder.plan_offline,
+                self.pool.submit,
+                batch_size,
+                self.pool.devices,
+                builder.plan_offline,
                 per_device=offline_chunks_per_device if self.pool.devices > 1 else 1,
             )
         elif scenario == "Server":
             self.scheduler = ServerScheduler(
-                self.pool.submit, batch_size, server_max_wait_s,
+                self.pool.submit,
+                batch_size,
+                server_max_wait_s,
                 self.pool.has_idle_device if dispatch_when_idle else None,
                 min_batch=server_min_batch,
             )
@@ -165,9 +164,7 @@ class BenchmarkSUT:
         filled = np.asarray(batch.sample_index) >= 0
         sample = np.asarray(batch.sample_index)[filled]
         if sample.shape[0] != len(item):
-            raise RuntimeError(
-                f"device {device} answered {sample.shape[0]} of the batch's {len(item)} samples"
-            )
+            raise RuntimeError(f"device {device} answered {sample.shape[0]} of the batch's {len(item)} samples")
         # each sequence's logits are one contiguous range of the [R, L, 2] buffer
         starts = np.cumsum(seq_lens, axis=1) - seq_lens
         row_of = np.broadcast_to(np.arange(rows)[:, None], filled.shape)[filled]

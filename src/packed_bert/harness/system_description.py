@@ -31,7 +31,8 @@ def describe_system(plan: RunPlan, runners: Sequence[Runner], cluster: dict[str,
     desc["devices"] = devices
     desc["number_of_nodes"] = len(nodes)
     desc["runners"] = [n["runner"] for n in nodes] + (
-        [f"... {devices - len(nodes)} more alike"] if devices > len(nodes) else [])
+        [f"... {devices - len(nodes)} more alike"] if devices > len(nodes) else []
+    )
     if cluster is not None or any(n["node"] != DRIVER for n in nodes):
         desc["nodes"] = [{k: v for k, v in n.items() if k != "runner"} for n in nodes]
     if cluster is not None:

@@ -122,8 +122,10 @@ class DevicePool:
         lost = self.lost
         if not lost:
             return None
-        each = "; ".join(f"device {d.device} ({d.runner}): {d.reason}, {d.resent} batch"
-                         f"{'es' if d.resent != 1 else ''} re-sent" for d in lost)
+        each = "; ".join(
+            f"device {d.device} ({d.runner}): {d.reason}, {d.resent} batch{'es' if d.resent != 1 else ''} re-sent"
+            for d in lost
+        )
         return f"{len(lost)} of {self.devices} devices lost during the run: {each}"
 
     def start(self) -> None:
@@ -193,9 +195,7 @@ class DevicePool:
     def _loop(self, device: int) -> None:
         runner = self.runners[device]
         pipelined = bool(getattr(runner, "pipelined", False))
-        lock: contextlib.AbstractContextManager[Any] = (
-            contextlib.nullcontext() if pipelined else self._locks[device]
-        )
+        lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext() if pipelined else self._locks[device]
         while True:
             item = self._take(device)
             if item is None:
@@ -218,8 +218,7 @@ class DevicePool:
             if not self._outstanding:
                 self._drained.notify_all()
 
-    def _run(self, device: int, runner: Runner, lock: contextlib.AbstractContextManager[Any],
-             item: WorkItem) -> bool:
+    def _run(self, device: int, runner: Runner, lock: contextlib.AbstractContextManager[Any], item: WorkItem) -> bool:
         """Run ``item`` on ``device`` and answer it; ``False`` when it went back to the queue."""
         try:
             batch = self._build(item)
@@ -255,8 +254,7 @@ class DevicePool:
                 self._ready.notify()
                 return False
             if self.error is None:
-                lost = "; ".join(f"device {d.device} ({d.runner}): {d.reason}"
-                                 for d in self._lost.values())
+                lost = "; ".join(f"device {d.device} ({d.runner}): {d.reason}" for d in self._lost.values())
                 self.error = NoDevicesLeft(f"all {len(self.runners)} devices were lost: {lost}")
                 self.error_device = device
             left = list(self._items)

@@ -17,9 +17,7 @@ def masked_core(mask: torch.Tensor) -> AttentionCore:
     """Rows [R, L, heads, D] with a mask [R, 1, L, L]: boolean (True = may attend) or additive."""
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
-        )
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
         return out.transpose(1, 2)
 
     return core
@@ -37,8 +35,11 @@ def sequence_core(seq_lens: torch.Tensor) -> AttentionCore:
     """
     lens = seq_lens.detach().to("cpu", torch.int64)
     starts = torch.cumsum(lens, dim=1) - lens
-    spans = [(r, int(s), int(n)) for r, k in zip(*torch.nonzero(lens > 0, as_tuple=True), strict=True)
-             for s, n in [(starts[r, k], lens[r, k])]]
+    spans = [
+        (r, int(s), int(n))
+        for r, k in zip(*torch.nonzero(lens > 0, as_tuple=True), strict=True)
+        for s, n in [(starts[r, k], lens[r, k])]
+    ]
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(q)
@@ -79,19 +80,14 @@ def nested_varlen_core(cu_seqlens: torch.Tensor) -> AttentionCore:
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nq, nk, nv = (
-                torch.nested.nested_tensor_from_jagged(x, offsets=offsets).transpose(1, 2)
-                for x in (q, k, v)
-            )
+            nq, nk, nv = (torch.nested.nested_tensor_from_jagged(x, offsets=offsets).transpose(1, 2) for x in (q, k, v))
             out = F.scaled_dot_product_attention(nq, nk, nv)
             return out.transpose(1, 2).values()
 
     return core
 
 
-def varlen_core(
-    cu_seqlens: torch.Tensor, max_seqlen: int, method: str = "auto"
-) -> AttentionCore:
+def varlen_core(cu_seqlens: torch.Tensor, max_seqlen: int, method: str = "auto") -> AttentionCore:
     """``method``: ``nested`` (jagged tensors), ``padded`` (gather), ``auto`` (nested on CUDA)."""
     if method == "auto":
         if cu_seqlens.device.type != "cuda":

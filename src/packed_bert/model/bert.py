@@ -23,9 +23,7 @@ class BertEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab, config.hidden)
         self.LayerNorm = nn.LayerNorm(config.hidden, eps=config.layer_norm_eps)
 
-    def forward(
-        self, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         summed = (
             self.word_embeddings(input_ids.long())
             + self.position_embeddings(position_ids.long())

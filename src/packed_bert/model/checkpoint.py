@@ -64,8 +64,12 @@ def infer_config(state: Mapping[str, torch.Tensor], source: str, heads: int | No
     n_heads = heads if heads is not None else max(1, int(hidden) // HEAD_DIM)
     try:
         return BertConfig(
-            vocab_size=int(vocab), hidden=int(hidden), layers=layers, heads=n_heads,
-            intermediate=int(intermediate), max_position=int(max_position),
+            vocab_size=int(vocab),
+            hidden=int(hidden),
+            layers=layers,
+            heads=n_heads,
+            intermediate=int(intermediate),
+            max_position=int(max_position),
             type_vocab=int(type_vocab),
         )
     except ValueError as exc:

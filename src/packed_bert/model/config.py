@@ -15,8 +15,7 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden", "layers", "heads", "intermediate", "max_position",
-                     "type_vocab"):
+        for name in ("vocab_size", "hidden", "layers", "heads", "intermediate", "max_position", "type_vocab"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BertConfig.{name} must be positive, got {getattr(self, name)}")
         if self.hidden % self.heads:

@@ -52,14 +52,18 @@ def read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(safetensors_file))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"{safetensors_file}: not a readable safetensors file ({_short(exc)}); "
-                            "replace it with the model's weights") from None
+            raise UserError(
+                f"{safetensors_file}: not a readable safetensors file ({_short(exc)}); "
+                "replace it with the model's weights"
+            ) from None
     if bin_file.is_file():
         try:
             state = torch.load(bin_file, map_location="cpu", weights_only=True)
         except Exception as exc:  # zip, pickle and torch each raise their own kinds
-            raise UserError(f"{bin_file}: not a readable PyTorch weights file ({type(exc).__name__}); packed-bert "
-                            "loads tensors only, never pickled code: use model.safetensors or a plain state dict") from None
+            raise UserError(
+                f"{bin_file}: not a readable PyTorch weights file ({type(exc).__name__}); packed-bert "
+                "loads tensors only, never pickled code: use model.safetensors or a plain state dict"
+            ) from None
         if not isinstance(state, dict):
             raise UserError(f"{bin_file}: holds no state dict; use model.safetensors or a plain state dict")
         return dict(state)

@@ -143,7 +143,9 @@ def _fill_by_order(
         )
     for name, (weight, bias) in zip(missing, anonymous, strict=True):
         width = weight.shape[0]
-        if bias is not None and (bias.shape != (width,) or f"{name}.bias" in named and named[f"{name}.bias"].shape != (width,)):
+        if bias is not None and (
+            bias.shape != (width,) or f"{name}.bias" in named and named[f"{name}.bias"].shape != (width,)
+        ):
             raise UserError(
                 f"{path}: unnamed MatMul weight of shape {list(weight.T.shape)} does not fit "
                 f"{name}; not an MLPerf-style BERT graph"

@@ -39,8 +39,10 @@ def read_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch each raise their own kinds
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}; packed-bert loads "
-                        f"tensors only, never pickled code); give {KINDS}") from None
+        raise UserError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}; packed-bert loads "
+            f"tensors only, never pickled code); give {KINDS}"
+        ) from None
     state = _unwrap(obj)
     if state is None:
         raise UserError(f"{path}: a PyTorch file without a state dict; give {KINDS}")

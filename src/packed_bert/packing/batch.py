@@ -57,9 +57,7 @@ class PackedBatch:
         return self.real_tokens / total if total else 1.0
 
 
-def rows_to_matrix(
-    rows: Sequence[npt.ArrayLike] | np.ndarray, max_per_pack: int | None = None
-) -> np.ndarray:
+def rows_to_matrix(rows: Sequence[npt.ArrayLike] | np.ndarray, max_per_pack: int | None = None) -> np.ndarray:
     """Rows of sequence indices (a list of arrays, or a matrix with -1 holes) as int64 [R, K]."""
     if isinstance(rows, np.ndarray) and rows.ndim == 2:
         matrix = rows.astype(np.int64, copy=False)

@@ -38,8 +38,9 @@ def batches_of(
         raise ValueError(f"unknown batching strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     out = []
     for s in range(0, lens.size, batch_size):
-        b = pack_batch(input_ids[s : s + batch_size], segment_ids[s : s + batch_size], lens[s : s + batch_size],
-                       max_per_row)
+        b = pack_batch(
+            input_ids[s : s + batch_size], segment_ids[s : s + batch_size], lens[s : s + batch_size], max_per_row
+        )
         index = np.where(b.sample_index >= 0, b.sample_index + s, -1)
         out.append(PackedBatch(b.input_ids, b.segment_ids, b.position_ids, b.seq_lens, index))
     return out

@@ -30,9 +30,7 @@ def _validate(lengths: npt.ArrayLike, max_per_pack: int, row_len: int) -> np.nda
         raise ValueError(f"row_len must be at least 1, got {row_len}")
     arr = arr.astype(np.int64, copy=False)
     if arr.size and (arr.min() < 1 or arr.max() > row_len):
-        raise ValueError(
-            f"sequence lengths must lie in 1..{row_len}, got {int(arr.min())}..{int(arr.max())}"
-        )
+        raise ValueError(f"sequence lengths must lie in 1..{row_len}, got {int(arr.min())}..{int(arr.max())}")
     return arr
 
 
@@ -98,9 +96,7 @@ def pack_strategies(
     return result
 
 
-def pack_matrix(
-    lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN
-) -> np.ndarray:
+def pack_matrix(lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN) -> np.ndarray:
     """Pack sequences into rows; int64 ``[rows, max_per_pack]`` of chunk indices, -1 = empty.
 
     Within a row the sequences are ordered longest first; rows come in strategy order.
@@ -136,9 +132,7 @@ def pack_matrix(
     return rows.reshape(n_rows, max_per_pack)
 
 
-def pack(
-    lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN
-) -> list[np.ndarray]:
+def pack(lengths: npt.ArrayLike, max_per_pack: int = MAX_SEQS_PER_ROW, row_len: int = SEQ_LEN) -> list[np.ndarray]:
     """Pack sequences into rows of ``row_len`` tokens with at most ``max_per_pack`` each.
 
     Returns one int64 array per row: the indices (into ``lengths``) of the sequences it holds.

@@ -39,8 +39,6 @@ class PackingStats:
         return out
 
 
-def packing_stats(
-    lengths: npt.ArrayLike, rows: int, row_len: int = SEQ_LEN
-) -> PackingStats:
+def packing_stats(lengths: npt.ArrayLike, rows: int, row_len: int = SEQ_LEN) -> PackingStats:
     lens = np.asarray(lengths, dtype=np.int64)
     return PackingStats(int(lens.size), int(rows), int(lens.sum()), row_len)

@@ -33,8 +33,7 @@ def padded_batches(
     """One sequence per row padded to ``row_len``, in chunk order, ``batch_size`` rows a batch."""
     n = len(np.asarray(lengths))
     return [
-        build_batch(np.arange(s, min(s + batch_size, n))[:, None], input_ids, segment_ids,
-                    lengths, row_len, 1)
+        build_batch(np.arange(s, min(s + batch_size, n))[:, None], input_ids, segment_ids, lengths, row_len, 1)
         for s in range(0, n, batch_size)
     ]
 

@@ -8,9 +8,7 @@ from packed_bert.packing.batch import PackedBatch
 def _check(batch: PackedBatch, logits: np.ndarray) -> np.ndarray:
     arr = np.asarray(logits)
     if arr.shape[:2] != batch.input_ids.shape:
-        raise ValueError(
-            f"logits of shape {arr.shape} do not match a batch of {batch.input_ids.shape} tokens"
-        )
+        raise ValueError(f"logits of shape {arr.shape} do not match a batch of {batch.input_ids.shape} tokens")
     return arr.astype(np.float32, copy=False)
 
 
@@ -28,7 +26,4 @@ def unpack(batch: PackedBatch, logits: np.ndarray) -> list[np.ndarray]:
     """Per-sequence float32 [len, 2] logits (views into ``logits``), by ascending sample index."""
     arr = _check(batch, logits)
     _, rows, starts, lens = _slots(batch)
-    return [
-        arr[r, s : s + n]
-        for r, s, n in zip(rows.tolist(), starts.tolist(), lens.tolist(), strict=True)
-    ]
+    return [arr[r, s : s + n] for r, s, n in zip(rows.tolist(), starts.tolist(), lens.tolist(), strict=True)]

@@ -64,7 +64,9 @@ def analyze(run_dir: Path, spl: Path | None = None) -> PowerResult:
     samples = read_spl(spl or run_dir / "spl.txt")
     window = [w for t, w in samples if begin <= t <= end]
     if not window:
-        raise UserError(f"{spl or run_dir / 'spl.txt'}: no power samples between power_begin {begin} and power_end {end}")
+        raise UserError(
+            f"{spl or run_dir / 'spl.txt'}: no power samples between power_begin {begin} and power_end {end}"
+        )
     watts = sum(window) / len(window)
     summary = read_summary(run_dir / SUMMARY)
     sps = summary.score if summary.scenario in (Scenario.OFFLINE, Scenario.SERVER) else None

@@ -46,9 +46,22 @@ class ClientCall:
     ntp: str | None = None
 
     def argv(self) -> list[str]:
-        args = [str(self.client), "--addr", self.host, "--port", str(self.port),
-                "--run-workload", self.workload, "--loadgen-logs", str(self.loadgen_logs),
-                "--output", str(self.output), "--label", self.label, "--force"]
+        args = [
+            str(self.client),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--run-workload",
+            self.workload,
+            "--loadgen-logs",
+            str(self.loadgen_logs),
+            "--output",
+            str(self.output),
+            "--label",
+            self.label,
+            "--force",
+        ]
         if self.ntp:
             args += ["--ntp", self.ntp]
         return args

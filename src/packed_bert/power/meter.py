@@ -29,7 +29,11 @@ class RaplMeter:
     """Package-level RAPL domains (``intel-rapl:N``; AMD CPUs expose the same powercap files)."""
 
     def __init__(self, root: str = RAPL_ROOT) -> None:
-        self.domains = [Path(p) for p in sorted(glob.glob(f"{root}/intel-rapl:*")) if p.count(":") == 1 and (Path(p) / "energy_uj").is_file()]
+        self.domains = [
+            Path(p)
+            for p in sorted(glob.glob(f"{root}/intel-rapl:*"))
+            if p.count(":") == 1 and (Path(p) / "energy_uj").is_file()
+        ]
         if not self.domains:
             raise OSError("no RAPL package domains")
         self.source = "RAPL (" + ", ".join(self._name(d) for d in self.domains) + ")"

@@ -18,7 +18,11 @@ LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accu
 
 
 def newest_run(results_dir: Path) -> Path | None:
-    runs = sorted(p for p in results_dir.iterdir() if (p / "mlperf_log_summary.txt").is_file()) if results_dir.is_dir() else []
+    runs = (
+        sorted(p for p in results_dir.iterdir() if (p / "mlperf_log_summary.txt").is_file())
+        if results_dir.is_dir()
+        else []
+    )
     return runs[-1] if runs else None
 
 

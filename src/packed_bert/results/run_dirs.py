@@ -42,7 +42,9 @@ def check_results_dir(results_dir: Path) -> None:
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
-        raise UserError(f"--results-dir {path}: cannot write there ({exc.strerror}); choose a writable directory") from None
+        raise UserError(
+            f"--results-dir {path}: cannot write there ({exc.strerror}); choose a writable directory"
+        ) from None
 
 
 class RunDir:
@@ -56,8 +58,9 @@ class RunDir:
         try:
             self.path.mkdir()
         except OSError as exc:
-            raise UserError(f"--results-dir {self.results_dir}: cannot write there ({exc.strerror}); "
-                            "choose a writable directory") from None
+            raise UserError(
+                f"--results-dir {self.results_dir}: cannot write there ({exc.strerror}); choose a writable directory"
+            ) from None
         self.final: Path | None = None
 
     def write_text(self, rel: str, text: str) -> Path:

@@ -25,10 +25,15 @@ def calibration_features(features: SquadFeatures) -> dict[str, np.ndarray]:
     qas = np.asarray(features.squad.qas_ids)
     keep = np.isin(qas[np.asarray(features.example_index)], list(calibration_ids()))
     if not keep.any():
-        raise UserError(f"none of the {CALIBRATION_IDS} question ids are in the SQuAD features; "
-                        "calibrate on the SQuAD v1.1 dev set (--dataset)")
-    return {"input_ids": features.input_ids[keep], "segment_ids": features.segment_ids[keep],
-            "lengths": features.lengths[keep]}
+        raise UserError(
+            f"none of the {CALIBRATION_IDS} question ids are in the SQuAD features; "
+            "calibrate on the SQuAD v1.1 dev set (--dataset)"
+        )
+    return {
+        "input_ids": features.input_ids[keep],
+        "segment_ids": features.segment_ids[keep],
+        "lengths": features.lengths[keep],
+    }
 
 
 def load_calibration(dataset: Path | None = None, vocab: Path | None = None) -> dict[str, np.ndarray]:

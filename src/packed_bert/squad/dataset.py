@@ -72,14 +72,12 @@ def locate(remote: Remote, explicit: Path | None = None) -> Path:
         data = fetch(remote.url)
     except Exception as exc:  # network errors come in many types
         raise UserError(
-            f"{remote.url}: download of the {remote.what} failed ({exc}); "
-            f"pass {remote.flag} PATH or set {remote.env}"
+            f"{remote.url}: download of the {remote.what} failed ({exc}); pass {remote.flag} PATH or set {remote.env}"
         ) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != remote.sha256:
         raise UserError(
-            f"{remote.url}: sha256 {digest} is not the expected {remote.sha256}; "
-            f"pass {remote.flag} PATH to a good copy"
+            f"{remote.url}: sha256 {digest} is not the expected {remote.sha256}; pass {remote.flag} PATH to a good copy"
         )
     atomic_write_bytes(cached, data)
     return cached
@@ -109,17 +107,26 @@ class Provenance:
     def warnings(self) -> list[str]:
         """One line per file that is not the official one (a run on it is not an MLPerf result)."""
         out = []
-        for remote, path, digest, ok in ((SQUAD_DEV, self.dataset, self.dataset_sha256, self.dataset_official),
-                                         (BERT_VOCAB, self.vocab, self.vocab_sha256, self.vocab_official)):
+        for remote, path, digest, ok in (
+            (SQUAD_DEV, self.dataset, self.dataset_sha256, self.dataset_official),
+            (BERT_VOCAB, self.vocab, self.vocab_sha256, self.vocab_official),
+        ):
             if not ok:
-                out.append(f"{path}: sha256 {digest[:16]}... is not the official {remote.what}'s "
-                           f"({remote.sha256[:16]}...); this run's results are not MLPerf results")
+                out.append(
+                    f"{path}: sha256 {digest[:16]}... is not the official {remote.what}'s "
+                    f"({remote.sha256[:16]}...); this run's results are not MLPerf results"
+                )
         return out
 
     def as_dict(self) -> dict[str, object]:
-        return {"dataset": self.dataset, "dataset_sha256": self.dataset_sha256,
-                "dataset_official": self.dataset_official, "vocab": self.vocab,
-                "vocab_sha256": self.vocab_sha256, "vocab_official": self.vocab_official}
+        return {
+            "dataset": self.dataset,
+            "dataset_sha256": self.dataset_sha256,
+            "dataset_official": self.dataset_official,
+            "vocab": self.vocab,
+            "vocab_sha256": self.vocab_sha256,
+            "vocab_official": self.vocab_official,
+        }
 
 
 def sha256_file(path: Path) -> str:
@@ -222,9 +229,7 @@ def read_vocab(path: Path) -> dict[str, int]:
     missing = [t for t in SPECIAL_TOKENS if t not in tokens]
     if missing or len(tokens) != VOCAB_SIZE:
         problem = f"missing {', '.join(missing)}" if missing else f"{len(tokens)} tokens, not {VOCAB_SIZE}"
-        raise UserError(
-            f"{path}: not a BERT uncased vocab ({problem}); pass --vocab PATH to the BERT vocab.txt"
-        )
+        raise UserError(f"{path}: not a BERT uncased vocab ({problem}); pass --vocab PATH to the BERT vocab.txt")
     return {t: i for i, t in enumerate(tokens)}
 
 

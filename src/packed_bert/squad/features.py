@@ -78,9 +78,7 @@ def _tokenize_words(words: list[str], vocab: dict[str, int]) -> tuple[np.ndarray
     counts = np.zeros(len(words), dtype=np.int64)
     if fast_words:
         normalized = [ascii_normalize(w) for w in fast_words]
-        enc = fast_tokenizer(vocab, normalize=False).encode(
-            normalized, is_pretokenized=True, add_special_tokens=False
-        )
+        enc = fast_tokenizer(vocab, normalize=False).encode(normalized, is_pretokenized=True, add_special_tokens=False)
         word_ids = np.array([-1 if w is None else w for w in enc.word_ids], dtype=np.int64)
         counts[: len(fast_words)] = np.bincount(word_ids, minlength=len(fast_words))
         flat_parts.append(np.asarray(enc.ids, dtype=np.int64))
@@ -103,9 +101,7 @@ def build_features(squad: Squad, vocab: dict[str, int]) -> dict[str, np.ndarray]
     """The reference features as arrays (see :class:`SquadFeatures` for their meaning)."""
     # Distinct words of paragraphs and (ASCII) questions, ASCII ones first: those go to the
     # fast tokenizer, the rest to the exact replica. Each is tokenized once.
-    q_words = [
-        [w for w in _ASCII_WS.split(q) if w] if is_fast_safe(q) else [] for q in squad.questions
-    ]
+    q_words = [[w for w in _ASCII_WS.split(q) if w] if is_fast_safe(q) else [] for q in squad.questions]
     uid: dict[str, int] = {}
     for words in (*squad.paragraph_words, *q_words):
         for w in words:

@@ -61,13 +61,13 @@ def score_logits(
 
 def _check_any(responses: Mapping[int, object], source: str) -> None:
     if not responses:
-        raise UserError(f"{source}: holds no responses (a performance run logs none); score an accuracy run's "
-                        "mlperf_log_accuracy.json")
+        raise UserError(
+            f"{source}: holds no responses (a performance run logs none); score an accuracy run's "
+            "mlperf_log_accuracy.json"
+        )
 
 
-def score_accuracy_log(
-    log_path: Path, features: SquadFeatures | None = None, dtype: str = "float32"
-) -> AccuracyResult:
+def score_accuracy_log(log_path: Path, features: SquadFeatures | None = None, dtype: str = "float32") -> AccuracyResult:
     """Score an MLPerf ``mlperf_log_accuracy.json`` (features default to SQuAD dev)."""
     payloads = read_payloads(Path(log_path), dtype)
     if features is None:

@@ -163,11 +163,7 @@ def fast_tokenizer(vocab: Mapping[str, int], normalize: bool = True) -> Tokenize
     With ``normalize=False`` it expects text already passed through :func:`ascii_normalize`
     (about 3x faster than the Rust normalizer).
     """
-    tok = Tokenizer(
-        models.WordPiece(
-            dict(vocab), unk_token=UNK, max_input_chars_per_word=MAX_CHARS_PER_WORD
-        )
-    )
+    tok = Tokenizer(models.WordPiece(dict(vocab), unk_token=UNK, max_input_chars_per_word=MAX_CHARS_PER_WORD))
     if normalize:
         tok.normalizer = normalizers.BertNormalizer(
             clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=True

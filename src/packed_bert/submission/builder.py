@@ -69,8 +69,12 @@ def _copy_files(src: Path, dst: Path, names: tuple[str, ...]) -> None:
 
 def readme(e: Entry) -> str:
     lines = [f"# {e.name}", "", "Reproduce each run with packed-bert:", ""]
-    named = [("accuracy", e.accuracy), ("performance", e.performance), ("power", e.power),
-             *((f"compliance {t}", p) for t, p in e.compliance.items())]
+    named = [
+        ("accuracy", e.accuracy),
+        ("performance", e.performance),
+        ("power", e.power),
+        *((f"compliance {t}", p) for t, p in e.compliance.items()),
+    ]
     for label, run in named:
         cmd = (run / "command.txt").read_text().strip() if run and (run / "command.txt").is_file() else None
         if cmd:
@@ -153,8 +157,16 @@ def unofficial_data(e: Entry) -> str | None:
     return None
 
 
-def plan_tree(results: Path, out: Path, submitter: str, division: str, asked_round: str | None = None,
-              category: str | None = None, allow_test_runs: bool = False, use: Sequence[Path] = ()) -> Built:
+def plan_tree(
+    results: Path,
+    out: Path,
+    submitter: str,
+    division: str,
+    asked_round: str | None = None,
+    category: str | None = None,
+    allow_test_runs: bool = False,
+    use: Sequence[Path] = (),
+) -> Built:
     """Everything the tree will hold, checked; raises a one-line ``UserError`` on any refusal."""
     division = parse(Division, division, "--division")
     if not submitter or "/" in submitter or submitter.startswith("."):
@@ -169,35 +181,44 @@ def plan_tree(results: Path, out: Path, submitter: str, division: str, asked_rou
         built.categories[sut] = cat
         if division == Division.CLOSED and run_system.get("simulated"):
             if not allow_test_runs:
-                raise UserError(f"{sut} is a simulated system: never a closed result; use --division open, or "
-                                "--allow-test-runs to build a test tree")
+                raise UserError(
+                    f"{sut} is a simulated system: never a closed result; use --division open, or "
+                    "--allow-test-runs to build a test tree"
+                )
             built.test_runs.append(f"{sut}: a simulated system (never a closed result)")
         for model in dict.fromkeys(e.model for e in mine):
             required = rnd.required_scenarios(model, cat)
             have = {e.scenario: e for e in mine if e.model == model}
             for scenario in sorted(set(have) - set(required)):
-                built.notes.append(f"not taken: {sut}/{model}/{scenario} ({scenario} is not a {cat} scenario of "
-                                   f"BERT in {rnd.name})")
+                built.notes.append(
+                    f"not taken: {sut}/{model}/{scenario} ({scenario} is not a {cat} scenario of BERT in {rnd.name})"
+                )
             absent = [s for s in required if s not in have]
             if absent and division == Division.CLOSED:
                 raise UserError(
                     f"{sut}/{model} ({cat}, {rnd.name}) needs {', '.join(required)}: missing {', '.join(absent)}; "
                     f"run it (packed-bert run --sut {sut} --model {model} --round {rnd.name} --group.{cat} "
-                    "--group.closed)")
+                    "--group.closed)"
+                )
             built.entries += [have[s] for s in required if s in have]
     for e in built.entries:
         missing = missing_parts(e, rnd)
         if missing:
-            raise UserError(f"incomplete results for {e.name} ({rnd.name}): missing {', '.join(missing)}; "
-                            "run that mode first")
+            raise UserError(
+                f"incomplete results for {e.name} ({rnd.name}): missing {', '.join(missing)}; run that mode first"
+            )
         unofficial = unofficial_data(e)
         if unofficial and division == Division.CLOSED:
-            raise UserError(f"{e.name}: {unofficial}; a closed result needs the official SQuAD v1.1 dev set "
-                            "and BERT vocab (run again without --dataset/--vocab, or use --division open)")
+            raise UserError(
+                f"{e.name}: {unofficial}; a closed result needs the official SQuAD v1.1 dev set "
+                "and BERT vocab (run again without --dataset/--vocab, or use --division open)"
+            )
         built.test_runs += test_length_runs(e, rnd, division)
     if built.test_runs and not allow_test_runs:
-        raise UserError(f"{len(built.test_runs)} runs are shorter than MLPerf's minimums (e.g. {built.test_runs[0]}); "
-                        "run with --execution valid, or pass --allow-test-runs to build a test tree")
+        raise UserError(
+            f"{len(built.test_runs)} runs are shorter than MLPerf's minimums (e.g. {built.test_runs[0]}); "
+            "run with --execution valid, or pass --allow-test-runs to build a test tree"
+        )
     return built
 
 
@@ -212,7 +233,11 @@ def build_entry(root: Path, e: Entry, rnd: Round) -> None:
         _copy_files(e.power / "run_1", perf_root / "run_1", (*LOGS, "spl.txt"))
         for part in ("ranging", "power"):
             if (e.power / part).is_dir():
-                shutil.copytree(e.power / part, perf_root / part, ignore=shutil.ignore_patterns(ACCURACY_LOG, "mlperf_log_trace.json"))
+                shutil.copytree(
+                    e.power / part,
+                    perf_root / part,
+                    ignore=shutil.ignore_patterns(ACCURACY_LOG, "mlperf_log_trace.json"),
+                )
     else:
         assert e.performance is not None
         _copy_files(e.performance, perf_root / "run_1", LOGS)
@@ -236,8 +261,10 @@ def write_tree(built: Built, root: Path, submitter: str, division: str, test_tre
         build_entry(root, e, built.round)
         code = layout.code_dir(root, built.round, e.model)
         code.mkdir(parents=True, exist_ok=True)
-        (code / "README.md").write_text(f"# {e.model} with packed-bert\n\nThe harness is packed-bert "
-                                        f"({layout.IMPLEMENTATION}); see its repository for the source.\n")
+        (code / "README.md").write_text(
+            f"# {e.model} with packed-bert\n\nThe harness is packed-bert "
+            f"({layout.IMPLEMENTATION}); see its repository for the source.\n"
+        )
     for sut, cat in built.categories.items():
         mine = [e for e in built.entries if e.sut == sut]
         if not mine:
@@ -248,8 +275,16 @@ def write_tree(built: Built, root: Path, submitter: str, division: str, test_tre
         sys_path.write_text(json.dumps(desc, indent=2) + "\n")
 
 
-def build(results: Path, out: Path, submitter: str, division: str = "closed", asked_round: str | None = None,
-          category: str | None = None, allow_test_runs: bool = False, use: Sequence[Path] = ()) -> Built:
+def build(
+    results: Path,
+    out: Path,
+    submitter: str,
+    division: str = "closed",
+    asked_round: str | None = None,
+    category: str | None = None,
+    allow_test_runs: bool = False,
+    use: Sequence[Path] = (),
+) -> Built:
     """Plan the tree, then write it beside ``out`` and rename it into place."""
     built = plan_tree(results, out, submitter, division, asked_round, category, allow_test_runs, use)
     if not built.entries:

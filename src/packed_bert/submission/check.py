@@ -93,8 +93,13 @@ def _system(root: Path, sut: str, rnd: Round, division: str, submitter: str) -> 
     if system_type not in SYSTEM_TYPES:
         out.append(Finding("problem", sys_file, f"system_type {system_type!r} is not one of {', '.join(SYSTEM_TYPES)}"))
     elif not all(c in rnd.categories for c in system_type.split(",")):
-        out.append(Finding("problem", sys_file, f"system_type {system_type}: BERT is {' or '.join(rnd.categories)} "
-                           f"only in {rnd.name}"))
+        out.append(
+            Finding(
+                "problem",
+                sys_file,
+                f"system_type {system_type}: BERT is {' or '.join(rnd.categories)} only in {rnd.name}",
+            )
+        )
     if str(desc.get("submitter", "")).lower() != submitter.lower() or desc.get("division") != division:
         out.append(Finding("problem", sys_file, f"submitter/division do not match the tree ({submitter}, {division})"))
     if division == "closed" and "simulated" in f"{desc.get('system_name')} {desc.get('sw_notes')}".lower():
@@ -102,7 +107,9 @@ def _system(root: Path, sut: str, rnd: Round, division: str, submitter: str) -> 
     return out, desc
 
 
-def _scenarios(path: Path, rnd: Round, model: str, system_type: str, present: list[str], division: str) -> list[Finding]:
+def _scenarios(
+    path: Path, rnd: Round, model: str, system_type: str, present: list[str], division: str
+) -> list[Finding]:
     required: set[str] = set()
     try:
         for cat in system_type.split(","):
@@ -111,11 +118,22 @@ def _scenarios(path: Path, rnd: Round, model: str, system_type: str, present: li
         return [Finding("problem", path, str(exc))]
     out = []
     if division == "closed" and required - set(present):
-        out.append(Finding("problem", path, f"missing required scenarios {', '.join(sorted(required - set(present)))} "
-                           f"({system_type}, {rnd.name})"))
+        out.append(
+            Finding(
+                "problem",
+                path,
+                f"missing required scenarios {', '.join(sorted(required - set(present)))} ({system_type}, {rnd.name})",
+            )
+        )
     if set(present) - required:
-        out.append(Finding("problem", path, f"scenarios {', '.join(sorted(set(present) - required))} are not "
-                           f"{system_type} scenarios of {model} in {rnd.name}"))
+        out.append(
+            Finding(
+                "problem",
+                path,
+                f"scenarios {', '.join(sorted(set(present) - required))} are not "
+                f"{system_type} scenarios of {model} in {rnd.name}",
+            )
+        )
     return out
 
 
@@ -138,8 +156,9 @@ def check_findings(root: Path, rnd: Round, results: Path | None = None) -> list[
     return out
 
 
-def check_result(root: Path, rnd: Round, sut: str, model: str, scen: str, results: Path | None,
-                 division: str = "closed") -> list[Finding]:
+def check_result(
+    root: Path, rnd: Round, sut: str, model: str, scen: str, results: Path | None, division: str = "closed"
+) -> list[Finding]:
     p = layout.places(root, rnd, sut, model, scen)
     out: list[Finding] = []
     problem = lambda where, text: out.append(Finding("problem", where, text))  # noqa: E731
@@ -177,8 +196,17 @@ def check_result(root: Path, rnd: Round, sut: str, model: str, scen: str, result
             impl = json.loads((p.measurements / p.measurements_json).read_text())
         except json.JSONDecodeError:
             impl = {}
-        absent = [k for k in ("input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
-                              "weight_transformations") if not impl.get(k)]
+        absent = [
+            k
+            for k in (
+                "input_data_types",
+                "retraining",
+                "starting_weights_filename",
+                "weight_data_types",
+                "weight_transformations",
+            )
+            if not impl.get(k)
+        ]
         if absent:
             problem(p.measurements / p.measurements_json, f"fields missing: {', '.join(absent)}")
     if not layout.code_dir(root, rnd, model).is_dir():

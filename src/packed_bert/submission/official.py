@@ -20,8 +20,11 @@ from packed_bert.errors import UserError
 
 TIMEOUT_S = 600
 _CANDIDATES = (
-    "tools/submission/submission_checker/main.py", "submission_checker/main.py", "main.py",
-    "tools/submission/submission_checker.py", "submission_checker.py",
+    "tools/submission/submission_checker/main.py",
+    "submission_checker/main.py",
+    "main.py",
+    "tools/submission/submission_checker.py",
+    "submission_checker.py",
 )
 
 
@@ -40,8 +43,10 @@ def find_checker(path: Path) -> Path:
     for rel in _CANDIDATES:
         if (path / rel).is_file():
             return path / rel
-    raise UserError(f"--official {path}: no MLPerf submission checker there (submission_checker.py or "
-                    "submission_checker/main.py of mlcommons/inference tools/submission)")
+    raise UserError(
+        f"--official {path}: no MLPerf submission checker there (submission_checker.py or "
+        "submission_checker/main.py of mlcommons/inference tools/submission)"
+    )
 
 
 def _clean(line: str) -> str:
@@ -52,8 +57,18 @@ def _clean(line: str) -> str:
 def run_official(path: Path, out: Path, version: str, submitter: str, python: str | None = None) -> OfficialResult:
     checker = find_checker(Path(path))
     with tempfile.TemporaryDirectory(prefix="mlperf-checker-") as scratch:
-        cmd = [python or sys.executable, str(checker.resolve()), "--input", str(out.resolve()), "--version", version,
-               "--submitter", submitter, "--csv", str(Path(scratch) / "summary.csv")]
+        cmd = [
+            python or sys.executable,
+            str(checker.resolve()),
+            "--input",
+            str(out.resolve()),
+            "--version",
+            version,
+            "--submitter",
+            submitter,
+            "--csv",
+            str(Path(scratch) / "summary.csv"),
+        ]
         try:
             done = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -61,8 +76,10 @@ def run_official(path: Path, out: Path, version: str, submitter: str, python: st
     lines = (done.stdout + "\n" + done.stderr).splitlines()
     missing = next((ln for ln in lines if "ModuleNotFoundError" in ln), None)
     if missing:
-        raise UserError(f"--official {path}: the checker needs a module this Python lacks ({missing.strip()}); "
-                        "install it, or pass --official-python PATH")
+        raise UserError(
+            f"--official {path}: the checker needs a module this Python lacks ({missing.strip()}); "
+            "install it, or pass --official-python PATH"
+        )
     errors = [_clean(ln) for ln in lines if re.search(r"(^| )(ERROR|WARNING)[:\]]", ln) and "skipped for" not in ln]
     summary = next((_clean(ln).split("SUMMARY:", 1)[1].strip() for ln in reversed(lines) if "SUMMARY:" in ln), "")
     return OfficialResult(checker, cmd, done.returncode, [e for e in errors if "SUMMARY:" not in e], summary)

@@ -48,13 +48,20 @@ def performance_findings(run_dir: Path, rnd: Round, division: str, test05: bool 
     out = [Finding("problem", run_dir, f"LoadGen logged an ERROR ({e})") for e in detail_errors(path)]
     test = lambda text: out.append(Finding("test-run", run_dir, text))  # noqa: E731
     if _last(detail, "result_validity") != "VALID":
-        out.append(Finding("problem", run_dir, f"performance result is {_last(detail, 'result_validity') or 'missing'}, not VALID"))
+        out.append(
+            Finding(
+                "problem", run_dir, f"performance result is {_last(detail, 'result_validity') or 'missing'}, not VALID"
+            )
+        )
     seeds = rnd.test05_seeds if test05 and rnd.test05_seeds is not None else rnd.seeds
     for name, want in seeds.settings().items():
         got = _last(detail, f"effective_{name}")
         if got != want:
-            out.append(Finding("problem", run_dir, f"{name} is {got}, {rnd.name} expects {want}"
-                               f"{' (TEST05)' if test05 else ''}"))
+            out.append(
+                Finding(
+                    "problem", run_dir, f"{name} is {got}, {rnd.name} expects {want}{' (TEST05)' if test05 else ''}"
+                )
+            )
     count = _last(detail, "effective_performance_sample_count")
     if not isinstance(count, int) or count < DATASET_FEATURES:
         test(f"performance_sample_count {count} < {DATASET_FEATURES:,}")
@@ -72,7 +79,9 @@ def performance_findings(run_dir: Path, rnd: Round, division: str, test05: bool 
         if scenario == Scenario.SERVER:
             latency = _last(detail, "effective_target_latency_ns")
             if not isinstance(latency, int) or latency > SERVER_LATENCY_BOUND_MS * 1e6:
-                out.append(Finding("problem", run_dir, f"Server target latency {latency} ns > {SERVER_LATENCY_BOUND_MS:g} ms"))
+                out.append(
+                    Finding("problem", run_dir, f"Server target latency {latency} ns > {SERVER_LATENCY_BOUND_MS:g} ms")
+                )
     return out
 
 
@@ -85,7 +94,11 @@ def accuracy_findings(acc_dir: Path) -> list[Finding]:
     out = [Finding("problem", acc_dir, f"LoadGen logged an ERROR ({e})") for e in detail_errors(path)]
     total = _last(read_detail(path), "qsl_reported_total_count")
     if total != DATASET_FEATURES:
-        out.append(Finding("test-run", acc_dir, f"accuracy run over {total} samples, not the {DATASET_FEATURES:,} of the dataset"))
+        out.append(
+            Finding(
+                "test-run", acc_dir, f"accuracy run over {total} samples, not the {DATASET_FEATURES:,} of the dataset"
+            )
+        )
     return out
 
 

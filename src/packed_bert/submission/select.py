@@ -89,19 +89,28 @@ def choose_round(runs: Sequence[Run], asked: str | None, results: Path) -> Round
         return get_round(asked)
     if len(counts) > 1:
         mix = ", ".join(f"{name} ({n} runs)" for name, n in sorted(counts.items()))
-        raise UserError(f"--results {results} mixes rounds: {mix}; a submission is one round: pass --round to "
-                        "take only that round's runs, or keep each round in its own --results-dir")
+        raise UserError(
+            f"--results {results} mixes rounds: {mix}; a submission is one round: pass --round to "
+            "take only that round's runs, or keep each round in its own --results-dir"
+        )
     only = next(iter(counts), None)
     if only is None or only == NO_ROUND:
-        raise UserError(f"--results {results}: its runs record no MLPerf round (made before rounds were recorded, "
-                        "with LoadGen's built-in seeds); run them again, e.g. with --round v6.0")
+        raise UserError(
+            f"--results {results}: its runs record no MLPerf round (made before rounds were recorded, "
+            "with LoadGen's built-in seeds); run them again, e.g. with --round v6.0"
+        )
     return get_round(only)
 
 
 def collect(results: Path, asked_round: str | None, use: Sequence[Path] = ()) -> tuple[Round, list[Entry], list[str]]:
     """The round, the entries and notes on what was left out."""
-    runs = [Run(p, s) for p, s in iter_runs(results) if s.get("mode") in MODES and s.get("sut")
-            and not (s.get("mode") in ("accuracy", "performance") and is_audit_run(p, s))]
+    runs = [
+        Run(p, s)
+        for p, s in iter_runs(results)
+        if s.get("mode") in MODES
+        and s.get("sut")
+        and not (s.get("mode") in ("accuracy", "performance") and is_audit_run(p, s))
+    ]
     if not runs and not use:
         raise UserError(f"--results {results}: no run directories with summary.json there")
     rnd = choose_round(runs, asked_round, results)
@@ -112,7 +121,9 @@ def collect(results: Path, asked_round: str | None, use: Sequence[Path] = ()) ->
     taken = [r for r in runs if r.round == rnd.name]
     chosen = [_named(Path(p), rnd) for p in use]
     keys = list(dict.fromkeys([r.key for r in taken] + [r.key for r in chosen]))
-    entries = [_entry(key, [r for r in taken if r.key == key], [r for r in chosen if r.key == key], rnd) for key in keys]
+    entries = [
+        _entry(key, [r for r in taken if r.key == key], [r for r in chosen if r.key == key], rnd) for key in keys
+    ]
     return rnd, entries, notes
 
 
@@ -131,10 +142,18 @@ def _entry(key: tuple[str, str, str], runs: list[Run], named: list[Run], rnd: Ro
     by_mode = {m: [r for r in runs if r.mode == m] for m in MODES}
     pick = {m: [r for r in named if r.mode == m] for m in MODES}
     acc = pick["accuracy"][-1] if pick["accuracy"] else _best(by_mode["accuracy"], _rank_accuracy)
-    perf = pick["performance"][-1] if pick["performance"] else _best(
-        by_mode["performance"], lambda r: r.summary.get("valid") is True)
-    power = pick["power"][-1] if pick["power"] else _best(
-        [r for r in by_mode["power"] if r.summary.get("valid") is True and r.summary.get("official")], lambda r: 0)
+    perf = (
+        pick["performance"][-1]
+        if pick["performance"]
+        else _best(by_mode["performance"], lambda r: r.summary.get("valid") is True)
+    )
+    power = (
+        pick["power"][-1]
+        if pick["power"]
+        else _best(
+            [r for r in by_mode["power"] if r.summary.get("valid") is True and r.summary.get("official")], lambda r: 0
+        )
+    )
     e.accuracy, e.performance, e.power = (r.path if r else None for r in (acc, perf, power))
     for test in rnd.tests:
         named_test = [r for r in pick["compliance"] if r.test_passed(test) is not None]

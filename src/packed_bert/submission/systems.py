@@ -7,24 +7,57 @@ from pathlib import Path
 from typing import Any
 
 REQUIRED_FIELDS = (
-    "division", "submitter", "status", "system_name", "number_of_nodes", "host_processor_model_name",
-    "host_processors_per_node", "host_processor_core_count", "host_memory_capacity", "host_storage_capacity",
-    "host_storage_type", "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
-    "framework", "operating_system", "system_type", "other_software_stack", "host_processor_frequency",
-    "host_processor_caches", "host_memory_configuration", "host_processor_interconnect", "host_networking",
-    "host_networking_topology", "accelerator_frequency", "accelerator_host_interconnect", "accelerator_interconnect",
-    "accelerator_interconnect_topology", "accelerator_memory_configuration", "accelerator_on-chip_memories",
-    "cooling", "hw_notes", "sw_notes", "host_network_card_count", "system_type_detail",
+    "division",
+    "submitter",
+    "status",
+    "system_name",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_memory_capacity",
+    "host_storage_capacity",
+    "host_storage_type",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_memory_capacity",
+    "framework",
+    "operating_system",
+    "system_type",
+    "other_software_stack",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_memory_configuration",
+    "host_processor_interconnect",
+    "host_networking",
+    "host_networking_topology",
+    "accelerator_frequency",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "accelerator_interconnect_topology",
+    "accelerator_memory_configuration",
+    "accelerator_on-chip_memories",
+    "cooling",
+    "hw_notes",
+    "sw_notes",
+    "host_network_card_count",
+    "system_type_detail",
 )
 UNKNOWN = "N/A"
 
 
-TEST_TREE_NOTE = ("TEST TREE (packed-bert submission --allow-test-runs): test-length runs, not a valid "
-                  "MLPerf result")
+TEST_TREE_NOTE = "TEST TREE (packed-bert submission --allow-test-runs): test-length runs, not a valid MLPerf result"
 
 
-def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: str, system_type: str = "datacenter",
-                test_tree: bool = False, status: str = "available") -> dict[str, Any]:
+def system_json(
+    run_system: dict[str, Any],
+    sut: str,
+    submitter: str,
+    division: str,
+    system_type: str = "datacenter",
+    test_tree: bool = False,
+    status: str = "available",
+) -> dict[str, Any]:
     """From the harness's ``system.json``: the system file's fields (``host``, ``accelerator``,
     ``backend``, ``sdk``, ``simulated``), ``devices`` (the runners used) and ``host_info`` (the
     machine that ran it: ``cpu_model``, ``cpus``, ``platform``)."""
@@ -60,8 +93,13 @@ def system_json(run_system: dict[str, Any], sut: str, submitter: str, division: 
         accelerators_per_node=count if count else "0",
         accelerator_model_name=str(accel) if accel else UNKNOWN,
         framework=f"packed-bert, {run_system.get('backend') or 'LoadGen harness'}",
-        operating_system=(str(host_info["platform"]) if not simulated and host_info.get("platform")
-                          else UNKNOWN if simulated else f"{platform.system()} {platform.release()}"),
+        operating_system=(
+            str(host_info["platform"])
+            if not simulated and host_info.get("platform")
+            else UNKNOWN
+            if simulated
+            else f"{platform.system()} {platform.release()}"
+        ),
         system_type=system_type,
         other_software_stack=f"SDK {sdk}" if sdk else UNKNOWN,
         sw_notes="simulated accelerator: timing model, not hardware" if simulated else UNKNOWN,

@@ -22,11 +22,36 @@ MODELS = tuple(Model)
 SCENARIOS = tuple(Scenario)
 BATCHINGS = tuple(Batching)
 _KNOWN_KEYS = {
-    "name", "description", "host", "accelerator", "devices", "backend", "simulated", "weights",
-    "sdk", "batching", "inflight_per_device", "server_max_wait_ms", "max_per_row", "precision",
-    "batch_size", "target_qps", "sim_samples_per_s", "backend_options", "notes",
-    "min_duration_ms", "server_dispatch_when_idle", "server_min_batch", "nodes", "cluster", "categories", "f1_ratio",
-    "precision_by_cpu", "f1_ratio_by_cpu", "batching_by_cpu", "target_qps_by_cpu",
+    "name",
+    "description",
+    "host",
+    "accelerator",
+    "devices",
+    "backend",
+    "simulated",
+    "weights",
+    "sdk",
+    "batching",
+    "inflight_per_device",
+    "server_max_wait_ms",
+    "max_per_row",
+    "precision",
+    "batch_size",
+    "target_qps",
+    "sim_samples_per_s",
+    "backend_options",
+    "notes",
+    "min_duration_ms",
+    "server_dispatch_when_idle",
+    "server_min_batch",
+    "nodes",
+    "cluster",
+    "categories",
+    "f1_ratio",
+    "precision_by_cpu",
+    "f1_ratio_by_cpu",
+    "batching_by_cpu",
+    "target_qps_by_cpu",
 }
 
 
@@ -68,6 +93,7 @@ class SystemSpec:
     def total_devices(self) -> int | None:
         """Devices of the whole system (``None``: every visible GPU of each node)."""
         return None if self.devices is None else self.devices * self.nodes
+
     # measured F1 of each model's default recipe, percent of the fp32 F1 (benchmarks/recipe_accuracy.py)
     f1_ratio: dict[str, float] = field(default_factory=dict)
     # CPU class (backends.cpu_class: amx, avx512-bf16, ...) -> model -> recipe, overriding
@@ -92,8 +118,14 @@ class SystemSpec:
         qps = {m: dict(v) for m, v in self.target_qps.items()}
         for m, rates in self.target_qps_by_cpu.get(cpu_class, {}).items():
             qps[m] = {**qps.get(m, {}), **rates}
-        return replace(self, precision={**self.precision, **own}, f1_ratio=ratios, batching_per_model=batching,
-                       target_qps=qps, cpu_class=cpu_class)
+        return replace(
+            self,
+            precision={**self.precision, **own},
+            f1_ratio=ratios,
+            batching_per_model=batching,
+            target_qps=qps,
+            cpu_class=cpu_class,
+        )
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
@@ -122,9 +154,7 @@ class SystemSpec:
             "backend": self.backend,
             "simulated": self.simulated,
             "default_weights": self.weights,
-            "default_batching": {
-                m: {sc: self.batching_for(sc, m) for sc in SCENARIOS} for m in MODELS
-            },
+            "default_batching": {m: {sc: self.batching_for(sc, m) for sc in SCENARIOS} for m in MODELS},
             "precision": dict(self.precision),
             "batch_size": dict(self.batch_size),
             "target_qps": {m: dict(v) for m, v in self.target_qps.items()},
@@ -142,8 +172,11 @@ class SystemSpec:
             **({"cluster": self.cluster} if self.cluster else {}),
             "f1_ratio_percent": dict(self.f1_ratio),
             **({"cpu_class": self.cpu_class} if self.cpu_class else {}),
-            **({"precision_by_cpu": {c: dict(v) for c, v in self.precision_by_cpu.items()}}
-               if self.precision_by_cpu else {}),
+            **(
+                {"precision_by_cpu": {c: dict(v) for c, v in self.precision_by_cpu.items()}}
+                if self.precision_by_cpu
+                else {}
+            ),
         }
 
 
@@ -192,7 +225,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
     elif isinstance(devices_raw, int) and devices_raw >= 1:
         devices = devices_raw
     else:
-        raise UserError(f"{where}: devices must be a positive integer or \"auto\", got {devices_raw!r}")
+        raise UserError(f'{where}: devices must be a positive integer or "auto", got {devices_raw!r}')
     batching_raw = raw.get("batching", "packed")
     table = dict(batching_raw) if isinstance(batching_raw, dict) else {}
     per_model = {str(k): {str(s): str(b) for s, b in v.items()} for k, v in table.items() if isinstance(v, dict)}
@@ -214,7 +247,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         if model not in precision:
             raise UserError(f"{where}: [precision] has no entry for {model}")
         if model not in target_qps:
-            raise UserError(f"{where}: [target_qps.\"{model}\"] is missing")
+            raise UserError(f'{where}: [target_qps."{model}"] is missing')
         for scenario in SCENARIOS:
             qps = target_qps[model].get(scenario)
             if qps is None or qps <= 0:
@@ -247,13 +280,14 @@ def parse_system(text: str, source: str) -> SystemSpec:
     for cls, models in qps_by_cpu.items():
         for name, rates in models.items():
             if not set(rates) <= set(SCENARIOS) or not all(
-                    isinstance(q, int | float) and not isinstance(q, bool) and 0 < q < float("inf") for q in rates.values()):
-                raise UserError(f"{where}: [target_qps_by_cpu.{cls}.\"{name}\"] takes scenario = QPS > 0")
+                isinstance(q, int | float) and not isinstance(q, bool) and 0 < q < float("inf") for q in rates.values()
+            ):
+                raise UserError(f'{where}: [target_qps_by_cpu.{cls}."{name}"] takes scenario = QPS > 0')
             qps_by_cpu[cls][name] = {str(s): float(q) for s, q in rates.items()}
     for cls, models in batching_by_cpu.items():
         for name, scenarios in models.items():
             if not set(scenarios) <= set(SCENARIOS) or not set(scenarios.values()) <= set(BATCHINGS):
-                raise UserError(f"{where}: [batching_by_cpu.{cls}.\"{name}\"] takes scenario = packed | sorted | padded")
+                raise UserError(f'{where}: [batching_by_cpu.{cls}."{name}"] takes scenario = packed | sorted | padded')
     inflight = int(raw.get("inflight_per_device", 1))
     max_wait = float(raw.get("server_max_wait_ms", 50.0))
     max_per_row = int(raw.get("max_per_row", 3))
@@ -315,5 +349,5 @@ def _by_cpu(value: Any, where: str, key: str, kind: type) -> dict[str, dict[str,
 def _categories(value: Any, where: str) -> tuple[Category, ...]:
     """``categories = ["edge", "datacenter"]``: what the system may claim, in order of preference."""
     if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
-        raise UserError(f"{where}: categories must be a non-empty list of \"edge\" and/or \"datacenter\"")
+        raise UserError(f'{where}: categories must be a non-empty list of "edge" and/or "datacenter"')
     return tuple(dict.fromkeys(parse(Category, c, f"{where}: categories entry") for c in value))

@@ -71,8 +71,10 @@ def _plan_mismatch(run_dir: Path, cfg: RunConfig, mode: Mode) -> str | None:
         if str(got).lower() != str(expected).lower():
             return f"it is a run of {what} {got}, this compliance run needs {expected}"
     if plan.get("sample_count") != cfg.sample_count:
-        return (f"it covered --count {plan.get('sample_count') or 'all'} samples, this run --count "
-                f"{cfg.sample_count or 'all'} (TEST01 compares every sample it logs)")
+        return (
+            f"it covered --count {plan.get('sample_count') or 'all'} samples, this run --count "
+            f"{cfg.sample_count or 'all'} (TEST01 compares every sample it logs)"
+        )
     if plan.get("questions", "all") != str(cfg.questions or "all"):
         return f"it answered --questions {plan.get('questions', 'all')}, this run --questions {cfg.questions or 'all'}"
     return None
@@ -126,7 +128,13 @@ def _copy(src: Path, dst_dir: Path) -> None:
 
 
 def run_test(
-    cfg: RunConfig, test: str, rnd: Round, out: Path, acc_dir: Path, perf_dir: Path, launch: Launcher,
+    cfg: RunConfig,
+    test: str,
+    rnd: Round,
+    out: Path,
+    acc_dir: Path,
+    perf_dir: Path,
+    launch: Launcher,
     scorer: Scorer | None,
 ) -> dict[str, Any]:
     # kept where the audit run's command.txt can find it again
@@ -137,8 +145,14 @@ def run_test(
     # the performance run's target QPS: an audit run compares with it, so it runs the same load
     target = cfg.target_qps if cfg.target_qps is not None else _recorded_plan(perf_dir).get("target_qps")
     audit_cfg = replace(
-        cfg, mode=Mode.PERFORMANCE, compliance_tests=(), accuracy_dir=None, performance_dir=None,
-        audit_test=test, audit_config=audit_config.resolve(), round=rnd.name,
+        cfg,
+        mode=Mode.PERFORMANCE,
+        compliance_tests=(),
+        accuracy_dir=None,
+        performance_dir=None,
+        audit_test=test,
+        audit_config=audit_config.resolve(),
+        round=rnd.name,
         target_qps=float(target) if isinstance(target, int | float) and target > 0 else None,
         loadgen_settings={**cfg.loadgen_settings, **rules.test_settings_overrides(test, rnd)},
     )
@@ -161,8 +175,10 @@ def run_test(
     _copy(audit_dir / DETAIL, test_dir / "performance" / "run_1")
     result["performance"] = {"passed": perf.passed, "reference": perf.reference.score, "test": perf.audit.score}
     unit = "ns" if "Stream" in perf.reference.scenario else "samples/s"
-    scores = ", ".join(f"{name} {'none' if v is None else f'{v:,.1f}'}" for name, v in (
-        ("performance run", perf.reference.score), ("audit run", perf.audit.score)))
+    scores = ", ".join(
+        f"{name} {'none' if v is None else f'{v:,.1f}'}"
+        for name, v in (("performance run", perf.reference.score), ("audit run", perf.audit.score))
+    )
     print(f"{test} performance: {perf.lines[-1]} ({scores} {unit})")
 
     if test == "TEST01":
@@ -176,14 +192,27 @@ def run_test(
         }
         if acc.passed:
             entry["passed"] = True
-            print(f"TEST01 accuracy: TEST PASS (all {acc.num_perf_log_qsl_idx_match} logged responses are bit-identical "
-                  "to the accuracy run's: identical answers, F1 delta 0.000%, no tolerance used)")
+            print(
+                f"TEST01 accuracy: TEST PASS (all {acc.num_perf_log_qsl_idx_match} logged responses are bit-identical "
+                "to the accuracy run's: identical answers, F1 delta 0.000%, no tolerance used)"
+            )
         elif acc.num_perf_log_qsl_idx_match == 0:
             entry["passed"] = False
             print("TEST01 accuracy: TEST FAIL (the audit run logged no response the accuracy run has)")
         else:
-            fb = score_subsets(acc_dir / ACCURACY_LOG, audit_dir / ACCURACY_LOG, test_dir / "accuracy", cfg.model, scorer or default_scorer(cfg.dataset, cfg.vocab, cfg.questions))
-            entry.update(passed=fb.passed, baseline_f1=fb.baseline_f1, compliance_f1=fb.compliance_f1, delta_percent=fb.delta_percent)
+            fb = score_subsets(
+                acc_dir / ACCURACY_LOG,
+                audit_dir / ACCURACY_LOG,
+                test_dir / "accuracy",
+                cfg.model,
+                scorer or default_scorer(cfg.dataset, cfg.vocab, cfg.questions),
+            )
+            entry.update(
+                passed=fb.passed,
+                baseline_f1=fb.baseline_f1,
+                compliance_f1=fb.compliance_f1,
+                delta_percent=fb.delta_percent,
+            )
             print(
                 f"TEST01 accuracy: {'TEST PASS' if fb.passed else 'TEST FAIL'} ({acc.num_perf_log_data_mismatch} of "
                 f"{acc.num_perf_log_qsl_idx_match} logged responses differ bit-wise; F1 on those samples {fb.baseline_f1:.3f} "
@@ -209,7 +238,9 @@ def run_compliance(cfg: RunConfig, launch: Launcher | None = None, scorer: Score
     sut = load_system(cfg.sut).name
     rd = RunDir(cfg.results_dir, run_name(sut, cfg.model, cfg.scenario, Mode.COMPLIANCE))
     try:
-        results = {test: run_test(cfg, test, rnd, rd.path, acc_dir or perf_dir, perf_dir, run, scorer) for test in tests}
+        results = {
+            test: run_test(cfg, test, rnd, rd.path, acc_dir or perf_dir, perf_dir, run, scorer) for test in tests
+        }
     except BaseException as exc:
         rd.abandon(f"compliance stopped: {exc or type(exc).__name__}")
         raise

@@ -57,34 +57,48 @@ def run_demo(cfg: RunConfig) -> RunResult:
     eff = result.summary.get("token_efficiency")
     gain_tok = result.summary.get("gain_over_padding")
     if eff and gain_tok:
-        print(f"demo: the run's batches used {eff:.1%} of the computed tokens (padding to 384: "
-              f"{eff / gain_tok:.1%}) -> {gain_tok:.2f}x less work than padding every sample", flush=True)
-    print(f"demo: measured on {check['samples']} samples, one batch each: packed "
-          f"{check['packed_samples_per_s']:.2f} samples/s, sorted {check['sorted_samples_per_s']:.2f}, "
-          f"padded {check['padded_samples_per_s']:.2f} -> packing gain over padding "
-          f"{check['measured_gain']:.2f}x", flush=True)
+        print(
+            f"demo: the run's batches used {eff:.1%} of the computed tokens (padding to 384: "
+            f"{eff / gain_tok:.1%}) -> {gain_tok:.2f}x less work than padding every sample",
+            flush=True,
+        )
+    print(
+        f"demo: measured on {check['samples']} samples, one batch each: packed "
+        f"{check['packed_samples_per_s']:.2f} samples/s, sorted {check['sorted_samples_per_s']:.2f}, "
+        f"padded {check['padded_samples_per_s']:.2f} -> packing gain over padding "
+        f"{check['measured_gain']:.2f}x",
+        flush=True,
+    )
     exact = check
     if plan.precision != Precision.FP32 and plan.backend in ("onnxruntime", "torch") and check["max_rel_diff"] > 0:
         from packed_bert.backends import create
 
-        print(f"demo: in {plan.precision}, packed and alone logits differ by {check['max_rel_diff']:.1%} of "
-              "their range (a sequence further along a packed row rounds its attention sums differently, "
-              "and low precision rounds on from there); checking packing exactly on the fp32 model...", flush=True)
+        print(
+            f"demo: in {plan.precision}, packed and alone logits differ by {check['max_rel_diff']:.1%} of "
+            "their range (a sequence further along a packed row rounds its attention sums differently, "
+            "and low precision rounds on from there); checking packing exactly on the fp32 model...",
+            flush=True,
+        )
         device = getattr(runners[0], "device", "cpu")
-        exact = consistency_and_gain(library, create(plan.backend, plan.weights, "fp32", device),
-                                     plan.system.max_per_row)
+        exact = consistency_and_gain(
+            library, create(plan.backend, plan.weights, "fp32", device), plan.system.max_per_row
+        )
     verdict = "PASS" if exact["consistent"] else "FAIL"
-    print(f"demo: consistency check {verdict} ({exact['precision']}): max |logit(packed) - "
-          f"logit(alone)| = {exact['max_abs_diff']:.2e} ({exact['max_rel_diff']:.1e} of the logits' "
-          f"range; tolerance {exact['tolerance']:.0e}) over {exact['samples']} samples. This checks "
-          "packing, not accuracy: random weights score F1 ~0; run --mode accuracy --weights PATH "
-          "for F1.", flush=True)
+    print(
+        f"demo: consistency check {verdict} ({exact['precision']}): max |logit(packed) - "
+        f"logit(alone)| = {exact['max_abs_diff']:.2e} ({exact['max_rel_diff']:.1e} of the logits' "
+        f"range; tolerance {exact['tolerance']:.0e}) over {exact['samples']} samples. This checks "
+        "packing, not accuracy: random weights score F1 ~0; run --mode accuracy --weights PATH "
+        "for F1.",
+        flush=True,
+    )
     result.summary = {**result.summary, "demo": {"timing": check, "consistency": exact}}
     return result
 
 
-def consistency_and_gain(library: SampleLibrary, runner: Runner, max_per_row: int = 3,
-                         n: int = CHECK_SAMPLES) -> dict[str, Any]:
+def consistency_and_gain(
+    library: SampleLibrary, runner: Runner, max_per_row: int = 3, n: int = CHECK_SAMPLES
+) -> dict[str, Any]:
     """Run ``n`` short samples packed, padded, and one by one; compare logits and time."""
     lens = library.lengths
     order = np.argsort(lens, kind="stable")
@@ -131,4 +145,3 @@ def consistency_and_gain(library: SampleLibrary, runner: Runner, max_per_row: in
         "precision": str(getattr(runner, "precision", "fp32")),
         "note": "consistency of packed vs alone logits; random weights give F1 ~0, so this is not accuracy",
     }
-

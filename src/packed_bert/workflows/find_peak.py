@@ -31,8 +31,9 @@ class QpsSearch:
     """The QPS steps of the search, apart from running them (benchmarks drive several in
     lock-step): ``next_qps`` is the QPS to try (None: done), ``record(ok)`` its outcome."""
 
-    def __init__(self, start_qps: float, max_trials: int = MAX_TRIALS, rel_tol: float = 0.03,
-                 up: float = 1.25, down: float = 1.5) -> None:
+    def __init__(
+        self, start_qps: float, max_trials: int = MAX_TRIALS, rel_tol: float = 0.03, up: float = 1.25, down: float = 1.5
+    ) -> None:
         if start_qps <= 0 or max_trials < 1 or up <= 1 or down <= 1:
             raise ValueError("QpsSearch needs start_qps > 0, max_trials >= 1, up and down > 1")
         self.lo, self.hi = 0.0, float("inf")
@@ -70,8 +71,14 @@ class QpsSearch:
         return None if self.hi == float("inf") else self.hi
 
 
-def find_peak(cfg: RunConfig, *, features: Any = None, runners: Sequence[Runner] | None = None,
-              max_trials: int = MAX_TRIALS, rel_tol: float = 0.03) -> RunResult:
+def find_peak(
+    cfg: RunConfig,
+    *,
+    features: Any = None,
+    runners: Sequence[Runner] | None = None,
+    max_trials: int = MAX_TRIALS,
+    rel_tol: float = 0.03,
+) -> RunResult:
     if cfg.scenario != Scenario.SERVER:
         raise UserError("--find-peak searches the Server scenario; add --scenario server")
     if cfg.mode != Mode.PERFORMANCE:
@@ -82,16 +89,20 @@ def find_peak(cfg: RunConfig, *, features: Any = None, runners: Sequence[Runner]
 
         features = load_features(cfg.dataset, cfg.vocab)
     # one set of devices (and one cluster connection) for every trial
-    devices = (RunDevices(list(runners)) if runners is not None
-               else open_devices(plan, SampleLibrary.from_features(features, cfg.sample_count)))
+    devices = (
+        RunDevices(list(runners))
+        if runners is not None
+        else open_devices(plan, SampleLibrary.from_features(features, cfg.sample_count))
+    )
     try:
         return _search(cfg, plan, features, devices.runners, max_trials, rel_tol)
     finally:
         devices.release()
 
 
-def _search(cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runner],
-            max_trials: int, rel_tol: float) -> RunResult:
+def _search(
+    cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runner], max_trials: int, rel_tol: float
+) -> RunResult:
     rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, Scenario.SERVER, "find-peak"))
     trials: list[dict[str, Any]] = []
     best: RunResult | None = None
@@ -104,11 +115,22 @@ def _search(cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runn
         # trial passes when the latency bound and the schedule held (valid runs: VALID too)
         p99 = res.summary.get("latency_p99_ms")
         ok = bool(res.summary.get("performance_constraints_satisfied")) and (
-            cfg.execution != "valid" or bool(res.valid))
-        trials.append({"target_qps": qps, "valid": ok, "samples_per_second": res.samples_per_second,
-                       "latency_p99_ms": p99, "run_dir": Path(res.run_dir).name})
-        print(f"find-peak: {qps:,.1f} qps -> {'VALID' if ok else 'INVALID'}"
-              f" (p99 {p99 if p99 is None else round(p99, 1)} ms)", flush=True)
+            cfg.execution != "valid" or bool(res.valid)
+        )
+        trials.append(
+            {
+                "target_qps": qps,
+                "valid": ok,
+                "samples_per_second": res.samples_per_second,
+                "latency_p99_ms": p99,
+                "run_dir": Path(res.run_dir).name,
+            }
+        )
+        print(
+            f"find-peak: {qps:,.1f} qps -> {'VALID' if ok else 'INVALID'}"
+            f" (p99 {p99 if p99 is None else round(p99, 1)} ms)",
+            flush=True,
+        )
         if ok and (best is None or qps > (best.config.target_qps or 0)):
             best = res
         return ok
@@ -117,8 +139,12 @@ def _search(cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runn
         search = QpsSearch(plan.target_qps, max_trials, rel_tol)
         while search.next_qps is not None:
             search.record(trial(search.next_qps))
-        peak = {"peak_qps": search.peak, "lowest_invalid_qps": search.lowest_failing,
-                "trials": trials, "bound_ms": SERVER_LATENCY_BOUND_MS}
+        peak = {
+            "peak_qps": search.peak,
+            "lowest_invalid_qps": search.lowest_failing,
+            "trials": trials,
+            "bound_ms": SERVER_LATENCY_BOUND_MS,
+        }
         rd.write_json("peak.json", peak)
         final = rd.finish()
     except BaseException as exc:
@@ -126,12 +152,21 @@ def _search(cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runn
         raise
     if best is not None:
         best.run_dir = final / Path(best.run_dir).name
-    result = best or RunResult(run_dir=final, config=cfg, scenario=Scenario.SERVER, mode=Mode.PERFORMANCE,
-                               simulated=plan.system.simulated, batching=plan.batching)
+    result = best or RunResult(
+        run_dir=final,
+        config=cfg,
+        scenario=Scenario.SERVER,
+        mode=Mode.PERFORMANCE,
+        simulated=plan.system.simulated,
+        batching=plan.batching,
+    )
     summary = dict(result.summary) if best else {"sut": plan.system.name, "valid": False}
     summary.update(find_peak=peak, run_dir=str(final), peak_qps=peak["peak_qps"])
     result.summary = summary
     shown = "none" if peak["peak_qps"] is None else f"{peak['peak_qps']:,.1f}"
-    print(f"find-peak: highest VALID Server QPS {shown} "
-          f"({'SIMULATED' if plan.system.simulated else plan.backend}); search in {final}", flush=True)
+    print(
+        f"find-peak: highest VALID Server QPS {shown} "
+        f"({'SIMULATED' if plan.system.simulated else plan.backend}); search in {final}",
+        flush=True,
+    )
     return result

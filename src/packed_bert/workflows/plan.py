@@ -78,16 +78,28 @@ class PlanRequest:
 
 def add_plan_flags(parser: argparse.ArgumentParser) -> None:
     """``--dry-run``, ``--rerun``, the groups and the list spelling of every run flag."""
-    parser.add_argument("--dry-run", "--dry_run", dest="plan_dry_run", action="store_true",
-                        help="print the runs the command stands for, as commands, and run nothing")
-    parser.add_argument("--rerun", dest="plan_rerun", action="store_true",
-                        help="run again what already has a valid result in --results-dir")
+    parser.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="plan_dry_run",
+        action="store_true",
+        help="print the runs the command stands for, as commands, and run nothing",
+    )
+    parser.add_argument(
+        "--rerun",
+        dest="plan_rerun",
+        action="store_true",
+        help="run again what already has a valid result in --results-dir",
+    )
     for group in GROUPS:
-        parser.add_argument(f"--group.{group}", dest=f"plan_group_{group}", action="store_true",
-                            help=GROUP_HELP[group])
+        parser.add_argument(f"--group.{group}", dest=f"plan_group_{group}", action="store_true", help=GROUP_HELP[group])
     for flag in LIST_FLAGS:
-        parser.add_argument(*(f"{name}," for name in flag.names if name.startswith("--")),
-                            dest=f"plan_each_{flag.field}", default=None, help=argparse.SUPPRESS)
+        parser.add_argument(
+            *(f"{name}," for name in flag.names if name.startswith("--")),
+            dest=f"plan_each_{flag.field}",
+            default=None,
+            help=argparse.SUPPRESS,
+        )
 
 
 def request_from_namespace(ns: argparse.Namespace) -> PlanRequest:
@@ -123,8 +135,10 @@ def expand(ns: argparse.Namespace, request: PlanRequest) -> list[PlannedRun]:
 def _apply_groups(cfg: RunConfig, ns: argparse.Namespace, groups: frozenset[str]) -> list[RunConfig]:
     cfg = dataclasses.replace(cfg, command_line=())
     if cfg.execution == Execution.DEMO or cfg.find_peak:
-        raise UserError("a plan runs accuracy, performance, compliance and power runs; --execution demo and "
-                        "--find-peak are commands of their own")
+        raise UserError(
+            "a plan runs accuracy, performance, compliance and power runs; --execution demo and "
+            "--find-peak are commands of their own"
+        )
     if not groups:
         return [_own_line(cfg)]
     rnd = get_round(cfg.round)
@@ -146,12 +160,15 @@ def _scenarios(cfg: RunConfig, rnd: Round, groups: frozenset[str], ns: argparse.
         raise UserError("--group.edge, --group.datacenter and --group.submission choose the scenarios; drop --scenario")
     system = load_system(cfg.sut)
     categories = [pick_category(rnd, system.categories, c, system.name) for c in asked] or [
-        pick_category(rnd, system.categories, None, system.name)]
+        pick_category(rnd, system.categories, None, system.name)
+    ]
     wanted = {s for c in categories for s in rnd.required_scenarios(cfg.model, c)}
     return [s for s in Scenario if s in wanted]  # Offline, Server, SingleStream
 
 
-def _modes(cfg: RunConfig, rnd: Round, groups: frozenset[str], ns: argparse.Namespace) -> list[tuple[Mode, tuple[str, ...]]]:
+def _modes(
+    cfg: RunConfig, rnd: Round, groups: frozenset[str], ns: argparse.Namespace
+) -> list[tuple[Mode, tuple[str, ...]]]:
     if not groups & {"open", "closed", "submission"}:
         return [(cfg.mode, cfg.compliance_tests)]
     if "open" in groups and "closed" in groups:

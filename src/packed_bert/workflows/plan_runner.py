@@ -34,8 +34,18 @@ from packed_bert.workflows.plan import PlannedRun
 
 Say = Callable[[str], None]
 # fields that do not change what a run measures (where it reads and writes, how it prints)
-_IGNORED = {"command_line", "verbose", "results_dir", "dataset", "vocab", "accuracy_dir", "performance_dir",
-            "audit_config", "compliance_tests", "sdk"}
+_IGNORED = {
+    "command_line",
+    "verbose",
+    "results_dir",
+    "dataset",
+    "vocab",
+    "accuracy_dir",
+    "performance_dir",
+    "audit_config",
+    "compliance_tests",
+    "sdk",
+}
 
 
 @dataclass
@@ -103,16 +113,19 @@ def describe(run_dir: Path, summary: dict[str, Any], cfg: RunConfig) -> Outcome:
         if not isinstance(f1, int | float):
             return Outcome(label, "NOT SCORED", "", str(run_dir))
         target = Model(cfg.model).target_f1
-        return Outcome(label, "PASS" if f1 >= target else "BELOW TARGET", f"F1 {f1:.3f} (target {target})",
-                       str(run_dir), ok=True)
+        return Outcome(
+            label, "PASS" if f1 >= target else "BELOW TARGET", f"F1 {f1:.3f} (target {target})", str(run_dir), ok=True
+        )
     if cfg.mode == Mode.COMPLIANCE:
         raw = summary.get("tests")
         tests: dict[str, Any] = raw if isinstance(raw, dict) else {}
         wanted = cfg.compliance_tests or tuple(tests)
         results = [tests.get(t) for t in wanted]
         passed = bool(results) and all(isinstance(r, dict) and r.get("passed") is True for r in results)
-        figure = ", ".join(f"{t} {'pass' if isinstance(r, dict) and r.get('passed') else 'FAIL'}"
-                           for t, r in zip(wanted, results, strict=True))
+        figure = ", ".join(
+            f"{t} {'pass' if isinstance(r, dict) and r.get('passed') else 'FAIL'}"
+            for t, r in zip(wanted, results, strict=True)
+        )
         return Outcome(label, "TEST PASS" if passed else "TEST FAIL", figure, str(run_dir), ok=passed)
     valid = summary.get("valid") is True
     sps, p90 = summary.get("samples_per_second"), summary.get("latency_p90_ms")
@@ -146,8 +159,14 @@ def _execute(cfg: RunConfig, launch: Launcher, scorer: Any) -> Path:
     return launch(cfg)
 
 
-def run_plan(runs: Sequence[PlannedRun], *, rerun: bool = False, launch: Launcher | None = None,
-             scorer: Any = None, say: Say = print) -> int:
+def run_plan(
+    runs: Sequence[PlannedRun],
+    *,
+    rerun: bool = False,
+    launch: Launcher | None = None,
+    scorer: Any = None,
+    say: Say = print,
+) -> int:
     """Run ``runs`` in order; the exit status (0: every run has a valid result). Every run's
     input is checked first: a bad one is a one-line ``UserError`` before anything runs."""
     check_runs(runs)
@@ -158,22 +177,32 @@ def run_plan(runs: Sequence[PlannedRun], *, rerun: bool = False, launch: Launche
             outcomes.append(_one(n, run, runs, outcomes, rerun, launch, scorer, say))
     except KeyboardInterrupt:
         outcomes.append(Outcome(runs[len(outcomes)].label, "NOT RUN", "interrupted"))
-        outcomes += [Outcome(r.label, "NOT RUN", "interrupted") for r in runs[len(outcomes):]]
+        outcomes += [Outcome(r.label, "NOT RUN", "interrupted") for r in runs[len(outcomes) :]]
         say(closing_table(outcomes))
         say("plan: interrupted; give the same command again to go on (runs with a valid result are kept)")
         raise
     say(closing_table(outcomes))
     good = sum(o.ok for o in outcomes)
-    say(f"plan: {good} of {len(outcomes)} runs have a valid result"
-        + ("" if good == len(outcomes) else "; the others are listed above"))
+    say(
+        f"plan: {good} of {len(outcomes)} runs have a valid result"
+        + ("" if good == len(outcomes) else "; the others are listed above")
+    )
     failed = [o for o in outcomes if o.status == "FAILED"]
     if failed:  # the closing line names what went wrong, as any failed command's does
         raise RunError(f"plan: {len(failed)} of {len(outcomes)} runs failed; {failed[0].label}: {failed[0].figure}")
     return 0 if good == len(outcomes) else 1
 
 
-def _one(n: int, run: PlannedRun, runs: Sequence[PlannedRun], before: list[Outcome], rerun: bool,
-         launch: Launcher, scorer: Any, say: Say) -> Outcome:
+def _one(
+    n: int,
+    run: PlannedRun,
+    runs: Sequence[PlannedRun],
+    before: list[Outcome],
+    rerun: bool,
+    launch: Launcher,
+    scorer: Any,
+    say: Say,
+) -> Outcome:
     head = f"plan [{n}/{len(runs)}] {run.label}"
     failed = [before[i].label for i in run.needs if not before[i].ok and before[i].status in ("FAILED", "NOT RUN")]
     if failed:

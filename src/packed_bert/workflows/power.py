@@ -28,14 +28,31 @@ from packed_bert.terms import Mode, Scenario
 
 def performance_command(cfg: RunConfig, results_dir: Path) -> list[str]:
     """The ``packed-bert run ... --mode performance`` the client runs, writing under ``results_dir``."""
-    perf = dataclasses.replace(cfg, mode=Mode.PERFORMANCE, results_dir=results_dir, compliance_tests=(),
-                               power_server=None, ntp_server=None, sleep_before_s=0.0)
+    perf = dataclasses.replace(
+        cfg,
+        mode=Mode.PERFORMANCE,
+        results_dir=results_dir,
+        compliance_tests=(),
+        power_server=None,
+        ntp_server=None,
+        sleep_before_s=0.0,
+    )
     return to_argv(perf, (sys.executable, "-m", "packed_bert.cli", "run"))
 
 
 def workload_command(perf_argv: list[str], logs: Path, results_dir: Path, sleep_s: float) -> str:
-    wrapper = [sys.executable, "-m", "packed_bert.power.workload", "--logs", str(logs),
-               "--results-dir", str(results_dir), "--sleep", str(sleep_s), "--"]
+    wrapper = [
+        sys.executable,
+        "-m",
+        "packed_bert.power.workload",
+        "--logs",
+        str(logs),
+        "--results-dir",
+        str(results_dir),
+        "--sleep",
+        str(sleep_s),
+        "--",
+    ]
     return shlex.join(wrapper + perf_argv)
 
 
@@ -54,14 +71,23 @@ def run_power(cfg: RunConfig, perf_command: list[str] | None = None, launch: Lau
         raise
 
 
-def _official(cfg: RunConfig, rd: RunDir, sut: str, exe: Path, host: str, port: int,
-              perf_command: list[str] | None) -> int:
+def _official(
+    cfg: RunConfig, rd: RunDir, sut: str, exe: Path, host: str, port: int, perf_command: list[str] | None
+) -> int:
     out = rd.path
     runs = out / "runs"
     perf_argv = perf_command or performance_command(cfg, runs)
     label = f"{sut}-{cfg.model}-{cfg.scenario}".replace(".", "_")
-    call = client.ClientCall(exe, host, port, workload_command(perf_argv, out / "loadgen", runs, cfg.sleep_before_s),
-                             out / "loadgen", out / "client", label, cfg.ntp_server)
+    call = client.ClientCall(
+        exe,
+        host,
+        port,
+        workload_command(perf_argv, out / "loadgen", runs, cfg.sleep_before_s),
+        out / "loadgen",
+        out / "client",
+        label,
+        cfg.ntp_server,
+    )
     rd.write_text("command.txt", " ".join(cfg.command_line) + "\n" + shlex.join(call.argv()) + "\n")
     print(f"power: {exe.name} against {host}:{port}, ranging then testing run")
     session = client.run_client(call)
@@ -71,17 +97,27 @@ def _official(cfg: RunConfig, rd: RunDir, sut: str, exe: Path, host: str, port: 
     shutil.rmtree(out / "client", ignore_errors=True)
     result = analysis.analyze(out / "run_1")
     perf = read_summary(out / "run_1" / SUMMARY)
-    summary = {"mode": "power", "official": True, "sut": sut, "model": cfg.model, "scenario": cfg.scenario,
-               "round": get_round(cfg.round).name,
-               "average_watts": round(result.average_watts, 3), "power_samples": result.samples_in_window,
-               "power_begin": result.begin, "power_end": result.end,
-               "samples_per_second": result.samples_per_second,
-               "samples_per_joule": round(result.samples_per_joule, 4) if result.samples_per_joule else None,
-               "valid": perf.valid}
+    summary = {
+        "mode": "power",
+        "official": True,
+        "sut": sut,
+        "model": cfg.model,
+        "scenario": cfg.scenario,
+        "round": get_round(cfg.round).name,
+        "average_watts": round(result.average_watts, 3),
+        "power_samples": result.samples_in_window,
+        "power_begin": result.begin,
+        "power_end": result.end,
+        "samples_per_second": result.samples_per_second,
+        "samples_per_joule": round(result.samples_per_joule, 4) if result.samples_per_joule else None,
+        "valid": perf.valid,
+    }
     rd.finish_with_summary(summary)
     spj = f", {result.samples_per_joule:.3f} samples/J" if result.samples_per_joule else ""
-    print(f"power: {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
-          f"({result.samples_in_window} analyzer samples between power_begin and power_end){spj}")
+    print(
+        f"power: {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
+        f"({result.samples_in_window} analyzer samples between power_begin and power_end){spj}"
+    )
     print(json.dumps(summary))
     return 0 if perf.valid else 1
 
@@ -89,7 +125,9 @@ def _official(cfg: RunConfig, rd: RunDir, sut: str, exe: Path, host: str, port: 
 def run_unofficial(cfg: RunConfig, launch: Launcher | None = None) -> int:
     m = meter.detect()
     if m is None:
-        raise UserError(f"--mode power needs --power-server HOST:PORT, and the built-in meter cannot stand in: {meter.NO_METER}")
+        raise UserError(
+            f"--mode power needs --power-server HOST:PORT, and the built-in meter cannot stand in: {meter.NO_METER}"
+        )
     # one run in this process: the meter should see the run, not a process starting
     run = launch or run_here
     perf_cfg = dataclasses.replace(cfg, mode=Mode.PERFORMANCE)
@@ -97,8 +135,14 @@ def run_unofficial(cfg: RunConfig, launch: Launcher | None = None) -> int:
         run_dir = run(perf_cfg)
     r = reading()
     sps = read_summary(run_dir / SUMMARY, missing_ok=True).score
-    record = {"official": False, "source": r.source, "watts": round(r.watts, 3), "joules": round(r.joules, 3),
-              "seconds": round(r.seconds, 3), "samples_per_joule": (sps / r.watts) if sps and r.watts > 0 else None}
+    record = {
+        "official": False,
+        "source": r.source,
+        "watts": round(r.watts, 3),
+        "joules": round(r.joules, 3),
+        "seconds": round(r.seconds, 3),
+        "samples_per_joule": (sps / r.watts) if sps and r.watts > 0 else None,
+    }
     (run_dir / "power_unofficial.json").write_text(json.dumps(record, indent=2) + "\n")
     print(r.describe(sps if cfg.scenario != Scenario.SINGLE_STREAM else None) + " — not an MLPerf power result")
     return 0
