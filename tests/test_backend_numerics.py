@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.tiny_model import eager_logits, perturbed_tiny_model, random_features
 
 from packed_bert.backends import create
 from packed_bert.errors import UserError
@@ -14,32 +15,12 @@ from packed_bert.packing import pack_batch, sorted_batches, unpack
 
 @pytest.fixture(scope="module")
 def tiny() -> PackedBertForQA:
-    torch.manual_seed(0)
-    model = PackedBertForQA(BERT_TINY).eval()
-    with torch.no_grad():  # non-trivial LayerNorm and QA head so differences show
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturbed_tiny_model()
 
 
 @pytest.fixture(scope="module")
 def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1)
-    n = 12
-    lengths = rng.integers(16, 170, n)
-    ids = np.zeros((n, 384), np.int32)
-    seg = np.zeros((n, 384), np.int32)
-    for i, length in enumerate(lengths):
-        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
-        seg[i, length // 3 : length] = 1
-    return ids, seg, lengths
-
-
-def _eager(model: torch.nn.Module, batch: object) -> np.ndarray:
-    with torch.no_grad():
-        args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
-        return model(*args).numpy()
+    return random_features(seed=1, n=12, max_len=170)
 
 
 def _best_spans(per_seq: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -61,7 +42,7 @@ def test_onnx_fp32_export_matches_torch(tiny: PackedBertForQA, features: tuple, 
     for batch in [packed, *sorted_batches(*features, batch_size=5)]:  # dynamic rows and length
         assert batch is packed or batch.row_len < 384
         real = np.arange(batch.row_len)[None, :] < batch.seq_lens.sum(axis=1)[:, None]  # padding: any value
-        np.testing.assert_allclose(runner.infer(batch)[real], _eager(tiny, batch)[real], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(runner.infer(batch)[real], eager_logits(tiny, batch)[real], atol=1e-4, rtol=0)
 
 
 def test_onnx_export_is_cached(tiny: PackedBertForQA) -> None:
@@ -75,14 +56,14 @@ def test_fixed_shape_session_pads_and_splits(tiny: PackedBertForQA, features: tu
     assert runner.static_shape
     packed = pack_batch(*features)
     assert packed.num_rows % 2 == 1 or packed.num_rows > 2
-    np.testing.assert_allclose(runner.infer(packed), _eager(tiny, packed), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(runner.infer(packed), eager_logits(tiny, packed), atol=1e-4, rtol=0)
 
 
 def test_onnx_int8_runs_and_mostly_agrees(tiny: PackedBertForQA, features: tuple) -> None:
     runner = create("onnxruntime", tiny, "int8", model="bert-99", threads=1)
     packed = pack_batch(*features)
     got = runner.infer(packed)
-    ref = _eager(tiny, packed)
+    ref = eager_logits(tiny, packed)
     assert got.shape == ref.shape and np.isfinite(got).all()
     real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
     corr = np.corrcoef(got[real].ravel(), ref[real].ravel())[0, 1]
@@ -98,7 +79,7 @@ def test_fused_graph_matches_torch_at_a_wider_shape(features: tuple) -> None:
     runner = create("onnxruntime", model, "fp32", graph="fused", threads=1)
     for batch in [pack_batch(*features), *sorted_batches(*features, batch_size=6)]:
         real = np.arange(batch.row_len)[None, :] < batch.seq_lens.sum(axis=1)[:, None]
-        np.testing.assert_allclose(runner.infer(batch)[real], _eager(model, batch)[real], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(runner.infer(batch)[real], eager_logits(model, batch)[real], atol=1e-4, rtol=0)
 
 
 def test_fused_and_traced_int8_quantize_alike(tiny: PackedBertForQA, features: tuple) -> None:
@@ -107,7 +88,7 @@ def test_fused_and_traced_int8_quantize_alike(tiny: PackedBertForQA, features: t
     packed = pack_batch(*features)
     fused = create("onnxruntime", tiny, "int8", quant="dynamic", graph="fused", threads=1).infer(packed)
     traced = create("onnxruntime", tiny, "int8", quant="dynamic", graph="traced", threads=1).infer(packed)
-    ref = _eager(tiny, packed)
+    ref = eager_logits(tiny, packed)
     real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
     assert np.abs(fused - traced)[real].max() < 0.1 * np.abs(fused - ref)[real].max()
 
@@ -130,7 +111,7 @@ def test_torch_cpu_sorted_equals_packed_bit_for_bit(tiny: PackedBertForQA, featu
     for batch in sorted_batches(*features, batch_size=4):
         for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):
             order[int(idx)] = seq
-    eager = unpack(packed, _eager(tiny, packed))
+    eager = unpack(packed, eager_logits(tiny, packed))
     for i, seq in enumerate(by_packed):
         np.testing.assert_array_equal(seq, order[i])
         alone = sorted_batches(*(f[i : i + 1] for f in features), batch_size=1)[0]
@@ -143,7 +124,7 @@ def test_torch_cpu_bf16_close_to_fp32(features: tuple) -> None:
     torch.manual_seed(0)
     model = PackedBertForQA(BERT_TINY).eval()
     packed = pack_batch(*features)
-    ref = _eager(model, packed)
+    ref = eager_logits(model, packed)
     got = create("torch", model, "bf16").infer(packed)  # converts a copy of the module
     assert got.dtype == np.float32
     real = np.arange(384)[None, :] < packed.seq_lens.sum(axis=1)[:, None]
@@ -154,7 +135,7 @@ def test_torch_cpu_bf16_close_to_fp32(features: tuple) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_torch_cuda_fp16_graphs_and_varlen(tiny: PackedBertForQA, features: tuple) -> None:
     packed = pack_batch(*features)
-    ref = unpack(packed, _eager(tiny, packed))
+    ref = unpack(packed, eager_logits(tiny, packed))
     import copy
 
     runner = create("torch", copy.deepcopy(tiny), "fp16", "cuda")

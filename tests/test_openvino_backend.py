@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from helpers.tiny_model import eager_logits, perturbed_tiny_model, random_features
 
 from packed_bert.backends import create
 from packed_bert.errors import UserError
-from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.model import PackedBertForQA
 from packed_bert.packing import pack_batch, sorted_batches, unpack
 
 pytest.importorskip("openvino", reason="the openvino runtime is not installed")
@@ -25,32 +25,12 @@ INVARIANCE = {"fp32": 1e-5, "bf16": 0.02, "int8": 0.02}
 
 @pytest.fixture(scope="module")
 def tiny() -> PackedBertForQA:
-    torch.manual_seed(0)
-    model = PackedBertForQA(BERT_TINY).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturbed_tiny_model()
 
 
 @pytest.fixture(scope="module")
 def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(3)
-    n = 9
-    lengths = rng.integers(16, 170, n)
-    ids = np.zeros((n, 384), np.int32)
-    seg = np.zeros((n, 384), np.int32)
-    for i, length in enumerate(lengths):
-        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
-        seg[i, length // 3 : length] = 1
-    return ids, seg, lengths
-
-
-def _eager(model: torch.nn.Module, batch: object) -> np.ndarray:
-    with torch.no_grad():
-        args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
-        return model(*args).numpy()
+    return random_features(seed=3, n=9, max_len=170)
 
 
 def _span(logits: np.ndarray) -> tuple[int, int]:
@@ -67,7 +47,7 @@ def test_openvino_matches_fp32_and_is_batch_invariant(tiny: PackedBertForQA, fea
     packed = pack_batch(*features)
     assert packed.num_rows < len(features[2])  # some rows hold several sequences
     by_packed = unpack(packed, runner.infer(packed))
-    eager = unpack(packed, _eager(tiny, packed))
+    eager = unpack(packed, eager_logits(tiny, packed))
     by_sorted: dict[int, np.ndarray] = {}
     for batch in sorted_batches(*features, batch_size=4):
         for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):

@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.tiny_model import perturbed_tiny_model, random_features
 
 from packed_bert.backends import create
 from packed_bert.backends.onnx_fused import BUCKETS, sequence_feeds
-from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.model import PackedBertForQA
 from packed_bert.packing import pack_batch, sorted_batches, unpack
 
 
@@ -38,26 +39,12 @@ def test_feeds_gather_every_real_token_once_and_scatter_it_back() -> None:
 
 @pytest.fixture(scope="module")
 def tiny() -> PackedBertForQA:
-    torch.manual_seed(0)
-    model = PackedBertForQA(BERT_TINY).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturbed_tiny_model()
 
 
 @pytest.fixture(scope="module")
 def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(5)
-    n = 9
-    lengths = rng.integers(16, 300, n)
-    ids = np.zeros((n, 384), np.int32)
-    seg = np.zeros((n, 384), np.int32)
-    for i, length in enumerate(lengths):
-        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
-        seg[i, length // 3 : length] = 1
-    return ids, seg, lengths
+    return random_features(seed=5, n=9, max_len=300)
 
 
 RECIPES = [

@@ -1,0 +1,37 @@
+"""A tiny BERT whose LayerNorms are perturbed (so numerical differences show), features of
+random tokens at given lengths, and its eager PyTorch logits: the reference of the backend tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from packed_bert.model import BERT_TINY, PackedBertForQA
+
+
+def perturbed_tiny_model() -> PackedBertForQA:
+    torch.manual_seed(0)
+    model = PackedBertForQA(BERT_TINY).eval()
+    with torch.no_grad():  # non-trivial LayerNorm and QA head so differences show
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def random_features(seed: int, n: int, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` features of random tokens with lengths in [16, max_len): ids, segments, lengths."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(16, max_len, n)
+    ids = np.zeros((n, 384), np.int32)
+    seg = np.zeros((n, 384), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, BERT_TINY.vocab_size, length)
+        seg[i, length // 3 : length] = 1
+    return ids, seg, lengths
+
+
+def eager_logits(model: torch.nn.Module, batch: object) -> np.ndarray:
+    with torch.no_grad():
+        args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
+        return model(*args).numpy()
