@@ -186,12 +186,7 @@ class _Layers:
         if self.per_sequence:
             return self.sequence_attention(x, p, heads, qkv_b, scheme)
         if scheme in ("fp32", "weights"):
-            qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
-            qkv_w = (
-                g.const(f"{p}.attention.qkv.weight", qkv_t)
-                if scheme == "fp32"
-                else dequantized_weight(g, qkv_t, f"{p}.attention.qkv")
-            )
+            qkv_w = self.qkv_weight(p, heads, scheme)
             return g.op(
                 "Attention",
                 [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask],
@@ -207,17 +202,19 @@ class _Layers:
             "MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads
         )
 
+    def qkv_weight(self, p: str, heads: list[str], scheme: str) -> str:
+        """The fused Q|K|V weight [hidden, 3 x hidden]: fp32, or int8 dequantized (``weights``)."""
+        qkv_t = np.concatenate([self.w[f"{h}.weight"].T for h in heads], axis=1)
+        if scheme == "fp32":
+            return self.g.const(f"{p}.attention.qkv.weight", qkv_t)
+        return dequantized_weight(self.g, qkv_t, f"{p}.attention.qkv")
+
     def sequence_attention(self, x: str, p: str, heads: list[str], qkv_b: np.ndarray, scheme: str) -> str:
         """Q|K|V projection, then attention on per-sequence blocks (``sequence_feeds``)."""
         g, w, cfg = self.g, self.w, self.cfg
         scope = f"{p}.attention.self"
         if scheme in ("fp32", "weights"):
-            qkv_t = np.concatenate([w[f"{h}.weight"].T for h in heads], axis=1)
-            qkv_w = (
-                g.const(f"{p}.attention.qkv.weight", qkv_t)
-                if scheme == "fp32"
-                else dequantized_weight(g, qkv_t, f"{p}.attention.qkv")
-            )
+            qkv_w = self.qkv_weight(p, heads, scheme)
             qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", qkv_b)], scope)
         else:
             assert self.int8 is not None
