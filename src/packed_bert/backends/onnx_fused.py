@@ -110,6 +110,15 @@ def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: f
     return g.op("LayerNormalization", [x, scale, bias], prefix, axis=-1, epsilon=eps)
 
 
+def graph_feeds(batch: object, per_sequence: bool) -> dict[str, np.ndarray]:
+    """The graph's inputs for a packed batch (int32, by ``INPUT_NAMES``), with the per-sequence
+    attention's gather indices when the graph has them (``sequence_feeds``)."""
+    feeds = {n: np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES}
+    if per_sequence:
+        feeds.update(sequence_feeds(feeds[INPUT_NAMES[3]], feeds[INPUT_NAMES[0]].shape[1]))
+    return feeds
+
+
 def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
     """The per-sequence attention inputs of a batch (``attention="sequence"`` graphs).
 

@@ -29,7 +29,7 @@ import numpy as np
 from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
-from packed_bert.backends.onnx_fused import export_fused, sequence_feeds
+from packed_bert.backends.onnx_fused import export_fused, graph_feeds
 from packed_bert.backends.quantize import Calibration, CalibrationFeatures
 from packed_bert.errors import UserError
 
@@ -195,12 +195,10 @@ class OrtRunner:
         return out
 
     def infer(self, batch: BatchLike) -> np.ndarray:
-        arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]
+        feeds = graph_feeds(batch, self.per_sequence)
         if not self.static_shape:
-            feeds = dict(zip(INPUT_NAMES, arrays, strict=True))
-            if self.per_sequence:
-                feeds.update(sequence_feeds(arrays[3], arrays[0].shape[1]))
             return self._run(feeds)
+        arrays = list(feeds.values())
         rows, length = batch_shape(batch)
         if length != ROW_LEN:
             raise UserError(f"fixed-shape onnxruntime session takes [N,{ROW_LEN}] rows, got length {length}")

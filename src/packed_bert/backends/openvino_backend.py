@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from packed_bert.backends.base import BatchLike
-from packed_bert.backends.onnx_export import INPUT_NAMES
-from packed_bert.backends.onnx_fused import sequence_feeds
+from packed_bert.backends.onnx_fused import graph_feeds
 from packed_bert.backends.onnxruntime_backend import prepare_model
 from packed_bert.errors import UserError
 
@@ -91,10 +90,5 @@ class OvRunner:
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
-        arrays = [np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES]
-        if self.per_sequence:
-            feeds = sequence_feeds(arrays[3], arrays[0].shape[1])
-            result = self._request.infer({**dict(zip(INPUT_NAMES, arrays, strict=True)), **feeds})
-        else:
-            result = self._request.infer(arrays)
+        result = self._request.infer(graph_feeds(batch, self.per_sequence))
         return np.asarray(result[0], dtype=np.float32)
