@@ -7,12 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.runs import last_json
 
 from packed_bert import cli
-
-
-def _last_json(out: str) -> dict:
-    return json.loads(next(line for line in reversed(out.strip().splitlines()) if line.startswith("{")))
 
 
 def test_test01_responses_are_identical_on_the_cpu_default(
@@ -39,7 +36,7 @@ def test_test01_responses_are_identical_on_the_cpu_default(
         str(shared_data / "vocab" / "bert-uncased-vocab.txt"),
     ]
     assert cli.main(["run", "--mode", "accuracy", *common]) == 0
-    acc = _last_json(capfd.readouterr().out)
+    acc = last_json(capfd.readouterr().out)
     # the audit run issues its own batches (other neighbours and lengths) in the default
     # (sorted) batching of the default int8 recipe
     code = cli.main(
@@ -58,7 +55,7 @@ def test_test01_responses_are_identical_on_the_cpu_default(
     )
     out = capfd.readouterr().out
     assert code in (0, 1), out  # the performance verdict depends on how busy the CPU is
-    summary = json.loads((Path(_last_json(out)["run_dir"]) / "summary.json").read_text())
+    summary = json.loads((Path(last_json(out)["run_dir"]) / "summary.json").read_text())
     t01 = summary["tests"]["TEST01"]["accuracy"]
     assert t01["compared"] > 0 and t01["mismatched"] == 0 and t01["identical"] is True, t01
     assert t01["passed"] is True and "baseline_f1" not in t01  # no fallback, no tolerance

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.power import FAKE_CLIENT, closed_port
+from helpers.runs import last_json
 
 from packed_bert import cli
 from packed_bert.power import client
@@ -31,10 +32,6 @@ def data_flags(shared_data: Path) -> list[str]:
         "--vocab",
         str(shared_data / "vocab" / "bert-uncased-vocab.txt"),
     ]
-
-
-def last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def run_cli_process(*args: str) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers.power import FAKE_CLIENT, STUB_PERF
+from helpers.runs import last_json
 from helpers.stub_launcher import StubLauncher, stub_scorer
 
 from packed_bert import cli
@@ -50,10 +51,6 @@ def make_results(tmp_path: Path, rnd: str, power_server: str | None = None, big_
 
 def submit(res: Path, out: Path, *extra: str) -> int:
     return cli.main(["submission", "--results", str(res), "--out", str(out), "--submitter", "Acme", *extra])
-
-
-def last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def test_v41_datacenter_tree_with_power(

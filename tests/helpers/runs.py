@@ -37,3 +37,9 @@ def decode_log(log: Path) -> dict[int, list[np.ndarray]]:
         data = np.frombuffer(bytes.fromhex(entry["data"]), dtype=np.float32).reshape(-1, 2)
         got.setdefault(entry["qsl_idx"], []).append(data)
     return got
+
+
+def last_json(text: str) -> dict[str, Any]:
+    """The JSON line a command prints last (its summary)."""
+    out: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+    return out
