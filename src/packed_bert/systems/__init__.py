@@ -12,13 +12,14 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from packed_bert.address import check_cluster_address
 from packed_bert.errors import UserError
 from packed_bert.terms import Batching, Category, Model, Scenario, parse
 
 MODELS = tuple(Model)
+V = TypeVar("V")
 SCENARIOS = tuple(Scenario)
 BATCHINGS = tuple(Batching)
 _KNOWN_KEYS = {
@@ -112,18 +113,12 @@ class SystemSpec:
         # a ratio measured for [precision]'s recipe holds where the class runs that same recipe
         ratios = {m: v for m, v in self.f1_ratio.items() if own.get(m, self.precision.get(m)) == self.precision.get(m)}
         ratios.update(self.f1_ratio_by_cpu.get(cpu_class, {}))
-        batching = {m: dict(v) for m, v in self.batching_per_model.items()}
-        for m, scenarios in self.batching_by_cpu.get(cpu_class, {}).items():
-            batching[m] = {**batching.get(m, {}), **scenarios}
-        qps = {m: dict(v) for m, v in self.target_qps.items()}
-        for m, rates in self.target_qps_by_cpu.get(cpu_class, {}).items():
-            qps[m] = {**qps.get(m, {}), **rates}
         return replace(
             self,
             precision={**self.precision, **own},
             f1_ratio=ratios,
-            batching_per_model=batching,
-            target_qps=qps,
+            batching_per_model=_per_scenario(self.batching_per_model, self.batching_by_cpu.get(cpu_class, {})),
+            target_qps=_per_scenario(self.target_qps, self.target_qps_by_cpu.get(cpu_class, {})),
             cpu_class=cpu_class,
         )
 
@@ -328,6 +323,11 @@ def parse_system(text: str, source: str) -> SystemSpec:
         batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
         target_qps_by_cpu=qps_by_cpu,  # type: ignore[arg-type]
     )
+
+
+def _per_scenario(base: dict[str, dict[str, V]], overrides: dict[str, dict[str, V]]) -> dict[str, dict[str, V]]:
+    """model -> scenario -> value tables of ``base``, with a CPU class's entries over them."""
+    return {m: {**base.get(m, {}), **overrides.get(m, {})} for m in {**base, **overrides}}
 
 
 def _by_cpu(value: Any, where: str, key: str, kind: type) -> dict[str, dict[str, Any]]:
