@@ -36,20 +36,15 @@ def score_logits(
     features: SquadFeatures,
     dtype: str = "float32",
     source: str = "responses",
-    questions: Collection[int] | None = None,
 ) -> AccuracyResult:
-    """Score responses keyed by qsl_idx: raw payload bytes of ``dtype`` or arrays [tokens, 2].
-
-    ``questions`` (indices in file order, e.g. ``splits.split_questions``) limits the score to
-    those of the answered questions.
-    """
+    """Score responses keyed by qsl_idx: raw payload bytes of ``dtype`` or arrays [tokens, 2]
+    (``score_by_split`` scores a split of the questions)."""
     _check_any(responses, source)
     logits = decode_payloads(responses, features.num_features, dtype, source)
     by_example = predict(features, logits)
     squad = features.squad
     predictions = {squad.qas_ids[e]: text for e, text in by_example.items()}
-    scored = list(by_example) if questions is None else sorted(set(by_example).intersection(questions))
-    em, f1, total = evaluate(squad.qas_ids, squad.answers, predictions, scored)
+    em, f1, total = evaluate(squad.qas_ids, squad.answers, predictions, list(by_example))
     return AccuracyResult(
         exact_match=em,
         f1=f1,
