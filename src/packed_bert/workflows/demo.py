@@ -109,6 +109,7 @@ def consistency_and_gain(
 
     def timed(builder: BatchBuilder, idx: np.ndarray) -> tuple[Any, np.ndarray, float]:
         batch = builder.build(idx)
+        runner.infer(batch)  # warm-up: a runtime's first call at a new shape compiles it (OpenVINO)
         t0 = time.perf_counter()
         out = np.asarray(runner.infer(batch), dtype=np.float32)
         return batch, out, time.perf_counter() - t0
