@@ -50,3 +50,11 @@ def write_doc_section(begin: str, end: str, text: str, doc: Path = PERFORMANCE_D
     else:
         current = current.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(current, encoding="utf-8")
+
+
+def class_markers(name: str) -> tuple[str, str]:
+    """The begin/end markers of benchmark ``name``'s section for this machine's CPU class: the
+    winner depends on the class, so each class keeps its own table (``backends/cpu_class.py``)."""
+    from packed_bert.backends.cpu_class import cpu_class
+
+    return f"<!-- {name}:{cpu_class()}:begin -->", f"<!-- {name}:{cpu_class()}:end -->"

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_doc_section  # noqa: E402
+from common import class_markers, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.packing import infer_sequences  # noqa: E402
@@ -45,7 +45,6 @@ from packed_bert.squad.scoring import score_by_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT.parent / "shared" / "data" / "models" / "minilm-l6-squad"
-BEGIN, END = "<!-- recipe-accuracy:begin -->", "<!-- recipe-accuracy:end -->"
 CPU_RECIPES = (
     "torch:fp32",
     "onnxruntime:fp32",
@@ -215,7 +214,7 @@ def render(outcomes: list[Outcome], skipped: dict[str, str], args: argparse.Name
             f"{inv['max_rel_diff']:.1e}, {inv['bit_exact']}/{inv['features']}, {inv['span_changed']}" if inv else "-"
         )
         lines.append(
-            f"| {o.recipe} | {o.f1['all']:.3f} | {o.f1['odd-articles']:.3f} | {100 * r_all:.2f}% / {100 * r_odd:.2f}% | "
+            f"| {o.recipe} | {o.f1['all']:.3f} | {o.f1['odd-articles']:.3f} | {100 * r_all:.3f}% / {100 * r_odd:.3f}% | "
             f"{'yes' if r_all >= 0.99 else 'NO'} | {'yes' if r_all >= 0.999 else 'NO'} | {o.samples_per_s:.1f} | "
             f"{inv_text} | {o.note} |"
         )
@@ -276,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     print(json.dumps({"results": [o.__dict__ for o in outcomes], "skipped": skipped}, default=str))
     if args.write_docs:
-        write_doc_section(BEGIN, END, table)
+        write_doc_section(*class_markers("recipe-accuracy"), table)
     return 0
 
 

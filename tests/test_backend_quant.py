@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from packed_bert.backends import create
+from packed_bert.backends import create, matmul_peak
 from packed_bert.backends.cuda_quant import Fp8Linear, Int8Linear, quantize_linears
-from packed_bert.backends.matmul_peak import MatmulProbe, ort_peak, torch_peak
+from packed_bert.backends.matmul_peak import MatmulProbe, fastest_matmul, ort_peak, torch_peak
 from packed_bert.errors import UserError
 from packed_bert.model import BERT_TINY, PackedBertForQA
 from packed_bert.squad.calibration import calibration_ids, load_calibration
@@ -71,6 +71,30 @@ def test_peak_probes_report_positive_rates() -> None:
     assert torch_peak("fp32", n=256, repeats=2) > 1e8
     assert ort_peak("int8", n=256, repeats=2, threads=1) > 1e8
     assert np.isfinite(torch_peak("bf16", n=256, repeats=2))
+
+
+def test_the_yardstick_is_the_fastest_runtime_that_can_multiply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per precision, the runtime with the fastest matmul sets the peak; one that cannot is skipped."""
+    delays = {"torch": 0.02, "onnxruntime": 0.002}
+
+    def fake(runtime: str, precision: str, n: int = 2048, threads: int | None = None) -> object:
+        if runtime == "openvino":
+            raise RuntimeError("no kernel")
+        return lambda: time.sleep(delays[runtime])
+
+    monkeypatch.setattr(matmul_peak, "runtime_matmul", fake)
+    runtime, _ = fastest_matmul("fp32", n=64, repeats=2)
+    assert runtime == "onnxruntime"
+    delays.update(torch=0.001, onnxruntime=0.02)
+    assert fastest_matmul("fp32", n=64, repeats=2)[0] == "torch"
+
+
+def test_openvino_matmul_multiplies_at_fp32_and_bf16() -> None:
+    pytest.importorskip("openvino", reason="openvino is an optional runtime")
+    for precision in ("fp32", "bf16"):
+        matmul = matmul_peak.openvino_matmul(precision, n=64, threads=1)
+        out = next(iter(matmul().values()))  # type: ignore[attr-defined]
+        assert out.shape == (64, 64) and np.isfinite(out).all() and np.abs(out).max() > 1.0
 
 
 def test_matmul_probe_averages_whole_calls_over_its_window() -> None:

@@ -1,7 +1,10 @@
 """Measure this machine's matrix-multiply peak at a precision (the yardstick for FLOP rates).
 
 fp32/bf16/fp16: ``torch.matmul`` of large square matrices; int8: ``torch._int_mm`` (torch) or a
-one-node ONNX ``MatMulInteger`` graph (ONNX Runtime's own int8 kernels).
+one-node ONNX ``MatMulInteger`` graph (ONNX Runtime's own int8 kernels); fp32/bf16 in OpenVINO
+too. Which runtime is fastest at a precision depends on the CPU (on an AMD EPYC Zen 5, torch's
+fp32 matmul ran at half ONNX Runtime's and OpenVINO's bf16 at half torch's), so
+``fastest_matmul`` tries each and keeps the best: the precision's peak on this machine.
 
 ``torch_peak``/``ort_peak`` give the best of a few repeats: the machine's peak when it is
 quiet. ``MatmulProbe`` gives the mean rate over a short window, to be taken right beside a
@@ -86,6 +89,60 @@ def ort_matmul(precision: str, n: int = 2048, threads: int | None = None) -> Cal
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return lambda: sess.run(None, {"a": a})
+
+
+def openvino_matmul(precision: str, n: int = 2048, threads: int | None = None) -> Callable[[], object]:
+    """One n x n x n MatMul (fp32 weights) compiled by OpenVINO's CPU plugin at ``precision``
+    (fp32 or bf16: ``INFERENCE_PRECISION_HINT``)."""
+    import openvino as ov
+    from openvino import opset13
+
+    rng = np.random.default_rng(0)
+    a = opset13.parameter([n, n], ov.Type.f32, name="a")
+    b = opset13.constant(rng.standard_normal((n, n), dtype=np.float32))
+    model = ov.Model([opset13.matmul(a, b, False, False)], [a])
+    config: dict[str, object] = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision]}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+    x = rng.standard_normal((n, n), dtype=np.float32)
+    return lambda: request.infer({0: x})
+
+
+# runtimes with a CPU matmul at each precision, for fastest_matmul
+MATMUL_RUNTIMES: dict[str, tuple[str, ...]] = {
+    "fp32": ("torch", "onnxruntime", "openvino"),
+    "bf16": ("torch", "openvino"),
+    "int8": ("torch", "onnxruntime"),
+}
+
+
+def runtime_matmul(runtime: str, precision: str, n: int = 2048, threads: int | None = None) -> Callable[[], object]:
+    """One n x n x n matmul at ``precision`` in ``runtime`` (torch, onnxruntime, openvino)."""
+    if runtime == "torch":
+        return torch_matmul(precision, n)
+    if runtime == "onnxruntime":
+        return ort_matmul(precision, n, threads)
+    return openvino_matmul(precision, n, threads)
+
+
+def fastest_matmul(
+    precision: str, n: int = 2048, threads: int | None = None, repeats: int = 3
+) -> tuple[str, Callable[[], object]]:
+    """(runtime, matmul) of the runtime whose ``precision`` matmul is fastest here (best of
+    ``repeats`` each); a runtime that cannot build it (not installed, no kernel) is skipped."""
+    best: tuple[float, str, Callable[[], object]] | None = None
+    for runtime in MATMUL_RUNTIMES[precision]:
+        try:
+            matmul = runtime_matmul(runtime, precision, n, threads)
+            seconds = _best_seconds(matmul, repeats)
+        except (ImportError, RuntimeError):
+            continue
+        if best is None or seconds < best[0]:
+            best = (seconds, runtime, matmul)
+    if best is None:
+        raise RuntimeError(f"no runtime here has a {precision} matmul")
+    return best[1], best[2]
 
 
 def torch_peak(precision: str, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
