@@ -60,9 +60,10 @@ CPU_RECIPES = (
     "onnxruntime:int8@rows-mixed",
     "openvino:fp32@mask",
     "openvino:bf16@mask",
-    "openvino:int8@mask",
+    "openvino:int8@dq0@mask",
     "openvino:fp32",
     "openvino:bf16",
+    "openvino:int8",
     "onnxruntime:fp32@seq",
     "onnxruntime:int8@rows@seq",
 )
@@ -82,11 +83,13 @@ NOTES = {
     "onnxruntime:int8@rows-mixed": "per-token, FFN output projections fp32",
     "openvino:fp32@mask": "OpenVINO CPU plugin, the fused ONNX graph (Attention over the masked row), f32",
     "openvino:bf16@mask": "OpenVINO, same graph, bf16 inference precision",
-    "openvino:int8@mask": "OpenVINO, int8 weights per column, bf16 activations",
+    "openvino:int8@dq0@mask": "OpenVINO, int8 weights per column, bf16 activations",
     "openvino:fp32": "OpenVINO fp32, attention per sequence (the backend's default)",
     "openvino:bf16": "OpenVINO bf16, attention per sequence (the backend's default)",
     "onnxruntime:fp32@seq": "ONNX Runtime fp32, attention per sequence (blocks of its length rounded up to 64)",
     "onnxruntime:int8@rows@seq": "per-token int8, attention per sequence",
+    "openvino:int8@dq256": "OpenVINO int8 weights, activations quantized per token in groups of 256, per-sequence",
+    "openvino:int8": "OpenVINO int8 weights, activations per token (groups of 1024), per-sequence (its default)",
 }
 
 

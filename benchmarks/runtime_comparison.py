@@ -80,7 +80,11 @@ VARIANTS = (
     ),
     Variant("openvino bf16", "openvino", "bf16", {"attention": "mask"}, "same graph, bf16 inference precision"),
     Variant(
-        "openvino int8 weights", "openvino", "int8", {"attention": "mask"}, "int8 weights per column, bf16 activations"
+        "openvino int8 weights",
+        "openvino",
+        "int8",
+        {"attention": "mask", "dynamic_quant": 0},
+        "int8 weights per column, bf16 activations",
     ),
     Variant(
         "openvino int8 dq32",
@@ -110,6 +114,20 @@ VARIANTS = (
         "bf16",
         {"attention": "sequence"},
         "attention per sequence: bit-exact in any batch; the amx and avx512-bf16 bert-99 default",
+    ),
+    Variant(
+        "openvino int8 dq256 seq",
+        "openvino",
+        "int8",
+        {"dynamic_quant": 256, "attention": "sequence"},
+        "int8 weights, activations quantized per token in groups of 256, attention per sequence",
+    ),
+    Variant(
+        "openvino int8 seq",
+        "openvino",
+        "int8",
+        {"attention": "sequence"},
+        "int8 weights, activations per token (groups of 1024: its default), attention per sequence",
     ),
     Variant("torch fp32 eager", "torch", "fp32", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant("torch bf16 eager", "torch", "bf16", {"batch_invariant": False}, "SDPA over the masked row"),

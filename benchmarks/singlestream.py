@@ -39,7 +39,7 @@ DEFAULT_RECIPES = "torch:bf16,onnxruntime:fp32"  # the cpu system's bert-99 / be
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="backend:precision[@quant][@seq|@mask] list")
+    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="backend:precision[@quant|@dqN][@seq|@mask] list")
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--weights", default="random")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
@@ -73,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "mask" in tags:  # openvino: the Attention operator over the row
             opts["attention"] = "mask"
         quant = [t for t in tags if t not in ("seq", "mask")]
-        if quant:
+        if quant and backend == "openvino":  # dqN: its dynamic quantization group size
+            opts["dynamic_quant"] = int(quant[0].removeprefix("dq"))
+        elif quant:
             opts["quant"] = quant[0]
         runner = create(backend, base, precision, **opts)
         probe = probes.get(precision) or probes.setdefault(precision, probe_for(precision, n, threads, yardsticks))

@@ -71,6 +71,14 @@ def test_openvino_int8_has_int8_weights(tiny: PackedBertForQA) -> None:
     assert "groups of 32" in runner.detail  # type: ignore[attr-defined]
 
 
+def test_openvino_int8_quantizes_activations_per_token_by_default(tiny: PackedBertForQA) -> None:
+    from packed_bert.backends.openvino_backend import PER_TOKEN_GROUP
+
+    assert f"groups of {PER_TOKEN_GROUP})" in create("openvino", tiny, "int8", threads=1).detail  # type: ignore[attr-defined]
+    assert "quantized" not in create("openvino", tiny, "int8", threads=1, dynamic_quant=0).detail  # type: ignore[attr-defined]
+    assert "quantized" not in create("openvino", tiny, "bf16", threads=1).detail  # type: ignore[attr-defined]
+
+
 def test_openvino_options_are_checked(tiny: PackedBertForQA) -> None:
     with pytest.raises(UserError, match="bert-99.9"):
         create("openvino", tiny, "int8", model="bert-99.9")
