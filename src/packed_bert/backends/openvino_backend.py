@@ -10,7 +10,7 @@ graph. Precisions:
 - ``int8``: the graph with int8 weights (``quant="weights"``: ``DequantizeLinear`` of int8
   constants per output column, ``onnx_int8``); ``dynamic_quant`` (a group size) has the plugin
   quantize each token's activations to int8 on the fly, one scale per ``dynamic_quant`` values of
-  a token, so the FullyConnected layers multiply int8 by int8 (VNNI / AMX). The default for int8,
+  a token, so the FullyConnected layers can take int8 kernels (VNNI / AMX). The default for int8,
   ``PER_TOKEN_GROUP`` (1024: BERT-Large's hidden size, one scale per token except the 4096-wide
   FFN output with four), kept 99.86% of fp32 F1 on the trained checkpoint, bit-exact in any batch;
   ``dynamic_quant=0`` leaves activations in bf16 (int8 weights only).
