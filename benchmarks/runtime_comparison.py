@@ -123,6 +123,13 @@ VARIANTS = (
         "int8 weights, activations quantized per token in groups of 256, attention per sequence",
     ),
     Variant(
+        "openvino int8 dq4096 seq",
+        "openvino",
+        "int8",
+        {"dynamic_quant": 4096, "attention": "sequence"},
+        "int8 weights, one activation scale per token on every layer, attention per sequence",
+    ),
+    Variant(
         "openvino int8 seq",
         "openvino",
         "int8",
