@@ -92,7 +92,7 @@ def system_json(
         # (it tests ``not value``, so a JSON 0 reads as missing; its tables take int(value))
         accelerators_per_node=count if count else "0",
         accelerator_model_name=str(accel) if accel else UNKNOWN,
-        framework=f"packed-bert, {run_system.get('backend') or 'LoadGen harness'}",
+        framework=_framework(run_system),
         operating_system=(
             str(host_info["platform"])
             if not simulated and host_info.get("platform")
@@ -109,6 +109,19 @@ def system_json(
     if node_count > 1:
         out["hw_notes"] = _nodes_note(run_system)
     return out
+
+
+def _framework(run_system: dict[str, Any]) -> str:
+    """The runtimes the system's runs use: a precision entry may name its own (``"openvino:int8"``,
+    resolved for the machine's CPU class in system.json), else the system file's ``backend``."""
+    default = run_system.get("backend") or "LoadGen harness"
+    table = run_system.get("precision")
+    if not isinstance(table, dict) or not table:
+        return f"packed-bert, {default}"
+    per_model = {str(m): str(v).rpartition(":")[0] or str(default) for m, v in sorted(table.items())}
+    if len(set(per_model.values())) == 1:
+        return f"packed-bert, {next(iter(per_model.values()))}"
+    return "packed-bert, " + ", ".join(f"{runtime} ({model})" for model, runtime in per_model.items())
 
 
 def _devices_per_node(run_system: dict[str, Any]) -> int | None:
