@@ -294,14 +294,18 @@ def test_a_cpu_only_system_claims_zero_accelerators_in_a_form_the_checker_reads(
 def test_the_framework_names_the_runtimes_the_models_ran_on() -> None:
     """A precision entry may name its own runtime (the CPU-class tables do): the system file's
     ``backend`` is only the fallback."""
+    import dataclasses
+
     from packed_bert.submission.systems import system_json
+    from packed_bert.systems import load_system
 
     def framework(precision: dict[str, str]) -> str:
-        run = {"accelerator": "CPU", "devices": 1, "backend": "onnxruntime", "precision": precision}
-        return str(system_json(run, "cpu", "acme", "closed", "edge")["framework"])
+        spec = dataclasses.replace(load_system("cpu"), backend="onnxruntime", precision=precision)
+        return str(system_json(spec.describe(), "cpu", "acme", "closed", "edge")["framework"])
 
     assert framework({"bert-99": "openvino:int8", "bert-99.9": "openvino:fp32"}) == "packed-bert, openvino"
     assert framework({"bert-99": "torch:bf16", "bert-99.9": "fp32"}) == (
         "packed-bert, torch (bert-99), onnxruntime (bert-99.9)"
     )
-    assert framework({}) == "packed-bert, onnxruntime"
+    old = {"accelerator": "CPU", "devices": 1, "backend": "onnxruntime"}  # a system.json from before
+    assert system_json(old, "cpu", "acme", "closed", "edge")["framework"] == "packed-bert, onnxruntime"

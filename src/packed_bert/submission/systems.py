@@ -112,16 +112,15 @@ def system_json(
 
 
 def _framework(run_system: dict[str, Any]) -> str:
-    """The runtimes the system's runs use: a precision entry may name its own (``"openvino:int8"``,
-    resolved for the machine's CPU class in system.json), else the system file's ``backend``."""
-    default = run_system.get("backend") or "LoadGen harness"
-    table = run_system.get("precision")
-    if not isinstance(table, dict) or not table:
-        return f"packed-bert, {default}"
-    per_model = {str(m): str(v).rpartition(":")[0] or str(default) for m, v in sorted(table.items())}
-    if len(set(per_model.values())) == 1:
-        return f"packed-bert, {next(iter(per_model.values()))}"
-    return "packed-bert, " + ", ".join(f"{runtime} ({model})" for model, runtime in per_model.items())
+    """The runtimes the system's models ran on (``backend_by_model`` of system.json: a precision
+    entry may name its own, as the CPU-class tables do), else the system file's ``backend``."""
+    per_model = run_system.get("backend_by_model")
+    if not isinstance(per_model, dict) or not per_model:
+        return f"packed-bert, {run_system.get('backend') or 'LoadGen harness'}"
+    runtimes = {str(m): str(r) for m, r in sorted(per_model.items())}
+    if len(set(runtimes.values())) == 1:
+        return f"packed-bert, {next(iter(runtimes.values()))}"
+    return "packed-bert, " + ", ".join(f"{runtime} ({model})" for model, runtime in runtimes.items())
 
 
 def _devices_per_node(run_system: dict[str, Any]) -> int | None:

@@ -151,6 +151,7 @@ class SystemSpec:
             "default_weights": self.weights,
             "default_batching": {m: {sc: self.batching_for(sc, m) for sc in SCENARIOS} for m in MODELS},
             "precision": dict(self.precision),
+            "backend_by_model": {m: self.backend_for(m) for m in self.precision},
             "batch_size": dict(self.batch_size),
             "target_qps": {m: dict(v) for m, v in self.target_qps.items()},
             "inflight_per_device": self.inflight_per_device,
