@@ -57,4 +57,5 @@ def class_markers(name: str) -> tuple[str, str]:
     winner depends on the class, so each class keeps its own table (``backends/cpu_class.py``)."""
     from packed_bert.backends.cpu_class import cpu_class
 
-    return f"<!-- {name}:{cpu_class()}:begin -->", f"<!-- {name}:{cpu_class()}:end -->"
+    cls = cpu_class()
+    return f"<!-- {name}:{cls}:begin -->", f"<!-- {name}:{cls}:end -->"

@@ -108,8 +108,9 @@ class Outcome:
         return self.samples / self.seconds if self.seconds else 0.0
 
 
-def make_runner(recipe: str, weights: str, threads: int) -> Any:
-    """``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
+def make_runner(recipe: str, weights: Any, threads: int) -> Any:
+    """A runner for ``recipe`` on ``weights`` (a spec or a loaded model).
+    ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
     variant, openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
     name, *tags = recipe.split("@")

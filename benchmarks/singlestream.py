@@ -7,8 +7,9 @@ the p90-length sample at the matrix peak measured beside it (issue 16, item 4: g
 Each recipe runs ``--samples`` real SQuAD dev features (seeded draw), one at a time, each at its
 own length (a batch of one, no padding: what the harness does in SingleStream), BERT-Large
 random weights. Every sample sits between two short probes of a 2048^3 matmul at the recipe's
-precision, in the runtime that multiplies fastest at it here (``runtime_comparison.probe_for``). "At peak" is the real-token FLOPs of the
-p90-length sample of the draw over the mean probe rate of the run.
+precision, in the runtime that multiplies fastest at it here (``runtime_comparison.probe_for``).
+"At peak" is the real-token FLOPs of the p90-length sample of the draw over the mean probe rate
+of the run. Recipes are spelled as in ``recipe_accuracy.make_runner``.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import class_markers, real_token_flops, write_doc_section  # noqa: E402
+from recipe_accuracy import make_runner  # noqa: E402
 from runtime_comparison import probe_for, real_features  # noqa: E402
 from throughput import SETTLE_S  # noqa: E402
 
-from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe  # noqa: E402
 from packed_bert.packing import sorted_batches  # noqa: E402
@@ -39,7 +39,11 @@ DEFAULT_RECIPES = "torch:bf16,onnxruntime:fp32"  # the cpu system's bert-99 / be
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="backend:precision[@quant|@dqN][@seq|@mask] list")
+    ap.add_argument(
+        "--recipes",
+        default=DEFAULT_RECIPES,
+        help="backend:precision[@option][@seq|@mask] list, as recipe_accuracy.py spells them",
+    )
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--weights", default="random")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
@@ -65,19 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     probes: dict[str, MatmulProbe] = {}
     yardsticks: dict[str, str] = {}
     for recipe in args.recipes.split(","):
-        name, *tags = recipe.split("@")
-        backend, precision = name.split(":")
-        opts: dict[str, Any] = {"threads": threads}
-        if "seq" in tags:  # attention per sequence
-            opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
-        if "mask" in tags:  # openvino: the Attention operator over the row
-            opts["attention"] = "mask"
-        quant = [t for t in tags if t not in ("seq", "mask")]
-        if quant and backend == "openvino":  # dqN: its dynamic quantization group size
-            opts["dynamic_quant"] = int(quant[0].removeprefix("dq"))
-        elif quant:
-            opts["quant"] = quant[0]
-        runner = create(backend, base, precision, **opts)
+        precision = recipe.split("@")[0].split(":")[1]
+        runner = make_runner(recipe, base, threads)
         probe = probes.get(precision) or probes.setdefault(precision, probe_for(precision, n, threads, yardsticks))
         runner.infer(singles[0])  # warm-up
         latencies, rates = [], [probe.rate()]
