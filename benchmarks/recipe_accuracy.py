@@ -60,9 +60,11 @@ CPU_RECIPES = (
     "onnxruntime:int8@rows-mixed",
     "openvino:fp32@mask",
     "openvino:bf16@mask",
-    "openvino:int8@dq0@mask",
+    "openvino:int8@weights@dq0@mask",
     "openvino:fp32",
     "openvino:bf16",
+    "openvino:int8@weights",
+    "openvino:int8@qdq",
     "openvino:int8",
     "onnxruntime:fp32@seq",
     "onnxruntime:int8@rows@seq",
@@ -83,13 +85,15 @@ NOTES = {
     "onnxruntime:int8@rows-mixed": "per-token, FFN output projections fp32",
     "openvino:fp32@mask": "OpenVINO CPU plugin, the fused ONNX graph (Attention over the masked row), f32",
     "openvino:bf16@mask": "OpenVINO, same graph, bf16 inference precision",
-    "openvino:int8@dq0@mask": "OpenVINO, int8 weights per column, bf16 activations",
+    "openvino:int8@weights@dq0@mask": "OpenVINO, int8 weights per column, bf16 activations",
     "openvino:fp32": "OpenVINO fp32, attention per sequence (the backend's default)",
     "openvino:bf16": "OpenVINO bf16, attention per sequence (the backend's default)",
     "onnxruntime:fp32@seq": "ONNX Runtime fp32, attention per sequence (blocks of its length rounded up to 64)",
     "onnxruntime:int8@rows@seq": "per-token int8, attention per sequence",
-    "openvino:int8@dq256": "OpenVINO int8 weights, activations quantized per token in groups of 256, per-sequence",
-    "openvino:int8": "OpenVINO int8 weights, activations per token (groups of 1024), per-sequence (its default)",
+    "openvino:int8@weights@dq256": "OpenVINO int8 weights, activations quantized per token in groups of 256, per-sequence",
+    "openvino:int8@weights": "OpenVINO int8 weights, activations quantized per token (groups of 1024), per-sequence",
+    "openvino:int8@qdq": "OpenVINO static int8: fixed activation scales (min/max of the 100 calibration questions)",
+    "openvino:int8": "OpenVINO static int8 after SmoothQuant (alpha 0.8), calibrated, per-sequence (its default)",
 }
 
 
@@ -127,8 +131,13 @@ def make_runner(recipe: str, weights: Any, threads: int) -> Any:
         opts["calibration"] = load_calibration  # used only by the modes that calibrate
     elif backend == "torch" and rest:
         opts["variant"] = rest[0]
-    elif backend == "openvino" and rest:
-        opts["dynamic_quant"] = int(rest[0].removeprefix("dq"))
+    elif backend == "openvino":
+        opts["calibration"] = load_calibration  # used only by the int8 modes that calibrate
+        for tag in rest:  # dqN: the dynamic quantization group; any other tag: the int8 graph (quant)
+            if tag.startswith("dq"):
+                opts["dynamic_quant"] = int(tag.removeprefix("dq"))
+            else:
+                opts["quant"] = tag
     return create(backend, weights, precision, device, **opts)
 
 

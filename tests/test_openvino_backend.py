@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers.tiny_model import eager_logits, perturbed_tiny_model, random_features
+import torch
+from helpers.tiny_model import calibration_of, eager_logits, perturbed_tiny_model, random_features
 
 from packed_bert.backends import create
 from packed_bert.errors import UserError
@@ -42,7 +43,9 @@ def _span(logits: np.ndarray) -> tuple[int, int]:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_openvino_matches_fp32_and_is_batch_invariant(tiny: PackedBertForQA, features: tuple, precision: str) -> None:
-    runner = create("openvino", tiny, precision, model="bert-99", threads=1, attention="mask")
+    runner = create(
+        "openvino", tiny, precision, model="bert-99", threads=1, attention="mask", calibration=calibration_of(features)
+    )
     assert "masked row" in runner.detail and precision in runner.detail  # type: ignore[attr-defined]
     packed = pack_batch(*features)
     assert packed.num_rows < len(features[2])  # some rows hold several sequences
@@ -61,21 +64,32 @@ def test_openvino_matches_fp32_and_is_batch_invariant(tiny: PackedBertForQA, fea
             assert _span(seq) == _span(other)
 
 
-def test_openvino_int8_has_int8_weights(tiny: PackedBertForQA) -> None:
-    runner = create("openvino", tiny, "int8", threads=1, dynamic_quant=32)
-    kinds = {
+def _kernels(runner: object) -> set[tuple[str, str]]:
+    """(layer type, runtime precision) of every node the plugin runs."""
+    return {
         (op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
-        for op in runner.compiled.get_runtime_model().get_ordered_ops()
-    }  # type: ignore[attr-defined]
-    assert ("FullyConnected", "i8") in kinds
+        for op in runner.compiled.get_runtime_model().get_ordered_ops()  # type: ignore[attr-defined]
+    }
+
+
+def test_openvino_int8_per_token_has_int8_weights(tiny: PackedBertForQA) -> None:
+    runner = create("openvino", tiny, "int8", threads=1, quant="weights", dynamic_quant=32)
+    assert ("FullyConnected", "i8") in _kernels(runner)
     assert "groups of 32" in runner.detail  # type: ignore[attr-defined]
 
 
-def test_openvino_int8_quantizes_activations_per_token_by_default(tiny: PackedBertForQA) -> None:
+def test_openvino_int8_is_static_smoothquant_by_default(tiny: PackedBertForQA, features: tuple) -> None:
+    """The default int8 layers take uint8 activations on a calibrated grid: the plugin runs int8
+    FullyConnected kernels with no per-token quantization; ``quant="weights"`` quantizes per token."""
     from packed_bert.backends.openvino_backend import PER_TOKEN_GROUP
 
-    assert f"groups of {PER_TOKEN_GROUP})" in create("openvino", tiny, "int8", threads=1).detail  # type: ignore[attr-defined]
-    assert "quantized" not in create("openvino", tiny, "int8", threads=1, dynamic_quant=0).detail  # type: ignore[attr-defined]
+    runner = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features))
+    assert ("FullyConnected", "u8") in _kernels(runner)
+    assert "SmoothQuant" in runner.detail and "per token" not in runner.detail  # type: ignore[attr-defined]
+    per_token = create("openvino", tiny, "int8", threads=1, quant="weights")
+    assert f"groups of {PER_TOKEN_GROUP})" in per_token.detail  # type: ignore[attr-defined]
+    weights_only = create("openvino", tiny, "int8", threads=1, quant="weights", dynamic_quant=0)
+    assert "quantized" not in weights_only.detail  # type: ignore[attr-defined]
     assert "quantized" not in create("openvino", tiny, "bf16", threads=1).detail  # type: ignore[attr-defined]
 
 
@@ -84,6 +98,13 @@ def test_openvino_options_are_checked(tiny: PackedBertForQA) -> None:
         create("openvino", tiny, "int8", model="bert-99.9")
     with pytest.raises(UserError, match="dynamic_quant"):
         create("openvino", tiny, "bf16", dynamic_quant=-1)
+    with pytest.raises(UserError, match="quant must be one of"):
+        create("openvino", tiny, "int8", quant="dynamic")
+    fresh = perturbed_tiny_model()  # weights no test has quantized yet (the int8 graph is cached by weights)
+    with torch.no_grad():
+        fresh.qa_outputs.bias += 1.0
+    with pytest.raises(UserError, match="calibrat"):  # static int8 without the calibration set
+        create("openvino", fresh, "int8", threads=1)
     with pytest.raises(UserError, match="attention must be"):
         create("openvino", tiny, "bf16", attention="rows")
     with pytest.raises(UserError, match="does not run on device"):

@@ -1,7 +1,9 @@
 """A tiny BERT whose LayerNorms are perturbed (so numerical differences show), features of
-random tokens at given lengths, and its eager PyTorch logits: the reference of the backend tests."""
+random tokens at given lengths (and as a calibration set), and its eager PyTorch logits: the reference of the backend tests."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,3 +37,9 @@ def eager_logits(model: torch.nn.Module, batch: object) -> np.ndarray:
     with torch.no_grad():
         args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
         return model(*args).numpy()
+
+
+def calibration_of(features: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+    """``features`` as the calibration set of an int8 mode that calibrates (tests only)."""
+    ids, seg, lens = features
+    return lambda: {"input_ids": ids, "segment_ids": seg, "lengths": lens}

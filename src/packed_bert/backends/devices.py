@@ -89,7 +89,7 @@ def local_runners(request: DeviceRequest) -> list[Runner]:
     names = device_names(request)
     if request.backend == "sim":
         opts["timing"] = sim_card_timing(request)
-    if request.backend == "onnxruntime" and request.calibration is not None:
+    if request.backend in ("onnxruntime", "openvino") and request.calibration is not None:
         opts.setdefault("calibration", request.calibration)
     return [
         create(request.backend, request.weights, request.precision, name, model=request.model, **opts) for name in names

@@ -33,6 +33,7 @@ from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
 from packed_bert.backends.onnx_int8 import (
     Int8Recipe,
     dequantized_weight,
+    fake_quantized,
     int8_matmul,
     quantize_input,
 )
@@ -58,11 +59,15 @@ class _Graph:
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
         self._count = 0
 
     def const(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
 
+        if name in self._names:  # a second initializer of one name silently replaces the first in the runtimes
+            raise ValueError(f"onnx_fused: initializer {name!r} written twice")
+        self._names.add(name)
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
@@ -152,6 +157,13 @@ def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
     return feeds
 
 
+def site_weight(w: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The [K, N] weight that multiplies layer input ``name`` (``...attention.self``: Q|K|V side by side)."""
+    if name.endswith(".attention.self"):
+        return np.concatenate([w[f"{name}.{h}.weight"].T for h in ("query", "key", "value")], axis=1)
+    return w[f"{name}.weight"].T
+
+
 class _Layers:
     """Writes the encoder's linear layers and attention, in fp32 or by an ``Int8Recipe``."""
 
@@ -177,14 +189,32 @@ class _Layers:
         scheme = self.scheme(kind)
         if scheme == "fp32":
             return _linear(self.g, x, self.w, prefix)
-        if scheme == "weights":
-            weight_t = dequantized_weight(self.g, self.w[f"{prefix}.weight"].T, prefix)
+        if scheme in ("weights", "qdq"):
+            x = self.float_input(x, prefix, scheme)
+            weight_t = dequantized_weight(self.g, self.smoothed(prefix, self.w[f"{prefix}.weight"].T), prefix)
             bias = self.g.const(f"{prefix}.bias", self.w[f"{prefix}.bias"])
             return self.g.op("Add", [self.g.op("MatMul", [x, weight_t], prefix), bias], prefix)
         assert self.int8 is not None
         weight = self.w[f"{prefix}.weight"]
         q = quantize_input(self.g, scheme, self.int8.ranges, x, weight.shape[1], prefix)
         return int8_matmul(self.g, q, weight.T, self.w[f"{prefix}.bias"], prefix, scheme == "rows")
+
+    def float_input(self, x: str, name: str, scheme: str) -> str:
+        """A float MatMul's input: ``x``, or for ``qdq`` ``x`` on its calibrated int8 grid."""
+        if scheme != "qdq":
+            return x
+        assert self.int8 is not None
+        factors = self.int8.smoothing(name)
+        if factors is not None:
+            x = self.g.op(
+                "Mul", [x, self.g.const(f"{name}/smooth", (1.0 / factors).astype(np.float32))], f"{name}/smooth"
+            )
+        return fake_quantized(self.g, self.int8.ranges, x, name)
+
+    def smoothed(self, name: str, w_t: np.ndarray) -> np.ndarray:
+        """The [K, N] weight of layer input ``name``, its rows times the input's SmoothQuant factors."""
+        factors = None if self.int8 is None else self.int8.smoothing(name)
+        return w_t if factors is None else w_t * factors[:, None]
 
     def attention(self, x: str, p: str) -> str:
         g, w, cfg = self.g, self.w, self.cfg
@@ -194,11 +224,11 @@ class _Layers:
         scheme = self.scheme("qkv")
         if self.per_sequence:
             return self.sequence_attention(x, p, heads, qkv_b, scheme)
-        if scheme in ("fp32", "weights"):
+        if scheme in ("fp32", "weights", "qdq"):
             qkv_w = self.qkv_weight(p, heads, scheme)
             return g.op(
                 "Attention",
-                [x, qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask],
+                [self.float_input(x, scope, scheme), qkv_w, g.const(f"{p}.attention.qkv.bias", qkv_b), self.mask],
                 scope,
                 MS_DOMAIN,
                 num_heads=cfg.heads,
@@ -212,18 +242,19 @@ class _Layers:
         )
 
     def qkv_weight(self, p: str, heads: list[str], scheme: str) -> str:
-        """The fused Q|K|V weight [hidden, 3 x hidden]: fp32, or int8 dequantized (``weights``)."""
-        qkv_t = np.concatenate([self.w[f"{h}.weight"].T for h in heads], axis=1)
+        """The fused Q|K|V weight [hidden, 3 x hidden]: fp32, or int8 dequantized (``weights``, ``qdq``)."""
+        qkv_t = site_weight(self.w, f"{p}.attention.self")
         if scheme == "fp32":
             return self.g.const(f"{p}.attention.qkv.weight", qkv_t)
-        return dequantized_weight(self.g, qkv_t, f"{p}.attention.qkv")
+        return dequantized_weight(self.g, self.smoothed(f"{p}.attention.self", qkv_t), f"{p}.attention.qkv")
 
     def sequence_attention(self, x: str, p: str, heads: list[str], qkv_b: np.ndarray, scheme: str) -> str:
         """Q|K|V projection, then attention on per-sequence blocks (``sequence_feeds``)."""
         g, w, cfg = self.g, self.w, self.cfg
         scope = f"{p}.attention.self"
-        if scheme in ("fp32", "weights"):
+        if scheme in ("fp32", "weights", "qdq"):
             qkv_w = self.qkv_weight(p, heads, scheme)
+            x = self.float_input(x, scope, scheme)
             qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", qkv_b)], scope)
         else:
             assert self.int8 is not None
@@ -232,7 +263,7 @@ class _Layers:
             qkv = g.op("Concat", parts, scope, axis=-1)
         hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
         flat = g.op("Reshape", [qkv, g.const(f"{scope}/flat_shape", np.array([-1, 3 * hidden], np.int64))])
-        scale = g.const(f"{scope}/scale", np.array(1.0 / np.sqrt(dh), np.float32))
+        scale = g.const(f"{scope}/score_scale", np.array(1.0 / np.sqrt(dh), np.float32))
         outs = []
         for b in BUCKETS:
             block = g.op("Gather", [flat, f"attn_index_{b}"], f"{scope}/b{b}", axis=0)  # [S, b, 3H]

@@ -11,6 +11,11 @@ scale belongs to one token or is fixed:
   multiplies by ``s`` and the weight's per-column scale.
 - ``static``: one fixed scale and zero point per layer input, calibrated (min/max) on the
   features of the 100 MLPerf calibration questions only (``quantize.calibrate_ranges``).
+- ``qdq``: the calibrated fixed scale of ``static`` written as ``QuantizeLinear`` then
+  ``DequantizeLinear`` of the layer input, before a float MatMul over the dequantized int8
+  weights: the form OpenVINO turns into its static int8 kernels (a FakeQuantize on the input and
+  an int8 FullyConnected), about 1.7x the speed of per-token quantization on the avx512-bf16
+  class (docs/performance.md).
 - ``weights``: int8 weights only (``DequantizeLinear`` of a constant feeding the fp MatMul), the
   activations left in floating point. ONNX Runtime folds the dequantization away (fp32 math);
   OpenVINO keeps the int8 weights and on its CPU plugin quantizes each token's activations on
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
     from packed_bert.backends.onnx_fused import _Graph
 
 MS_DOMAIN = "com.microsoft"
-SCHEMES = ("rows", "static", "weights")
+SCHEMES = ("rows", "static", "qdq", "weights")
 # The four kinds of encoder linear layer (per layer): the Q|K|V projection, the attention
 # output projection, the FFN input (intermediate) and output projections.
 LINEARS = ("qkv", "attn_out", "ffn_in", "ffn_out")
@@ -49,6 +54,8 @@ class Int8Recipe:
 
     schemes: Mapping[str, str]  # layer kind (LINEARS) -> rows | static | fp32; missing: fp32
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # static: input (min, max) by layer name
+    # qdq: per input channel factors s by layer name (SmoothQuant): the input is divided by s, the weight's rows times s
+    smooth: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.schemes) - set(LINEARS))
@@ -64,15 +71,38 @@ class Int8Recipe:
     @property
     def calibrated(self) -> bool:
         """Whether some layer needs calibrated ranges."""
-        return "static" in self.schemes.values()
+        return bool({"static", "qdq"} & set(self.schemes.values()))
 
     def key(self) -> str:
         """What identifies the recipe in a cache key (ranges by digest)."""
         import hashlib
 
         kinds = ",".join(f"{k}={self.scheme(k)}" for k in LINEARS)
-        ranges = hashlib.sha256(repr(sorted(self.ranges.items())).encode()).hexdigest()[:12] if self.ranges else ""
-        return kinds + (f";{ranges}" if ranges else "")
+        digest = hashlib.sha256(repr(sorted(self.ranges.items())).encode())
+        for name in sorted(self.smooth):
+            digest.update(name.encode() + np.ascontiguousarray(self.smooth[name], np.float32).tobytes())
+        return kinds + (f";{digest.hexdigest()[:12]}" if self.ranges or self.smooth else "")
+
+    def smoothing(self, name: str) -> np.ndarray | None:
+        """The SmoothQuant factors of layer input ``name``, if it has them."""
+        return self.smooth.get(name)
+
+
+def smooth_factors(
+    channels: Mapping[str, tuple[np.ndarray, np.ndarray]], weights_t: Mapping[str, np.ndarray], alpha: float
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+    """SmoothQuant: per input channel ``s = max|x|^alpha / max|w|^(1 - alpha)`` of each layer input
+    (``channels``: its calibrated per-channel (min, max); ``weights_t``: its [K, N] weight), and the
+    per-tensor range of ``x / s`` that the fixed scale then covers."""
+    smooth, ranges = {}, {}
+    for name, (lo, hi) in channels.items():
+        act = np.maximum(np.abs(lo), np.abs(hi)).astype(np.float64)
+        wmax = np.abs(weights_t[name]).max(axis=1).astype(np.float64)
+        s = np.where((act > 0) & (wmax > 0), act**alpha / np.maximum(wmax, 1e-12) ** (1 - alpha), 1.0)
+        s = np.clip(s, 1e-5, None).astype(np.float32)
+        smooth[name] = s
+        ranges[name] = (float((lo / s).min()), float((hi / s).max()))
+    return smooth, ranges
 
 
 def quantize_weight(w_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +144,12 @@ def quantize_static(g: _Graph, x: str, lo: float, hi: float, name: str) -> Quant
     s = g.const(f"{name}/scale", np.array(scale, np.float32))
     z = g.const(f"{name}/zp", np.array(zp, np.uint8))
     return Quantized(g.op("QuantizeLinear", [x, s, z], f"{name}/quantize"), s, z)
+
+
+def fake_quantized(g: _Graph, ranges: Mapping[str, tuple[float, float]], x: str, name: str) -> str:
+    """``x`` rounded to the uint8 grid of its calibrated range and back (``qdq``): a float tensor."""
+    q = quantize_input(g, "static", ranges, x, 0, name)
+    return g.op("DequantizeLinear", [q.values, q.scale, q.zero_point], f"{name}/input_dequantize")
 
 
 def int8_matmul(g: _Graph, q: Quantized, w_t: np.ndarray, bias: np.ndarray | None, name: str, per_token: bool) -> str:

@@ -7,13 +7,19 @@ graph. Precisions:
 - ``fp32``: ``INFERENCE_PRECISION_HINT=f32``.
 - ``bf16``: the fp32 graph with ``INFERENCE_PRECISION_HINT=bf16``: the plugin runs matmuls and
   most element-wise work in bf16 (AMX / AVX512-BF16 where the CPU has them).
-- ``int8``: the graph with int8 weights (``quant="weights"``: ``DequantizeLinear`` of int8
-  constants per output column, ``onnx_int8``); ``dynamic_quant`` (a group size) has the plugin
-  quantize each token's activations to int8 on the fly, one scale per ``dynamic_quant`` values of
-  a token, so the FullyConnected layers can take int8 kernels (VNNI / AMX). The default for int8,
-  ``PER_TOKEN_GROUP`` (1024: BERT-Large's hidden size, one scale per token except the 4096-wide
-  FFN output with four), kept 99.86% of fp32 F1 on the trained checkpoint, bit-exact in any batch;
-  ``dynamic_quant=0`` leaves activations in bf16 (int8 weights only).
+- ``int8``, ``quant="smoothquant"`` (default): static int8. Every encoder linear layer's input
+  is divided per channel by its SmoothQuant factors (the weight's rows multiplied by them), then
+  rounded to a fixed uint8 grid calibrated on the 100 MLPerf calibration questions
+  (``QuantizeLinear``/``DequantizeLinear``, ``onnx_int8``), which the plugin turns into
+  FakeQuantize + int8 FullyConnected kernels (VNNI / AMX). It needs ``calibration``
+  (``squad.calibration.load_calibration``). 99.72% of fp32 F1 on the trained checkpoint,
+  bit-exact in any batch, about 1.4x the per-token recipe on the avx512-bf16 class.
+  ``quant="qdq"``: the same without smoothing (98.1%).
+- ``int8``, ``quant="weights"``: int8 weights only (``DequantizeLinear`` of int8 constants per
+  output column); ``dynamic_quant`` (a group size, default ``PER_TOKEN_GROUP`` = 1024) has the
+  plugin quantize each token's activations to int8 on the fly, one scale per ``dynamic_quant``
+  values of a token: 99.86% of fp32 F1, no calibration; ``dynamic_quant=0`` leaves activations
+  in bf16.
 
 Attention (``attention``): ``sequence`` (default) runs it per sequence on blocks of the
 sequence's own length rounded up to 64 (``onnx_fused.sequence_feeds``), and the plugin's
@@ -33,10 +39,17 @@ import numpy as np
 
 from packed_bert.backends.base import BatchLike
 from packed_bert.backends.onnx_fused import graph_feeds
-from packed_bert.backends.onnxruntime_backend import prepare_model
+from packed_bert.backends.onnxruntime_backend import SMOOTHQUANT_ALPHA, prepare_model
+from packed_bert.backends.quantize import Calibration
 from packed_bert.errors import UserError
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # the activations' precision per recipe
+OV_QUANT = ("smoothquant", "qdq", "weights")  # int8 graphs (onnxruntime_backend.FUSED_INT8)
+DEFAULT_INT8 = "smoothquant"  # static int8 (docs/performance.md, avx512-bf16 class)
+STATIC_DETAIL = {
+    "smoothquant": f", static int8 activations (SmoothQuant alpha {SMOOTHQUANT_ALPHA}, calibrated)",
+    "qdq": ", static int8 activations (calibrated)",
+}
 PER_TOKEN_GROUP = 1024  # int8's default dynamic_quant group (docs/performance.md, avx512-bf16 class)
 
 
@@ -55,8 +68,10 @@ class OvRunner:
         *,
         threads: int | None = None,
         dynamic_quant: int | None = None,
+        quant: str = DEFAULT_INT8,
         attention: str = "sequence",
         seed: int = 0,
+        calibration: Calibration | None = None,
     ) -> None:
         try:
             import openvino as ov
@@ -66,8 +81,10 @@ class OvRunner:
             raise UserError(f"openvino backend runs on cpu only, not {device!r}")
         if precision not in HINTS:
             raise UserError(f"openvino backend: precision must be one of {', '.join(HINTS)}, got {precision!r}")
+        if quant not in OV_QUANT:
+            raise UserError(f"openvino backend: quant must be one of {', '.join(OV_QUANT)}, got {quant!r}")
         if dynamic_quant is None:
-            dynamic_quant = PER_TOKEN_GROUP if precision == "int8" else 0
+            dynamic_quant = PER_TOKEN_GROUP if precision == "int8" and quant == "weights" else 0
         if dynamic_quant < 0:
             raise UserError(f"openvino backend: dynamic_quant is a group size >= 0, got {dynamic_quant}")
         self.precision = precision
@@ -77,7 +94,9 @@ class OvRunner:
             raise UserError(f"openvino backend: attention must be mask or sequence, got {attention!r}")
         self.per_sequence = attention == "sequence"
         graph = "sequence" if self.per_sequence else "fused"
-        self.path = prepare_model(model_spec, "int8" if int8 else "fp32", "weights" if int8 else "rows", seed, graph)
+        self.path = prepare_model(
+            model_spec, "int8" if int8 else "fp32", quant if int8 else "rows", seed, graph, calibration
+        )
         count = threads or len(os.sched_getaffinity(0))
         config = {
             "PERFORMANCE_HINT": "LATENCY",
@@ -89,10 +108,12 @@ class OvRunner:
         self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
         self._request = self.compiled.create_infer_request()
         weights = ", int8 weights per column" if int8 else ""
-        quant = f", activations quantized per token (groups of {dynamic_quant})" if dynamic_quant else ""
+        activations = STATIC_DETAIL.get(quant, "") if int8 else ""
+        if dynamic_quant:
+            activations += f", activations quantized per token (groups of {dynamic_quant})"
         attn = "per-sequence attention" if self.per_sequence else "attention over the masked row"
         self.detail = (
-            f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{quant}), "
+            f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{activations}), "
             f"fused graph, {attn}, on cpu, {count} threads"
         )
 

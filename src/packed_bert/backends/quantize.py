@@ -114,27 +114,37 @@ def quantize_static(
     return out_path
 
 
+ChannelRanges = dict[str, tuple[np.ndarray, np.ndarray]]  # layer input name -> per-channel (min [K], max [K])
+
+
 def calibrate_ranges(
     model: object, calibration: CalibrationFeatures, batch_size: int = 8
 ) -> dict[str, tuple[float, float]]:
     """(min, max) of every encoder linear layer's input over the real tokens of the 100
     calibration questions' features, run through the fp32 torch model (``onnx_int8`` names:
     the Q|K|V input is ``...attention.self``, the others the layer's own name)."""
+    channels = calibrate_channels(model, calibration, batch_size)
+    return {name: (float(lo.min()), float(hi.max())) for name, (lo, hi) in channels.items()}
+
+
+def calibrate_channels(model: object, calibration: CalibrationFeatures, batch_size: int = 8) -> ChannelRanges:
+    """Per input channel, (min, max) of every encoder linear layer's input over the real tokens
+    of the calibration features (names as ``calibrate_ranges``)."""
     import torch
 
     from packed_bert.packing import sorted_batches
 
     feats = calibration
     module = cast(torch.nn.Module, model).float().eval()
-    ranges: dict[str, tuple[float, float]] = {}
+    ranges: ChannelRanges = {}
     real: list[torch.Tensor] = []  # the current batch's real-token mask [R, L]
 
     def hook(name: str) -> Callable[..., None]:
         def record(_mod: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             values = args[0][real[0]]
-            lo, hi = float(values.min()), float(values.max())
+            lo, hi = values.amin(dim=0).numpy(), values.amax(dim=0).numpy()
             old = ranges.get(name, (lo, hi))
-            ranges[name] = (min(old[0], lo), max(old[1], hi))
+            ranges[name] = (np.minimum(old[0], lo), np.maximum(old[1], hi))
 
         return record
 
