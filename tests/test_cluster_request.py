@@ -3,6 +3,9 @@ embedded node, the worker node command, the request from a plan and the identity
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from helpers.fakes import synthetic_features
 
@@ -113,3 +116,25 @@ def test_a_device_that_differs_is_named_with_every_difference(tmp_path: object) 
     assert weights_id("/no/such/file.onnx") == ""
     broken = _identity(error="cannot start the runner: OSError: no such file")
     assert mismatch(broken, req, "random", broken.version) == "cannot start the runner: OSError: no such file"
+
+
+def test_an_int8_run_that_calibrates_sends_its_devices_the_calibration_set(shared_data: Path) -> None:
+    """A node need not have SQuAD: the driver reads the 100 calibration questions' features and
+    every device actor builds its int8 model from them."""
+    pytest.importorskip("openvino", reason="the openvino runtime is not installed")
+    from packed_bert.cluster.actor import DeviceActor
+
+    cfg = RunConfig(
+        sut="cpu",
+        dataset=shared_data / "squad" / "dev-v1.1.json",
+        vocab=shared_data / "vocab" / "bert-uncased-vocab.txt",
+    )
+    plan = dataclasses.replace(plan_run(cfg), backend="openvino", precision="int8", weights="tiny")
+    req = cluster_request(plan, SampleLibrary.from_features(synthetic_features(8)))
+    assert req.calibration is not None and 100 <= len(req.calibration["lengths"]) < 130
+    actor = DeviceActor(dataclasses.replace(req, backend_options={"threads": 1, "seed": 777}), 0)
+    assert "SmoothQuant" in actor._build().detail
+    fp32 = cluster_request(
+        dataclasses.replace(plan, precision="fp32"), SampleLibrary.from_features(synthetic_features(8))
+    )
+    assert fp32.calibration is None

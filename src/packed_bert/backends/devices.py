@@ -19,6 +19,8 @@ from packed_bert.errors import UserError
 from packed_bert.packing import pack_matrix
 from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
 
+CALIBRATING_BACKENDS = ("onnxruntime", "openvino")  # their int8 modes may calibrate on the 100 questions
+
 
 @dataclass(frozen=True)
 class DeviceRequest:
@@ -89,7 +91,7 @@ def local_runners(request: DeviceRequest) -> list[Runner]:
     names = device_names(request)
     if request.backend == "sim":
         opts["timing"] = sim_card_timing(request)
-    if request.backend in ("onnxruntime", "openvino") and request.calibration is not None:
+    if request.backend in CALIBRATING_BACKENDS and request.calibration is not None:
         opts.setdefault("calibration", request.calibration)
     return [
         create(request.backend, request.weights, request.precision, name, model=request.model, **opts) for name in names

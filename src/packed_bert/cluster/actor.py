@@ -70,6 +70,9 @@ class DeviceActor:
         opts = dict(req.backend_options)
         if req.backend == "sim" and req.sim_timing is not None:
             opts["timing"] = req.sim_timing
+        if req.calibration is not None:
+            features = dict(req.calibration)
+            opts["calibration"] = lambda: features
         return create(req.backend, req.weights, req.precision, req.device_name(self.index), model=req.model, **opts)
 
     def infer(self, wire: WireBatch) -> np.ndarray:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from packed_bert.backends.sim import SimTiming
 
 GPU = "GPU"
@@ -72,6 +74,9 @@ class ClusterRequest:
     placement_timeout_s: float = 10.0  # a run whose devices are held elsewhere fails after this
     startup_timeout_s: float = 600.0  # actors' start and model load (a CUDA graph capture is slow)
     batch_timeout_s: float | None = None  # None: wait for Ray to notice a dead actor or node
+    # the features of the 100 MLPerf calibration questions, read on the driver (a node need not
+    # have the dataset), for the int8 modes that calibrate scales when they build
+    calibration: Mapping[str, np.ndarray] | None = None
 
     def node_resources(self) -> dict[str, float]:
         """What the embedded cluster's node declares: ``devices_per_node`` devices."""

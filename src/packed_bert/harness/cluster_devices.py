@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from packed_bert.backends.devices import CALIBRATING_BACKENDS
 from packed_bert.cluster import ClusterHandle, ClusterRequest, connect, make_cluster_runners
 from packed_bert.cluster.identity import weights_id
 from packed_bert.cluster.request import resource_for
@@ -31,6 +32,11 @@ def cluster_request(
         from packed_bert.harness.devices import device_request
 
         timing = sim_card_timing(device_request(plan, library))
+    calibration = None
+    if plan.precision == "int8" and plan.backend in CALIBRATING_BACKENDS:
+        from packed_bert.squad.calibration import load_calibration
+
+        calibration = load_calibration(plan.cfg.dataset, plan.cfg.vocab)
     return ClusterRequest(
         backend=plan.backend,
         model=plan.cfg.model,
@@ -46,6 +52,7 @@ def cluster_request(
         inflight=PIPELINE_DEPTH,
         run_name=f"{system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}",
         placement_timeout_s=placement_timeout_s,
+        calibration=calibration,
     )
 
 
