@@ -5,8 +5,9 @@ the p90-length sample at the matrix peak measured beside it (issue 16, item 4: g
     .venv/bin/python benchmarks/singlestream.py --recipes torch:bf16,openvino:bf16 --samples 30
 
 Each recipe runs ``--samples`` real SQuAD dev features (seeded draw), one at a time, each at its
-own length (a batch of one, no padding: what the harness does in SingleStream), BERT-Large
-random weights. Every sample sits between two short probes of a 2048^3 matmul at the recipe's
+own length (a batch of one, no padding but a runner's own length steps: what the harness does in
+SingleStream, after the same untimed warm-up, ``harness.benchmark.warm_up``), BERT-Large random
+weights. Every sample sits between two short probes of a 2048^3 matmul at the recipe's
 precision, in the runtime that multiplies fastest at it here (``runtime_comparison.probe_for``).
 "At peak" is the real-token FLOPs of the p90-length sample of the draw over the mean probe rate
 of the run. Recipes are spelled as in ``recipe_accuracy.make_runner``.
@@ -15,6 +16,7 @@ of the run. Recipes are spelled as in ``recipe_accuracy.make_runner``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -32,7 +34,13 @@ from throughput import SETTLE_S  # noqa: E402
 
 from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe  # noqa: E402
+from packed_bert.harness.benchmark import warm_up  # noqa: E402
 from packed_bert.packing import sorted_batches  # noqa: E402
+
+
+def say_for(recipe: str, msg: str) -> None:
+    print(f"{recipe}: {msg}", flush=True)
+
 
 DEFAULT_RECIPES = "torch:bf16,onnxruntime:fp32"  # the cpu system's bert-99 / bert-99.9 defaults
 
@@ -73,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = make_runner(recipe, base, threads)
         probe = probes.get(precision) or probes.setdefault(precision, probe_for(precision, n, threads, yardsticks))
         runner.infer(singles[0])  # warm-up
+        warm_up([runner], 1, functools.partial(say_for, recipe))  # untimed, as the harness does
         latencies, rates = [], [probe.rate()]
         for b in singles:
             time.sleep(SETTLE_S)

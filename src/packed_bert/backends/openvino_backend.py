@@ -27,7 +27,11 @@ matmuls give a token row the same bits whatever the number of rows, so a sample'
 bit for bit the same alone, sorted, padded or packed (tests check it). ``mask`` is the Attention
 operator over the whole masked row: faster here (no gathers), but its result depends in the last
 bits on the row length and the sample's place in the row (same best spans in the checks so far).
-One infer request per runner: the harness calls ``infer`` from one thread at a time.
+Lengths (``length_step``, default ``LENGTH_STEP`` = 16): a batch's rows are padded with empty
+tokens to a multiple of 16, so the plugin sees at most 24 lengths; ``warm(rows)`` runs each once
+with blank rows (``length_buckets``), which the harness does before a SingleStream run: a first
+call at a new shape costs 25-50% more. One infer request per runner: the harness calls
+``infer`` from one thread at a time.
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from packed_bert.backends.base import BatchLike
+from packed_bert.backends.base import BatchLike, batch_shape
+from packed_bert.backends.length_buckets import (
+    LENGTH_STEP,
+    blank_rows,
+    bucket_length,
+    bucket_lengths,
+    check_step,
+    lengthened,
+)
 from packed_bert.backends.onnx_fused import graph_feeds
 from packed_bert.backends.onnxruntime_backend import SMOOTHQUANT_ALPHA, prepare_model
 from packed_bert.backends.quantize import Calibration
@@ -70,6 +82,7 @@ class OvRunner:
         dynamic_quant: int | None = None,
         quant: str = DEFAULT_INT8,
         attention: str = "sequence",
+        length_step: int = LENGTH_STEP,
         seed: int = 0,
         calibration: Calibration | None = None,
     ) -> None:
@@ -89,6 +102,7 @@ class OvRunner:
             raise UserError(f"openvino backend: dynamic_quant is a group size >= 0, got {dynamic_quant}")
         self.precision = precision
         self.device = device
+        self.length_step = check_step(length_step)
         int8 = precision == "int8"
         if attention not in ("mask", "sequence"):
             raise UserError(f"openvino backend: attention must be mask or sequence, got {attention!r}")
@@ -114,9 +128,18 @@ class OvRunner:
         attn = "per-sequence attention" if self.per_sequence else "attention over the masked row"
         self.detail = (
             f"openvino {ov.__version__} {precision} (inference precision {HINTS[precision]}{weights}{activations}), "
-            f"fused graph, {attn}, on cpu, {count} threads"
+            f"fused graph, {attn}, lengths in steps of {self.length_step}, on cpu, {count} threads"
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
-        result = self._request.infer(graph_feeds(batch, self.per_sequence))
-        return np.asarray(result[0], dtype=np.float32)
+        _, length = batch_shape(batch)
+        padded = lengthened(batch, bucket_length(length, self.length_step))
+        result = self._request.infer(graph_feeds(padded, self.per_sequence))
+        return np.asarray(result[0], dtype=np.float32)[:, :length]
+
+    def warm(self, rows: int) -> int:
+        """Run every length a batch of ``rows`` rows can take once, on blank rows; how many."""
+        lengths = bucket_lengths(self.length_step)
+        for length in lengths:
+            self._request.infer(graph_feeds(blank_rows(rows, length), self.per_sequence))
+        return len(lengths)

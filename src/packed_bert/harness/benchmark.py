@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ def _run_in(
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
+    if plan.scenario == Scenario.SINGLE_STREAM:  # one sample at a time: every call could be a new length
+        warm_up(runners, plan.batch_size, say)
     progress = Progress(
         expected_samples(plan, library.total, loaded.effective), f"{plan.scenario} {cfg.mode}", enabled=not quiet
     )
@@ -169,6 +172,17 @@ def _run_in(
             f"device {sut.pool.error_device} ({plan.backend}) failed: {type(exc).__name__}: {exc}".replace("\n", " ")
         ) from exc
     return _finish(rd, plan, features, sut, say)
+
+
+def warm_up(runners: Sequence[Runner], rows: int, say: Say) -> None:
+    """Untimed, before LoadGen starts: a runner that prepares its kernels per input shape
+    (``warm``, e.g. OpenVINO's) runs each length a batch of ``rows`` rows can have, on blank rows."""
+    for runner in runners:
+        warm = getattr(runner, "warm", None)
+        if callable(warm):
+            start = time.perf_counter()
+            count = warm(rows)
+            say(f"warm-up: {count} lengths of {rows}-row batches on blank rows, {time.perf_counter() - start:.1f} s")
 
 
 def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Say) -> RunResult:
