@@ -337,3 +337,24 @@ def test_a_closed_result_needs_the_official_dataset(tmp_path: Path, capsys: pyte
     assert "used a dataset that is not the official one (/tmp/one-article.json)" in err
     assert not (tmp_path / "sub").exists()
     assert submit(res, tmp_path / "open", "--allow-test-runs", "--division", "open") == 0
+
+
+def test_the_implementation_json_names_smoothquant_when_the_run_used_it(tmp_path: Path) -> None:
+    from packed_bert.submission.builder import implementation_json
+
+    def run_dir(name: str, precision: str, detail: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "settings.json").write_text(json.dumps({"harness": {"precision": precision, "weights": "random"}}))
+        (d / "system.json").write_text(json.dumps({"runners": str([{"name": "openvino", "detail": detail}])}))
+        return d
+
+    smooth = implementation_json(
+        run_dir("a", "int8", "int8 (static int8 activations (SmoothQuant alpha 0.8, calibrated))")
+    )
+    assert smooth["weight_transformations"].startswith("quantized to int8; per input channel SmoothQuant")
+    assert "calibration set" in smooth["weight_transformations"]
+    per_token = implementation_json(run_dir("b", "int8", "int8 (activations quantized per token (groups of 1024))"))
+    assert per_token["weight_transformations"] == "quantized to int8"
+    assert implementation_json(run_dir("c", "fp32", "fp32"))["weight_transformations"] == "none"
+    assert implementation_json(None)["weight_data_types"] == "fp32"

@@ -94,13 +94,34 @@ def implementation_json(perf: Path | None) -> dict[str, str]:
             harness = settings.get("harness")
             plan = harness if isinstance(harness, dict) else settings
     precision = str(plan.get("precision") or "fp32")
+    transformations = "none" if precision == "fp32" else f"quantized to {precision}"
+    if precision == "int8" and "SmoothQuant" in runner_details(perf):
+        transformations += SMOOTHQUANT_NOTE
     return {
         "input_data_types": "int32",
         "retraining": "No",
         "starting_weights_filename": str(plan.get("weights") or "model.pytorch"),
         "weight_data_types": precision,
-        "weight_transformations": "none" if precision == "fp32" else f"quantized to {precision}",
+        "weight_transformations": transformations,
     }
+
+
+SMOOTHQUANT_NOTE = (
+    "; per input channel SmoothQuant factors (alpha 0.8) multiply the weights' rows and divide the"
+    " activations, an exact equivalence before rounding; factors and activation scales calibrated"
+    " on the MLPerf calibration set only"
+)
+
+
+def runner_details(perf: Path | None) -> str:
+    """The runners' descriptions the run's ``system.json`` records ("" when it has none)."""
+    if not perf or not (perf / "system.json").is_file():
+        return ""
+    try:
+        system = json.loads((perf / "system.json").read_text())
+    except json.JSONDecodeError:
+        return ""
+    return str(system.get("runners", "")) if isinstance(system, dict) else ""
 
 
 def missing_parts(e: Entry, rnd: Round) -> list[str]:
