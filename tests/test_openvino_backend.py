@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers.tiny_model import calibration_of, eager_logits, perturbed_tiny_model, random_features
 
 from packed_bert.backends import create
@@ -100,12 +99,20 @@ def test_openvino_options_are_checked(tiny: PackedBertForQA) -> None:
         create("openvino", tiny, "bf16", dynamic_quant=-1)
     with pytest.raises(UserError, match="quant must be one of"):
         create("openvino", tiny, "int8", quant="dynamic")
-    fresh = perturbed_tiny_model()  # weights no test has quantized yet (the int8 graph is cached by weights)
-    with torch.no_grad():
-        fresh.qa_outputs.bias += 1.0
     with pytest.raises(UserError, match="calibrat"):  # static int8 without the calibration set
-        create("openvino", fresh, "int8", threads=1)
+        create("openvino", tiny, "int8", threads=1)
     with pytest.raises(UserError, match="attention must be"):
         create("openvino", tiny, "bf16", attention="rows")
     with pytest.raises(UserError, match="does not run on device"):
         create("openvino", tiny, "bf16", device="cuda:0")
+
+
+def test_a_calibrated_graph_is_cached_per_calibration_set(tiny: PackedBertForQA, features: tuple) -> None:
+    """The same weights calibrated on other features make another model, not the first one's cache."""
+    other = random_features(seed=11, n=9, max_len=170)
+    first = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features))
+    again = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features))
+    second = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(other))
+    assert first.path == again.path != second.path  # type: ignore[attr-defined]
+    batch = pack_batch(*features)
+    assert not np.array_equal(first.infer(batch), second.infer(batch))

@@ -30,7 +30,7 @@ from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused, graph_feeds
-from packed_bert.backends.quantize import Calibration, CalibrationFeatures
+from packed_bert.backends.quantize import Calibration, CalibrationFeatures, features_digest
 from packed_bert.errors import UserError
 
 # Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
@@ -103,7 +103,9 @@ def prepare_model(
         if graph == "traced":
             raise UserError(f"onnxruntime: quant={quant} is written into the fused graph; use graph=fused")
         return _fused_int8(model_spec, seed, weights, config, quant, graph, calibration)
-    out = cache_path(weights, config, "int8", f"{quant}-{graph}")
+    features = _calibration_features(calibration, quant) if quant == "static" else None
+    calibrated_on = f"-cal{features_digest(features)}" if features is not None else ""
+    out = cache_path(weights, config, "int8", f"{quant}-{graph}{calibrated_on}")
     if not out.exists():
         from packed_bert.backends import quantize
 
@@ -112,14 +114,15 @@ def prepare_model(
         elif quant == "mixed":
             quantize.quantize_dynamic(fp32, out, quantize.fp32_matmuls(fp32))
         else:
-            quantize.quantize_static(fp32, out, _calibration_features(calibration, quant))
+            assert features is not None  # quant == "static"
+            quantize.quantize_static(fp32, out, features)
     return out
 
 
 def _calibration_features(calibration: Calibration | None, quant: str) -> CalibrationFeatures:
     if calibration is None:
         raise UserError(
-            f"onnxruntime: quant={quant} calibrates its int8 scales on the 100 MLPerf calibration "
+            f"int8 quant={quant} calibrates its scales on the 100 MLPerf calibration "
             "questions; give the runner calibration= (squad.calibration.load_calibration), as a run does"
         )
     return calibration()
@@ -132,7 +135,9 @@ def _fused_int8(
     from packed_bert.backends.onnx_int8 import Int8Recipe
 
     recipe = Int8Recipe(FUSED_INT8[quant])
-    out = cache_path(weights, config, "int8", f"{quant}-{graph}-{recipe.key()}")
+    features = _calibration_features(calibration, quant) if recipe.calibrated else None
+    calibrated_on = f"-cal{features_digest(features)}" if features is not None else ""
+    out = cache_path(weights, config, "int8", f"{quant}-{graph}-{recipe.key()}{calibrated_on}")
     if out.exists():
         return out
     model = load(model_spec, seed)
@@ -141,14 +146,16 @@ def _fused_int8(
         from packed_bert.backends.onnx_int8 import smooth_factors
         from packed_bert.backends.quantize import calibrate_channels
 
-        channels = calibrate_channels(model, _calibration_features(calibration, quant))
+        assert features is not None  # smoothquant calibrates
+        channels = calibrate_channels(model, features)
         w = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
         smooth, ranges = smooth_factors(channels, {n: site_weight(w, n) for n in channels}, SMOOTHQUANT_ALPHA)
         recipe = Int8Recipe(recipe.schemes, ranges, smooth)
     elif recipe.calibrated:
         from packed_bert.backends.quantize import calibrate_ranges
 
-        recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model, _calibration_features(calibration, quant)))
+        assert features is not None
+        recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model, features))
     return export_fused(model, out, recipe, "sequence" if graph == "sequence" else "mask")
 
 

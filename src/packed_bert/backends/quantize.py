@@ -68,6 +68,18 @@ CalibrationFeatures = Mapping[str, np.ndarray]  # input_ids / segment_ids / leng
 Calibration = Callable[[], CalibrationFeatures]  # called only by a mode that calibrates, when it builds
 
 
+def features_digest(features: CalibrationFeatures) -> str:
+    """A short content id of calibration features (part of a calibrated model's cache key)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(features):
+        a = np.ascontiguousarray(features[name])
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
 class _CalibrationReader:
     """Packed rows of the calibration features, a few rows per batch."""
 
