@@ -37,6 +37,7 @@ from throughput import offline_batches, run_lengths, timed  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
+from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe, fastest_matmul  # noqa: E402
 from packed_bert.packing import PackedBatch  # noqa: E402
 from packed_bert.squad.calibration import load_calibration  # noqa: E402
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in wanted:
         start = time.perf_counter()
         try:
-            extra: dict[str, Any] = {"calibration": calibration} if v.backend in ("onnxruntime", "openvino") else {}
+            extra: dict[str, Any] = {"calibration": calibration} if v.backend in CALIBRATING_BACKENDS else {}
             runner = create(v.backend, base, v.precision, threads=threads, **extra, **v.options)
         except Exception as exc:  # a runtime that cannot build this variant here: say so, go on
             print(f"{v.label}: not run ({type(exc).__name__}: {str(exc)[:200]})", flush=True)

@@ -9,9 +9,9 @@ import pytest
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features
 
 from packed_bert.backends.devices import DeviceRequest, local_runners
-from packed_bert.backends.onnx_fused import _Graph, build, site_weight
+from packed_bert.backends.onnx_fused import _Graph, build
 from packed_bert.backends.onnx_int8 import LINEARS, Int8Recipe, quantize_weight, smooth_factors
-from packed_bert.backends.quantize import calibrate_channels, calibrate_ranges
+from packed_bert.backends.quantize import calibrate_channels, calibrate_ranges, calibrate_smoothquant
 from packed_bert.errors import UserError
 
 
@@ -75,8 +75,8 @@ def test_the_smoothquant_graph_scales_each_layer_input_and_its_weight(attention:
     assert calibrate_ranges(tiny, calibration_of(feats)()) == {
         n: (float(lo.min()), float(hi.max())) for n, (lo, hi) in channels.items()
     }
-    w = {k: v.detach().float().numpy() for k, v in tiny.state_dict().items()}
-    smooth, ranges = smooth_factors(channels, {n: site_weight(w, n) for n in channels}, 0.8)
+    smooth, ranges = calibrate_smoothquant(tiny, calibration_of(feats)())
+    assert sorted(smooth) == sorted(ranges) == sorted(channels)
     graph = build(tiny, Int8Recipe(dict.fromkeys(LINEARS, "qdq"), ranges, smooth), attention).graph
     names = [t.name for t in graph.initializer]
     assert len(names) == len(set(names))

@@ -47,10 +47,9 @@ FUSED_INT8: dict[str, dict[str, str]] = {
     "weights": {"qkv": "weights", "attn_out": "weights", "ffn_in": "weights", "ffn_out": "weights"},
     # calibrated fixed scales as QuantizeLinear/DequantizeLinear pairs: OpenVINO's static int8
     "qdq": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "qdq"},
-    # the same after SmoothQuant (SMOOTHQUANT_ALPHA): each input channel's range shared with the weight's row
+    # the same after SmoothQuant (quantize.SMOOTHQUANT_ALPHA): each input channel's range shared with the weight's row
     "smoothquant": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "qdq"},
 }
-SMOOTHQUANT_ALPHA = 0.8  # the migration strength (docs/performance.md: the calibration-set error is least here)
 QUANT_MODES = ("dynamic", "mixed", "static", *FUSED_INT8)
 DEFAULT_QUANT = "rows"  # batch-invariant, 99.8% of fp32 F1 (docs/performance.md)
 GRAPHS = ("fused", "traced", "sequence")  # sequence: the fused graph with per-sequence attention
@@ -142,14 +141,10 @@ def _fused_int8(
         return out
     model = load(model_spec, seed)
     if quant == "smoothquant":
-        from packed_bert.backends.onnx_fused import site_weight
-        from packed_bert.backends.onnx_int8 import smooth_factors
-        from packed_bert.backends.quantize import calibrate_channels
+        from packed_bert.backends.quantize import calibrate_smoothquant
 
         assert features is not None  # smoothquant calibrates
-        channels = calibrate_channels(model, features)
-        w = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
-        smooth, ranges = smooth_factors(channels, {n: site_weight(w, n) for n in channels}, SMOOTHQUANT_ALPHA)
+        smooth, ranges = calibrate_smoothquant(model, features)
         recipe = Int8Recipe(recipe.schemes, ranges, smooth)
     elif recipe.calibrated:
         from packed_bert.backends.quantize import calibrate_ranges

@@ -51,8 +51,8 @@ from packed_bert.backends.length_buckets import (
     lengthened,
 )
 from packed_bert.backends.onnx_fused import graph_feeds
-from packed_bert.backends.onnxruntime_backend import SMOOTHQUANT_ALPHA, prepare_model
-from packed_bert.backends.quantize import Calibration
+from packed_bert.backends.onnxruntime_backend import prepare_model
+from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration
 from packed_bert.errors import UserError
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # the activations' precision per recipe

@@ -127,6 +127,22 @@ def quantize_static(
 
 
 ChannelRanges = dict[str, tuple[np.ndarray, np.ndarray]]  # layer input name -> per-channel (min [K], max [K])
+SMOOTHQUANT_ALPHA = 0.8  # the migration strength (docs/performance.md: the calibration-set error is least here)
+
+
+def calibrate_smoothquant(
+    model: object, calibration: CalibrationFeatures, alpha: float = SMOOTHQUANT_ALPHA
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+    """SmoothQuant factors of every encoder linear layer's input and the range of the input
+    divided by them (``onnx_int8.smooth_factors``), from the calibration features."""
+    import torch
+
+    from packed_bert.backends.onnx_fused import site_weight
+    from packed_bert.backends.onnx_int8 import smooth_factors
+
+    channels = calibrate_channels(model, calibration)
+    w = {k: v.detach().float().cpu().numpy() for k, v in cast(torch.nn.Module, model).state_dict().items()}
+    return smooth_factors(channels, {n: site_weight(w, n) for n in channels}, alpha)
 
 
 def calibrate_ranges(
