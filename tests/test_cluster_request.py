@@ -59,7 +59,7 @@ def test_the_worker_node_command_declares_the_devices() -> None:
         ray_start_command("h:6379", CPU_GROUP, None)
 
 
-def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing() -> None:
+def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing(shared_data: Path) -> None:
     feats = synthetic_features(200)
     plan = plan_run(RunConfig(sut="r282_z93_q8", model="bert-99.9"))
     req = cluster_request(plan, SampleLibrary.from_features(feats), devices=16)
@@ -67,7 +67,12 @@ def test_a_plan_asks_every_device_for_its_backend_precision_weights_and_timing()
     assert (req.resource, req.devices, req.devices_per_node, req.inflight) == (SIM_CARD, 16, 8, 2)
     assert req.weights == req.weights_id == "random" and req.sim_timing is not None
     assert req.sim_timing.static_shape and req.sim_timing.row_time_s > 0
-    cpu = cluster_request(plan_run(RunConfig(sut="cpu")), SampleLibrary.from_features(feats))
+    # the dev set of ../shared: an int8 recipe that calibrates reads the calibration questions from it
+    squad = {
+        "dataset": shared_data / "squad" / "dev-v1.1.json",
+        "vocab": shared_data / "vocab" / "bert-uncased-vocab.txt",
+    }
+    cpu = cluster_request(plan_run(RunConfig(sut="cpu", **squad)), SampleLibrary.from_features(feats))
     here = for_this_cpu(load_system("cpu"))  # the recipe of this machine's CPU class (torch bf16 by default)
     assert (cpu.backend, cpu.resource, cpu.precision, cpu.sim_timing) == (
         here.backend_for("bert-99"),
