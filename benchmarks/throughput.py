@@ -112,6 +112,7 @@ class Timing:
     seconds: float  # best pass over the batches
     flops: float = 0.0  # real-token FLOPs of all passes
     peak_seconds: float = 0.0  # sum over batches of seconds x the probed peak around the batch, FLOP
+    best_rate: float = 0.0  # the highest probe reading, FLOP/s
 
     @property
     def local_fraction(self) -> float | None:
@@ -138,7 +139,9 @@ def timed(
 
     def settled_rate(matmul: MatmulProbe) -> float:
         time.sleep(SETTLE_S)
-        return matmul.rate()
+        rate = matmul.rate()
+        out.best_rate = max(out.best_rate, rate)
+        return rate
 
     for _ in range(repeats):
         before = settled_rate(probe) if probe else 0.0
