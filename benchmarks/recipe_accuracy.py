@@ -66,6 +66,7 @@ CPU_RECIPES = (
     "openvino:int8@weights",
     "openvino:int8@qdq",
     "openvino:int8",
+    "torch:int8",
     "onnxruntime:fp32@seq",
     "onnxruntime:int8@rows@seq",
 )
@@ -94,6 +95,7 @@ NOTES = {
     "openvino:int8@weights": "OpenVINO int8 weights, activations quantized per token (groups of 1024), per-sequence",
     "openvino:int8@qdq": "OpenVINO static int8: fixed activation scales (min/max of the 100 calibration questions)",
     "openvino:int8": "OpenVINO static int8 after SmoothQuant (alpha 0.8), calibrated, per-sequence (its default)",
+    "torch:int8": "PyTorch static int8 (oneDNN u8 x s8) with the same SmoothQuant factors and grids, bf16 attention",
 }
 
 
@@ -129,8 +131,10 @@ def make_runner(recipe: str, weights: Any, threads: int) -> Any:
     if backend == "onnxruntime" and rest:
         opts["quant"] = rest[0]
         opts["calibration"] = load_calibration  # used only by the modes that calibrate
-    elif backend == "torch" and rest:
-        opts["variant"] = rest[0]
+    elif backend == "torch":
+        opts["calibration"] = load_calibration  # used only by int8 on the CPU
+        if rest:
+            opts["variant"] = rest[0]
     elif backend == "openvino":
         opts["calibration"] = load_calibration  # used only by the int8 modes that calibrate
         for tag in rest:  # dqN: the dynamic quantization group; any other tag: the int8 graph (quant)

@@ -111,7 +111,7 @@ def test_sim_with_real_weights_answers_the_cpu_models_logits(monkeypatch: pytest
     [
         (("tpu",), "unknown backend"),
         (("onnxruntime", "random", "fp16"), "no precision"),
-        (("torch", "random", "int8", "cpu"), "no precision"),
+        (("torch", "random", "fp8", "cpu"), "no precision"),
     ],
 )
 def test_registry_rejects_unknown_names_in_one_line(args: tuple[str, ...], message: str) -> None:

@@ -144,3 +144,24 @@ def test_smoothquant_brings_static_int8_closer_to_fp32(
         errors[quant] = float(np.mean([np.abs(a - b).mean() for a, b in zip(got, fp32, strict=True)]))
     assert errors["smoothquant"] < 0.75 * errors["qdq"], errors
     assert errors["smoothquant"] < 0.1, errors
+
+
+def test_torch_static_int8_runs_the_openvino_recipe(
+    checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray
+) -> None:
+    """PyTorch's static int8 (oneDNN, ``torch_int8``) takes the same SmoothQuant factors and grids
+    as OpenVINO's default int8 and errs about as little against fp32 on unseen questions."""
+    pytest.importorskip("openvino", reason="the openvino runtime is not installed")
+    from packed_bert.backends.torch_int8 import has_int8_kernels
+
+    if not has_int8_kernels():
+        pytest.skip("this torch build has no oneDNN quantized linear")
+    index = unseen[np.random.default_rng(2).choice(unseen.size, 24, replace=False)]
+    calibration = {"calibration": lambda: calibration_features(squad_features)}
+    fp32 = _run(create("torch", checkpoint, "fp32", "cpu"), squad_features, index, "sorted", 8)
+    errors = {}
+    for backend in ("torch", "openvino"):
+        got = _run(create(backend, checkpoint, "int8", "cpu", **calibration), squad_features, index, "sorted", 8)
+        errors[backend] = float(np.mean([np.abs(a - b).mean() for a, b in zip(got, fp32, strict=True)]))
+    assert errors["torch"] < 0.1, errors
+    assert 0.5 * errors["openvino"] < errors["torch"] < 2 * errors["openvino"], errors

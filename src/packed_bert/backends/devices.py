@@ -19,7 +19,7 @@ from packed_bert.errors import UserError
 from packed_bert.packing import pack_matrix
 from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
 
-CALIBRATING_BACKENDS = ("onnxruntime", "openvino")  # their int8 modes may calibrate on the 100 questions
+CALIBRATING_BACKENDS = ("onnxruntime", "openvino", "torch")  # their int8 modes may calibrate on the 100 questions
 
 
 @dataclass(frozen=True)

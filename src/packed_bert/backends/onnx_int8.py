@@ -136,11 +136,16 @@ def quantize_rows(g: _Graph, x: str, width: int, name: str) -> Quantized:
     return Quantized(q, scale, g.const(f"{name}/zp_scalar", np.array(ZERO_POINT, np.uint8)))
 
 
-def quantize_static(g: _Graph, x: str, lo: float, hi: float, name: str) -> Quantized:
-    """``x`` to uint8 with the fixed asymmetric scale of the calibrated range [lo, hi]."""
+def static_grid(lo: float, hi: float) -> tuple[float, int]:
+    """The uint8 grid (scale, zero point) that covers the calibrated range [lo, hi] and 0."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     scale = (hi - lo) / 255.0 if hi > lo else 1.0
-    zp = int(np.clip(np.rint(-lo / scale), 0, 255))
+    return scale, int(np.clip(np.rint(-lo / scale), 0, 255))
+
+
+def quantize_static(g: _Graph, x: str, lo: float, hi: float, name: str) -> Quantized:
+    """``x`` to uint8 with the fixed asymmetric scale of the calibrated range [lo, hi]."""
+    scale, zp = static_grid(lo, hi)
     s = g.const(f"{name}/scale", np.array(scale, np.float32))
     z = g.const(f"{name}/zp", np.array(zp, np.uint8))
     return Quantized(g.op("QuantizeLinear", [x, s, z], f"{name}/quantize"), s, z)

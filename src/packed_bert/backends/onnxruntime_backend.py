@@ -30,7 +30,7 @@ from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused, graph_feeds
-from packed_bert.backends.quantize import Calibration, CalibrationFeatures, features_digest
+from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
 from packed_bert.errors import UserError
 
 # Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
@@ -102,7 +102,7 @@ def prepare_model(
         if graph == "traced":
             raise UserError(f"onnxruntime: quant={quant} is written into the fused graph; use graph=fused")
         return _fused_int8(model_spec, seed, weights, config, quant, graph, calibration)
-    features = _calibration_features(calibration, quant) if quant == "static" else None
+    features = calibration_features(calibration, f"quant={quant}") if quant == "static" else None
     calibrated_on = f"-cal{features_digest(features)}" if features is not None else ""
     out = cache_path(weights, config, "int8", f"{quant}-{graph}{calibrated_on}")
     if not out.exists():
@@ -118,15 +118,6 @@ def prepare_model(
     return out
 
 
-def _calibration_features(calibration: Calibration | None, quant: str) -> CalibrationFeatures:
-    if calibration is None:
-        raise UserError(
-            f"int8 quant={quant} calibrates its scales on the 100 MLPerf calibration "
-            "questions; give the runner calibration= (squad.calibration.load_calibration), as a run does"
-        )
-    return calibration()
-
-
 def _fused_int8(
     model_spec: Any, seed: int, weights: str, config: object, quant: str, graph: str, calibration: Calibration | None
 ) -> Path:
@@ -134,7 +125,7 @@ def _fused_int8(
     from packed_bert.backends.onnx_int8 import Int8Recipe
 
     recipe = Int8Recipe(FUSED_INT8[quant])
-    features = _calibration_features(calibration, quant) if recipe.calibrated else None
+    features = calibration_features(calibration, f"quant={quant}") if recipe.calibrated else None
     calibrated_on = f"-cal{features_digest(features)}" if features is not None else ""
     out = cache_path(weights, config, "int8", f"{quant}-{graph}-{recipe.key()}{calibrated_on}")
     if out.exists():

@@ -12,11 +12,12 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from packed_bert.cache import atomic_path
+from packed_bert.errors import UserError
 
 FFN_OUTPUT = re.compile(
     r"output[./]dense/MatMul$"
@@ -128,6 +129,42 @@ def quantize_static(
 
 ChannelRanges = dict[str, tuple[np.ndarray, np.ndarray]]  # layer input name -> per-channel (min [K], max [K])
 SMOOTHQUANT_ALPHA = 0.8  # the migration strength (docs/performance.md: the calibration-set error is least here)
+
+
+def calibration_features(calibration: Calibration | None, recipe: str) -> CalibrationFeatures:
+    """The calibration features, or a one-line error naming ``recipe`` when a caller gave none."""
+    if calibration is None:
+        raise UserError(
+            f"int8 {recipe} calibrates its scales on the 100 MLPerf calibration "
+            "questions; give the runner calibration= (squad.calibration.load_calibration), as a run does"
+        )
+    return calibration()
+
+
+def calibrated_smoothquant(
+    model: object, model_spec: object, seed: int, calibration: Calibration | None
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+    """``calibrate_smoothquant`` of ``model`` (loaded from ``model_spec``), kept in the cache per
+    weights, calibration set and alpha (a BERT-Large calibration takes a minute)."""
+    from packed_bert.backends._model import fingerprint
+    from packed_bert.cache import cache_dir
+
+    features = calibration_features(calibration, "SmoothQuant")
+    weights = fingerprint(model_spec if isinstance(model_spec, str) else cast(Any, model), seed)
+    path = cache_dir() / "smoothquant" / f"{weights}-cal{features_digest(features)}-a{SMOOTHQUANT_ALPHA}.npz"
+    if path.exists():
+        with np.load(path) as saved:
+            names = [str(n) for n in saved["names"]]
+            smooth = {n: saved[f"smooth/{n}"] for n in names}
+            ranges = {n: (float(lo), float(hi)) for n, (lo, hi) in zip(names, saved["ranges"], strict=True)}
+        return smooth, ranges
+    smooth, ranges = calibrate_smoothquant(model, features)
+    names = sorted(smooth)
+    arrays: dict[str, Any] = {f"smooth/{n}": smooth[n] for n in names}
+    arrays.update(names=np.array(names), ranges=np.array([ranges[n] for n in names], np.float64))
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)
+    return smooth, ranges
 
 
 def calibrate_smoothquant(

@@ -1,4 +1,4 @@
-"""PyTorch runner: CPU fp32/bf16; CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
+"""PyTorch runner: CPU fp32/bf16 and static int8 (bert-99, ``torch_int8``); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
 On the CPU every Linear layer runs on fixed 512-row tiles and attention per sequence
@@ -19,6 +19,7 @@ import torch
 
 from packed_bert.backends._model import load
 from packed_bert.backends.base import BatchLike, batch_shape
+from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
 from packed_bert.errors import UserError
 from packed_bert.terms import SEQ_LEN
 
@@ -45,6 +46,7 @@ class TorchRunner:
         variant: str | None = None,
         batch_invariant: bool | None = None,
         compile: bool = False,  # noqa: A002 - the option's name on the command line
+        calibration: Calibration | None = None,
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -57,10 +59,13 @@ class TorchRunner:
         if threads:
             torch.set_num_threads(threads)
         model = load(model_spec, seed).eval()
+        cpu_int8 = precision == "int8" and not cuda
         self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
+        if cpu_int8 and variant is not None:
+            raise UserError("torch backend: int8 on the CPU takes no variant")
         if self.batch_invariant and (cuda or variant is not None):
             raise UserError("torch backend: batch_invariant runs on the CPU, without a variant")
-        if self.batch_invariant and isinstance(model_spec, torch.nn.Module):
+        if self.batch_invariant and isinstance(model_spec, torch.nn.Module) and not cpu_int8:
             model = copy.deepcopy(model)  # the CPU path restructures its layers (torch_invariant)
         self.quant_detail = ""
         if variant == "mixed":
@@ -70,6 +75,15 @@ class TorchRunner:
             self.quant_detail = f", {bf16_matmuls(model)} Linear layers and attention in bf16, the rest fp32"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
+        elif cpu_int8:  # static int8 with SmoothQuant, batch-invariant by construction (torch_int8)
+            from packed_bert.backends.torch_int8 import quantize_model
+
+            smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
+            model = quantize_model(model, smooth, ranges)
+            self.quant_detail = (
+                f", static int8 encoder linears (oneDNN u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, calibrated), "
+                "bf16 per-sequence attention"
+            )
         elif precision in ("fp8", "int8") and cuda:
             from packed_bert.backends.cuda_quant import fp8_supported, quantize_linears
 
@@ -80,7 +94,7 @@ class TorchRunner:
             self.quant_detail = f", {count} Linear layers in {precision}"
         else:
             raise UserError(f"torch backend: precision {precision!r} is not available on {device}")
-        if self.batch_invariant:  # logits independent of batch-mates (torch_invariant)
+        if self.batch_invariant and not cpu_int8:  # logits independent of batch-mates (torch_invariant)
             from packed_bert.backends.torch_invariant import make_batch_invariant
 
             make_batch_invariant(model)
@@ -94,7 +108,7 @@ class TorchRunner:
             f"torch {torch.__version__} {precision} on {device}"
             f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
-            f"{', tiled matmuls and per-sequence attention (batch-invariant)' if self.batch_invariant else ''}"
+            f"{', tiled matmuls and per-sequence attention (batch-invariant)' if self.batch_invariant and not cpu_int8 else ''}"
             f"{', torch.compile (dynamic shapes)' if compile else ''}"
         )
 

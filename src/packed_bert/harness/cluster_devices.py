@@ -33,7 +33,7 @@ def cluster_request(
 
         timing = sim_card_timing(device_request(plan, library))
     calibration = None
-    if plan.precision == "int8" and plan.backend in CALIBRATING_BACKENDS:
+    if plan.precision == "int8" and plan.backend in CALIBRATING_BACKENDS and not gpu:  # torch calibrates on the CPU
         from packed_bert.squad.calibration import load_calibration
 
         calibration = load_calibration(plan.cfg.dataset, plan.cfg.vocab)

@@ -23,9 +23,17 @@ def masked_core(mask: torch.Tensor) -> AttentionCore:
     return core
 
 
-def sequence_core(seq_lens: torch.Tensor) -> AttentionCore:
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v on [..., heads, n, D] as two plain matmuls: on the CPU in bf16
+    about twice as fast as the fused SDPA kernel for one sequence of a few hundred tokens."""
+    scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-1, -2))
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def sequence_core(seq_lens: torch.Tensor, attend: Callable[..., torch.Tensor] | None = None) -> AttentionCore:
     """Rows [R, L, heads, D] holding the sequences ``seq_lens`` [R, K]: attention runs on each
-    sequence alone, at its own length, with no mask.
+    sequence alone, at its own length, with no mask (``attend``: SDPA unless given, e.g.
+    ``matmul_attention``).
 
     The fused SDPA kernel's blocking on the CPU changes with the row length, so over a padded
     or packed row a sequence's attention differs in the last bits from the same sequence alone;
@@ -33,6 +41,7 @@ def sequence_core(seq_lens: torch.Tensor) -> AttentionCore:
     sequence and layer: a Python loop over the batch's sequences, not its tokens (a few percent
     of a BERT-Large batch; padding positions of the output are zeros).
     """
+    kernel = attend or F.scaled_dot_product_attention
     lens = seq_lens.detach().to("cpu", torch.int64)
     starts = torch.cumsum(lens, dim=1) - lens
     spans = [
@@ -45,7 +54,7 @@ def sequence_core(seq_lens: torch.Tensor) -> AttentionCore:
         out = torch.zeros_like(q)
         for r, s, n in spans:
             qs, ks, vs = (x[r, s : s + n].transpose(0, 1).unsqueeze(0) for x in (q, k, v))  # [1, heads, n, D]
-            out[r, s : s + n] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
+            out[r, s : s + n] = kernel(qs, ks, vs)[0].transpose(0, 1)
         return out
 
     return core

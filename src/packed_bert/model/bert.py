@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from packed_bert.model.attention import AttentionCore, masked_core, sequence_core, varlen_core
+from packed_bert.model.attention import AttentionCore, masked_core, matmul_attention, sequence_core, varlen_core
 from packed_bert.model.config import BertConfig
 from packed_bert.model.mask import block_diagonal_mask
 
@@ -144,7 +144,8 @@ class PackedBertForQA(nn.Module):
         self.qa_outputs = nn.Linear(config.hidden, 2)
         # packed rows: "sdpa" = one fused kernel over the rows with a block-diagonal mask;
         # "sequence" = each sequence alone, whose results do not depend on the batch
-        # (``attention.sequence_core``)
+        # (``attention.sequence_core``); "sequence-matmul" = the same with two plain matmuls per
+        # sequence instead of the SDPA kernel (``attention.matmul_attention``)
         self.attention = "sdpa"
 
     def forward(
@@ -159,8 +160,8 @@ class PackedBertForQA(nn.Module):
         Each token attends only to the tokens of its own sequence; logits of padding tokens
         are meaningless.
         """
-        if self.attention == "sequence":
-            core = sequence_core(seq_lens)
+        if self.attention in ("sequence", "sequence-matmul"):
+            core = sequence_core(seq_lens, matmul_attention if self.attention == "sequence-matmul" else None)
         else:
             mask = block_diagonal_mask(seq_lens, input_ids.shape[1])
             # An additive mask made once, not a boolean one: exported to ONNX, a boolean SDPA mask

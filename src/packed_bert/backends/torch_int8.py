@@ -1,0 +1,129 @@
+"""PyTorch static int8 on the CPU: the OpenVINO runner's SmoothQuant recipe (``onnx_int8``) run
+by oneDNN's quantized linear kernels through torch (``torch.ops.onednn.qlinear_pointwise``).
+
+Every encoder linear layer takes its input divided per channel by its SmoothQuant factors and
+rounded to a fixed uint8 grid, both calibrated on the 100 MLPerf calibration questions only
+(``quantize.calibrate_smoothquant``: the same factors and ranges as the OpenVINO graph), and
+multiplies it with int32 accumulation by the smoothed weight in int8 per output column. The
+kernel's epilogue applies the scales, the bias and, for the FFN input layer, the exact (erf)
+GELU. Q|K|V leave their kernel in bf16 and attention runs per sequence in bf16 (two plain
+matmuls and a softmax, ``model.attention.matmul_attention``); embeddings, residuals and
+LayerNorm stay fp32.
+
+Integer products are exact, every scale is fixed and attention sees only the sequence's own
+tokens, so a sample's logits are the same in any batch (a test checks it). Why it exists: at
+one sample's size oneDNN's u8 x s8 kernels run 1.4x the OpenVINO plugin's fused int8 layers
+here (docs/performance.md, SingleStream).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from packed_bert.backends.onnx_fused import site_weight
+from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
+from packed_bert.errors import UserError
+from packed_bert.model.bert import BertSelfAttention
+
+GELU = "gelu"  # the FFN input layer's fused activation (oneDNN's exact erf GELU: algorithm "none")
+
+
+def has_int8_kernels() -> bool:
+    """Whether this torch has oneDNN's quantized linear (x86 builds with oneDNN)."""
+    try:
+        return hasattr(torch.ops.onednn, "qlinear_pointwise") and hasattr(torch.ops.onednn, "qlinear_prepack")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """``x`` (float) on the uint8 grid: round(x / scale) + zero point, clamped to 0..255."""
+    with warnings.catch_warnings():  # the quantized-tensor API's deprecation notice
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(x, scale, zero_point, torch.quint8).int_repr()
+
+
+class StaticInt8Linear(nn.Module):
+    """One encoder linear layer in static int8: ``weight_t`` [K, N] fp32, its input's SmoothQuant
+    factors ``smooth`` [K] and the calibrated range of the smoothed input."""
+
+    def __init__(
+        self,
+        weight_t: np.ndarray,
+        bias: np.ndarray,
+        smooth: np.ndarray,
+        value_range: tuple[float, float],
+        *,
+        post_op: str = "none",
+        out_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        wq, ws = quantize_weight(weight_t * smooth[:, None])
+        self.scale, self.zero_point = static_grid(*value_range)
+        self.inv_smooth = torch.from_numpy((1.0 / smooth).astype(np.float32))
+        self.packed = torch.ops.onednn.qlinear_prepack(torch.from_numpy(np.ascontiguousarray(wq.T)), None)
+        self.weight_scale = torch.from_numpy(ws.astype(np.float32))
+        self.weight_zero = torch.zeros(ws.size, dtype=torch.int64)
+        self.bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
+        self.post_op = post_op
+        self.out_dtype = out_dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).float()
+        q = quantize_u8(flat * self.inv_smooth, self.scale, self.zero_point)
+        out = torch.ops.onednn.qlinear_pointwise(
+            q,
+            self.scale,
+            self.zero_point,
+            self.packed,
+            self.weight_scale,
+            self.weight_zero,
+            self.bias,
+            1.0,
+            0,
+            self.out_dtype,
+            self.post_op,
+            [],
+            "none",
+        )
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def quantize_model(
+    model: nn.Module, smooth: Mapping[str, np.ndarray], ranges: Mapping[str, tuple[float, float]]
+) -> nn.Module:
+    """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
+    int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)."""
+    if not has_int8_kernels():
+        raise UserError("torch int8 on the CPU needs oneDNN's quantized linear (an x86 torch build); use openvino:int8")
+    model = copy.deepcopy(model).float().eval()
+    w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+    def layer(name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear:
+        missing = [n for n in (smooth, ranges) if name not in n]
+        if missing:
+            raise UserError(f"torch int8: no calibration for {name}; recalibrate")
+        return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], **kw)
+
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, BertSelfAttention):
+            continue
+        p = name.removesuffix(".attention.self")
+        qkv_bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
+        module.qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
+        del module.query, module.key, module.value
+        attention_out = model.get_submodule(f"{p}.attention.output")
+        attention_out.dense = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"])
+        ffn_in = f"{p}.intermediate.dense"
+        setattr(model.get_submodule(p), "intermediate", layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU))  # noqa: B010
+        ffn_out = model.get_submodule(f"{p}.output")
+        ffn_out.dense = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"])
+    setattr(model, "attention", "sequence-matmul")  # noqa: B010 - PackedBertForQA's switch
+    return model
