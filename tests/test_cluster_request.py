@@ -143,3 +143,25 @@ def test_an_int8_run_that_calibrates_sends_its_devices_the_calibration_set(share
         dataclasses.replace(plan, precision="fp32"), SampleLibrary.from_features(synthetic_features(8))
     )
     assert fp32.calibration is None
+
+
+def test_a_scenario_s_own_options_reach_the_runtime_here_and_on_a_cluster(tmp_path: Path) -> None:
+    from packed_bert.harness.devices import device_request
+
+    text = (
+        'name="opts"\nbackend="null"\nbackend_options={max_rows=8}\n[precision]\n"bert-99"="int8"\n"bert-99.9"="fp32"\n'
+        "[batch_size]\nOffline=4\nServer=4\nSingleStream=1\n"
+        + "".join(f'[target_qps."{m}"]\nOffline=10\nServer=10\nSingleStream=10\n' for m in ("bert-99", "bert-99.9"))
+        + '[backend_options_by_scenario.SingleStream."null:int8"]\nmax_rows=1\n'
+    )
+    path = tmp_path / "opts.toml"
+    path.write_text(text)
+    library = SampleLibrary.from_features(synthetic_features(8))
+    for scenario, model, rows in (
+        ("singlestream", "bert-99", 1),
+        ("offline", "bert-99", 8),
+        ("singlestream", "bert-99.9", 8),
+    ):
+        plan = plan_run(RunConfig(sut=str(path), scenario=scenario, model=model))
+        assert device_request(plan, library).options == {"max_rows": rows}
+        assert cluster_request(plan, library).backend_options == {"max_rows": rows}

@@ -69,3 +69,30 @@ def test_systems_command_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
     cuda = next(line for line in lines if line.startswith("cuda "))
     assert "F1 not measured" in cuda
     assert any(line.startswith("null ") for line in lines)
+
+
+def test_a_scenario_may_give_a_runtime_its_own_options() -> None:
+    from packed_bert.harness.plan import check_scenario_options
+
+    text = 'name="x"\nbackend="onnxruntime"\nbackend_options={threads=1}\n[precision]\n"bert-99"="openvino:int8"\n'
+    text += '"bert-99.9"="fp32"\n[batch_size]\nOffline=1\nServer=1\nSingleStream=1\n'
+    for m in ("bert-99", "bert-99.9"):
+        text += f'[target_qps."{m}"]\nOffline=1\nServer=1\nSingleStream=1\n'
+    spec = parse_system(
+        text + '[backend_options_by_scenario.SingleStream.openvino]\nattention="mask"\n'
+        '[backend_options_by_scenario.SingleStream."openvino:fp32"]\nthreads=2\n',
+        "t",
+    )
+    assert spec.options_for("openvino", "SingleStream", "int8") == {"threads": 1, "attention": "mask"}
+    assert spec.options_for("openvino", "SingleStream", "fp32") == {"threads": 2, "attention": "mask"}
+    assert spec.options_for("openvino", "Offline", "fp32") == {"threads": 1}
+    assert spec.options_for("onnxruntime", "SingleStream", "fp32") == {"threads": 1}
+    assert spec.describe()["backend_options_by_scenario"]["SingleStream"]["openvino"] == {"attention": "mask"}
+    check_scenario_options(spec)
+    with pytest.raises(UserError, match="'Streaming' is not one of"):
+        parse_system(text + '[backend_options_by_scenario.Streaming.openvino]\nattention="mask"\n', "t")
+    with pytest.raises(UserError, match="SingleStream.openvino is not a table"):
+        parse_system(text + '[backend_options_by_scenario.SingleStream]\nopenvino="mask"\n', "t")
+    typo = parse_system(text + '[backend_options_by_scenario.SingleStream.openvno]\nattention="mask"\n', "t")
+    with pytest.raises(UserError, match="unknown runtime"):
+        check_scenario_options(typo)

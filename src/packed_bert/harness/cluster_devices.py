@@ -47,7 +47,7 @@ def cluster_request(
         resource=resource_for(plan.backend, "cuda" if gpu else "cpu"),
         devices=devices,
         devices_per_node=system.devices,
-        backend_options=dict(system.backend_options),
+        backend_options=system.options_for(plan.backend, plan.scenario, plan.precision),
         sim_timing=timing,
         inflight=PIPELINE_DEPTH,
         run_name=f"{system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}",

@@ -26,7 +26,7 @@ def device_request(plan: RunPlan, library: SampleLibrary) -> DeviceRequest:
         precision=plan.precision,
         weights=plan.weights,
         count=system.devices,
-        options=dict(system.backend_options),
+        options=system.options_for(plan.backend, plan.scenario, plan.precision),
         sim_samples_per_s=system.sim_samples_per_s.get(plan.cfg.model) if plan.backend == "sim" else None,
         sim_lengths=library.lengths if plan.backend == "sim" else None,
         sim_chunk=system.batch_size[Scenario.OFFLINE],

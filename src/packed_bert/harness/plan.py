@@ -73,9 +73,23 @@ def for_this_cpu(system: SystemSpec) -> SystemSpec:
     return system.for_cpu(cpu_class())
 
 
+def check_scenario_options(system: SystemSpec) -> None:
+    """Every runtime named in ``[backend_options_by_scenario]`` is one packed-bert has."""
+    from packed_bert.backends import BACKENDS
+
+    for scenario, by_backend in system.backend_options_by_scenario.items():
+        unknown = sorted(k for k in by_backend if k.partition(":")[0] not in BACKENDS)
+        if unknown:
+            raise UserError(
+                f"system file {system.source}: [backend_options_by_scenario.{scenario}] names unknown "
+                f"runtime(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}"
+            )
+
+
 def plan_run(cfg: RunConfig) -> RunPlan:
     """Resolve ``cfg`` with its system file; raises ``UserError`` on anything impossible."""
     system = for_this_cpu(load_system(cfg.sut))
+    check_scenario_options(system)
     rnd = get_round(cfg.round)
     scenario = Scenario(cfg.scenario)
     model = Model(cfg.model)

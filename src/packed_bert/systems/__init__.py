@@ -41,6 +41,7 @@ _KNOWN_KEYS = {
     "target_qps",
     "sim_samples_per_s",
     "backend_options",
+    "backend_options_by_scenario",
     "notes",
     "min_duration_ms",
     "server_dispatch_when_idle",
@@ -80,6 +81,8 @@ class SystemSpec:
     sdk: str | None = None
     sim_samples_per_s: dict[str, float] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
+    # scenario -> runtime or "runtime:precision" -> options over ``backend_options`` for that scenario's runs
+    backend_options_by_scenario: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     test_durations_ms: dict[str, int] = field(default_factory=dict)  # execution -> min_duration
     batching_per_scenario: dict[str, str] = field(default_factory=dict)
     batching_per_model: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -135,6 +138,13 @@ class SystemSpec:
         runtime, _, _ = self.precision[model].rpartition(":")
         return runtime or self.backend
 
+    def options_for(self, backend: str, scenario: str, precision: str = "") -> dict[str, Any]:
+        """The runtime's options in ``scenario``: ``backend_options``, then the scenario's own for
+        that runtime (``[backend_options_by_scenario.SingleStream.openvino]``), then for that
+        runtime at ``precision`` (``[backend_options_by_scenario.SingleStream."openvino:int8"]``)."""
+        own = self.backend_options_by_scenario.get(scenario, {})
+        return {**self.backend_options, **own.get(backend, {}), **own.get(f"{backend}:{precision}", {})}
+
     def default_qps(self, model: str, scenario: str) -> float:
         return float(self.target_qps[model][scenario])
 
@@ -161,6 +171,11 @@ class SystemSpec:
             "max_per_row": self.max_per_row,
             "sdk": self.sdk,
             "sim_samples_per_s": dict(self.sim_samples_per_s),
+            **(
+                {"backend_options_by_scenario": {sc: dict(v) for sc, v in self.backend_options_by_scenario.items()}}
+                if self.backend_options_by_scenario
+                else {}
+            ),
             "min_duration_ms": dict(self.test_durations_ms),
             "source": self.source,
             "categories": list(self.categories),
@@ -310,6 +325,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         sdk=raw.get("sdk"),
         sim_samples_per_s=sim_rates,
         backend_options=dict(raw.get("backend_options", {})),
+        backend_options_by_scenario=_scenario_options(raw.get("backend_options_by_scenario", {}), where),
         test_durations_ms=durations,
         batching_per_scenario={str(k): str(v) for k, v in per_scenario.items()},
         batching_per_model=per_model,
@@ -324,6 +340,23 @@ def parse_system(text: str, source: str) -> SystemSpec:
         batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
         target_qps_by_cpu=qps_by_cpu,  # type: ignore[arg-type]
     )
+
+
+def _scenario_options(raw: object, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``[backend_options_by_scenario.SCENARIO.RUNTIME]`` (or ``."RUNTIME:PRECISION"``) tables of
+    options (the runtime names are checked when a run is planned: ``harness.plan``)."""
+    shape = f"{where}: [backend_options_by_scenario] takes SCENARIO.RUNTIME = {{ option = value }}"
+    if not isinstance(raw, dict):
+        raise UserError(shape)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario, by_backend in raw.items():
+        if scenario not in SCENARIOS or not isinstance(by_backend, dict):
+            raise UserError(f"{shape}; {scenario!r} is not one of {', '.join(SCENARIOS)}")
+        for backend, options in by_backend.items():
+            if not isinstance(options, dict):
+                raise UserError(f"{shape}; {scenario}.{backend} is not a table")
+            out.setdefault(str(scenario), {})[str(backend)] = dict(options)
+    return out
 
 
 def _per_scenario(base: dict[str, dict[str, V]], overrides: dict[str, dict[str, V]]) -> dict[str, dict[str, V]]:
