@@ -66,6 +66,7 @@ CPU_RECIPES = (
     "openvino:int8@weights",
     "openvino:int8@qdq",
     "openvino:int8",
+    "openvino:int8@mask",
     "torch:int8",
     "onnxruntime:fp32@seq",
     "onnxruntime:int8@rows@seq",
@@ -95,6 +96,7 @@ NOTES = {
     "openvino:int8@weights": "OpenVINO int8 weights, activations quantized per token (groups of 1024), per-sequence",
     "openvino:int8@qdq": "OpenVINO static int8: fixed activation scales (min/max of the 100 calibration questions)",
     "openvino:int8": "OpenVINO static int8 after SmoothQuant (alpha 0.8), calibrated, per-sequence (its default)",
+    "openvino:int8@mask": "the same over the masked row: the cpu system's SingleStream recipe on avx512-bf16",
     "torch:int8": "PyTorch static int8 (oneDNN u8 x s8) with the same SmoothQuant factors and grids, bf16 attention",
 }
 
