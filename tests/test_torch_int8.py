@@ -74,8 +74,8 @@ def test_int8_logits_follow_fp32_and_keep_their_bits_in_any_batch(
     }
     alone = by_strategy[("sorted", 1)]
     for key, logits in by_strategy.items():
-        for a, b in zip(alone, logits, strict=True):
-            np.testing.assert_array_equal(a, b, err_msg=str(key))
+        for one, other in zip(alone, logits, strict=True):
+            np.testing.assert_array_equal(one, other, err_msg=str(key))
 
 
 def test_the_calibration_is_kept_per_weights_and_calibration_set(
@@ -104,6 +104,11 @@ def test_the_calibration_is_kept_per_weights_and_calibration_set(
 def test_int8_without_calibration_is_one_line() -> None:
     with pytest.raises(UserError, match="SmoothQuant calibrates its scales on the 100 MLPerf calibration questions"):
         create("torch", perturbed_tiny_model(), "int8", "cpu")
+
+
+def test_int8_on_the_cpu_is_not_compiled() -> None:
+    with pytest.raises(UserError, match="runs eagerly"):
+        create("torch", perturbed_tiny_model(), "int8", "cpu", compile=True)
 
 
 def test_int8_for_bert_99_9_is_refused() -> None:

@@ -61,8 +61,8 @@ class TorchRunner:
         model = load(model_spec, seed).eval()
         cpu_int8 = precision == "int8" and not cuda
         self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
-        if cpu_int8 and variant is not None:
-            raise UserError("torch backend: int8 on the CPU takes no variant")
+        if cpu_int8 and compile:
+            raise UserError("torch backend: int8 on the CPU runs eagerly (oneDNN kernel calls); drop compile=True")
         if self.batch_invariant and (cuda or variant is not None):
             raise UserError("torch backend: batch_invariant runs on the CPU, without a variant")
         if self.batch_invariant and isinstance(model_spec, torch.nn.Module) and not cpu_int8:
