@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import class_markers, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
+from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.packing import infer_sequences  # noqa: E402
 from packed_bert.squad.accuracy_log import decode_payloads  # noqa: E402
 from packed_bert.squad.calibration import load_calibration  # noqa: E402
@@ -130,15 +131,13 @@ def make_runner(recipe: str, weights: Any, threads: int) -> Any:
         opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
     if "mask" in tags:  # openvino: the Attention operator over the masked row
         opts["attention"] = "mask"
+    if backend in CALIBRATING_BACKENDS:
+        opts["calibration"] = load_calibration  # used only by the int8 modes that calibrate
     if backend == "onnxruntime" and rest:
         opts["quant"] = rest[0]
-        opts["calibration"] = load_calibration  # used only by the modes that calibrate
-    elif backend == "torch":
-        opts["calibration"] = load_calibration  # used only by int8 on the CPU
-        if rest:
-            opts["variant"] = rest[0]
+    elif backend == "torch" and rest:
+        opts["variant"] = rest[0]
     elif backend == "openvino":
-        opts["calibration"] = load_calibration  # used only by the int8 modes that calibrate
         for tag in rest:  # dqN: the dynamic quantization group; any other tag: the int8 graph (quant)
             if tag.startswith("dq"):
                 opts["dynamic_quant"] = int(tag.removeprefix("dq"))

@@ -59,13 +59,14 @@ class TorchRunner:
         if threads:
             torch.set_num_threads(threads)
         model = load(model_spec, seed).eval()
-        cpu_int8 = precision == "int8" and not cuda
+        cpu_int8 = precision == "int8" and not cuda  # batch-invariant by construction (torch_int8), not tiled
         self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
+        tiled = self.batch_invariant and not cpu_int8  # torch_invariant restructures the layers
         if cpu_int8 and compile:
             raise UserError("torch backend: int8 on the CPU runs eagerly (oneDNN kernel calls); drop compile=True")
         if self.batch_invariant and (cuda or variant is not None):
             raise UserError("torch backend: batch_invariant runs on the CPU, without a variant")
-        if self.batch_invariant and isinstance(model_spec, torch.nn.Module) and not cpu_int8:
+        if tiled and isinstance(model_spec, torch.nn.Module):
             model = copy.deepcopy(model)  # the CPU path restructures its layers (torch_invariant)
         self.quant_detail = ""
         if variant == "mixed":
@@ -75,7 +76,7 @@ class TorchRunner:
             self.quant_detail = f", {bf16_matmuls(model)} Linear layers and attention in bf16, the rest fp32"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
-        elif cpu_int8:  # static int8 with SmoothQuant, batch-invariant by construction (torch_int8)
+        elif cpu_int8:  # static int8 with SmoothQuant (torch_int8 copies the module)
             from packed_bert.backends.torch_int8 import quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
@@ -94,7 +95,7 @@ class TorchRunner:
             self.quant_detail = f", {count} Linear layers in {precision}"
         else:
             raise UserError(f"torch backend: precision {precision!r} is not available on {device}")
-        if self.batch_invariant and not cpu_int8:  # logits independent of batch-mates (torch_invariant)
+        if tiled:  # logits independent of batch-mates (torch_invariant)
             from packed_bert.backends.torch_invariant import make_batch_invariant
 
             make_batch_invariant(model)
@@ -108,7 +109,7 @@ class TorchRunner:
             f"torch {torch.__version__} {precision} on {device}"
             f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
-            f"{', tiled matmuls and per-sequence attention (batch-invariant)' if self.batch_invariant and not cpu_int8 else ''}"
+            f"{', tiled matmuls and per-sequence attention (batch-invariant)' if tiled else ''}"
             f"{', torch.compile (dynamic shapes)' if compile else ''}"
         )
 

@@ -107,8 +107,7 @@ def quantize_model(
     w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
     def layer(name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear:
-        missing = [n for n in (smooth, ranges) if name not in n]
-        if missing:
+        if name not in smooth or name not in ranges:
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
         return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], **kw)
 

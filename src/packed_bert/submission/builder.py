@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA
 from packed_bert.errors import UserError
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY
 from packed_bert.rounds import Round, mlperf_conf_text, pick_category
@@ -107,7 +108,7 @@ def implementation_json(perf: Path | None) -> dict[str, str]:
 
 
 SMOOTHQUANT_NOTE = (
-    "; per input channel SmoothQuant factors (alpha 0.8) multiply the weights' rows and divide the"
+    f"; per input channel SmoothQuant factors (alpha {SMOOTHQUANT_ALPHA}) multiply the weights' rows and divide the"
     " activations, an exact equivalence before rounding; factors and activation scales calibrated"
     " on the MLPerf calibration set only"
 )
