@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 
 from packed_bert import cli
 from packed_bert.harness import benchmark
+from packed_bert.workflows import plan_runner
 
 
-class ReachedLoadGen(BaseException):  # noqa: N818 - a marker, not an error
-    """The run got past every check: the input was acceptable."""
+class ReachedLoadGen(SystemExit):  # noqa: N818 - a marker, not an error
+    """The run got past every check: the input was acceptable. A ``SystemExit`` so that a plan
+    (a flag given as a list, ``--flag,``) lets it through rather than reporting a failed run."""
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -113,6 +115,9 @@ def places(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -
         raise ReachedLoadGen
 
     monkeypatch.setattr(benchmark, "run_loadgen", reached)
+    # a plan checks every run before it launches the first one, in a fresh process that no
+    # patch here reaches (where a real LoadGen run of the null system may come out INVALID)
+    monkeypatch.setattr(plan_runner, "run_in_fresh_process", reached)
     file = tmp_path / "plain.txt"
     file.write_text("not what anyone expects\n")
     log = tmp_path / "log.json"
@@ -200,3 +205,11 @@ def test_known_bad_inputs(
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and err.startswith("packed-bert: error: ")
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == before  # no directory was made
     assert not list(Path(places["dir"]).glob("*.incomplete"))
+
+
+def test_a_plan_of_acceptable_values_gets_to_its_first_run(places: dict[str, str]) -> None:
+    # a flag given as a list makes a plan; with values it accepts, the plan's checks pass and it
+    # launches its first run (this walk once timed a real null-system run there instead)
+    argv = [*BASE["run"], "--performance-dir,", "-1", "--sdk", "0"]
+    with pytest.raises(ReachedLoadGen):
+        cli.main(["run", *argv])
