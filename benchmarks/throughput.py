@@ -128,12 +128,15 @@ def timed(
     repeats: int = 1,
     probe: MatmulProbe | None = None,
 ) -> Timing:
-    """Best of ``repeats`` passes over ``work`` (after a warm-up batch). With ``probe``, a short
+    """Best of ``repeats`` passes over ``work`` (after one untimed call at each batch shape: a
+    runtime's first call at a new shape costs more, which a long run pays once per shape, so a
+    timed pass of few batches must not pay it per batch). With ``probe``, a short
     matmul probe runs before each batch and after the last, and each batch's real-token FLOPs
     are set against the mean of the probes on either side of it (paired: same load). Probes and
     batches start after ``SETTLE_S`` idle (not timed): ONNX Runtime's pool threads spin for a
     while after a run, and a probe started at once in another session measured 20% low."""
-    infer(work[0])  # warm-up (shape-specific setup)
+    for one_per_shape in {b.input_ids.shape: b for b in work}.values():
+        infer(one_per_shape)  # warm-up (shape-specific setup)
     flops = [real_token_flops(b.seq_lens[b.seq_lens > 0]) for b in work]
     out = Timing(float("inf"))
 

@@ -19,8 +19,9 @@ INPUT_NAMES = ("input_ids", "segment_ids", "position_ids", "seq_lens")
 OUTPUT_NAME = "logits"
 OPSET = 17
 # bump when an exported graph or the quantization recipe changes (2: additive mask, 3: fused
-# graph, 4: the static int8 Q|K|V grid no longer shares its initializer's name with 1/sqrt(d))
-EXPORT_VERSION = 4
+# graph, 4: the static int8 Q|K|V grid no longer shares its initializer's name with 1/sqrt(d), 5:
+# per-sequence attention gathers Q, K and V apart and takes 1/sqrt(d) in Q's weights)
+EXPORT_VERSION = 5
 
 
 def library_versions() -> dict[str, str]:

@@ -13,10 +13,12 @@ per-token or fixed activation scales instead; an int8 Q|K|V projection then feed
 ``com.microsoft.MultiHeadAttention`` (same mask, as an additive [R, 1, L, L] bias).
 
 ``attention="sequence"`` writes attention per sequence instead (plain MatMul / Softmax, which
-every runtime reads): each sequence's Q|K|V rows are gathered into a block of its own length
+every runtime reads): each sequence's Q, K and V rows are gathered into blocks of its own length
 rounded up to a multiple of ``BUCKET`` (``sequence_feeds`` computes the indices on the host from
 ``seq_lens``), attention runs on blocks of one bucket length at a time, and the outputs are
-gathered back to token order. A sequence of length n costs about n^2, not the 384^2 of its
+gathered back to token order. The graph is spelled the way OpenVINO's CPU plugin fuses it into
+one attention kernel per bucket: 1/sqrt(D) sits in Q's weights, and K's transpose is split so
+the last-axes swap folds into the first MatMul (docs/performance.md: 5-9% faster Offline). A sequence of length n costs about n^2, not the 384^2 of its
 packed row, and its attention is the same computation whatever its batch-mates or its place in
 a row (its block length depends on its own length only), so with per-token linear layers its
 logits are the same in any batch.
@@ -181,6 +183,7 @@ class _Layers:
         self.per_sequence = per_sequence
         self._bias: str | None = None
         self._block_bias: dict[int, str] = {}
+        self._qkv_index: dict[int, list[str]] = {}
 
     def scheme(self, kind: str) -> str:
         return "fp32" if self.int8 is None else self.int8.scheme(kind)
@@ -241,9 +244,12 @@ class _Layers:
             "MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads
         )
 
-    def qkv_weight(self, p: str, heads: list[str], scheme: str) -> str:
-        """The fused Q|K|V weight [hidden, 3 x hidden]: fp32, or int8 dequantized (``weights``, ``qdq``)."""
+    def qkv_weight(self, p: str, heads: list[str], scheme: str, q_scale: float = 1.0) -> str:
+        """The fused Q|K|V weight [hidden, 3 x hidden], Q's columns times ``q_scale``: fp32, or
+        int8 dequantized (``weights``, ``qdq``)."""
         qkv_t = site_weight(self.w, f"{p}.attention.self")
+        if q_scale != 1.0:
+            qkv_t = np.concatenate([qkv_t[:, : self.cfg.hidden] * q_scale, qkv_t[:, self.cfg.hidden :]], axis=1)
         if scheme == "fp32":
             return self.g.const(f"{p}.attention.qkv.weight", qkv_t)
         return dequantized_weight(self.g, self.smoothed(f"{p}.attention.self", qkv_t), f"{p}.attention.qkv")
@@ -252,36 +258,40 @@ class _Layers:
         """Q|K|V projection, then attention on per-sequence blocks (``sequence_feeds``)."""
         g, w, cfg = self.g, self.w, self.cfg
         scope = f"{p}.attention.self"
+        hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
+        # the scores' 1/sqrt(D) is folded into Q's weight and bias (exact for D = 64: a power of
+        # two), so Q goes into the attention as it is and OpenVINO takes its Transpose in too
+        q_scale = float(1.0 / np.sqrt(dh))
         if scheme in ("fp32", "weights", "qdq"):
-            qkv_w = self.qkv_weight(p, heads, scheme)
+            qkv_w = self.qkv_weight(p, heads, scheme, q_scale)
             x = self.float_input(x, scope, scheme)
-            qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", qkv_b)], scope)
+            bias = np.concatenate([qkv_b[:hidden] * q_scale, qkv_b[hidden:]])
+            qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", bias)], scope)
         else:
             assert self.int8 is not None
             q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
-            parts = [int8_matmul(g, q, w[f"{h}.weight"].T, w[f"{h}.bias"], h, scheme == "rows") for h in heads]
+            parts = [
+                int8_matmul(g, q, w[f"{h}.weight"].T * k, w[f"{h}.bias"] * k, h, scheme == "rows")
+                for h, k in zip(heads, (q_scale, 1, 1), strict=True)
+            ]
             qkv = g.op("Concat", parts, scope, axis=-1)
-        hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
-        flat = g.op("Reshape", [qkv, g.const(f"{scope}/flat_shape", np.array([-1, 3 * hidden], np.int64))])
-        scale = g.const(f"{scope}/score_scale", np.array(1.0 / np.sqrt(dh), np.float32))
+        # [3 x tokens, hidden]: token t's Q, K and V are rows 3t, 3t + 1 and 3t + 2, so each is
+        # gathered straight into its blocks (one gather of whole Q|K|V rows and a split copied
+        # the blocks twice)
+        flat = g.op("Reshape", [qkv, g.const(f"{scope}/flat_shape", np.array([-1, hidden], np.int64))])
         outs = []
         for b in BUCKETS:
-            block = g.op("Gather", [flat, f"attn_index_{b}"], f"{scope}/b{b}", axis=0)  # [S, b, 3H]
             qb, kb, vb = (
-                g.op(
-                    "Slice",
-                    [
-                        block,
-                        g.const(f"{scope}/b{b}/s{i}", np.array([i * hidden], np.int64)),
-                        g.const(f"{scope}/b{b}/e{i}", np.array([(i + 1) * hidden], np.int64)),
-                        g.const(f"{scope}/b{b}/a{i}", np.array([2], np.int64)),
-                    ],
-                )
-                for i in range(3)
+                g.op("Gather", [flat, index], f"{scope}/b{b}/{part}", axis=0)  # [S, b, H]
+                for part, index in zip("qkv", self.qkv_index(b), strict=True)
             )
             shape = g.const(f"{scope}/b{b}/heads", np.array([0, 0, nh, dh], np.int64))
-            qb = g.op("Transpose", [g.op("Reshape", [g.op("Mul", [qb, scale]), shape])], perm=[0, 2, 1, 3])
-            kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 3, 1])
+            qb = g.op("Transpose", [g.op("Reshape", [qb, shape])], perm=[0, 2, 1, 3])
+            # K as [S, heads, b, D] and then its last two axes swapped, not one [0, 2, 3, 1]
+            # Transpose: OpenVINO folds the swap into the attention's first MatMul and keeps the
+            # rest a cheap copy (one [0, 2, 3, 1] Transpose took 1.9 ms of a layer's 57 ms)
+            kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 1, 3])
+            kb = g.op("Transpose", [kb], perm=[0, 1, 3, 2])
             vb = g.op("Transpose", [g.op("Reshape", [vb, shape])], perm=[0, 2, 1, 3])
             scores = g.op("Add", [g.op("MatMul", [qb, kb]), self.block_bias(b)])  # [S, heads, b, b]
             ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vb])  # [S, heads, b, D]
@@ -289,6 +299,20 @@ class _Layers:
             outs.append(g.op("Reshape", [ctx, g.const(f"{scope}/b{b}/out", np.array([-1, hidden], np.int64))]))
         tokens = g.op("Gather", [g.op("Concat", outs, axis=0), "attn_scatter"], f"{scope}/scatter", axis=0)
         return g.op("Reshape", [tokens, g.op("Shape", [x])], f"{scope}/rows")
+
+    def qkv_index(self, b: int) -> list[str]:
+        """``attn_index_b`` as the rows of Q, K and V in the [3 x tokens, hidden] view, made once."""
+        if b not in self._qkv_index:
+            g = self.g
+            three = g.op("Mul", [f"attn_index_{b}", g.const(f"three_{b}", np.array(3, np.int64))], f"attn_index_{b}/q")
+            self._qkv_index[b] = [
+                three,
+                *(
+                    g.op("Add", [three, g.const(f"plus{i}_{b}", np.array(i, np.int64))], f"attn_index_{b}/{part}")
+                    for i, part in ((1, "k"), (2, "v"))
+                ),
+            ]
+        return self._qkv_index[b]
 
     def block_bias(self, b: int) -> str:
         """``attn_bias_b`` as [S, 1, 1, b], made once for all layers."""
