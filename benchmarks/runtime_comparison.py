@@ -111,14 +111,14 @@ VARIANTS = (
         "openvino",
         "fp32",
         {"attention": "sequence"},
-        "attention per sequence, bit-exact in any batch; the avx512-bf16 bert-99.9 default",
+        "attention per sequence, bit-exact in any batch",
     ),
     Variant(
         "openvino bf16 seq",
         "openvino",
         "bf16",
         {"attention": "sequence"},
-        "attention per sequence: bit-exact in any batch; the amx and avx512-bf16 bert-99 default",
+        "attention per sequence: bit-exact in any batch; the amx default and the avx512-bf16 bert-99.9 default",
     ),
     Variant(
         "openvino int8 dq256 seq",
