@@ -8,8 +8,7 @@ peak measured beside it.
 
 The batches are the harness's own Offline batches (``throughput.offline_batches``) of the real
 SQuAD v1.1 dev features (``squad.features.load_features``), ``--batches`` evenly spaced through
-the run per strategy; every variant runs the same ones, with the cpu system's Offline options for
-its runtime under its own (OpenVINO: each batch at its own length). Every batch sits between two short
+the run per strategy; every variant runs the same ones. Every batch sits between two short
 probes of a 2048^3 matmul at the variant's precision (``throughput.timed``), in whichever runtime
 multiplies fastest at that precision on this machine (``matmul_peak.fastest_matmul``: torch,
 ONNX Runtime or OpenVINO; the table names it); "of peak beside" is the batches' real-token FLOPs
@@ -42,8 +41,6 @@ from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe, fastest_matmul  # noqa: E402
 from packed_bert.packing import PackedBatch  # noqa: E402
 from packed_bert.squad.calibration import load_calibration  # noqa: E402
-from packed_bert.systems import load_system  # noqa: E402
-from packed_bert.terms import Scenario  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -257,7 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = load_model(weights)
     calibration = quick_calibration(feats) if args.quick else load_calibration  # for the variants that calibrate
-    offline = load_system("cpu")
     probes: dict[str, MatmulProbe] = {}
     yardsticks: dict[str, str] = {}
     results: list[dict[str, Any]] = []
@@ -265,10 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             extra: dict[str, Any] = {"calibration": calibration} if v.backend in CALIBRATING_BACKENDS else {}
-            # the cpu system's Offline options for the runtime (OpenVINO: batches at their own
-            # length), under the variant's own
-            options = {**offline.options_for(v.backend, Scenario.OFFLINE, v.precision), **v.options}
-            runner = create(v.backend, base, v.precision, threads=threads, **extra, **options)
+            runner = create(v.backend, base, v.precision, threads=threads, **extra, **v.options)
         except Exception as exc:  # a runtime that cannot build this variant here: say so, go on
             print(f"{v.label}: not run ({type(exc).__name__}: {str(exc)[:200]})", flush=True)
             results.append({"variant": v.label, "error": f"{type(exc).__name__}: {str(exc)[:120]}", "note": v.note})

@@ -18,8 +18,8 @@ rounded up to a multiple of ``BUCKET`` (``sequence_feeds`` computes the indices 
 ``seq_lens``), attention runs on blocks of one bucket length at a time, and the outputs are
 gathered back to token order. The graph is spelled the way OpenVINO's CPU plugin fuses it into
 one attention kernel per bucket: 1/sqrt(D) sits in Q's weights, and K's transpose is split so
-the last-axes swap folds into the first MatMul (docs/performance.md: 5-9% faster Offline). A sequence of length n costs about n^2, not the 384^2 of its
-packed row, and its attention is the same computation whatever its batch-mates or its place in
+the last-axes swap folds into the first MatMul (docs/performance.md: 1.03-1.09x Offline). A
+sequence of length n costs about n^2, not the 384^2 of its packed row, and its attention is the same computation whatever its batch-mates or its place in
 a row (its block length depends on its own length only), so with per-token linear layers its
 logits are the same in any batch.
 """
@@ -244,12 +244,12 @@ class _Layers:
             "MultiHeadAttention", [*qkv, bias, "", self.attention_bias()], scope, MS_DOMAIN, num_heads=cfg.heads
         )
 
-    def qkv_weight(self, p: str, heads: list[str], scheme: str, q_scale: float = 1.0) -> str:
-        """The fused Q|K|V weight [hidden, 3 x hidden], Q's columns times ``q_scale``: fp32, or
-        int8 dequantized (``weights``, ``qdq``)."""
+    def qkv_weight(self, p: str, heads: list[str], scheme: str, columns: np.ndarray | None = None) -> str:
+        """The fused Q|K|V weight [hidden, 3 x hidden], each column times ``columns`` when given:
+        fp32, or int8 dequantized (``weights``, ``qdq``)."""
         qkv_t = site_weight(self.w, f"{p}.attention.self")
-        if q_scale != 1.0:
-            qkv_t = np.concatenate([qkv_t[:, : self.cfg.hidden] * q_scale, qkv_t[:, self.cfg.hidden :]], axis=1)
+        if columns is not None:
+            qkv_t = qkv_t * columns
         if scheme == "fp32":
             return self.g.const(f"{p}.attention.qkv.weight", qkv_t)
         return dequantized_weight(self.g, self.smoothed(f"{p}.attention.self", qkv_t), f"{p}.attention.qkv")
@@ -261,18 +261,19 @@ class _Layers:
         hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
         # the scores' 1/sqrt(D) is folded into Q's weight and bias (exact for D = 64: a power of
         # two), so Q goes into the attention as it is and OpenVINO takes its Transpose in too
-        q_scale = float(1.0 / np.sqrt(dh))
+        head_scales = (1.0 / np.sqrt(dh), 1.0, 1.0)  # Q, K, V
         if scheme in ("fp32", "weights", "qdq"):
-            qkv_w = self.qkv_weight(p, heads, scheme, q_scale)
+            columns = np.repeat(np.array(head_scales, np.float32), hidden)
+            qkv_w = self.qkv_weight(p, heads, scheme, columns)
             x = self.float_input(x, scope, scheme)
-            bias = np.concatenate([qkv_b[:hidden] * q_scale, qkv_b[hidden:]])
-            qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), g.const(f"{p}.attention.qkv.bias", bias)], scope)
+            bias = g.const(f"{p}.attention.qkv.bias", qkv_b * columns)
+            qkv = g.op("Add", [g.op("MatMul", [x, qkv_w], scope), bias], scope)
         else:
             assert self.int8 is not None
             q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
             parts = [
                 int8_matmul(g, q, w[f"{h}.weight"].T * k, w[f"{h}.bias"] * k, h, scheme == "rows")
-                for h, k in zip(heads, (q_scale, 1, 1), strict=True)
+                for h, k in zip(heads, np.array(head_scales, np.float32), strict=True)
             ]
             qkv = g.op("Concat", parts, scope, axis=-1)
         # [3 x tokens, hidden]: token t's Q, K and V are rows 3t, 3t + 1 and 3t + 2, so each is
