@@ -71,6 +71,7 @@ CPU_RECIPES = (
     "torch:int8",
     "onnxruntime:fp32@seq",
     "onnxruntime:int8@rows@seq",
+    "onnxruntime:int8@smoothquant@seq",
 )
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
@@ -93,6 +94,7 @@ NOTES = {
     "openvino:bf16": "OpenVINO bf16, attention per sequence (the backend's default)",
     "onnxruntime:fp32@seq": "ONNX Runtime fp32, attention per sequence (blocks of its length rounded up to 64)",
     "onnxruntime:int8@rows@seq": "per-token int8, attention per sequence",
+    "onnxruntime:int8@smoothquant@seq": "OpenVINO's static int8 graph (SmoothQuant, calibrated) in ONNX Runtime, per-sequence",
     "openvino:int8@weights@dq256": "OpenVINO int8 weights, activations quantized per token in groups of 256, per-sequence",
     "openvino:int8@weights": "OpenVINO int8 weights, activations quantized per token (groups of 1024), per-sequence",
     "openvino:int8@qdq": "OpenVINO static int8: fixed activation scales (min/max of the 100 calibration questions)",

@@ -155,6 +155,14 @@ VARIANTS = (
         "sequence; 99.59% of fp32 F1; the avx512-bf16 bert-99 default",
     ),
     Variant(
+        "onnxruntime int8 smoothquant seq",
+        "onnxruntime",
+        "int8",
+        {"quant": "smoothquant", "graph": "sequence"},
+        "OpenVINO's static int8 graph (SmoothQuant, QuantizeLinear/DequantizeLinear pairs) in ONNX Runtime, "
+        "attention per sequence",
+    ),
+    Variant(
         "torch int8 smoothquant seq",
         "torch",
         "int8",

@@ -14,7 +14,8 @@ CPUINFO = {  # flags as /proc/cpuinfo prints them (abridged), per class
     "amx": f"{BASE} avx512_vnni avx512_bf16 avx_vnni amx_bf16 amx_tile amx_int8",  # Xeon 4th/5th gen
     "avx512-bf16": f"{BASE} avx512_vnni avx512_bf16",  # AMD EPYC Zen 4
     "avx512-vnni": f"{BASE} avx512_vnni",  # Xeon 2nd/3rd gen (Cascade Lake)
-    "other": "fpu sse sse2 avx avx2 fma",
+    "avx2": "fpu sse sse2 avx avx2 fma",  # AMD EPYC Zen 3
+    "other": "fpu sse sse2 avx",
 }
 
 
@@ -32,7 +33,16 @@ def test_class_from_flags(expected: str) -> None:
 def test_model_and_matrix_flags() -> None:
     text = _cpuinfo(CPUINFO["amx"], "Intel(R) Xeon(R) Platinum 8592+")
     assert cpu_model(text) == "Intel(R) Xeon(R) Platinum 8592+"
-    assert matrix_flags(text) == ["amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni"]
+    assert matrix_flags(text) == [
+        "amx_int8",
+        "amx_bf16",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx_vnni",
+        "avx512f",
+        "avx2",
+        "fma",
+    ]
     assert cpu_model("") == "unknown CPU" and cpu_class("") == "other"
 
 
@@ -103,4 +113,27 @@ def test_a_cpu_class_sizes_its_runs_with_its_own_target_qps() -> None:
             parse_system(SYSTEM + f'[target_qps_by_cpu.amx."bert-99"]\n{bad}\n', "t")
     cpu = load_system("cpu")
     for cls in cpu.target_qps_by_cpu:  # every class with its own rates names its own recipe too
+        assert cls in cpu.precision_by_cpu
+
+
+def test_a_cpu_class_gives_its_recipe_its_own_runtime_options() -> None:
+    """A class's recipe may need another graph than the runtime's default; a scenario's own
+    options for that runtime still win over the class's."""
+    spec = parse_system(
+        SYSTEM
+        + '[backend_options_by_cpu.avx512-vnni."onnxruntime:int8"]\nquant="smoothquant"\ngraph="sequence"\n'
+        + '[backend_options_by_scenario.SingleStream."onnxruntime:int8"]\ngraph="fused"\n',
+        "t",
+    )
+    vnni = spec.for_cpu("avx512-vnni")
+    assert vnni.options_for("onnxruntime", "Offline", "int8") == {"quant": "smoothquant", "graph": "sequence"}
+    assert vnni.options_for("onnxruntime", "SingleStream", "int8") == {"quant": "smoothquant", "graph": "fused"}
+    assert vnni.options_for("onnxruntime", "Offline", "fp32") == {}  # another precision: the runtime's defaults
+    amx = spec.for_cpu("amx")  # a class without options: only the scenario's own
+    assert amx.options_for("onnxruntime", "Offline", "int8") == {}
+    assert amx.options_for("onnxruntime", "SingleStream", "int8") == {"graph": "fused"}
+    with pytest.raises(UserError, match="backend_options_by_cpu"):
+        parse_system(SYSTEM + '[backend_options_by_cpu.amx]\nonnxruntime="fast"\n', "t")
+    cpu = load_system("cpu")
+    for cls in cpu.backend_options_by_cpu:  # a class with its own options names its own recipe too
         assert cls in cpu.precision_by_cpu

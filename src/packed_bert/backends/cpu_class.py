@@ -2,11 +2,12 @@
 
 The fastest CPU recipe depends on it: AMX tiles (``amx_int8``/``amx_bf16``, Intel Xeon 4th gen
 on) make bf16 and int8 matmuls several times faster than AVX-512 VNNI/BF16 (AMD EPYC Zen 4/5,
-older Xeons). A system file names a recipe per class (``[precision_by_cpu.CLASS]``), each with
+older Xeons), and those several times faster than AVX2 alone (AMD EPYC Zen 2/3, Xeons before
+Skylake-SP), where oneDNN has no bf16 kernels at all. A system file names a recipe per class (``[precision_by_cpu.CLASS]``), each with
 the measurement behind it in docs/performance.md.
 
 Classes, best first: ``amx`` (amx_int8 and amx_bf16), ``avx512-bf16`` (avx512_vnni and
-avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``other``.
+avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``avx2`` (avx2 and fma), ``other``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
-CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "other")
+CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "avx2", "other")
 # class -> flags it needs, best class first
 REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
     ("amx", frozenset({"amx_int8", "amx_bf16", "amx_tile"})),
     ("avx512-bf16", frozenset({"avx512_vnni", "avx512_bf16"})),
     ("avx512-vnni", frozenset({"avx512_vnni"})),
+    ("avx2", frozenset({"avx2", "fma"})),
 )
-MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni")
+MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma")
 
 
 def _field(text: str, key: str) -> str:

@@ -42,6 +42,7 @@ _KNOWN_KEYS = {
     "sim_samples_per_s",
     "backend_options",
     "backend_options_by_scenario",
+    "backend_options_by_cpu",
     "notes",
     "min_duration_ms",
     "server_dispatch_when_idle",
@@ -107,6 +108,9 @@ class SystemSpec:
     batching_by_cpu: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # class -> model -> scenario
     # class -> model -> scenario -> QPS: a class whose recipe runs at another rate sizes its runs anew
     target_qps_by_cpu: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # class -> runtime or "runtime:precision" -> options: a class's recipe may need its own graph
+    # (``[backend_options_by_cpu.avx2."onnxruntime:int8"]``); a scenario's own options win over them
+    backend_options_by_cpu: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     cpu_class: str = ""  # the class ``for_cpu`` resolved the recipes for ("" before)
 
     def for_cpu(self, cpu_class: str) -> SystemSpec:
@@ -122,6 +126,9 @@ class SystemSpec:
             f1_ratio=ratios,
             batching_per_model=_per_scenario(self.batching_per_model, self.batching_by_cpu.get(cpu_class, {})),
             target_qps=_per_scenario(self.target_qps, self.target_qps_by_cpu.get(cpu_class, {})),
+            backend_options_by_scenario=_class_options_under_scenarios(
+                self.backend_options_by_scenario, self.backend_options_by_cpu.get(cpu_class, {})
+            ),
             cpu_class=cpu_class,
         )
 
@@ -339,6 +346,7 @@ def parse_system(text: str, source: str) -> SystemSpec:
         f1_ratio_by_cpu=ratios_by_cpu,  # type: ignore[arg-type]
         batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
         target_qps_by_cpu=qps_by_cpu,  # type: ignore[arg-type]
+        backend_options_by_cpu=_cpu_options(raw.get("backend_options_by_cpu", {}), where),
     )
 
 
@@ -356,6 +364,33 @@ def _scenario_options(raw: object, where: str) -> dict[str, dict[str, dict[str, 
             if not isinstance(options, dict):
                 raise UserError(f"{shape}; {scenario}.{backend} is not a table")
             out.setdefault(str(scenario), {})[str(backend)] = dict(options)
+    return out
+
+
+def _cpu_options(raw: object, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``[backend_options_by_cpu.CLASS.RUNTIME]`` (or ``."RUNTIME:PRECISION"``) tables of options."""
+    shape = f'{where}: [backend_options_by_cpu] takes CLASS."RUNTIME:PRECISION" = {{ option = value }}'
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise UserError(shape)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for cls, by_backend in raw.items():
+        for backend, options in by_backend.items():
+            if not isinstance(options, dict):
+                raise UserError(f"{shape}; {cls}.{backend} is not a table")
+            out.setdefault(str(cls), {})[str(backend)] = dict(options)
+    return out
+
+
+def _class_options_under_scenarios(
+    by_scenario: dict[str, dict[str, dict[str, Any]]], by_class: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every scenario's runtime options with a CPU class's options under them (the scenario's win)."""
+    if not by_class:
+        return by_scenario
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario in SCENARIOS:
+        own = by_scenario.get(scenario, {})
+        out[scenario] = {k: {**by_class.get(k, {}), **own.get(k, {})} for k in {**by_class, **own}}
     return out
 
 
