@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from packed_bert.backends.cpu_class import CLASSES, cpu_class, cpu_model, matrix_flags
+from packed_bert.backends.cpu_class import CLASSES, cpu_class, cpu_model, exact_int8_products, matrix_flags
 from packed_bert.errors import UserError
 from packed_bert.harness.plan import for_this_cpu
 from packed_bert.systems import load_system, parse_system
@@ -44,6 +44,13 @@ def test_model_and_matrix_flags() -> None:
         "fma",
     ]
     assert cpu_model("") == "unknown CPU" and cpu_class("") == "other"
+
+
+@pytest.mark.parametrize(
+    ("cls", "exact"), [("amx", True), ("avx512-bf16", True), ("avx512-vnni", True), ("avx2", False)]
+)
+def test_int8_products_are_exact_only_with_a_dot_product_instruction(cls: str, exact: bool) -> None:
+    assert exact_int8_products(_cpuinfo(CPUINFO[cls])) is exact
 
 
 SYSTEM = """name="x"

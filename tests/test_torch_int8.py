@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.int8_cpu import needs_exact_int8
 from helpers.tiny_model import calibration_of, eager_logits, perturbed_tiny_model, random_features
 
 from packed_bert.backends import create, quantize
@@ -29,6 +30,7 @@ def _reference(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray, s: np.ndarray, 
     return ((q - zp) * scale) @ (wq.astype(np.float64) * ws) + bias
 
 
+@needs_exact_int8
 @pytest.mark.parametrize("post_op", ["none", GELU])
 def test_a_layer_is_the_smoothed_int8_product_of_its_input(post_op: str) -> None:
     rng = np.random.default_rng(0)

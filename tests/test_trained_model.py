@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.int8_cpu import needs_exact_int8
 
 from packed_bert.backends import create
 from packed_bert.harness.plan import for_this_cpu
@@ -127,6 +128,7 @@ def test_cpu_default_recipe_does_not_depend_on_batch_mates(
                 assert float(np.abs(a - b).max()) <= 1e-4 * float(a.max() - a.min()), strategy
 
 
+@needs_exact_int8
 def test_smoothquant_brings_static_int8_closer_to_fp32(
     checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray
 ) -> None:
@@ -146,6 +148,7 @@ def test_smoothquant_brings_static_int8_closer_to_fp32(
     assert errors["smoothquant"] < 0.1, errors
 
 
+@needs_exact_int8
 def test_torch_static_int8_runs_the_openvino_recipe(
     checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray
 ) -> None:

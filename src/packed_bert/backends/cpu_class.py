@@ -23,6 +23,10 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
     ("avx512-vnni", frozenset({"avx512_vnni"})),
     ("avx2", frozenset({"avx2", "fma"})),
 )
+# u8 x s8 dot products into 32-bit sums: without one of these, oneDNN's and ONNX Runtime's int8
+# kernels pair products in 16 bits (``vpmaddubsw``), which saturates, so an int8 layer is not the
+# exact integer product (docs/performance.md, the avx2 class)
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma")
 
 
@@ -64,3 +68,8 @@ def matrix_flags(cpuinfo: str | None = None) -> list[str]:
     """The matrix-relevant flags the CPU has, in a fixed order (for records)."""
     flags = cpu_flags(cpuinfo)
     return [f for f in MATRIX_FLAGS if f in flags]
+
+
+def exact_int8_products(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU's int8 kernels sum u8 x s8 products exactly (``INT8_DOT_FLAGS``)."""
+    return not cpu_flags(cpuinfo).isdisjoint(INT8_DOT_FLAGS)
