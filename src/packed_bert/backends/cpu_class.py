@@ -3,8 +3,8 @@
 The fastest CPU recipe depends on it: AMX tiles (``amx_int8``/``amx_bf16``, Intel Xeon 4th gen
 on) make bf16 and int8 matmuls several times faster than AVX-512 VNNI/BF16 (AMD EPYC Zen 4/5,
 older Xeons), and those several times faster than AVX2 alone (AMD EPYC Zen 2/3, Xeons before
-Skylake-SP), where oneDNN has no bf16 kernels at all. A system file names a recipe per class (``[precision_by_cpu.CLASS]``), each with
-the measurement behind it in docs/performance.md.
+Skylake-SP), where oneDNN has no bf16 kernels at all. A system file names a recipe per class
+(``[precision_by_cpu.CLASS]``), each with the measurement behind it in docs/performance.md.
 
 Classes, best first: ``amx`` (amx_int8 and amx_bf16), ``avx512-bf16`` (avx512_vnni and
 avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``avx2`` (avx2 and fma), ``other``.

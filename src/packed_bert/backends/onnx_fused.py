@@ -19,9 +19,9 @@ rounded up to a multiple of ``BUCKET`` (``sequence_feeds`` computes the indices 
 gathered back to token order. The graph is spelled the way OpenVINO's CPU plugin fuses it into
 one attention kernel per bucket: 1/sqrt(D) sits in Q's weights, and K's transpose is split so
 the last-axes swap folds into the first MatMul (docs/performance.md: 1.03-1.09x Offline). A
-sequence of length n costs about n^2, not the 384^2 of its packed row, and its attention is the same computation whatever its batch-mates or its place in
-a row (its block length depends on its own length only), so with per-token linear layers its
-logits are the same in any batch.
+sequence of length n costs about n^2, not the 384^2 of its packed row, and its attention is the
+same computation whatever its batch-mates or its place in a row (its block length depends on its
+own length only), so with per-token linear layers its logits are the same in any batch.
 """
 
 from __future__ import annotations
@@ -261,9 +261,9 @@ class _Layers:
         hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
         # the scores' 1/sqrt(D) is folded into Q's weight and bias (exact for D = 64: a power of
         # two), so Q goes into the attention as it is and OpenVINO takes its Transpose in too
-        head_scales = (1.0 / np.sqrt(dh), 1.0, 1.0)  # Q, K, V
+        head_scales = np.array([1.0 / np.sqrt(dh), 1.0, 1.0], np.float32)  # Q, K, V
         if scheme in ("fp32", "weights", "qdq"):
-            columns = np.repeat(np.array(head_scales, np.float32), hidden)
+            columns = np.repeat(head_scales, hidden)
             qkv_w = self.qkv_weight(p, heads, scheme, columns)
             x = self.float_input(x, scope, scheme)
             bias = g.const(f"{p}.attention.qkv.bias", qkv_b * columns)
@@ -273,7 +273,7 @@ class _Layers:
             q = quantize_input(g, scheme, self.int8.ranges, x, cfg.hidden, scope)
             parts = [
                 int8_matmul(g, q, w[f"{h}.weight"].T * k, w[f"{h}.bias"] * k, h, scheme == "rows")
-                for h, k in zip(heads, np.array(head_scales, np.float32), strict=True)
+                for h, k in zip(heads, head_scales, strict=True)
             ]
             qkv = g.op("Concat", parts, scope, axis=-1)
         # [3 x tokens, hidden]: token t's Q, K and V are rows 3t, 3t + 1 and 3t + 2, so each is

@@ -25,7 +25,8 @@ Weights are int8 per output column (symmetric, ``max|w| / 127``). Every scale is
 or a constant and a token's integer sums do not depend on other rows, so a token's output is
 bit-for-bit the same in any batch. The sums are the exact integer product on CPUs with a u8 x s8
 dot-product instruction (VNNI, AMX); without one (AVX2) the kernels pair products in 16 bits,
-which saturates (``cpu_class.exact_int8_products``; the recipe's F1 there is measured as is). A recipe chooses per kind of layer (``LINEARS``): ``rows``, ``static`` or ``fp32``.
+which saturates (``cpu_class.exact_int8_products``; the recipe's F1 there is measured as is). A
+recipe chooses per kind of layer (``LINEARS``): ``rows``, ``static`` or ``fp32``.
 """
 
 from __future__ import annotations

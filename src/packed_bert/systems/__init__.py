@@ -9,6 +9,7 @@ a TOML file of the same shape, so a user can describe a new system without editi
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -332,7 +333,9 @@ def parse_system(text: str, source: str) -> SystemSpec:
         sdk=raw.get("sdk"),
         sim_samples_per_s=sim_rates,
         backend_options=dict(raw.get("backend_options", {})),
-        backend_options_by_scenario=_scenario_options(raw.get("backend_options_by_scenario", {}), where),
+        backend_options_by_scenario=_runtime_options(
+            raw.get("backend_options_by_scenario", {}), where, "backend_options_by_scenario", SCENARIOS
+        ),
         test_durations_ms=durations,
         batching_per_scenario={str(k): str(v) for k, v in per_scenario.items()},
         batching_per_model=per_model,
@@ -346,38 +349,29 @@ def parse_system(text: str, source: str) -> SystemSpec:
         f1_ratio_by_cpu=ratios_by_cpu,  # type: ignore[arg-type]
         batching_by_cpu=batching_by_cpu,  # type: ignore[arg-type]
         target_qps_by_cpu=qps_by_cpu,  # type: ignore[arg-type]
-        backend_options_by_cpu=_cpu_options(raw.get("backend_options_by_cpu", {}), where),
+        backend_options_by_cpu=_runtime_options(raw.get("backend_options_by_cpu", {}), where, "backend_options_by_cpu"),
     )
 
 
-def _scenario_options(raw: object, where: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """``[backend_options_by_scenario.SCENARIO.RUNTIME]`` (or ``."RUNTIME:PRECISION"``) tables of
-    options (the runtime names are checked when a run is planned: ``harness.plan``)."""
-    shape = f"{where}: [backend_options_by_scenario] takes SCENARIO.RUNTIME = {{ option = value }}"
+def _runtime_options(
+    raw: object, where: str, key: str, names: Sequence[str] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``[KEY.NAME.RUNTIME]`` (or ``."RUNTIME:PRECISION"``) tables of options, NAME a scenario
+    (``names``: the ones allowed) or a CPU class (any); the runtime names are checked when a run is
+    planned (``harness.plan``)."""
+    shape = f"{where}: [{key}] takes {'SCENARIO' if names else 'CLASS'}.RUNTIME = {{ option = value }}"
     if not isinstance(raw, dict):
         raise UserError(shape)
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for scenario, by_backend in raw.items():
-        if scenario not in SCENARIOS or not isinstance(by_backend, dict):
-            raise UserError(f"{shape}; {scenario!r} is not one of {', '.join(SCENARIOS)}")
+    for name, by_backend in raw.items():
+        if names is not None and name not in names:
+            raise UserError(f"{shape}; {name!r} is not one of {', '.join(names)}")
+        if not isinstance(by_backend, dict):
+            raise UserError(f"{shape}; {name} is not a table")
         for backend, options in by_backend.items():
             if not isinstance(options, dict):
-                raise UserError(f"{shape}; {scenario}.{backend} is not a table")
-            out.setdefault(str(scenario), {})[str(backend)] = dict(options)
-    return out
-
-
-def _cpu_options(raw: object, where: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """``[backend_options_by_cpu.CLASS.RUNTIME]`` (or ``."RUNTIME:PRECISION"``) tables of options."""
-    shape = f'{where}: [backend_options_by_cpu] takes CLASS."RUNTIME:PRECISION" = {{ option = value }}'
-    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-        raise UserError(shape)
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for cls, by_backend in raw.items():
-        for backend, options in by_backend.items():
-            if not isinstance(options, dict):
-                raise UserError(f"{shape}; {cls}.{backend} is not a table")
-            out.setdefault(str(cls), {})[str(backend)] = dict(options)
+                raise UserError(f"{shape}; {name}.{backend} is not a table")
+            out.setdefault(str(name), {})[str(backend)] = dict(options)
     return out
 
 
