@@ -52,6 +52,13 @@ def write_doc_section(begin: str, end: str, text: str, doc: Path = PERFORMANCE_D
     doc.write_text(current, encoding="utf-8")
 
 
+def cpu_label() -> str:
+    """The CPU a figure ran on, for a table's caption: model, matrix flags and class."""
+    from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags
+
+    return f"{cpu_model()} ({', '.join(matrix_flags()) or 'no matrix extensions'}; class {cpu_class()})"
+
+
 def class_markers(name: str) -> tuple[str, str]:
     """The begin/end markers of benchmark ``name``'s section for this machine's CPU class: the
     winner depends on the class, so each class keeps its own table (``backends/cpu_class.py``)."""

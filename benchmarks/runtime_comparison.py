@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, write_doc_section  # noqa: E402
+from common import class_markers, cpu_label, write_doc_section  # noqa: E402
 from throughput import offline_batches, run_lengths, timed  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
-from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
 from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe, fastest_matmul  # noqa: E402
 from packed_bert.packing import PackedBatch  # noqa: E402
@@ -115,7 +114,7 @@ VARIANTS = (
         "openvino",
         "bf16",
         {"attention": "sequence"},
-        "attention per sequence: bit-exact in any batch; the amx default and the avx512-bf16 bert-99.9 default",
+        "attention per sequence: bit-exact in any batch; the amx and avx512-bf16 bert-99.9 default",
     ),
     Variant(
         "openvino int8 dq256 seq",
@@ -152,7 +151,7 @@ VARIANTS = (
         "int8",
         {"attention": "sequence", "quant": "smoothquant"},
         "static int8 after SmoothQuant (alpha 0.8), calibrated on the 100 calibration questions, attention per "
-        "sequence; 99.59% of fp32 F1; the avx512-bf16 bert-99 default",
+        "sequence; 99.59-99.64% of fp32 F1; the amx and avx512-bf16 bert-99 default",
     ),
     Variant(
         "onnxruntime int8 smoothquant seq",
@@ -252,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s: offline_batches(s, feats, args.batch_size, count, args.seed) for s in strategies
     }
     lengths = {s: run_lengths(w) for s, w in work.items()}
-    cpu = f"{cpu_model()} ({', '.join(matrix_flags()) or 'no matrix extensions'}; class {cpu_class()})"
+    cpu = cpu_label()
     print(f"{cpu}, {threads} threads, weights {weights}")
     for s, w in work.items():
         slots = sum(b.input_ids.size for b in w)

@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, real_token_flops, write_doc_section  # noqa: E402
+from common import class_markers, cpu_label, real_token_flops, write_doc_section  # noqa: E402
 from recipe_accuracy import make_runner  # noqa: E402
 from runtime_comparison import probe_for, real_features  # noqa: E402
 from throughput import SETTLE_S  # noqa: E402
 
-from packed_bert.backends.cpu_class import cpu_class, cpu_model, matrix_flags  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe  # noqa: E402
 from packed_bert.harness.benchmark import warm_up  # noqa: E402
 from packed_bert.packing import sorted_batches  # noqa: E402
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = load_model("tiny" if args.quick else args.weights)
     n = 512 if args.quick else 2048
-    cpu = f"{cpu_model()} ({', '.join(matrix_flags())}; class {cpu_class()})"
+    cpu = cpu_label()
     rows = []
     probes: dict[str, MatmulProbe] = {}
     yardsticks: dict[str, str] = {}

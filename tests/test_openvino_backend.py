@@ -116,3 +116,16 @@ def test_a_calibrated_graph_is_cached_per_calibration_set(tiny: PackedBertForQA,
     assert first.path == again.path != second.path  # type: ignore[attr-defined]
     batch = pack_batch(*features)
     assert not np.array_equal(first.infer(batch), second.infer(batch))
+
+
+def test_node_times_name_the_kernels_of_the_last_call(tiny: PackedBertForQA, features: tuple) -> None:
+    """``perf_count`` runners report each executed node's layer type, kernel and time; others none."""
+    runner = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features), perf_count=True)
+    runner.infer(pack_batch(*features))
+    times = runner.node_times()  # type: ignore[attr-defined]
+    layers = {layer for layer, _, _ in times}
+    assert {"FullyConnected", "MVN"} <= layers
+    assert all(seconds >= 0.0 for _, _, seconds in times) and sum(s for _, _, s in times) > 0.0
+    plain = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features))
+    plain.infer(pack_batch(*features))
+    assert sum(s for _, _, s in plain.node_times()) == 0.0  # type: ignore[attr-defined]

@@ -31,7 +31,8 @@ Lengths (``length_step``, default ``LENGTH_STEP`` = 16): a batch's rows are padd
 tokens to a multiple of 16, so the plugin sees at most 24 lengths; ``warm(rows)`` runs each once
 with blank rows (``length_buckets``), which the harness does before a SingleStream run: a first
 call at a new shape costs 25-50% more. One infer request per runner: the harness calls
-``infer`` from one thread at a time.
+``infer`` from one thread at a time. ``perf_count`` turns on the plugin's per-node counters
+(``node_times``; benchmarks/ov_profile.py).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class OvRunner:
         length_step: int = LENGTH_STEP,
         seed: int = 0,
         calibration: Calibration | None = None,
+        perf_count: bool = False,
     ) -> None:
         try:
             import openvino as ov
@@ -117,6 +119,7 @@ class OvRunner:
             "INFERENCE_NUM_THREADS": str(count),
             "INFERENCE_PRECISION_HINT": HINTS[precision],
             "DYNAMIC_QUANTIZATION_GROUP_SIZE": str(dynamic_quant),
+            "PERF_COUNT": "YES" if perf_count else "NO",
         }
         core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
@@ -136,6 +139,14 @@ class OvRunner:
         padded = lengthened(batch, bucket_length(length, self.length_step))
         result = self._request.infer(graph_feeds(padded, self.per_sequence))
         return np.asarray(result[0], dtype=np.float32)[:, :length]
+
+    def node_times(self) -> list[tuple[str, str, float]]:
+        """(layer type, kernel, seconds) of each node in the last ``infer``; needs ``perf_count``."""
+        return [
+            (info.node_type, info.exec_type, info.real_time.total_seconds())
+            for info in self._request.get_profiling_info()
+            if info.status == info.Status.EXECUTED
+        ]
 
     def warm(self, rows: int) -> int:
         """Run every length a batch of ``rows`` rows can take once, on blank rows; how many."""
