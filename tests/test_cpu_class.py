@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from packed_bert.backends.cpu_class import CLASSES, cpu_class, cpu_model, exact_int8_products, matrix_flags
+from packed_bert.backends.cpu_class import (
+    CLASSES,
+    cpu_class,
+    cpu_model,
+    exact_int8_products,
+    matrix_flags,
+    native_bf16,
+)
 from packed_bert.errors import UserError
 from packed_bert.harness.plan import for_this_cpu
 from packed_bert.systems import load_system, parse_system
@@ -144,3 +151,10 @@ def test_a_cpu_class_gives_its_recipe_its_own_runtime_options() -> None:
     cpu = load_system("cpu")
     for cls in cpu.backend_options_by_cpu:  # a class with its own options names its own recipe too
         assert cls in cpu.precision_by_cpu
+
+
+@pytest.mark.parametrize(
+    ("cls", "native"), [("amx", True), ("avx512-bf16", True), ("avx512-vnni", False), ("avx2", False)]
+)
+def test_native_bf16_is_read_from_the_flags(cls: str, native: bool) -> None:
+    assert native_bf16(_cpuinfo(CPUINFO[cls], "some CPU")) is native

@@ -129,3 +129,22 @@ def test_node_times_name_the_kernels_of_the_last_call(tiny: PackedBertForQA, fea
     plain = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features))
     plain.infer(pack_batch(*features))
     assert sum(s for _, _, s in plain.node_times()) == 0.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("bf16_in_hardware", "hint"), [(True, "bf16"), (False, "f32")])
+def test_int8_runs_its_other_ops_in_bf16_only_where_the_cpu_has_it(
+    tiny: PackedBertForQA, features: tuple, monkeypatch: pytest.MonkeyPatch, bf16_in_hardware: bool, hint: str
+) -> None:
+    """OpenVINO emulates a bf16 hint on AVX-512 without bf16 (slower than f32), so the int8
+    recipe asks for f32 there; its int8 layers stay int8 and its logits near fp32's."""
+    from packed_bert.backends import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "native_bf16", lambda: bf16_in_hardware)
+    runner = create("openvino", tiny, "int8", threads=1, calibration=calibration_of(features))
+    assert f"inference precision {hint}," in runner.detail  # type: ignore[attr-defined]
+    kernels = _kernels(runner)
+    assert ("FullyConnected", "u8") in kernels and ("MVN", {"bf16": "bf16", "f32": "f32"}[hint]) in kernels
+    packed = pack_batch(*features)
+    got, want = unpack(packed, runner.infer(packed)), unpack(packed, eager_logits(tiny, packed))
+    for seq, ref in zip(got, want, strict=True):
+        assert np.abs(seq - ref).max() <= TOLERANCE["int8"] * max(1.0, float(np.ptp(ref)))

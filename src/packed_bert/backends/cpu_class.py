@@ -27,6 +27,7 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
 # kernels pair products in 16 bits (``vpmaddubsw``), which saturates, so an int8 layer is not the
 # exact integer product (docs/performance.md, the avx2 class)
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 products in hardware, not emulated on AVX-512
 MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma")
 
 
@@ -73,3 +74,9 @@ def matrix_flags(cpuinfo: str | None = None) -> list[str]:
 def exact_int8_products(cpuinfo: str | None = None) -> bool:
     """Whether this CPU's int8 kernels sum u8 x s8 products exactly (``INT8_DOT_FLAGS``)."""
     return not cpu_flags(cpuinfo).isdisjoint(INT8_DOT_FLAGS)
+
+
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 in hardware (``BF16_FLAGS``); without it oneDNN and
+    OpenVINO emulate bf16 on AVX-512, slower than fp32."""
+    return not cpu_flags(cpuinfo).isdisjoint(BF16_FLAGS)
