@@ -58,7 +58,7 @@ def render(rows: list[tuple[str, float, dict[str, float]]], args: argparse.Names
     shown = [k for k in keys if max(s.get(k, 0.0) for s in shares) >= MIN_SHARE]
     lines = [
         f'Command: `.venv/bin/python benchmarks/ov_profile.py --recipes "{args.recipes}" --batches {args.batches} '
-        f"--strategy {args.strategy}`  ",
+        f"--batch-size {args.batch_size} --strategy {args.strategy}`  ",
         f"CPU: {cpu_label()}, {args.threads} threads; BERT-Large random weights, the harness's Offline batches of "
         f"{args.batch_size} ({args.strategy}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
