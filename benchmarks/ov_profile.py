@@ -2,9 +2,10 @@
 per-node counters (``PERF_COUNT``), for the cpu system's OpenVINO recipes on the harness's
 Offline batches (BERT-Large random weights, real SQuAD dev lengths).
 
-    .venv/bin/python benchmarks/ov_profile.py --recipes "int8,bf16" --write-docs
+    .venv/bin/python benchmarks/ov_profile.py --recipes "openvino:int8,openvino:bf16" --write-docs
 
-A recipe is ``PRECISION[@mask]`` (int8 is the static SmoothQuant recipe). Shares are of the summed
+Recipes are spelled as ``recipe_accuracy.py`` spells them, OpenVINO's only:
+``openvino:PRECISION[@mask]`` (``openvino:int8`` is the static SmoothQuant recipe). Shares are of the summed
 node time over one timed pass (after a warm-up pass over the same batches); the wall time of that
 pass and its rate on real-token FLOPs are printed beside them. The section is kept per CPU class.
 """
@@ -20,25 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import class_markers, cpu_label, real_token_flops, sample_features, squad_lengths, write_doc_section  # noqa: E402
+from recipe_accuracy import make_runner  # noqa: E402
 from throughput import offline_batches, run_lengths  # noqa: E402
-
-from packed_bert.backends.openvino_backend import OvRunner  # noqa: E402
-from packed_bert.squad.calibration import load_calibration  # noqa: E402
 
 MIN_SHARE = 0.005  # rows under half a percent in every recipe are summed into "other"
 
 
 def profile(recipe: str, work: list, threads: int) -> tuple[float, dict[str, float]]:
     """(wall seconds of the timed pass, node seconds per 'layer type / kernel')."""
-    precision, _, attention = recipe.partition("@")
-    runner = OvRunner(
-        "random",
-        precision,
-        threads=threads,
-        attention=attention or "sequence",
-        calibration=load_calibration if precision == "int8" else None,
-        perf_count=True,
-    )
+    runner = make_runner(recipe, "random", threads, perf_count=True)
     for batch in work:  # warm-up: first calls at a shape cost more
         runner.infer(batch)
     per_node: collections.defaultdict[str, float] = collections.defaultdict(float)
@@ -76,19 +67,23 @@ def render(rows: list[tuple[str, float, dict[str, float]]], args: argparse.Names
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default="int8,bf16")
+    ap.add_argument("--recipes", default="openvino:int8,openvino:bf16")
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--strategy", default="sorted")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    recipes = [r.strip() for r in args.recipes.split(",")]
+    other = [r for r in recipes if not r.startswith("openvino:")]
+    if other:
+        raise SystemExit(f"ov_profile: {', '.join(other)}: not OpenVINO recipes; spell them openvino:PRECISION[@mask]")
     args.threads = len(os.sched_getaffinity(0))
     work = offline_batches(args.strategy, sample_features(squad_lengths().size, 0), args.batch_size, args.batches, 0)
     flops = real_token_flops(run_lengths(work))
     rows = []
-    for recipe in args.recipes.split(","):
-        wall, per_node = profile(recipe.strip(), work, args.threads)
-        rows.append((recipe.strip(), wall, per_node))
+    for recipe in recipes:
+        wall, per_node = profile(recipe, work, args.threads)
+        rows.append((recipe, wall, per_node))
         print(f"{recipe}: {wall:.2f} s, {flops / wall / 1e9:.0f} GFLOP/s on real tokens", flush=True)
     table = render(rows, args, flops)
     print(table)

@@ -119,15 +119,16 @@ class Outcome:
         return self.samples / self.seconds if self.seconds else 0.0
 
 
-def make_runner(recipe: str, weights: Any, threads: int) -> Any:
-    """A runner for ``recipe`` on ``weights`` (a spec or a loaded model).
+def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
+    """A runner for ``recipe`` on ``weights`` (a spec or a loaded model), ``extra`` options given
+    to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
     variant, openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
     name, *tags = recipe.split("@")
     backend, precision = name.split(":")
     device = "cuda" if "cuda" in tags else "cpu"
-    opts: dict[str, Any] = {"threads": threads}
+    opts: dict[str, Any] = {"threads": threads, **extra}
     rest = [t for t in tags if t not in ("cuda", "seq", "mask")]
     if "seq" in tags:  # attention per sequence (onnx_fused.sequence_feeds)
         opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
