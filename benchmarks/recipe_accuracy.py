@@ -73,12 +73,15 @@ CPU_RECIPES = (
     "onnxruntime:int8@rows@seq",
     "onnxruntime:int8@smoothquant@seq",
 )
+REFERENCE = "torch:fp32"  # the fp32 F1 every ratio is taken to
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
     "torch:fp32": "PyTorch fp32, batch-invariant (tiled matmuls, per-sequence attention)",
     "onnxruntime:fp32": "fused graph (Attention operator); the cpu bert-99.9 default",
     "torch:bf16": "whole module in bf16, batch-invariant; the cpu bert-99 default",
     "torch:bf16@mixed": "bf16 matmuls and attention, LayerNorm/residuals/QA head fp32 (not tiled)",
+    "torch:bf16@frozen": "torch.compile with Inductor's freezing, whole module in bf16 (not batch-invariant)",
+    "torch:bf16@mixed@frozen": "the mixed module under torch.compile with Inductor's freezing",
     "onnxruntime:int8@dynamic": "ORT dynamic: one activation scale per batch tensor",
     "onnxruntime:int8@mixed": "dynamic, FFN output projections fp32",
     "onnxruntime:int8@static": "ORT QDQ static (traced graph), MinMax on the 100 calibration questions",
@@ -123,7 +126,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     """A runner for ``recipe`` on ``weights`` (a spec or a loaded model), ``extra`` options given
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
-    variant, openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
+    variant and/or ``frozen`` (``torch.compile`` with Inductor's freezing, not batch-invariant),
+    openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
     name, *tags = recipe.split("@")
     backend, precision = name.split(":")
@@ -138,8 +142,12 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
         opts["calibration"] = load_calibration  # used only by the int8 modes that calibrate
     if backend == "onnxruntime" and rest:
         opts["quant"] = rest[0]
-    elif backend == "torch" and rest:
-        opts["variant"] = rest[0]
+    elif backend == "torch":
+        for tag in rest:  # frozen: torch.compile with Inductor's freezing; any other tag: the variant
+            if tag == "frozen":
+                opts.update(compile=True, freezing=True, batch_invariant=False)
+            else:
+                opts["variant"] = tag
     elif backend == "openvino":
         for tag in rest:  # dqN: the dynamic quantization group; any other tag: the int8 graph (quant)
             if tag.startswith("dq"):
@@ -214,7 +222,7 @@ def run_recipe(
 
 
 def render(outcomes: list[Outcome], skipped: dict[str, str], args: argparse.Namespace, threads: int) -> str:
-    base = next((o for o in outcomes if o.recipe == "torch:fp32"), outcomes[0] if outcomes else None)
+    base = next((o for o in outcomes if o.recipe == REFERENCE), None)
     argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
     lines = [
         f"Command: `.venv/bin/python benchmarks/recipe_accuracy.py{' ' + argv if argv else ''}`  ",
@@ -287,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     outcomes: list[Outcome] = []
     skipped: dict[str, str] = {}
-    for recipe in args.recipes.split(","):
+    recipes = args.recipes.split(",")
+    if REFERENCE not in recipes:  # every ratio is to its F1: run it first
+        recipes.insert(0, REFERENCE)
+    for recipe in recipes:
         if "cuda" in recipe and not torch.cuda.is_available():
             skipped[recipe] = "no GPU"
             continue

@@ -186,6 +186,14 @@ VARIANTS = (
         {"batch_invariant": False, "compile": True},
         "torch.compile(dynamic=True), inductor",
     ),
+    Variant(
+        "torch bf16 frozen",
+        "torch",
+        "bf16",
+        {"batch_invariant": False, "compile": True, "freezing": True},
+        "torch.compile(dynamic=True) with Inductor's freezing: weights packed once for oneDNN, bias and GELU "
+        "fused into the matmuls; not batch-invariant",
+    ),
 )
 NOT_OFFERED = (
     "onnxruntime bf16 (no bf16 CPU kernels for the graph's MatMul/Attention)",

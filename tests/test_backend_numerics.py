@@ -141,3 +141,59 @@ def test_torch_cuda_fp16_graphs_and_varlen(tiny: PackedBertForQA, features: tupl
     runner = create("torch", copy.deepcopy(tiny), "fp16", "cuda")
     for seq, want in zip(unpack(packed, runner.infer(packed)), ref, strict=True):
         np.testing.assert_allclose(seq, want, atol=2e-2)
+
+
+def test_torch_runner_leaves_the_callers_module_as_it_was(tiny: PackedBertForQA) -> None:
+    """A runner converts a copy: the module passed in keeps its fp32 weights (``.to()`` works in
+    place, and a benchmark hands one module to many runners)."""
+    before = tiny.qa_outputs.weight.detach().clone()
+    create("torch", tiny, "bf16", batch_invariant=False)
+    assert tiny.qa_outputs.weight.dtype == torch.float32
+    assert torch.equal(tiny.qa_outputs.weight, before)
+
+
+def test_torch_frozen_compile_packs_the_weights_and_matches_eager(tiny: PackedBertForQA, features: tuple) -> None:
+    """``freezing=True``: Inductor's freezing pass replaces the matmuls by oneDNN linear calls on
+    weights packed once, even after a forward compiled without it in the same process."""
+    from torch.profiler import profile
+
+    packed = pack_batch(*features)
+    plain = create("torch", tiny, "fp32", batch_invariant=False, compile=True)
+    plain.infer(packed)  # compiled first without freezing: the frozen runner must not reuse it
+    frozen = create("torch", tiny, "fp32", batch_invariant=False, compile=True, freezing=True)
+    got = frozen.infer(packed)
+    with profile() as prof:
+        frozen.infer(packed)
+    ops = {event.key for event in prof.key_averages()}
+    assert "mkldnn::_linear_pointwise" in ops
+    assert "aten::addmm" not in ops
+    real = np.arange(packed.input_ids.shape[1])[None, :] < packed.seq_lens.sum(axis=1)[:, None]
+    np.testing.assert_allclose(got[real], eager_logits(tiny, packed)[real], atol=1e-4, rtol=0)
+    assert "frozen" in frozen.detail
+
+
+def test_torch_freezing_needs_compile(tiny: PackedBertForQA) -> None:
+    with pytest.raises(UserError, match="freezing=True .* needs compile=True"):
+        create("torch", tiny, "bf16", batch_invariant=False, freezing=True)
+
+
+def test_a_compiled_runner_compiles_only_in_its_warm_up(tiny: PackedBertForQA, features: tuple) -> None:
+    """``warm(rows)`` compiles what a run needs: afterwards sorted and packed batches of any row
+    count, one row included, run without Dynamo compiling again (a compile inside a timed run
+    costs 30-40 s on BERT-Large)."""
+    from torch._dynamo.utils import counters
+
+    runner = create("torch", tiny, "fp32", batch_invariant=False, compile=True)
+    assert runner.warm(4) == 2
+    compiled = counters["stats"]["unique_graphs"]
+    ids, seg, lens = features
+    batches = [
+        *sorted_batches(ids, seg, lens, batch_size=4),
+        pack_batch(ids, seg, lens),
+        pack_batch(*(f[:1] for f in features)),
+    ]
+    assert {b.seq_lens.shape[1] for b in batches} == {1, 3} and min(b.num_rows for b in batches) == 1
+    for batch in batches:
+        runner.infer(batch)
+    assert counters["stats"]["unique_graphs"] == compiled
+    assert create("torch", tiny, "fp32").warm(4) == 0  # eager: nothing to compile

@@ -83,12 +83,20 @@ def test_warm_up_asks_each_runner_that_can_and_says_so() -> None:
     runners = [WarmableRunner(), ShuffledRunner(seed=1), WarmableRunner()]
     warm_up(runners, 1, said.append)  # type: ignore[arg-type]
     assert [r.warmed for r in runners if isinstance(r, WarmableRunner)] == [[1], [1]]
-    assert len(said) == 2 and said[0].startswith("warm-up: 3 lengths of 1-row batches")
+    assert len(said) == 2 and said[0].startswith("warm-up: 3 blank batches of up to 1 rows")
 
 
-@pytest.mark.parametrize(("scenario", "warmed"), [("singlestream", [1]), ("offline", [])])
-def test_a_singlestream_run_warms_its_runner_before_loadgen(tmp_path: Path, scenario: str, warmed: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "compiles", "warmed"),
+    [("singlestream", False, [1]), ("offline", False, []), ("offline", True, [4096])],
+)
+def test_a_singlestream_run_warms_its_runner_before_loadgen(
+    tmp_path: Path, scenario: str, compiles: bool, warmed: list[int]
+) -> None:
+    """SingleStream warms every runner that can; other scenarios only one that compiles at its
+    first call (a compiled PyTorch model), with the run's batch size."""
     runner = WarmableRunner()
+    runner.compiles_on_first_call = compiles  # type: ignore[attr-defined]
     cfg = RunConfig(sut="null", scenario=scenario, results_dir=tmp_path, settings={"min_duration": "50"})
     result = run_benchmark(cfg, features=synthetic_features(30), runners=[runner], quiet=True)  # type: ignore[list-item]
     assert runner.warmed == warmed

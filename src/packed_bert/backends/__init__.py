@@ -37,7 +37,7 @@ def create(
     computed on this CPU); torch ``cuda_graphs``,
     ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static|rows|...), ``graph`` (fused|traced|sequence), ``static_rows``,
     ``threads``; openvino ``threads``, ``dynamic_quant``, ``attention`` (sequence | mask); torch ``compile`` (``torch.compile``, not
-    batch-invariant).
+    batch-invariant) and with it ``freezing`` (Inductor's freezing pass, CPU).
     """
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -3,7 +3,7 @@ static packed shapes, and the unpadded varlen path for sorted or arrival-order b
 
 On the CPU every Linear layer runs on fixed 512-row tiles and attention per sequence
 (``torch_invariant``), so a sample's logits are bit for bit the same alone, sorted, padded or
-packed; a module passed in is copied first (its layers are restructured).
+packed; a module passed in is copied first (converted and restructured in the copy).
 
 One runner per device: ``infer`` reuses static buffers (CUDA graphs) and is not safe to call
 from two threads at once (the device pool's per-device lock sees to that).
@@ -21,7 +21,7 @@ from packed_bert.backends._model import load
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
 from packed_bert.errors import UserError
-from packed_bert.terms import SEQ_LEN
+from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ROW_BUCKET = 8  # CUDA graphs are captured for row counts rounded up to a multiple of this
@@ -46,6 +46,7 @@ class TorchRunner:
         variant: str | None = None,
         batch_invariant: bool | None = None,
         compile: bool = False,  # noqa: A002 - the option's name on the command line
+        freezing: bool = False,
         calibration: Calibration | None = None,
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
@@ -66,8 +67,10 @@ class TorchRunner:
             raise UserError("torch backend: int8 on the CPU runs eagerly (oneDNN kernel calls); drop compile=True")
         if self.batch_invariant and (cuda or variant is not None):
             raise UserError("torch backend: batch_invariant runs on the CPU, without a variant")
-        if tiled and isinstance(model_spec, torch.nn.Module):
-            model = copy.deepcopy(model)  # the CPU path restructures its layers (torch_invariant)
+        if isinstance(model_spec, torch.nn.Module) and not cpu_int8:
+            # .to() converts in place and the CPU path restructures the layers (torch_invariant):
+            # the caller's module stays as it was (torch_int8 copies it itself)
+            model = copy.deepcopy(model)
         self.quant_detail = ""
         if variant == "mixed":
             from packed_bert.backends.torch_mixed import bf16_matmuls
@@ -101,6 +104,12 @@ class TorchRunner:
             make_batch_invariant(model)
         if compile and self.batch_invariant:
             raise UserError("torch backend: compile=True needs batch_invariant=False (the tiled path loops in Python)")
+        if freezing and (cuda or not compile):
+            raise UserError("torch backend: freezing=True is Inductor's CPU pass; it needs compile=True on the cpu")
+        self.freezing = freezing
+        self.compiles_on_first_call = compile  # the harness warms it up before any timed run (``warm``)
+        if freezing:  # a forward compiled earlier in this process without freezing would be reused as is
+            torch._dynamo.reset()
         self.model: Any = torch.compile(model, dynamic=True) if compile else model
         self.static_shape = bool(cuda if cuda_graphs is None else cuda_graphs) and cuda
         self.varlen = bool(cuda if varlen is None else varlen)
@@ -111,6 +120,7 @@ class TorchRunner:
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
             f"{', tiled matmuls and per-sequence attention (batch-invariant)' if tiled else ''}"
             f"{', torch.compile (dynamic shapes)' if compile else ''}"
+            f"{', frozen (weights packed for oneDNN, epilogues fused)' if freezing else ''}"
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
@@ -122,12 +132,35 @@ class TorchRunner:
                 return self._run_varlen(batch)
             return self._run_rows(batch)
 
+    def warm(self, rows: int) -> int:
+        """Compile before a timed run (``compile=True``: the first call compiles, 30-40 s for
+        BERT-Large): one blank batch of ``rows`` rows and one of a single row (Dynamo compiles
+        a size of 1 apart); lengths are dynamic. Returns how many batches ran (0: nothing to do)."""
+        if not self.compiles_on_first_call:
+            return 0
+        from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows
+
+        sizes = sorted({rows, 1})
+        for count in sizes:
+            self.infer(blank_rows(count, 2 * LENGTH_STEP))
+        return len(sizes)
+
     def _tensors(self, batch: BatchLike) -> list[torch.Tensor]:
-        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, batch.seq_lens)
+        seq_lens = batch.seq_lens
+        if self.compiles_on_first_call and seq_lens.shape[1] < MAX_SEQS_PER_ROW:
+            # one slot count for sorted and packed batches: Dynamo compiles a size of 1 apart
+            seq_lens = np.pad(seq_lens, ((0, 0), (0, MAX_SEQS_PER_ROW - seq_lens.shape[1])))
+        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, seq_lens)
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self._dev, non_blocking=True) for a in arrays]
 
     def _run_rows(self, batch: BatchLike) -> np.ndarray:
-        out = self.model(*self._tensors(batch))
+        if self.freezing:  # compiling happens at a call (the first, or a new shape): freeze there
+            import torch._inductor.config as inductor_config
+
+            with inductor_config.patch(freezing=True):
+                out = self.model(*self._tensors(batch))
+        else:
+            out = self.model(*self._tensors(batch))
         return out.float().cpu().numpy()
 
     def _run_varlen(self, batch: BatchLike) -> np.ndarray:

@@ -144,7 +144,8 @@ def _run_in(
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
-    if plan.scenario == Scenario.SINGLE_STREAM:  # one sample at a time: every call could be a new length
+    # one sample at a time every call could be a new length; a compiled runner compiles at its first call
+    if plan.scenario == Scenario.SINGLE_STREAM or any(getattr(r, "compiles_on_first_call", False) for r in runners):
         warm_up(runners, plan.batch_size, say)
     progress = Progress(
         expected_samples(plan, library.total, loaded.effective), f"{plan.scenario} {cfg.mode}", enabled=not quiet
@@ -176,13 +177,15 @@ def _run_in(
 
 def warm_up(runners: Sequence[Runner], rows: int, say: Say) -> None:
     """Untimed, before LoadGen starts: a runner that prepares its kernels per input shape
-    (``warm``, e.g. OpenVINO's) runs each length a batch of ``rows`` rows can have, on blank rows."""
+    (``warm``: OpenVINO's runs each length a batch of ``rows`` rows can have, a compiled PyTorch
+    model compiles) runs on blank rows."""
     for runner in runners:
         warm = getattr(runner, "warm", None)
         if callable(warm):
             start = time.perf_counter()
             count = warm(rows)
-            say(f"warm-up: {count} lengths of {rows}-row batches on blank rows, {time.perf_counter() - start:.1f} s")
+            if count:
+                say(f"warm-up: {count} blank batches of up to {rows} rows, {time.perf_counter() - start:.1f} s")
 
 
 def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Say) -> RunResult:
