@@ -80,7 +80,9 @@ NOTES = {
     "onnxruntime:fp32": "fused graph (Attention operator); the cpu bert-99.9 default",
     "torch:bf16": "whole module in bf16, batch-invariant; the cpu bert-99 default",
     "torch:bf16@mixed": "bf16 matmuls and attention, LayerNorm/residuals/QA head fp32 (not tiled)",
-    "torch:bf16@frozen": "torch.compile with Inductor's freezing, whole module in bf16 (not batch-invariant)",
+    "torch:bf16@frozen": "torch.compile with Inductor's freezing, whole module in bf16, sequences one per row in "
+    "fixed call shapes (batch-invariant)",
+    "torch:bf16@frozen@anyshape": "the same, called with the batches as they come (not batch-invariant)",
     "torch:bf16@mixed@frozen": "the mixed module under torch.compile with Inductor's freezing",
     "onnxruntime:int8@dynamic": "ORT dynamic: one activation scale per batch tensor",
     "onnxruntime:int8@mixed": "dynamic, FFN output projections fp32",
@@ -126,7 +128,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     """A runner for ``recipe`` on ``weights`` (a spec or a loaded model), ``extra`` options given
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
-    variant and/or ``frozen`` (``torch.compile`` with Inductor's freezing, not batch-invariant),
+    variant and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
+    fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
     name, *tags = recipe.split("@")
@@ -145,7 +148,9 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     elif backend == "torch":
         for tag in rest:  # frozen: torch.compile with Inductor's freezing; any other tag: the variant
             if tag == "frozen":
-                opts.update(compile=True, freezing=True, batch_invariant=False)
+                opts.update(compile=True, freezing=True)
+            elif tag == "anyshape":  # calls as the batches come: not batch-invariant
+                opts["batch_invariant"] = False
             else:
                 opts["variant"] = tag
     elif backend == "openvino":

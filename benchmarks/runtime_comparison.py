@@ -194,6 +194,14 @@ VARIANTS = (
         "torch.compile(dynamic=True) with Inductor's freezing: weights packed once for oneDNN, bias and GELU "
         "fused into the matmuls; not batch-invariant",
     ),
+    Variant(
+        "torch bf16 frozen fixed",
+        "torch",
+        "bf16",
+        {"compile": True, "freezing": True},
+        "the frozen model with every sequence in a row of its own, in calls of 16 rows of one 16-token length "
+        "step: batch-invariant",
+    ),
 )
 NOT_OFFERED = (
     "onnxruntime bf16 (no bf16 CPU kernels for the graph's MatMul/Attention)",

@@ -197,3 +197,37 @@ def test_a_compiled_runner_compiles_only_in_its_warm_up(tiny: PackedBertForQA, f
         runner.infer(batch)
     assert counters["stats"]["unique_graphs"] == compiled
     assert create("torch", tiny, "fp32").warm(4) == 0  # eager: nothing to compile
+
+
+def test_compiled_runner_is_batch_invariant_through_fixed_call_shapes(tiny: PackedBertForQA, features: tuple) -> None:
+    """``compile=True`` with batch_invariant (the CPU's default): every sequence runs in a row of
+    its own, in calls of ``rows`` rows of one 16-token length step (``sequence_rows``), so its
+    logits are the same bits packed, sorted in batches of any size, or alone, and match eager."""
+    from torch._dynamo.utils import counters
+
+    runner = create("torch", tiny, "bf16", compile=True, freezing=True)
+    assert runner.fixed_shapes and "batch-invariant" in runner.detail
+    assert runner.warm(3) == 1 and runner.rows == 3  # the run's batch size fixes the call shape
+    compiled = counters["stats"]["unique_graphs"]
+    packed = pack_batch(*features)
+    assert packed.num_rows < len(features[2])  # rows hold several sequences: split into calls of 3
+    by_packed = unpack(packed, runner.infer(packed))
+    order: dict[int, np.ndarray] = {}
+    for batch in sorted_batches(*features, batch_size=5):
+        for idx, seq in zip(np.sort(batch.sample_index[:, 0]), unpack(batch, runner.infer(batch)), strict=True):
+            order[int(idx)] = seq
+    eager = unpack(packed, eager_logits(tiny, packed))
+    for i, seq in enumerate(by_packed):
+        np.testing.assert_array_equal(seq, order[i])
+        alone = sorted_batches(*(f[i : i + 1] for f in features), batch_size=1)[0]
+        np.testing.assert_array_equal(seq, unpack(alone, runner.infer(alone))[0])
+        np.testing.assert_allclose(seq, eager[i], atol=0.05 * max(1.0, float(np.abs(eager[i]).max())), rtol=0)
+    assert counters["stats"]["unique_graphs"] == compiled  # nothing compiled after the warm-up
+
+
+def test_rows_is_an_option_of_the_fixed_call_shapes(tiny: PackedBertForQA) -> None:
+    with pytest.raises(UserError, match="rows=N"):
+        create("torch", tiny, "bf16", rows=4)  # eager: tiles, no call shapes
+    runner = create("torch", tiny, "fp32", compile=True, rows=2)
+    runner.warm(16)
+    assert runner.rows == 2  # the option wins over the run's batch size

@@ -1,9 +1,10 @@
 """PyTorch runner: CPU fp32/bf16 and static int8 (bert-99, ``torch_int8``); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
-On the CPU every Linear layer runs on fixed 512-row tiles and attention per sequence
-(``torch_invariant``), so a sample's logits are bit for bit the same alone, sorted, padded or
-packed; a module passed in is copied first (converted and restructured in the copy).
+On the CPU a sample's logits are bit for bit the same alone, sorted, padded or packed: eagerly
+every Linear layer runs on fixed 512-row tiles and attention per sequence (``torch_invariant``);
+compiled (``compile=True``), every call has one shape per sequence length (``sequence_rows``).
+A module passed in is copied first (converted and restructured in the copy).
 
 One runner per device: ``infer`` reuses static buffers (CUDA graphs) and is not safe to call
 from two threads at once (the device pool's per-device lock sees to that).
@@ -19,12 +20,14 @@ import torch
 
 from packed_bert.backends._model import load
 from packed_bert.backends.base import BatchLike, batch_shape
+from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
 from packed_bert.errors import UserError
 from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ROW_BUCKET = 8  # CUDA graphs are captured for row counts rounded up to a multiple of this
+CALL_ROWS = 16  # rows per call of a compiled batch-invariant runner not told otherwise (nor warmed)
 
 
 class TorchRunner:
@@ -47,6 +50,7 @@ class TorchRunner:
         batch_invariant: bool | None = None,
         compile: bool = False,  # noqa: A002 - the option's name on the command line
         freezing: bool = False,
+        rows: int | None = None,
         calibration: Calibration | None = None,
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
@@ -62,7 +66,13 @@ class TorchRunner:
         model = load(model_spec, seed).eval()
         cpu_int8 = precision == "int8" and not cuda  # batch-invariant by construction (torch_int8), not tiled
         self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
-        tiled = self.batch_invariant and not cpu_int8  # torch_invariant restructures the layers
+        tiled = self.batch_invariant and not cpu_int8 and not compile  # torch_invariant restructures the layers
+        # compiled: one call shape per sequence length (sequence_rows), ``rows`` rows per call
+        self.fixed_shapes = self.batch_invariant and compile and not cpu_int8
+        if rows is not None and (rows < 1 or not self.fixed_shapes):
+            raise UserError("torch backend: rows=N (N >= 1) is for compile=True with batch_invariant on the CPU")
+        self._rows_option = rows
+        self.rows = rows or CALL_ROWS
         if cpu_int8 and compile:
             raise UserError("torch backend: int8 on the CPU runs eagerly (oneDNN kernel calls); drop compile=True")
         if self.batch_invariant and (cuda or variant is not None):
@@ -102,8 +112,6 @@ class TorchRunner:
             from packed_bert.backends.torch_invariant import make_batch_invariant
 
             make_batch_invariant(model)
-        if compile and self.batch_invariant:
-            raise UserError("torch backend: compile=True needs batch_invariant=False (the tiled path loops in Python)")
         if freezing and (cuda or not compile):
             raise UserError("torch backend: freezing=True is Inductor's CPU pass; it needs compile=True on the cpu")
         self.freezing = freezing
@@ -121,6 +129,7 @@ class TorchRunner:
             f"{', tiled matmuls and per-sequence attention (batch-invariant)' if tiled else ''}"
             f"{', torch.compile (dynamic shapes)' if compile else ''}"
             f"{', frozen (weights packed for oneDNN, epilogues fused)' if freezing else ''}"
+            f"{', sequences one per row, one call shape per length step (batch-invariant)' if self.fixed_shapes else ''}"
         )
 
     def infer(self, batch: BatchLike) -> np.ndarray:
@@ -135,11 +144,15 @@ class TorchRunner:
     def warm(self, rows: int) -> int:
         """Compile before a timed run (``compile=True``: the first call compiles, 30-40 s for
         BERT-Large): one blank batch of ``rows`` rows and one of a single row (Dynamo compiles
-        a size of 1 apart); lengths are dynamic. Returns how many batches ran (0: nothing to do)."""
+        a size of 1 apart); lengths are dynamic. A batch-invariant runner's calls have ``rows`` rows
+        from now on (unless its ``rows`` option says otherwise): it compiles that size alone.
+        Returns how many batches ran (0: nothing to do)."""
         if not self.compiles_on_first_call:
             return 0
-        from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows
-
+        if self.fixed_shapes:
+            self.rows = self._rows_option or rows
+            self.infer(blank_rows(self.rows, 2 * LENGTH_STEP))
+            return 1
         sizes = sorted({rows, 1})
         for count in sizes:
             self.infer(blank_rows(count, 2 * LENGTH_STEP))
@@ -154,6 +167,21 @@ class TorchRunner:
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self._dev, non_blocking=True) for a in arrays]
 
     def _run_rows(self, batch: BatchLike) -> np.ndarray:
+        if self.fixed_shapes:
+            return self._run_sequences(batch)
+        return self._forward(batch)
+
+    def _run_sequences(self, batch: BatchLike) -> np.ndarray:
+        """Every sequence in its own row, ``self.rows`` rows a call, all of one ``LENGTH_STEP`` length."""
+        from packed_bert.backends.sequence_rows import gather, plan_calls, scatter
+
+        rows, length = batch_shape(batch)
+        out = np.zeros((rows, length, 2), np.float32)
+        for call in plan_calls(batch.seq_lens, self.rows, LENGTH_STEP):
+            scatter(out, call, self._forward(gather(batch, call, self.rows)))
+        return out
+
+    def _forward(self, batch: BatchLike) -> np.ndarray:
         if self.freezing:  # compiling happens at a call (the first, or a new shape): freeze there
             import torch._inductor.config as inductor_config
 
