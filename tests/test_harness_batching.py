@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from helpers.fakes import synthetic_features
 
+from packed_bert.backends.length_buckets import LENGTH_STEP
+from packed_bert.backends.sequence_rows import plan_calls
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.harness.scheduler import ServerScheduler, offline_chunks
@@ -76,6 +78,34 @@ def test_offline_packed_query_keeps_the_whole_query_packing(shared_data: Path) -
     assert float(lens.sum()) / slots >= 0.97
     alone = sum(pack_matrix(lens[query[s : s + 16]]).shape[0] for s in range(0, lens.size, 16))
     assert alone > rows * 1.05  # what the chunks would cost packed one by one
+
+
+def test_offline_sorted_query_for_fixed_call_shapes_leaves_blank_rows_only_at_each_lengths_end(
+    shared_data: Path,
+) -> None:
+    """A test run's 704 SQuAD samples in batches of about 16 for a runner calling 8 rows at a
+    time: cut at full calls, only each length step's last call of the query has blank rows."""
+    lens = np.load(shared_data / "squad" / "reference-features.npz")["lengths"]
+    feats = synthetic_features(lens.size)
+    feats.lengths = lens.astype(np.uint16)
+    lib = SampleLibrary.from_features(feats)
+    query = np.random.default_rng(2).choice(lens.size, 704, replace=False)
+
+    def blank_rows(call_rows: int | None) -> tuple[int, int]:
+        builder = BatchBuilder(lib, "sorted", call_rows=call_rows)
+        perm, cuts = builder.plan_offline(query)
+        ordered, blanks = query[perm], 0
+        chunks = offline_chunks(ordered.size, 16, 1, cuts=cuts)
+        for a, b in chunks:
+            calls = plan_calls(builder.build(ordered[a:b]).seq_lens, 8, LENGTH_STEP)
+            blanks += sum(8 - c.lens.size for c in calls)
+        assert sorted(ordered.tolist()) == sorted(query.tolist()) and max(b - a for a, b in chunks) <= 24
+        return blanks, len(chunks)
+
+    steps = np.unique(-(-lens[query] // LENGTH_STEP)).size
+    cut, chunks = blank_rows(8)
+    assert cut <= 7 * steps and chunks == 704 // 16  # at most one part-blank call per length step
+    assert blank_rows(None)[0] > 1.5 * cut  # batches of 16 as they fall split a step's calls
 
 
 def test_server_batches_go_when_full_or_after_max_wait() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 from helpers.tiny_model import random_features
 
 from packed_bert.backends.length_buckets import LENGTH_STEP
-from packed_bert.backends.sequence_rows import gather, plan_calls, scatter
+from packed_bert.backends.sequence_rows import full_call_ends, gather, plan_calls, scatter
 from packed_bert.packing import pack_batch
 
 
@@ -33,3 +33,11 @@ def test_calls_hold_one_sequence_per_row_and_scatter_back_every_token() -> None:
     np.testing.assert_array_equal(back[..., 0][real], packed.input_ids[real])
     np.testing.assert_array_equal(back[..., 1][real], packed.segment_ids[real])
     assert not back[~real].any()  # padding positions are left alone
+
+
+def test_full_call_ends_cut_after_full_calls_and_at_each_length_steps_end() -> None:
+    lens = np.array([100, 99, 98, 97, 96, 50, 49, 20])  # steps 112 x4, 96, 64 x2, 32
+    assert full_call_ends(lens, 2, LENGTH_STEP).tolist() == [2, 4, 5, 7, 8]
+    assert full_call_ends(lens[::-1], 3, LENGTH_STEP).tolist() == [1, 3, 4, 7, 8]  # shortest first
+    assert full_call_ends(lens, 16, LENGTH_STEP).tolist() == [4, 5, 7, 8]
+    assert full_call_ends(np.zeros(0, np.int64), 8, LENGTH_STEP).size == 0

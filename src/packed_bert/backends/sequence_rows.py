@@ -8,7 +8,8 @@ one sequence padded to its length rounded up to ``LENGTH_STEP`` (blank rows fill
 logits depend on nothing but itself, whatever the batch (sorted, padded or packed) and whichever row
 it lands in (checked bit for bit on BERT-Large in bf16, ``tests/test_backend_numerics.py`` on the
 tiny model). The cost: up to ``LENGTH_STEP - 1`` padding tokens per sequence and the blank rows
-of a length's last call.
+of a length's last call in each batch; Offline batches cut at ``full_call_ends`` leave blank rows
+only in each length's last call of the whole run.
 """
 
 from __future__ import annotations
@@ -51,6 +52,22 @@ def plan_calls(seq_lens: np.ndarray, rows: int, step: int) -> list[Call]:
             part = picked[first : first + rows]
             calls.append(Call(int(length), row[part], starts[part], n[part]))
     return calls
+
+
+def full_call_ends(lengths: np.ndarray, rows: int, step: int) -> np.ndarray:
+    """Where a run of sequences in length order (``lengths``, sorted either way) may be cut into
+    batches whose calls are all full but each length step's last: after every ``rows``-th sequence
+    of a step and at every step's end. Positions 1 .. n (a batch ends before that position),
+    ascending, ending with n."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    if lens.size == 0:
+        return np.zeros(0, np.int64)
+    steps = np.minimum(ROW_LEN, -(-lens // step) * step)
+    firsts = np.concatenate(([0], np.flatnonzero(np.diff(steps)) + 1))  # where each step's run starts
+    ends = np.append(firsts[1:], lens.size)
+    pos = np.arange(1, lens.size + 1)
+    run_first = firsts[np.searchsorted(firsts, pos - 1, side="right") - 1]
+    return pos[((pos - run_first) % rows == 0) | np.isin(pos, ends)]
 
 
 def gather(batch: BatchLike, call: Call, rows: int) -> Rows:

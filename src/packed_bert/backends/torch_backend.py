@@ -20,7 +20,7 @@ import torch
 
 from packed_bert.backends._model import load
 from packed_bert.backends.base import BatchLike, batch_shape
-from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows
+from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows, bucket_lengths
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
 from packed_bert.errors import UserError
 from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
@@ -141,18 +141,26 @@ class TorchRunner:
                 return self._run_varlen(batch)
             return self._run_rows(batch)
 
+    @property
+    def call_rows(self) -> int | None:
+        """Rows per call with fixed call shapes (``None``: calls take each batch as it comes)."""
+        return self.rows if self.fixed_shapes else None
+
     def warm(self, rows: int) -> int:
         """Compile before a timed run (``compile=True``: the first call compiles, 30-40 s for
         BERT-Large): one blank batch of ``rows`` rows and one of a single row (Dynamo compiles
         a size of 1 apart); lengths are dynamic. A batch-invariant runner's calls have ``rows`` rows
-        from now on (unless its ``rows`` option says otherwise): it compiles that size alone.
-        Returns how many batches ran (0: nothing to do)."""
+        from now on (unless its ``rows`` option says otherwise): it compiles that size and runs each
+        of its call shapes once (oneDNN's first call at a row count costs more, which a short run
+        pays at every length step). Returns how many batches ran (0: nothing to do)."""
         if not self.compiles_on_first_call:
             return 0
         if self.fixed_shapes:
             self.rows = self._rows_option or rows
-            self.infer(blank_rows(self.rows, 2 * LENGTH_STEP))
-            return 1
+            lengths = bucket_lengths(LENGTH_STEP)
+            for length in lengths:
+                self.infer(blank_rows(self.rows, length))
+            return len(lengths)
         sizes = sorted({rows, 1})
         for count in sizes:
             self.infer(blank_rows(count, 2 * LENGTH_STEP))

@@ -151,7 +151,9 @@ def _run_in(
         expected_samples(plan, library.total, loaded.effective), f"{plan.scenario} {cfg.mode}", enabled=not quiet
     )
     trim = not all(r.static_shape for r in runners)
-    builder = BatchBuilder(library, plan.batching, plan.system.max_per_row, trim_rows=trim)
+    call_rows = {getattr(r, "call_rows", None) for r in runners}  # fixed call shapes: cut batches to fill calls
+    rows = call_rows.pop() if len(call_rows) == 1 else None
+    builder = BatchBuilder(library, plan.batching, plan.system.max_per_row, trim_rows=trim, call_rows=rows)
     sut = BenchmarkSUT(
         builder,
         runners,
@@ -185,7 +187,11 @@ def warm_up(runners: Sequence[Runner], rows: int, say: Say) -> None:
             start = time.perf_counter()
             count = warm(rows)
             if count:
-                say(f"warm-up: {count} blank batches of up to {rows} rows, {time.perf_counter() - start:.1f} s")
+                fixed = getattr(runner, "call_rows", None)
+                shape = (
+                    f"calls of {fixed} rows, one per length step" if fixed else f"blank batches of up to {rows} rows"
+                )
+                say(f"warm-up: {count} {shape}, {time.perf_counter() - start:.1f} s")
 
 
 def _finish(rd: RunDir, plan: RunPlan, features: Any, sut: BenchmarkSUT, say: Say) -> RunResult:
