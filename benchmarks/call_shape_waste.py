@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import squad_lengths  # noqa: E402
+from common import run_main, squad_lengths  # noqa: E402
 
 from packed_bert.backends.sequence_rows import full_call_ends, plan_calls  # noqa: E402
 from packed_bert.harness.scheduler import offline_chunks  # noqa: E402
@@ -67,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -49,7 +49,7 @@ from packed_bert.systems import load_system
 from packed_bert.terms import Scenario
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import sample_features, write_doc_section  # noqa: E402
+from common import run_main, sample_features, write_doc_section  # noqa: E402
 
 BEGIN, END = "<!-- cluster:begin -->", "<!-- cluster:end -->"
 SUT = "r282_z93_q8"
@@ -432,4 +432,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,15 @@ def class_markers(name: str) -> tuple[str, str]:
 
     cls = cpu_class()
     return f"<!-- {name}:{cls}:begin -->", f"<!-- {name}:{cls}:end -->"
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """A benchmark's entry point: bad input (a missing dataset, an unknown recipe) is one line on
+    stderr and a non-zero exit, as with the ``packed-bert`` command, not a traceback."""
+    from packed_bert.errors import UserError
+
+    try:
+        return main()
+    except UserError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code

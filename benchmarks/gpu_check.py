@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import real_token_flops, sample_features  # noqa: E402
+from common import real_token_flops, run_main, sample_features  # noqa: E402
 
 from packed_bert.backends.torch_backend import TorchRunner  # noqa: E402
 from packed_bert.model import BERT_TINY  # noqa: E402
@@ -297,4 +297,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

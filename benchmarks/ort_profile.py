@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import real_token_flops, sample_features, squad_lengths, write_doc_section  # noqa: E402
+from common import real_token_flops, run_main, sample_features, squad_lengths, write_doc_section  # noqa: E402
 from throughput import offline_batches, run_lengths  # noqa: E402
 
 from packed_bert.backends.onnx_export import INPUT_NAMES  # noqa: E402
@@ -108,4 +108,4 @@ def render(rows: list[tuple[str, bool, float, dict[str, float]]], args: argparse
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, cpu_label, real_token_flops, sample_features, squad_lengths, write_doc_section  # noqa: E402
+from common import (  # noqa: E402
+    class_markers,
+    cpu_label,
+    real_token_flops,
+    run_main,
+    sample_features,
+    squad_lengths,
+    write_doc_section,
+)
 from recipe_accuracy import make_runner  # noqa: E402
 from throughput import offline_batches, run_lengths  # noqa: E402
 
@@ -93,4 +101,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -28,7 +28,7 @@ from packed_bert.model.weights import load_model
 from packed_bert.packing import PackedBatch, pack_batch, unpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_doc_section  # noqa: E402
+from common import run_main, write_doc_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "data" / "squad" / "reference-features.npz"
@@ -149,4 +149,4 @@ def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

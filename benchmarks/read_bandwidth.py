@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_label  # noqa: E402
+from common import cpu_label, run_main  # noqa: E402
 
 
 def read_rate(megabytes: int, repeats: int = 5) -> float:
@@ -49,4 +49,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

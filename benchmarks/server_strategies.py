@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PERFORMANCE_DOC as DOCS  # noqa: E402
-from common import write_doc_section
+from common import run_main, write_doc_section
 
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.benchmark import run_benchmark
@@ -372,4 +372,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, cpu_label, real_token_flops, write_doc_section  # noqa: E402
+from common import class_markers, cpu_label, real_token_flops, run_main, write_doc_section  # noqa: E402
 from recipe_accuracy import make_runner  # noqa: E402
 from runtime_comparison import probe_for, real_features  # noqa: E402
 from throughput import SETTLE_S  # noqa: E402
@@ -133,4 +133,4 @@ def render(rows: list[dict[str, object]], cpu: str, threads: int, args: argparse
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import real_token_flops, sample_features, squad_lengths, write_doc_section  # noqa: E402
+from common import real_token_flops, run_main, sample_features, squad_lengths, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.matmul_peak import (  # noqa: E402
@@ -358,4 +358,4 @@ def _pct(value: object) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))
