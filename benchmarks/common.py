@@ -73,10 +73,10 @@ def class_markers(name: str) -> tuple[str, str]:
 def run_main(main: Callable[[], int]) -> int:
     """A benchmark's entry point: bad input (a missing dataset, an unknown recipe) is one line on
     stderr and a non-zero exit, as with the ``packed-bert`` command, not a traceback."""
-    from packed_bert.errors import UserError
+    from packed_bert.errors import UserError, one_line
 
     try:
         return main()
     except UserError as exc:
-        print(f"{Path(sys.argv[0]).name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code

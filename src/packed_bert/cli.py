@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from packed_bert import __version__, commands, signals
-from packed_bert.errors import UserError, describe_os_error
+from packed_bert.errors import UserError, describe_os_error, one_line
 from packed_bert.signals import stop_on_signals
 
 DEFAULT_COMMAND = "run"
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             return int(handler(args) or 0)
     except UserError as exc:
-        print(f"packed-bert: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"packed-bert: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print(f"packed-bert: {signals.describe(exc)}; earlier results are left as they were", file=sys.stderr)
@@ -70,12 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the machine's state: a full disk, a read-only or missing place
         print(f"packed-bert: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-
-
-def _one_line(exc: BaseException) -> str:
-    """The message on one line, with any absurdly long word (a pasted value) shortened."""
-    words = [w if len(w) <= 120 else f"{w[:80]}...{w[-20:]}" for w in str(exc).split()]
-    return " ".join(words)
 
 
 if __name__ == "__main__":

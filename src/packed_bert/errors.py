@@ -11,6 +11,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+def one_line(exc: BaseException) -> str:
+    """The message on one line, with any absurdly long word (a pasted value) shortened."""
+    words = [w if len(w) <= 120 else f"{w[:80]}...{w[-20:]}" for w in str(exc).split()]
+    return " ".join(words)
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for an ``OSError``: the file, what went wrong, and what to do where it is clear."""
     import errno

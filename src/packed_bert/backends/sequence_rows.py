@@ -38,13 +38,18 @@ class Call:
         return np.where(valid, self.src_start[:, None] + offsets[None, :], 0), valid
 
 
+def call_lengths(lens: np.ndarray, step: int) -> np.ndarray:
+    """Each sequence's call length: its length rounded up to a multiple of ``step``, at most ``ROW_LEN``."""
+    return np.minimum(ROW_LEN, -(-lens // step) * step)
+
+
 def plan_calls(seq_lens: np.ndarray, rows: int, step: int) -> list[Call]:
     """The calls that run every sequence of a batch (``seq_lens`` [R, K]), shortest length first."""
     lens = np.asarray(seq_lens, dtype=np.int64)
     row, slot = np.nonzero(lens > 0)
     starts = (np.cumsum(lens, axis=1) - lens)[row, slot]
     n = lens[row, slot]
-    lengths = np.minimum(ROW_LEN, -(-n // step) * step)
+    lengths = call_lengths(n, step)
     calls = []
     for length in np.unique(lengths):
         picked = np.flatnonzero(lengths == length)
@@ -62,12 +67,12 @@ def full_call_ends(lengths: np.ndarray, rows: int, step: int) -> np.ndarray:
     lens = np.asarray(lengths, dtype=np.int64)
     if lens.size == 0:
         return np.zeros(0, np.int64)
-    steps = np.minimum(ROW_LEN, -(-lens // step) * step)
-    firsts = np.concatenate(([0], np.flatnonzero(np.diff(steps)) + 1))  # where each step's run starts
-    ends = np.append(firsts[1:], lens.size)
-    pos = np.arange(1, lens.size + 1)
-    run_first = firsts[np.searchsorted(firsts, pos - 1, side="right") - 1]
-    return pos[((pos - run_first) % rows == 0) | np.isin(pos, ends)]
+    steps = call_lengths(lens, step)
+    starts_run = np.concatenate(([True], steps[1:] != steps[:-1]))  # a step's first sequence
+    index = np.arange(lens.size)
+    run_first = np.maximum.accumulate(np.where(starts_run, index, 0))
+    ends_run = np.append(starts_run[1:], True)  # a step's last sequence
+    return index[((index + 1 - run_first) % rows == 0) | ends_run] + 1
 
 
 def gather(batch: BatchLike, call: Call, rows: int) -> Rows:

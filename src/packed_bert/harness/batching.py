@@ -60,10 +60,11 @@ class BatchBuilder:
         Sorted for runners with fixed call shapes (``call_rows``): cut only where every call
         stays full, except each length step's last in the whole query."""
         if self.strategy == "sorted":
-            order = np.argsort(-self.library.lengths[indices], kind="stable")
+            lens = self.library.lengths[indices]
+            order = np.argsort(-lens, kind="stable")
             if self.call_rows is None:
                 return order, None
-            return order, full_call_ends(self.library.lengths[indices][order], self.call_rows, LENGTH_STEP)
+            return order, full_call_ends(lens[order], self.call_rows, LENGTH_STEP)
         if self.strategy == "packed":
             return pack_order(self.library.lengths[indices], self.max_per_row, SEQ_LEN)
         return np.arange(indices.size), None
