@@ -59,6 +59,7 @@ CPU_RECIPES = (
     "onnxruntime:int8@hybrid",
     "onnxruntime:int8@rows",
     "onnxruntime:int8@rows-mixed",
+    "torch:int8@amx",
     "openvino:fp32@mask",
     "openvino:bf16@mask",
     "openvino:int8@weights@dq0@mask",
@@ -84,6 +85,8 @@ NOTES = {
     "fixed call shapes (batch-invariant)",
     "torch:bf16@frozen@anyshape": "the same, called with the batches as they come (not batch-invariant)",
     "torch:bf16@mixed@frozen": "the mixed module under torch.compile with Inductor's freezing",
+    "torch:int8@amx": "static int8 after SmoothQuant (OpenVINO's factors and grids) in packed-bert's own AMX kernels: "
+    "int8 linears, attention per sequence in bf16, add+LayerNorm",
     "onnxruntime:int8@dynamic": "ORT dynamic: one activation scale per batch tensor",
     "onnxruntime:int8@mixed": "dynamic, FFN output projections fp32",
     "onnxruntime:int8@static": "ORT QDQ static (traced graph), MinMax on the 100 calibration questions",
@@ -128,7 +131,7 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     """A runner for ``recipe`` on ``weights`` (a spec or a loaded model), ``extra`` options given
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
-    variant and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
+    variant, ``amx`` (int8 in packed-bert's AMX kernels) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
     fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
@@ -151,6 +154,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
                 opts.update(compile=True, freezing=True)
             elif tag == "anyshape":  # calls as the batches come: not batch-invariant
                 opts["batch_invariant"] = False
+            elif tag == "amx":  # static int8 in packed-bert's own AMX kernels
+                opts["kernel"] = "amx"
             else:
                 opts["variant"] = tag
     elif backend == "openvino":

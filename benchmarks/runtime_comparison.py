@@ -169,6 +169,14 @@ VARIANTS = (
         "static int8 in oneDNN's u8 x s8 kernels with OpenVINO's SmoothQuant factors and grids, bf16 attention "
         "per sequence, batch-invariant",
     ),
+    Variant(
+        "torch int8 amx kernel",
+        "torch",
+        "int8",
+        {"kernel": "amx"},
+        "the same recipe in packed-bert's own AMX kernel (quantize, int8 tiles, scales, bias, GELU in one call), "
+        "bf16 attention per sequence, batch-invariant; AMX CPUs only",
+    ),
     Variant("torch fp32 eager", "torch", "fp32", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant("torch bf16 eager", "torch", "bf16", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant(

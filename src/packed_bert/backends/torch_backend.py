@@ -52,6 +52,7 @@ class TorchRunner:
         freezing: bool = False,
         rows: int | None = None,
         calibration: Calibration | None = None,
+        kernel: str | None = None,
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -73,6 +74,8 @@ class TorchRunner:
             raise UserError("torch backend: rows=N (N >= 1) is for compile=True with batch_invariant on the CPU")
         self._rows_option = rows
         self.rows = rows or CALL_ROWS
+        if kernel is not None and not cpu_int8:
+            raise UserError("torch backend: kernel=NAME chooses the int8 linear kernel on the CPU (precision int8)")
         if cpu_int8 and compile:
             raise UserError("torch backend: int8 on the CPU runs eagerly (oneDNN kernel calls); drop compile=True")
         if self.batch_invariant and (cuda or variant is not None):
@@ -90,13 +93,14 @@ class TorchRunner:
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
         elif cpu_int8:  # static int8 with SmoothQuant (torch_int8 copies the module)
-            from packed_bert.backends.torch_int8 import quantize_model
+            from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
-            model = quantize_model(model, smooth, ranges)
+            model = quantize_model(model, smooth, ranges, kernel or ONEDNN)
+            kernel_name = "packed-bert's AMX kernel" if kernel == AMX else "oneDNN"
             self.quant_detail = (
-                f", static int8 encoder linears (oneDNN u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, calibrated), "
-                "bf16 per-sequence attention"
+                f", static int8 encoder linears ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "
+                "calibrated), bf16 per-sequence attention"
             )
         elif precision in ("fp8", "int8") and cuda:
             from packed_bert.backends.cuda_quant import fp8_supported, quantize_linears

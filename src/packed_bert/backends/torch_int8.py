@@ -27,12 +27,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from packed_bert.backends.amx_kernels import AmxLinearWeights, add_layernorm, attention_core, has_amx
 from packed_bert.backends.onnx_fused import site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.errors import UserError
+from packed_bert.model.attention import AttentionCore, matmul_attention, sequence_core
 from packed_bert.model.bert import BertSelfAttention
 
 GELU = "gelu"  # the FFN input layer's fused activation (oneDNN's exact erf GELU: algorithm "none")
+ONEDNN, AMX = "onednn", "amx"  # the linear layers' kernel: oneDNN's through torch, or ours (amx_kernels)
+KERNELS = (ONEDNN, AMX)
 
 
 def has_int8_kernels() -> bool:
@@ -63,11 +67,18 @@ class StaticInt8Linear(nn.Module):
         *,
         post_op: str = "none",
         out_dtype: torch.dtype = torch.float32,
+        kernel: str = ONEDNN,
     ) -> None:
         super().__init__()
         wq, ws = quantize_weight(weight_t * smooth[:, None])
         self.scale, self.zero_point = static_grid(*value_range)
         self.inv_smooth = torch.from_numpy((1.0 / smooth).astype(np.float32))
+        self.amx: AmxLinearWeights | None = None
+        if kernel == AMX:
+            in_scale = (1.0 / smooth).astype(np.float32) / np.float32(self.scale)
+            self.amx = AmxLinearWeights(wq, ws, bias, in_scale, self.scale, self.zero_point, gelu=post_op == GELU)
+            self.out_dtype = out_dtype
+            return
         self.packed = torch.ops.onednn.qlinear_prepack(torch.from_numpy(np.ascontiguousarray(wq.T)), None)
         self.weight_scale = torch.from_numpy(ws.astype(np.float32))
         self.weight_zero = torch.zeros(ws.size, dtype=torch.int64)
@@ -76,6 +87,8 @@ class StaticInt8Linear(nn.Module):
         self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.amx is not None:
+            return self.amx(x, self.out_dtype)
         flat = x.reshape(-1, x.shape[-1]).float()
         q = quantize_u8(flat * self.inv_smooth, self.scale, self.zero_point)
         out = torch.ops.onednn.qlinear_pointwise(
@@ -96,12 +109,36 @@ class StaticInt8Linear(nn.Module):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
+class DenseAddNorm(nn.Module):
+    """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``):
+    BERT's attention-output and FFN-output blocks on the AMX path."""
+
+    def __init__(self, dense: nn.Module, norm: nn.Module) -> None:
+        super().__init__()
+        self.dense = dense
+        self.LayerNorm = norm
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        norm = self.LayerNorm
+        assert isinstance(norm, nn.LayerNorm)
+        return add_layernorm(self.dense(x), residual, norm)
+
+
 def quantize_model(
-    model: nn.Module, smooth: Mapping[str, np.ndarray], ranges: Mapping[str, tuple[float, float]]
+    model: nn.Module,
+    smooth: Mapping[str, np.ndarray],
+    ranges: Mapping[str, tuple[float, float]],
+    kernel: str = ONEDNN,
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
-    int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)."""
-    if not has_int8_kernels():
+    int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
+    on ``kernel`` (``KERNELS``). Our AMX kernel hands the FFN's GELU output on already quantized
+    for the FFN output layer (uint8; it feeds nothing else); oneDNN's in fp32."""
+    if kernel not in KERNELS:
+        raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if kernel == AMX and not has_amx():
+        raise UserError("torch int8: kernel=amx needs a CPU with AMX int8 tiles; use kernel=onednn")
+    if kernel == ONEDNN and not has_int8_kernels():
         raise UserError("torch int8 on the CPU needs oneDNN's quantized linear (an x86 torch build); use openvino:int8")
     model = copy.deepcopy(model).float().eval()
     w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
@@ -109,7 +146,7 @@ def quantize_model(
     def layer(name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear:
         if name not in smooth or name not in ranges:
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
-        return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], **kw)
+        return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], kernel=kernel, **kw)
 
     for name, module in list(model.named_modules()):
         if not isinstance(module, BertSelfAttention):
@@ -121,8 +158,23 @@ def quantize_model(
         attention_out = model.get_submodule(f"{p}.attention.output")
         attention_out.dense = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"])
         ffn_in = f"{p}.intermediate.dense"
-        setattr(model.get_submodule(p), "intermediate", layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU))  # noqa: B010
+        gelu_layer = layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU)
+        setattr(model.get_submodule(p), "intermediate", gelu_layer)  # noqa: B010
         ffn_out = model.get_submodule(f"{p}.output")
-        ffn_out.dense = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"])
-    setattr(model, "attention", "sequence-matmul")  # noqa: B010 - PackedBertForQA's switch
+        out_layer = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"])
+        ffn_out.dense = out_layer
+        if gelu_layer.amx is not None and out_layer.amx is not None:
+            gelu_layer.amx.feed(out_layer.amx)  # GELU's output only feeds the FFN output layer
+            block = model.get_submodule(p)  # the residual add and LayerNorm in one pass
+            setattr(block, "output", DenseAddNorm(out_layer, ffn_out.get_submodule("LayerNorm")))  # noqa: B010
+            attention = model.get_submodule(f"{p}.attention")
+            setattr(attention, "output", DenseAddNorm(attention_out.dense, attention_out.get_submodule("LayerNorm")))  # noqa: B010
+    # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel
+    setattr(model, "attention", amx_attention if kernel == AMX else "sequence-matmul")  # noqa: B010
     return model
+
+
+def amx_attention(seq_lens: torch.Tensor, length: int) -> AttentionCore:
+    """Attention per sequence in the AMX kernel (``amx_kernels.attention_core``), with the plain
+    per-sequence matmuls where it does not apply."""
+    return attention_core(seq_lens, length, sequence_core(seq_lens, matmul_attention))

@@ -4,6 +4,8 @@ Parameter names are those of Hugging Face ``BertForQuestionAnswering`` (``bert.e
 ``bert.encoder.layer.N...``, ``qa_outputs``), so its checkpoints load with ``load_state_dict``.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -145,8 +147,9 @@ class PackedBertForQA(nn.Module):
         # packed rows: "sdpa" = one fused kernel over the rows with a block-diagonal mask;
         # "sequence" = each sequence alone, whose results do not depend on the batch
         # (``attention.sequence_core``); "sequence-matmul" = the same with two plain matmuls per
-        # sequence instead of the SDPA kernel (``attention.matmul_attention``)
-        self.attention = "sdpa"
+        # sequence instead of the SDPA kernel (``attention.matmul_attention``); a runtime may set a
+        # function of (seq_lens, row length) that returns its own core
+        self.attention: str | Callable[[torch.Tensor, int], AttentionCore] = "sdpa"
 
     def forward(
         self,
@@ -160,7 +163,9 @@ class PackedBertForQA(nn.Module):
         Each token attends only to the tokens of its own sequence; logits of padding tokens
         are meaningless.
         """
-        if self.attention in ("sequence", "sequence-matmul"):
+        if callable(self.attention):
+            core = self.attention(seq_lens, input_ids.shape[1])
+        elif self.attention in ("sequence", "sequence-matmul"):
             core = sequence_core(seq_lens, matmul_attention if self.attention == "sequence-matmul" else None)
         else:
             mask = block_diagonal_mask(seq_lens, input_ids.shape[1])

@@ -1,0 +1,254 @@
+"""packed-bert's own CPU kernels on Intel AMX tiles (``kernels/amx.c``), for the torch int8 recipe
+(``torch_int8``, ``kernel="amx"``): the static int8 linear layer and attention per sequence.
+
+One call quantizes the input (SmoothQuant factors and the calibrated uint8 grid, as oneDNN's path
+does), multiplies it by the int8 weight on AMX tiles with int32 sums, and applies the scales, the
+bias and, for the FFN input layer, GELU (erf) before it writes fp32 or bf16. Why it exists: on the
+Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units
+issue 12.4 TOP/s on two cores (docs/performance.md, tenth session).
+
+Attention runs each sequence alone, on bf16 tiles: Q K^T in fp32 sums, softmax in fp32, the
+weights rounded to bf16 for P V, fp32 sums rounded to bf16 at the end. It reads Q, K and V
+straight from the Q|K|V layer's output and needs a head dimension of 32 or 64 (otherwise the
+plain matmuls of ``model.attention.matmul_attention`` run).
+
+The C source is compiled at first use with the system compiler (``-march=native``: the machine
+that runs it) into the cache, keyed by the source, the flags and the compiler's version; a
+compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming the fallback.
+The library links OpenMP by its soname, so once torch is imported it shares torch's OpenMP
+threads (``torch.set_num_threads`` applies to it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from packed_bert.backends.cpu_class import cpu_flags
+from packed_bert.cache import atomic_path, cache_dir
+from packed_bert.errors import UserError
+
+SOURCE = Path(__file__).with_name("kernels") / "amx.c"
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
+TILE_K = 64  # the kernel's K step (bytes of one tile row)
+ATTENTION_DIMS = (32, 64)  # head dimensions the attention kernel takes
+MAX_SEQUENCE = 512  # tokens of one sequence the attention kernel takes
+BLOCK_N = 32  # the kernel's column step (two tiles of 16)
+BLOCK_M = 32  # the kernel's row step (two tiles of 16)
+AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
+AMX_FLAGS = frozenset({"amx_int8", "amx_tile"})
+FALLBACK = "use kernel=onednn (or openvino:int8)"
+
+
+def has_amx() -> bool:
+    """Whether this CPU has AMX int8 tiles."""
+    return cpu_flags() >= AMX_FLAGS
+
+
+def fits(k: int, n: int) -> bool:
+    """Whether a [k, n] weight fits the kernel's tiles (K a multiple of 64, N of 32)."""
+    return k % TILE_K == 0 and n % BLOCK_N == 0
+
+
+def _compiler() -> str:
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise UserError(f"torch int8 kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc or {FALLBACK}")
+
+
+def build(out_dir: Path | None = None) -> Path:
+    """The compiled library for this machine (built once, then taken from the cache)."""
+    cc = _compiler()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
+    lib = (out_dir or cache_dir() / "kernels") / f"amx-{key}.so"
+    if lib.exists():
+        return lib
+    with atomic_path(lib) as tmp:
+        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["no message"])[0]
+            raise UserError(f"torch int8 kernel=amx: {cc} could not build {SOURCE.name} ({first}); {FALLBACK}")
+    return lib
+
+
+@cache
+def library() -> ctypes.CDLL:
+    """The kernel, loaded, with AMX tiles granted to this process."""
+    if not has_amx():
+        raise UserError(f"torch int8 kernel=amx: this CPU has no AMX int8 tiles; {FALLBACK}")
+    lib = ctypes.CDLL(str(build()))
+    if lib.pb_amx_enable() != 0:
+        raise UserError(f"torch int8 kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; {FALLBACK}")
+    p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    lib.pb_int8_linear.argtypes = [p, i, n, n, p, i, p, n, p, p, p, i, p, i, p, i]
+    lib.pb_int8_linear.restype = i
+    lib.pb_attention.argtypes = [p, p, p, n, i, i, p]
+    lib.pb_attention.restype = i
+    lib.pb_add_layernorm.argtypes = [p, p, p, p, ctypes.c_float, n, n, p]
+    lib.pb_add_layernorm.restype = i
+    return lib
+
+
+def pack_weight(wq: np.ndarray) -> np.ndarray:
+    """An int8 weight [K, N] in the kernel's tile order: [N/16][K/64][16][64], each tile row 16
+    columns of 4 consecutive K bytes (AMX's VNNI layout)."""
+    k, n = wq.shape
+    if not fits(k, n):
+        raise UserError(
+            f"torch int8 kernel=amx: a [{k}, {n}] weight does not fit its tiles (K % 64, N % 32); {FALLBACK}"
+        )
+    tiles = wq.reshape(k // TILE_K, 16, 4, n // 16, 16)  # (k block, tile row, byte, column block, column)
+    return np.ascontiguousarray(tiles.transpose(3, 0, 1, 4, 2))
+
+
+class AmxLinearWeights:
+    """One layer's constants in the kernel's form: for weight ``wq`` [K, N] (int8) with column
+    scales ``weight_scale`` and bias, the input's per-channel multiplier ``in_scale`` (SmoothQuant
+    division and grid step in one) and the grid's zero point."""
+
+    def __init__(
+        self,
+        wq: np.ndarray,
+        weight_scale: np.ndarray,
+        bias: np.ndarray,
+        in_scale: np.ndarray,
+        grid_scale: float,
+        zero_point: int,
+        *,
+        gelu: bool = False,
+    ) -> None:
+        self.k, self.n = wq.shape
+        self.packed = torch.from_numpy(pack_weight(wq))
+        self.in_scale = torch.from_numpy(np.ascontiguousarray(in_scale, dtype=np.float32))
+        self.zero_point = int(zero_point)
+        colsum = wq.astype(np.int64).sum(axis=0)
+        self.colsum_zp = torch.from_numpy((colsum * self.zero_point).astype(np.int32))
+        self.col_scale = torch.from_numpy((weight_scale.astype(np.float64) * grid_scale).astype(np.float32))
+        self.bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
+        self.gelu = gelu
+        self.feeds: AmxLinearWeights | None = None
+
+    def feed(self, consumer: AmxLinearWeights) -> None:
+        """Write outputs as ``consumer``'s uint8 input (its grid, its SmoothQuant factors), for a
+        layer whose output goes nowhere else (the FFN input layer's GELU output): the consumer
+        then skips its own quantization and the output takes a quarter of fp32's bytes."""
+        self.feeds = consumer
+
+    def __call__(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        """``x`` [..., K] fp32 or bf16, or uint8 from a layer that feeds this one -> [..., N] in
+        ``out_dtype`` (fp32 or bf16), or uint8 if this layer feeds another."""
+        flat = x.reshape(-1, self.k)
+        rows = flat.shape[0]
+        padded = -(-rows // BLOCK_M) * BLOCK_M
+        if flat.dtype == torch.uint8:  # a feeding layer's output: its storage holds whole row blocks
+            if x.untyped_storage().nbytes() - x.storage_offset() < padded * self.k or not flat.is_contiguous():
+                raise RuntimeError("amx int8 kernel: a uint8 input needs the feeding layer's padded rows")
+            kind = AS_U8
+        else:
+            if flat.dtype not in (torch.float32, torch.bfloat16):
+                flat = flat.float()
+            flat = flat.contiguous()
+            kind = AS_BF16 if flat.dtype == torch.bfloat16 else AS_FP32
+        consumer = self.feeds
+        if consumer is not None:
+            out = torch.empty(padded, self.n, dtype=torch.uint8)[:rows]
+            out_kind, out_scale, out_zero = AS_U8, consumer.in_scale.data_ptr(), consumer.zero_point
+        else:
+            out = torch.empty(rows, self.n, dtype=out_dtype)
+            out_kind, out_scale, out_zero = (AS_BF16 if out_dtype == torch.bfloat16 else AS_FP32), None, 0
+        if rows == 0:
+            return out.reshape(*x.shape[:-1], self.n)
+        status = library().pb_int8_linear(
+            flat.data_ptr(),
+            kind,
+            rows,
+            self.k,
+            self.in_scale.data_ptr(),
+            self.zero_point,
+            self.packed.data_ptr(),
+            self.n,
+            self.colsum_zp.data_ptr(),
+            self.col_scale.data_ptr(),
+            self.bias.data_ptr(),
+            int(self.gelu),
+            out.data_ptr(),
+            out_kind,
+            out_scale,
+            out_zero,
+        )
+        if status != 0:
+            raise RuntimeError(f"amx int8 kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")
+        return out.reshape(*x.shape[:-1], self.n)
+
+
+AttentionCore = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sequence_spans(seq_lens: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first token, token count) of every sequence of rows [R, ``length``] holding ``seq_lens``
+    [R, K], tokens counted over the flattened rows; empty slots left out."""
+    lens = seq_lens.detach().to("cpu", torch.int64)
+    starts = torch.cumsum(lens, dim=1) - lens + torch.arange(lens.shape[0])[:, None] * length
+    used = lens > 0
+    return starts[used].contiguous(), lens[used].contiguous()
+
+
+def attention_core(seq_lens: torch.Tensor, length: int, fallback: AttentionCore) -> AttentionCore:
+    """A core (``model.attention``) for rows [R, ``length``]: each sequence of ``seq_lens`` alone
+    in the AMX kernel, when Q, K and V are bf16 views of one Q|K|V tensor with a head dimension
+    it takes; ``fallback`` (a core) otherwise. Positions outside every sequence get zeros."""
+    starts, lens = sequence_spans(seq_lens, length)
+    longest = int(lens.max()) if lens.numel() else 0
+    covered = int(lens.sum()) == seq_lens.shape[0] * length  # no position outside a sequence
+
+    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        rows, tokens, heads, dim = q.shape
+        hidden = heads * dim
+        step = q.element_size() * hidden
+        fused = (
+            q.dtype == torch.bfloat16
+            and dim in ATTENTION_DIMS
+            and q.stride() == (tokens * 3 * hidden, 3 * hidden, dim, 1)
+            and k.data_ptr() == q.data_ptr() + step
+            and v.data_ptr() == q.data_ptr() + 2 * step
+            and 0 < longest <= MAX_SEQUENCE
+        )
+        if not fused:
+            return fallback(q, k, v)
+        out = (torch.empty if covered else torch.zeros)(rows, tokens, heads, dim, dtype=torch.bfloat16)
+        status = library().pb_attention(
+            q.data_ptr(), starts.data_ptr(), lens.data_ptr(), len(lens), heads, dim, out.data_ptr()
+        )
+        if status != 0:
+            raise RuntimeError(f"amx attention kernel: status {status} for {len(lens)} sequences of {heads}x{dim}")
+        return out
+
+    return core
+
+
+def add_layernorm(x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """``norm(x + residual)`` for fp32 [..., H] in one pass over memory (H a multiple of 16, at
+    most 8,192; torch's otherwise). Each row alone: the same bits in any batch."""
+    hidden = x.shape[-1]
+    if x.dtype != torch.float32 or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
+        return norm(x + residual)
+    a, b = x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous()
+    out = torch.empty_like(a)
+    gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
+    status = library().pb_add_layernorm(
+        a.data_ptr(), b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, a.shape[0], hidden, out.data_ptr()
+    )
+    if status != 0:
+        raise RuntimeError(f"amx add+LayerNorm kernel: status {status} for rows of {hidden}")
+    return out.reshape(x.shape)

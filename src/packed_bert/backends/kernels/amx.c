@@ -1,0 +1,379 @@
+/* packed-bert's own CPU kernels on Intel AMX tiles: static int8 linear layers (u8 activations x
+   s8 weights) with the input's quantization before and the scales, bias and GELU after, in one
+   call; and attention per sequence in bf16. Built at first use by backends/amx_kernels.py with the
+   system C compiler (-march=native). */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <omp.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define TILE_K 64    /* bytes of K per tile row */
+#define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
+#define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
+#ifndef CHUNK_N
+#define CHUNK_N 256 /* columns whose weights stay in L2 while every row block passes */
+#endif
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+int pb_amx_enable(void) { return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
+
+static void configure_tiles(void) {
+    tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) { c.rows[i] = 16; c.colsb[i] = 64; }
+    _tile_loadconfig(&c);
+}
+
+/* exp(x) for x <= 0: 2^n * p(r), r = x - n ln2, |r| <= ln2 / 2 (degree-6 Taylor, relative error < 2e-7) */
+static inline __m512 exp_neg(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* GELU with erf (Abramowitz and Stegun 7.1.26, |error of erf| <= 1.5e-7) */
+static inline __m512 gelu_erf(__m512 y) {
+    __m512 z = _mm512_mul_ps(y, _mm512_set1_ps((float)M_SQRT1_2));
+    __m512 az = _mm512_abs_ps(z);
+    __m512 d = _mm512_fmadd_ps(az, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f));
+    __m512 t = _mm512_rcp14_ps(d); /* one Newton step: relative error about 1e-8 */
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    __m512 erf_abs = _mm512_fnmadd_ps(p, exp_neg(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az)), _mm512_set1_ps(1.f));
+    __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(erf_abs),
+                     _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32((int)0x80000000))));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), y), _mm512_add_ps(_mm512_set1_ps(1.f), erf));
+}
+
+static __thread uint8_t *scratch;
+static __thread size_t scratch_size;
+
+static uint8_t *quantized_buffer(size_t bytes) {
+    if (bytes > scratch_size) {
+        free(scratch);
+        scratch = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        scratch_size = scratch ? bytes : 0;
+    }
+    return scratch;
+}
+
+/* out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], optionally GELU(erf),
+   where q = clamp(round(x * in_scale[k]) + zero_point, 0, 255). Requires K % 64 == 0, N % 32 == 0.
+   `packed` holds w as [N/16][K/64][16][64] VNNI tiles (amx_kernels.pack_weight). The row blocks of
+   one call are independent, so a row's result does not depend on the other rows. */
+enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 };
+
+/* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255). */
+static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
+    v = _mm512_roundscale_ps(_mm512_mul_ps(v, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, zp), _mm512_setzero_ps()), _mm512_set1_ps(255.f));
+    return _mm512_cvtusepi32_epi8(_mm512_cvtps_epu32(v));
+}
+
+typedef struct { /* a finished block of sums waiting for its epilogue */
+    const int32_t *acc;
+    long m, n0, rows; /* rows == 0: none */
+} block_out;
+
+typedef struct {
+    const int32_t *colsum_zp;
+    const float *col_scale, *bias;
+    int gelu;
+    void *out;
+    int out_kind;
+    const float *out_scale;
+    int out_zero_point;
+    long N;
+} epilogue_args;
+
+/* Rows [r0, r1) of a finished block: scales, bias, GELU, then fp32, bf16 or the next layer's uint8. */
+static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1) {
+    if (r1 > b->rows) r1 = b->rows;
+    for (long i = r0; i < r1; i++) {
+        size_t o = (size_t)(b->m + i) * e->N + b->n0;
+        for (int j = 0; j < BLOCK_N; j += 16) {
+            long n = b->n0 + j;
+            __m512i a = _mm512_sub_epi32(_mm512_load_si512(b->acc + i * BLOCK_N + j), _mm512_loadu_si512(e->colsum_zp + n));
+            __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(e->col_scale + n), _mm512_loadu_ps(e->bias + n));
+            if (e->gelu) y = gelu_erf(y);
+            if (e->out_kind == AS_U8)
+                _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o + j),
+                                 to_u8(y, _mm512_loadu_ps(e->out_scale + n), _mm512_set1_ps((float)e->out_zero_point)));
+            else if (e->out_kind == AS_BF16)
+                _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + j), (__m256i)_mm512_cvtneps_pbh(y));
+            else
+                _mm512_storeu_ps((float *)e->out + o + j, y);
+        }
+    }
+}
+
+int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
+                   const int8_t *packed, long N, const int32_t *colsum_zp, const float *col_scale,
+                   const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
+    if (K % TILE_K || N % BLOCK_N || M < 1) return 1;
+    long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
+    /* AS_U8: x is already on this layer's grid, with m_pad rows (rows past M are never stored) */
+    uint8_t *q = x_kind == AS_U8 ? (uint8_t *)x : quantized_buffer((size_t)m_pad * K);
+    if (!q) return 2;
+    long k_blocks = K / TILE_K, pairs = N / BLOCK_N;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (long m = 0; m < (x_kind == AS_U8 ? 0 : m_pad); m++) {
+            uint8_t *row = q + (size_t)m * K;
+            if (m >= M) { memset(row, zero_point, K); continue; }
+            const __m512 zp = _mm512_set1_ps((float)zero_point);
+            for (long k = 0; k < K; k += 16) {
+                __m512 v = x_kind == AS_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+                                        _mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * K + k))), 16))
+                                  : _mm512_loadu_ps((const float *)x + (size_t)m * K + k);
+                _mm_storeu_si128((__m128i *)(row + k), to_u8(v, _mm512_loadu_ps(in_scale + k), zp));
+            }
+        }
+        configure_tiles();
+        int threads = omp_get_num_threads(), t = omp_get_thread_num();
+        long p_begin = pairs * t / threads, p_end = pairs * (t + 1) / threads;
+        /* Software pipeline: while the tiles sum block i, the vector units finish block i - 1
+           (a slice of its rows after every K step), from the other half of `acc`. */
+        int32_t acc[2][BLOCK_M * BLOCK_N] __attribute__((aligned(64)));
+        block_out prev = {0};
+        int half = 0;
+        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N};
+        long step_rows = (BLOCK_M + k_blocks - 1) / k_blocks;
+        for (long c0 = p_begin; c0 < p_end; c0 += CHUNK_N / BLOCK_N) {
+            long c1 = c0 + CHUNK_N / BLOCK_N < p_end ? c0 + CHUNK_N / BLOCK_N : p_end;
+            for (long m = 0; m < m_pad; m += BLOCK_M) {
+                const uint8_t *a = q + (size_t)m * K;
+                for (long p = c0; p < c1; p++) {
+                    const int8_t *b0 = packed + (size_t)(2 * p) * k_blocks * 1024;
+                    const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
+                    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+                    for (long kb = 0; kb < k_blocks; kb++) {
+                        _tile_loadd(4, a + kb * TILE_K, K);
+                        _tile_loadd(5, a + 16 * K + kb * TILE_K, K);
+                        _tile_loadd(6, b0 + kb * 1024, 64);
+                        _tile_loadd(7, b1 + kb * 1024, 64);
+                        _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+                        _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+                        epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows);
+                    }
+                    epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M);
+                    int32_t *c = acc[half];
+                    _tile_stored(0, c, BLOCK_N * 4); _tile_stored(1, c + 16, BLOCK_N * 4);
+                    _tile_stored(2, c + 16 * BLOCK_N, BLOCK_N * 4); _tile_stored(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                    prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M};
+                    half ^= 1;
+                }
+            }
+        }
+        epilogue_rows(&e, &prev, 0, BLOCK_M);
+        _tile_release();
+    }
+    return 0;
+}
+/* ---- attention per sequence on AMX bf16 tiles ---- */
+/* exp(x) for x <= 0, for softmax weights rounded to bf16 afterwards: degree-5 Taylor on
+   |r| <= ln2 / 2 (relative error < 3e-6), 2^n added to the exponent bits */
+static inline __m512 exp_neg_softmax(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
+    __m512 p = _mm512_set1_ps(1.f / 120);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)));
+}
+
+#define MAX_SEQ 512   /* tokens of one sequence */
+#define MAX_DIM 64    /* head dimension: 32 or 64 */
+
+static inline void gather_bf16_words(uint32_t *dst, const uint16_t *src, long stride, long n, int words) {
+    for (long i = 0; i < n; i++) memcpy(dst + i * words, src + i * stride, (size_t)words * 4);
+}
+
+/* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
+   V at `v_off` columns), output rows at `out` (stride `out_stride`). */
+static void attend_one(const uint16_t *base, long stride, long k_off, long v_off, long n, int dim,
+                       uint16_t *out, long out_stride) {
+    long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
+    int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
+    uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q / sqrt(dim), rows padded to 16 */
+    uint32_t kp[MAX_SEQ * MAX_DIM / 2] __attribute__((aligned(64)));       /* K as B tiles: [n/16][dw][16] words */
+    uint16_t vp[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* V as B tiles: [n/32][dim/16][16][16][2] */
+    float s[16 * MAX_SEQ] __attribute__((aligned(64)));
+    uint16_t p[16 * MAX_SEQ] __attribute__((aligned(64)));
+    float o[16 * MAX_DIM] __attribute__((aligned(64)));
+    const float scale = 1.f / sqrtf((float)dim);
+    /* Q, scaled (1/8 or 1/sqrt(32): the product is rounded to bf16 once, as torch does) */
+    for (long i = 0; i < n16; i++)
+        for (int d = 0; d < dim; d += 16) {
+            __m512 v = i < n ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+                                   _mm256_loadu_si256((const __m256i *)(base + i * stride + d))), 16))
+                             : _mm512_setzero_ps();
+            _mm256_store_si256((__m256i *)(qs + i * dim + d), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_set1_ps(scale))));
+        }
+    /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16] */
+    const __m512i rows16 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32((int)(stride / 2)));
+    for (long j = 0; j < n16; j += 16) {
+        __mmask16 valid = j + 16 <= n ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const int *kj = (const int *)(base + j * stride + k_off);
+        for (int w = 0; w < dw; w++)
+            _mm512_store_si512(kp + (j / 16) * dw * 16 + w * 16,
+                               _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, rows16, kj + w, 4));
+    }
+    /* V: rows 2r, 2r+1 of a 32-key block interleave per dim */
+    const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                        39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    for (long j = 0; j < n32; j += 2) {
+        uint16_t *dst = vp + (j / 32) * (dim / 16) * 512 + ((j % 32) / 2) * 32;
+        for (int d = 0; d < dim; d += 32) {
+            __m512i a = j < n ? _mm512_loadu_si512(base + j * stride + v_off + d) : _mm512_setzero_si512();
+            __m512i b = j + 1 < n ? _mm512_loadu_si512(base + (j + 1) * stride + v_off + d) : _mm512_setzero_si512();
+            _mm512_store_si512(dst + (d / 16) * 512, _mm512_permutex2var_epi16(a, lo, b));
+            _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
+        }
+    }
+    for (long q0 = 0; q0 < n; q0 += 16) {
+        /* scores: 16 queries x every key */
+        _tile_loadd(4, qs + q0 * dim, dim * 2);
+        if (dim == 64) _tile_loadd(5, qs + q0 * dim + 32, dim * 2);
+        for (long kb = 0; kb < n16 / 16; kb++) {
+            _tile_zero(0);
+            _tile_loadd(6, kp + kb * dw * 16, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (dim == 64) {
+                _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
+                _tile_dpbf16ps(0, 5, 7);
+            }
+            _tile_stored(0, s + kb * 16, MAX_SEQ * 4);
+        }
+        /* softmax per query over its n keys; keys n..n32 get 0 */
+        long rows = n - q0 < 16 ? n - q0 : 16;
+        for (long i = 0; i < 16; i++) {
+            float *si = s + i * MAX_SEQ;
+            uint16_t *pi = p + i * n32;
+            if (i >= rows) { memset(pi, 0, n32 * 2); continue; }
+            __m512 mx = _mm512_set1_ps(-INFINITY);
+            long j = 0;
+            for (; j + 16 <= n; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(si + j));
+            __mmask16 tail = (__mmask16)((1u << (n - j)) - 1);
+            if (n - j) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, si + j));
+            __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
+            for (j = 0; j < n16; j += 16) {
+                __mmask16 k = j + 16 <= n ? 0xffff : (j < n ? (__mmask16)((1u << (n - j)) - 1) : 0);
+                __m512 e = _mm512_maskz_mov_ps(k, exp_neg_softmax(_mm512_sub_ps(_mm512_loadu_ps(si + j), m)));
+                sum = _mm512_add_ps(sum, e);
+                _mm512_storeu_ps(si + j, e);
+            }
+            __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+            for (j = 0; j < n16; j += 16)
+                _mm256_storeu_si256((__m256i *)(pi + j), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(si + j), inv)));
+            for (; j < n32; j++) pi[j] = 0;
+        }
+        /* out = P V */
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        for (long kb = 0; kb < n32 / 32; kb++) {
+            _tile_loadd(4, p + kb * 32, n32 * 2);
+            _tile_loadd(6, vp + kb * (dim / 16) * 512 + 0 * 512, 64); _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(6, vp + kb * (dim / 16) * 512 + 1 * 512, 64); _tile_dpbf16ps(1, 4, 6);
+            if (dim == 64) {
+                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 2 * 512, 64); _tile_dpbf16ps(2, 4, 6);
+                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 3 * 512, 64); _tile_dpbf16ps(3, 4, 6);
+            }
+        }
+        for (int db = 0; db < dim / 16; db++) {
+            switch (db) {  /* tile numbers are immediates */
+            case 0: _tile_stored(0, o + 0, dim * 4); break;
+            case 1: _tile_stored(1, o + 16, dim * 4); break;
+            case 2: _tile_stored(2, o + 32, dim * 4); break;
+            default: _tile_stored(3, o + 48, dim * 4); break;
+            }
+        }
+        for (long i = 0; i < rows; i++)
+            for (int d = 0; d < dim; d += 16)
+                _mm256_storeu_si256((__m256i *)(out + (q0 + i) * out_stride + d), (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(o + i * dim + d)));
+    }
+}
+
+/* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
+   sequence i holds tokens starts[i] .. starts[i] + lens[i]; out [T, heads * dim] bf16 gets each
+   sequence's rows (the others are left as they are). dim 32 or 64, lens <= 512. */
+int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, uint16_t *out) {
+    if ((dim != 32 && dim != 64)) return 1;
+    for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
+    long hidden = (long)heads * dim, stride = 3 * hidden;
+#pragma omp parallel
+    {
+        configure_tiles();
+#pragma omp for schedule(dynamic, 1)
+        for (long job = 0; job < count * heads; job++) {
+            long i = job / heads, h = job % heads;
+            if (lens[i] == 0) continue;
+            attend_one(qkv + starts[i] * stride + h * dim, stride, hidden, 2 * hidden, lens[i], dim,
+                       out + starts[i] * hidden + h * dim, hidden);
+        }
+        _tile_release();
+    }
+    return 0;
+}
+
+/* ---- residual add and LayerNorm, one row at a time ---- */
+/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) fp32 values:
+   the mean first, then the variance of the deviations, both in fp32 */
+int pb_add_layernorm(const float *x, const float *residual, const float *gamma, const float *beta, float eps,
+                     long M, long H, float *out) {
+    if (H % 16 || H > 8192) return 1;
+#pragma omp parallel for schedule(static)
+    for (long m = 0; m < M; m++) {
+        float row[8192] __attribute__((aligned(64)));
+        const float *a = x + m * H, *b = residual + m * H;
+        __m512 sum = _mm512_setzero_ps();
+        for (long k = 0; k < H; k += 16) {
+            __m512 v = _mm512_add_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k));
+            _mm512_store_ps(row + k, v);
+            sum = _mm512_add_ps(sum, v);
+        }
+        __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)H), sq = _mm512_setzero_ps();
+        for (long k = 0; k < H; k += 16) {
+            __m512 d = _mm512_sub_ps(_mm512_load_ps(row + k), mean);
+            sq = _mm512_fmadd_ps(d, d, sq);
+        }
+        __m512 inv = _mm512_set1_ps(1.f / sqrtf(_mm512_reduce_add_ps(sq) / (float)H + eps));
+        for (long k = 0; k < H; k += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(row + k), mean), inv);
+            _mm512_storeu_ps(out + m * H + k, _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + k), _mm512_loadu_ps(beta + k)));
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,223 @@
+"""packed-bert's own AMX kernels (``amx_kernels``, ``kernels/amx.c``): the int8 linear layer
+against its integer arithmetic, a uint8 hand-over between two layers, attention per sequence
+against float64, add+LayerNorm against torch, the same bits for a row in any batch, and the
+torch int8 runner built on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers.tiny_model import calibration_of, random_features
+
+from packed_bert.backends import amx_kernels, create
+from packed_bert.backends.amx_kernels import AmxLinearWeights, add_layernorm, attention_core, has_amx, pack_weight
+from packed_bert.errors import UserError
+from packed_bert.model import BertConfig, PackedBertForQA
+from packed_bert.model.attention import matmul_attention, sequence_core
+from packed_bert.packing import infer_sequences
+
+needs_amx = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX int8 tiles (Intel Xeon 4th gen on)")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "amx-cache"))
+
+
+def test_weights_are_packed_in_amx_tile_order() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (128, 64), dtype=np.int8)
+    packed = pack_weight(w)
+    assert packed.shape == (4, 2, 16, 16, 4)  # column blocks, K blocks, tile rows, columns, bytes
+    for nb, kb, r, n, b in [(0, 0, 0, 0, 0), (3, 1, 15, 15, 3), (2, 1, 7, 4, 1), (1, 0, 3, 9, 2)]:
+        assert packed[nb, kb, r, n, b] == w[kb * 64 + r * 4 + b, nb * 16 + n]
+    with pytest.raises(UserError, match=r"\[100, 64\].*kernel=onednn"):
+        pack_weight(w[:100])
+
+
+def _layer(rng: np.random.Generator, k: int, n: int, *, gelu: bool = False) -> tuple[AmxLinearWeights, dict[str, Any]]:
+    wq = rng.integers(-127, 128, (k, n), dtype=np.int8)
+    parts: dict[str, Any] = {
+        "wq": wq,
+        "weight_scale": rng.uniform(1e-3, 3e-3, n).astype(np.float32),
+        "bias": rng.standard_normal(n).astype(np.float32),
+        "in_scale": rng.uniform(5.0, 20.0, k).astype(np.float32),
+        "grid_scale": 0.07,
+        "zero_point": 117,
+    }
+    return AmxLinearWeights(**parts, gelu=gelu), parts
+
+
+def _reference(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The layer's arithmetic in float64 on the kernel's uint8 grid."""
+    q = np.clip(np.rint(x.astype(np.float32) * p["in_scale"]) + p["zero_point"], 0, 255)
+    acc = (q - p["zero_point"]) @ p["wq"].astype(np.float64)
+    return acc * (p["weight_scale"].astype(np.float64) * p["grid_scale"]) + p["bias"]
+
+
+@needs_amx
+@pytest.mark.parametrize("gelu", [False, True])
+def test_int8_layer_is_the_integer_product_of_its_quantized_input(gelu: bool) -> None:
+    rng = np.random.default_rng(1)
+    layer, parts = _layer(rng, 128, 96, gelu=gelu)
+    x = rng.standard_normal((45, 128)).astype(np.float32) * 4  # 45 rows: a partial row block
+    want = _reference(x, parts)
+    if gelu:
+        want = F.gelu(torch.from_numpy(want)).numpy()
+    got = layer(torch.from_numpy(x).reshape(5, 9, 128), torch.float32)
+    assert got.shape == (5, 9, 96) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.reshape(45, 96).numpy(), want, rtol=1e-5, atol=1e-5)
+    as_bf16 = layer(torch.from_numpy(x), torch.bfloat16)  # the same values, rounded once to bf16
+    torch.testing.assert_close(as_bf16, got.reshape(45, 96).to(torch.bfloat16), rtol=0, atol=0)
+    x16 = torch.from_numpy(x).to(torch.bfloat16)  # a bf16 input is read as is
+    want16 = _reference(x16.float().numpy(), parts)
+    if gelu:
+        want16 = F.gelu(torch.from_numpy(want16)).numpy()
+    np.testing.assert_allclose(layer(x16, torch.float32).numpy(), want16, rtol=1e-5, atol=1e-5)
+
+
+@needs_amx
+def test_a_layer_hands_its_output_to_the_next_on_that_layers_grid() -> None:
+    rng = np.random.default_rng(2)
+    first, p1 = _layer(rng, 64, 128, gelu=True)
+    second, p2 = _layer(rng, 128, 64)
+    x = rng.standard_normal((70, 64)).astype(np.float32)
+    alone = second(first(torch.from_numpy(x), torch.float32), torch.float32)
+    first.feed(second)
+    handed = first(torch.from_numpy(x), torch.float32)
+    assert handed.dtype == torch.uint8 and handed.shape == (70, 128)
+    gelu = F.gelu(torch.from_numpy(_reference(x, p1))).numpy().astype(np.float32)
+    want_q = np.clip(np.rint(gelu * p2["in_scale"]) + p2["zero_point"], 0, 255)
+    assert np.abs(handed.numpy().astype(np.int64) - want_q).max() <= 1  # a rounding tie at most
+    assert (handed.numpy() == want_q).mean() > 0.999
+    np.testing.assert_array_equal(second(handed, torch.float32).numpy(), alone.numpy())
+
+
+@needs_amx
+def test_a_rows_result_does_not_depend_on_the_other_rows() -> None:
+    rng = np.random.default_rng(3)
+    layer, _ = _layer(rng, 192, 64, gelu=True)
+    x = torch.from_numpy(rng.standard_normal((100, 192)).astype(np.float32))
+    together = layer(x, torch.float32)
+    for rows in (slice(0, 1), slice(31, 33), slice(64, 100)):
+        np.testing.assert_array_equal(layer(x[rows], torch.float32).numpy(), together[rows].numpy())
+
+
+def _qkv_rows(rng: np.random.Generator, lens: list[list[int]], length: int, heads: int, dim: int) -> torch.Tensor:
+    q = rng.standard_normal((len(lens), length, 3 * heads * dim)).astype(np.float32) * 2
+    return torch.from_numpy(q).to(torch.bfloat16)
+
+
+def _attend(qkv: torch.Tensor, core: object, heads: int, dim: int) -> torch.Tensor:
+    shape = (*qkv.shape[:-1], heads, dim)
+    q, k, v = (t.reshape(shape) for t in qkv.chunk(3, dim=-1))
+    return core(q, k, v)  # type: ignore[operator]
+
+
+@needs_amx
+@pytest.mark.parametrize("dim", [32, 64])
+def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
+    rng = np.random.default_rng(4)
+    heads, length = 3, 300
+    lens = torch.tensor([[280, 0, 0], [1, 17, 100], [33, 0, 0]], dtype=torch.int32)
+    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    fallback_calls: list[int] = []
+
+    def fallback(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        fallback_calls.append(1)
+        return sequence_core(lens, matmul_attention)(q, k, v)
+
+    got = _attend(qkv, attention_core(lens, length, fallback), heads, dim).float()
+    assert not fallback_calls
+    want = sequence_core(lens, lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / dim**0.5, -1) @ v)
+    want_out = _attend(qkv.double(), want, heads, dim)
+    torch_bf16 = _attend(qkv, sequence_core(lens, matmul_attention), heads, dim).float()
+    err, torch_err = (float((x.double() - want_out).abs().max()) for x in (got, torch_bf16))
+    assert err < 0.08 and err <= torch_err  # bf16 inputs; fp32 scores, no worse than torch's bf16 path
+    outside = torch.ones(3, length, dtype=torch.bool)
+    for r, row in enumerate(lens.tolist()):
+        outside[r, : sum(row)] = False
+    assert float(got[outside].abs().max()) == 0.0
+    alone = _attend(qkv[1:2], attention_core(lens[1:2], length, fallback), heads, dim)
+    np.testing.assert_array_equal(alone[0].float().numpy(), got[1].numpy())  # the same bits alone
+
+
+@needs_amx
+def test_attention_falls_back_where_the_kernel_does_not_apply() -> None:
+    lens = torch.tensor([[5, 0]], dtype=torch.int32)
+    calls: list[int] = []
+
+    def fallback(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.zeros_like(q)
+
+    qkv = _qkv_rows(np.random.default_rng(5), [[5]], 8, 2, 16)  # head dimension 16
+    _attend(qkv, attention_core(lens, 8, fallback), 2, 16)
+    _attend(_qkv_rows(np.random.default_rng(5), [[5]], 8, 2, 32).float(), attention_core(lens, 8, fallback), 2, 32)
+    assert len(calls) == 2  # not 16 or 48 wide, and fp32
+
+
+@needs_amx
+def test_add_layernorm_matches_torch() -> None:
+    rng = np.random.default_rng(6)
+    norm = torch.nn.LayerNorm(96, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x, r = (torch.from_numpy(rng.standard_normal((2, 21, 96)).astype(np.float32) * 3) for _ in range(2))
+    got = add_layernorm(x, r, norm)
+    torch.testing.assert_close(got, norm(x + r), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(add_layernorm(x[:1, 3:4], r[:1, 3:4], norm)[0, 0].numpy(), got[0, 3].numpy())
+
+
+def _amx_model() -> PackedBertForQA:
+    torch.manual_seed(0)  # head dimension 32: the attention kernel runs
+    model = PackedBertForQA(BertConfig(hidden=64, layers=2, heads=2, intermediate=128)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@needs_amx
+def test_the_torch_int8_runner_on_amx_kernels_follows_onednn_and_keeps_its_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feats = random_features(seed=3, n=12, max_len=200)
+    runners = {
+        kernel: create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel=kernel)
+        for kernel in ("amx", "onednn")
+    }
+    assert "AMX kernel" in runners["amx"].detail  # type: ignore[attr-defined]
+    ids, seg, lens = random_features(seed=4, n=9, max_len=300)
+    by_strategy = {
+        (strategy, size): infer_sequences(runners["amx"].infer, ids, seg, lens, strategy, size)  # type: ignore[attr-defined]
+        for strategy, size in (("sorted", 1), ("sorted", 4), ("packed", 4), ("padded", 3))
+    }
+    alone = by_strategy[("sorted", 1)]
+    for key, logits in by_strategy.items():
+        for one, other in zip(alone, logits, strict=True):
+            np.testing.assert_array_equal(one, other, err_msg=str(key))
+    onednn = infer_sequences(runners["onednn"].infer, ids, seg, lens, "sorted", 4)  # type: ignore[attr-defined]
+    for ours, theirs in zip(alone, onednn, strict=True):
+        assert float(np.abs(ours - theirs).mean()) < 0.02 * float(np.abs(theirs).mean())
+
+
+def test_bad_kernel_settings_are_one_line_errors() -> None:
+    with pytest.raises(UserError, match="kernel=NAME"):
+        create("torch", "tiny", "fp32", "cpu", kernel="amx")
+    if not has_amx():
+        with pytest.raises(UserError, match="AMX int8 tiles"):
+            amx_kernels.library()
+
+
+def test_a_missing_compiler_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(amx_kernels.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="no C compiler.*kernel=onednn"):
+        amx_kernels.build(tmp_path)
