@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from helpers.tiny_model import calibration_of, random_features
 
 from packed_bert.backends import amx_kernels, create
-from packed_bert.backends.amx_kernels import AmxLinearWeights, add_layernorm, attention_core, has_amx, pack_weight
+from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, has_amx, pack_weight
 from packed_bert.errors import UserError
 from packed_bert.model import BertConfig, PackedBertForQA
 from packed_bert.model.attention import matmul_attention, sequence_core
@@ -132,7 +132,7 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
         fallback_calls.append(1)
         return sequence_core(lens, matmul_attention)(q, k, v)
 
-    got = _attend(qkv, attention_core(lens, length, fallback), heads, dim).float()
+    got = _attend(qkv, SequenceAttention(lens, length, fallback), heads, dim).float()
     assert not fallback_calls
     want = sequence_core(lens, lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / dim**0.5, -1) @ v)
     want_out = _attend(qkv.double(), want, heads, dim)
@@ -143,7 +143,7 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
     for r, row in enumerate(lens.tolist()):
         outside[r, : sum(row)] = False
     assert float(got[outside].abs().max()) == 0.0
-    alone = _attend(qkv[1:2], attention_core(lens[1:2], length, fallback), heads, dim)
+    alone = _attend(qkv[1:2], SequenceAttention(lens[1:2], length, fallback), heads, dim)
     np.testing.assert_array_equal(alone[0].float().numpy(), got[1].numpy())  # the same bits alone
 
 
@@ -157,8 +157,8 @@ def test_attention_falls_back_where_the_kernel_does_not_apply() -> None:
         return torch.zeros_like(q)
 
     qkv = _qkv_rows(np.random.default_rng(5), [[5]], 8, 2, 16)  # head dimension 16
-    _attend(qkv, attention_core(lens, 8, fallback), 2, 16)
-    _attend(_qkv_rows(np.random.default_rng(5), [[5]], 8, 2, 32).float(), attention_core(lens, 8, fallback), 2, 32)
+    _attend(qkv, SequenceAttention(lens, 8, fallback), 2, 16)
+    _attend(_qkv_rows(np.random.default_rng(5), [[5]], 8, 2, 32).float(), SequenceAttention(lens, 8, fallback), 2, 32)
     assert len(calls) == 2  # not 16 or 48 wide, and fp32
 
 
@@ -219,5 +219,26 @@ def test_bad_kernel_settings_are_one_line_errors() -> None:
 
 def test_a_missing_compiler_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(amx_kernels.shutil, "which", lambda name: None)
-    with pytest.raises(UserError, match="no C compiler.*kernel=onednn"):
+    with pytest.raises(UserError, match="no C compiler.*install gcc.*precision_by_cpu"):
         amx_kernels.build(tmp_path)
+
+
+@needs_amx
+def test_outputs_handed_over_as_uint8_give_the_same_layer_results() -> None:
+    rng = np.random.default_rng(7)
+    heads, dim, length = 2, 32, 40
+    lens = torch.tensor([[30, 10], [25, 0]], dtype=torch.int32)
+    consumer, _ = _layer(rng, heads * dim, 64)
+    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
+    as_bf16 = attention.attend_qkv(qkv, heads)
+    as_u8 = attention.attend_qkv(qkv, heads, feeds=consumer)
+    assert as_bf16 is not None and as_u8 is not None and as_u8.dtype == torch.uint8
+    np.testing.assert_array_equal(consumer(as_u8, torch.float32).numpy(), consumer(as_bf16, torch.float32).numpy())
+    norm = torch.nn.LayerNorm(heads * dim)
+    x, r = (torch.from_numpy(rng.standard_normal((2, length, heads * dim)).astype(np.float32)) for _ in range(2))
+    normed = add_layernorm(x, r, norm, feeds=consumer)
+    assert consumer.handed is not None and consumer.handed[0] is normed
+    handed_result = consumer(normed, torch.float32)
+    assert consumer.handed is None  # used once
+    np.testing.assert_array_equal(handed_result.numpy(), consumer(normed.clone(), torch.float32).numpy())

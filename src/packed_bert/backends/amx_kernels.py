@@ -1,16 +1,20 @@
 """packed-bert's own CPU kernels on Intel AMX tiles (``kernels/amx.c``), for the torch int8 recipe
-(``torch_int8``, ``kernel="amx"``): the static int8 linear layer and attention per sequence.
+(``torch_int8``, ``kernel="amx"``): the static int8 linear layer, attention per sequence, and the
+residual add with LayerNorm.
 
-One call quantizes the input (SmoothQuant factors and the calibrated uint8 grid, as oneDNN's path
-does), multiplies it by the int8 weight on AMX tiles with int32 sums, and applies the scales, the
-bias and, for the FFN input layer, GELU (erf) before it writes fp32 or bf16. Why it exists: on the
-Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units
-issue 12.4 TOP/s on two cores (docs/performance.md, tenth session).
+One linear call quantizes the input (SmoothQuant factors and the calibrated uint8 grid, as
+oneDNN's path does), multiplies it by the int8 weight on AMX tiles with int32 sums, and applies
+the scales, the bias and, for the FFN input layer, GELU (erf) before it writes fp32, bf16 or,
+for a layer that feeds only the next one, that layer's uint8 input. The vector units finish one
+block of sums while the tiles compute the next. Why it exists: on the Xeon here oneDNN's
+u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
+two cores (docs/performance.md, "The amx class, tenth session").
 
 Attention runs each sequence alone, on bf16 tiles: Q K^T in fp32 sums, softmax in fp32, the
 weights rounded to bf16 for P V, fp32 sums rounded to bf16 at the end. It reads Q, K and V
 straight from the Q|K|V layer's output and needs a head dimension of 32 or 64 (otherwise the
-plain matmuls of ``model.attention.matmul_attention`` run).
+plain matmuls of ``model.attention.matmul_attention`` run). Every kernel works row by row or
+sequence by sequence, so a sample's logits are the same in any batch.
 
 The C source is compiled at first use with the system compiler (``-march=native``: the machine
 that runs it) into the cache, keyed by the source, the flags and the compiler's version; a
@@ -44,12 +48,12 @@ MAX_SEQUENCE = 512  # tokens of one sequence the attention kernel takes
 BLOCK_N = 32  # the kernel's column step (two tiles of 16)
 BLOCK_M = 32  # the kernel's row step (two tiles of 16)
 AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
-AMX_FLAGS = frozenset({"amx_int8", "amx_tile"})
-FALLBACK = "use kernel=onednn (or openvino:int8)"
+AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
+FALLBACK = "or name openvino:int8 for bert-99 in a system file's [precision_by_cpu.amx] (docs/usage.md)"
 
 
 def has_amx() -> bool:
-    """Whether this CPU has AMX int8 tiles."""
+    """Whether this CPU has AMX tiles with int8 and bf16 products."""
     return cpu_flags() >= AMX_FLAGS
 
 
@@ -63,22 +67,26 @@ def _compiler() -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise UserError(f"torch int8 kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc or {FALLBACK}")
+    raise UserError(f"torch int8 kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
 
 
 def build(out_dir: Path | None = None) -> Path:
     """The compiled library for this machine (built once, then taken from the cache)."""
     cc = _compiler()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
-    lib = (out_dir or cache_dir() / "kernels") / f"amx-{key}.so"
+    machine = " ".join(sorted(cpu_flags()))  # -march=native: a cache shared between machines keeps one per CPU
+    key = hashlib.sha256(b"\0".join(x.encode() for x in (SOURCE.read_text(), " ".join(FLAGS), version, machine)))
+    key_hex = key.hexdigest()[:16]
+    lib = (out_dir or cache_dir() / "kernels") / f"amx-{key_hex}.so"
     if lib.exists():
         return lib
     with atomic_path(lib) as tmp:
         done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no message"])[0]
-            raise UserError(f"torch int8 kernel=amx: {cc} could not build {SOURCE.name} ({first}); {FALLBACK}")
+            raise UserError(
+                f"torch int8 kernel=amx: {cc} could not build {SOURCE.name} ({first}); install gcc 11+, {FALLBACK}"
+            )
     return lib
 
 
@@ -86,16 +94,18 @@ def build(out_dir: Path | None = None) -> Path:
 def library() -> ctypes.CDLL:
     """The kernel, loaded, with AMX tiles granted to this process."""
     if not has_amx():
-        raise UserError(f"torch int8 kernel=amx: this CPU has no AMX int8 tiles; {FALLBACK}")
+        raise UserError(f"torch int8 kernel=amx: this CPU has no AMX int8 tiles; use kernel=onednn, {FALLBACK}")
     lib = ctypes.CDLL(str(build()))
     if lib.pb_amx_enable() != 0:
-        raise UserError(f"torch int8 kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; {FALLBACK}")
+        raise UserError(
+            f"torch int8 kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; use kernel=onednn, {FALLBACK}"
+        )
     p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     lib.pb_int8_linear.argtypes = [p, i, n, n, p, i, p, n, p, p, p, i, p, i, p, i]
     lib.pb_int8_linear.restype = i
-    lib.pb_attention.argtypes = [p, p, p, n, i, i, p]
+    lib.pb_attention.argtypes = [p, p, p, n, i, i, p, i, p, i]
     lib.pb_attention.restype = i
-    lib.pb_add_layernorm.argtypes = [p, p, p, p, ctypes.c_float, n, n, p]
+    lib.pb_add_layernorm.argtypes = [p, p, p, p, ctypes.c_float, n, n, p, p, p, i]
     lib.pb_add_layernorm.restype = i
     return lib
 
@@ -106,7 +116,7 @@ def pack_weight(wq: np.ndarray) -> np.ndarray:
     k, n = wq.shape
     if not fits(k, n):
         raise UserError(
-            f"torch int8 kernel=amx: a [{k}, {n}] weight does not fit its tiles (K % 64, N % 32); {FALLBACK}"
+            f"torch int8 kernel=amx: a [{k}, {n}] weight does not fit its tiles (K % 64, N % 32); use kernel=onednn, {FALLBACK}"
         )
     tiles = wq.reshape(k // TILE_K, 16, 4, n // 16, 16)  # (k block, tile row, byte, column block, column)
     return np.ascontiguousarray(tiles.transpose(3, 0, 1, 4, 2))
@@ -138,6 +148,7 @@ class AmxLinearWeights:
         self.bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
         self.gelu = gelu
         self.feeds: AmxLinearWeights | None = None
+        self.handed: tuple[torch.Tensor, torch.Tensor] | None = None  # (a tensor, its uint8 twin on our grid)
 
     def feed(self, consumer: AmxLinearWeights) -> None:
         """Write outputs as ``consumer``'s uint8 input (its grid, its SmoothQuant factors), for a
@@ -145,9 +156,17 @@ class AmxLinearWeights:
         then skips its own quantization and the output takes a quarter of fp32's bytes."""
         self.feeds = consumer
 
+    def hand(self, x: torch.Tensor, quantized: torch.Tensor) -> None:
+        """``quantized`` is ``x`` on this layer's uint8 grid (rows padded to whole blocks), written
+        by the kernel that produced ``x``: the next call with ``x`` itself uses it."""
+        self.handed = (x, quantized)
+
     def __call__(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
         """``x`` [..., K] fp32 or bf16, or uint8 from a layer that feeds this one -> [..., N] in
         ``out_dtype`` (fp32 or bf16), or uint8 if this layer feeds another."""
+        handed, self.handed = self.handed, None
+        if handed is not None and handed[0] is x:  # its producer quantized it already
+            x = handed[1].reshape(*x.shape)
         flat = x.reshape(-1, self.k)
         rows = flat.shape[0]
         padded = -(-rows // BLOCK_M) * BLOCK_M
@@ -204,51 +223,83 @@ def sequence_spans(seq_lens: torch.Tensor, length: int) -> tuple[torch.Tensor, t
     return starts[used].contiguous(), lens[used].contiguous()
 
 
-def attention_core(seq_lens: torch.Tensor, length: int, fallback: AttentionCore) -> AttentionCore:
-    """A core (``model.attention``) for rows [R, ``length``]: each sequence of ``seq_lens`` alone
-    in the AMX kernel, when Q, K and V are bf16 views of one Q|K|V tensor with a head dimension
-    it takes; ``fallback`` (a core) otherwise. Positions outside every sequence get zeros."""
-    starts, lens = sequence_spans(seq_lens, length)
-    longest = int(lens.max()) if lens.numel() else 0
-    covered = int(lens.sum()) == seq_lens.shape[0] * length  # no position outside a sequence
+class SequenceAttention:
+    """A core (``model.attention``) for rows [R, ``length``] holding the sequences ``seq_lens``
+    [R, K]: each sequence alone in the AMX kernel, when Q, K and V are bf16 views of one Q|K|V
+    tensor with a head dimension it takes; ``fallback`` (a core) otherwise. ``attend_qkv`` takes
+    the Q|K|V tensor itself and can hand its output to the next layer as uint8. Positions outside
+    every sequence get zeros."""
 
-    def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def __init__(self, seq_lens: torch.Tensor, length: int, fallback: AttentionCore) -> None:
+        self.starts, self.lens = sequence_spans(seq_lens, length)
+        self.longest = int(self.lens.max()) if self.lens.numel() else 0
+        self.covered = int(self.lens.sum()) == seq_lens.shape[0] * length  # no position outside a sequence
+        self.fallback = fallback
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         rows, tokens, heads, dim = q.shape
         hidden = heads * dim
         step = q.element_size() * hidden
-        fused = (
-            q.dtype == torch.bfloat16
-            and dim in ATTENTION_DIMS
-            and q.stride() == (tokens * 3 * hidden, 3 * hidden, dim, 1)
+        views = (
+            q.stride() == (tokens * 3 * hidden, 3 * hidden, dim, 1)
             and k.data_ptr() == q.data_ptr() + step
             and v.data_ptr() == q.data_ptr() + 2 * step
-            and 0 < longest <= MAX_SEQUENCE
         )
-        if not fused:
-            return fallback(q, k, v)
-        out = (torch.empty if covered else torch.zeros)(rows, tokens, heads, dim, dtype=torch.bfloat16)
+        out = self._attend(q, rows * tokens, heads, dim) if views else None
+        return self.fallback(q, k, v) if out is None else out.reshape(q.shape)
+
+    def attend_qkv(self, qkv: torch.Tensor, heads: int, feeds: AmxLinearWeights | None = None) -> torch.Tensor | None:
+        """Attention of a contiguous Q|K|V tensor [..., 3 x hidden] -> [..., hidden]: bf16, or the
+        uint8 input of ``feeds`` (the attention output layer); None where the kernel does not apply."""
+        tokens, dim = qkv[..., 0].numel(), qkv.shape[-1] // (3 * heads)
+        out = self._attend(qkv, tokens, heads, dim, feeds) if qkv.is_contiguous() else None
+        return None if out is None else out.reshape(*qkv.shape[:-1], heads * dim)
+
+    def _attend(
+        self, qkv: torch.Tensor, tokens: int, heads: int, dim: int, feeds: AmxLinearWeights | None = None
+    ) -> torch.Tensor | None:
+        if qkv.dtype != torch.bfloat16 or dim not in ATTENTION_DIMS or not 0 < self.longest <= MAX_SEQUENCE:
+            return None
+        hidden = heads * dim
+        if feeds is not None:  # whole row blocks for the next layer's tiles; a zero elsewhere, on its grid
+            buffer = torch.full((-(-tokens // BLOCK_M) * BLOCK_M, hidden), feeds.zero_point, dtype=torch.uint8)
+            out, kind, scale, zero = buffer[:tokens], AS_U8, feeds.in_scale.data_ptr(), feeds.zero_point
+        else:
+            make = torch.empty if self.covered else torch.zeros
+            out, kind, scale, zero = make(tokens, hidden, dtype=torch.bfloat16), AS_BF16, None, 0
         status = library().pb_attention(
-            q.data_ptr(), starts.data_ptr(), lens.data_ptr(), len(lens), heads, dim, out.data_ptr()
-        )
+            qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim,
+            out.data_ptr(), kind, scale, zero,
+        )  # fmt: skip
         if status != 0:
-            raise RuntimeError(f"amx attention kernel: status {status} for {len(lens)} sequences of {heads}x{dim}")
+            raise RuntimeError(f"amx attention kernel: status {status} for {len(self.lens)} sequences of {heads}x{dim}")
         return out
 
-    return core
 
-
-def add_layernorm(x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+def add_layernorm(
+    x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm, feeds: AmxLinearWeights | None = None
+) -> torch.Tensor:
     """``norm(x + residual)`` for fp32 [..., H] in one pass over memory (H a multiple of 16, at
-    most 8,192; torch's otherwise). Each row alone: the same bits in any batch."""
+    most 8,192; torch's otherwise). Each row alone: the same bits in any batch. With ``feeds``
+    (the layer that takes the result next) the pass also writes that layer's uint8 input and hands
+    it over (``AmxLinearWeights.hand``)."""
     hidden = x.shape[-1]
     if x.dtype != torch.float32 or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
         return norm(x + residual)
     a, b = x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous()
+    rows = a.shape[0]
     out = torch.empty_like(a)
     gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
+    handed = None if feeds is None else torch.empty(-(-rows // BLOCK_M) * BLOCK_M, hidden, dtype=torch.uint8)
     status = library().pb_add_layernorm(
-        a.data_ptr(), b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, a.shape[0], hidden, out.data_ptr()
-    )
+        a.data_ptr(), b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden, out.data_ptr(),
+        None if handed is None else handed.data_ptr(),
+        None if feeds is None else feeds.in_scale.data_ptr(),
+        0 if feeds is None else feeds.zero_point,
+    )  # fmt: skip
     if status != 0:
         raise RuntimeError(f"amx add+LayerNorm kernel: status {status} for rows of {hidden}")
-    return out.reshape(x.shape)
+    result = out.reshape(x.shape)
+    if feeds is not None and handed is not None:
+        feeds.hand(result, handed[:rows])
+    return result

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from packed_bert.backends.amx_kernels import AmxLinearWeights, add_layernorm, attention_core, has_amx
+from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, has_amx
 from packed_bert.backends.onnx_fused import site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.errors import UserError
@@ -110,18 +110,40 @@ class StaticInt8Linear(nn.Module):
 
 
 class DenseAddNorm(nn.Module):
-    """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``):
-    BERT's attention-output and FFN-output blocks on the AMX path."""
+    """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``),
+    which also writes the uint8 input of ``feeds``, the layer that takes the result next: BERT's
+    attention-output and FFN-output blocks on the AMX path."""
 
     def __init__(self, dense: nn.Module, norm: nn.Module) -> None:
         super().__init__()
         self.dense = dense
         self.LayerNorm = norm
+        self.feeds: AmxLinearWeights | None = None
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         norm = self.LayerNorm
         assert isinstance(norm, nn.LayerNorm)
-        return add_layernorm(self.dense(x), residual, norm)
+        return add_layernorm(self.dense(x), residual, norm, self.feeds)
+
+
+class AmxSelfAttention(nn.Module):
+    """BERT's self-attention on the AMX path: Q|K|V in one int8 layer, then attention per sequence
+    straight from its output, written as the attention output layer's uint8 input (``feeds``)."""
+
+    def __init__(self, qkv: StaticInt8Linear, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.qkv = qkv
+        self.heads, self.head_dim = heads, head_dim
+        self.feeds: AmxLinearWeights | None = None
+
+    def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
+        qkv = self.qkv(hidden)
+        if isinstance(core, SequenceAttention):
+            out = core.attend_qkv(qkv, self.heads, self.feeds)
+            if out is not None:
+                return out
+        q, k, v = (t.reshape(*hidden.shape[:-1], self.heads, self.head_dim) for t in qkv.chunk(3, dim=-1))
+        return core(q, k, v).reshape(hidden.shape)
 
 
 def quantize_model(
@@ -148,33 +170,47 @@ def quantize_model(
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
         return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], kernel=kernel, **kw)
 
+    block_outputs: list[DenseAddNorm] = []  # AMX: each layer's output block, to feed the next layer's Q|K|V
     for name, module in list(model.named_modules()):
         if not isinstance(module, BertSelfAttention):
             continue
         p = name.removesuffix(".attention.self")
         qkv_bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
-        module.qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
-        del module.query, module.key, module.value
+        qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
         attention_out = model.get_submodule(f"{p}.attention.output")
-        attention_out.dense = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"])
+        o_layer = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"])
+        attention_out.dense = o_layer
         ffn_in = f"{p}.intermediate.dense"
         gelu_layer = layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU)
         setattr(model.get_submodule(p), "intermediate", gelu_layer)  # noqa: B010
         ffn_out = model.get_submodule(f"{p}.output")
         out_layer = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"])
         ffn_out.dense = out_layer
-        if gelu_layer.amx is not None and out_layer.amx is not None:
-            gelu_layer.amx.feed(out_layer.amx)  # GELU's output only feeds the FFN output layer
-            block = model.get_submodule(p)  # the residual add and LayerNorm in one pass
-            setattr(block, "output", DenseAddNorm(out_layer, ffn_out.get_submodule("LayerNorm")))  # noqa: B010
-            attention = model.get_submodule(f"{p}.attention")
-            setattr(attention, "output", DenseAddNorm(attention_out.dense, attention_out.get_submodule("LayerNorm")))  # noqa: B010
+        if kernel != AMX:
+            module.qkv = qkv
+            del module.query, module.key, module.value
+            continue
+        # each kernel writes the next layer's uint8 input where the value feeds only it, or as well
+        attention = model.get_submodule(f"{p}.attention")
+        own = AmxSelfAttention(qkv, module.heads, module.head_dim)
+        own.feeds = o_layer.amx
+        setattr(attention, "self", own)  # noqa: B010
+        attention_block = DenseAddNorm(o_layer, attention_out.get_submodule("LayerNorm"))
+        attention_block.feeds = gelu_layer.amx
+        setattr(attention, "output", attention_block)  # noqa: B010
+        assert gelu_layer.amx is not None and out_layer.amx is not None and qkv.amx is not None
+        gelu_layer.amx.feed(out_layer.amx)
+        block = DenseAddNorm(out_layer, ffn_out.get_submodule("LayerNorm"))
+        if block_outputs:
+            block_outputs[-1].feeds = qkv.amx
+        block_outputs.append(block)
+        setattr(model.get_submodule(p), "output", block)  # noqa: B010
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel
     setattr(model, "attention", amx_attention if kernel == AMX else "sequence-matmul")  # noqa: B010
     return model
 
 
 def amx_attention(seq_lens: torch.Tensor, length: int) -> AttentionCore:
-    """Attention per sequence in the AMX kernel (``amx_kernels.attention_core``), with the plain
-    per-sequence matmuls where it does not apply."""
-    return attention_core(seq_lens, length, sequence_core(seq_lens, matmul_attention))
+    """Attention per sequence in the AMX kernel (``amx_kernels.SequenceAttention``), with the
+    plain per-sequence matmuls where it does not apply."""
+    return SequenceAttention(seq_lens, length, sequence_core(seq_lens, matmul_attention))

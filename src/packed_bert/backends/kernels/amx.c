@@ -221,9 +221,10 @@ static inline void gather_bf16_words(uint32_t *dst, const uint16_t *src, long st
 }
 
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
-   V at `v_off` columns), output rows at `out` (stride `out_stride`). */
+   V at `v_off` columns), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8)
+   those bf16 values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). */
 static void attend_one(const uint16_t *base, long stride, long k_off, long v_off, long n, int dim,
-                       uint16_t *out, long out_stride) {
+                       void *out, long out_stride, int out_kind, const float *q_scale, int q_zp) {
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
     int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
     uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q / sqrt(dim), rows padded to 16 */
@@ -321,15 +322,25 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
             }
         }
         for (long i = 0; i < rows; i++)
-            for (int d = 0; d < dim; d += 16)
-                _mm256_storeu_si256((__m256i *)(out + (q0 + i) * out_stride + d), (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(o + i * dim + d)));
+            for (int d = 0; d < dim; d += 16) {
+                __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(o + i * dim + d));
+                size_t at = (size_t)(q0 + i) * out_stride + d;
+                if (out_kind == AS_U8) {
+                    __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+                    _mm_storeu_si128((__m128i *)((uint8_t *)out + at), to_u8(v, _mm512_loadu_ps(q_scale + d), _mm512_set1_ps((float)q_zp)));
+                } else {
+                    _mm256_storeu_si256((__m256i *)((uint16_t *)out + at), h);
+                }
+            }
     }
 }
 
 /* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
-   sequence i holds tokens starts[i] .. starts[i] + lens[i]; out [T, heads * dim] bf16 gets each
-   sequence's rows (the others are left as they are). dim 32 or 64, lens <= 512. */
-int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, uint16_t *out) {
+   sequence i holds tokens starts[i] .. starts[i] + lens[i]; out [T, heads * dim] (bf16, or uint8
+   on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the others are left as they
+   are). dim 32 or 64, lens <= 512. */
+int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, void *out,
+                 int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
     long hidden = (long)heads * dim, stride = 3 * hidden;
@@ -340,8 +351,10 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         for (long job = 0; job < count * heads; job++) {
             long i = job / heads, h = job % heads;
             if (lens[i] == 0) continue;
+            size_t at = (size_t)starts[i] * hidden + h * dim;
             attend_one(qkv + starts[i] * stride + h * dim, stride, hidden, 2 * hidden, lens[i], dim,
-                       out + starts[i] * hidden + h * dim, hidden);
+                       out_kind == AS_U8 ? (void *)((uint8_t *)out + at) : (void *)((uint16_t *)out + at), hidden,
+                       out_kind, q_scale ? q_scale + h * dim : NULL, q_zp);
         }
         _tile_release();
     }
@@ -350,9 +363,10 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
 
 /* ---- residual add and LayerNorm, one row at a time ---- */
 /* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) fp32 values:
-   the mean first, then the variance of the deviations, both in fp32 */
+   the mean first, then the variance of the deviations, both in fp32; with `q_out`, the same
+   values also on the next layer's uint8 grid (q_scale per column, q_zp) */
 int pb_add_layernorm(const float *x, const float *residual, const float *gamma, const float *beta, float eps,
-                     long M, long H, float *out) {
+                     long M, long H, float *out, uint8_t *q_out, const float *q_scale, int q_zp) {
     if (H % 16 || H > 8192) return 1;
 #pragma omp parallel for schedule(static)
     for (long m = 0; m < M; m++) {
@@ -372,7 +386,9 @@ int pb_add_layernorm(const float *x, const float *residual, const float *gamma, 
         __m512 inv = _mm512_set1_ps(1.f / sqrtf(_mm512_reduce_add_ps(sq) / (float)H + eps));
         for (long k = 0; k < H; k += 16) {
             __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(row + k), mean), inv);
-            _mm512_storeu_ps(out + m * H + k, _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + k), _mm512_loadu_ps(beta + k)));
+            __m512 y = _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + k), _mm512_loadu_ps(beta + k));
+            _mm512_storeu_ps(out + m * H + k, y);
+            if (q_out) _mm_storeu_si128((__m128i *)(q_out + m * H + k), to_u8(y, _mm512_loadu_ps(q_scale + k), _mm512_set1_ps((float)q_zp)));
         }
     }
     return 0;
