@@ -1,5 +1,6 @@
 """SIGINT, SIGTERM and SIGHUP end a run, and a compliance chain, the same clean way."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -94,3 +95,21 @@ def test_sigterm_stops_a_compliance_chain_and_its_run_process(shared_data: Path,
     for run in runs:
         assert (run / "summary.json").is_file() or (run / "INCOMPLETE.txt").is_file(), run.name
     assert any(p.name.endswith(".incomplete") for p in runs)
+
+
+def test_a_signal_the_caller_ignores_stays_ignored() -> None:
+    """``nohup packed-bert run ... &`` sets SIGHUP to be ignored: a hang-up must not stop the run,
+    while SIGTERM still does."""
+    from packed_bert.signals import Interrupted, stop_on_signals
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)  # delivered by now: nothing raised
+            with pytest.raises(Interrupted):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1.0)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

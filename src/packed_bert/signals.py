@@ -56,8 +56,9 @@ def describe(exc: BaseException) -> str:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within the block, the first of SIGINT/SIGTERM/SIGHUP raises ``Interrupted``; later ones
-    are reported and ignored while the command cleans up. Outside the main thread (where Python
-    delivers no signals) it changes nothing."""
+    are reported and ignored while the command cleans up. A signal the process was started
+    ignoring (``nohup``: SIGHUP; a shell's background job: SIGINT) stays ignored. Outside the main
+    thread (where Python delivers no signals) it changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -76,7 +77,8 @@ def stop_on_signals() -> Iterator[None]:
 
     previous = {s: signal.getsignal(s) for s in HANDLED}
     for s in HANDLED:
-        signal.signal(s, handler)
+        if previous[s] is not signal.SIG_IGN:  # one the caller ignores (nohup: SIGHUP) stays ignored
+            signal.signal(s, handler)
     try:
         yield
     finally:

@@ -107,7 +107,15 @@ def library() -> ctypes.CDLL:
     lib.pb_attention.restype = i
     lib.pb_add_layernorm.argtypes = [p, p, p, p, ctypes.c_float, n, n, p, p, p, i]
     lib.pb_add_layernorm.restype = i
+    lib.pb_amx_int8_issue_rate.argtypes = [n]
+    lib.pb_amx_int8_issue_rate.restype = ctypes.c_double
     return lib
+
+
+def issue_rate(iterations: int = 2_000_000) -> float:
+    """int8 operations per second (TOP/s) the AMX units issue on every thread at once: back-to-back
+    tile products on registers only, the ceiling no kernel passes (``benchmarks/amx_ceiling.py``)."""
+    return float(library().pb_amx_int8_issue_rate(iterations)) / 1e12
 
 
 def pack_weight(wq: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """PyTorch static int8 on the CPU: the OpenVINO runner's SmoothQuant recipe (``onnx_int8``) run
-by oneDNN's quantized linear kernels through torch (``torch.ops.onednn.qlinear_pointwise``).
+by oneDNN's quantized linear kernels through torch (``torch.ops.onednn.qlinear_pointwise``) or,
+with ``kernel="amx"``, by packed-bert's own AMX kernels (``amx_kernels``; the amx class's bert-99
+default).
 
 Every encoder linear layer takes its input divided per channel by its SmoothQuant factors and
 rounded to a fixed uint8 grid, both calibrated on the 100 MLPerf calibration questions only
@@ -7,13 +9,13 @@ rounded to a fixed uint8 grid, both calibrated on the 100 MLPerf calibration que
 multiplies it with int32 accumulation by the smoothed weight in int8 per output column. The
 kernel's epilogue applies the scales, the bias and, for the FFN input layer, the exact (erf)
 GELU. Q|K|V leave their kernel in bf16 and attention runs per sequence in bf16 (two plain
-matmuls and a softmax, ``model.attention.matmul_attention``); embeddings, residuals and
-LayerNorm stay fp32.
+matmuls and a softmax, ``model.attention.matmul_attention``, or the AMX kernel); embeddings,
+residuals and LayerNorm stay fp32 (the AMX path adds the residual and normalizes in one kernel,
+and hands each int8 layer its input already quantized), and the fp32 QA head runs on fixed row
+tiles.
 
 Integer products are exact, every scale is fixed and attention sees only the sequence's own
-tokens, so a sample's logits are the same in any batch (a test checks it). Why it exists: at
-one sample's size oneDNN's u8 x s8 kernels run 1.4x the OpenVINO plugin's fused int8 layers
-here (docs/performance.md, SingleStream).
+tokens, so a sample's logits are the same in any batch (a test checks it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import nn
 from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, has_amx
 from packed_bert.backends.onnx_fused import site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
+from packed_bert.backends.torch_invariant import TiledLinear
 from packed_bert.errors import UserError
 from packed_bert.model.attention import AttentionCore, matmul_attention, sequence_core
 from packed_bert.model.bert import BertSelfAttention
@@ -205,6 +208,10 @@ def quantize_model(
             block_outputs[-1].feeds = qkv.amx
         block_outputs.append(block)
         setattr(model.get_submodule(p), "output", block)  # noqa: B010
+    # the fp32 QA head on fixed row tiles: oneDNN's blocking would follow the batch's row count
+    qa_head = model.get_submodule("qa_outputs")
+    assert isinstance(qa_head, nn.Linear)
+    setattr(model, "qa_outputs", TiledLinear(qa_head))  # noqa: B010
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel
     setattr(model, "attention", amx_attention if kernel == AMX else "sequence-matmul")  # noqa: B010
     return model
