@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with the default disposition of the signals a run handles, as one started
+    from a terminal does, even when these tests run under ``nohup`` or as a background job (which
+    start it ignoring SIGHUP or SIGINT, and a run keeps ignoring what it was started ignoring)."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _start(cmd: list[str], tmp_path: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
+    )
     deadline = time.monotonic() + 90
     while (
         time.monotonic() < deadline
