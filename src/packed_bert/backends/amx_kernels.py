@@ -17,7 +17,8 @@ plain matmuls of ``model.attention.matmul_attention`` run). Every kernel works r
 sequence by sequence, so a sample's logits are the same in any batch.
 
 The C source is compiled at first use with the system compiler (``-march=native``: the machine
-that runs it) into the cache, keyed by the source, the flags and the compiler's version; a
+that runs it) into the cache, keyed by the source, the flags, the compiler's version and the
+CPU's flags; a
 compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming the fallback.
 The library links OpenMP by its soname, so once torch is imported it shares torch's OpenMP
 threads (``torch.set_num_threads`` applies to it).
@@ -29,7 +30,6 @@ import ctypes
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -39,6 +39,7 @@ import torch
 from packed_bert.backends.cpu_class import cpu_flags
 from packed_bert.cache import atomic_path, cache_dir
 from packed_bert.errors import UserError
+from packed_bert.model.attention import AttentionCore
 
 SOURCE = Path(__file__).with_name("kernels") / "amx.c"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
@@ -60,6 +61,14 @@ def has_amx() -> bool:
 def fits(k: int, n: int) -> bool:
     """Whether a [k, n] weight fits the kernel's tiles (K a multiple of 64, N of 32)."""
     return k % TILE_K == 0 and n % BLOCK_N == 0
+
+
+def uint8_rows(rows: int, cols: int, fill: int | None = None) -> torch.Tensor:
+    """A uint8 [rows, cols] input for a kernel that reads whole blocks of ``BLOCK_M`` rows: a view
+    of a buffer padded to the next block (``fill``: its value everywhere; else left as it is)."""
+    shape = (-(-rows // BLOCK_M) * BLOCK_M, cols)
+    buffer = torch.empty(shape, dtype=torch.uint8) if fill is None else torch.full(shape, fill, dtype=torch.uint8)
+    return buffer[:rows]
 
 
 def _compiler() -> str:
@@ -177,8 +186,8 @@ class AmxLinearWeights:
             x = handed[1].reshape(*x.shape)
         flat = x.reshape(-1, self.k)
         rows = flat.shape[0]
-        padded = -(-rows // BLOCK_M) * BLOCK_M
-        if flat.dtype == torch.uint8:  # a feeding layer's output: its storage holds whole row blocks
+        if flat.dtype == torch.uint8:  # a feeding layer's output (``uint8_rows``): its storage holds whole row blocks
+            padded = -(-rows // BLOCK_M) * BLOCK_M
             if x.untyped_storage().nbytes() - x.storage_offset() < padded * self.k or not flat.is_contiguous():
                 raise RuntimeError("amx int8 kernel: a uint8 input needs the feeding layer's padded rows")
             kind = AS_U8
@@ -189,7 +198,7 @@ class AmxLinearWeights:
             kind = AS_BF16 if flat.dtype == torch.bfloat16 else AS_FP32
         consumer = self.feeds
         if consumer is not None:
-            out = torch.empty(padded, self.n, dtype=torch.uint8)[:rows]
+            out = uint8_rows(rows, self.n)
             out_kind, out_scale, out_zero = AS_U8, consumer.in_scale.data_ptr(), consumer.zero_point
         else:
             out = torch.empty(rows, self.n, dtype=out_dtype)
@@ -217,9 +226,6 @@ class AmxLinearWeights:
         if status != 0:
             raise RuntimeError(f"amx int8 kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")
         return out.reshape(*x.shape[:-1], self.n)
-
-
-AttentionCore = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def sequence_spans(seq_lens: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,8 +276,8 @@ class SequenceAttention:
             return None
         hidden = heads * dim
         if feeds is not None:  # whole row blocks for the next layer's tiles; a zero elsewhere, on its grid
-            buffer = torch.full((-(-tokens // BLOCK_M) * BLOCK_M, hidden), feeds.zero_point, dtype=torch.uint8)
-            out, kind, scale, zero = buffer[:tokens], AS_U8, feeds.in_scale.data_ptr(), feeds.zero_point
+            out, kind = uint8_rows(tokens, hidden, fill=feeds.zero_point), AS_U8
+            scale, zero = feeds.in_scale.data_ptr(), feeds.zero_point
         else:
             make = torch.empty if self.covered else torch.zeros
             out, kind, scale, zero = make(tokens, hidden, dtype=torch.bfloat16), AS_BF16, None, 0
@@ -298,7 +304,7 @@ def add_layernorm(
     rows = a.shape[0]
     out = torch.empty_like(a)
     gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
-    handed = None if feeds is None else torch.empty(-(-rows // BLOCK_M) * BLOCK_M, hidden, dtype=torch.uint8)
+    handed = None if feeds is None else uint8_rows(rows, hidden)
     status = library().pb_add_layernorm(
         a.data_ptr(), b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden, out.data_ptr(),
         None if handed is None else handed.data_ptr(),
@@ -309,5 +315,5 @@ def add_layernorm(
         raise RuntimeError(f"amx add+LayerNorm kernel: status {status} for rows of {hidden}")
     result = out.reshape(x.shape)
     if feeds is not None and handed is not None:
-        feeds.hand(result, handed[:rows])
+        feeds.hand(result, handed)
     return result

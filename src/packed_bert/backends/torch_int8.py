@@ -78,7 +78,7 @@ class StaticInt8Linear(nn.Module):
         self.inv_smooth = torch.from_numpy((1.0 / smooth).astype(np.float32))
         self.amx: AmxLinearWeights | None = None
         if kernel == AMX:
-            in_scale = (1.0 / smooth).astype(np.float32) / np.float32(self.scale)
+            in_scale = self.inv_smooth.numpy() / np.float32(self.scale)
             self.amx = AmxLinearWeights(wq, ws, bias, in_scale, self.scale, self.zero_point, gelu=post_op == GELU)
             self.out_dtype = out_dtype
             return
@@ -173,7 +173,7 @@ def quantize_model(
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
         return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], kernel=kernel, **kw)
 
-    block_outputs: list[DenseAddNorm] = []  # AMX: each layer's output block, to feed the next layer's Q|K|V
+    previous_block: DenseAddNorm | None = None  # AMX: the last layer's output block feeds this one's Q|K|V
     for name, module in list(model.named_modules()):
         if not isinstance(module, BertSelfAttention):
             continue
@@ -203,11 +203,10 @@ def quantize_model(
         setattr(attention, "output", attention_block)  # noqa: B010
         assert gelu_layer.amx is not None and out_layer.amx is not None and qkv.amx is not None
         gelu_layer.amx.feed(out_layer.amx)
-        block = DenseAddNorm(out_layer, ffn_out.get_submodule("LayerNorm"))
-        if block_outputs:
-            block_outputs[-1].feeds = qkv.amx
-        block_outputs.append(block)
-        setattr(model.get_submodule(p), "output", block)  # noqa: B010
+        if previous_block is not None:
+            previous_block.feeds = qkv.amx
+        previous_block = DenseAddNorm(out_layer, ffn_out.get_submodule("LayerNorm"))
+        setattr(model.get_submodule(p), "output", previous_block)  # noqa: B010
     # the fp32 QA head on fixed row tiles: oneDNN's blocking would follow the batch's row count
     qa_head = model.get_submodule("qa_outputs")
     assert isinstance(qa_head, nn.Linear)

@@ -1,7 +1,7 @@
 /* packed-bert's own CPU kernels on Intel AMX tiles: static int8 linear layers (u8 activations x
    s8 weights) with the input's quantization before and the scales, bias and GELU after, in one
-   call; and attention per sequence in bf16. Built at first use by backends/amx_kernels.py with the
-   system C compiler (-march=native). */
+   call; attention per sequence in bf16; the residual add with LayerNorm; and the tiles' issue
+   rate. Built at first use by backends/amx_kernels.py with the system C compiler (-march=native). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -16,9 +16,7 @@
 #define TILE_K 64    /* bytes of K per tile row */
 #define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
-#ifndef CHUNK_N
-#define CHUNK_N 256 /* columns whose weights stay in L2 while every row block passes */
-#endif
+#define CHUNK_N 256  /* columns whose weights stay in L2 while every row block passes */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -71,6 +69,11 @@ static inline __m512 gelu_erf(__m512 y) {
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), y), _mm512_add_ps(_mm512_set1_ps(1.f), erf));
 }
 
+/* 16 bf16 values as fp32 (exact: bf16 is fp32's upper half) */
+static inline __m512 bf16_to_fp32(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 static __thread uint8_t *scratch;
 static __thread size_t scratch_size;
 
@@ -83,11 +86,7 @@ static uint8_t *quantized_buffer(size_t bytes) {
     return scratch;
 }
 
-/* out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], optionally GELU(erf),
-   where q = clamp(round(x * in_scale[k]) + zero_point, 0, 255). Requires K % 64 == 0, N % 32 == 0.
-   `packed` holds w as [N/16][K/64][16][64] VNNI tiles (amx_kernels.pack_weight). The row blocks of
-   one call are independent, so a row's result does not depend on the other rows. */
-enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 };
+enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
 
 /* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255). */
 static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
@@ -133,6 +132,10 @@ static inline void epilogue_rows(const epilogue_args *e, const block_out *b, lon
     }
 }
 
+/* out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], optionally GELU(erf),
+   where q = clamp(round(x * in_scale[k]) + zero_point, 0, 255). Requires K % 64 == 0, N % 32 == 0.
+   `packed` holds w as [N/16][K/64][16][64] VNNI tiles (amx_kernels.pack_weight). The row blocks of
+   one call are independent, so a row's result does not depend on the other rows. */
 int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
                    const int8_t *packed, long N, const int32_t *colsum_zp, const float *col_scale,
                    const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
@@ -150,9 +153,8 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
             if (m >= M) { memset(row, zero_point, K); continue; }
             const __m512 zp = _mm512_set1_ps((float)zero_point);
             for (long k = 0; k < K; k += 16) {
-                __m512 v = x_kind == AS_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
-                                        _mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * K + k))), 16))
-                                  : _mm512_loadu_ps((const float *)x + (size_t)m * K + k);
+                __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * K + k)))
+                                             : _mm512_loadu_ps((const float *)x + (size_t)m * K + k);
                 _mm_storeu_si128((__m128i *)(row + k), to_u8(v, _mm512_loadu_ps(in_scale + k), zp));
             }
         }
@@ -216,10 +218,6 @@ static inline __m512 exp_neg_softmax(__m512 x) {
 #define MAX_SEQ 512   /* tokens of one sequence */
 #define MAX_DIM 64    /* head dimension: 32 or 64 */
 
-static inline void gather_bf16_words(uint32_t *dst, const uint16_t *src, long stride, long n, int words) {
-    for (long i = 0; i < n; i++) memcpy(dst + i * words, src + i * stride, (size_t)words * 4);
-}
-
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8)
    those bf16 values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). */
@@ -237,9 +235,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     /* Q, scaled (1/8 or 1/sqrt(32): the product is rounded to bf16 once, as torch does) */
     for (long i = 0; i < n16; i++)
         for (int d = 0; d < dim; d += 16) {
-            __m512 v = i < n ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
-                                   _mm256_loadu_si256((const __m256i *)(base + i * stride + d))), 16))
-                             : _mm512_setzero_ps();
+            __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
             _mm256_store_si256((__m256i *)(qs + i * dim + d), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_set1_ps(scale))));
         }
     /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16] */
@@ -326,8 +322,8 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
                 __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(o + i * dim + d));
                 size_t at = (size_t)(q0 + i) * out_stride + d;
                 if (out_kind == AS_U8) {
-                    __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-                    _mm_storeu_si128((__m128i *)((uint8_t *)out + at), to_u8(v, _mm512_loadu_ps(q_scale + d), _mm512_set1_ps((float)q_zp)));
+                    _mm_storeu_si128((__m128i *)((uint8_t *)out + at),
+                                     to_u8(bf16_to_fp32(h), _mm512_loadu_ps(q_scale + d), _mm512_set1_ps((float)q_zp)));
                 } else {
                     _mm256_storeu_si256((__m256i *)((uint16_t *)out + at), h);
                 }
