@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import class_markers, run_main, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
+from packed_bert.backends.amx_kernels import has_amx  # noqa: E402
 from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.packing import infer_sequences  # noqa: E402
 from packed_bert.squad.accuracy_log import decode_payloads  # noqa: E402
@@ -311,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for recipe in recipes:
         if "cuda" in recipe and not torch.cuda.is_available():
             skipped[recipe] = "no GPU"
+            continue
+        if "@amx" in recipe and not has_amx():
+            skipped[recipe] = "no AMX tiles on this CPU"
             continue
         outcomes.append(run_recipe(recipe, args, features, index, check, threads))
     table = render(outcomes, skipped, args, threads)
