@@ -244,3 +244,16 @@ def test_outputs_handed_over_as_uint8_give_the_same_layer_results() -> None:
     handed_result = consumer(normed, torch.float32)
     assert consumer.handed is None  # used once
     np.testing.assert_array_equal(handed_result.numpy(), consumer(normed.clone(), torch.float32).numpy())
+
+
+def test_a_runner_on_a_cpu_without_amx_stops_when_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel is built and loaded with the runner, before any timed call: a CPU without AMX
+    is a one-line error then, not a failure in a run's first batch."""
+    monkeypatch.setattr(amx_kernels, "has_amx", lambda: False)
+    amx_kernels.library.cache_clear()
+    try:
+        feats = random_features(seed=3, n=4, max_len=60)
+        with pytest.raises(UserError, match="no AMX int8 tiles; use kernel=onednn, or name openvino:int8"):
+            create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel="amx")
+    finally:
+        amx_kernels.library.cache_clear()

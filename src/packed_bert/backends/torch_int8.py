@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, has_amx
+from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, library
 from packed_bert.backends.onnx_fused import site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.backends.torch_invariant import TiledLinear
@@ -161,8 +161,8 @@ def quantize_model(
     for the FFN output layer (uint8; it feeds nothing else); oneDNN's in fp32."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-    if kernel == AMX and not has_amx():
-        raise UserError("torch int8: kernel=amx needs a CPU with AMX int8 tiles; use kernel=onednn")
+    if kernel == AMX:  # built (or taken from the cache) and loaded here, before any timed call
+        library()
     if kernel == ONEDNN and not has_int8_kernels():
         raise UserError("torch int8 on the CPU needs oneDNN's quantized linear (an x86 torch build); use openvino:int8")
     model = copy.deepcopy(model).float().eval()
