@@ -16,7 +16,9 @@
 #define TILE_K 64    /* bytes of K per tile row */
 #define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
-#define CHUNK_N 256  /* columns whose weights stay in L2 while every row block passes */
+#define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
+#define CHUNK_SMALL (128 * 1024)   /* weight bytes per chunk then: the next chunk streams in meanwhile */
+#define CHUNK_LARGE_N 256          /* otherwise, columns per chunk: fewer passes over a large input */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -168,12 +170,21 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
         int half = 0;
         epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N};
         long step_rows = (BLOCK_M + k_blocks - 1) / k_blocks;
-        for (long c0 = p_begin; c0 < p_end; c0 += CHUNK_N / BLOCK_N) {
-            long c1 = c0 + CHUNK_N / BLOCK_N < p_end ? c0 + CHUNK_N / BLOCK_N : p_end;
+        /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
+           computes, the next one's weights are prefetched into L2, spread over its K steps (one
+           sample's rows read the weights from memory once, so this hides most of that read). */
+        long chunk = (size_t)m_pad * K > SMALL_INPUT ? CHUNK_LARGE_N / BLOCK_N   /* column pairs */
+                   : CHUNK_SMALL / (K * BLOCK_N) > 0 ? CHUNK_SMALL / (K * BLOCK_N) : 1;
+        const size_t pair_bytes = (size_t)k_blocks * 2048;
+        for (long c0 = p_begin; c0 < p_end; c0 += chunk) {
+            long c1 = c0 + chunk < p_end ? c0 + chunk : p_end, c2 = c1 + chunk < p_end ? c1 + chunk : p_end;
+            const char *next = (const char *)packed + c1 * pair_bytes, *next_end = (const char *)packed + c2 * pair_bytes;
+            long steps = (m_pad / BLOCK_M) * (c1 - c0) * k_blocks;
+            long lines_per_step = ((next_end - next) / 64 + steps - 1) / steps;
             for (long m = 0; m < m_pad; m += BLOCK_M) {
                 const uint8_t *a = q + (size_t)m * K;
                 for (long p = c0; p < c1; p++) {
-                    const int8_t *b0 = packed + (size_t)(2 * p) * k_blocks * 1024;
+                    const int8_t *b0 = packed + p * pair_bytes;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                     for (long kb = 0; kb < k_blocks; kb++) {
@@ -184,6 +195,7 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
                         _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
                         _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
                         epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows);
+                        for (long i = 0; i < lines_per_step && next < next_end; i++, next += 64) _mm_prefetch(next, _MM_HINT_T1);
                     }
                     epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M);
                     int32_t *c = acc[half];
@@ -217,6 +229,40 @@ static inline __m512 exp_neg_softmax(__m512 x) {
 
 #define MAX_SEQ 512   /* tokens of one sequence */
 #define MAX_DIM 64    /* head dimension: 32 or 64 */
+#define S_STRIDE (MAX_SEQ + 16) /* floats per row of scores: rows 2 KiB apart would share L1 sets */
+
+#define SOFTMAX_ROWS 4
+
+/* Rows [0, count) of scores (S_STRIDE floats apart), count <= SOFTMAX_ROWS, over n keys: exp(s -
+   row max) as bf16 into p (n32 per row, keys n..n32 zero) and 1 / the row's sum into inv_sum. */
+static inline void softmax_rows(const float *s, uint16_t *p, float *inv_sum, long count, long n, long n32) {
+    __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
+    long full = n / 16 * 16, n16 = (n + 15) / 16 * 16;
+    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
+    for (int r = 0; r < SOFTMAX_ROWS; r++) { mx[r] = _mm512_set1_ps(-INFINITY); sum[r] = _mm512_setzero_ps(); }
+    for (long j = 0; j < full; j += 16)
+        for (int r = 0; r < SOFTMAX_ROWS; r++)
+            if (r < count) mx[r] = _mm512_max_ps(mx[r], _mm512_loadu_ps(s + r * S_STRIDE + j));
+    for (int r = 0; r < SOFTMAX_ROWS; r++)
+        if (r < count) {
+            if (tail) mx[r] = _mm512_mask_max_ps(mx[r], tail, mx[r], _mm512_maskz_loadu_ps(tail, s + r * S_STRIDE + full));
+            mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+        }
+    for (long j = 0; j < n16; j += 16) {
+        __mmask16 k = j < full ? 0xffff : tail;
+        for (int r = 0; r < SOFTMAX_ROWS; r++)
+            if (r < count) {
+                __m512 e = _mm512_maskz_mov_ps(k, exp_neg_softmax(_mm512_sub_ps(_mm512_loadu_ps(s + r * S_STRIDE + j), mx[r])));
+                sum[r] = _mm512_add_ps(sum[r], e);
+                _mm256_storeu_si256((__m256i *)(p + r * n32 + j), (__m256i)_mm512_cvtneps_pbh(e));
+            }
+    }
+    for (int r = 0; r < SOFTMAX_ROWS; r++)
+        if (r < count) {
+            for (long j = n16; j < n32; j++) p[r * n32 + j] = 0;
+            inv_sum[r] = 1.f / _mm512_reduce_add_ps(sum[r]);
+        }
+}
 
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8)
@@ -228,7 +274,8 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q / sqrt(dim), rows padded to 16 */
     uint32_t kp[MAX_SEQ * MAX_DIM / 2] __attribute__((aligned(64)));       /* K as B tiles: [n/16][dw][16] words */
     uint16_t vp[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* V as B tiles: [n/32][dim/16][16][16][2] */
-    float s[16 * MAX_SEQ] __attribute__((aligned(64)));
+    float s[16 * S_STRIDE] __attribute__((aligned(64)));
+    float inv_sum[16];
     uint16_t p[16 * MAX_SEQ] __attribute__((aligned(64)));
     float o[16 * MAX_DIM] __attribute__((aligned(64)));
     const float scale = 1.f / sqrtf((float)dim);
@@ -273,31 +320,14 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
                 _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
                 _tile_dpbf16ps(0, 5, 7);
             }
-            _tile_stored(0, s + kb * 16, MAX_SEQ * 4);
+            _tile_stored(0, s + kb * 16, S_STRIDE * 4);
         }
-        /* softmax per query over its n keys; keys n..n32 get 0 */
+        /* softmax per query over its n keys, left unnormalized: P holds exp(s - max) in bf16
+           (keys n..n32 get 0) and the output row is divided by the row's sum after P V */
         long rows = n - q0 < 16 ? n - q0 : 16;
-        for (long i = 0; i < 16; i++) {
-            float *si = s + i * MAX_SEQ;
-            uint16_t *pi = p + i * n32;
-            if (i >= rows) { memset(pi, 0, n32 * 2); continue; }
-            __m512 mx = _mm512_set1_ps(-INFINITY);
-            long j = 0;
-            for (; j + 16 <= n; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(si + j));
-            __mmask16 tail = (__mmask16)((1u << (n - j)) - 1);
-            if (n - j) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, si + j));
-            __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
-            for (j = 0; j < n16; j += 16) {
-                __mmask16 k = j + 16 <= n ? 0xffff : (j < n ? (__mmask16)((1u << (n - j)) - 1) : 0);
-                __m512 e = _mm512_maskz_mov_ps(k, exp_neg_softmax(_mm512_sub_ps(_mm512_loadu_ps(si + j), m)));
-                sum = _mm512_add_ps(sum, e);
-                _mm512_storeu_ps(si + j, e);
-            }
-            __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
-            for (j = 0; j < n16; j += 16)
-                _mm256_storeu_si256((__m256i *)(pi + j), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(si + j), inv)));
-            for (; j < n32; j++) pi[j] = 0;
-        }
+        if (rows < 16) memset(p + rows * n32, 0, (16 - rows) * n32 * 2);
+        for (long i0 = 0; i0 < rows; i0 += SOFTMAX_ROWS) /* rows in groups: their chains interleave */
+            softmax_rows(s + i0 * S_STRIDE, p + i0 * n32, inv_sum + i0, rows - i0 < SOFTMAX_ROWS ? rows - i0 : SOFTMAX_ROWS, n, n32);
         /* out = P V */
         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
         for (long kb = 0; kb < n32 / 32; kb++) {
@@ -319,7 +349,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
         }
         for (long i = 0; i < rows; i++)
             for (int d = 0; d < dim; d += 16) {
-                __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(o + i * dim + d));
+                __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(o + i * dim + d), _mm512_set1_ps(inv_sum[i])));
                 size_t at = (size_t)(q0 + i) * out_stride + d;
                 if (out_kind == AS_U8) {
                     _mm_storeu_si128((__m128i *)((uint8_t *)out + at),
