@@ -82,6 +82,22 @@ def test_int8_layer_is_the_integer_product_of_its_quantized_input(gelu: bool) ->
 
 
 @needs_amx
+def test_gelu_is_within_a_float32_rounding_of_the_erf_form_over_every_range() -> None:
+    # zero weights: every row is GELU(bias), the bias sweeping the table's edges and past them
+    n = 4096
+    bias = np.linspace(-12.0, 12.0, n).astype(np.float32)
+    layer = AmxLinearWeights(
+        np.zeros((64, n), dtype=np.int8), np.ones(n, np.float32), bias, np.ones(64, np.float32), 1.0, 0, gelu=True
+    )
+    got = layer(torch.ones(3, 64), torch.float32).numpy().astype(np.float64)
+    want = F.gelu(torch.from_numpy(bias.astype(np.float64))).numpy()
+    assert np.abs(got - want).max() <= 5e-7
+    big = np.abs(want) > 0.05  # the table is accurate in absolute terms; near 0 that is what counts
+    assert (np.abs(got - want)[:, big] / np.abs(want[big])).max() <= 1e-6  # a few float32 ulps
+    np.testing.assert_array_equal(got[0], got[2])
+
+
+@needs_amx
 def test_a_layer_hands_its_output_to_the_next_on_that_layers_grid() -> None:
     rng = np.random.default_rng(2)
     first, p1 = _layer(rng, 64, 128, gelu=True)
