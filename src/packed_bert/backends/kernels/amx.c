@@ -116,24 +116,48 @@ typedef struct {
     long N;
 } epilogue_args;
 
-/* Rows [r0, r1) of a finished block: scales, bias, GELU, then fp32, bf16 or the next layer's uint8. */
-static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1) {
+/* Rows [r0, r1) of a finished block: scales, bias, GELU, then fp32, bf16 or the next layer's uint8.
+   The block's column constants are loaded once; `gelu` and `kind` are constants in each caller. */
+static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b, long r0, long r1,
+                                                                 int gelu, int kind) {
     if (r1 > b->rows) r1 = b->rows;
+    if (r0 >= r1) return;
+    const long n = b->n0;
+    const __m512i zp0 = _mm512_loadu_si512(e->colsum_zp + n), zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+    const __m512 scale0 = _mm512_loadu_ps(e->col_scale + n), scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
+    const __m512 bias0 = _mm512_loadu_ps(e->bias + n), bias1 = _mm512_loadu_ps(e->bias + n + 16);
+    __m512 grid0 = _mm512_setzero_ps(), grid1 = grid0, grid_zp = grid0;
+    if (kind == AS_U8) {
+        grid0 = _mm512_loadu_ps(e->out_scale + n), grid1 = _mm512_loadu_ps(e->out_scale + n + 16);
+        grid_zp = _mm512_set1_ps((float)e->out_zero_point);
+    }
     for (long i = r0; i < r1; i++) {
-        size_t o = (size_t)(b->m + i) * e->N + b->n0;
-        for (int j = 0; j < BLOCK_N; j += 16) {
-            long n = b->n0 + j;
-            __m512i a = _mm512_sub_epi32(_mm512_load_si512(b->acc + i * BLOCK_N + j), _mm512_loadu_si512(e->colsum_zp + n));
-            __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(e->col_scale + n), _mm512_loadu_ps(e->bias + n));
-            if (e->gelu) y = gelu_erf(y);
-            if (e->out_kind == AS_U8)
-                _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o + j),
-                                 to_u8(y, _mm512_loadu_ps(e->out_scale + n), _mm512_set1_ps((float)e->out_zero_point)));
-            else if (e->out_kind == AS_BF16)
-                _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + j), (__m256i)_mm512_cvtneps_pbh(y));
-            else
-                _mm512_storeu_ps((float *)e->out + o + j, y);
+        const int32_t *acc = b->acc + i * BLOCK_N;
+        size_t o = (size_t)(b->m + i) * e->N + n;
+        __m512 y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0, bias0);
+        __m512 y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
+        if (gelu) { y0 = gelu_erf(y0); y1 = gelu_erf(y1); }
+        if (kind == AS_U8) {
+            _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o), to_u8(y0, grid0, grid_zp));
+            _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o + 16), to_u8(y1, grid1, grid_zp));
+        } else if (kind == AS_BF16) {
+            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o), (__m256i)_mm512_cvtneps_pbh(y0));
+            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + 16), (__m256i)_mm512_cvtneps_pbh(y1));
+        } else {
+            _mm512_storeu_ps((float *)e->out + o, y0);
+            _mm512_storeu_ps((float *)e->out + o + 16, y1);
         }
+    }
+}
+
+static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1) {
+    switch (e->gelu ? 3 + e->out_kind : e->out_kind) {
+    case AS_FP32: epilogue_block(e, b, r0, r1, 0, AS_FP32); break;
+    case AS_BF16: epilogue_block(e, b, r0, r1, 0, AS_BF16); break;
+    case AS_U8: epilogue_block(e, b, r0, r1, 0, AS_U8); break;
+    case 3 + AS_FP32: epilogue_block(e, b, r0, r1, 1, AS_FP32); break;
+    case 3 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16); break;
+    default: epilogue_block(e, b, r0, r1, 1, AS_U8); break;
     }
 }
 
