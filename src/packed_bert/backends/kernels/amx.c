@@ -217,8 +217,9 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
                     for (long kb = 0; kb < k_blocks; kb++) {
                         _tile_loadd(4, a + kb * TILE_K, K);
                         _tile_loadd(5, a + 16 * K + kb * TILE_K, K);
-                        _tile_loadd(6, b0 + kb * 1024, 64);
-                        _tile_loadd(7, b1 + kb * 1024, 64);
+                        /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
+                        _tile_stream_loadd(6, b0 + kb * 1024, 64);
+                        _tile_stream_loadd(7, b1 + kb * 1024, 64);
                         _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
                         _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
                         epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows);
