@@ -4,9 +4,9 @@ residual add with LayerNorm.
 
 One linear call quantizes the input (SmoothQuant factors and the calibrated uint8 grid, as
 oneDNN's path does), multiplies it by the int8 weight on AMX tiles with int32 sums, and applies
-the scales, the bias and, for the FFN input layer, GELU (erf) before it writes fp32, bf16 or,
-for a layer that feeds only the next one, that layer's uint8 input. The vector units finish one
-block of sums while the tiles compute the next. Why it exists: on the Xeon here oneDNN's
+the scales, the bias and, for the FFN input layer, GELU (the erf form, from a table of
+polynomials) before it writes fp32, bf16 or, for a layer that feeds only the next one, that
+layer's uint8 input. The vector units finish one block of sums while the tiles compute the next. Why it exists: on the Xeon here oneDNN's
 u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
 two cores (docs/performance.md, "The amx class, tenth session").
 
@@ -18,8 +18,8 @@ sequence by sequence, so a sample's logits are the same in any batch.
 
 The C source is compiled at first use with the system compiler (``-march=native``: the machine
 that runs it) into the cache, keyed by the source, the flags, the compiler's version and the
-CPU's flags; a
-compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming the fallback.
+CPU's flags; a compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming
+the fallback.
 The library links OpenMP by its soname, so once torch is imported it shares torch's OpenMP
 threads (``torch.set_num_threads`` applies to it).
 """

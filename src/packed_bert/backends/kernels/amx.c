@@ -39,8 +39,9 @@ static void configure_tiles(void) {
 /* GELU(y) = y * Phi(y) (the erf form), Phi from a table: [-5.5, 5.5] in 32 intervals, on each the
    degree-5 Taylor polynomial of Phi about the interval's middle (Phi's derivatives are Hermite
    polynomials times the normal density). |error| <= 5e-7 in float32 over all y (float64 check);
-   beyond the edges Phi is taken as 0 or 1 (off by 2e-8). The coefficients are computed in double when the
-   library loads; per vector: a clamp, an index, six register lookups and five multiply-adds. */
+   beyond the edges Phi is taken as 0 or 1 (off by 2e-8). The coefficients are computed in double
+   when the library loads; per vector: a clamp, an index, six register lookups and five
+   multiply-adds. */
 #define GELU_INTERVALS 32
 #define GELU_DEGREE 5
 #define GELU_EDGE 5.5
