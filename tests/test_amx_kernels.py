@@ -124,6 +124,35 @@ def test_a_rows_result_does_not_depend_on_the_other_rows() -> None:
         np.testing.assert_array_equal(layer(x[rows], torch.float32).numpy(), together[rows].numpy())
 
 
+@needs_amx
+def test_outputs_larger_than_the_caches_keep_the_bits_of_small_calls() -> None:
+    """Over 4 MiB the kernels store their output around the caches (streamed whole lines)."""
+    rng = np.random.default_rng(8)
+    rows, streamed = 2100, 4 << 20
+    layer, _ = _layer(rng, 64, 1024)
+    consumer, _ = _layer(rng, 1024, 32)
+    x = torch.from_numpy(rng.standard_normal((rows, 64)).astype(np.float32))
+    for dtype in (torch.float32, torch.bfloat16):
+        big = layer(x, dtype)
+        assert big.numel() * big.element_size() > streamed
+        for part in (slice(0, 40), slice(1000, 1033), slice(2090, 2100)):
+            np.testing.assert_array_equal(layer(x[part], dtype).float().numpy(), big[part].float().numpy())
+    norm = torch.nn.LayerNorm(1024, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    residual = torch.from_numpy(rng.standard_normal((rows, 1024)).astype(np.float32))
+    big = layer(x, torch.float32)
+    normed = add_layernorm(big, residual, norm, feeds=consumer)
+    assert consumer.handed is not None
+    quantized = consumer.handed[1]
+    torch.testing.assert_close(normed, norm(big + residual), rtol=1e-5, atol=1e-5)
+    for part in (slice(0, 40), slice(1000, 1033), slice(2090, 2100)):
+        alone = add_layernorm(big[part], residual[part], norm, feeds=consumer)
+        assert consumer.handed is not None
+        np.testing.assert_array_equal(alone.numpy(), normed[part].numpy())
+        np.testing.assert_array_equal(consumer.handed[1].numpy(), quantized[part].numpy())
+
+
 def _qkv_rows(rng: np.random.Generator, lens: list[list[int]], length: int, heads: int, dim: int) -> torch.Tensor:
     q = rng.standard_normal((len(lens), length, 3 * heads * dim)).astype(np.float32) * 2
     return torch.from_numpy(q).to(torch.bfloat16)

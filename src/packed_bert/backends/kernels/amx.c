@@ -19,6 +19,7 @@
 #define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
 #define CHUNK_SMALL (128 * 1024)   /* weight bytes per chunk then: the next chunk streams in meanwhile */
 #define CHUNK_LARGE_N 256          /* otherwise, columns per chunk: fewer passes over a large input */
+#define STREAM_OUTPUT (4096 * 1024) /* output bytes past which the output bypasses the caches */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -115,12 +116,13 @@ typedef struct {
     const float *out_scale;
     int out_zero_point;
     long N;
+    int stream; /* fp32 / bf16 rows written past the caches (whole 64-byte lines, aligned) */
 } epilogue_args;
 
 /* Rows [r0, r1) of a finished block: scales, bias, GELU, then fp32, bf16 or the next layer's uint8.
    The block's column constants are loaded once; `gelu` and `kind` are constants in each caller. */
 static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b, long r0, long r1,
-                                                                 int gelu, int kind) {
+                                                                 int gelu, int kind, int stream) {
     if (r1 > b->rows) r1 = b->rows;
     if (r0 >= r1) return;
     const long n = b->n0;
@@ -141,9 +143,15 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         if (kind == AS_U8) {
             _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o), to_u8(y0, grid0, grid_zp));
             _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o + 16), to_u8(y1, grid1, grid_zp));
+        } else if (kind == AS_BF16 && stream) { /* one whole cache line */
+            _mm512_stream_si512((__m512i *)((uint16_t *)e->out + o),
+                                _mm512_inserti64x4(_mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(y0)), (__m256i)_mm512_cvtneps_pbh(y1), 1));
         } else if (kind == AS_BF16) {
             _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o), (__m256i)_mm512_cvtneps_pbh(y0));
             _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + 16), (__m256i)_mm512_cvtneps_pbh(y1));
+        } else if (stream) {
+            _mm512_stream_ps((float *)e->out + o, y0);
+            _mm512_stream_ps((float *)e->out + o + 16, y1);
         } else {
             _mm512_storeu_ps((float *)e->out + o, y0);
             _mm512_storeu_ps((float *)e->out + o + 16, y1);
@@ -152,13 +160,18 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
 }
 
 static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1) {
-    switch (e->gelu ? 3 + e->out_kind : e->out_kind) {
-    case AS_FP32: epilogue_block(e, b, r0, r1, 0, AS_FP32); break;
-    case AS_BF16: epilogue_block(e, b, r0, r1, 0, AS_BF16); break;
-    case AS_U8: epilogue_block(e, b, r0, r1, 0, AS_U8); break;
-    case 3 + AS_FP32: epilogue_block(e, b, r0, r1, 1, AS_FP32); break;
-    case 3 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16); break;
-    default: epilogue_block(e, b, r0, r1, 1, AS_U8); break;
+    switch ((e->gelu ? 3 + e->out_kind : e->out_kind) + (e->stream ? 6 : 0)) {
+    case AS_FP32: epilogue_block(e, b, r0, r1, 0, AS_FP32, 0); break;
+    case AS_BF16: epilogue_block(e, b, r0, r1, 0, AS_BF16, 0); break;
+    case AS_U8: epilogue_block(e, b, r0, r1, 0, AS_U8, 0); break;
+    case 3 + AS_FP32: epilogue_block(e, b, r0, r1, 1, AS_FP32, 0); break;
+    case 3 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16, 0); break;
+    case 3 + AS_U8: epilogue_block(e, b, r0, r1, 1, AS_U8, 0); break;
+    case 6 + AS_FP32: epilogue_block(e, b, r0, r1, 0, AS_FP32, 1); break;
+    case 6 + AS_BF16: epilogue_block(e, b, r0, r1, 0, AS_BF16, 1); break;
+    case 9 + AS_FP32: epilogue_block(e, b, r0, r1, 1, AS_FP32, 1); break;
+    case 9 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16, 1); break;
+    default: epilogue_block(e, b, r0, r1, 1, AS_U8, 0); break; /* uint8 rows are half a cache line: never streamed */
     }
 }
 
@@ -196,7 +209,11 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
         int32_t acc[2][BLOCK_M * BLOCK_N] __attribute__((aligned(64)));
         block_out prev = {0};
         int half = 0;
-        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N};
+        /* an output larger than the caches keep is written around them: no line is read before
+           it is overwritten, and the weights and input keep their place in L2 */
+        int stream = out_kind != AS_U8 && (uintptr_t)out % 64 == 0 &&
+                     (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2) > STREAM_OUTPUT;
+        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N, stream};
         long step_rows = (BLOCK_M + k_blocks - 1) / k_blocks;
         /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
            computes, the next one's weights are prefetched into L2, spread over its K steps (one
@@ -236,6 +253,7 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
             }
         }
         epilogue_rows(&e, &prev, 0, BLOCK_M);
+        if (stream) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
         _tile_release();
     }
     return 0;
@@ -417,13 +435,23 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
 }
 
 /* ---- residual add and LayerNorm, one row at a time ---- */
+/* Stores of a row's 64 bytes at `at`: past the caches when `stream` (the row's result is read
+   again only after more than the caches hold has passed), else plain */
+static inline void store_line(void *at, __m512i v, int stream) {
+    if (stream) _mm512_stream_si512((__m512i *)at, v);
+    else _mm512_storeu_si512(at, v);
+}
+
 /* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) fp32 values:
    the mean first, then the variance of the deviations, both in fp32; with `q_out`, the same
    values also on the next layer's uint8 grid (q_scale per column, q_zp) */
 int pb_add_layernorm(const float *x, const float *residual, const float *gamma, const float *beta, float eps,
                      long M, long H, float *out, uint8_t *q_out, const float *q_scale, int q_zp) {
     if (H % 16 || H > 8192) return 1;
-#pragma omp parallel for schedule(static)
+    int stream = (size_t)M * H * 4 > STREAM_OUTPUT && H % 64 == 0 && (uintptr_t)out % 64 == 0 && (uintptr_t)q_out % 64 == 0;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
     for (long m = 0; m < M; m++) {
         float row[8192] __attribute__((aligned(64)));
         const float *a = x + m * H, *b = residual + m * H;
@@ -439,12 +467,26 @@ int pb_add_layernorm(const float *x, const float *residual, const float *gamma, 
             sq = _mm512_fmadd_ps(d, d, sq);
         }
         __m512 inv = _mm512_set1_ps(1.f / sqrtf(_mm512_reduce_add_ps(sq) / (float)H + eps));
-        for (long k = 0; k < H; k += 16) {
-            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(row + k), mean), inv);
-            __m512 y = _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + k), _mm512_loadu_ps(beta + k));
-            _mm512_storeu_ps(out + m * H + k, y);
-            if (q_out) _mm_storeu_si128((__m128i *)(q_out + m * H + k), to_u8(y, _mm512_loadu_ps(q_scale + k), _mm512_set1_ps((float)q_zp)));
+        const __m512 zp = _mm512_set1_ps((float)q_zp);
+        for (long k = 0; k < H; k += 64) { /* a cache line of uint8 at a time (16 values past H % 64) */
+            int parts = H - k < 64 ? (int)(H - k) / 16 : 4, whole = parts == 4 && stream;
+            __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+            for (int j = 0; j < parts; j++) {
+                long c = k + 16 * j;
+                __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(row + c), mean), inv);
+                __m512 y = _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + c), _mm512_loadu_ps(beta + c));
+                store_line(out + m * H + c, _mm512_castps_si512(y), whole);
+                if (!q_out) continue;
+                q[j] = to_u8(y, _mm512_loadu_ps(q_scale + c), zp);
+                if (!whole) _mm_storeu_si128((__m128i *)(q_out + m * H + c), q[j]);
+            }
+            if (q_out && whole) {
+                __m512i line = _mm512_inserti32x4(_mm512_castsi128_si512(q[0]), q[1], 1);
+                store_line(q_out + m * H + k, _mm512_inserti32x4(_mm512_inserti32x4(line, q[2], 2), q[3], 3), 1);
+            }
         }
+    }
+    if (stream) _mm_sfence(); /* each thread's streamed stores, before the region ends */
     }
     return 0;
 }
