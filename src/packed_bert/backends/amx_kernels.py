@@ -294,7 +294,8 @@ def add_layernorm(
     x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm, feeds: AmxLinearWeights | None = None
 ) -> torch.Tensor:
     """``norm(x + residual)`` for fp32 [..., H] in one pass over memory (H a multiple of 16, at
-    most 8,192; torch's otherwise). Each row alone: the same bits in any batch. With ``feeds``
+    most 8,192; torch's otherwise); results over 4 MiB are stored around the caches (no line is
+    read before it is overwritten). Each row alone: the same bits in any batch. With ``feeds``
     (the layer that takes the result next) the pass also writes that layer's uint8 input and hands
     it over (``AmxLinearWeights.hand``)."""
     hidden = x.shape[-1]
