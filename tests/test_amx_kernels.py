@@ -137,6 +137,13 @@ def test_outputs_larger_than_the_caches_keep_the_bits_of_small_calls() -> None:
         assert big.numel() * big.element_size() > streamed
         for part in (slice(0, 40), slice(1000, 1033), slice(2090, 2100)):
             np.testing.assert_array_equal(layer(x[part], dtype).float().numpy(), big[part].float().numpy())
+    wide, _ = _layer(rng, 1024, 2048, gelu=True)  # uint8 for the next layer, gathered and streamed per row block
+    wide.feed(_layer(rng, 2048, 32)[0])
+    inputs = torch.from_numpy(rng.standard_normal((rows, 1024)).astype(np.float32))
+    big = wide(inputs, torch.float32)
+    assert big.dtype == torch.uint8 and big.numel() > streamed
+    for part in (slice(0, 40), slice(1000, 1033), slice(2090, 2100)):
+        np.testing.assert_array_equal(wide(inputs[part], torch.float32).numpy(), big[part].numpy())
     norm = torch.nn.LayerNorm(1024, eps=1e-12)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
@@ -218,6 +225,11 @@ def test_add_layernorm_matches_torch() -> None:
     got = add_layernorm(x, r, norm)
     torch.testing.assert_close(got, norm(x + r), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(add_layernorm(x[:1, 3:4], r[:1, 3:4], norm)[0, 0].numpy(), got[0, 3].numpy())
+    half = x.to(torch.bfloat16)  # a bf16 layer output added to the fp32 residual
+    from_bf16 = add_layernorm(half, r, norm)
+    assert from_bf16.dtype == torch.float32
+    torch.testing.assert_close(from_bf16, norm(half.float() + r), rtol=1e-5, atol=1e-5)
+    assert not torch.equal(from_bf16, got)
 
 
 def _amx_model() -> PackedBertForQA:

@@ -114,7 +114,7 @@ def library() -> ctypes.CDLL:
     lib.pb_int8_linear.restype = i
     lib.pb_attention.argtypes = [p, p, p, n, i, i, p, i, p, i]
     lib.pb_attention.restype = i
-    lib.pb_add_layernorm.argtypes = [p, p, p, p, ctypes.c_float, n, n, p, p, p, i]
+    lib.pb_add_layernorm.argtypes = [p, i, p, p, p, ctypes.c_float, n, n, p, p, p, i]
     lib.pb_add_layernorm.restype = i
     lib.pb_amx_int8_issue_rate.argtypes = [n]
     lib.pb_amx_int8_issue_rate.restype = ctypes.c_double
@@ -276,7 +276,8 @@ class SequenceAttention:
             return None
         hidden = heads * dim
         if feeds is not None:  # whole row blocks for the next layer's tiles; a zero elsewhere, on its grid
-            out, kind = uint8_rows(tokens, hidden, fill=feeds.zero_point), AS_U8
+            # (the padding rows past `tokens` only reach output rows the next layer never stores)
+            out, kind = uint8_rows(tokens, hidden, fill=None if self.covered else feeds.zero_point), AS_U8
             scale, zero = feeds.in_scale.data_ptr(), feeds.zero_point
         else:
             make = torch.empty if self.covered else torch.zeros
@@ -293,21 +294,23 @@ class SequenceAttention:
 def add_layernorm(
     x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm, feeds: AmxLinearWeights | None = None
 ) -> torch.Tensor:
-    """``norm(x + residual)`` for fp32 [..., H] in one pass over memory (H a multiple of 16, at
-    most 8,192; torch's otherwise); results over 4 MiB are stored around the caches (no line is
+    """``norm(x + residual)`` in fp32 for x fp32 or bf16 and residual fp32 [..., H], in one pass
+    over memory (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are stored around the caches (no line is
     read before it is overwritten). Each row alone: the same bits in any batch. With ``feeds``
     (the layer that takes the result next) the pass also writes that layer's uint8 input and hands
     it over (``AmxLinearWeights.hand``)."""
     hidden = x.shape[-1]
-    if x.dtype != torch.float32 or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
-        return norm(x + residual)
+    kinds = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}
+    if x.dtype not in kinds or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
+        return norm(x.float() + residual)
     a, b = x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous()
     rows = a.shape[0]
-    out = torch.empty_like(a)
+    out = torch.empty_like(b)
     gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
     handed = None if feeds is None else uint8_rows(rows, hidden)
     status = library().pb_add_layernorm(
-        a.data_ptr(), b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden, out.data_ptr(),
+        a.data_ptr(), kinds[x.dtype], b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden,
+        out.data_ptr(),
         None if handed is None else handed.data_ptr(),
         None if feeds is None else feeds.in_scale.data_ptr(),
         0 if feeds is None else feeds.zero_point,

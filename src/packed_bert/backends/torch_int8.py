@@ -10,8 +10,8 @@ multiplies it with int32 accumulation by the smoothed weight in int8 per output 
 kernel's epilogue applies the scales, the bias and, for the FFN input layer, the exact (erf)
 GELU (our AMX kernel: the erf form from a table, within 5e-7). Q|K|V leave their kernel in bf16 and attention runs per sequence in bf16 (two plain
 matmuls and a softmax, ``model.attention.matmul_attention``, or the AMX kernel); embeddings,
-residuals and LayerNorm stay fp32 (the AMX path adds the residual and normalizes in one kernel,
-and hands each int8 layer its input already quantized), and the fp32 QA head runs on fixed row
+residuals and LayerNorm stay fp32 (the AMX path adds the residual, to the bf16 output of the
+layer before, and normalizes in one kernel, and hands each int8 layer its input already quantized), and the fp32 QA head runs on fixed row
 tiles.
 
 Integer products are exact, every scale is fixed and attention sees only the sequence's own
@@ -181,13 +181,16 @@ def quantize_model(
         qkv_bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
         qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
         attention_out = model.get_submodule(f"{p}.attention.output")
-        o_layer = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"])
+        # on the AMX path the two layers before an add+LayerNorm write bf16: half the bytes that
+        # kernel reads (it adds them to the fp32 residual)
+        dense_dtype = torch.bfloat16 if kernel == AMX else torch.float32
+        o_layer = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"], out_dtype=dense_dtype)
         attention_out.dense = o_layer
         ffn_in = f"{p}.intermediate.dense"
         gelu_layer = layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU)
         setattr(model.get_submodule(p), "intermediate", gelu_layer)  # noqa: B010
         ffn_out = model.get_submodule(f"{p}.output")
-        out_layer = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"])
+        out_layer = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"], out_dtype=dense_dtype)
         ffn_out.dense = out_layer
         if kernel != AMX:
             module.qkv = qkv

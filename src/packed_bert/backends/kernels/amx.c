@@ -105,6 +105,8 @@ static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
 typedef struct { /* a finished block of sums waiting for its epilogue */
     const int32_t *acc;
     long m, n0, rows; /* rows == 0: none */
+    uint8_t *stage;   /* uint8 results gathered here (rows CHUNK_LARGE_N apart, from column stage_n0) */
+    long stage_n0, flush_width; /* flush_width > 0: the block completes its stage, that many columns wide */
 } block_out;
 
 typedef struct {
@@ -141,8 +143,9 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         __m512 y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
         if (gelu) { y0 = gelu_erf(y0); y1 = gelu_erf(y1); }
         if (kind == AS_U8) {
-            _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o), to_u8(y0, grid0, grid_zp));
-            _mm_storeu_si128((__m128i *)((uint8_t *)e->out + o + 16), to_u8(y1, grid1, grid_zp));
+            uint8_t *at = b->stage ? b->stage + i * CHUNK_LARGE_N + (n - b->stage_n0) : (uint8_t *)e->out + o;
+            _mm_storeu_si128((__m128i *)at, to_u8(y0, grid0, grid_zp));
+            _mm_storeu_si128((__m128i *)(at + 16), to_u8(y1, grid1, grid_zp));
         } else if (kind == AS_BF16 && stream) { /* one whole cache line */
             _mm512_stream_si512((__m512i *)((uint16_t *)e->out + o),
                                 _mm512_inserti64x4(_mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(y0)), (__m256i)_mm512_cvtneps_pbh(y1), 1));
@@ -173,6 +176,20 @@ static inline void epilogue_rows(const epilogue_args *e, const block_out *b, lon
     case 9 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16, 1); break;
     default: epilogue_block(e, b, r0, r1, 1, AS_U8, 0); break; /* uint8 rows are half a cache line: never streamed */
     }
+}
+
+/* A finished block's stage: its row block's uint8 results over a chunk of columns, written to out
+   (rows N bytes apart) in whole cache lines around the caches (a part line, or one off the line
+   grid, plainly). */
+static void flush_stage(const block_out *b, uint8_t *out, long N) {
+    uint8_t *dst = out + (size_t)b->m * N + b->stage_n0;
+    for (long i = 0; i < b->rows; i++)
+        for (long c = 0; c < b->flush_width; c += 64) {
+            uint8_t *to = dst + (size_t)i * N + c;
+            const uint8_t *from = b->stage + i * CHUNK_LARGE_N + c;
+            if (c + 64 <= b->flush_width && (uintptr_t)to % 64 == 0) _mm512_stream_si512((__m512i *)to, _mm512_load_si512(from));
+            else memcpy(to, from, b->flush_width - c < 64 ? (size_t)(b->flush_width - c) : 64);
+        }
 }
 
 /* out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], optionally GELU(erf),
@@ -221,6 +238,10 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
         long chunk = (size_t)m_pad * K > SMALL_INPUT ? CHUNK_LARGE_N / BLOCK_N   /* column pairs */
                    : CHUNK_SMALL / (K * BLOCK_N) > 0 ? CHUNK_SMALL / (K * BLOCK_N) : 1;
         const size_t pair_bytes = (size_t)k_blocks * 2048;
+        /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
+           in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
+        int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk == CHUNK_LARGE_N / BLOCK_N;
+        uint8_t stages[2][BLOCK_M * CHUNK_LARGE_N] __attribute__((aligned(64)));
         for (long c0 = p_begin; c0 < p_end; c0 += chunk) {
             long c1 = c0 + chunk < p_end ? c0 + chunk : p_end, c2 = c1 + chunk < p_end ? c1 + chunk : p_end;
             const char *next = (const char *)packed + c1 * pair_bytes, *next_end = (const char *)packed + c2 * pair_bytes;
@@ -244,34 +265,38 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
                         for (long i = 0; i < lines_per_step && next < next_end; i++, next += 64) _mm_prefetch(next, _MM_HINT_T1);
                     }
                     epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M);
+                    if (prev.flush_width) flush_stage(&prev, out, N);
                     int32_t *c = acc[half];
                     _tile_stored(0, c, BLOCK_N * 4); _tile_stored(1, c + 16, BLOCK_N * 4);
                     _tile_stored(2, c + 16 * BLOCK_N, BLOCK_N * 4); _tile_stored(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4);
-                    prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M};
+                    prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
+                                       stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
+                                       stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
                     half ^= 1;
                 }
             }
         }
         epilogue_rows(&e, &prev, 0, BLOCK_M);
-        if (stream) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
+        if (prev.flush_width) flush_stage(&prev, out, N);
+        if (stream || stage_u8) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
         _tile_release();
     }
     return 0;
 }
 /* ---- attention per sequence on AMX bf16 tiles ---- */
-/* exp(x) for x <= 0, for softmax weights rounded to bf16 afterwards: degree-5 Taylor on
-   |r| <= ln2 / 2 (relative error < 3e-6), 2^n added to the exponent bits */
-static inline __m512 exp_neg_softmax(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
-    __m512 p = _mm512_set1_ps(1.f / 120);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)));
+/* 2^t for t <= 0, for softmax weights rounded to bf16 afterwards: t = n + f with |f| <= 1/2,
+   2^f = e^(f ln 2) by its degree-5 Taylor polynomial (relative error < 3e-6), times 2^n by
+   vscalefps (0 where 2^n underflows, so no clamp) */
+static inline __m512 exp2_neg_softmax(__m512 t) {
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), f = _mm512_sub_ps(t, n);
+    const float ln2 = 0.693147181f;
+    __m512 p = _mm512_set1_ps(ln2 * ln2 * ln2 * ln2 * ln2 / 120);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2 * ln2 * ln2 * ln2 / 24));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2 * ln2 * ln2 / 6));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2 * ln2 / 2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(p, n);
 }
 
 #define MAX_SEQ 512   /* tokens of one sequence */
@@ -281,10 +306,12 @@ static inline __m512 exp_neg_softmax(__m512 x) {
 #define SOFTMAX_ROWS 4
 
 /* Rows [0, count) of scores (S_STRIDE floats apart), count <= SOFTMAX_ROWS, over n keys: exp(s -
-   row max) as bf16 into p (n32 per row, keys n..n32 zero) and 1 / the row's sum into inv_sum. */
+   row max) = 2^(s log2 e - row max log2 e) as bf16 into p (n32 per row, keys n..n32 zero) and
+   1 / the row's sum into inv_sum. */
 static inline void softmax_rows(const float *s, uint16_t *p, float *inv_sum, long count, long n, long n32) {
     __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
-    long full = n / 16 * 16, n16 = (n + 15) / 16 * 16;
+    const __m512 log2e = _mm512_set1_ps(1.44269504f);
+    long full = n / 16 * 16;
     __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
     for (int r = 0; r < SOFTMAX_ROWS; r++) { mx[r] = _mm512_set1_ps(-INFINITY); sum[r] = _mm512_setzero_ps(); }
     for (long j = 0; j < full; j += 16)
@@ -293,22 +320,21 @@ static inline void softmax_rows(const float *s, uint16_t *p, float *inv_sum, lon
     for (int r = 0; r < SOFTMAX_ROWS; r++)
         if (r < count) {
             if (tail) mx[r] = _mm512_mask_max_ps(mx[r], tail, mx[r], _mm512_maskz_loadu_ps(tail, s + r * S_STRIDE + full));
-            mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+            mx[r] = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(mx[r])), log2e);
         }
-    for (long j = 0; j < n16; j += 16) {
-        __mmask16 k = j < full ? 0xffff : tail;
+    for (long j = 0; j < n32; j += 32) { /* 32 keys: one cache line of bf16 */
+        __mmask16 k0 = j + 16 <= n ? 0xffff : j < n ? tail : 0, k1 = j + 32 <= n ? 0xffff : j + 16 < n ? tail : 0;
         for (int r = 0; r < SOFTMAX_ROWS; r++)
             if (r < count) {
-                __m512 e = _mm512_maskz_mov_ps(k, exp_neg_softmax(_mm512_sub_ps(_mm512_loadu_ps(s + r * S_STRIDE + j), mx[r])));
-                sum[r] = _mm512_add_ps(sum[r], e);
-                _mm256_storeu_si256((__m256i *)(p + r * n32 + j), (__m256i)_mm512_cvtneps_pbh(e));
+                const float *row = s + r * S_STRIDE + j;
+                __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, mx[r])));
+                __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, mx[r])));
+                sum[r] = _mm512_add_ps(sum[r], _mm512_add_ps(e0, e1));
+                _mm512_storeu_si512(p + r * n32 + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
             }
     }
     for (int r = 0; r < SOFTMAX_ROWS; r++)
-        if (r < count) {
-            for (long j = n16; j < n32; j++) p[r * n32 + j] = 0;
-            inv_sum[r] = 1.f / _mm512_reduce_add_ps(sum[r]);
-        }
+        if (r < count) inv_sum[r] = 1.f / _mm512_reduce_add_ps(sum[r]);
 }
 
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
@@ -442,22 +468,25 @@ static inline void store_line(void *at, __m512i v, int stream) {
     else _mm512_storeu_si512(at, v);
 }
 
-/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) fp32 values:
-   the mean first, then the variance of the deviations, both in fp32; with `q_out`, the same
-   values also on the next layer's uint8 grid (q_scale per column, q_zp) */
-int pb_add_layernorm(const float *x, const float *residual, const float *gamma, const float *beta, float eps,
+/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) values, x fp32 or
+   bf16 (x_kind), residual and out fp32: the mean first, then the variance of the deviations, both
+   in fp32; with `q_out`, the same values also on the next layer's uint8 grid (q_scale per column,
+   q_zp) */
+int pb_add_layernorm(const void *x, int x_kind, const float *residual, const float *gamma, const float *beta, float eps,
                      long M, long H, float *out, uint8_t *q_out, const float *q_scale, int q_zp) {
-    if (H % 16 || H > 8192) return 1;
+    if (H % 16 || H > 8192 || (x_kind != AS_FP32 && x_kind != AS_BF16)) return 1;
     int stream = (size_t)M * H * 4 > STREAM_OUTPUT && H % 64 == 0 && (uintptr_t)out % 64 == 0 && (uintptr_t)q_out % 64 == 0;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
     for (long m = 0; m < M; m++) {
         float row[8192] __attribute__((aligned(64)));
-        const float *a = x + m * H, *b = residual + m * H;
+        const float *b = residual + m * H;
         __m512 sum = _mm512_setzero_ps();
         for (long k = 0; k < H; k += 16) {
-            __m512 v = _mm512_add_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k));
+            __m512 a = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + m * H + k)))
+                                         : _mm512_loadu_ps((const float *)x + m * H + k);
+            __m512 v = _mm512_add_ps(a, _mm512_loadu_ps(b + k));
             _mm512_store_ps(row + k, v);
             sum = _mm512_add_ps(sum, v);
         }
