@@ -137,12 +137,14 @@ def test_outputs_larger_than_the_caches_keep_the_bits_of_small_calls() -> None:
         assert big.numel() * big.element_size() > streamed
         for part in (slice(0, 40), slice(1000, 1033), slice(2090, 2100)):
             np.testing.assert_array_equal(layer(x[part], dtype).float().numpy(), big[part].float().numpy())
-    wide, _ = _layer(rng, 1024, 2048, gelu=True)  # uint8 for the next layer, gathered and streamed per row block
-    wide.feed(_layer(rng, 2048, 32)[0])
-    inputs = torch.from_numpy(rng.standard_normal((rows, 1024)).astype(np.float32))
+    # uint8 for the next layer, gathered per row block and chunk of columns (one of them part of a
+    # cache line wide) and streamed
+    wide, _ = _layer(rng, 1024, 1984, gelu=True)
+    wide.feed(_layer(rng, 1984, 32)[0])
+    inputs = torch.from_numpy(rng.standard_normal((2200, 1024)).astype(np.float32))
     big = wide(inputs, torch.float32)
     assert big.dtype == torch.uint8 and big.numel() > streamed
-    for part in (slice(0, 40), slice(1000, 1033), slice(2090, 2100)):
+    for part in (slice(0, 40), slice(1000, 1033), slice(2190, 2200)):
         np.testing.assert_array_equal(wide(inputs[part], torch.float32).numpy(), big[part].numpy())
     norm = torch.nn.LayerNorm(1024, eps=1e-12)
     with torch.no_grad():

@@ -18,7 +18,9 @@
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
 #define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
 #define CHUNK_SMALL (128 * 1024)   /* weight bytes per chunk then: the next chunk streams in meanwhile */
-#define CHUNK_LARGE_N 256          /* otherwise, columns per chunk: fewer passes over a large input */
+#define CHUNK_LARGE (512 * 1024)   /* otherwise, weight bytes per chunk: fewer passes over a large input, */
+#define CHUNK_LARGE_MIN_N 256      /* in 256 to 512 columns */
+#define CHUNK_LARGE_MAX_N 512
 #define STREAM_OUTPUT (4096 * 1024) /* output bytes past which the output bypasses the caches */
 
 typedef struct {
@@ -105,7 +107,7 @@ static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
 typedef struct { /* a finished block of sums waiting for its epilogue */
     const int32_t *acc;
     long m, n0, rows; /* rows == 0: none */
-    uint8_t *stage;   /* uint8 results gathered here (rows CHUNK_LARGE_N apart, from column stage_n0) */
+    uint8_t *stage;   /* uint8 results gathered here (rows CHUNK_LARGE_MAX_N apart, from column stage_n0) */
     long stage_n0, flush_width; /* flush_width > 0: the block completes its stage, that many columns wide */
 } block_out;
 
@@ -143,7 +145,7 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         __m512 y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
         if (gelu) { y0 = gelu_erf(y0); y1 = gelu_erf(y1); }
         if (kind == AS_U8) {
-            uint8_t *at = b->stage ? b->stage + i * CHUNK_LARGE_N + (n - b->stage_n0) : (uint8_t *)e->out + o;
+            uint8_t *at = b->stage ? b->stage + i * CHUNK_LARGE_MAX_N + (n - b->stage_n0) : (uint8_t *)e->out + o;
             _mm_storeu_si128((__m128i *)at, to_u8(y0, grid0, grid_zp));
             _mm_storeu_si128((__m128i *)(at + 16), to_u8(y1, grid1, grid_zp));
         } else if (kind == AS_BF16 && stream) { /* one whole cache line */
@@ -186,7 +188,7 @@ static void flush_stage(const block_out *b, uint8_t *out, long N) {
     for (long i = 0; i < b->rows; i++)
         for (long c = 0; c < b->flush_width; c += 64) {
             uint8_t *to = dst + (size_t)i * N + c;
-            const uint8_t *from = b->stage + i * CHUNK_LARGE_N + c;
+            const uint8_t *from = b->stage + i * CHUNK_LARGE_MAX_N + c;
             if (c + 64 <= b->flush_width && (uintptr_t)to % 64 == 0) _mm512_stream_si512((__m512i *)to, _mm512_load_si512(from));
             else memcpy(to, from, b->flush_width - c < 64 ? (size_t)(b->flush_width - c) : 64);
         }
@@ -235,13 +237,16 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
         /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
            computes, the next one's weights are prefetched into L2, spread over its K steps (one
            sample's rows read the weights from memory once, so this hides most of that read). */
-        long chunk = (size_t)m_pad * K > SMALL_INPUT ? CHUNK_LARGE_N / BLOCK_N   /* column pairs */
-                   : CHUNK_SMALL / (K * BLOCK_N) > 0 ? CHUNK_SMALL / (K * BLOCK_N) : 1;
+        long chunk = CHUNK_SMALL / (K * BLOCK_N) > 0 ? CHUNK_SMALL / (K * BLOCK_N) : 1; /* column pairs */
+        if ((size_t)m_pad * K > SMALL_INPUT) {
+            chunk = CHUNK_LARGE / (K * BLOCK_N);
+            chunk = chunk < CHUNK_LARGE_MIN_N / BLOCK_N ? CHUNK_LARGE_MIN_N / BLOCK_N : chunk > CHUNK_LARGE_MAX_N / BLOCK_N ? CHUNK_LARGE_MAX_N / BLOCK_N : chunk;
+        }
         const size_t pair_bytes = (size_t)k_blocks * 2048;
         /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
            in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
-        int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk == CHUNK_LARGE_N / BLOCK_N;
-        uint8_t stages[2][BLOCK_M * CHUNK_LARGE_N] __attribute__((aligned(64)));
+        int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
+        uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
         for (long c0 = p_begin; c0 < p_end; c0 += chunk) {
             long c1 = c0 + chunk < p_end ? c0 + chunk : p_end, c2 = c1 + chunk < p_end ? c1 + chunk : p_end;
             const char *next = (const char *)packed + c1 * pair_bytes, *next_end = (const char *)packed + c2 * pair_bytes;
