@@ -53,6 +53,12 @@ def _layer(rng: np.random.Generator, k: int, n: int, *, gelu: bool = False) -> t
     return AmxLinearWeights(**parts, gelu=gelu), parts
 
 
+def test_packed_weights_start_on_a_cache_line() -> None:
+    rng = np.random.default_rng(9)
+    layers = [_layer(rng, 64 * (1 + i % 3), 32 * (1 + i % 2))[0] for i in range(12)]  # numpy's buffers: 16 bytes apart
+    assert {layer.packed.data_ptr() % 64 for layer in layers} == {0}
+
+
 def _reference(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
     """The layer's arithmetic in float64 on the kernel's uint8 grid."""
     q = np.clip(np.rint(x.astype(np.float32) * p["in_scale"]) + p["zero_point"], 0, 255)

@@ -44,6 +44,7 @@ from packed_bert.model.attention import AttentionCore
 SOURCE = Path(__file__).with_name("kernels") / "amx.c"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 TILE_K = 64  # the kernel's K step (bytes of one tile row)
+CACHE_LINE = 64  # bytes
 ATTENTION_DIMS = (32, 64)  # head dimensions the attention kernel takes
 MAX_SEQUENCE = 512  # tokens of one sequence the attention kernel takes
 BLOCK_N = 32  # the kernel's column step (two tiles of 16)
@@ -61,6 +62,17 @@ def has_amx() -> bool:
 def fits(k: int, n: int) -> bool:
     """Whether a [k, n] weight fits the kernel's tiles (K a multiple of 64, N of 32)."""
     return k % TILE_K == 0 and n % BLOCK_N == 0
+
+
+def line_aligned(array: np.ndarray) -> torch.Tensor:
+    """A copy of ``array`` that starts on a 64-byte cache line: each 64-byte tile row then reads
+    one line, not two (numpy's buffers start 16 bytes apart; unaligned weights cost our layers
+    about 1.6x at one sample's rows)."""
+    buffer = torch.empty(array.nbytes + CACHE_LINE, dtype=torch.uint8)
+    start = -buffer.data_ptr() % CACHE_LINE
+    out = buffer[start : start + array.nbytes].view(torch.from_numpy(array).dtype).view(array.shape)
+    out.copy_(torch.from_numpy(array))
+    return out
 
 
 def uint8_rows(rows: int, cols: int, fill: int | None = None) -> torch.Tensor:
@@ -156,7 +168,7 @@ class AmxLinearWeights:
         gelu: bool = False,
     ) -> None:
         self.k, self.n = wq.shape
-        self.packed = torch.from_numpy(pack_weight(wq))
+        self.packed = line_aligned(pack_weight(wq))
         self.in_scale = torch.from_numpy(np.ascontiguousarray(in_scale, dtype=np.float32))
         self.zero_point = int(zero_point)
         colsum = wq.astype(np.int64).sum(axis=0)
