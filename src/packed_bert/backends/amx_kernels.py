@@ -6,8 +6,8 @@ One linear call quantizes the input (SmoothQuant factors and the calibrated uint
 oneDNN's path does), multiplies it by the int8 weight on AMX tiles with int32 sums, and applies
 the scales, the bias and, for the FFN input layer, GELU (the erf form, from a table of
 polynomials) before it writes fp32, bf16 or, for a layer that feeds only the next one, that
-layer's uint8 input. The vector units finish one block of sums while the tiles compute the next. Why it exists: on the Xeon here oneDNN's
-u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
+layer's uint8 input. The vector units finish one block of sums while the tiles compute the
+next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
 two cores (docs/performance.md, "The amx class, tenth session").
 
 Attention runs each sequence alone, on bf16 tiles: Q K^T in fp32 sums, softmax in fp32, the
@@ -50,6 +50,7 @@ MAX_SEQUENCE = 512  # tokens of one sequence the attention kernel takes
 BLOCK_N = 32  # the kernel's column step (two tiles of 16)
 BLOCK_M = 32  # the kernel's row step (two tiles of 16)
 AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
+FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds torch dtypes take
 AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
 FALLBACK = "or name openvino:int8 for bert-99 in a system file's [precision_by_cpu.amx] (docs/usage.md)"
 
@@ -204,17 +205,17 @@ class AmxLinearWeights:
                 raise RuntimeError("amx int8 kernel: a uint8 input needs the feeding layer's padded rows")
             kind = AS_U8
         else:
-            if flat.dtype not in (torch.float32, torch.bfloat16):
+            if flat.dtype not in FLOAT_KINDS:
                 flat = flat.float()
             flat = flat.contiguous()
-            kind = AS_BF16 if flat.dtype == torch.bfloat16 else AS_FP32
+            kind = FLOAT_KINDS[flat.dtype]
         consumer = self.feeds
         if consumer is not None:
             out = uint8_rows(rows, self.n)
             out_kind, out_scale, out_zero = AS_U8, consumer.in_scale.data_ptr(), consumer.zero_point
         else:
             out = torch.empty(rows, self.n, dtype=out_dtype)
-            out_kind, out_scale, out_zero = (AS_BF16 if out_dtype == torch.bfloat16 else AS_FP32), None, 0
+            out_kind, out_scale, out_zero = FLOAT_KINDS.get(out_dtype, AS_FP32), None, 0
         if rows == 0:
             return out.reshape(*x.shape[:-1], self.n)
         status = library().pb_int8_linear(
@@ -307,13 +308,12 @@ def add_layernorm(
     x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm, feeds: AmxLinearWeights | None = None
 ) -> torch.Tensor:
     """``norm(x + residual)`` in fp32 for x fp32 or bf16 and residual fp32 [..., H], in one pass
-    over memory (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are stored around the caches (no line is
-    read before it is overwritten). Each row alone: the same bits in any batch. With ``feeds``
+    over memory (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are
+    stored around the caches (no line is read before it is overwritten). Each row alone: the same bits in any batch. With ``feeds``
     (the layer that takes the result next) the pass also writes that layer's uint8 input and hands
     it over (``AmxLinearWeights.hand``)."""
     hidden = x.shape[-1]
-    kinds = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}
-    if x.dtype not in kinds or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
+    if x.dtype not in FLOAT_KINDS or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
         return norm(x.float() + residual)
     a, b = x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous()
     rows = a.shape[0]
@@ -321,7 +321,7 @@ def add_layernorm(
     gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
     handed = None if feeds is None else uint8_rows(rows, hidden)
     status = library().pb_add_layernorm(
-        a.data_ptr(), kinds[x.dtype], b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden,
+        a.data_ptr(), FLOAT_KINDS[x.dtype], b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden,
         out.data_ptr(),
         None if handed is None else handed.data_ptr(),
         None if feeds is None else feeds.in_scale.data_ptr(),

@@ -8,11 +8,12 @@ rounded to a fixed uint8 grid, both calibrated on the 100 MLPerf calibration que
 (``quantize.calibrate_smoothquant``: the same factors and ranges as the OpenVINO graph), and
 multiplies it with int32 accumulation by the smoothed weight in int8 per output column. The
 kernel's epilogue applies the scales, the bias and, for the FFN input layer, the exact (erf)
-GELU (our AMX kernel: the erf form from a table, within 5e-7). Q|K|V leave their kernel in bf16 and attention runs per sequence in bf16 (two plain
-matmuls and a softmax, ``model.attention.matmul_attention``, or the AMX kernel); embeddings,
-residuals and LayerNorm stay fp32 (the AMX path adds the residual, to the bf16 output of the
-layer before, and normalizes in one kernel, and hands each int8 layer its input already quantized), and the fp32 QA head runs on fixed row
-tiles.
+GELU (our AMX kernel: the erf form from a table, within 5e-7). Q|K|V leave their kernel in bf16
+and attention runs per sequence in bf16 (two plain matmuls and a softmax,
+``model.attention.matmul_attention``, or the AMX kernel); embeddings, residuals and LayerNorm
+stay fp32 (the AMX path adds the residual, to the bf16 output of the layer before, and
+normalizes in one kernel, and hands each int8 layer its input already quantized), and the fp32
+QA head runs on fixed row tiles.
 
 Integer products are exact, every scale is fixed and attention sees only the sequence's own
 tokens, so a sample's logits are the same in any batch (a test checks it).

@@ -104,6 +104,12 @@ static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
     return _mm512_cvtusepi32_epi8(_mm512_cvtps_epu32(v));
 }
 
+/* Whether an output of `bytes` at `out` is written around the caches: past STREAM_OUTPUT and on a
+   cache line (streaming stores write whole, aligned lines) */
+static inline int streamed_output(const void *out, size_t bytes) {
+    return bytes > STREAM_OUTPUT && (uintptr_t)out % 64 == 0;
+}
+
 typedef struct { /* a finished block of sums waiting for its epilogue */
     const int32_t *acc;
     long m, n0, rows; /* rows == 0: none */
@@ -230,8 +236,7 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
         int half = 0;
         /* an output larger than the caches keep is written around them: no line is read before
            it is overwritten, and the weights and input keep their place in L2 */
-        int stream = out_kind != AS_U8 && (uintptr_t)out % 64 == 0 &&
-                     (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2) > STREAM_OUTPUT;
+        int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
         epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N, stream};
         long step_rows = (BLOCK_M + k_blocks - 1) / k_blocks;
         /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
@@ -480,7 +485,7 @@ static inline void store_line(void *at, __m512i v, int stream) {
 int pb_add_layernorm(const void *x, int x_kind, const float *residual, const float *gamma, const float *beta, float eps,
                      long M, long H, float *out, uint8_t *q_out, const float *q_scale, int q_zp) {
     if (H % 16 || H > 8192 || (x_kind != AS_FP32 && x_kind != AS_BF16)) return 1;
-    int stream = (size_t)M * H * 4 > STREAM_OUTPUT && H % 64 == 0 && (uintptr_t)out % 64 == 0 && (uintptr_t)q_out % 64 == 0;
+    int stream = H % 64 == 0 && streamed_output(out, (size_t)M * H * 4) && (uintptr_t)q_out % 64 == 0;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
