@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
 
-from packed_bert.backends.amx_kernels import AmxLinearWeights, has_amx, issue_rate, uint8_rows  # noqa: E402
+from packed_bert.backends.amx_kernels import AmxLinearWeights, block_rows, has_amx, issue_rate  # noqa: E402
 from packed_bert.backends.torch_int8 import GELU, StaticInt8Linear, has_int8_kernels  # noqa: E402
 from packed_bert.errors import UserError  # noqa: E402
 
@@ -104,7 +104,7 @@ def model_linears(rows: int, rng: np.random.Generator, layers: int = 24) -> tupl
         made = [weights(k, n, gelu) for _, k, n, gelu, _ in LAYERS]
         made[2].feed(made[3])  # GELU's output goes to the FFN output layer as its uint8 input
         stack.append(made)
-    inputs = {k: uint8_rows(rows, k, fill=128) for _, k, _, _, _ in LAYERS}
+    inputs = {k: block_rows(rows, k, fill=128) for _, k, _, _, _ in LAYERS}
     times = [float("inf")] * len(LAYERS)
     for attempt in range(4):
         spent = [0.0] * len(LAYERS)

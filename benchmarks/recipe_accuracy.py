@@ -61,6 +61,7 @@ CPU_RECIPES = (
     "onnxruntime:int8@rows",
     "onnxruntime:int8@rows-mixed",
     "torch:int8@amx",
+    "torch:bf16@amx",
     "openvino:fp32@mask",
     "openvino:bf16@mask",
     "openvino:int8@weights@dq0@mask",
@@ -88,6 +89,8 @@ NOTES = {
     "torch:bf16@mixed@frozen": "the mixed module under torch.compile with Inductor's freezing",
     "torch:int8@amx": "static int8 after SmoothQuant (OpenVINO's factors and grids) in packed-bert's own AMX kernels: "
     "int8 linears, attention per sequence in bf16, add+LayerNorm",
+    "torch:bf16@amx": "bf16 weights and inputs with fp32 sums in packed-bert's own AMX kernels: linears, attention per "
+    "sequence (1/sqrt(d) in Q's weights), add+LayerNorm; residuals, LayerNorm and the QA head fp32",
     "onnxruntime:int8@dynamic": "ORT dynamic: one activation scale per batch tensor",
     "onnxruntime:int8@mixed": "dynamic, FFN output projections fp32",
     "onnxruntime:int8@static": "ORT QDQ static (traced graph), MinMax on the 100 calibration questions",
@@ -132,7 +135,7 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     """A runner for ``recipe`` on ``weights`` (a spec or a loaded model), ``extra`` options given
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
-    variant, ``amx`` (int8 in packed-bert's AMX kernels) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
+    variant, ``amx`` (int8 or bf16 in packed-bert's AMX kernels) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
     fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
@@ -155,7 +158,7 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
                 opts.update(compile=True, freezing=True)
             elif tag == "anyshape":  # calls as the batches come: not batch-invariant
                 opts["batch_invariant"] = False
-            elif tag == "amx":  # static int8 in packed-bert's own AMX kernels
+            elif tag == "amx":  # static int8 or bf16 in packed-bert's own AMX kernels
                 opts["kernel"] = "amx"
             else:
                 opts["variant"] = tag

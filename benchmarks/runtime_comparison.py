@@ -177,6 +177,14 @@ VARIANTS = (
         "the same recipe in packed-bert's own AMX kernel (quantize, int8 tiles, scales, bias, GELU in one call), "
         "bf16 attention per sequence, batch-invariant; AMX CPUs only",
     ),
+    Variant(
+        "torch bf16 amx kernel",
+        "torch",
+        "bf16",
+        {"kernel": "amx"},
+        "bf16 weights and inputs, fp32 sums, in packed-bert's own AMX kernels (linear with bias and GELU, "
+        "attention per sequence, add+LayerNorm), batch-invariant; AMX CPUs only",
+    ),
     Variant("torch fp32 eager", "torch", "fp32", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant("torch bf16 eager", "torch", "bf16", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant(

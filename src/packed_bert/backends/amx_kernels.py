@@ -1,13 +1,15 @@
-"""packed-bert's own CPU kernels on Intel AMX tiles (``kernels/amx.c``), for the torch int8 recipe
-(``torch_int8``, ``kernel="amx"``): the static int8 linear layer, attention per sequence, and the
-residual add with LayerNorm.
+"""packed-bert's own CPU kernels on Intel AMX tiles (``kernels/amx.c``), for the torch int8 and bf16
+recipes with ``kernel="amx"`` (``torch_int8``, ``torch_amx``): the linear layer (static int8 or
+bf16), attention per sequence, and the residual add with LayerNorm.
 
 One linear call quantizes the input (SmoothQuant factors and the calibrated uint8 grid, as
 oneDNN's path does), multiplies it by the int8 weight on AMX tiles with int32 sums, and applies
 the scales, the bias and, for the FFN input layer, GELU (the erf form, from a table of
 polynomials) before it writes fp32, bf16 or, for a layer that feeds only the next one, that
-layer's uint8 input. The vector units finish one block of sums while the tiles compute the
-next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
+layer's uint8 input. A bf16 layer (``AmxLinearWeights.bf16``) rounds an fp32 input to bf16,
+multiplies it by the bf16 weight in fp32 sums and adds the bias (and GELU) the same way; a layer
+that feeds another writes bf16 rows it reads in place. The vector units finish one block of sums
+while the tiles compute the next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
 two cores (docs/performance.md, "The amx class, tenth session").
 
 Attention runs each sequence alone, on bf16 tiles: Q K^T in fp32 sums, softmax in fp32, the
@@ -43,7 +45,7 @@ from packed_bert.model.attention import AttentionCore
 
 SOURCE = Path(__file__).with_name("kernels") / "amx.c"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
-TILE_K = 64  # the kernel's K step (bytes of one tile row)
+TILE_K = 64  # the kernel's K step (bytes of one tile row: 64 int8 or 32 bf16 values)
 CACHE_LINE = 64  # bytes
 ATTENTION_DIMS = (32, 64)  # head dimensions the attention kernel takes
 MAX_SEQUENCE = 512  # tokens of one sequence the attention kernel takes
@@ -51,6 +53,8 @@ BLOCK_N = 32  # the kernel's column step (two tiles of 16)
 BLOCK_M = 32  # the kernel's row step (two tiles of 16)
 AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
 FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds torch dtypes take
+TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
+W_S8, W_BF16 = 0, 1  # the kernel's weight kinds: int8 (u8 inputs) or bf16 (bf16 inputs)
 AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
 FALLBACK = "or name openvino:int8 for bert-99 in a system file's [precision_by_cpu.amx] (docs/usage.md)"
 
@@ -60,9 +64,10 @@ def has_amx() -> bool:
     return cpu_flags() >= AMX_FLAGS
 
 
-def fits(k: int, n: int) -> bool:
-    """Whether a [k, n] weight fits the kernel's tiles (K a multiple of 64, N of 32)."""
-    return k % TILE_K == 0 and n % BLOCK_N == 0
+def fits(k: int, n: int, item_bytes: int = 1) -> bool:
+    """Whether a [k, n] weight of ``item_bytes`` a value fits the kernel's tiles (K a multiple of
+    64 int8 or 32 bf16 values, N of 32)."""
+    return (k * item_bytes) % TILE_K == 0 and n % BLOCK_N == 0
 
 
 def line_aligned(array: np.ndarray) -> torch.Tensor:
@@ -76,12 +81,21 @@ def line_aligned(array: np.ndarray) -> torch.Tensor:
     return out
 
 
-def uint8_rows(rows: int, cols: int, fill: int | None = None) -> torch.Tensor:
-    """A uint8 [rows, cols] input for a kernel that reads whole blocks of ``BLOCK_M`` rows: a view
-    of a buffer padded to the next block (``fill``: its value everywhere; else left as it is)."""
+def block_rows(rows: int, cols: int, dtype: torch.dtype = torch.uint8, fill: float | None = None) -> torch.Tensor:
+    """A [rows, cols] input (uint8 or bf16) for a kernel that reads whole blocks of ``BLOCK_M``
+    rows: a view of a buffer padded to the next block (``fill``: its value everywhere; else left
+    as it is)."""
     shape = (-(-rows // BLOCK_M) * BLOCK_M, cols)
-    buffer = torch.empty(shape, dtype=torch.uint8) if fill is None else torch.full(shape, fill, dtype=torch.uint8)
+    buffer = torch.empty(shape, dtype=dtype) if fill is None else torch.full(shape, fill, dtype=dtype)
     return buffer[:rows]
+
+
+def holds_blocks(x: torch.Tensor, rows: int, row_bytes: int) -> bool:
+    """Whether contiguous ``x``'s storage runs on to the end of its last block of rows."""
+    padded = -(-rows // BLOCK_M) * BLOCK_M
+    return (
+        x.is_contiguous() and x.untyped_storage().nbytes() - x.storage_offset() * x.element_size() >= padded * row_bytes
+    )
 
 
 def _compiler() -> str:
@@ -123,11 +137,11 @@ def library() -> ctypes.CDLL:
             f"torch int8 kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; use kernel=onednn, {FALLBACK}"
         )
     p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.pb_int8_linear.argtypes = [p, i, n, n, p, i, p, n, p, p, p, i, p, i, p, i]
-    lib.pb_int8_linear.restype = i
-    lib.pb_attention.argtypes = [p, p, p, n, i, i, p, i, p, i]
+    lib.pb_linear.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, i, p, i]
+    lib.pb_linear.restype = i
+    lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i]
     lib.pb_attention.restype = i
-    lib.pb_add_layernorm.argtypes = [p, i, p, p, p, ctypes.c_float, n, n, p, p, p, i]
+    lib.pb_add_layernorm.argtypes = [p, i, p, p, p, ctypes.c_float, n, n, p, p, i, p, i]
     lib.pb_add_layernorm.restype = i
     lib.pb_amx_int8_issue_rate.argtypes = [n]
     lib.pb_amx_int8_issue_rate.restype = ctypes.c_double
@@ -152,10 +166,27 @@ def pack_weight(wq: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tiles.transpose(3, 0, 1, 4, 2))
 
 
+def pack_weight_bf16(w: np.ndarray) -> np.ndarray:
+    """A float weight [K, N] rounded to bf16 (to nearest even) in the kernel's tile order, its
+    bits as int16: [N/16][K/32][16][16][2], each tile row 16 columns of 2 consecutive K values."""
+    k, n = w.shape
+    if not fits(k, n, 2):
+        raise UserError(
+            f"torch bf16 kernel=amx: a [{k}, {n}] weight does not fit its tiles (K % 32, N % 32); drop kernel=amx"
+        )
+    bits = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
+    tiles = bits.reshape(k // 32, 16, 2, n // 16, 16)  # (k block, tile row, value, column block, column)
+    return np.ascontiguousarray(tiles.transpose(3, 0, 1, 4, 2))
+
+
 class AmxLinearWeights:
     """One layer's constants in the kernel's form: for weight ``wq`` [K, N] (int8) with column
     scales ``weight_scale`` and bias, the input's per-channel multiplier ``in_scale`` (SmoothQuant
-    division and grid step in one) and the grid's zero point."""
+    division and grid step in one) and the grid's zero point; or (``bf16``) a float weight in bf16
+    with its bias."""
+
+    w_kind = W_S8
+    input_dtype = torch.uint8  # what the tiles read in place
 
     def __init__(
         self,
@@ -178,57 +209,75 @@ class AmxLinearWeights:
         self.bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
         self.gelu = gelu
         self.feeds: AmxLinearWeights | None = None
-        self.handed: tuple[torch.Tensor, torch.Tensor] | None = None  # (a tensor, its uint8 twin on our grid)
+        self.handed: tuple[torch.Tensor, torch.Tensor] | None = None  # (a tensor, its twin as our tiles' input)
+
+    @classmethod
+    def bf16(cls, w: np.ndarray, bias: np.ndarray, *, gelu: bool = False) -> AmxLinearWeights:
+        """A bf16 layer: float weight ``w`` [K, N] rounded to bf16, fp32 ``bias``."""
+        layer = cls.__new__(cls)
+        layer.k, layer.n = w.shape
+        layer.w_kind, layer.input_dtype = W_BF16, torch.bfloat16
+        layer.packed = line_aligned(pack_weight_bf16(w))
+        layer.bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
+        layer.in_scale = layer.col_scale = torch.empty(0, dtype=torch.float32)  # int8 constants: unused
+        layer.colsum_zp, layer.zero_point = torch.empty(0, dtype=torch.int32), 0
+        layer.gelu, layer.feeds, layer.handed = gelu, None, None
+        return layer
 
     def feed(self, consumer: AmxLinearWeights) -> None:
-        """Write outputs as ``consumer``'s uint8 input (its grid, its SmoothQuant factors), for a
-        layer whose output goes nowhere else (the FFN input layer's GELU output): the consumer
-        then skips its own quantization and the output takes a quarter of fp32's bytes."""
+        """Write outputs as ``consumer``'s tile input (uint8 on its grid, after its SmoothQuant
+        factors, or bf16), for a layer whose output goes nowhere else (the FFN input layer's GELU
+        output): the consumer then reads it in place (uint8: a quarter of fp32's bytes)."""
         self.feeds = consumer
 
-    def hand(self, x: torch.Tensor, quantized: torch.Tensor) -> None:
-        """``quantized`` is ``x`` on this layer's uint8 grid (rows padded to whole blocks), written
-        by the kernel that produced ``x``: the next call with ``x`` itself uses it."""
-        self.handed = (x, quantized)
+    def hand(self, x: torch.Tensor, ready: torch.Tensor) -> None:
+        """``ready`` is ``x`` as this layer's tile input (uint8 on its grid, or bf16; rows padded to
+        whole blocks), written by the kernel that produced ``x``: the next call with ``x`` itself
+        uses it."""
+        self.handed = (x, ready)
 
     def __call__(self, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
         """``x`` [..., K] fp32 or bf16, or uint8 from a layer that feeds this one -> [..., N] in
-        ``out_dtype`` (fp32 or bf16), or uint8 if this layer feeds another."""
+        ``out_dtype`` (fp32 or bf16), or the tile input of the layer this one feeds."""
         handed, self.handed = self.handed, None
-        if handed is not None and handed[0] is x:  # its producer quantized it already
+        if handed is not None and handed[0] is x:  # its producer wrote our input already
             x = handed[1].reshape(*x.shape)
         flat = x.reshape(-1, self.k)
         rows = flat.shape[0]
-        if flat.dtype == torch.uint8:  # a feeding layer's output (``uint8_rows``): its storage holds whole row blocks
-            padded = -(-rows // BLOCK_M) * BLOCK_M
-            if x.untyped_storage().nbytes() - x.storage_offset() < padded * self.k or not flat.is_contiguous():
-                raise RuntimeError("amx int8 kernel: a uint8 input needs the feeding layer's padded rows")
-            kind = AS_U8
+        if flat.dtype == self.input_dtype:  # read in place: whole row blocks (``block_rows``)
+            if not holds_blocks(flat, rows, self.k * flat.element_size()):
+                if flat.dtype == torch.uint8:
+                    raise RuntimeError("amx int8 kernel: a uint8 input needs the feeding layer's padded rows")
+                flat = block_rows(rows, self.k, flat.dtype).copy_(flat)
+            kind = TILE_KINDS[flat.dtype]
         else:
-            if flat.dtype not in FLOAT_KINDS:
+            if flat.dtype not in FLOAT_KINDS or self.w_kind == W_BF16:
                 flat = flat.float()
             flat = flat.contiguous()
             kind = FLOAT_KINDS[flat.dtype]
         consumer = self.feeds
         if consumer is not None:
-            out = uint8_rows(rows, self.n)
-            out_kind, out_scale, out_zero = AS_U8, consumer.in_scale.data_ptr(), consumer.zero_point
+            out = block_rows(rows, self.n, consumer.input_dtype)
+            out_kind, out_zero = TILE_KINDS[consumer.input_dtype], consumer.zero_point
+            out_scale = consumer.in_scale.data_ptr() if out_kind == AS_U8 else None
         else:
             out = torch.empty(rows, self.n, dtype=out_dtype)
             out_kind, out_scale, out_zero = FLOAT_KINDS.get(out_dtype, AS_FP32), None, 0
         if rows == 0:
             return out.reshape(*x.shape[:-1], self.n)
-        status = library().pb_int8_linear(
+        int8 = self.w_kind == W_S8
+        status = library().pb_linear(
             flat.data_ptr(),
             kind,
             rows,
             self.k,
-            self.in_scale.data_ptr(),
+            self.in_scale.data_ptr() if int8 else None,
             self.zero_point,
             self.packed.data_ptr(),
+            self.w_kind,
             self.n,
-            self.colsum_zp.data_ptr(),
-            self.col_scale.data_ptr(),
+            self.colsum_zp.data_ptr() if int8 else None,
+            self.col_scale.data_ptr() if int8 else None,
             self.bias.data_ptr(),
             int(self.gelu),
             out.data_ptr(),
@@ -237,7 +286,7 @@ class AmxLinearWeights:
             out_zero,
         )
         if status != 0:
-            raise RuntimeError(f"amx int8 kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")
+            raise RuntimeError(f"amx linear kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")
         return out.reshape(*x.shape[:-1], self.n)
 
 
@@ -254,14 +303,16 @@ class SequenceAttention:
     """A core (``model.attention``) for rows [R, ``length``] holding the sequences ``seq_lens``
     [R, K]: each sequence alone in the AMX kernel, when Q, K and V are bf16 views of one Q|K|V
     tensor with a head dimension it takes; ``fallback`` (a core) otherwise. ``attend_qkv`` takes
-    the Q|K|V tensor itself and can hand its output to the next layer as uint8. Positions outside
-    every sequence get zeros."""
+    the Q|K|V tensor itself and can hand its output to the next layer as its tile input. Positions
+    outside every sequence get zeros. ``q_scaled``: Q already holds 1/sqrt(head dim) (the Q
+    layer's weights took it), so the kernel does not scale it, and there is no fallback."""
 
-    def __init__(self, seq_lens: torch.Tensor, length: int, fallback: AttentionCore) -> None:
+    def __init__(self, seq_lens: torch.Tensor, length: int, fallback: AttentionCore, *, q_scaled: bool = False) -> None:
         self.starts, self.lens = sequence_spans(seq_lens, length)
         self.longest = int(self.lens.max()) if self.lens.numel() else 0
         self.covered = int(self.lens.sum()) == seq_lens.shape[0] * length  # no position outside a sequence
         self.fallback = fallback
+        self.q_scaled = q_scaled
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         rows, tokens, heads, dim = q.shape
@@ -273,11 +324,16 @@ class SequenceAttention:
             and v.data_ptr() == q.data_ptr() + 2 * step
         )
         out = self._attend(q, rows * tokens, heads, dim) if views else None
-        return self.fallback(q, k, v) if out is None else out.reshape(q.shape)
+        return self._fallback(q, k, v) if out is None else out.reshape(q.shape)
+
+    def _fallback(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.q_scaled:
+            raise RuntimeError("amx attention: Q holds 1/sqrt(head dim), so only the AMX kernel may attend")
+        return self.fallback(q, k, v)
 
     def attend_qkv(self, qkv: torch.Tensor, heads: int, feeds: AmxLinearWeights | None = None) -> torch.Tensor | None:
         """Attention of a contiguous Q|K|V tensor [..., 3 x hidden] -> [..., hidden]: bf16, or the
-        uint8 input of ``feeds`` (the attention output layer); None where the kernel does not apply."""
+        tile input of ``feeds`` (the attention output layer); None where the kernel does not apply."""
         tokens, dim = qkv[..., 0].numel(), qkv.shape[-1] // (3 * heads)
         out = self._attend(qkv, tokens, heads, dim, feeds) if qkv.is_contiguous() else None
         return None if out is None else out.reshape(*qkv.shape[:-1], heads * dim)
@@ -286,17 +342,23 @@ class SequenceAttention:
         self, qkv: torch.Tensor, tokens: int, heads: int, dim: int, feeds: AmxLinearWeights | None = None
     ) -> torch.Tensor | None:
         if qkv.dtype != torch.bfloat16 or dim not in ATTENTION_DIMS or not 0 < self.longest <= MAX_SEQUENCE:
+            if self.q_scaled and self.longest:
+                raise RuntimeError("amx attention: Q holds 1/sqrt(head dim), so only the AMX kernel may attend")
             return None
         hidden = heads * dim
+        scale, zero, kind = None, 0, AS_BF16
         if feeds is not None:  # whole row blocks for the next layer's tiles; a zero elsewhere, on its grid
             # (the padding rows past `tokens` only reach output rows the next layer never stores)
-            out, kind = uint8_rows(tokens, hidden, fill=None if self.covered else feeds.zero_point), AS_U8
-            scale, zero = feeds.in_scale.data_ptr(), feeds.zero_point
+            kind = TILE_KINDS[feeds.input_dtype]
+            if kind == AS_U8:
+                scale, zero = feeds.in_scale.data_ptr(), feeds.zero_point
+            out = block_rows(tokens, hidden, feeds.input_dtype, fill=None if self.covered else zero)
         else:
             make = torch.empty if self.covered else torch.zeros
-            out, kind, scale, zero = make(tokens, hidden, dtype=torch.bfloat16), AS_BF16, None, 0
+            out = make(tokens, hidden, dtype=torch.bfloat16)
+        q_mul = 1.0 if self.q_scaled else float(np.float32(1) / np.sqrt(np.float32(dim)))  # as C's 1.f / sqrtf
         status = library().pb_attention(
-            qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim,
+            qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim, q_mul,
             out.data_ptr(), kind, scale, zero,
         )  # fmt: skip
         if status != 0:
@@ -310,8 +372,8 @@ def add_layernorm(
     """``norm(x + residual)`` in fp32 for x fp32 or bf16 and residual fp32 [..., H], in one pass
     over memory (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are
     stored around the caches (no line is read before it is overwritten). Each row alone: the same bits in any batch. With ``feeds``
-    (the layer that takes the result next) the pass also writes that layer's uint8 input and hands
-    it over (``AmxLinearWeights.hand``)."""
+    (the layer that takes the result next) the pass also writes that layer's tile input (uint8 on
+    its grid, or bf16) and hands it over (``AmxLinearWeights.hand``)."""
     hidden = x.shape[-1]
     if x.dtype not in FLOAT_KINDS or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
         return norm(x.float() + residual)
@@ -319,12 +381,14 @@ def add_layernorm(
     rows = a.shape[0]
     out = torch.empty_like(b)
     gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
-    handed = None if feeds is None else uint8_rows(rows, hidden)
+    handed = None if feeds is None else block_rows(rows, hidden, feeds.input_dtype)
+    hand_kind = AS_U8 if feeds is None else TILE_KINDS[feeds.input_dtype]
     status = library().pb_add_layernorm(
         a.data_ptr(), FLOAT_KINDS[x.dtype], b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden,
         out.data_ptr(),
         None if handed is None else handed.data_ptr(),
-        None if feeds is None else feeds.in_scale.data_ptr(),
+        hand_kind,
+        feeds.in_scale.data_ptr() if feeds is not None and hand_kind == AS_U8 else None,
         0 if feeds is None else feeds.zero_point,
     )  # fmt: skip
     if status != 0:

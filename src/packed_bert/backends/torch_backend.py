@@ -1,4 +1,5 @@
-"""PyTorch runner: CPU fp32/bf16 and static int8 (bert-99, ``torch_int8``); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
+"""PyTorch runner: CPU fp32/bf16 (``kernel="amx"``: bf16 in packed-bert's AMX kernels, ``torch_amx``)
+and static int8 (bert-99, ``torch_int8``); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
 On the CPU a sample's logits are bit for bit the same alone, sorted, padded or packed: eagerly
@@ -66,21 +67,28 @@ class TorchRunner:
             torch.set_num_threads(threads)
         model = load(model_spec, seed).eval()
         cpu_int8 = precision == "int8" and not cuda  # batch-invariant by construction (torch_int8), not tiled
+        amx_bf16 = precision == "bf16" and not cuda and kernel == "amx"  # likewise (torch_amx)
+        own_kernels = cpu_int8 or amx_bf16
         self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
-        tiled = self.batch_invariant and not cpu_int8 and not compile  # torch_invariant restructures the layers
+        tiled = self.batch_invariant and not own_kernels and not compile  # torch_invariant restructures the layers
         # compiled: one call shape per sequence length (sequence_rows), ``rows`` rows per call
-        self.fixed_shapes = self.batch_invariant and compile and not cpu_int8
+        self.fixed_shapes = self.batch_invariant and compile and not own_kernels
         if rows is not None and (rows < 1 or not self.fixed_shapes):
             raise UserError("torch backend: rows=N (N >= 1) is for compile=True with batch_invariant on the CPU")
         self._rows_option = rows
         self.rows = rows or CALL_ROWS
-        if kernel is not None and not cpu_int8:
-            raise UserError("torch backend: kernel=NAME chooses the int8 linear kernel on the CPU (precision int8)")
-        if cpu_int8 and compile:
-            raise UserError("torch backend: int8 on the CPU runs eagerly (oneDNN kernel calls); drop compile=True")
+        if kernel is not None and not own_kernels:
+            raise UserError(
+                "torch backend: kernel=NAME chooses the CPU's int8 linear kernel (onednn or amx), or kernel=amx for bf16"
+            )
+        if own_kernels and (compile or variant is not None):
+            raise UserError(
+                f"torch backend: {precision} on the CPU's int8 or AMX kernels runs eagerly (kernel calls); drop compile=True"
+                " and variant"
+            )
         if self.batch_invariant and (cuda or variant is not None):
             raise UserError("torch backend: batch_invariant runs on the CPU, without a variant")
-        if isinstance(model_spec, torch.nn.Module) and not cpu_int8:
+        if isinstance(model_spec, torch.nn.Module) and not own_kernels:
             # .to() converts in place and the CPU path restructures the layers (torch_invariant):
             # the caller's module stays as it was (torch_int8 copies it itself)
             model = copy.deepcopy(model)
@@ -90,6 +98,11 @@ class TorchRunner:
 
             model = model.to(device=self._dev, dtype=torch.float32)
             self.quant_detail = f", {bf16_matmuls(model)} Linear layers and attention in bf16, the rest fp32"
+        elif amx_bf16:  # bf16 in our AMX kernels (torch_amx copies the module)
+            from packed_bert.backends.torch_amx import bf16_model
+
+            model = bf16_model(model)
+            self.quant_detail = ", bf16 encoder linears and per-sequence attention in packed-bert's AMX kernels"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
         elif cpu_int8:  # static int8 with SmoothQuant (torch_int8 copies the module)

@@ -30,12 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, library
+from packed_bert.backends.amx_kernels import AmxLinearWeights, library
 from packed_bert.backends.onnx_fused import site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
-from packed_bert.backends.torch_invariant import TiledLinear
+from packed_bert.backends.torch_amx import DenseAddNorm, amx_attention, tile_qa_head, wire_block
 from packed_bert.errors import UserError
-from packed_bert.model.attention import AttentionCore, matmul_attention, sequence_core
 from packed_bert.model.bert import BertSelfAttention
 
 GELU = "gelu"  # the FFN input layer's fused activation (oneDNN's exact erf GELU: algorithm "none")
@@ -113,43 +112,6 @@ class StaticInt8Linear(nn.Module):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
-class DenseAddNorm(nn.Module):
-    """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``),
-    which also writes the uint8 input of ``feeds``, the layer that takes the result next: BERT's
-    attention-output and FFN-output blocks on the AMX path."""
-
-    def __init__(self, dense: nn.Module, norm: nn.Module) -> None:
-        super().__init__()
-        self.dense = dense
-        self.LayerNorm = norm
-        self.feeds: AmxLinearWeights | None = None
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        norm = self.LayerNorm
-        assert isinstance(norm, nn.LayerNorm)
-        return add_layernorm(self.dense(x), residual, norm, self.feeds)
-
-
-class AmxSelfAttention(nn.Module):
-    """BERT's self-attention on the AMX path: Q|K|V in one int8 layer, then attention per sequence
-    straight from its output, written as the attention output layer's uint8 input (``feeds``)."""
-
-    def __init__(self, qkv: StaticInt8Linear, heads: int, head_dim: int) -> None:
-        super().__init__()
-        self.qkv = qkv
-        self.heads, self.head_dim = heads, head_dim
-        self.feeds: AmxLinearWeights | None = None
-
-    def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
-        qkv = self.qkv(hidden)
-        if isinstance(core, SequenceAttention):
-            out = core.attend_qkv(qkv, self.heads, self.feeds)
-            if out is not None:
-                return out
-        q, k, v = (t.reshape(*hidden.shape[:-1], self.heads, self.head_dim) for t in qkv.chunk(3, dim=-1))
-        return core(q, k, v).reshape(hidden.shape)
-
-
 def quantize_model(
     model: nn.Module,
     smooth: Mapping[str, np.ndarray],
@@ -181,46 +143,22 @@ def quantize_model(
         p = name.removesuffix(".attention.self")
         qkv_bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
         qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
-        attention_out = model.get_submodule(f"{p}.attention.output")
         # on the AMX path the two layers before an add+LayerNorm write bf16: half the bytes that
         # kernel reads (it adds them to the fp32 residual)
         dense_dtype = torch.bfloat16 if kernel == AMX else torch.float32
         o_layer = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"], out_dtype=dense_dtype)
-        attention_out.dense = o_layer
         ffn_in = f"{p}.intermediate.dense"
         gelu_layer = layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU)
-        setattr(model.get_submodule(p), "intermediate", gelu_layer)  # noqa: B010
-        ffn_out = model.get_submodule(f"{p}.output")
         out_layer = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"], out_dtype=dense_dtype)
-        ffn_out.dense = out_layer
-        if kernel != AMX:
-            module.qkv = qkv
-            del module.query, module.key, module.value
+        if kernel == AMX:  # each kernel writes the next layer's uint8 input where the value feeds only it, or as well
+            previous_block = wire_block(model, name, (qkv, o_layer, gelu_layer, out_layer), previous_block)
             continue
-        # each kernel writes the next layer's uint8 input where the value feeds only it, or as well
-        attention = model.get_submodule(f"{p}.attention")
-        own = AmxSelfAttention(qkv, module.heads, module.head_dim)
-        own.feeds = o_layer.amx
-        setattr(attention, "self", own)  # noqa: B010
-        attention_block = DenseAddNorm(o_layer, attention_out.get_submodule("LayerNorm"))
-        attention_block.feeds = gelu_layer.amx
-        setattr(attention, "output", attention_block)  # noqa: B010
-        assert gelu_layer.amx is not None and out_layer.amx is not None and qkv.amx is not None
-        gelu_layer.amx.feed(out_layer.amx)
-        if previous_block is not None:
-            previous_block.feeds = qkv.amx
-        previous_block = DenseAddNorm(out_layer, ffn_out.get_submodule("LayerNorm"))
-        setattr(model.get_submodule(p), "output", previous_block)  # noqa: B010
-    # the fp32 QA head on fixed row tiles: oneDNN's blocking would follow the batch's row count
-    qa_head = model.get_submodule("qa_outputs")
-    assert isinstance(qa_head, nn.Linear)
-    setattr(model, "qa_outputs", TiledLinear(qa_head))  # noqa: B010
+        model.get_submodule(f"{p}.attention.output").dense = o_layer
+        setattr(model.get_submodule(p), "intermediate", gelu_layer)  # noqa: B010
+        model.get_submodule(f"{p}.output").dense = out_layer
+        module.qkv = qkv
+        del module.query, module.key, module.value
+    tile_qa_head(model)
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel
     setattr(model, "attention", amx_attention if kernel == AMX else "sequence-matmul")  # noqa: B010
     return model
-
-
-def amx_attention(seq_lens: torch.Tensor, length: int) -> AttentionCore:
-    """Attention per sequence in the AMX kernel (``amx_kernels.SequenceAttention``), with the
-    plain per-sequence matmuls where it does not apply."""
-    return SequenceAttention(seq_lens, length, sequence_core(seq_lens, matmul_attention))

@@ -1,7 +1,7 @@
-/* packed-bert's own CPU kernels on Intel AMX tiles: static int8 linear layers (u8 activations x
-   s8 weights) with the input's quantization before and the scales, bias and GELU after, in one
-   call; attention per sequence in bf16; the residual add with LayerNorm; and the tiles' issue
-   rate. Built at first use by backends/amx_kernels.py with the system C compiler (-march=native). */
+/* packed-bert's own CPU kernels on Intel AMX tiles: linear layers, either static int8 (u8
+   activations x s8 weights, the input's quantization before and the scales after) or bf16 (bf16
+   activations x bf16 weights, fp32 sums), with the bias and GELU in the same call; attention per
+   sequence in bf16; the residual add with LayerNorm; and the tiles' issue rate. Built at first use by backends/amx_kernels.py with the system C compiler (-march=native). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -13,7 +13,7 @@
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
-#define TILE_K 64    /* bytes of K per tile row */
+#define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
 #define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
 #define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
@@ -96,6 +96,7 @@ static uint8_t *quantized_buffer(size_t bytes) {
 }
 
 enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
+enum { W_S8 = 0, W_BF16 = 1 };                /* weight kinds: int8 (u8 inputs, int32 sums) or bf16 (fp32 sums) */
 
 /* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255). */
 static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
@@ -129,15 +130,20 @@ typedef struct {
     int stream; /* fp32 / bf16 rows written past the caches (whole 64-byte lines, aligned) */
 } epilogue_args;
 
-/* Rows [r0, r1) of a finished block: scales, bias, GELU, then fp32, bf16 or the next layer's uint8.
-   The block's column constants are loaded once; `gelu` and `kind` are constants in each caller. */
+/* Rows [r0, r1) of a finished block: int32 sums' scales (fp32 sums: none), bias, GELU, then fp32,
+   bf16 or the next layer's uint8. The block's column constants are loaded once; `gelu`, `kind`,
+   `stream` and `fp32_sums` are constants in each caller. */
 static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b, long r0, long r1,
-                                                                 int gelu, int kind, int stream) {
+                                                                 int gelu, int kind, int stream, int fp32_sums) {
     if (r1 > b->rows) r1 = b->rows;
     if (r0 >= r1) return;
     const long n = b->n0;
-    const __m512i zp0 = _mm512_loadu_si512(e->colsum_zp + n), zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
-    const __m512 scale0 = _mm512_loadu_ps(e->col_scale + n), scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
+    __m512i zp0 = _mm512_setzero_si512(), zp1 = zp0;
+    __m512 scale0 = _mm512_setzero_ps(), scale1 = scale0;
+    if (!fp32_sums) {
+        zp0 = _mm512_loadu_si512(e->colsum_zp + n), zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+        scale0 = _mm512_loadu_ps(e->col_scale + n), scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
+    }
     const __m512 bias0 = _mm512_loadu_ps(e->bias + n), bias1 = _mm512_loadu_ps(e->bias + n + 16);
     __m512 grid0 = _mm512_setzero_ps(), grid1 = grid0, grid_zp = grid0;
     if (kind == AS_U8) {
@@ -147,8 +153,14 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
     for (long i = r0; i < r1; i++) {
         const int32_t *acc = b->acc + i * BLOCK_N;
         size_t o = (size_t)(b->m + i) * e->N + n;
-        __m512 y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0, bias0);
-        __m512 y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
+        __m512 y0, y1;
+        if (fp32_sums) {
+            y0 = _mm512_add_ps(_mm512_load_ps((const float *)acc), bias0);
+            y1 = _mm512_add_ps(_mm512_load_ps((const float *)acc + 16), bias1);
+        } else {
+            y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0, bias0);
+            y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
+        }
         if (gelu) { y0 = gelu_erf(y0); y1 = gelu_erf(y1); }
         if (kind == AS_U8) {
             uint8_t *at = b->stage ? b->stage + i * CHUNK_LARGE_MAX_N + (n - b->stage_n0) : (uint8_t *)e->out + o;
@@ -170,19 +182,20 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
     }
 }
 
-static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1) {
-    switch ((e->gelu ? 3 + e->out_kind : e->out_kind) + (e->stream ? 6 : 0)) {
-    case AS_FP32: epilogue_block(e, b, r0, r1, 0, AS_FP32, 0); break;
-    case AS_BF16: epilogue_block(e, b, r0, r1, 0, AS_BF16, 0); break;
-    case AS_U8: epilogue_block(e, b, r0, r1, 0, AS_U8, 0); break;
-    case 3 + AS_FP32: epilogue_block(e, b, r0, r1, 1, AS_FP32, 0); break;
-    case 3 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16, 0); break;
-    case 3 + AS_U8: epilogue_block(e, b, r0, r1, 1, AS_U8, 0); break;
-    case 6 + AS_FP32: epilogue_block(e, b, r0, r1, 0, AS_FP32, 1); break;
-    case 6 + AS_BF16: epilogue_block(e, b, r0, r1, 0, AS_BF16, 1); break;
-    case 9 + AS_FP32: epilogue_block(e, b, r0, r1, 1, AS_FP32, 1); break;
-    case 9 + AS_BF16: epilogue_block(e, b, r0, r1, 1, AS_BF16, 1); break;
-    default: epilogue_block(e, b, r0, r1, 1, AS_U8, 0); break; /* uint8 rows are half a cache line: never streamed */
+/* one case per (sums, stream, gelu, kind); uint8 rows are half a cache line: never streamed */
+#define EPILOGUE_CASE(sums, stream, gelu, kind) \
+    case (sums) * 12 + (stream) * 6 + (gelu) * 3 + (kind): epilogue_block(e, b, r0, r1, gelu, kind, stream, sums); break;
+#define EPILOGUE_CASES(sums)                                                                            \
+    EPILOGUE_CASE(sums, 0, 0, AS_FP32) EPILOGUE_CASE(sums, 0, 0, AS_BF16) EPILOGUE_CASE(sums, 0, 0, AS_U8) \
+    EPILOGUE_CASE(sums, 0, 1, AS_FP32) EPILOGUE_CASE(sums, 0, 1, AS_BF16) EPILOGUE_CASE(sums, 0, 1, AS_U8) \
+    EPILOGUE_CASE(sums, 1, 0, AS_FP32) EPILOGUE_CASE(sums, 1, 0, AS_BF16)                                  \
+    EPILOGUE_CASE(sums, 1, 1, AS_FP32) EPILOGUE_CASE(sums, 1, 1, AS_BF16)
+
+static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1, int fp32_sums) {
+    switch (fp32_sums * 12 + e->stream * 6 + e->gelu * 3 + e->out_kind) {
+    EPILOGUE_CASES(0)
+    EPILOGUE_CASES(1)
+    default: break;
     }
 }
 
@@ -200,25 +213,37 @@ static void flush_stage(const block_out *b, uint8_t *out, long N) {
         }
 }
 
-/* out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], optionally GELU(erf),
-   where q = clamp(round(x * in_scale[k]) + zero_point, 0, 255). Requires K % 64 == 0, N % 32 == 0.
-   `packed` holds w as [N/16][K/64][16][64] VNNI tiles (amx_kernels.pack_weight). The row blocks of
-   one call are independent, so a row's result does not depend on the other rows. */
-int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
-                   const int8_t *packed, long N, const int32_t *colsum_zp, const float *col_scale,
-                   const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
-    if (K % TILE_K || N % BLOCK_N || M < 1) return 1;
+/* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
+   q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
+   VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
+   in fp32 sums; `packed` holds w as [N/16][K/32][16][16][2] (in_scale, zero_point, colsum_zp and
+   col_scale unused). Optionally GELU(erf) after. Requires K * (bytes of a weight) % 64 == 0 and
+   N % 32 == 0. An input of the tiles' own kind (u8 for int8 weights, bf16 for bf16 ones) is read
+   in place and must hold whole blocks of BLOCK_M rows (rows past M are never stored); any other is
+   converted first. The row blocks of one call are independent, so a row's result does not depend
+   on the other rows. */
+int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
+              const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
+              const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
+    const int fp32_sums = w_kind == W_BF16, ready = fp32_sums ? AS_BF16 : AS_U8;
+    const long row_bytes = K * (fp32_sums ? 2 : 1);
+    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (fp32_sums && x_kind == AS_U8)) return 1;
     long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
-    /* AS_U8: x is already on this layer's grid, with m_pad rows (rows past M are never stored) */
-    uint8_t *q = x_kind == AS_U8 ? (uint8_t *)x : quantized_buffer((size_t)m_pad * K);
+    uint8_t *q = x_kind == ready ? (uint8_t *)x : quantized_buffer((size_t)m_pad * row_bytes);
     if (!q) return 2;
-    long k_blocks = K / TILE_K, pairs = N / BLOCK_N;
+    long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
-        for (long m = 0; m < (x_kind == AS_U8 ? 0 : m_pad); m++) {
-            uint8_t *row = q + (size_t)m * K;
-            if (m >= M) { memset(row, zero_point, K); continue; }
+        for (long m = 0; m < (x_kind == ready ? 0 : m_pad); m++) {
+            uint8_t *row = q + (size_t)m * row_bytes;
+            if (m >= M) { memset(row, fp32_sums ? 0 : zero_point, row_bytes); continue; }
+            if (fp32_sums) { /* fp32 rounded to bf16 */
+                for (long k = 0; k < K; k += 16)
+                    _mm256_storeu_si256((__m256i *)((uint16_t *)row + k),
+                                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps((const float *)x + (size_t)m * K + k)));
+                continue;
+            }
             const __m512 zp = _mm512_set1_ps((float)zero_point);
             for (long k = 0; k < K; k += 16) {
                 __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * K + k)))
@@ -242,12 +267,12 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
         /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
            computes, the next one's weights are prefetched into L2, spread over its K steps (one
            sample's rows read the weights from memory once, so this hides most of that read). */
-        long chunk = CHUNK_SMALL / (K * BLOCK_N) > 0 ? CHUNK_SMALL / (K * BLOCK_N) : 1; /* column pairs */
-        if ((size_t)m_pad * K > SMALL_INPUT) {
-            chunk = CHUNK_LARGE / (K * BLOCK_N);
+        const size_t pair_bytes = (size_t)k_blocks * 2048;
+        long chunk = CHUNK_SMALL / pair_bytes > 0 ? CHUNK_SMALL / pair_bytes : 1; /* column pairs */
+        if ((size_t)m_pad * row_bytes > SMALL_INPUT) {
+            chunk = CHUNK_LARGE / pair_bytes;
             chunk = chunk < CHUNK_LARGE_MIN_N / BLOCK_N ? CHUNK_LARGE_MIN_N / BLOCK_N : chunk > CHUNK_LARGE_MAX_N / BLOCK_N ? CHUNK_LARGE_MAX_N / BLOCK_N : chunk;
         }
-        const size_t pair_bytes = (size_t)k_blocks * 2048;
         /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
            in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
         int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
@@ -258,23 +283,28 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
             long steps = (m_pad / BLOCK_M) * (c1 - c0) * k_blocks;
             long lines_per_step = ((next_end - next) / 64 + steps - 1) / steps;
             for (long m = 0; m < m_pad; m += BLOCK_M) {
-                const uint8_t *a = q + (size_t)m * K;
+                const uint8_t *a = q + (size_t)m * row_bytes;
                 for (long p = c0; p < c1; p++) {
-                    const int8_t *b0 = packed + p * pair_bytes;
+                    const int8_t *b0 = (const int8_t *)packed + p * pair_bytes;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                     for (long kb = 0; kb < k_blocks; kb++) {
-                        _tile_loadd(4, a + kb * TILE_K, K);
-                        _tile_loadd(5, a + 16 * K + kb * TILE_K, K);
+                        _tile_loadd(4, a + kb * TILE_K, row_bytes);
+                        _tile_loadd(5, a + 16 * row_bytes + kb * TILE_K, row_bytes);
                         /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
                         _tile_stream_loadd(6, b0 + kb * 1024, 64);
                         _tile_stream_loadd(7, b1 + kb * 1024, 64);
-                        _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
-                        _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
-                        epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows);
+                        if (fp32_sums) {
+                            _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+                            _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
+                        } else {
+                            _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+                            _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+                        }
+                        epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows, fp32_sums);
                         for (long i = 0; i < lines_per_step && next < next_end; i++, next += 64) _mm_prefetch(next, _MM_HINT_T1);
                     }
-                    epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M);
+                    epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M, fp32_sums);
                     if (prev.flush_width) flush_stage(&prev, out, N);
                     int32_t *c = acc[half];
                     _tile_stored(0, c, BLOCK_N * 4); _tile_stored(1, c + 16, BLOCK_N * 4);
@@ -286,7 +316,7 @@ int pb_int8_linear(const void *x, int x_kind, long M, long K, const float *in_sc
                 }
             }
         }
-        epilogue_rows(&e, &prev, 0, BLOCK_M);
+        epilogue_rows(&e, &prev, 0, BLOCK_M, fp32_sums);
         if (prev.flush_width) flush_stage(&prev, out, N);
         if (stream || stage_u8) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
         _tile_release();
@@ -348,9 +378,10 @@ static inline void softmax_rows(const float *s, uint16_t *p, float *inv_sum, lon
 }
 
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
-   V at `v_off` columns), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8)
-   those bf16 values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). */
-static void attend_one(const uint16_t *base, long stride, long k_off, long v_off, long n, int dim,
+   V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
+   hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
+   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). */
+static void attend_one(const uint16_t *base, long stride, long k_off, long v_off, long n, int dim, float scale,
                        void *out, long out_stride, int out_kind, const float *q_scale, int q_zp) {
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
     int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
@@ -361,8 +392,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     float inv_sum[16];
     uint16_t p[16 * MAX_SEQ] __attribute__((aligned(64)));
     float o[16 * MAX_DIM] __attribute__((aligned(64)));
-    const float scale = 1.f / sqrtf((float)dim);
-    /* Q, scaled (1/8 or 1/sqrt(32): the product is rounded to bf16 once, as torch does) */
+    /* Q, scaled (1/8 or 1/sqrt(32): the product is rounded to bf16 once, as torch does; 1: exact) */
     for (long i = 0; i < n16; i++)
         for (int d = 0; d < dim; d += 16) {
             __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
@@ -445,11 +475,11 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
 }
 
 /* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
-   sequence i holds tokens starts[i] .. starts[i] + lens[i]; out [T, heads * dim] (bf16, or uint8
-   on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the others are left as they
-   are). dim 32 or 64, lens <= 512. */
-int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, void *out,
-                 int out_kind, const float *q_scale, int q_zp) {
+   sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
+   heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
+   others are left as they are). dim 32 or 64, lens <= 512. */
+int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, float scale,
+                 void *out, int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
     long hidden = (long)heads * dim, stride = 3 * hidden;
@@ -461,7 +491,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
             long i = job / heads, h = job % heads;
             if (lens[i] == 0) continue;
             size_t at = (size_t)starts[i] * hidden + h * dim;
-            attend_one(qkv + starts[i] * stride + h * dim, stride, hidden, 2 * hidden, lens[i], dim,
+            attend_one(qkv + starts[i] * stride + h * dim, stride, hidden, 2 * hidden, lens[i], dim, scale,
                        out_kind == AS_U8 ? (void *)((uint8_t *)out + at) : (void *)((uint16_t *)out + at), hidden,
                        out_kind, q_scale ? q_scale + h * dim : NULL, q_zp);
         }
@@ -480,11 +510,11 @@ static inline void store_line(void *at, __m512i v, int stream) {
 
 /* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) values, x fp32 or
    bf16 (x_kind), residual and out fp32: the mean first, then the variance of the deviations, both
-   in fp32; with `q_out`, the same values also on the next layer's uint8 grid (q_scale per column,
-   q_zp) */
+   in fp32; with `q_out`, the same values also as the next layer's input (q_kind): on its uint8
+   grid (AS_U8: q_scale per column, q_zp) or rounded to bf16 (AS_BF16) */
 int pb_add_layernorm(const void *x, int x_kind, const float *residual, const float *gamma, const float *beta, float eps,
-                     long M, long H, float *out, uint8_t *q_out, const float *q_scale, int q_zp) {
-    if (H % 16 || H > 8192 || (x_kind != AS_FP32 && x_kind != AS_BF16)) return 1;
+                     long M, long H, float *out, void *q_out, int q_kind, const float *q_scale, int q_zp) {
+    if (H % 16 || H > 8192 || (x_kind != AS_FP32 && x_kind != AS_BF16) || (q_out && q_kind != AS_U8 && q_kind != AS_BF16)) return 1;
     int stream = H % 64 == 0 && streamed_output(out, (size_t)M * H * 4) && (uintptr_t)q_out % 64 == 0;
 #pragma omp parallel
     {
@@ -510,18 +540,28 @@ int pb_add_layernorm(const void *x, int x_kind, const float *residual, const flo
         for (long k = 0; k < H; k += 64) { /* a cache line of uint8 at a time (16 values past H % 64) */
             int parts = H - k < 64 ? (int)(H - k) / 16 : 4, whole = parts == 4 && stream;
             __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+            __m256i h[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
             for (int j = 0; j < parts; j++) {
                 long c = k + 16 * j;
                 __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(row + c), mean), inv);
                 __m512 y = _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + c), _mm512_loadu_ps(beta + c));
                 store_line(out + m * H + c, _mm512_castps_si512(y), whole);
                 if (!q_out) continue;
+                if (q_kind == AS_BF16) {
+                    h[j] = (__m256i)_mm512_cvtneps_pbh(y);
+                    if (!whole) _mm256_storeu_si256((__m256i *)((uint16_t *)q_out + m * H + c), h[j]);
+                    continue;
+                }
                 q[j] = to_u8(y, _mm512_loadu_ps(q_scale + c), zp);
-                if (!whole) _mm_storeu_si128((__m128i *)(q_out + m * H + c), q[j]);
+                if (!whole) _mm_storeu_si128((__m128i *)((uint8_t *)q_out + m * H + c), q[j]);
             }
-            if (q_out && whole) {
+            if (q_out && whole && q_kind == AS_BF16) { /* two lines of bf16 */
+                uint16_t *at = (uint16_t *)q_out + m * H + k;
+                store_line(at, _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1), 1);
+                store_line(at + 32, _mm512_inserti64x4(_mm512_castsi256_si512(h[2]), h[3], 1), 1);
+            } else if (q_out && whole) {
                 __m512i line = _mm512_inserti32x4(_mm512_castsi128_si512(q[0]), q[1], 1);
-                store_line(q_out + m * H + k, _mm512_inserti32x4(_mm512_inserti32x4(line, q[2], 2), q[3], 3), 1);
+                store_line((uint8_t *)q_out + m * H + k, _mm512_inserti32x4(_mm512_inserti32x4(line, q[2], 2), q[3], 3), 1);
             }
         }
     }

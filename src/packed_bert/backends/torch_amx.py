@@ -1,0 +1,179 @@
+"""BERT's encoder on packed-bert's own AMX kernels (``amx_kernels``): the blocks both AMX recipes
+share, and the bf16 recipe (torch ``bf16`` with ``kernel="amx"``; the int8 one is ``torch_int8``).
+
+Each block's layers hand their outputs on in the form the next kernel reads: Q|K|V leave their
+layer in bf16 and attention runs per sequence straight from them (``AmxSelfAttention``), writing
+the attention output layer's tile input; the residual add and LayerNorm run in one kernel that
+also writes the next layer's tile input (``DenseAddNorm``); the FFN input layer's GELU output goes
+straight to the FFN output layer. The residual stream, LayerNorm and the QA head stay fp32.
+
+The bf16 recipe rounds every encoder weight and every linear layer's input to bf16 (to nearest
+even) and sums in fp32, as OpenVINO's and oneDNN's bf16 kernels do; where the attention kernel
+takes the head dimension, the Q layer's weights and bias hold 1/sqrt(head dim) (folded in fp32,
+then rounded once), as OpenVINO's per-sequence graph does. Every kernel works row by row or
+sequence by sequence, so a sample's logits are the same in any batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from packed_bert.backends.amx_kernels import (
+    ATTENTION_DIMS,
+    AmxLinearWeights,
+    SequenceAttention,
+    add_layernorm,
+    library,
+)
+from packed_bert.backends.onnx_fused import site_weight
+from packed_bert.backends.torch_invariant import TiledLinear
+from packed_bert.model.attention import AttentionCore, matmul_attention, sequence_core
+from packed_bert.model.bert import BertSelfAttention
+
+
+class AmxLayer(Protocol):
+    """A linear layer module that runs on the AMX kernel (its constants in ``amx``)."""
+
+    amx: AmxLinearWeights | None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class AmxBf16Linear(nn.Module):
+    """One encoder linear layer in bf16 on the AMX kernel: ``weight_t`` [K, N] and ``bias``
+    (fp32), the output in ``out_dtype`` (fp32 or bf16), optionally through GELU (erf)."""
+
+    def __init__(
+        self, weight_t: np.ndarray, bias: np.ndarray, *, gelu: bool = False, out_dtype: torch.dtype = torch.bfloat16
+    ) -> None:
+        super().__init__()
+        self.amx: AmxLinearWeights | None = AmxLinearWeights.bf16(weight_t, bias, gelu=gelu)
+        self.out_dtype = out_dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.amx is not None
+        return self.amx(x, self.out_dtype)
+
+
+class DenseAddNorm(nn.Module):
+    """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``),
+    which also writes the tile input of ``feeds``, the layer that takes the result next: BERT's
+    attention-output and FFN-output blocks on the AMX path."""
+
+    def __init__(self, dense: nn.Module, norm: nn.Module) -> None:
+        super().__init__()
+        self.dense = dense
+        self.LayerNorm = norm
+        self.feeds: AmxLinearWeights | None = None
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        norm = self.LayerNorm
+        assert isinstance(norm, nn.LayerNorm)
+        return add_layernorm(self.dense(x), residual, norm, self.feeds)
+
+
+class AmxSelfAttention(nn.Module):
+    """BERT's self-attention on the AMX path: Q|K|V in one layer, then attention per sequence
+    straight from its output, written as the attention output layer's tile input (``feeds``)."""
+
+    def __init__(self, qkv: nn.Module, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.qkv = qkv
+        self.heads, self.head_dim = heads, head_dim
+        self.feeds: AmxLinearWeights | None = None
+
+    def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
+        qkv = self.qkv(hidden)
+        if isinstance(core, SequenceAttention):
+            out = core.attend_qkv(qkv, self.heads, self.feeds)
+            if out is not None:
+                return out
+        q, k, v = (t.reshape(*hidden.shape[:-1], self.heads, self.head_dim) for t in qkv.chunk(3, dim=-1))
+        return core(q, k, v).reshape(hidden.shape)
+
+
+def wire_block(
+    model: nn.Module,
+    name: str,
+    layers: tuple[AmxLayer, AmxLayer, AmxLayer, AmxLayer],
+    previous: DenseAddNorm | None,
+) -> DenseAddNorm:
+    """Put encoder layer ``name``'s (``...attention.self``) AMX layers (Q|K|V, attention output,
+    FFN input with GELU, FFN output) in place, each kernel writing the next one's tile input;
+    ``previous``, the layer before's FFN block, then feeds this Q|K|V. Returns this FFN block."""
+    qkv, o_layer, gelu_layer, out_layer = layers
+    assert qkv.amx is not None and o_layer.amx is not None and gelu_layer.amx is not None and out_layer.amx is not None
+    module = model.get_submodule(name)
+    assert isinstance(module, BertSelfAttention)
+    p = name.removesuffix(".attention.self")
+    attention = model.get_submodule(f"{p}.attention")
+    own = AmxSelfAttention(qkv, module.heads, module.head_dim)  # type: ignore[arg-type]
+    own.feeds = o_layer.amx
+    setattr(attention, "self", own)  # noqa: B010
+    attention_block = DenseAddNorm(o_layer, model.get_submodule(f"{p}.attention.output.LayerNorm"))  # type: ignore[arg-type]
+    attention_block.feeds = gelu_layer.amx
+    setattr(attention, "output", attention_block)  # noqa: B010
+    setattr(model.get_submodule(p), "intermediate", gelu_layer)  # noqa: B010
+    gelu_layer.amx.feed(out_layer.amx)
+    if previous is not None:
+        previous.feeds = qkv.amx
+    block = DenseAddNorm(out_layer, model.get_submodule(f"{p}.output.LayerNorm"))  # type: ignore[arg-type]
+    setattr(model.get_submodule(p), "output", block)  # noqa: B010
+    return block
+
+
+def tile_qa_head(model: nn.Module) -> None:
+    """The fp32 QA head on fixed row tiles: oneDNN's blocking would follow the batch's row count."""
+    qa_head = model.get_submodule("qa_outputs")
+    assert isinstance(qa_head, nn.Linear)
+    setattr(model, "qa_outputs", TiledLinear(qa_head))  # noqa: B010
+
+
+def amx_attention(seq_lens: torch.Tensor, length: int, *, q_scaled: bool = False) -> AttentionCore:
+    """Attention per sequence in the AMX kernel (``amx_kernels.SequenceAttention``), with the
+    plain per-sequence matmuls where it does not apply (``q_scaled``: none may)."""
+    return SequenceAttention(seq_lens, length, sequence_core(seq_lens, matmul_attention), q_scaled=q_scaled)
+
+
+def bf16_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (a ``PackedBertForQA``) whose encoder linear layers run in bf16 on the
+    AMX kernel. The two layers before an add+LayerNorm write fp32: bf16 there ran no faster
+    (BERT-Large, 16-sample batches: 14.7-14.9 against 14.8-15.2 samples/s, alternating)."""
+    library()  # built (or taken from the cache) and loaded here, before any timed call
+    model = copy.deepcopy(model).float().eval()
+    w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    previous: DenseAddNorm | None = None
+    q_scaled = False
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, BertSelfAttention):
+            continue
+        p = name.removesuffix(".attention.self")
+        weight = site_weight(w, name)
+        bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
+        q_scaled = module.head_dim in ATTENTION_DIMS  # the kernel attends: 1/sqrt(d) goes into Q's weights
+        if q_scaled:
+            hidden = module.heads * module.head_dim
+            factor = np.float32(1) / np.sqrt(np.float32(module.head_dim))
+            weight, bias = weight.copy(), bias.copy()
+            weight[:, :hidden] *= factor
+            bias[:hidden] *= factor
+
+        def dense(site: str, gelu: bool = False, out_dtype: torch.dtype = torch.bfloat16) -> AmxBf16Linear:
+            return AmxBf16Linear(site_weight(w, site), w[f"{site}.bias"], gelu=gelu, out_dtype=out_dtype)
+
+        layers = (
+            AmxBf16Linear(weight, bias),
+            dense(f"{p}.attention.output.dense", out_dtype=torch.float32),
+            dense(f"{p}.intermediate.dense", gelu=True),
+            dense(f"{p}.output.dense", out_dtype=torch.float32),
+        )
+        previous = wire_block(model, name, layers, previous)
+    tile_qa_head(model)
+    setattr(model, "attention", partial(amx_attention, q_scaled=q_scaled))  # noqa: B010
+    return model
