@@ -56,7 +56,7 @@ FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds tor
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
 W_S8, W_BF16 = 0, 1  # the kernel's weight kinds: int8 (u8 inputs) or bf16 (bf16 inputs)
 AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
-FALLBACK = "or name openvino:int8 for bert-99 in a system file's [precision_by_cpu.amx] (docs/usage.md)"
+FALLBACK = "or name openvino:int8 (bert-99) or openvino:bf16 (bert-99.9) in a system file's [precision_by_cpu.amx] (docs/usage.md)"
 
 
 def has_amx() -> bool:
@@ -103,7 +103,7 @@ def _compiler() -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise UserError(f"torch int8 kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
+    raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
 
 
 def build(out_dir: Path | None = None) -> Path:
@@ -121,7 +121,7 @@ def build(out_dir: Path | None = None) -> Path:
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no message"])[0]
             raise UserError(
-                f"torch int8 kernel=amx: {cc} could not build {SOURCE.name} ({first}); install gcc 11+, {FALLBACK}"
+                f"torch kernel=amx: {cc} could not build {SOURCE.name} ({first}); install gcc 11+, {FALLBACK}"
             )
     return lib
 
@@ -130,11 +130,11 @@ def build(out_dir: Path | None = None) -> Path:
 def library() -> ctypes.CDLL:
     """The kernel, loaded, with AMX tiles granted to this process."""
     if not has_amx():
-        raise UserError(f"torch int8 kernel=amx: this CPU has no AMX int8 tiles; use kernel=onednn, {FALLBACK}")
+        raise UserError(f"torch kernel=amx: this CPU has no AMX int8 tiles; for int8 use kernel=onednn, {FALLBACK}")
     lib = ctypes.CDLL(str(build()))
     if lib.pb_amx_enable() != 0:
         raise UserError(
-            f"torch int8 kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; use kernel=onednn, {FALLBACK}"
+            f"torch kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; for int8 use kernel=onednn, {FALLBACK}"
         )
     p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     lib.pb_linear.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, i, p, i]

@@ -19,7 +19,7 @@
 #define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
 #define CHUNK_SMALL (128 * 1024)   /* weight bytes per chunk then: the next chunk streams in meanwhile */
 #define CHUNK_LARGE (512 * 1024)   /* otherwise, weight bytes per chunk: fewer passes over a large input, */
-#define CHUNK_LARGE_MIN_N 256      /* in 256 to 512 columns */
+#define CHUNK_LARGE_MIN_N 256      /* in 256 to 512 columns of int8 weights (128 to 256 of bf16) */
 #define CHUNK_LARGE_MAX_N 512
 #define STREAM_OUTPUT (4096 * 1024) /* output bytes past which the output bypasses the caches */
 
@@ -271,7 +271,9 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
         long chunk = CHUNK_SMALL / pair_bytes > 0 ? CHUNK_SMALL / pair_bytes : 1; /* column pairs */
         if ((size_t)m_pad * row_bytes > SMALL_INPUT) {
             chunk = CHUNK_LARGE / pair_bytes;
-            chunk = chunk < CHUNK_LARGE_MIN_N / BLOCK_N ? CHUNK_LARGE_MIN_N / BLOCK_N : chunk > CHUNK_LARGE_MAX_N / BLOCK_N ? CHUNK_LARGE_MAX_N / BLOCK_N : chunk;
+            /* the bounds hold for int8 weights; bf16 ones take twice the bytes a column */
+            long least = CHUNK_LARGE_MIN_N / BLOCK_N / (fp32_sums ? 2 : 1), most = CHUNK_LARGE_MAX_N / BLOCK_N / (fp32_sums ? 2 : 1);
+            chunk = chunk < least ? least : chunk > most ? most : chunk;
         }
         /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
            in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
