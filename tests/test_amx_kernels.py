@@ -318,7 +318,7 @@ def test_a_runner_on_a_cpu_without_amx_stops_when_it_is_built(monkeypatch: pytes
     amx_kernels.library.cache_clear()
     try:
         feats = random_features(seed=3, n=4, max_len=60)
-        with pytest.raises(UserError, match="no AMX int8 tiles; use kernel=onednn, or name openvino:int8"):
+        with pytest.raises(UserError, match="no AMX int8 tiles; for int8 use kernel=onednn, or name openvino:int8"):
             create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel="amx")
     finally:
         amx_kernels.library.cache_clear()
