@@ -8,7 +8,7 @@ that do not depend on batch-mates: batch-invariant PyTorch bf16 (99.94%, as fast
 Runtime's dynamic int8, which kept 98.9% and depends on batch-mates), and ONNX Runtime fp32 (bf16
 measured 99.93-99.94%, short of 99.95%). These are the defaults of a CPU without a measured
 table of its own; a system file may name other recipes per CPU class (``cpu_class``; on AMX the
-cpu system runs OpenVINO bf16 with per-sequence attention for both models).
+cpu system runs packed-bert's own AMX kernels: int8 for bert-99, bf16 for bert-99.9).
 """
 
 from __future__ import annotations
