@@ -130,7 +130,9 @@ def build(out_dir: Path | None = None) -> Path:
 def library() -> ctypes.CDLL:
     """The kernel, loaded, with AMX tiles granted to this process."""
     if not has_amx():
-        raise UserError(f"torch kernel=amx: this CPU has no AMX int8 tiles; for int8 use kernel=onednn, {FALLBACK}")
+        raise UserError(
+            f"torch kernel=amx: this CPU has no AMX tiles (int8, bf16); for int8 use kernel=onednn, {FALLBACK}"
+        )
     lib = ctypes.CDLL(str(build()))
     if lib.pb_amx_enable() != 0:
         raise UserError(
@@ -162,7 +164,16 @@ def pack_weight(wq: np.ndarray) -> np.ndarray:
         raise UserError(
             f"torch int8 kernel=amx: a [{k}, {n}] weight does not fit its tiles (K % 64, N % 32); use kernel=onednn, {FALLBACK}"
         )
-    tiles = wq.reshape(k // TILE_K, 16, 4, n // 16, 16)  # (k block, tile row, byte, column block, column)
+    return _tile_order(wq, 4)
+
+
+def _tile_order(values: np.ndarray, group: int) -> np.ndarray:
+    """[K, N] values in AMX's B-tile order, each tile row 16 columns of ``group`` consecutive K
+    values (4 bytes): [N/16][K/(16 group)][16][16][group]."""
+    k, n = values.shape
+    tiles = values.reshape(
+        k // (16 * group), 16, group, n // 16, 16
+    )  # (k block, tile row, value, column block, column)
     return np.ascontiguousarray(tiles.transpose(3, 0, 1, 4, 2))
 
 
@@ -175,8 +186,7 @@ def pack_weight_bf16(w: np.ndarray) -> np.ndarray:
             f"torch bf16 kernel=amx: a [{k}, {n}] weight does not fit its tiles (K % 32, N % 32); drop kernel=amx"
         )
     bits = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
-    tiles = bits.reshape(k // 32, 16, 2, n // 16, 16)  # (k block, tile row, value, column block, column)
-    return np.ascontiguousarray(tiles.transpose(3, 0, 1, 4, 2))
+    return _tile_order(bits, 2)
 
 
 class AmxLinearWeights:
