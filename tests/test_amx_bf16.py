@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.tiny_model import random_features
+from helpers.tiny_model import perturbed_tiny_model, random_features, same_in_any_batch
 
 from packed_bert.backends import create
 from packed_bert.backends.amx_kernels import (
@@ -22,7 +22,6 @@ from packed_bert.backends.amx_kernels import (
 )
 from packed_bert.backends.torch_amx import AmxBf16Linear
 from packed_bert.errors import UserError
-from packed_bert.model import BertConfig, PackedBertForQA
 from packed_bert.model.attention import matmul_attention, sequence_core
 from packed_bert.packing import infer_sequences
 
@@ -122,35 +121,24 @@ def test_bf16_hand_overs_keep_the_bits() -> None:
         q_scaled.attend_qkv(scaled.float(), heads)
 
 
-def _model(heads: int = 2) -> PackedBertForQA:
-    torch.manual_seed(0)  # head dimension 32 (the attention kernel, Q's weights scaled) or 16 (the fallback)
-    model = PackedBertForQA(BertConfig(hidden=64, layers=2, heads=heads, intermediate=128)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
-
-
 @needs_amx
-@pytest.mark.parametrize("heads", [2, 4])
+@pytest.mark.parametrize(
+    "heads", [2, 4]
+)  # head dimension 32 (the attention kernel, Q's weights scaled) or 16 (the fallback)
 def test_the_bf16_runner_on_amx_kernels_follows_fp32_and_keeps_its_bits(heads: int) -> None:
-    runner = create("torch", _model(heads), "bf16", "cpu", kernel="amx")
+    runner = create("torch", perturbed_tiny_model(heads), "bf16", "cpu", kernel="amx")
     assert "AMX kernels" in runner.detail  # type: ignore[attr-defined]
     model = runner.model  # type: ignore[attr-defined]
     assert sum(isinstance(m, AmxBf16Linear) for m in model.modules()) == 8
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())  # the QA head is tiled
     ids, seg, lens = random_features(seed=4, n=9, max_len=300)
-    by_strategy = {
-        (strategy, size): infer_sequences(runner.infer, ids, seg, lens, strategy, size)  # type: ignore[attr-defined]
-        for strategy, size in (("sorted", 1), ("sorted", 4), ("packed", 4), ("padded", 3))
-    }
-    alone = by_strategy[("sorted", 1)]
-    for key, logits in by_strategy.items():
-        for one, other in zip(alone, logits, strict=True):
-            np.testing.assert_array_equal(one, other, err_msg=str(key))
-    fp32 = infer_sequences(create("torch", _model(heads), "fp32", "cpu").infer, ids, seg, lens, "sorted", 4)
-    whole_bf16 = infer_sequences(create("torch", _model(heads), "bf16", "cpu").infer, ids, seg, lens, "sorted", 4)
+    alone = same_in_any_batch(runner.infer, (ids, seg, lens))  # type: ignore[attr-defined]
+    fp32 = infer_sequences(
+        create("torch", perturbed_tiny_model(heads), "fp32", "cpu").infer, ids, seg, lens, "sorted", 4
+    )
+    whole_bf16 = infer_sequences(
+        create("torch", perturbed_tiny_model(heads), "bf16", "cpu").infer, ids, seg, lens, "sorted", 4
+    )
     ours, theirs = (np.mean([np.abs(a - b).mean() for a, b in zip(x, fp32, strict=True)]) for x in (alone, whole_bf16))
     assert 0 < ours < theirs  # bf16 products, fp32 residuals and LayerNorm: nearer fp32 than a whole bf16 module
 

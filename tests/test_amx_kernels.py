@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.tiny_model import calibration_of, random_features
+from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
 
 from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, has_amx, pack_weight
 from packed_bert.errors import UserError
-from packed_bert.model import BertConfig, PackedBertForQA
+from packed_bert.model import PackedBertForQA
 from packed_bert.model.attention import matmul_attention, sequence_core
 from packed_bert.packing import infer_sequences
 
@@ -241,13 +241,7 @@ def test_add_layernorm_matches_torch() -> None:
 
 
 def _amx_model() -> PackedBertForQA:
-    torch.manual_seed(0)  # head dimension 32: the attention kernel runs
-    model = PackedBertForQA(BertConfig(hidden=64, layers=2, heads=2, intermediate=128)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturbed_tiny_model(heads=2)  # head dimension 32: the attention kernel runs
 
 
 @needs_amx
@@ -263,14 +257,7 @@ def test_the_torch_int8_runner_on_amx_kernels_follows_onednn_and_keeps_its_bits(
     for runner in runners.values():  # no layer left to oneDNN's shape-dependent fp32 blocking (the QA head is tiled)
         assert not any(isinstance(m, torch.nn.Linear) for m in runner.model.modules())  # type: ignore[attr-defined]
     ids, seg, lens = random_features(seed=4, n=9, max_len=300)
-    by_strategy = {
-        (strategy, size): infer_sequences(runners["amx"].infer, ids, seg, lens, strategy, size)  # type: ignore[attr-defined]
-        for strategy, size in (("sorted", 1), ("sorted", 4), ("packed", 4), ("padded", 3))
-    }
-    alone = by_strategy[("sorted", 1)]
-    for key, logits in by_strategy.items():
-        for one, other in zip(alone, logits, strict=True):
-            np.testing.assert_array_equal(one, other, err_msg=str(key))
+    alone = same_in_any_batch(runners["amx"].infer, (ids, seg, lens))  # type: ignore[attr-defined]
     onednn = infer_sequences(runners["onednn"].infer, ids, seg, lens, "sorted", 4)  # type: ignore[attr-defined]
     for ours, theirs in zip(alone, onednn, strict=True):
         assert float(np.abs(ours - theirs).mean()) < 0.02 * float(np.abs(theirs).mean())

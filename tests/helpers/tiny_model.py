@@ -1,19 +1,23 @@
 """A tiny BERT whose LayerNorms are perturbed (so numerical differences show), features of
-random tokens at given lengths (and as a calibration set), and its eager PyTorch logits: the reference of the backend tests."""
+random tokens at given lengths (and as a calibration set), its eager PyTorch logits: the reference of the backend tests, and
+the check that a runner gives a sample the same logits in any batch."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from packed_bert.model import BERT_TINY, PackedBertForQA
+from packed_bert.packing import infer_sequences
 
 
-def perturbed_tiny_model() -> PackedBertForQA:
+def perturbed_tiny_model(heads: int = BERT_TINY.heads) -> PackedBertForQA:
+    """The tiny BERT (``heads`` heads: 4 give a head dimension of 16, 2 of 32)."""
     torch.manual_seed(0)
-    model = PackedBertForQA(BERT_TINY).eval()
+    model = PackedBertForQA(dataclasses.replace(BERT_TINY, heads=heads)).eval()
     with torch.no_grad():  # non-trivial LayerNorm and QA head so differences show
         for name, p in model.named_parameters():
             if "LayerNorm" in name:
@@ -37,6 +41,20 @@ def eager_logits(model: torch.nn.Module, batch: object) -> np.ndarray:
     with torch.no_grad():
         args = [torch.from_numpy(getattr(batch, n)) for n in ("input_ids", "segment_ids", "position_ids", "seq_lens")]
         return model(*args).numpy()
+
+
+def same_in_any_batch(
+    infer: Callable[..., np.ndarray], features: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> list[np.ndarray]:
+    """Each feature's logits alone (sorted batches of one), after asserting that sorted batches of
+    four, packed rows and padded batches give every feature the same bits."""
+    ids, seg, lens = features
+    alone = infer_sequences(infer, ids, seg, lens, "sorted", 1)
+    for strategy, size in (("sorted", 4), ("packed", 4), ("padded", 3)):
+        logits = infer_sequences(infer, ids, seg, lens, strategy, size)
+        for one, other in zip(alone, logits, strict=True):
+            np.testing.assert_array_equal(one, other, err_msg=f"{strategy}, {size}")
+    return alone
 
 
 def calibration_of(features: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
