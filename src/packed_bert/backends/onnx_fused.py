@@ -166,6 +166,13 @@ def site_weight(w: dict[str, np.ndarray], name: str) -> np.ndarray:
     return w[f"{name}.weight"].T
 
 
+def site_bias(w: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The [N] bias of layer input ``name`` (``...attention.self``: Q|K|V one after another)."""
+    if name.endswith(".attention.self"):
+        return np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
+    return w[f"{name}.bias"]
+
+
 class _Layers:
     """Writes the encoder's linear layers and attention, in fp32 or by an ``Int8Recipe``."""
 
@@ -222,7 +229,7 @@ class _Layers:
     def attention(self, x: str, p: str) -> str:
         g, w, cfg = self.g, self.w, self.cfg
         heads = [f"{p}.attention.self.{n}" for n in ("query", "key", "value")]
-        qkv_b = np.concatenate([w[f"{h}.bias"] for h in heads])
+        qkv_b = site_bias(w, f"{p}.attention.self")
         scope = f"{p}.attention.self"
         scheme = self.scheme("qkv")
         if self.per_sequence:

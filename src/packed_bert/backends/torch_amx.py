@@ -31,7 +31,7 @@ from packed_bert.backends.amx_kernels import (
     add_layernorm,
     library,
 )
-from packed_bert.backends.onnx_fused import site_weight
+from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.torch_invariant import TiledLinear
 from packed_bert.model.attention import AttentionCore, matmul_attention, sequence_core
 from packed_bert.model.bert import BertSelfAttention
@@ -155,7 +155,7 @@ def bf16_model(model: nn.Module) -> nn.Module:
             continue
         p = name.removesuffix(".attention.self")
         weight = site_weight(w, name)
-        bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
+        bias = site_bias(w, name)
         q_scaled = module.head_dim in ATTENTION_DIMS  # the kernel attends: 1/sqrt(d) goes into Q's weights
         if q_scaled:
             hidden = module.heads * module.head_dim

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from packed_bert.backends.amx_kernels import AmxLinearWeights, library
-from packed_bert.backends.onnx_fused import site_weight
+from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.backends.torch_amx import DenseAddNorm, amx_attention, tile_qa_head, wire_block
 from packed_bert.errors import UserError
@@ -141,7 +141,7 @@ def quantize_model(
         if not isinstance(module, BertSelfAttention):
             continue
         p = name.removesuffix(".attention.self")
-        qkv_bias = np.concatenate([w[f"{name}.{h}.bias"] for h in ("query", "key", "value")])
+        qkv_bias = site_bias(w, name)
         qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
         # on the AMX path the two layers before an add+LayerNorm write bf16: half the bytes that
         # kernel reads (it adds them to the fp32 residual)
