@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from packed_bert.backends import create, matmul_peak
-from packed_bert.backends.cuda_quant import Fp8Linear, Int8Linear, quantize_linears
+from packed_bert.backends.cuda_quant import (
+    FP8_MAX,
+    Fp8Linear,
+    Int8Linear,
+    can_fuse,
+    quantize_linears,
+    quantize_rows_fp8,
+)
 from packed_bert.backends.matmul_peak import MatmulProbe, fastest_matmul, ort_peak, torch_peak
 from packed_bert.errors import UserError
 from packed_bert.model import BERT_TINY, PackedBertForQA
@@ -162,3 +169,15 @@ def test_a_run_hands_its_runtime_the_calibration_questions_of_its_dataset(shared
     missing = RunConfig(sut="cpu", dataset=shared_data / "no-such.json")
     with pytest.raises(UserError, match="no-such.json"):
         device_request(plan_run(missing), SampleLibrary.from_features(synthetic_features(8))).calibration()  # type: ignore[misc]
+
+
+def test_fp8_rows_quantize_each_token_by_its_own_maximum() -> None:
+    """The fused CUDA kernel compiles this function: each token's largest magnitude maps to
+    e4m3's 448, and values come back within e4m3's rounding (3 mantissa bits)."""
+    x = torch.randn(40, 96, dtype=torch.bfloat16) * torch.logspace(-3, 3, 40)[:, None].to(torch.bfloat16)
+    x8, scale = quantize_rows_fp8(x)
+    assert x8.dtype == torch.float8_e4m3fn and scale.shape == (40, 1)
+    assert torch.equal(x8.float().abs().amax(dim=1), torch.full((40,), FP8_MAX))
+    back = x8.float() * scale
+    assert torch.all((back - x.float()).abs() <= x.float().abs() / 16 + scale * 2**-9)
+    assert not can_fuse(x)  # a CPU tensor runs op by op

@@ -16,6 +16,7 @@ from packed_bert.backends.length_buckets import blank_rows, bucket_length, bucke
 from packed_bert.errors import UserError
 from packed_bert.harness.benchmark import run_benchmark, warm_up
 from packed_bert.harness.config import RunConfig
+from packed_bert.harness.errors import RunError
 from packed_bert.packing import pack_batch, sorted_batches
 
 
@@ -86,6 +87,20 @@ def test_warm_up_asks_each_runner_that_can_and_says_so() -> None:
     assert len(said) == 2 and said[0].startswith("warm-up: 3 blank batches of up to 1 rows")
 
 
+class OutOfMemoryRunner(WarmableRunner):
+    def warm(self, rows: int) -> int:
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 1.50 GiB")
+
+
+def test_a_warm_up_that_fails_is_one_line_naming_the_device() -> None:
+    """A GPU that cannot hold the run's graphs fails before LoadGen starts, as a run error (one
+    line, exit 1), not a traceback."""
+    with pytest.raises(
+        RunError, match=r"^device cpu \(fake\) failed while warming up: RuntimeError: CUDA out of memory\. Tried"
+    ):
+        warm_up([OutOfMemoryRunner()], 1024, lambda _: None)  # type: ignore[list-item]
+
+
 @pytest.mark.parametrize(
     ("scenario", "compiles", "warmed"),
     [("singlestream", False, [1]), ("offline", False, []), ("offline", True, [4096])],
@@ -96,7 +111,7 @@ def test_a_singlestream_run_warms_its_runner_before_loadgen(
     """SingleStream warms every runner that can; other scenarios only one that compiles at its
     first call (a compiled PyTorch model), with the run's batch size."""
     runner = WarmableRunner()
-    runner.compiles_on_first_call = compiles  # type: ignore[attr-defined]
+    runner.prepares_per_shape = compiles  # type: ignore[attr-defined]
     cfg = RunConfig(sut="null", scenario=scenario, results_dir=tmp_path, settings={"min_duration": "50"})
     result = run_benchmark(cfg, features=synthetic_features(30), runners=[runner], quiet=True)  # type: ignore[list-item]
     assert runner.warmed == warmed

@@ -2,6 +2,12 @@
 and static int8 (bert-99, ``torch_int8``); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
+CUDA graphs: a batch of 384-token rows runs as calls of ``GRAPH_ROWS`` sizes (545 rows: 512 + 32
++ 8 with 7 blank rows), one graph per size, captured by ``warm`` before a timed run and sharing
+one memory pool. On the H200 the rate hardly moves between 64 and 512 rows a call (3,756 and
+3,840 samples/s), and capturing a graph per row count inside a LoadGen run cost 12% of a short
+Offline run.
+
 On the CPU a sample's logits are bit for bit the same alone, sorted, padded or packed: eagerly
 every Linear layer runs on fixed 512-row tiles and attention per sequence (``torch_invariant``);
 compiled (``compile=True``), every call has one shape per sequence length (``sequence_rows``).
@@ -27,7 +33,7 @@ from packed_bert.errors import UserError
 from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-ROW_BUCKET = 8  # CUDA graphs are captured for row counts rounded up to a multiple of this
+GRAPH_ROWS = (512, 256, 128, 64, 32, 16, 8)  # row counts of the CUDA graphs; a batch runs as calls of these
 CALL_ROWS = 16  # rows per call of a compiled batch-invariant runner not told otherwise (nor warmed)
 
 
@@ -132,13 +138,16 @@ class TorchRunner:
         if freezing and (cuda or not compile):
             raise UserError("torch backend: freezing=True is Inductor's CPU pass; it needs compile=True on the cpu")
         self.freezing = freezing
-        self.compiles_on_first_call = compile  # the harness warms it up before any timed run (``warm``)
+        self.compiled = compile
         if freezing:  # a forward compiled earlier in this process without freezing would be reused as is
             torch._dynamo.reset()
         self.model: Any = torch.compile(model, dynamic=True) if compile else model
         self.static_shape = bool(cuda if cuda_graphs is None else cuda_graphs) and cuda
         self.varlen = bool(cuda if varlen is None else varlen)
-        self._graphs: dict[tuple[int, int, int], _Graph] = {}
+        # compiled or graphed: the harness warms it up before any timed run (``warm``)
+        self.prepares_per_shape = compile or self.static_shape
+        self._graphs: dict[int, _Graph] = {}
+        self._graph_pool: Any = None
         self.detail = (
             f"torch {torch.__version__} {precision} on {device}"
             f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
@@ -153,7 +162,7 @@ class TorchRunner:
         rows, length = batch_shape(batch)
         with torch.inference_mode():
             if self.static_shape and length == SEQ_LEN:
-                return self._graph_for(rows, int(batch.seq_lens.shape[1])).run(batch)
+                return self._run_graphs(batch)
             if self.varlen and self._dev.type == "cuda":
                 return self._run_varlen(batch)
             return self._run_rows(batch)
@@ -164,13 +173,23 @@ class TorchRunner:
         return self.rows if self.fixed_shapes else None
 
     def warm(self, rows: int) -> int:
-        """Compile before a timed run (``compile=True``: the first call compiles, 30-40 s for
-        BERT-Large): one blank batch of ``rows`` rows and one of a single row (Dynamo compiles
-        a size of 1 apart); lengths are dynamic. A batch-invariant runner's calls have ``rows`` rows
-        from now on (unless its ``rows`` option says otherwise): it compiles that size and runs each
-        of its call shapes once (oneDNN's first call at a row count costs more, which a short run
-        pays at every length step). Returns how many batches ran (0: nothing to do)."""
-        if not self.compiles_on_first_call:
+        """Prepare before a timed run. CUDA graphs: capture the graph of every ``GRAPH_ROWS``
+        size a batch of up to ``rows`` rows runs as (compiling first, with ``compile=True``).
+        Compiled (``compile=True``: the first call compiles, 30-40 s for BERT-Large on the CPU,
+        75 s on the H200): one blank batch of ``rows`` rows and one of a single row (Dynamo
+        compiles a size of 1 apart); lengths are dynamic. A batch-invariant runner's calls have
+        ``rows`` rows from now on (unless its ``rows`` option says otherwise): it compiles that size
+        and runs each of its call shapes once (oneDNN's first call at a row count costs more, which
+        a short run pays at every length step). Returns how many batches ran (0: nothing to do)."""
+        if self.static_shape:
+            sizes = [size for size in GRAPH_ROWS if size <= max(rows, GRAPH_ROWS[-1])]
+            # as ``infer`` does: with autograd on, a capture keeps every activation for a backward
+            # pass (BERT-Large fp16 ran out of the H200's 140 GB) and compiling traces a backward
+            with torch.inference_mode():
+                for size in sizes:
+                    self._graph_for(size)
+            return len(sizes)
+        if not self.compiled:
             return 0
         if self.fixed_shapes:
             self.rows = self._rows_option or rows
@@ -185,7 +204,7 @@ class TorchRunner:
 
     def _tensors(self, batch: BatchLike) -> list[torch.Tensor]:
         seq_lens = batch.seq_lens
-        if self.compiles_on_first_call and seq_lens.shape[1] < MAX_SEQS_PER_ROW:
+        if self.compiled and seq_lens.shape[1] < MAX_SEQS_PER_ROW:
             # one slot count for sorted and packed batches: Dynamo compiles a size of 1 apart
             seq_lens = np.pad(seq_lens, ((0, 0), (0, MAX_SEQS_PER_ROW - seq_lens.shape[1])))
         arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, seq_lens)
@@ -227,20 +246,51 @@ class TorchRunner:
         out = self.model.forward_varlen(ids, seg, pos, cu, vb.max_seqlen)
         return varlen_to_rows(batch, out.float().cpu().numpy())  # type: ignore[arg-type]
 
-    def _graph_for(self, rows: int, slots: int) -> _Graph:
-        bucket = -(-rows // ROW_BUCKET) * ROW_BUCKET
-        key = (bucket, SEQ_LEN, slots)
-        graph = self._graphs.get(key)
+    @property
+    def graph_rows(self) -> tuple[int, ...]:
+        """Row counts of the CUDA graphs captured so far, largest first."""
+        return tuple(sorted(self._graphs, reverse=True))
+
+    def _run_graphs(self, batch: BatchLike) -> np.ndarray:
+        seq_lens = np.pad(batch.seq_lens, ((0, 0), (0, MAX_SEQS_PER_ROW - batch.seq_lens.shape[1])))
+        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, seq_lens)
+        parts = [
+            self._graph_for(size).run([a[start : start + count] for a in arrays])
+            for start, count, size in graph_calls(batch.input_ids.shape[0])
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _graph_for(self, rows: int) -> _Graph:
+        graph = self._graphs.get(rows)
         if graph is None:
-            graph = _Graph(self.model, self._dev, bucket, SEQ_LEN, slots)
-            self._graphs[key] = graph
+            if self._graph_pool is None:
+                self._graph_pool = torch.cuda.graph_pool_handle()
+            graph = _Graph(self.model, self._dev, rows, SEQ_LEN, MAX_SEQS_PER_ROW, self._graph_pool)
+            self._graphs[rows] = graph
         return graph
 
 
-class _Graph:
-    """One captured forward pass for [rows, length] inputs with ``slots`` sequences per row."""
+def graph_calls(rows: int) -> list[tuple[int, int, int]]:
+    """(first row, rows, graph size) of each call a batch of ``rows`` 384-token rows runs as:
+    the largest ``GRAPH_ROWS`` sizes that fit, the rest in the smallest (padded with blank rows)."""
+    calls: list[tuple[int, int, int]] = []
+    start = 0
+    for size in GRAPH_ROWS:
+        while rows - start >= size:
+            calls.append((start, size, size))
+            start += size
+    if start < rows:
+        calls.append((start, rows - start, GRAPH_ROWS[-1]))
+    return calls
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, rows: int, length: int, slots: int) -> None:
+
+class _Graph:
+    """One captured forward pass for [rows, length] inputs with ``slots`` sequences per row; the
+    graphs of one runner share ``pool`` (they never run at once: one thread per runner)."""
+
+    def __init__(
+        self, model: torch.nn.Module, device: torch.device, rows: int, length: int, slots: int, pool: Any
+    ) -> None:
         self.rows = rows
         self.inputs = [torch.zeros(rows, length, dtype=torch.int32, device=device) for _ in range(3)]
         self.seq_lens = torch.zeros(rows, slots, dtype=torch.int32, device=device)
@@ -253,12 +303,12 @@ class _Graph:
                 model(*args)
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, pool=pool):
             self.output = model(*args).float()
 
-    def run(self, batch: BatchLike) -> np.ndarray:
-        rows = batch.input_ids.shape[0]
-        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, batch.seq_lens)
+    def run(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """``arrays``: input ids, segment ids, positions [r, length] and seq_lens [r, slots], r <= rows."""
+        rows = arrays[0].shape[0]
         for dst, src in zip([*self.inputs, self.seq_lens], arrays, strict=True):
             dst[:rows].copy_(torch.from_numpy(np.ascontiguousarray(src)), non_blocking=True)
             if rows < self.rows:

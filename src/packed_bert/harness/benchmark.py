@@ -144,8 +144,9 @@ def _run_in(
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
-    # one sample at a time every call could be a new length; a compiled runner compiles at its first call
-    if plan.scenario == Scenario.SINGLE_STREAM or any(getattr(r, "compiles_on_first_call", False) for r in runners):
+    # one sample at a time every call could be a new length; a compiled runner compiles at its first call,
+    # a graphed one captures a CUDA graph per call size
+    if plan.scenario == Scenario.SINGLE_STREAM or any(getattr(r, "prepares_per_shape", False) for r in runners):
         warm_up(runners, plan.batch_size, say)
     progress = Progress(
         expected_samples(plan, library.total, loaded.effective), f"{plan.scenario} {cfg.mode}", enabled=not quiet
@@ -180,17 +181,29 @@ def _run_in(
 def warm_up(runners: Sequence[Runner], rows: int, say: Say) -> None:
     """Untimed, before LoadGen starts: a runner that prepares its kernels per input shape
     (``warm``: OpenVINO's runs each length a batch of ``rows`` rows can have, a compiled PyTorch
-    model compiles) runs on blank rows."""
-    for runner in runners:
+    model compiles, a CUDA one captures its graphs) runs on blank rows."""
+    for index, runner in enumerate(runners):
         warm = getattr(runner, "warm", None)
         if callable(warm):
             start = time.perf_counter()
-            count = warm(rows)
+            try:
+                count = warm(rows)
+            except Exception as exc:  # a device that cannot hold the graphs (out of memory) or compile
+                device = getattr(runner, "device", index)
+                raise RunError(
+                    f"device {device} ({runner.name}) failed while warming up: {type(exc).__name__}: {exc}".replace(
+                        "\n", " "
+                    )
+                ) from exc
             if count:
                 fixed = getattr(runner, "call_rows", None)
-                shape = (
-                    f"calls of {fixed} rows, one per length step" if fixed else f"blank batches of up to {rows} rows"
-                )
+                graphs = getattr(runner, "graph_rows", ())
+                if graphs:
+                    shape = f"CUDA graphs captured, for calls of {', '.join(map(str, graphs))} rows"
+                elif fixed:
+                    shape = f"calls of {fixed} rows, one per length step"
+                else:
+                    shape = f"blank batches of up to {rows} rows"
                 say(f"warm-up: {count} {shape}, {time.perf_counter() - start:.1f} s")
 
 
