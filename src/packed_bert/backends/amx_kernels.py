@@ -145,6 +145,8 @@ def library() -> ctypes.CDLL:
     lib.pb_attention.restype = i
     lib.pb_add_layernorm.argtypes = [p, i, p, p, p, ctypes.c_float, n, n, p, p, i, p, i]
     lib.pb_add_layernorm.restype = i
+    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p]
+    lib.pb_encoder.restype = i
     lib.pb_amx_int8_issue_rate.argtypes = [n]
     lib.pb_amx_int8_issue_rate.restype = ctypes.c_double
     return lib

@@ -128,6 +128,14 @@ def wire_block(
     return block
 
 
+def fuse_encoder(model: nn.Module) -> None:
+    """The wired encoder (every layer through ``wire_block``) run by one kernel call a batch."""
+    from packed_bert.backends.amx_encoder import AmxEncoder
+
+    bert = model.get_submodule("bert")
+    setattr(bert, "encoder", AmxEncoder(bert.get_submodule("encoder")))  # noqa: B010
+
+
 def tile_qa_head(model: nn.Module) -> None:
     """The fp32 QA head on fixed row tiles: oneDNN's blocking would follow the batch's row count."""
     qa_head = model.get_submodule("qa_outputs")
@@ -174,6 +182,7 @@ def bf16_model(model: nn.Module) -> nn.Module:
             dense(f"{p}.output.dense", out_dtype=torch.float32),
         )
         previous = wire_block(model, name, layers, previous)
+    fuse_encoder(model)
     tile_qa_head(model)
     setattr(model, "attention", partial(amx_attention, q_scaled=q_scaled))  # noqa: B010
     return model

@@ -572,6 +572,79 @@ int pb_add_layernorm(const void *x, int x_kind, const float *residual, const flo
     return 0;
 }
 
+/* ---- the whole encoder in one call ---- */
+/* One linear layer's constants, as pb_linear takes them (int8: in_scale, zero_point, colsum_zp and
+   col_scale; bf16: NULL and 0) */
+typedef struct {
+    const void *packed;
+    int w_kind;
+    long K, N;
+    const float *in_scale;
+    int zero_point;
+    const int32_t *colsum_zp;
+    const float *col_scale, *bias;
+    int gelu;
+} pb_dense;
+
+/* One BERT layer: Q|K|V (bf16 out), attention output and FFN output (out in dense_kind, fp32 or
+   bf16), FFN input (GELU), and the two LayerNorms after the residual adds */
+typedef struct {
+    pb_dense qkv, o, ffn_in, ffn_out;
+    int dense_kind;
+    const float *gamma1, *beta1, *gamma2, *beta2;
+    float eps1, eps2;
+} pb_layer;
+
+static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_BF16 ? AS_BF16 : AS_U8; }
+
+static int dense_call(const pb_dense *d, const void *x, int x_kind, long M, void *out, int out_kind, const pb_dense *feeds) {
+    const float *out_scale = feeds && out_kind == AS_U8 ? feeds->in_scale : NULL;
+    return pb_linear(x, x_kind, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
+                     d->col_scale, d->bias, d->gelu, out, out_kind, out_scale, feeds ? feeds->zero_point : 0);
+}
+
+/* `count` layers over M tokens, the same kernel calls in the same order as the layer-by-layer
+   path (torch_amx's modules), without returning to Python in between (on one 268-token sample
+   the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
+   state from the caches). hidden [M, H] fp32 holds the input and gets the output; the rest are
+   work buffers: other [M, H] fp32, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a
+   value), qkv [M, 3H] bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input.
+   Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
+   output's other rows hold the attention output layer's zero first). */
+int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
+               const long *lens, long seqs, int covered, float *hidden, float *other, void *tile_h, uint16_t *qkv,
+               void *att, void *dense, void *inter) {
+    long H = (long)heads * dim, m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
+    int status = 0;
+    for (int l = 0; l < count && !status; l++) {
+        const pb_layer *L = layers + l;
+        const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
+        int att_kind = ready_kind(&L->o);
+        status = l == 0 ? dense_call(&L->qkv, hidden, AS_FP32, M, qkv, AS_BF16, NULL)
+                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), M, qkv, AS_BF16, NULL);
+        if (status) break;
+        if (!covered) {
+            if (att_kind == AS_U8) memset(att, L->o.zero_point, (size_t)m_pad * H);
+            else memset(att, 0, (size_t)m_pad * H * 2);
+        }
+        status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind,
+                              att_kind == AS_U8 ? L->o.in_scale : NULL, L->o.zero_point);
+        if (!status) status = dense_call(&L->o, att, att_kind, M, dense, L->dense_kind, NULL);
+        if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, L->gamma1, L->beta1, L->eps1, M, H, other,
+                                               tile_h, ready_kind(&L->ffn_in),
+                                               ready_kind(&L->ffn_in) == AS_U8 ? L->ffn_in.in_scale : NULL,
+                                               L->ffn_in.zero_point);
+        if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), M, inter, ready_kind(&L->ffn_out),
+                                         &L->ffn_out);
+        if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), M, dense, L->dense_kind, NULL);
+        if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, L->gamma2, L->beta2, L->eps2, M, H, hidden,
+                                               next ? tile_h : NULL, next ? ready_kind(next) : AS_U8,
+                                               next && ready_kind(next) == AS_U8 ? next->in_scale : NULL,
+                                               next ? next->zero_point : 0);
+    }
+    return status;
+}
+
 /* ---- the ceiling ---- */
 /* Tile products on registers only, `iterations` x 4 per thread on every thread: the int8
    operations per second the AMX units issue (2 per multiply-add). */

@@ -1,0 +1,144 @@
+"""The whole encoder of an AMX recipe in one kernel call (``pb_encoder`` in ``kernels/amx.c``).
+
+``torch_amx.wire_block`` leaves each BERT layer as four AMX linear layers, attention per sequence
+and two add+LayerNorm blocks, each kernel writing the next one's input; run module by module,
+Python runs between every two of the 7 kernel calls of a layer. On one 268-token sample that
+work took about 40 us a time (11 us with the kernels made no-ops: each kernel evicts the
+interpreter's state from the caches), 7 ms of a 70 ms sample. ``AmxEncoder`` makes the same calls
+in the same order from C, so the logits are the same bits; it falls back to the modules where the
+attention kernel does not apply (another attention core, a head dimension it does not take).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from packed_bert.backends.amx_kernels import (
+    AS_BF16,
+    AS_FP32,
+    ATTENTION_DIMS,
+    BLOCK_M,
+    MAX_SEQUENCE,
+    AmxLinearWeights,
+    SequenceAttention,
+    library,
+)
+from packed_bert.model.attention import AttentionCore
+
+_P, _I, _L, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
+
+
+class _Dense(ctypes.Structure):
+    _fields_ = [
+        ("packed", _P), ("w_kind", _I), ("K", _L), ("N", _L), ("in_scale", _P), ("zero_point", _I),
+        ("colsum_zp", _P), ("col_scale", _P), ("bias", _P), ("gelu", _I),
+    ]  # fmt: skip
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [
+        ("qkv", _Dense), ("o", _Dense), ("ffn_in", _Dense), ("ffn_out", _Dense), ("dense_kind", _I),
+        ("gamma1", _P), ("beta1", _P), ("gamma2", _P), ("beta2", _P), ("eps1", _F), ("eps2", _F),
+    ]  # fmt: skip
+
+
+def _dense(w: AmxLinearWeights) -> _Dense:
+    int8 = w.input_dtype == torch.uint8
+    return _Dense(
+        w.packed.data_ptr(), w.w_kind, w.k, w.n,
+        w.in_scale.data_ptr() if int8 else None, w.zero_point,
+        w.colsum_zp.data_ptr() if int8 else None, w.col_scale.data_ptr() if int8 else None,
+        w.bias.data_ptr(), int(w.gelu),
+    )  # fmt: skip
+
+
+def _amx(module: nn.Module) -> AmxLinearWeights:
+    weights = getattr(module, "amx", None)
+    if not isinstance(weights, AmxLinearWeights):
+        raise TypeError(f"amx encoder: {type(module).__name__} is not a layer on the AMX kernel")
+    return weights
+
+
+class AmxEncoder(nn.Module):
+    """``encoder`` (a ``BertEncoder`` wired by ``torch_amx.wire_block``) run by one kernel call."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder  # the modules: their constants, and the fallback
+        self.fused = True
+        layers = list(encoder.layer)  # type: ignore[arg-type]
+        first = layers[0].attention.self
+        self.heads, self.head_dim = int(first.heads), int(first.head_dim)
+        self.tile_dtype = _amx(first.qkv).input_dtype  # uint8 (int8 recipe) or bf16
+        self.inter = _amx(layers[0].intermediate).n
+        structs = []
+        self._keep: list[torch.Tensor] = []  # LayerNorm constants in fp32, alive as long as the pointers
+        for layer in layers:
+            o_block, ffn_block = layer.attention.output, layer.output
+            norms = []
+            for norm in (o_block.LayerNorm, ffn_block.LayerNorm):
+                gamma, beta = (t.detach().float().contiguous() for t in (norm.weight, norm.bias))
+                self._keep += [gamma, beta]
+                norms.append((gamma.data_ptr(), beta.data_ptr(), float(norm.eps)))
+            dense_dtype = o_block.dense.out_dtype
+            structs.append(
+                _Layer(
+                    _dense(_amx(layer.attention.self.qkv)),
+                    _dense(_amx(o_block.dense)),
+                    _dense(_amx(layer.intermediate)),
+                    _dense(_amx(ffn_block.dense)),
+                    AS_BF16 if dense_dtype == torch.bfloat16 else AS_FP32,
+                    norms[0][0],
+                    norms[0][1],
+                    norms[1][0],
+                    norms[1][1],
+                    norms[0][2],
+                    norms[1][2],
+                )  # fmt: skip
+            )
+        self._layers = (_Layer * len(structs))(*structs)
+        self._dense_dtype = dense_dtype
+
+    def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
+        if not (self.fused and self._applies(hidden, core)):
+            return self.encoder(hidden, core)
+        assert isinstance(core, SequenceAttention)
+        shape = hidden.shape
+        x = hidden.reshape(-1, shape[-1]).float().contiguous().clone()
+        tokens, width = x.shape
+        padded = -(-tokens // BLOCK_M) * BLOCK_M
+        tile = self.tile_dtype
+
+        def buffer(rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
+            return torch.empty(rows, cols, dtype=dtype)
+
+        work: list[Any] = [
+            buffer(tokens, width, torch.float32),  # other
+            buffer(padded, width, tile),  # tile_h
+            buffer(tokens, 3 * width, torch.bfloat16),  # qkv
+            buffer(padded, width, tile),  # att
+            buffer(tokens, width, self._dense_dtype),  # dense
+            buffer(padded, self.inter, tile),  # inter
+        ]
+        q_mul = 1.0 if core.q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))
+        status = library().pb_encoder(
+            ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
+            core.starts.data_ptr(), core.lens.data_ptr(), len(core.lens), int(core.covered),
+            x.data_ptr(), *(t.data_ptr() for t in work),
+        )  # fmt: skip
+        if status != 0:
+            raise RuntimeError(f"amx encoder kernel: status {status} for {tokens} tokens")
+        return x.reshape(shape)
+
+    def _applies(self, hidden: torch.Tensor, core: AttentionCore) -> bool:
+        return (
+            isinstance(core, SequenceAttention)
+            and self.head_dim in ATTENTION_DIMS
+            and 0 < core.longest <= MAX_SEQUENCE
+            and hidden.shape[-1] == self.heads * self.head_dim
+        )

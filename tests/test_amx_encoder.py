@@ -1,0 +1,58 @@
+"""The whole AMX encoder in one kernel call (``amx_encoder.AmxEncoder``): the same kernel calls in
+the same order as the layer-by-layer modules, so the same bits, for both AMX recipes; the
+modules still run where the attention kernel does not apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
+
+from packed_bert.backends import create
+from packed_bert.backends.amx_encoder import AmxEncoder
+from packed_bert.backends.amx_kernels import has_amx
+from packed_bert.packing import infer_sequences
+
+pytestmark = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX tiles (Intel Xeon 4th gen on)")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "amx-cache"))
+
+
+def _runner(precision: str, heads: int, features: tuple[np.ndarray, np.ndarray, np.ndarray]):  # type: ignore[no-untyped-def]
+    extra = {"calibration": calibration_of(features)} if precision == "int8" else {}
+    return create("torch", perturbed_tiny_model(heads), precision, "cpu", kernel="amx", **extra)
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> None:
+    features = random_features(5, 10, 120)
+    runner = _runner(precision, 2, features)  # head dimension 32: the attention kernel's
+    encoder = runner.model.bert.encoder
+    assert isinstance(encoder, AmxEncoder)
+    fused = same_in_any_batch(runner.infer, features)
+    calls = []
+    real = type(encoder.encoder).forward
+    encoder.encoder.forward = lambda *a: calls.append(1) or real(encoder.encoder, *a)  # type: ignore[method-assign]
+    packed_fused = infer_sequences(runner.infer, *features, "packed", 4)
+    assert calls == []  # the modules did not run
+    encoder.fused = False
+    packed_modules = infer_sequences(runner.infer, *features, "packed", 4)
+    assert calls  # now they did
+    for a, b, c in zip(fused, packed_fused, packed_modules, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)
+    assert float(np.abs(fused[0]).max()) > 0
+
+
+def test_a_head_dimension_the_kernel_does_not_take_runs_the_modules() -> None:
+    features = random_features(6, 4, 60)
+    runner = _runner("int8", 4, features)  # head dimension 16
+    encoder = runner.model.bert.encoder
+    calls = []
+    real = type(encoder.encoder).forward
+    encoder.encoder.forward = lambda *a: calls.append(1) or real(encoder.encoder, *a)  # type: ignore[method-assign]
+    logits = infer_sequences(runner.infer, *features, "sorted", 2)
+    assert len(calls) == 2 and all(np.isfinite(x).all() for x in logits)
