@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,31 @@ def test_singlestream_probe_reads_through_a_stall(monkeypatch: pytest.MonkeyPatc
     rate = probe.probe_samples_per_s(plan, library, [Runner()])
     assert rate == pytest.approx(250.0)  # the median sample's 4 ms
     assert probe.target_from_probe(plan, rate) == pytest.approx(375.0)
+
+
+class ThreadRecordingRunner(ShuffledRunner):
+    """Records the thread of every ``infer`` call."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed, max_sleep_s=0.0)
+        self.threads: set[int] = set()
+
+    def infer(self, batch: object) -> np.ndarray:
+        self.threads.add(threading.get_ident())
+        return super().infer(batch)
+
+
+@pytest.mark.parametrize(("scenario", "devices"), [("singlestream", 1), ("offline", 1), ("offline", 2)])
+def test_a_single_device_runs_on_the_runs_own_thread(tmp_path: Path, scenario: str, devices: int) -> None:
+    """One device with one thread (the cpu system's) is served by the thread that runs the
+    benchmark (the run's main thread, whose OpenMP pool the model was built with: a second pool
+    made libgomp stop spinning and a PyTorch sample 1.45x slower); several devices keep a thread
+    each."""
+    runners = [ThreadRecordingRunner(seed=d) for d in range(devices)]
+    cfg = RunConfig(
+        sut="null", scenario=scenario, results_dir=tmp_path, settings={"min_duration": "50"}, inflight_per_device=1
+    )
+    result = run_benchmark(cfg, features=synthetic_features(40), runners=runners, quiet=True)  # type: ignore[arg-type]
+    assert result.valid is not None and all(r.calls for r in runners)
+    used = set().union(*(r.threads for r in runners))
+    assert (used == {threading.get_ident()}) == (devices == 1)

@@ -165,6 +165,7 @@ def _run_in(
         dispatch_when_idle=plan.dispatch_when_idle,
         progress=progress,
         server_min_batch=plan.server_min_batch,
+        serve_inline=True,  # one device, one thread: this thread runs it (``workers``: OpenMP's pools)
     )
     run_loadgen(sut, library, loaded.test_settings, rd.path)
     progress.close()

@@ -47,14 +47,20 @@ def run_loadgen(sut: BenchmarkSUT, library: SampleLibrary, test_settings: Any, o
             errors.append(exc)
         finally:
             done.set()
+            if sut.pool.inline:
+                sut.pool.close()  # the main thread's device loop ends
 
     thread = threading.Thread(target=target, name="loadgen", daemon=True)
     thread.start()
     try:
+        sut.pool.serve()  # an inline pool: this thread is the device's (``workers``)
+        if isinstance(sut.pool.error, KeyboardInterrupt):  # caught while this thread ran a batch
+            raise sut.pool.error
         while not done.wait(0.2):
             pass
     except KeyboardInterrupt as exc:
         sut.pool.fail(exc)
+        sut.pool.answer_queued_empty()
         if not done.wait(5.0):
             raise LoadGenStillRunning(exc.signum if isinstance(exc, Interrupted) else signal.SIGINT) from None
         raise

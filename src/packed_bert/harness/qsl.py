@@ -1,11 +1,13 @@
 """The query sample library: the cached SQuAD features, all in memory.
 
-LoadGen's load/unload callbacks are no-ops: every feature already lives in numpy arrays, and
-the SUT reads them by QSL index when it builds a batch.
+Every feature already lives in numpy arrays, and the SUT reads them by QSL index when it
+builds a batch: the unload callback does nothing and the load callback only gives LoadGen's log
+thread time to write the loaded set (``LOADGEN_LOG_WAIT_S``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +49,20 @@ class SampleLibrary:
 
     def construct(self) -> Any:
         """The LoadGen QSL handle (destroy with ``lg.DestroyQSL``)."""
-        return lg.ConstructQSL(self.total, self.performance_count, _noop, _noop)
+        return lg.ConstructQSL(self.total, self.performance_count, _load, _noop)
+
+
+# LoadGen's LoadSamplesToRam logs the set it loads from a lambda that holds the set by reference
+# and runs later on LoadGen's log thread (which wakes every 10 ms): a run that ends before that
+# thread gets to it leaves a dangling reference, and a short run answered from the main thread
+# (``workers``' inline device) crashed there. Waiting a few of its wake-ups in the load callback,
+# while the set is alive, lets the entry be written first.
+LOADGEN_LOG_WAIT_S = 0.05
+
+
+def _load(_indices: list[int]) -> None:
+    """All samples are in memory already; see ``LOADGEN_LOG_WAIT_S``."""
+    time.sleep(LOADGEN_LOG_WAIT_S)
 
 
 def _noop(_indices: list[int]) -> None:

@@ -95,6 +95,7 @@ class BenchmarkSUT:
         complete: Complete | None = None,
         offline_chunks_per_device: int = 4,
         server_min_batch: int = 1,
+        serve_inline: bool = False,
     ) -> None:
         self.builder = builder
         self.scenario = scenario
@@ -107,7 +108,10 @@ class BenchmarkSUT:
         # or more where a runner asks for more (``runner.inflight``: a device actor keeps two
         # batches in flight, one travelling while one runs)
         threads = [max(inflight, int(getattr(r, "inflight", 1))) if scenario == "Offline" else 1 for r in runners]
-        self.pool = DevicePool(runners, self._build, self._respond, self._respond_empty, threads, self._on_idle)
+        # serve_inline: a single device is served by the caller's ``pool.serve`` (``run_loadgen``)
+        self.pool = DevicePool(
+            runners, self._build, self._respond, self._respond_empty, threads, self._on_idle, inline=serve_inline
+        )
         self.scheduler: OfflineScheduler | ServerScheduler
         if scenario == "Offline":
             self.scheduler = OfflineScheduler(
