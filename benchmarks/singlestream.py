@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,28 @@ def say_for(recipe: str, msg: str) -> None:
     print(f"{recipe}: {msg}", flush=True)
 
 
-DEFAULT_RECIPES = "torch:bf16,onnxruntime:fp32"  # the cpu system's bert-99 / bert-99.9 defaults
+# "cpu:MODEL": the cpu system's SingleStream recipe for MODEL on this machine's class, built as
+# `packed-bert run --sut cpu --scenario singlestream` builds it (its options included)
+DEFAULT_RECIPES = "cpu:bert-99,cpu:bert-99.9"
+
+
+def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
+    """(label, precision, runner) of the cpu system's SingleStream recipe for ``model`` here."""
+    from packed_bert.backends import create
+    from packed_bert.backends.cpu_class import cpu_class
+    from packed_bert.backends.devices import CALIBRATING_BACKENDS
+    from packed_bert.squad.calibration import load_calibration
+    from packed_bert.systems import load_system
+    from packed_bert.terms import Scenario
+
+    spec = load_system("cpu").for_cpu(cpu_class())
+    backend, precision = spec.backend_for(model), spec.precision_for(model)
+    options: dict[str, Any] = {"threads": threads, **spec.options_for(backend, Scenario.SINGLE_STREAM, precision)}
+    if backend in CALIBRATING_BACKENDS:
+        options.setdefault("calibration", load_calibration)
+    shown = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("threads", "calibration"))
+    label = f"cpu {model}: {backend}:{precision}{f' ({shown})' if shown else ''}"
+    return label, precision, create(backend, base, precision, "cpu", model=model, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--recipes",
         default=DEFAULT_RECIPES,
-        help="backend:precision[@option][@seq|@mask] list, as recipe_accuracy.py spells them",
+        help="backend:precision[@option][@seq|@mask] list, as recipe_accuracy.py spells them, or cpu:MODEL "
+        f"(the cpu system's recipe for MODEL here); default {DEFAULT_RECIPES}",
     )
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--weights", default="random")
@@ -76,8 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     probes: dict[str, MatmulProbe] = {}
     yardsticks: dict[str, str] = {}
     for recipe in args.recipes.split(","):
-        precision = recipe.split("@")[0].split(":")[1]
-        runner = make_runner(recipe, base, threads)
+        if recipe.startswith("cpu:"):
+            recipe, precision, runner = system_runner(recipe.removeprefix("cpu:"), base, threads)
+        else:
+            precision = recipe.split("@")[0].split(":")[1]
+            runner = make_runner(recipe, base, threads)
         probe = probes.get(precision) or probes.setdefault(precision, probe_for(precision, n, threads, yardsticks))
         runner.infer(singles[0])  # warm-up
         warm_up([runner], 1, functools.partial(say_for, recipe))  # untimed, as the harness does
