@@ -56,3 +56,13 @@ def test_a_head_dimension_the_kernel_does_not_take_runs_the_modules() -> None:
     encoder.encoder.forward = lambda *a: calls.append(1) or real(encoder.encoder, *a)  # type: ignore[method-assign]
     logits = infer_sequences(runner.infer, *features, "sorted", 2)
     assert len(calls) == 2 and all(np.isfinite(x).all() for x in logits)
+
+
+def test_layers_of_mixed_tile_kinds_run_the_modules() -> None:
+    """The work buffers hold one tile kind (uint8 or bf16): an encoder mixing them is not fused."""
+    features = random_features(7, 4, 60)
+    int8 = _runner("int8", 2, features).model.bert.encoder
+    bf16 = _runner("bf16", 2, features).model.bert.encoder
+    assert int8.fused and bf16.fused
+    int8.encoder.layer[1].intermediate = bf16.encoder.layer[1].intermediate
+    assert not AmxEncoder(int8.encoder).fused

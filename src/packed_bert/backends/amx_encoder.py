@@ -70,7 +70,6 @@ class AmxEncoder(nn.Module):
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder  # the modules: their constants, and the fallback
-        self.fused = True
         layers = list(encoder.layer)  # type: ignore[arg-type]
         first = layers[0].attention.self
         self.heads, self.head_dim = int(first.heads), int(first.head_dim)
@@ -103,6 +102,16 @@ class AmxEncoder(nn.Module):
             )
         self._layers = (_Layer * len(structs))(*structs)
         self._dense_dtype = dense_dtype
+        # the work buffers hold one tile kind and one dense kind: a mix runs the modules
+        weights = [
+            _amx(m)
+            for layer in layers
+            for m in (layer.attention.self.qkv, layer.attention.output.dense, layer.intermediate, layer.output.dense)
+        ]
+        dense_dtypes = {
+            d for layer in layers for d in (layer.attention.output.dense.out_dtype, layer.output.dense.out_dtype)
+        }
+        self.fused = len({w.input_dtype for w in weights}) == 1 and len(dense_dtypes) == 1
 
     def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
         if not (self.fused and self._applies(hidden, core)):
