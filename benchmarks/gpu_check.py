@@ -184,21 +184,19 @@ def low_precision_agreement() -> dict[str, Any]:
     return out
 
 
+def row_slices(packed: PackedBatch, rows: int) -> list[PackedBatch]:
+    """``packed`` cut into batches of ``rows`` rows (the last one shorter)."""
+    fields = ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")
+    return [PackedBatch(*(getattr(packed, f)[s : s + rows] for f in fields)) for s in range(0, packed.num_rows, rows)]
+
+
 def throughput(precisions: list[str], samples: int, budget_s: float) -> list[dict[str, Any]]:
     ids, seg, lens = sample_features(samples, seed=0)
     flops = real_token_flops(lens)
     plans: dict[str, tuple[list[PackedBatch], bool, bool]] = {}
     packed = pack_batch(ids, seg, lens)
     rows = 256
-    packed_batches = [
-        PackedBatch(
-            *(
-                getattr(packed, f)[s : s + rows]
-                for f in ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")
-            )
-        )
-        for s in range(0, packed.num_rows, rows)
-    ]
+    packed_batches = row_slices(packed, rows)
     plans["packed+graphs"] = (packed_batches, True, False)
     plans["packed"] = (packed_batches, False, False)
     plans["sorted varlen"] = (sorted_batches(ids, seg, lens, 512), False, True)

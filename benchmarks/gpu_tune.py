@@ -29,13 +29,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_check  # noqa: E402
 from common import real_token_flops, run_main, sample_features  # noqa: E402
-from gpu_check import REPORT, section  # noqa: E402
+from gpu_check import REPORT, row_slices, section  # noqa: E402
 
 from packed_bert.backends.cuda_quant import Fp8Linear  # noqa: E402
 from packed_bert.backends.torch_backend import TorchRunner  # noqa: E402
 from packed_bert.model import BERT_TINY  # noqa: E402
 from packed_bert.model.weights import load_model  # noqa: E402
-from packed_bert.packing import PackedBatch, pack_batch, unpack  # noqa: E402
+from packed_bert.packing import pack_batch, unpack  # noqa: E402
 
 KINDS = (  # first match wins: attention kernels' names can hold "cutlass", fp8 GEMMs' "float8"
     ("attention", ("fmha", "flash", "attention", "efficient")),
@@ -52,11 +52,6 @@ def kind_of(kernel: str) -> str:
         if any(m in name for m in marks):
             return kind
     return "elementwise / other"
-
-
-def slices(packed: PackedBatch, rows: int) -> list[PackedBatch]:
-    fields = ("input_ids", "segment_ids", "position_ids", "seq_lens", "sample_index")
-    return [PackedBatch(*(getattr(packed, f)[s : s + rows] for f in fields)) for s in range(0, packed.num_rows, rows)]
 
 
 class Bench:
@@ -77,7 +72,7 @@ class Bench:
         return r
 
     def rate(self, runner: TorchRunner, rows: int = 256) -> dict[str, Any]:
-        batches = slices(self.packed, rows)
+        batches = row_slices(self.packed, rows)
 
         def run_all() -> None:
             for b in batches:
@@ -93,13 +88,13 @@ class Bench:
         return {"samples_per_s": round(self.samples / secs, 1), "tflops_real": round(self.flops / secs / 1e12, 1)}
 
     def logits(self, runner: TorchRunner) -> list[np.ndarray]:
-        return [x for b in slices(self.packed, 256) for x in unpack(b, runner.infer(b))]
+        return [x for b in row_slices(self.packed, 256) for x in unpack(b, runner.infer(b))]
 
 
 def profile(bench: Bench, precision: str) -> dict[str, Any]:
     runner = bench.runner(precision)
     runner.static_shape = False  # kernels as launched, not one graph replay
-    batch = slices(bench.packed, 256)[0]
+    batch = row_slices(bench.packed, 256)[0]
     runner.infer(batch)
     acts = [torch.profiler.ProfilerActivity.CPU]
     if bench.device == "cuda":
@@ -150,7 +145,7 @@ def rows_sweep(bench: Bench, precision: str) -> list[dict[str, Any]]:
 def compiled(bench: Bench, precision: str) -> dict[str, Any]:
     start = time.monotonic()
     r = bench.runner(precision, compile=True)
-    r.infer(slices(bench.packed, 256)[0])
+    r.infer(row_slices(bench.packed, 256)[0])
     first = time.monotonic() - start
     res = {"precision": precision, "compile_s": round(first, 1), **bench.rate(r)}
     print(json.dumps(res), flush=True)

@@ -73,25 +73,25 @@ class AmxEncoder(nn.Module):
         layers = list(encoder.layer)  # type: ignore[arg-type]
         first = layers[0].attention.self
         self.heads, self.head_dim = int(first.heads), int(first.head_dim)
-        self.tile_dtype = _amx(first.qkv).input_dtype  # uint8 (int8 recipe) or bf16
         self.inter = _amx(layers[0].intermediate).n
         structs = []
         self._keep: list[torch.Tensor] = []  # LayerNorm constants in fp32, alive as long as the pointers
+        tile_dtypes: set[torch.dtype] = set()  # uint8 (int8 recipe) or bf16
+        dense_dtypes: set[torch.dtype] = set()
         for layer in layers:
             o_block, ffn_block = layer.attention.output, layer.output
+            weights = [_amx(m) for m in (layer.attention.self.qkv, o_block.dense, layer.intermediate, ffn_block.dense)]
+            tile_dtypes |= {w.input_dtype for w in weights}
+            dense_dtypes |= {o_block.dense.out_dtype, ffn_block.dense.out_dtype}
             norms = []
             for norm in (o_block.LayerNorm, ffn_block.LayerNorm):
                 gamma, beta = (t.detach().float().contiguous() for t in (norm.weight, norm.bias))
                 self._keep += [gamma, beta]
                 norms.append((gamma.data_ptr(), beta.data_ptr(), float(norm.eps)))
-            dense_dtype = o_block.dense.out_dtype
             structs.append(
                 _Layer(
-                    _dense(_amx(layer.attention.self.qkv)),
-                    _dense(_amx(o_block.dense)),
-                    _dense(_amx(layer.intermediate)),
-                    _dense(_amx(ffn_block.dense)),
-                    AS_BF16 if dense_dtype == torch.bfloat16 else AS_FP32,
+                    *(_dense(w) for w in weights),
+                    AS_BF16 if o_block.dense.out_dtype == torch.bfloat16 else AS_FP32,
                     norms[0][0],
                     norms[0][1],
                     norms[1][0],
@@ -101,17 +101,9 @@ class AmxEncoder(nn.Module):
                 )  # fmt: skip
             )
         self._layers = (_Layer * len(structs))(*structs)
-        self._dense_dtype = dense_dtype
         # the work buffers hold one tile kind and one dense kind: a mix runs the modules
-        weights = [
-            _amx(m)
-            for layer in layers
-            for m in (layer.attention.self.qkv, layer.attention.output.dense, layer.intermediate, layer.output.dense)
-        ]
-        dense_dtypes = {
-            d for layer in layers for d in (layer.attention.output.dense.out_dtype, layer.output.dense.out_dtype)
-        }
-        self.fused = len({w.input_dtype for w in weights}) == 1 and len(dense_dtypes) == 1
+        self.fused = len(tile_dtypes) == 1 and len(dense_dtypes) == 1
+        self.tile_dtype, self._dense_dtype = next(iter(tile_dtypes)), next(iter(dense_dtypes))  # when fused
 
     def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
         if not (self.fused and self._applies(hidden, core)):

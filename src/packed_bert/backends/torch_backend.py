@@ -203,10 +203,8 @@ class TorchRunner:
         return len(sizes)
 
     def _tensors(self, batch: BatchLike) -> list[torch.Tensor]:
-        seq_lens = batch.seq_lens
-        if self.compiled and seq_lens.shape[1] < MAX_SEQS_PER_ROW:
-            # one slot count for sorted and packed batches: Dynamo compiles a size of 1 apart
-            seq_lens = np.pad(seq_lens, ((0, 0), (0, MAX_SEQS_PER_ROW - seq_lens.shape[1])))
+        # compiled: one slot count for sorted and packed batches (Dynamo compiles a size of 1 apart)
+        seq_lens = all_slots(batch.seq_lens) if self.compiled else batch.seq_lens
         arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, seq_lens)
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self._dev, non_blocking=True) for a in arrays]
 
@@ -252,8 +250,7 @@ class TorchRunner:
         return tuple(sorted(self._graphs, reverse=True))
 
     def _run_graphs(self, batch: BatchLike) -> np.ndarray:
-        seq_lens = np.pad(batch.seq_lens, ((0, 0), (0, MAX_SEQS_PER_ROW - batch.seq_lens.shape[1])))
-        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, seq_lens)
+        arrays = (batch.input_ids, batch.segment_ids, batch.position_ids, all_slots(batch.seq_lens))
         parts = [
             self._graph_for(size).run([a[start : start + count] for a in arrays])
             for start, count, size in graph_calls(batch.input_ids.shape[0])
@@ -268,6 +265,11 @@ class TorchRunner:
             graph = _Graph(self.model, self._dev, rows, SEQ_LEN, MAX_SEQS_PER_ROW, self._graph_pool)
             self._graphs[rows] = graph
         return graph
+
+
+def all_slots(seq_lens: np.ndarray) -> np.ndarray:
+    """``seq_lens`` [R, K] widened with empty slots to [R, MAX_SEQS_PER_ROW]."""
+    return np.pad(seq_lens, ((0, 0), (0, MAX_SEQS_PER_ROW - seq_lens.shape[1])))
 
 
 def graph_calls(rows: int) -> list[tuple[int, int, int]]:

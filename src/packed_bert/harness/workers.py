@@ -291,10 +291,6 @@ class DevicePool:
                 lost = "; ".join(f"device {d.device} ({d.runner}): {d.reason}" for d in self._lost.values())
                 self.error = NoDevicesLeft(f"all {len(self.runners)} devices were lost: {lost}")
                 self.error_device = device
-            left = list(self._items)
-            self._items.clear()
-            self._outstanding -= len(left)
-        for waiting in left:
-            self._respond_empty(waiting)
+        self.answer_queued_empty()  # the error is set: nothing joins the queue any more
         self._respond_empty(item)  # counted as answered by the caller
         return True

@@ -597,10 +597,14 @@ typedef struct {
 
 static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_BF16 ? AS_BF16 : AS_U8; }
 
+/* the grid a producer writes `d`'s uint8 input on (per column); NULL for a bf16 input */
+static inline const float *u8_scale(const pb_dense *d) { return ready_kind(d) == AS_U8 ? d->in_scale : NULL; }
+
+/* layer `d` on input x; with `feeds`, the output is that layer's tile input (out_kind its kind) */
 static int dense_call(const pb_dense *d, const void *x, int x_kind, long M, void *out, int out_kind, const pb_dense *feeds) {
-    const float *out_scale = feeds && out_kind == AS_U8 ? feeds->in_scale : NULL;
     return pb_linear(x, x_kind, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
-                     d->col_scale, d->bias, d->gelu, out, out_kind, out_scale, feeds ? feeds->zero_point : 0);
+                     d->col_scale, d->bias, d->gelu, out, out_kind, feeds ? u8_scale(feeds) : NULL,
+                     feeds ? feeds->zero_point : 0);
 }
 
 /* `count` layers over M tokens, the same kernel calls in the same order as the layer-by-layer
@@ -627,20 +631,16 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
             if (att_kind == AS_U8) memset(att, L->o.zero_point, (size_t)m_pad * H);
             else memset(att, 0, (size_t)m_pad * H * 2);
         }
-        status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind,
-                              att_kind == AS_U8 ? L->o.in_scale : NULL, L->o.zero_point);
+        status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point);
         if (!status) status = dense_call(&L->o, att, att_kind, M, dense, L->dense_kind, NULL);
         if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, L->gamma1, L->beta1, L->eps1, M, H, other,
-                                               tile_h, ready_kind(&L->ffn_in),
-                                               ready_kind(&L->ffn_in) == AS_U8 ? L->ffn_in.in_scale : NULL,
-                                               L->ffn_in.zero_point);
+                                               tile_h, ready_kind(&L->ffn_in), u8_scale(&L->ffn_in), L->ffn_in.zero_point);
         if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), M, inter, ready_kind(&L->ffn_out),
                                          &L->ffn_out);
         if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), M, dense, L->dense_kind, NULL);
         if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, L->gamma2, L->beta2, L->eps2, M, H, hidden,
                                                next ? tile_h : NULL, next ? ready_kind(next) : AS_U8,
-                                               next && ready_kind(next) == AS_U8 ? next->in_scale : NULL,
-                                               next ? next->zero_point : 0);
+                                               next ? u8_scale(next) : NULL, next ? next->zero_point : 0);
     }
     return status;
 }
