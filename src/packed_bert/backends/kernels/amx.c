@@ -347,42 +347,71 @@ static inline __m512 exp2_neg_softmax(__m512 t) {
 
 #define SOFTMAX_ROWS 4
 
-/* Rows [0, count) of scores (S_STRIDE floats apart), count <= SOFTMAX_ROWS, over n keys: exp(s -
-   row max) = 2^(s log2 e - row max log2 e) as bf16 into p (n32 per row, keys n..n32 zero) and
-   1 / the row's sum into inv_sum. */
-static inline void softmax_rows(const float *s, uint16_t *p, float *inv_sum, long count, long n, long n32) {
+/* The softmax of one block of query rows, left unnormalized: P holds exp(s - row max) in bf16
+   (keys n..n32 get 0; rows past `rows` are zero) and inv_sum 1 / the row's sum; the output row
+   is divided by it after P V. It runs in units between the tile steps of the neighbouring
+   blocks: per group of
+   SOFTMAX_ROWS rows (their chains interleave) one unit for the row maxima, then one per 32 keys. */
+typedef struct {
+    const float *s;     /* scores, rows S_STRIDE floats apart */
+    uint16_t *p;        /* weights, rows n32 apart */
+    float *inv_sum;
+    long rows, n, n32, per_group, unit, units;
     __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
+} softmax_work;
+
+static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, float *inv_sum, long rows, long n, long n32) {
+    w->s = s, w->p = p, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
+    w->per_group = 1 + n32 / 32, w->unit = 0;
+    w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
+    if (rows < 16) memset(p + rows * n32, 0, (16 - rows) * n32 * 2);
+}
+
+/* Units [w->unit, until) */
+static inline void softmax_until(softmax_work *w, long until) {
     const __m512 log2e = _mm512_set1_ps(1.44269504f);
-    long full = n / 16 * 16;
-    __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
-    for (int r = 0; r < SOFTMAX_ROWS; r++) { mx[r] = _mm512_set1_ps(-INFINITY); sum[r] = _mm512_setzero_ps(); }
-    for (long j = 0; j < full; j += 16)
-        for (int r = 0; r < SOFTMAX_ROWS; r++)
-            if (r < count) mx[r] = _mm512_max_ps(mx[r], _mm512_loadu_ps(s + r * S_STRIDE + j));
-    for (int r = 0; r < SOFTMAX_ROWS; r++)
-        if (r < count) {
-            if (tail) mx[r] = _mm512_mask_max_ps(mx[r], tail, mx[r], _mm512_maskz_loadu_ps(tail, s + r * S_STRIDE + full));
-            mx[r] = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(mx[r])), log2e);
+    const long n = w->n, n32 = w->n32, full = n / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
+    for (; w->unit < until; w->unit++) {
+        long g = w->unit / w->per_group, u = w->unit % w->per_group, r0 = g * SOFTMAX_ROWS;
+        long count = w->rows - r0 < SOFTMAX_ROWS ? w->rows - r0 : SOFTMAX_ROWS;
+        const float *s = w->s + r0 * S_STRIDE;
+        if (u == 0) { /* the rows' maxima, times log2 e */
+            __m512 *mx = w->mx;
+            for (int r = 0; r < SOFTMAX_ROWS; r++) { mx[r] = _mm512_set1_ps(-INFINITY); w->sum[r] = _mm512_setzero_ps(); }
+            for (long j = 0; j < full; j += 16)
+                for (int r = 0; r < SOFTMAX_ROWS; r++)
+                    if (r < count) mx[r] = _mm512_max_ps(mx[r], _mm512_loadu_ps(s + r * S_STRIDE + j));
+            for (int r = 0; r < SOFTMAX_ROWS; r++)
+                if (r < count) {
+                    if (tail) mx[r] = _mm512_mask_max_ps(mx[r], tail, mx[r], _mm512_maskz_loadu_ps(tail, s + r * S_STRIDE + full));
+                    mx[r] = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(mx[r])), log2e);
+                }
+            continue;
         }
-    for (long j = 0; j < n32; j += 32) { /* 32 keys: one cache line of bf16 */
+        long j = (u - 1) * 32; /* 32 keys: one cache line of bf16 */
         __mmask16 k0 = j + 16 <= n ? 0xffff : j < n ? tail : 0, k1 = j + 32 <= n ? 0xffff : j + 16 < n ? tail : 0;
         for (int r = 0; r < SOFTMAX_ROWS; r++)
             if (r < count) {
                 const float *row = s + r * S_STRIDE + j;
-                __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, mx[r])));
-                __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, mx[r])));
-                sum[r] = _mm512_add_ps(sum[r], _mm512_add_ps(e0, e1));
-                _mm512_storeu_si512(p + r * n32 + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+                __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, w->mx[r])));
+                __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, w->mx[r])));
+                w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
+                _mm512_storeu_si512(w->p + (r0 + r) * n32 + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
             }
+        if (j + 32 == n32)
+            for (int r = 0; r < SOFTMAX_ROWS; r++)
+                if (r < count) w->inv_sum[r0 + r] = 1.f / _mm512_reduce_add_ps(w->sum[r]);
     }
-    for (int r = 0; r < SOFTMAX_ROWS; r++)
-        if (r < count) inv_sum[r] = 1.f / _mm512_reduce_add_ps(sum[r]);
 }
 
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
-   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). */
+   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). Blocks of 16 queries
+   in a pipeline: block b's softmax is interleaved with the tile steps of block b + 1's scores
+   and block b - 1's P V (the same operations on each block as one at a time, so the same bits;
+   one 268-token layer 420 -> 355 us: the tiles and the vector units overlap only in part). */
 static void attend_one(const uint16_t *base, long stride, long k_off, long v_off, long n, int dim, float scale,
                        void *out, long out_stride, int out_kind, const float *q_scale, int q_zp) {
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
@@ -390,9 +419,9 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q / sqrt(dim), rows padded to 16 */
     uint32_t kp[MAX_SEQ * MAX_DIM / 2] __attribute__((aligned(64)));       /* K as B tiles: [n/16][dw][16] words */
     uint16_t vp[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* V as B tiles: [n/32][dim/16][16][16][2] */
-    float s[16 * S_STRIDE] __attribute__((aligned(64)));
-    float inv_sum[16];
-    uint16_t p[16 * MAX_SEQ] __attribute__((aligned(64)));
+    float s[2][16 * S_STRIDE] __attribute__((aligned(64)));                /* scores of two blocks */
+    float inv_sum[2][16];
+    uint16_t p[2][16 * MAX_SEQ] __attribute__((aligned(64)));              /* weights of two blocks */
     float o[16 * MAX_DIM] __attribute__((aligned(64)));
     /* Q, scaled (1/8 or 1/sqrt(32): the product is rounded to bf16 once, as torch does; 1: exact) */
     for (long i = 0; i < n16; i++)
@@ -423,56 +452,67 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
             _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
         }
     }
-    for (long q0 = 0; q0 < n; q0 += 16) {
-        /* scores: 16 queries x every key */
-        _tile_loadd(4, qs + q0 * dim, dim * 2);
-        if (dim == 64) _tile_loadd(5, qs + q0 * dim + 32, dim * 2);
-        for (long kb = 0; kb < n16 / 16; kb++) {
-            _tile_zero(0);
-            _tile_loadd(6, kp + kb * dw * 16, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            if (dim == 64) {
-                _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
-                _tile_dpbf16ps(0, 5, 7);
-            }
-            _tile_stored(0, s + kb * 16, S_STRIDE * 4);
-        }
-        /* softmax per query over its n keys, left unnormalized: P holds exp(s - max) in bf16
-           (keys n..n32 get 0) and the output row is divided by the row's sum after P V */
-        long rows = n - q0 < 16 ? n - q0 : 16;
-        if (rows < 16) memset(p + rows * n32, 0, (16 - rows) * n32 * 2);
-        for (long i0 = 0; i0 < rows; i0 += SOFTMAX_ROWS) /* rows in groups: their chains interleave */
-            softmax_rows(s + i0 * S_STRIDE, p + i0 * n32, inv_sum + i0, rows - i0 < SOFTMAX_ROWS ? rows - i0 : SOFTMAX_ROWS, n, n32);
-        /* out = P V */
-        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-        for (long kb = 0; kb < n32 / 32; kb++) {
-            _tile_loadd(4, p + kb * 32, n32 * 2);
-            _tile_loadd(6, vp + kb * (dim / 16) * 512 + 0 * 512, 64); _tile_dpbf16ps(0, 4, 6);
-            _tile_loadd(6, vp + kb * (dim / 16) * 512 + 1 * 512, 64); _tile_dpbf16ps(1, 4, 6);
-            if (dim == 64) {
-                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 2 * 512, 64); _tile_dpbf16ps(2, 4, 6);
-                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 3 * 512, 64); _tile_dpbf16ps(3, 4, 6);
-            }
-        }
-        for (int db = 0; db < dim / 16; db++) {
-            switch (db) {  /* tile numbers are immediates */
-            case 0: _tile_stored(0, o + 0, dim * 4); break;
-            case 1: _tile_stored(1, o + 16, dim * 4); break;
-            case 2: _tile_stored(2, o + 32, dim * 4); break;
-            default: _tile_stored(3, o + 48, dim * 4); break;
-            }
-        }
-        for (long i = 0; i < rows; i++)
-            for (int d = 0; d < dim; d += 16) {
-                __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(o + i * dim + d), _mm512_set1_ps(inv_sum[i])));
-                size_t at = (size_t)(q0 + i) * out_stride + d;
-                if (out_kind == AS_U8) {
-                    _mm_storeu_si128((__m128i *)((uint8_t *)out + at),
-                                     to_u8(bf16_to_fp32(h), _mm512_loadu_ps(q_scale + d), _mm512_set1_ps((float)q_zp)));
-                } else {
-                    _mm256_storeu_si256((__m256i *)((uint16_t *)out + at), h);
+    const long blocks = n16 / 16, k_steps = n16 / 16, v_steps = n32 / 32;
+    softmax_work w = {0};
+    for (long b = 0; b <= blocks; b++) { /* step b: block b's softmax, block b + 1's scores, block b - 1's P V */
+        long rows = b < blocks ? (n - b * 16 < 16 ? n - b * 16 : 16) : 0;
+        long next = b + 1 < blocks || b == 0, steps = (next ? k_steps : 0) + (b > 0 ? v_steps : 0), done = 0;
+        if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32);
+        else w = (softmax_work){0};
+        if (next) { /* scores of block b + 1 (at step 0: block 0 first, then block 1) */
+            for (long first = b == 0 ? 0 : b + 1; first <= b + 1 && first < blocks; first++) {
+                float *sb = s[first & 1];
+                _tile_loadd(4, qs + first * 16 * dim, dim * 2);
+                if (dim == 64) _tile_loadd(5, qs + first * 16 * dim + 32, dim * 2);
+                for (long kb = 0; kb < k_steps; kb++) {
+                    _tile_zero(0);
+                    _tile_loadd(6, kp + kb * dw * 16, 64);
+                    _tile_dpbf16ps(0, 4, 6);
+                    if (dim == 64) {
+                        _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
+                        _tile_dpbf16ps(0, 5, 7);
+                    }
+                    _tile_stored(0, sb + kb * 16, S_STRIDE * 4);
+                    if (first == b + 1) softmax_until(&w, ++done * w.units / steps);
                 }
             }
+        }
+        if (b > 0) { /* out = P V for block b - 1 */
+            const uint16_t *pb = p[(b - 1) & 1];
+            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+            for (long kb = 0; kb < v_steps; kb++) {
+                _tile_loadd(4, pb + kb * 32, n32 * 2);
+                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 0 * 512, 64); _tile_dpbf16ps(0, 4, 6);
+                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 1 * 512, 64); _tile_dpbf16ps(1, 4, 6);
+                if (dim == 64) {
+                    _tile_loadd(6, vp + kb * (dim / 16) * 512 + 2 * 512, 64); _tile_dpbf16ps(2, 4, 6);
+                    _tile_loadd(6, vp + kb * (dim / 16) * 512 + 3 * 512, 64); _tile_dpbf16ps(3, 4, 6);
+                }
+                softmax_until(&w, ++done * w.units / steps);
+            }
+            for (int db = 0; db < dim / 16; db++) {
+                switch (db) {  /* tile numbers are immediates */
+                case 0: _tile_stored(0, o + 0, dim * 4); break;
+                case 1: _tile_stored(1, o + 16, dim * 4); break;
+                case 2: _tile_stored(2, o + 32, dim * 4); break;
+                default: _tile_stored(3, o + 48, dim * 4); break;
+                }
+            }
+            long q0 = (b - 1) * 16, done_rows = n - q0 < 16 ? n - q0 : 16;
+            const float *inv = inv_sum[(b - 1) & 1];
+            for (long i = 0; i < done_rows; i++)
+                for (int d = 0; d < dim; d += 16) {
+                    __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(o + i * dim + d), _mm512_set1_ps(inv[i])));
+                    size_t at = (size_t)(q0 + i) * out_stride + d;
+                    if (out_kind == AS_U8) {
+                        _mm_storeu_si128((__m128i *)((uint8_t *)out + at),
+                                         to_u8(bf16_to_fp32(h), _mm512_loadu_ps(q_scale + d), _mm512_set1_ps((float)q_zp)));
+                    } else {
+                        _mm256_storeu_si256((__m256i *)((uint16_t *)out + at), h);
+                    }
+                }
+        }
+        softmax_until(&w, w.units);
     }
 }
 
@@ -485,10 +525,13 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
     long hidden = (long)heads * dim, stride = 3 * hidden;
+    omp_set_schedule(count == 1 ? omp_sched_static : omp_sched_dynamic, count == 1 ? 0 : 1);
 #pragma omp parallel
     {
         configure_tiles();
-#pragma omp for schedule(dynamic, 1)
+        /* one sequence: each thread takes a run of heads, the columns its share of the Q|K|V
+           layer wrote (its own cache); more: heads one at a time to whichever thread is free */
+#pragma omp for schedule(runtime)
         for (long job = 0; job < count * heads; job++) {
             long i = job / heads, h = job % heads;
             if (lens[i] == 0) continue;
