@@ -286,22 +286,23 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
             long lines_per_step = ((next_end - next) / 64 + steps - 1) / steps;
             for (long m = 0; m < m_pad; m += BLOCK_M) {
                 const uint8_t *a = q + (size_t)m * row_bytes;
+                const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
                 for (long p = c0; p < c1; p++) {
                     const int8_t *b0 = (const int8_t *)packed + p * pair_bytes;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                     for (long kb = 0; kb < k_blocks; kb++) {
                         _tile_loadd(4, a + kb * TILE_K, row_bytes);
-                        _tile_loadd(5, a + 16 * row_bytes + kb * TILE_K, row_bytes);
+                        if (!one_tile) _tile_loadd(5, a + 16 * row_bytes + kb * TILE_K, row_bytes);
                         /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
                         _tile_stream_loadd(6, b0 + kb * 1024, 64);
                         _tile_stream_loadd(7, b1 + kb * 1024, 64);
                         if (fp32_sums) {
                             _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
-                            _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
+                            if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
                         } else {
                             _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
-                            _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+                            if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
                         }
                         epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows, fp32_sums);
                         for (long i = 0; i < lines_per_step && next < next_end; i++, next += 64) _mm_prefetch(next, _MM_HINT_T1);
@@ -310,7 +311,7 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
                     if (prev.flush_width) flush_stage(&prev, out, N);
                     int32_t *c = acc[half];
                     _tile_stored(0, c, BLOCK_N * 4); _tile_stored(1, c + 16, BLOCK_N * 4);
-                    _tile_stored(2, c + 16 * BLOCK_N, BLOCK_N * 4); _tile_stored(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                    if (!one_tile) { _tile_stored(2, c + 16 * BLOCK_N, BLOCK_N * 4); _tile_stored(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
                     prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
                                        stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
                                        stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
