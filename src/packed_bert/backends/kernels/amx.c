@@ -67,10 +67,11 @@ __attribute__((constructor)) static void gelu_table_init(void) {
 static inline __m512 gelu_erf(__m512 y) {
     const float width = (float)(2 * GELU_EDGE / GELU_INTERVALS);
     __m512 yc = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps((float)-GELU_EDGE)), _mm512_set1_ps((float)GELU_EDGE));
-    __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_add_ps(yc, _mm512_set1_ps((float)GELU_EDGE)), _mm512_set1_ps(1 / width)),
-                                    _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    f = _mm512_min_ps(f, _mm512_set1_ps(GELU_INTERVALS - 1));
-    __m512i idx = _mm512_cvttps_epi32(f);
+    /* the interval: floor((yc + edge) / width) (>= 0) converted with rounding down, at most the last */
+    __m512i idx = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_add_ps(yc, _mm512_set1_ps((float)GELU_EDGE)), _mm512_set1_ps(1 / width)),
+                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    idx = _mm512_min_epi32(idx, _mm512_set1_epi32(GELU_INTERVALS - 1));
+    __m512 f = _mm512_cvtepi32_ps(idx);
     __m512 t = _mm512_sub_ps(yc, _mm512_fmadd_ps(f, _mm512_set1_ps(width), _mm512_set1_ps((float)-GELU_EDGE + width / 2)));
     __m512 p = _mm512_permutex2var_ps(_mm512_load_ps(gelu_table[GELU_DEGREE]), idx, _mm512_load_ps(gelu_table[GELU_DEGREE] + 16));
     for (int k = GELU_DEGREE - 1; k >= 0; k--)
@@ -98,11 +99,14 @@ static uint8_t *quantized_buffer(size_t bytes) {
 enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
 enum { W_S8 = 0, W_BF16 = 1 };                /* weight kinds: int8 (u8 inputs, int32 sums) or bf16 (fp32 sums) */
 
-/* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255). */
-static inline __m128i to_u8(__m512 v, __m512 scale, __m512 zp) {
-    v = _mm512_roundscale_ps(_mm512_mul_ps(v, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, zp), _mm512_setzero_ps()), _mm512_set1_ps(255.f));
-    return _mm512_cvtusepi32_epi8(_mm512_cvtps_epu32(v));
+/* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255), rounding
+   half to even. Six operations: the product is capped at 256 first (NaN stays NaN and converts
+   to INT_MIN, as -inf and large negatives do, so it ends at 0 like them), converted with
+   rounding, offset in integers, floored at 0, and packed with unsigned saturation at 255. */
+static inline __m128i to_u8(__m512 v, __m512 scale, __m512i zp) {
+    __m512 x = _mm512_min_ps(_mm512_set1_ps(256.f), _mm512_mul_ps(v, scale)); /* min(a, NaN) is NaN */
+    __m512i q = _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvtusepi32_epi8(_mm512_max_epi32(_mm512_add_epi32(q, zp), _mm512_setzero_si512()));
 }
 
 /* Whether an output of `bytes` at `out` is written around the caches: past STREAM_OUTPUT and on a
@@ -145,10 +149,11 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         scale0 = _mm512_loadu_ps(e->col_scale + n), scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
     }
     const __m512 bias0 = _mm512_loadu_ps(e->bias + n), bias1 = _mm512_loadu_ps(e->bias + n + 16);
-    __m512 grid0 = _mm512_setzero_ps(), grid1 = grid0, grid_zp = grid0;
+    __m512 grid0 = _mm512_setzero_ps(), grid1 = grid0;
+    __m512i grid_zp = _mm512_setzero_si512();
     if (kind == AS_U8) {
         grid0 = _mm512_loadu_ps(e->out_scale + n), grid1 = _mm512_loadu_ps(e->out_scale + n + 16);
-        grid_zp = _mm512_set1_ps((float)e->out_zero_point);
+        grid_zp = _mm512_set1_epi32(e->out_zero_point);
     }
     for (long i = r0; i < r1; i++) {
         const int32_t *acc = b->acc + i * BLOCK_N;
@@ -244,7 +249,7 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
                                         (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps((const float *)x + (size_t)m * K + k)));
                 continue;
             }
-            const __m512 zp = _mm512_set1_ps((float)zero_point);
+            const __m512i zp = _mm512_set1_epi32(zero_point);
             for (long k = 0; k < K; k += 16) {
                 __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * K + k)))
                                              : _mm512_loadu_ps((const float *)x + (size_t)m * K + k);
@@ -507,7 +512,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
                     size_t at = (size_t)(q0 + i) * out_stride + d;
                     if (out_kind == AS_U8) {
                         _mm_storeu_si128((__m128i *)((uint8_t *)out + at),
-                                         to_u8(bf16_to_fp32(h), _mm512_loadu_ps(q_scale + d), _mm512_set1_ps((float)q_zp)));
+                                         to_u8(bf16_to_fp32(h), _mm512_loadu_ps(q_scale + d), _mm512_set1_epi32(q_zp)));
                     } else {
                         _mm256_storeu_si256((__m256i *)((uint16_t *)out + at), h);
                     }
@@ -582,7 +587,7 @@ int pb_add_layernorm(const void *x, int x_kind, const float *residual, const flo
             sq = _mm512_fmadd_ps(d, d, sq);
         }
         __m512 inv = _mm512_set1_ps(1.f / sqrtf(_mm512_reduce_add_ps(sq) / (float)H + eps));
-        const __m512 zp = _mm512_set1_ps((float)q_zp);
+        const __m512i zp = _mm512_set1_epi32(q_zp);
         for (long k = 0; k < H; k += 64) { /* a cache line of uint8 at a time (16 values past H % 64) */
             int parts = H - k < 64 ? (int)(H - k) / 16 : 4, whole = parts == 4 && stream;
             __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
