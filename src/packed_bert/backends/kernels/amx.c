@@ -13,6 +13,12 @@
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
+/* GCC's tile load and store intrinsics are asm statements with no memory operand, so the compiler
+   may move ordinary loads and stores of the same memory across them (a softmax that read scores
+   before the tile store that wrote them gave different bits from run to run). Every tile store is
+   followed, and every run of tile loads of vector-written memory preceded, by a compiler barrier. */
+#define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
+#define TILE_STORED(tile, base, stride) do { _tile_stored(tile, base, stride); COMPILER_BARRIER(); } while (0)
 #define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
 #define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
@@ -315,8 +321,8 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
                     epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M, fp32_sums);
                     if (prev.flush_width) flush_stage(&prev, out, N);
                     int32_t *c = acc[half];
-                    _tile_stored(0, c, BLOCK_N * 4); _tile_stored(1, c + 16, BLOCK_N * 4);
-                    if (!one_tile) { _tile_stored(2, c + 16 * BLOCK_N, BLOCK_N * 4); _tile_stored(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
+                    TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
+                    if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
                     prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
                                        stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
                                        stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
@@ -461,6 +467,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     const long blocks = n16 / 16, k_steps = n16 / 16, v_steps = n32 / 32;
     softmax_work w = {0};
     for (long b = 0; b <= blocks; b++) { /* step b: block b's softmax, block b + 1's scores, block b - 1's P V */
+        COMPILER_BARRIER(); /* Q, K and V packed, and block b - 1's weights written, before the tiles load them */
         long rows = b < blocks ? (n - b * 16 < 16 ? n - b * 16 : 16) : 0;
         long next = b + 1 < blocks || b == 0, steps = (next ? k_steps : 0) + (b > 0 ? v_steps : 0), done = 0;
         if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32);
@@ -478,7 +485,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
                         _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
                         _tile_dpbf16ps(0, 5, 7);
                     }
-                    _tile_stored(0, sb + kb * 16, S_STRIDE * 4);
+                    TILE_STORED(0, sb + kb * 16, S_STRIDE * 4);
                     if (first == b + 1) softmax_until(&w, ++done * w.units / steps);
                 }
             }
@@ -498,10 +505,10 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
             }
             for (int db = 0; db < dim / 16; db++) {
                 switch (db) {  /* tile numbers are immediates */
-                case 0: _tile_stored(0, o + 0, dim * 4); break;
-                case 1: _tile_stored(1, o + 16, dim * 4); break;
-                case 2: _tile_stored(2, o + 32, dim * 4); break;
-                default: _tile_stored(3, o + 48, dim * 4); break;
+                case 0: TILE_STORED(0, o + 0, dim * 4); break;
+                case 1: TILE_STORED(1, o + 16, dim * 4); break;
+                case 2: TILE_STORED(2, o + 32, dim * 4); break;
+                default: TILE_STORED(3, o + 48, dim * 4); break;
                 }
             }
             long q0 = (b - 1) * 16, done_rows = n - q0 < 16 ? n - q0 : 16;
@@ -712,7 +719,7 @@ double pb_amx_int8_issue_rate(long iterations) {
             _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
         }
         int32_t sink[16 * 16] __attribute__((aligned(64)));
-        _tile_stored(0, sink, 64);
+        TILE_STORED(0, sink, 64);
         _tile_release();
     }
     double seconds = omp_get_wtime() - start;
