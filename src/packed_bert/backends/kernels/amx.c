@@ -14,9 +14,10 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 /* GCC's tile load and store intrinsics are asm statements with no memory operand, so the compiler
-   may move ordinary loads and stores of the same memory across them (a softmax that read scores
-   before the tile store that wrote them gave different bits from run to run). Every tile store is
-   followed, and every run of tile loads of vector-written memory preceded, by a compiler barrier. */
+   may move ordinary loads and stores of the same memory across them (nothing here has been seen
+   to go wrong; the softmax interleaved with tile steps makes such moves more tempting). Every tile
+   store is followed, and the attention's tile loads of vector-written memory are preceded, by a
+   compiler barrier. */
 #define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 #define TILE_STORED(tile, base, stride) do { _tile_stored(tile, base, stride); COMPILER_BARRIER(); } while (0)
 #define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
