@@ -177,3 +177,22 @@ def test_bf16_outputs_larger_than_the_caches_keep_the_bits_of_small_calls() -> N
     for part in parts:
         alone = add_layernorm(big[part], residual[part], norm, feeds=consumer)
         np.testing.assert_array_equal(alone.numpy(), normed[part].numpy())
+
+
+@needs_amx
+def test_an_input_that_outgrows_l2_is_summed_in_k_slices_with_the_bits_of_small_calls() -> None:
+    """One sample's rows into the FFN output layer (2.3 MB of bf16 input): the kernel sums K in
+    slices, the partial sums leaving the tiles between slices; a row's result keeps the bits it
+    has in a call of a few rows (one pass over K), and is the fp32 sum of its rounded products."""
+    rng = np.random.default_rng(11)
+    k, n, rows = 4096, 64, 288
+    w = rng.standard_normal((k, n)).astype(np.float32) * 0.05
+    bias = rng.standard_normal(n).astype(np.float32)
+    layer = AmxLinearWeights.bf16(w, bias)
+    x = torch.from_numpy(rng.standard_normal((rows, k)).astype(np.float32)).to(torch.bfloat16)
+    assert x.numel() * x.element_size() > 1536 * 1024  # past the kernel's SMALL_INPUT: sliced
+    big = layer(x, torch.float32)
+    for part in (slice(0, 5), slice(100, 133), slice(270, 288)):
+        np.testing.assert_array_equal(layer(x[part], torch.float32).numpy(), big[part].numpy())
+    want = torch.from_numpy(x.double().numpy() @ _bf16(w) + bias)
+    torch.testing.assert_close(big.double(), want, rtol=1e-5, atol=1e-4)

@@ -29,6 +29,8 @@
 #define CHUNK_LARGE_MIN_N 256      /* in 256 to 512 columns of int8 weights (128 to 256 of bf16) */
 #define CHUNK_LARGE_MAX_N 512
 #define STREAM_OUTPUT (4096 * 1024) /* output bytes past which the output bypasses the caches */
+#define SLICE_INPUT (768 * 1024)   /* input bytes of one K slice, where an input outgrows L2 ... */
+#define PARTIAL_MAX (768 * 1024)   /* ... and a thread's partial sums (fp32 / int32) do not */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -91,16 +93,16 @@ static inline __m512 bf16_to_fp32(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-static __thread uint8_t *scratch;
-static __thread size_t scratch_size;
+typedef struct { void *data; size_t size; } thread_buffer; /* grown as needed, kept per thread */
+static __thread thread_buffer quantized, partials;
 
-static uint8_t *quantized_buffer(size_t bytes) {
-    if (bytes > scratch_size) {
-        free(scratch);
-        scratch = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        scratch_size = scratch ? bytes : 0;
+static void *grown(thread_buffer *b, size_t bytes) {
+    if (bytes > b->size) {
+        free(b->data);
+        b->data = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        b->size = b->data ? bytes : 0;
     }
-    return scratch;
+    return b->data;
 }
 
 enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
@@ -225,6 +227,33 @@ static void flush_stage(const block_out *b, uint8_t *out, long N) {
         }
 }
 
+/* A walk over the weights of pairs of column tiles in one K slice, a cache line at a time: per
+   pair the first tile's run of the slice, then the second's (one contiguous run without slices) */
+typedef struct {
+    const char *weights;
+    size_t pair_bytes;
+    long k_blocks, kb0, run_lines; /* lines of one tile's run */
+    long pair, tile, left;         /* where the walk is: lines left in this run */
+    long lines;                    /* lines left in all */
+    const char *at;
+} weight_lines;
+
+static inline const char *run_start(const weight_lines *w) {
+    return w->weights + w->pair * w->pair_bytes + (w->tile * w->k_blocks + w->kb0) * 1024;
+}
+
+/* the next `count` lines into L2 */
+static inline void prefetch_lines(weight_lines *w, long count) {
+    for (; count > 0 && w->lines > 0; count--, w->lines--) {
+        _mm_prefetch(w->at, _MM_HINT_T1);
+        w->at += 64;
+        if (--w->left == 0 && w->lines > 1) {
+            w->pair += w->tile, w->tile ^= 1, w->left = w->run_lines;
+            w->at = run_start(w);
+        }
+    }
+}
+
 /* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
    q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
    VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
@@ -241,7 +270,7 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
     const long row_bytes = K * (fp32_sums ? 2 : 1);
     if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (fp32_sums && x_kind == AS_U8)) return 1;
     long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
-    uint8_t *q = x_kind == ready ? (uint8_t *)x : quantized_buffer((size_t)m_pad * row_bytes);
+    uint8_t *q = x_kind == ready ? (uint8_t *)x : grown(&quantized, (size_t)m_pad * row_bytes);
     if (!q) return 2;
     long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
 #pragma omp parallel
@@ -275,13 +304,24 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
            it is overwritten, and the weights and input keep their place in L2 */
         int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
         epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N, stream};
-        long step_rows = (BLOCK_M + k_blocks - 1) / k_blocks;
+        /* K in slices where the input outgrows L2 but a slice of it and this thread's partial sums
+           do not (one sample's rows into the bf16 FFN output layer: 2.3 MB of input, read again
+           from L3 for every chunk of weights otherwise): a slice of the input stays in L2 while
+           every chunk of weights passes, and the tiles' sums go to memory between slices and come
+           back (the same sums in the same order: the same bits) */
+        const size_t input_bytes = (size_t)m_pad * row_bytes, partial_bytes = (size_t)m_pad * (p_end - p_begin) * BLOCK_N * 4;
+        long slices = 1;
+        if (input_bytes > SMALL_INPUT && partial_bytes <= PARTIAL_MAX)
+            while (input_bytes / slices > SLICE_INPUT && k_blocks % (slices * 2) == 0) slices *= 2;
+        int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
+        if (!partial) slices = 1;
+        const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
         /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
            computes, the next one's weights are prefetched into L2, spread over its K steps (one
            sample's rows read the weights from memory once, so this hides most of that read). */
-        const size_t pair_bytes = (size_t)k_blocks * 2048;
-        long chunk = CHUNK_SMALL / pair_bytes > 0 ? CHUNK_SMALL / pair_bytes : 1; /* column pairs */
-        if ((size_t)m_pad * row_bytes > SMALL_INPUT) {
+        const size_t pair_bytes = (size_t)k_blocks * 2048, slice_pair_bytes = (size_t)slice_kb * 2048;
+        long chunk = CHUNK_SMALL / slice_pair_bytes > 0 ? CHUNK_SMALL / slice_pair_bytes : 1; /* column pairs */
+        if (input_bytes / slices > SMALL_INPUT) {
             chunk = CHUNK_LARGE / pair_bytes;
             /* the bounds hold for int8 weights; bf16 ones take twice the bytes a column */
             long least = CHUNK_LARGE_MIN_N / BLOCK_N / (fp32_sums ? 2 : 1), most = CHUNK_LARGE_MAX_N / BLOCK_N / (fp32_sums ? 2 : 1);
@@ -291,43 +331,61 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
            in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
         int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
         uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
-        for (long c0 = p_begin; c0 < p_end; c0 += chunk) {
-            long c1 = c0 + chunk < p_end ? c0 + chunk : p_end, c2 = c1 + chunk < p_end ? c1 + chunk : p_end;
-            const char *next = (const char *)packed + c1 * pair_bytes, *next_end = (const char *)packed + c2 * pair_bytes;
-            long steps = (m_pad / BLOCK_M) * (c1 - c0) * k_blocks;
-            long lines_per_step = ((next_end - next) / 64 + steps - 1) / steps;
-            for (long m = 0; m < m_pad; m += BLOCK_M) {
-                const uint8_t *a = q + (size_t)m * row_bytes;
-                const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
-                for (long p = c0; p < c1; p++) {
-                    const int8_t *b0 = (const int8_t *)packed + p * pair_bytes;
-                    const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
-                    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-                    for (long kb = 0; kb < k_blocks; kb++) {
-                        _tile_loadd(4, a + kb * TILE_K, row_bytes);
-                        if (!one_tile) _tile_loadd(5, a + 16 * row_bytes + kb * TILE_K, row_bytes);
-                        /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
-                        _tile_stream_loadd(6, b0 + kb * 1024, 64);
-                        _tile_stream_loadd(7, b1 + kb * 1024, 64);
-                        if (fp32_sums) {
-                            _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
-                            if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
+        const char *weights = (const char *)packed;
+        for (long slice = 0; slice < slices; slice++) {
+            const long kb0 = slice * slice_kb;
+            const int last = slice == slices - 1;
+            for (long c0 = p_begin; c0 < p_end; c0 += chunk) {
+                long c1 = c0 + chunk < p_end ? c0 + chunk : p_end, c2 = c1 + chunk < p_end ? c1 + chunk : p_end;
+                /* the next chunk's weights of this slice: per pair two tiles' runs of slice_kb K steps */
+                weight_lines next = {weights, pair_bytes, k_blocks, kb0, slice_kb * 16, c1, 0, slice_kb * 16,
+                                     (c2 - c1) * 2 * slice_kb * 16, NULL};
+                next.at = next.lines ? run_start(&next) : NULL;
+                long steps = (m_pad / BLOCK_M) * (c1 - c0) * slice_kb, lines_per_step = (next.lines + steps - 1) / steps;
+                for (long m = 0; m < m_pad; m += BLOCK_M) {
+                    const uint8_t *a = q + (size_t)m * row_bytes + kb0 * TILE_K;
+                    const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
+                    for (long p = c0; p < c1; p++) {
+                        const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
+                        const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
+                        int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
+                        if (slice == 0) {
+                            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                         } else {
-                            _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
-                            if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
+                            _tile_loadd(0, part, BLOCK_N * 4); _tile_loadd(1, part + 16, BLOCK_N * 4);
+                            _tile_loadd(2, part + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
                         }
-                        epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows, fp32_sums);
-                        for (long i = 0; i < lines_per_step && next < next_end; i++, next += 64) _mm_prefetch(next, _MM_HINT_T1);
+                        for (long kb = 0; kb < slice_kb; kb++) {
+                            _tile_loadd(4, a + kb * TILE_K, row_bytes);
+                            if (!one_tile) _tile_loadd(5, a + 16 * row_bytes + kb * TILE_K, row_bytes);
+                            /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
+                            _tile_stream_loadd(6, b0 + kb * 1024, 64);
+                            _tile_stream_loadd(7, b1 + kb * 1024, 64);
+                            if (fp32_sums) {
+                                _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+                                if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
+                            } else {
+                                _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+                                if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
+                            }
+                            if (last) epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows, fp32_sums);
+                            prefetch_lines(&next, lines_per_step);
+                        }
+                        if (!last) { /* the partial sums wait for the next slice */
+                            TILE_STORED(0, part, BLOCK_N * 4); TILE_STORED(1, part + 16, BLOCK_N * 4);
+                            TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                            continue;
+                        }
+                        epilogue_rows(&e, &prev, slice_kb * step_rows, BLOCK_M, fp32_sums);
+                        if (prev.flush_width) flush_stage(&prev, out, N);
+                        int32_t *c = acc[half];
+                        TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
+                        if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
+                        prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
+                                           stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
+                                           stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
+                        half ^= 1;
                     }
-                    epilogue_rows(&e, &prev, k_blocks * step_rows, BLOCK_M, fp32_sums);
-                    if (prev.flush_width) flush_stage(&prev, out, N);
-                    int32_t *c = acc[half];
-                    TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
-                    if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
-                    prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
-                                       stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
-                                       stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
-                    half ^= 1;
                 }
             }
         }
