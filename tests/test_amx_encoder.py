@@ -4,11 +4,14 @@ modules still run where the attention kernel does not apply."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
+
 import numpy as np
 import pytest
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
 
-from packed_bert.backends import create
+from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_encoder import AmxEncoder
 from packed_bert.backends.amx_kernels import has_amx
 from packed_bert.packing import infer_sequences
@@ -66,3 +69,21 @@ def test_layers_of_mixed_tile_kinds_run_the_modules() -> None:
     assert int8.fused and bf16.fused
     int8.encoder.layer[1].intermediate = bf16.encoder.layer[1].intermediate
     assert not AmxEncoder(int8.encoder).fused
+
+
+def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks/amx_phases.py`` builds the library with -DPB_PHASE_TIMES: the encoder then adds
+    each of a layer's seven kernel calls' time to a counter, and computes what the default build
+    does."""
+    features = random_features(5, 6, 100)
+    plain = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
+    amx_kernels.library.cache_clear()
+    monkeypatch.setattr(amx_kernels, "build", functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES",)))
+    try:
+        counters = (ctypes.c_double * 7).in_dll(amx_kernels.library(), "pb_phase_seconds")
+        timed = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
+        assert all(counters[i] > 0 for i in range(7))
+    finally:
+        amx_kernels.library.cache_clear()  # the next test loads the default build
+    for a, b in zip(plain, timed, strict=True):
+        np.testing.assert_array_equal(a, b)

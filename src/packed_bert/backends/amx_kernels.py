@@ -106,18 +106,20 @@ def _compiler() -> str:
     raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
 
 
-def build(out_dir: Path | None = None) -> Path:
-    """The compiled library for this machine (built once, then taken from the cache)."""
+def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
+    """The compiled library for this machine (built once, then taken from the cache); ``defines``
+    (``-D`` names) build a variant, such as ``PB_PHASE_TIMES`` for ``benchmarks/amx_phases.py``."""
     cc = _compiler()
+    flags = (*FLAGS, *(f"-D{name}" for name in defines))
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     machine = " ".join(sorted(cpu_flags()))  # -march=native: a cache shared between machines keeps one per CPU
-    key = hashlib.sha256(b"\0".join(x.encode() for x in (SOURCE.read_text(), " ".join(FLAGS), version, machine)))
+    key = hashlib.sha256(b"\0".join(x.encode() for x in (SOURCE.read_text(), " ".join(flags), version, machine)))
     key_hex = key.hexdigest()[:16]
     lib = (out_dir or cache_dir() / "kernels") / f"amx-{key_hex}.so"
     if lib.exists():
         return lib
     with atomic_path(lib) as tmp:
-        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True, check=False)
+        done = subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no message"])[0]
             raise UserError(

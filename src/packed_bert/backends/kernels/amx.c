@@ -730,6 +730,15 @@ static int dense_call(const pb_dense *d, const void *x, int x_kind, long M, void
    value), qkv [M, 3H] bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input.
    Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
    output's other rows hold the attention output layer's zero first). */
+/* Built with -DPB_PHASE_TIMES (benchmarks/amx_phases.py), the encoder adds the seconds each of a
+   layer's seven kernel calls takes, in order, to pb_phase_seconds; otherwise PHASE is the call. */
+#ifdef PB_PHASE_TIMES
+double pb_phase_seconds[7];
+#define PHASE(i, call) do { double t0_ = omp_get_wtime(); call; pb_phase_seconds[i] += omp_get_wtime() - t0_; } while (0)
+#else
+#define PHASE(i, call) call
+#endif
+
 int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
                const long *lens, long seqs, int covered, float *hidden, float *other, void *tile_h, uint16_t *qkv,
                void *att, void *dense, void *inter) {
@@ -739,23 +748,23 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         const pb_layer *L = layers + l;
         const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
         int att_kind = ready_kind(&L->o);
-        status = l == 0 ? dense_call(&L->qkv, hidden, AS_FP32, M, qkv, AS_BF16, NULL)
-                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), M, qkv, AS_BF16, NULL);
+        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, AS_FP32, M, qkv, AS_BF16, NULL)
+                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), M, qkv, AS_BF16, NULL));
         if (status) break;
         if (!covered) {
             if (att_kind == AS_U8) memset(att, L->o.zero_point, (size_t)m_pad * H);
             else memset(att, 0, (size_t)m_pad * H * 2);
         }
-        status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point);
-        if (!status) status = dense_call(&L->o, att, att_kind, M, dense, L->dense_kind, NULL);
-        if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, L->gamma1, L->beta1, L->eps1, M, H, other,
-                                               tile_h, ready_kind(&L->ffn_in), u8_scale(&L->ffn_in), L->ffn_in.zero_point);
-        if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), M, inter, ready_kind(&L->ffn_out),
-                                         &L->ffn_out);
-        if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), M, dense, L->dense_kind, NULL);
-        if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, L->gamma2, L->beta2, L->eps2, M, H, hidden,
+        PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
+        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, M, dense, L->dense_kind, NULL));
+        PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, L->gamma1, L->beta1, L->eps1, M, H, other,
+                                               tile_h, ready_kind(&L->ffn_in), u8_scale(&L->ffn_in), L->ffn_in.zero_point));
+        PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), M, inter, ready_kind(&L->ffn_out),
+                                         &L->ffn_out));
+        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), M, dense, L->dense_kind, NULL));
+        PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, L->gamma2, L->beta2, L->eps2, M, H, hidden,
                                                next ? tile_h : NULL, next ? ready_kind(next) : AS_U8,
-                                               next ? u8_scale(next) : NULL, next ? next->zero_point : 0);
+                                               next ? u8_scale(next) : NULL, next ? next->zero_point : 0));
     }
     return status;
 }

@@ -1,0 +1,109 @@
+"""One sample through the cpu system's AMX recipes, kernel by kernel: where a SingleStream
+sample's time goes (issue 16, item 4).
+
+    .venv/bin/python benchmarks/amx_phases.py
+    .venv/bin/python benchmarks/amx_phases.py --models bert-99,bert-99.9 --lengths 128,268,384 --rounds 3
+
+The kernel library is built with ``-DPB_PHASE_TIMES``: the one-call encoder (``pb_encoder``) then
+adds the time of each of a layer's seven kernel calls to a counter (the calls themselves are the
+default build's). Each model's runner is the cpu system's SingleStream recipe for this CPU
+(``singlestream.system_runner``) with random BERT-Large weights; one row of LEN random tokens runs
+``--reps`` times a round, models alternating over ``--rounds``. Per round: the median sample
+(``infer``, everything included), each kernel's mean time per sample (24 layers), and the linear
+layers' rate over the real rows (2 x rows x K x N per layer). Needs a CPU with AMX tiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_label, run_main  # noqa: E402
+
+PHASES = ("Q, K, V", "attention", "attention output", "add+LN 1", "FFN input+GELU", "FFN output", "add+LN 2")
+LINEAR_SHAPES = {0: (1024, 3072), 2: (1024, 1024), 4: (1024, 4096), 5: (4096, 1024)}  # phase: (K, N), BERT-Large
+LAYERS = 24
+
+
+def one_row(length: int, seed: int) -> Any:
+    """A sorted batch of one row of ``length`` random tokens (two segments)."""
+    from packed_bert.packing import sorted_batches
+
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((1, length), np.int32)
+    ids[0] = rng.integers(1000, 30000, length)
+    segments = np.zeros_like(ids)
+    segments[0, length // 3 :] = 1
+    return sorted_batches(ids, segments, np.array([length]), 1)[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="bert-99,bert-99.9")
+    ap.add_argument("--lengths", default="268", help="tokens of the one row (268: the dev set's p90)")
+    ap.add_argument("--reps", type=int, default=8, help="samples a round")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from packed_bert.backends import amx_kernels
+    from packed_bert.errors import UserError
+
+    if not amx_kernels.has_amx():
+        raise UserError("amx_phases: this CPU has no AMX tiles; the phases are those of the amx kernels")
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    amx_kernels.build = functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES",))  # type: ignore[assignment]
+    import ctypes
+
+    from singlestream import system_runner
+
+    counters = (ctypes.c_double * len(PHASES)).in_dll(amx_kernels.library(), "pb_phase_seconds")
+    runners = [system_runner(m, "random", threads) for m in args.models.split(",")]
+    lengths = [int(x) for x in args.lengths.split(",")]
+    print(f"{cpu_label()}, {threads} threads; one row at a time, random BERT-Large weights")
+    header = (
+        "| recipe | tokens | round | sample ms (median) | "
+        + " | ".join(PHASES)
+        + " | kernels ms | linears, TOP/s over the real rows |"
+    )
+    print(header)
+    print("|" + " --- |" * (len(PHASES) + 6))
+    for length in lengths:
+        batch = one_row(length, seed=length)
+        for _label, _precision, runner in runners:
+            runner.infer(batch)  # warm: buffers, tiles
+        for round_ in range(1, args.rounds + 1):
+            for label, _precision, runner in runners:
+                for i in range(len(PHASES)):
+                    counters[i] = 0.0
+                times = []
+                for _ in range(args.reps):
+                    start = time.perf_counter()
+                    runner.infer(batch)
+                    times.append(time.perf_counter() - start)
+                per_sample = [counters[i] / args.reps * 1e3 for i in range(len(PHASES))]
+                linear_ops = sum(2.0 * length * k * n * LAYERS for k, n in LINEAR_SHAPES.values())
+                linear_ms = sum(per_sample[i] for i in LINEAR_SHAPES)
+                print(
+                    f"| {label} | {length} | {round_} | {statistics.median(times) * 1e3:.1f} | "
+                    + " | ".join(f"{v:.2f}" for v in per_sample)
+                    + f" | {sum(per_sample):.1f} | {linear_ops / linear_ms / 1e9:.2f} |",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
