@@ -476,6 +476,31 @@ static inline void softmax_until(softmax_work *w, long until) {
     }
 }
 
+/* The 16 x 16 32-bit words in r (row i = r[i]) stored transposed at out (row c = word c of every
+   r[i], 64 bytes apart): pairs of rows interleaved by words, then by pairs of words, then 128-bit
+   lanes gathered in two steps */
+static inline void transpose_16x16_epi32(const __m512i r[16], uint32_t *out) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* u[i + k], lane l: word 4 l + k of rows i .. i + 3 */
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd);
+        __m512i w0 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88), w1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
+        _mm512_store_si512(out + (0 + k) * 16, _mm512_shuffle_i32x4(v0, w0, 0x88));
+        _mm512_store_si512(out + (8 + k) * 16, _mm512_shuffle_i32x4(v0, w0, 0xdd));
+        _mm512_store_si512(out + (4 + k) * 16, _mm512_shuffle_i32x4(v1, w1, 0x88));
+        _mm512_store_si512(out + (12 + k) * 16, _mm512_shuffle_i32x4(v1, w1, 0xdd));
+    }
+}
+
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
@@ -500,16 +525,15 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
             __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
             _mm256_store_si256((__m256i *)(qs + i * dim + d), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_set1_ps(scale))));
         }
-    /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16] */
-    const __m512i rows16 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              _mm512_set1_epi32((int)(stride / 2)));
-    for (long j = 0; j < n16; j += 16) {
-        __mmask16 valid = j + 16 <= n ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
-        const int *kj = (const int *)(base + j * stride + k_off);
-        for (int w = 0; w < dw; w++)
-            _mm512_store_si512(kp + (j / 16) * dw * 16 + w * 16,
-                               _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, rows16, kj + w, 4));
-    }
+    /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16]: 16 keys'
+       rows of 16 words transposed in registers (keys past n are zero) */
+    for (long j = 0; j < n16; j += 16)
+        for (int g = 0; g < dw / 16; g++) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = j + i < n ? _mm512_loadu_si512(base + (j + i) * stride + k_off + g * 32) : _mm512_setzero_si512();
+            transpose_16x16_epi32(r, kp + (j / 16) * dw * 16 + g * 256);
+        }
     /* V: rows 2r, 2r+1 of a 32-key block interleave per dim */
     const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
                                         39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
