@@ -32,6 +32,9 @@ CHECK_SAMPLES = 6
 # a whole-query packing; LoadGen issues target x min_duration x 1.1 samples, so a run faster
 # than 1.1x the target ends before min_duration (INVALID). Seen: probe 2.94, run 3.8 samples/s.
 TARGET_HEADROOM = 1.5
+# Each timed batch counts its fastest of a few calls: one call slowed by the shared host (11.9
+# samples/s where the run then read 25.8) once sized a run that ended before min_duration.
+TIMING_REPEATS = 3
 
 
 def demo_target_qps(probe_samples_per_s: float) -> float:
@@ -107,16 +110,20 @@ def consistency_and_gain(
     padded_b = BatchBuilder(library, Batching.PADDED, max_per_row)
     alone_b = BatchBuilder(library, Batching.SORTED, max_per_row)
 
-    def timed(builder: BatchBuilder, idx: np.ndarray) -> tuple[Any, np.ndarray, float]:
+    def timed(builder: BatchBuilder, idx: np.ndarray, repeats: int = 1) -> tuple[Any, np.ndarray, float]:
+        """The batch, its logits and the fastest of ``repeats`` calls' seconds."""
         batch = builder.build(idx)
         runner.infer(batch)  # warm-up: a runtime's first call at a new shape compiles it (OpenVINO)
-        t0 = time.perf_counter()
-        out = np.asarray(runner.infer(batch), dtype=np.float32)
-        return batch, out, time.perf_counter() - t0
+        best, out = float("inf"), np.empty(0, np.float32)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = np.asarray(runner.infer(batch), dtype=np.float32)
+            best = min(best, time.perf_counter() - t0)
+        return batch, out, best
 
-    pb, plog, pt = timed(packed_b, pick)
-    _, _, dt = timed(padded_b, pick)
-    _, _, st = timed(alone_b, pick)  # sorted: one batch padded to its longest
+    pb, plog, pt = timed(packed_b, pick, TIMING_REPEATS)
+    _, _, dt = timed(padded_b, pick, TIMING_REPEATS)
+    _, _, st = timed(alone_b, pick, TIMING_REPEATS)  # sorted: one batch padded to its longest
     worst = 0.0
     scale = 0.0
     starts = np.cumsum(pb.seq_lens, axis=1) - pb.seq_lens
