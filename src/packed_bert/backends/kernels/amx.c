@@ -421,8 +421,8 @@ static inline __m512 exp2_neg_softmax(__m512 t) {
 /* The softmax of one block of query rows, left unnormalized: P holds exp(s - row max) in bf16
    (keys n..n32 get 0; rows past `rows` are zero) and inv_sum 1 / the row's sum; the output row
    is divided by it after P V. It runs in units between the tile steps of the neighbouring
-   blocks: per group of
-   SOFTMAX_ROWS rows (their chains interleave) one unit for the row maxima, then one per 32 keys. */
+   blocks: per group of SOFTMAX_ROWS rows (their chains interleave) one unit for the row maxima,
+   then one per 32 keys. */
 typedef struct {
     const float *s;     /* scores, rows S_STRIDE floats apart */
     uint16_t *p;        /* weights, rows n32 apart */
@@ -501,6 +501,27 @@ static inline void transpose_16x16_epi32(const __m512i r[16], uint32_t *out) {
     }
 }
 
+/* Scores of query block qb (16 queries of qs, rows dim bf16 apart) against every key of kp (K as
+   B tiles, k_steps blocks of 16) into sb, rows S_STRIDE floats apart; after each tile step the
+   softmax `w` (NULL: none) runs on to its share, `*done` of `steps` steps taken */
+static inline void scores_block(const uint16_t *qs, const uint32_t *kp, long qb, int dim, long k_steps, float *sb,
+                                softmax_work *w, long *done, long steps) {
+    const int dw = dim / 2;
+    _tile_loadd(4, qs + qb * 16 * dim, dim * 2);
+    if (dim == 64) _tile_loadd(5, qs + qb * 16 * dim + 32, dim * 2);
+    for (long kb = 0; kb < k_steps; kb++) {
+        _tile_zero(0);
+        _tile_loadd(6, kp + kb * dw * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (dim == 64) {
+            _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
+            _tile_dpbf16ps(0, 5, 7);
+        }
+        TILE_STORED(0, sb + kb * 16, S_STRIDE * 4);
+        if (w) softmax_until(w, ++*done * w->units / steps);
+    }
+}
+
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
@@ -547,32 +568,17 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
             _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
         }
     }
-    const long blocks = n16 / 16, k_steps = n16 / 16, v_steps = n32 / 32;
+    const long blocks = n16 / 16, v_steps = n32 / 32; /* blocks of 16 queries; keys come in the same blocks */
     softmax_work w = {0};
+    COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
+    scores_block(qs, kp, 0, dim, blocks, s[0], NULL, NULL, 0);
     for (long b = 0; b <= blocks; b++) { /* step b: block b's softmax, block b + 1's scores, block b - 1's P V */
-        COMPILER_BARRIER(); /* Q, K and V packed, and block b - 1's weights written, before the tiles load them */
+        COMPILER_BARRIER(); /* block b - 1's weights written before the tiles load them */
         long rows = b < blocks ? (n - b * 16 < 16 ? n - b * 16 : 16) : 0;
-        long next = b + 1 < blocks || b == 0, steps = (next ? k_steps : 0) + (b > 0 ? v_steps : 0), done = 0;
+        long steps = (b + 1 < blocks ? blocks : 0) + (b > 0 ? v_steps : 0), done = 0;
         if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32);
         else w = (softmax_work){0};
-        if (next) { /* scores of block b + 1 (at step 0: block 0 first, then block 1) */
-            for (long first = b == 0 ? 0 : b + 1; first <= b + 1 && first < blocks; first++) {
-                float *sb = s[first & 1];
-                _tile_loadd(4, qs + first * 16 * dim, dim * 2);
-                if (dim == 64) _tile_loadd(5, qs + first * 16 * dim + 32, dim * 2);
-                for (long kb = 0; kb < k_steps; kb++) {
-                    _tile_zero(0);
-                    _tile_loadd(6, kp + kb * dw * 16, 64);
-                    _tile_dpbf16ps(0, 4, 6);
-                    if (dim == 64) {
-                        _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
-                        _tile_dpbf16ps(0, 5, 7);
-                    }
-                    TILE_STORED(0, sb + kb * 16, S_STRIDE * 4);
-                    if (first == b + 1) softmax_until(&w, ++done * w.units / steps);
-                }
-            }
-        }
+        if (b + 1 < blocks) scores_block(qs, kp, b + 1, dim, blocks, s[(b + 1) & 1], &w, &done, steps);
         if (b > 0) { /* out = P V for block b - 1 */
             const uint16_t *pb = p[(b - 1) & 1];
             _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
@@ -612,6 +618,16 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     }
 }
 
+/* Head h of sequence i, as pb_attention lays them out */
+static void attend_head(const uint16_t *qkv, const long *starts, const long *lens, long i, long h, int heads, int dim,
+                        float scale, void *out, int out_kind, const float *q_scale, int q_zp) {
+    long hidden = (long)heads * dim, stride = 3 * hidden;
+    size_t at = (size_t)starts[i] * hidden + h * dim;
+    attend_one(qkv + starts[i] * stride + h * dim, stride, hidden, 2 * hidden, lens[i], dim, scale,
+               out_kind == AS_U8 ? (void *)((uint8_t *)out + at) : (void *)((uint16_t *)out + at), hidden, out_kind,
+               q_scale ? q_scale + h * dim : NULL, q_zp);
+}
+
 /* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
    sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
    heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
@@ -620,21 +636,21 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
                  void *out, int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
-    long hidden = (long)heads * dim, stride = 3 * hidden;
-    omp_set_schedule(count == 1 ? omp_sched_static : omp_sched_dynamic, count == 1 ? 0 : 1);
 #pragma omp parallel
     {
         configure_tiles();
-        /* one sequence: each thread takes a run of heads, the columns its share of the Q|K|V
-           layer wrote (its own cache); more: heads one at a time to whichever thread is free */
-#pragma omp for schedule(runtime)
-        for (long job = 0; job < count * heads; job++) {
-            long i = job / heads, h = job % heads;
-            if (lens[i] == 0) continue;
-            size_t at = (size_t)starts[i] * hidden + h * dim;
-            attend_one(qkv + starts[i] * stride + h * dim, stride, hidden, 2 * hidden, lens[i], dim, scale,
-                       out_kind == AS_U8 ? (void *)((uint8_t *)out + at) : (void *)((uint16_t *)out + at), hidden,
-                       out_kind, q_scale ? q_scale + h * dim : NULL, q_zp);
+        if (count == 1) {
+            /* one sequence: each thread takes a run of heads, the Q|K|V columns its own share of
+               that layer wrote (pb_linear splits the column pairs the same way) */
+            int t = omp_get_thread_num(), threads = omp_get_num_threads();
+            for (long h = heads * t / threads; h < heads * (t + 1) / threads && lens[0] > 0; h++)
+                attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp);
+        } else {
+            /* more: heads one at a time to whichever thread is free */
+#pragma omp for schedule(dynamic, 1)
+            for (long job = 0; job < count * heads; job++)
+                if (lens[job / heads] > 0)
+                    attend_head(qkv, starts, lens, job / heads, job % heads, heads, dim, scale, out, out_kind, q_scale, q_zp);
         }
         _tile_release();
     }
@@ -746,14 +762,6 @@ static int dense_call(const pb_dense *d, const void *x, int x_kind, long M, void
                      feeds ? feeds->zero_point : 0);
 }
 
-/* `count` layers over M tokens, the same kernel calls in the same order as the layer-by-layer
-   path (torch_amx's modules), without returning to Python in between (on one 268-token sample
-   the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
-   state from the caches). hidden [M, H] fp32 holds the input and gets the output; the rest are
-   work buffers: other [M, H] fp32, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a
-   value), qkv [M, 3H] bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input.
-   Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
-   output's other rows hold the attention output layer's zero first). */
 /* Built with -DPB_PHASE_TIMES (benchmarks/amx_phases.py), the encoder adds the seconds each of a
    layer's seven kernel calls takes, in order, to pb_phase_seconds; otherwise PHASE is the call. */
 #ifdef PB_PHASE_TIMES
@@ -763,6 +771,14 @@ double pb_phase_seconds[7];
 #define PHASE(i, call) call
 #endif
 
+/* `count` layers over M tokens, the same kernel calls in the same order as the layer-by-layer
+   path (torch_amx's modules), without returning to Python in between (on one 268-token sample
+   the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
+   state from the caches). hidden [M, H] fp32 holds the input and gets the output; the rest are
+   work buffers: other [M, H] fp32, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a
+   value), qkv [M, 3H] bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input.
+   Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
+   output's other rows hold the attention output layer's zero first). */
 int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
                const long *lens, long seqs, int covered, float *hidden, float *other, void *tile_h, uint16_t *qkv,
                void *att, void *dense, void *inter) {
