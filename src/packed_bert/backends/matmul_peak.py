@@ -23,9 +23,11 @@ TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 SETTLE_S = 0.5  # seconds of matmuls before a runtime's rate counts (fastest_matmul)
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Best of ``repeats`` calls after a warm-up (``fn`` synchronises itself on a GPU)."""
-    fn()
+def best_seconds(fn: Callable[[], object], repeats: int, warm: bool = True) -> float:
+    """Best of ``repeats`` calls, after a warm-up call unless the caller made one (``fn``
+    synchronises itself on a GPU)."""
+    if warm:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -153,12 +155,12 @@ def fastest_matmul(
 
 def torch_peak(precision: str, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
     """Best-of-``repeats`` FLOP/s of an n x n x n matmul in torch at ``precision``."""
-    return 2.0 * n**3 / _best_seconds(torch_matmul(precision, n, device), repeats)
+    return 2.0 * n**3 / best_seconds(torch_matmul(precision, n, device), repeats)
 
 
 def ort_peak(precision: str, n: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
     """Best-of-``repeats`` FLOP/s of an n x n x n MatMul/MatMulInteger in ONNX Runtime."""
-    return 2.0 * n**3 / _best_seconds(ort_matmul(precision, n, threads), repeats)
+    return 2.0 * n**3 / best_seconds(ort_matmul(precision, n, threads), repeats)
 
 
 class MatmulProbe:

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import numpy as np
 
 from packed_bert.backends.base import Runner
+from packed_bert.backends.matmul_peak import best_seconds
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig, RunResult
@@ -113,13 +113,9 @@ def consistency_and_gain(
     def timed(builder: BatchBuilder, idx: np.ndarray, repeats: int = 1) -> tuple[Any, np.ndarray, float]:
         """The batch, its logits and the fastest of ``repeats`` calls' seconds."""
         batch = builder.build(idx)
-        runner.infer(batch)  # warm-up: a runtime's first call at a new shape compiles it (OpenVINO)
-        best, out = float("inf"), np.empty(0, np.float32)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = np.asarray(runner.infer(batch), dtype=np.float32)
-            best = min(best, time.perf_counter() - t0)
-        return batch, out, best
+        # the logits; the call is also the warm-up (a runtime's first call at a new shape compiles it: OpenVINO)
+        out = np.asarray(runner.infer(batch), dtype=np.float32)
+        return batch, out, best_seconds(lambda: runner.infer(batch), repeats, warm=False)
 
     pb, plog, pt = timed(packed_b, pick, TIMING_REPEATS)
     _, _, dt = timed(padded_b, pick, TIMING_REPEATS)
