@@ -31,8 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_label, run_main  # noqa: E402
 
 PHASES = ("Q, K, V", "attention", "attention output", "add+LN 1", "FFN input+GELU", "FFN output", "add+LN 2")
-LINEAR_SHAPES = {0: (1024, 3072), 2: (1024, 1024), 4: (1024, 4096), 5: (4096, 1024)}  # phase: (K, N), BERT-Large
-LAYERS = 24
+
+
+def linear_shapes() -> dict[int, tuple[int, int]]:
+    """Phase index: (K, N) of the linear layer it runs, for BERT-Large."""
+    from packed_bert.model import BERT_LARGE
+
+    h, i = BERT_LARGE.hidden, BERT_LARGE.intermediate
+    return {0: (h, 3 * h), 2: (h, h), 4: (h, i), 5: (i, h)}
 
 
 def one_row(length: int, seed: int) -> Any:
@@ -59,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from packed_bert.backends import amx_kernels
     from packed_bert.errors import UserError
+    from packed_bert.model import BERT_LARGE
 
     if not amx_kernels.has_amx():
         raise UserError("amx_phases: this CPU has no AMX tiles; the phases are those of the amx kernels")
@@ -72,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counters = (ctypes.c_double * len(PHASES)).in_dll(amx_kernels.library(), "pb_phase_seconds")
     runners = [system_runner(m, "random", threads) for m in args.models.split(",")]
     lengths = [int(x) for x in args.lengths.split(",")]
+    shapes = linear_shapes()
     print(f"{cpu_label()}, {threads} threads; one row at a time, random BERT-Large weights")
     header = (
         "| recipe | tokens | round | sample ms (median) | "
@@ -94,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runner.infer(batch)
                     times.append(time.perf_counter() - start)
                 per_sample = [counters[i] / args.reps * 1e3 for i in range(len(PHASES))]
-                linear_ops = sum(2.0 * length * k * n * LAYERS for k, n in LINEAR_SHAPES.values())
-                linear_ms = sum(per_sample[i] for i in LINEAR_SHAPES)
+                linear_ops = sum(2.0 * length * k * n * BERT_LARGE.layers for k, n in shapes.values())
+                linear_ms = sum(per_sample[i] for i in shapes)
                 print(
                     f"| {label} | {length} | {round_} | {statistics.median(times) * 1e3:.1f} | "
                     + " | ".join(f"{v:.2f}" for v in per_sample)
