@@ -52,10 +52,13 @@ def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
     from packed_bert.backends import create
     from packed_bert.backends.cpu_class import cpu_class
     from packed_bert.backends.devices import CALIBRATING_BACKENDS
+    from packed_bert.errors import UserError
     from packed_bert.squad.calibration import load_calibration
     from packed_bert.systems import load_system
-    from packed_bert.terms import Scenario
+    from packed_bert.terms import Model, Scenario
 
+    if model not in set(Model):
+        raise UserError(f"{model}: not a model of the cpu system; name one of {', '.join(Model)}")
     spec = load_system("cpu").for_cpu(cpu_class())
     backend, precision = spec.backend_for(model), spec.precision_for(model)
     options: dict[str, Any] = {"threads": threads, **spec.options_for(backend, Scenario.SINGLE_STREAM, precision)}
