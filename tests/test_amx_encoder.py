@@ -24,9 +24,9 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "amx-cache"))
 
 
-def _runner(precision: str, heads: int, features: tuple[np.ndarray, np.ndarray, np.ndarray]):  # type: ignore[no-untyped-def]
+def _runner(precision: str, heads: int, features: tuple[np.ndarray, np.ndarray, np.ndarray], **model: int):  # type: ignore[no-untyped-def]
     extra = {"calibration": calibration_of(features)} if precision == "int8" else {}
-    return create("torch", perturbed_tiny_model(heads), precision, "cpu", kernel="amx", **extra)
+    return create("torch", perturbed_tiny_model(heads, **model), precision, "cpu", kernel="amx", **extra)
 
 
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
@@ -47,6 +47,24 @@ def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> 
     for a, b, c in zip(fused, packed_fused, packed_modules, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(b, c)
+    assert float(np.abs(fused[0]).max()) > 0
+
+
+@pytest.mark.parametrize(("precision", "width"), [("int8", 4096), ("bf16", 2048)])
+def test_ffn_rows_of_4_kib_lie_a_cache_line_further_apart_with_the_same_bits(precision: str, width: int) -> None:
+    """The FFN's inner rows (4 KiB: BERT-Large's 4,096 uint8 or, here, 2,048 bf16 values) lie 64
+    bytes further apart in the one-call encoder, so a tile's rows fall in different L1 sets; the
+    modules keep them contiguous. The logits are the same bits."""
+    features = random_features(8, 4, 70)
+    runner = _runner(precision, 2, features, intermediate=width)
+    encoder = runner.model.bert.encoder
+    assert isinstance(encoder, AmxEncoder) and encoder.fused
+    assert encoder._inter_stride * encoder.tile_size == 4096 + 64
+    fused = infer_sequences(runner.infer, *features, "packed", 4)
+    encoder.fused = False
+    modules = infer_sequences(runner.infer, *features, "packed", 4)
+    for a, b in zip(fused, modules, strict=True):
+        np.testing.assert_array_equal(a, b)
     assert float(np.abs(fused[0]).max()) > 0
 
 

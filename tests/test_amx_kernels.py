@@ -88,6 +88,36 @@ def test_int8_layer_is_the_integer_product_of_its_quantized_input(gelu: bool) ->
 
 
 @needs_amx
+def test_gelu_onto_a_uint8_grid_rounds_the_erf_form_but_within_3e_6_of_a_step_boundary() -> None:
+    """Where the FFN input layer writes the next layer's uint8 input, GELU is the cheaper cubic per
+    interval (|error| <= 3e-6): a result moves to the neighbouring step only when the exact one lies
+    that close to the boundary between two."""
+    n = 4096
+    bias = np.linspace(-12.0, 12.0, n).astype(np.float32)
+    layer = AmxLinearWeights(
+        np.zeros((64, n), dtype=np.int8), np.ones(n, np.float32), bias, np.ones(64, np.float32), 1.0, 0, gelu=True
+    )
+    grid = 37.0  # the consumer's step is 1/37, its zero point 100: GELU(bias) * 37 + 100 spans [94, 544]
+    consumer = AmxLinearWeights(
+        np.zeros((n, 32), dtype=np.int8),
+        np.ones(32, np.float32),
+        np.zeros(32, np.float32),
+        np.full(n, grid, np.float32),
+        1 / grid,
+        100,
+    )
+    layer.feed(consumer)
+    got = layer(torch.ones(3, 64), torch.float32)
+    assert got.dtype == torch.uint8
+    exact = F.gelu(torch.from_numpy(bias.astype(np.float64))).numpy() * grid + 100
+    want = np.clip(np.rint(exact), 0, 255)
+    near = np.abs(exact - np.floor(exact) - 0.5) < 3e-6 * grid
+    diff = np.abs(got[0].numpy().astype(np.int64) - want)
+    assert diff[~near].max() == 0 and diff.max() <= 1
+    assert 0 < (want == 255).sum() < n and (want < 100).sum() > 0  # the sweep reaches both ends of the grid
+
+
+@needs_amx
 def test_gelu_is_within_a_float32_rounding_of_the_erf_form_over_every_range() -> None:
     # zero weights: every row is GELU(bias), the bias sweeping the table's edges and past them
     n = 4096

@@ -14,10 +14,11 @@ from packed_bert.model import BERT_TINY, PackedBertForQA
 from packed_bert.packing import infer_sequences
 
 
-def perturbed_tiny_model(heads: int = BERT_TINY.heads) -> PackedBertForQA:
-    """The tiny BERT (``heads`` heads: 4 give a head dimension of 16, 2 of 32)."""
+def perturbed_tiny_model(heads: int = BERT_TINY.heads, intermediate: int = BERT_TINY.intermediate) -> PackedBertForQA:
+    """The tiny BERT (``heads`` heads: 4 give a head dimension of 16, 2 of 32; ``intermediate``
+    the FFN's inner width)."""
     torch.manual_seed(0)
-    model = PackedBertForQA(dataclasses.replace(BERT_TINY, heads=heads)).eval()
+    model = PackedBertForQA(dataclasses.replace(BERT_TINY, heads=heads, intermediate=intermediate)).eval()
     with torch.no_grad():  # non-trivial LayerNorm and QA head so differences show
         for name, p in model.named_parameters():
             if "LayerNorm" in name:

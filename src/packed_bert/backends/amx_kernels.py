@@ -149,6 +149,8 @@ def library() -> ctypes.CDLL:
     lib.pb_add_layernorm.restype = i
     lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p]
     lib.pb_encoder.restype = i
+    lib.pb_tile_row_bytes.argtypes = [n]
+    lib.pb_tile_row_bytes.restype = n
     lib.pb_amx_int8_issue_rate.argtypes = [n]
     lib.pb_amx_int8_issue_rate.restype = ctypes.c_double
     return lib
