@@ -493,11 +493,14 @@ typedef struct {
     uint16_t *p;        /* weights, rows n32 apart */
     float *inv_sum;
     long rows, n, n32, per_group, unit, units;
+    float log2e;        /* log2 e times the scores' multiplier (a power of two, or 1) */
     __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
 } softmax_work;
 
-static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, float *inv_sum, long rows, long n, long n32) {
+static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, float *inv_sum, long rows, long n, long n32,
+                                 float multiplier) {
     w->s = s, w->p = p, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
+    w->log2e = 1.44269504f * multiplier;
     w->per_group = 1 + n32 / 32, w->unit = 0;
     w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
     if (rows < 16) memset(p + rows * n32, 0, (16 - rows) * n32 * 2);
@@ -505,7 +508,7 @@ static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, f
 
 /* Units [w->unit, until) */
 static inline void softmax_until(softmax_work *w, long until) {
-    const __m512 log2e = _mm512_set1_ps(1.44269504f);
+    const __m512 log2e = _mm512_set1_ps(w->log2e);
     const long n = w->n, n32 = w->n32, full = n / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
     for (; w->unit < until; w->unit++) {
@@ -566,14 +569,28 @@ static inline void transpose_16x16_epi32(const __m512i r[16], uint32_t *out) {
     }
 }
 
-/* Scores of query block qb (16 queries of qs, rows dim bf16 apart) against every key of kp (K as
-   B tiles, k_steps blocks of 16) into sb, rows S_STRIDE floats apart; after each tile step the
-   softmax `w` (NULL: none) runs on to its share, `*done` of `steps` steps taken */
-static inline void scores_block(const uint16_t *qs, const uint32_t *kp, long qb, int dim, long k_steps, float *sb,
+/* Where the 16 queries of a block are: their rows of Q|K|V where Q needs no scaling (a multiplier
+   of 1, or a power of two the softmax applies instead, which gives the same bits: the products
+   and sums scale exactly), except a last block of fewer than 16, and every block otherwise, which
+   are copied (and scaled) into a block of their own */
+typedef struct {
+    const uint16_t *direct; /* NULL: every block copied */
+    long stride;            /* bf16 values from one row of `direct` to the next */
+    long direct_blocks;     /* blocks read in place */
+    const uint16_t *copied; /* block b at copied + (b - direct_blocks) * 16 * dim, rows dim apart */
+} query_rows;
+
+/* Scores of query block qb against every key of kp (K as B tiles, k_steps blocks of 16) into sb,
+   rows S_STRIDE floats apart; after each tile step the softmax `w` (NULL: none) runs on to its
+   share, `*done` of `steps` steps taken */
+static inline void scores_block(const query_rows *q, const uint32_t *kp, long qb, int dim, long k_steps, float *sb,
                                 softmax_work *w, long *done, long steps) {
     const int dw = dim / 2;
-    _tile_loadd(4, qs + qb * 16 * dim, dim * 2);
-    if (dim == 64) _tile_loadd(5, qs + qb * 16 * dim + 32, dim * 2);
+    const int in_place = qb < q->direct_blocks;
+    const uint16_t *rows = in_place ? q->direct + qb * 16 * q->stride : q->copied + (qb - q->direct_blocks) * 16 * dim;
+    const long row_bytes = in_place ? q->stride * 2 : dim * 2;
+    _tile_loadd(4, rows, row_bytes);
+    if (dim == 64) _tile_loadd(5, rows + 32, row_bytes);
     for (long kb = 0; kb < k_steps; kb++) {
         _tile_zero(0);
         _tile_loadd(6, kp + kb * dw * 16, 64);
@@ -598,18 +615,25 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
                        void *out, long out_stride, int out_kind, const float *q_scale, int q_zp) {
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
     int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
-    uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q / sqrt(dim), rows padded to 16 */
+    uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q blocks copied (query_rows) */
     uint32_t kp[MAX_SEQ * MAX_DIM / 2] __attribute__((aligned(64)));       /* K as B tiles: [n/16][dw][16] words */
     uint16_t vp[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* V as B tiles: [n/32][dim/16][16][16][2] */
     float s[2][16 * S_STRIDE] __attribute__((aligned(64)));                /* scores of two blocks */
     float inv_sum[2][16];
     uint16_t p[2][16 * MAX_SEQ] __attribute__((aligned(64)));              /* weights of two blocks */
     float o[16 * MAX_DIM] __attribute__((aligned(64)));
-    /* Q, scaled (1/8 or 1/sqrt(32): the product is rounded to bf16 once, as torch does; 1: exact) */
-    for (long i = 0; i < n16; i++)
+    /* Q x scale: 1/8 (head dimension 64) and 1 (the Q layer holds it) are exact in bf16, so the
+       tiles read Q in place and the softmax multiplies the scores instead; otherwise (1/sqrt(32))
+       the product is rounded to bf16 once, as torch does, into a copy */
+    int exponent;
+    const int exact = frexpf(scale, &exponent) == 0.5f;
+    query_rows q = {exact ? base : NULL, stride, exact ? n / 16 : 0, qs};
+    const float copy_scale = exact ? 1.f : scale, softmax_scale = exact ? scale : 1.f;
+    for (long i = q.direct_blocks * 16; i < n16; i++)
         for (int d = 0; d < dim; d += 16) {
             __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
-            _mm256_store_si256((__m256i *)(qs + i * dim + d), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_set1_ps(scale))));
+            _mm256_store_si256((__m256i *)(qs + (i - q.direct_blocks * 16) * dim + d),
+                               (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
         }
     /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16]: 16 keys'
        rows of 16 words transposed in registers (keys past n are zero) */
@@ -636,14 +660,14 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     const long blocks = n16 / 16, v_steps = n32 / 32; /* blocks of 16 queries; keys come in the same blocks */
     softmax_work w = {0};
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
-    scores_block(qs, kp, 0, dim, blocks, s[0], NULL, NULL, 0);
+    scores_block(&q, kp, 0, dim, blocks, s[0], NULL, NULL, 0);
     for (long b = 0; b <= blocks; b++) { /* step b: block b's softmax, block b + 1's scores, block b - 1's P V */
         COMPILER_BARRIER(); /* block b - 1's weights written before the tiles load them */
         long rows = b < blocks ? (n - b * 16 < 16 ? n - b * 16 : 16) : 0;
         long steps = (b + 1 < blocks ? blocks : 0) + (b > 0 ? v_steps : 0), done = 0;
-        if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32);
+        if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
         else w = (softmax_work){0};
-        if (b + 1 < blocks) scores_block(qs, kp, b + 1, dim, blocks, s[(b + 1) & 1], &w, &done, steps);
+        if (b + 1 < blocks) scores_block(&q, kp, b + 1, dim, blocks, s[(b + 1) & 1], &w, &done, steps);
         if (b > 0) { /* out = P V for block b - 1 */
             const uint16_t *pb = p[(b - 1) & 1];
             _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
