@@ -14,6 +14,7 @@ from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_feat
 from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_encoder import AmxEncoder
 from packed_bert.backends.amx_kernels import has_amx
+from packed_bert.backends.torch_amx import AmxQaHead
 from packed_bert.packing import infer_sequences
 
 pytestmark = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX tiles (Intel Xeon 4th gen on)")
@@ -35,6 +36,7 @@ def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> 
     runner = _runner(precision, 2, features)  # head dimension 32: the attention kernel's
     encoder = runner.model.bert.encoder
     assert isinstance(encoder, AmxEncoder)
+    assert isinstance(runner.model.qa_outputs, AmxQaHead)  # the QA head's row kernel too
     fused = same_in_any_batch(runner.infer, features)
     calls = []
     real = type(encoder.encoder).forward

@@ -341,3 +341,44 @@ def test_a_runner_on_a_cpu_without_amx_stops_when_it_is_built(monkeypatch: pytes
             create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel="amx")
     finally:
         amx_kernels.library.cache_clear()
+
+
+@needs_amx
+def test_qa_head_rows_are_the_float64_sums_to_float32_and_the_same_in_any_batch() -> None:
+    from packed_bert.backends.torch_amx import AmxQaHead
+
+    rng = np.random.default_rng(5)
+    linear = torch.nn.Linear(1024, 2)
+    head = AmxQaHead(linear)
+    x = torch.from_numpy(rng.standard_normal((3, 101, 1024)).astype(np.float32))
+    got = head(x)
+    assert got.shape == (3, 101, 2) and got.dtype == torch.float32
+    want = x.double() @ linear.weight.detach().double().T + linear.bias.detach().double()
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    alone = torch.cat([head(x[1, i : i + 1]) for i in range(101)])
+    np.testing.assert_array_equal(alone.numpy(), got[1].numpy())
+
+
+@needs_amx
+def test_embeddings_follow_torch_in_float32_and_reject_an_id_past_the_table() -> None:
+    from packed_bert.backends.torch_amx import AmxEmbeddings
+    from packed_bert.model import BERT_TINY
+    from packed_bert.model.bert import BertEmbeddings
+
+    torch.manual_seed(3)
+    plain = BertEmbeddings(BERT_TINY).eval()
+    with torch.no_grad():
+        plain.LayerNorm.weight.add_(0.1 * torch.randn(BERT_TINY.hidden))
+    ours = AmxEmbeddings(plain)
+    rng = np.random.default_rng(6)
+    ids = torch.from_numpy(rng.integers(0, BERT_TINY.vocab_size, (2, 37)))
+    segments = torch.from_numpy(rng.integers(0, 2, (2, 37)))
+    positions = torch.arange(37).repeat(2, 1)
+    with torch.no_grad():
+        want = plain(ids, segments, positions)
+    got = ours(ids.int(), segments.int(), positions.int())
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours(ids[1:], segments[1:], positions[1:]).numpy(), got[1:].numpy())
+    with pytest.raises(ValueError, match="past its table"):
+        ours(ids + BERT_TINY.vocab_size, segments, positions)

@@ -149,6 +149,10 @@ def library() -> ctypes.CDLL:
     lib.pb_add_layernorm.restype = i
     lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p]
     lib.pb_encoder.restype = i
+    lib.pb_gather_add.argtypes = [p, n, p, p, n, p, n, n, p]
+    lib.pb_gather_add.restype = i
+    lib.pb_qa_head.argtypes = [p, n, n, p, p, p]
+    lib.pb_qa_head.restype = i
     lib.pb_tile_row_bytes.argtypes = [n]
     lib.pb_tile_row_bytes.restype = n
     lib.pb_amx_int8_issue_rate.argtypes = [n]
