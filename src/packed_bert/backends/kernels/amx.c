@@ -1,7 +1,8 @@
 /* packed-bert's own CPU kernels on Intel AMX tiles: linear layers, either static int8 (u8
    activations x s8 weights, the input's quantization before and the scales after) or bf16 (bf16
    activations x bf16 weights, fp32 sums), with the bias and GELU in the same call; attention per
-   sequence in bf16; the residual add with LayerNorm; and the tiles' issue rate. Built at first use by backends/amx_kernels.py with the system C compiler (-march=native). */
+   sequence in bf16; the residual add with LayerNorm; BERT's embedding rows and its QA head; and
+   the tiles' issue rate. Built at first use by backends/amx_kernels.py with the system C compiler (-march=native). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -91,11 +92,12 @@ static inline __m512 gelu_erf(__m512 y) {
 /* The same GELU for a result rounded onto a uint8 grid (the int8 recipe's FFN input layer, whose
    grid steps are 1e-2 and more): on each interval the cubic through Phi at four Chebyshev points
    (u: the offset from the interval's middle in widths), |error of Phi| <= 3e-6. Per vector 14
-   operations instead of 23, none of them a conversion (which would wait for the tile unit, as
-   the polynomial above does twice): a clamp just inside the edges, the interval and u by adding
-   and subtracting 1.5 * 2^23 (the interval lands in the sum's low bits, which the lookups read),
-   four lookups, three multiply-adds and the product; below the edge Phi is Phi(-5.5), 2e-8. On a
-   268-token sample the FFN input layer took 13.3 ms instead of 15.4 (15.4 -> 11.6 with no GELU). */
+   operations instead of the polynomial above's 23, none of them a conversion: a clamp just inside
+   the edges, the interval and u by adding and subtracting 1.5 * 2^23 (the interval lands in the
+   sum's low bits, which the lookups read), four lookups, three multiply-adds and the product;
+   below the edge Phi is Phi(-5.5), 2e-8. The epilogue runs between tile steps, where the vector
+   work is what a layer waits for: on a 268-token sample the FFN input layer took 13.3 ms instead
+   of 15.4 (11.6 with no GELU at all). */
 #define GELU_CUBIC 4 /* coefficients */
 static float gelu_cubic_table[GELU_CUBIC][GELU_INTERVALS] __attribute__((aligned(64)));
 
@@ -312,8 +314,8 @@ long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
    q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
    VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
    in fp32 sums; `packed` holds w as [N/16][K/32][16][16][2] (in_scale, zero_point, colsum_zp and
-   col_scale unused). Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8). Requires K * (bytes of a weight) % 64 == 0 and
-   N % 32 == 0. An input of the tiles' own kind (u8 for int8 weights, bf16 for bf16 ones) is read
+   col_scale unused). Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
+   Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8 for int8 weights, bf16 for bf16 ones) is read
    in place and must hold whole blocks of BLOCK_M rows (rows past M are never stored); any other is
    converted first (its rows pb_tile_row_bytes apart). The row blocks of one call are independent,
    so a row's result does not depend on the other rows. x_stride and out_stride: elements from one
@@ -840,7 +842,7 @@ int pb_gather_add(const float *a, long a_rows, const long *ia, const float *b, l
 /* out[m, j] = sum_k x[m, k] w[j, k] + bias[j] for the start and end logits (j = 0, 1), fp32,
    rows in parallel; each row's sums in one order (16 lanes over k, then the lanes' tree), so a
    row's logits do not depend on the other rows. Requires H % 16 == 0. (oneDNN's matmul on fixed
-   512-row tiles, padding and all, took 0.75 ms of a 303-token sample.) */
+   512-row tiles, padding and all, cost about 0.6 ms more of a 303-token sample.) */
 int pb_qa_head(const float *x, long M, long H, const float *w, const float *bias, float *out) {
     if (H % 16 || M < 0) return 1;
 #pragma omp parallel for schedule(static)
