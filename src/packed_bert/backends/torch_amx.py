@@ -136,6 +136,14 @@ def fuse_encoder(model: nn.Module) -> None:
     setattr(bert, "encoder", AmxEncoder(bert.get_submodule("encoder")))  # noqa: B010
 
 
+def finish_amx_model(model: nn.Module) -> None:
+    """What both AMX recipes do once every layer is wired: the encoder in one kernel call, the
+    embeddings and the QA head on the library's row kernels."""
+    fuse_encoder(model)
+    amx_embeddings(model)
+    amx_qa_head(model)
+
+
 def tile_qa_head(model: nn.Module) -> None:
     """The fp32 QA head on fixed row tiles: oneDNN's blocking would follow the batch's row count."""
     qa_head = model.get_submodule("qa_outputs")
@@ -162,22 +170,24 @@ class AmxEmbeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         word, position, token_type = self.tables
         ids, positions, segments = (t.reshape(-1).long().contiguous() for t in (input_ids, position_ids, segment_ids))
-        rows, hidden = ids.shape[0], word.shape[1]
-        summed, types = torch.empty(rows, hidden), torch.empty(rows, hidden)
-        lib = library()
-        for out, calls in (
-            (summed, (word, ids, position, positions)),
-            (types, (token_type, segments, None, None)),
-        ):
-            a, ia, b, ib = calls
-            status = lib.pb_gather_add(
-                a.data_ptr(), a.shape[0], ia.data_ptr(),
-                None if b is None else b.data_ptr(), 0 if b is None else b.shape[0], None if ib is None else ib.data_ptr(),
-                rows, hidden, out.data_ptr(),
-            )  # fmt: skip
-            if status != 0:
-                raise ValueError(f"amx embeddings: a token, position or segment id past its table ({rows} tokens)")
-        return add_layernorm(summed, types, self.LayerNorm).reshape(*input_ids.shape, hidden)
+        summed = _gather_add(word, ids, position, positions)
+        types = _gather_add(token_type, segments)
+        return add_layernorm(summed, types, self.LayerNorm).reshape(*input_ids.shape, word.shape[1])
+
+
+def _gather_add(
+    a: torch.Tensor, ia: torch.Tensor, b: torch.Tensor | None = None, ib: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rows ``a[ia] + b[ib]`` (or ``a[ia]``) of fp32 tables, int64 indices, in ``pb_gather_add``."""
+    out = torch.empty(ia.shape[0], a.shape[1])
+    status = library().pb_gather_add(
+        a.data_ptr(), a.shape[0], ia.data_ptr(),
+        None if b is None else b.data_ptr(), 0 if b is None else b.shape[0], None if ib is None else ib.data_ptr(),
+        ia.shape[0], a.shape[1], out.data_ptr(),
+    )  # fmt: skip
+    if status != 0:
+        raise ValueError(f"amx embeddings: a token, position or segment id past its table ({ia.shape[0]} tokens)")
+    return out
 
 
 def amx_embeddings(model: nn.Module) -> None:
@@ -260,8 +270,6 @@ def bf16_model(model: nn.Module) -> nn.Module:
             dense(f"{p}.output.dense", out_dtype=torch.float32),
         )
         previous = wire_block(model, name, layers, previous)
-    fuse_encoder(model)
-    amx_embeddings(model)
-    amx_qa_head(model)
+    finish_amx_model(model)
     setattr(model, "attention", partial(amx_attention, q_scaled=q_scaled))  # noqa: B010
     return model

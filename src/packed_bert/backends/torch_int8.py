@@ -33,15 +33,7 @@ from torch import nn
 from packed_bert.backends.amx_kernels import AmxLinearWeights, library
 from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
-from packed_bert.backends.torch_amx import (
-    DenseAddNorm,
-    amx_attention,
-    amx_embeddings,
-    amx_qa_head,
-    fuse_encoder,
-    tile_qa_head,
-    wire_block,
-)
+from packed_bert.backends.torch_amx import DenseAddNorm, amx_attention, finish_amx_model, tile_qa_head, wire_block
 from packed_bert.errors import UserError
 from packed_bert.model.bert import BertSelfAttention
 
@@ -167,9 +159,7 @@ def quantize_model(
         module.qkv = qkv
         del module.query, module.key, module.value
     if kernel == AMX:
-        fuse_encoder(model)
-        amx_embeddings(model)
-        amx_qa_head(model)
+        finish_amx_model(model)
     else:
         tile_qa_head(model)
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel

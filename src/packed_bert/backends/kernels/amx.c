@@ -189,7 +189,7 @@ typedef struct {
     int out_kind;
     const float *out_scale;
     int out_zero_point;
-    long N, out_stride; /* out_stride: elements from one output row to the next */
+    long out_stride; /* elements from one output row to the next */
     int stream; /* fp32 / bf16 rows written past the caches (whole 64-byte lines, aligned) */
 } epilogue_args;
 
@@ -265,13 +265,13 @@ static inline void epilogue_rows(const epilogue_args *e, const block_out *b, lon
 }
 
 /* A finished block's stage: its row block's uint8 results over a chunk of columns, written to out
-   (rows N bytes apart) in whole cache lines around the caches (a part line, or one off the line
-   grid, plainly). */
-static void flush_stage(const block_out *b, uint8_t *out, long N) {
-    uint8_t *dst = out + (size_t)b->m * N + b->stage_n0;
+   (rows `stride` bytes apart) in whole cache lines around the caches (a part line, or one off the
+   line grid, plainly). */
+static void flush_stage(const block_out *b, uint8_t *out, long stride) {
+    uint8_t *dst = out + (size_t)b->m * stride + b->stage_n0;
     for (long i = 0; i < b->rows; i++)
         for (long c = 0; c < b->flush_width; c += 64) {
-            uint8_t *to = dst + (size_t)i * N + c;
+            uint8_t *to = dst + (size_t)i * stride + c;
             const uint8_t *from = b->stage + i * CHUNK_LARGE_MAX_N + c;
             if (c + 64 <= b->flush_width && (uintptr_t)to % 64 == 0) _mm512_stream_si512((__m512i *)to, _mm512_load_si512(from));
             else memcpy(to, from, b->flush_width - c < 64 ? (size_t)(b->flush_width - c) : 64);
@@ -315,9 +315,9 @@ long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
    VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
    in fp32 sums; `packed` holds w as [N/16][K/32][16][16][2] (in_scale, zero_point, colsum_zp and
    col_scale unused). Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
-   Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8 for int8 weights, bf16 for bf16 ones) is read
-   in place and must hold whole blocks of BLOCK_M rows (rows past M are never stored); any other is
-   converted first (its rows pb_tile_row_bytes apart). The row blocks of one call are independent,
+   Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8
+   for int8 weights, bf16 for bf16 ones) is read in place and must hold whole blocks of BLOCK_M
+   rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes apart). The row blocks of one call are independent,
    so a row's result does not depend on the other rows. x_stride and out_stride: elements from one
    row of x, and of out, to the next (K and N in pb_linear). */
 static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
@@ -363,7 +363,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
         /* an output larger than the caches keep is written around them: no line is read before
            it is overwritten, and the weights and input keep their place in L2 */
         int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
-        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, N, out_stride, stream};
+        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, out_stride, stream};
         /* K in slices where the input outgrows L2 but a slice of it and this thread's partial sums
            do not (one sample's rows into the bf16 FFN output layer: 2.3 MB of input, read again
            from L3 for every chunk of weights otherwise): a slice of the input stays in L2 while
