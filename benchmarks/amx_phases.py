@@ -3,11 +3,13 @@ sample's time goes (issue 16, item 4).
 
     .venv/bin/python benchmarks/amx_phases.py
     .venv/bin/python benchmarks/amx_phases.py --models bert-99,bert-99.9 --lengths 128,268,384 --rounds 3
+    .venv/bin/python benchmarks/amx_phases.py --weights ../shared/data/models/minilm-l6-squad --lengths 300
 
 The kernel library is built with ``-DPB_PHASE_TIMES``: the one-call encoder (``pb_encoder``) then
 adds the time of each of a layer's seven kernel calls to a counter (the calls themselves are the
 default build's). Each model's runner is the cpu system's SingleStream recipe for this CPU
-(``singlestream.system_runner``) with random BERT-Large weights; one row of LEN random tokens runs
+(``singlestream.system_runner``) with random BERT-Large weights, or a checkpoint (``--weights``:
+trained weights, whose attention scores spread much wider than random ones); one row of LEN random tokens runs
 ``--reps`` times a round, models alternating over ``--rounds``. Per round: the median sample
 (``infer``, everything included), each kernel's mean time per sample (24 layers), and the linear
 layers' rate over the real rows (2 x rows x K x N per layer). Needs a CPU with AMX tiles.
@@ -33,11 +35,9 @@ from common import cpu_label, run_main  # noqa: E402
 PHASES = ("Q, K, V", "attention", "attention output", "add+LN 1", "FFN input+GELU", "FFN output", "add+LN 2")
 
 
-def linear_shapes() -> dict[int, tuple[int, int]]:
-    """Phase index: (K, N) of the linear layer it runs, for BERT-Large."""
-    from packed_bert.model import BERT_LARGE
-
-    h, i = BERT_LARGE.hidden, BERT_LARGE.intermediate
+def linear_shapes(config: Any) -> dict[int, tuple[int, int]]:
+    """Phase index: (K, N) of the linear layer it runs, for a model of ``config`` (BertConfig)."""
+    h, i = config.hidden, config.intermediate
     return {0: (h, 3 * h), 2: (h, h), 4: (h, i), 5: (i, h)}
 
 
@@ -59,13 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lengths", default="268", help="tokens of the one row (268: the dev set's p90)")
     ap.add_argument("--reps", type=int, default=8, help="samples a round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--weights", default="random", help="random BERT-Large weights, or a checkpoint directory")
     args = ap.parse_args(argv)
 
     import torch
 
     from packed_bert.backends import amx_kernels
     from packed_bert.errors import UserError
-    from packed_bert.model import BERT_LARGE
 
     if not amx_kernels.has_amx():
         raise UserError("amx_phases: this CPU has no AMX tiles; the phases are those of the amx kernels")
@@ -77,10 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from singlestream import system_runner
 
     counters = (ctypes.c_double * len(PHASES)).in_dll(amx_kernels.library(), "pb_phase_seconds")
-    runners = [system_runner(m, "random", threads) for m in args.models.split(",")]
+    runners = [system_runner(m, args.weights, threads) for m in args.models.split(",")]
     lengths = [int(x) for x in args.lengths.split(",")]
-    shapes = linear_shapes()
-    print(f"{cpu_label()}, {threads} threads; one row at a time, random BERT-Large weights")
+    config = runners[0][2].model.config  # the PackedBertForQA the runner wired
+    shapes = linear_shapes(config)
+    weights = "random BERT-Large weights" if args.weights == "random" else f"the weights of {args.weights}"
+    print(f"{cpu_label()}, {threads} threads; one row at a time, {weights}")
     header = (
         "| recipe | tokens | round | sample ms (median) | "
         + " | ".join(PHASES)
@@ -102,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runner.infer(batch)
                     times.append(time.perf_counter() - start)
                 per_sample = [counters[i] / args.reps * 1e3 for i in range(len(PHASES))]
-                linear_ops = sum(2.0 * length * k * n * BERT_LARGE.layers for k, n in shapes.values())
+                linear_ops = sum(2.0 * length * k * n * config.layers for k, n in shapes.values())
                 linear_ms = sum(per_sample[i] for i in shapes)
                 print(
                     f"| {label} | {length} | {round_} | {statistics.median(times) * 1e3:.1f} | "

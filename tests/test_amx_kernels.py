@@ -209,6 +209,12 @@ def _attend(qkv: torch.Tensor, core: object, heads: int, dim: int) -> torch.Tens
     return core(q, k, v)  # type: ignore[operator]
 
 
+def _exact(qkv: torch.Tensor, lens: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
+    """Each sequence's attention in float64 (plain softmax of the scaled scores)."""
+    core = sequence_core(lens, lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / dim**0.5, -1) @ v)
+    return _attend(qkv.double(), core, heads, dim)
+
+
 @needs_amx
 @pytest.mark.parametrize("dim", [32, 64])
 def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
@@ -224,8 +230,7 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
 
     got = _attend(qkv, SequenceAttention(lens, length, fallback), heads, dim).float()
     assert not fallback_calls
-    want = sequence_core(lens, lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / dim**0.5, -1) @ v)
-    want_out = _attend(qkv.double(), want, heads, dim)
+    want_out = _exact(qkv, lens, heads, dim)
     torch_bf16 = _attend(qkv, sequence_core(lens, matmul_attention), heads, dim).float()
     err, torch_err = (float((x.double() - want_out).abs().max()) for x in (got, torch_bf16))
     assert err < 0.08 and err <= torch_err  # bf16 inputs; fp32 scores, no worse than torch's bf16 path
@@ -235,6 +240,25 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
     assert float(got[outside].abs().max()) == 0.0
     alone = _attend(qkv[1:2], SequenceAttention(lens[1:2], length, fallback), heads, dim)
     np.testing.assert_array_equal(alone[0].float().numpy(), got[1].numpy())  # the same bits alone
+
+
+@needs_amx
+def test_attention_over_scores_wider_than_float32s_range_leaves_the_callers_denormals_alone() -> None:
+    # Q and K 8x larger: scores a few hundred apart, so exp2 of most falls below 2^-126 (the
+    # kernel flushes those to 0 while it runs); the caller's floating-point mode comes back
+    rng = np.random.default_rng(6)
+    heads, dim, length = 2, 64, 120
+    lens = torch.tensor([[120]], dtype=torch.int32)
+    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    qkv[..., : 2 * heads * dim] *= 8
+
+    def fallback(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the kernel applies here")
+
+    got = _attend(qkv, SequenceAttention(lens, length, fallback), heads, dim).double()
+    assert torch.isfinite(got).all() and float((got - _exact(qkv, lens, heads, dim)).abs().max()) < 0.08
+    denormal = torch.tensor([1e-39], dtype=torch.float32)
+    assert float((denormal * 1.0).item()) != 0.0  # not flushed: this thread's mode is its own again
 
 
 @needs_amx
