@@ -139,3 +139,38 @@ def test_recipes_forbid_int8_for_bert_99_9() -> None:
 def test_unknown_option_is_a_user_error() -> None:
     with pytest.raises(UserError, match="sim"):
         create("sim", frobnicate=True)
+
+
+@pytest.mark.parametrize("start_flushing", [False, True])
+def test_flushed_restores_the_threads_own_mode(start_flushing: bool) -> None:
+    import torch
+
+    from packed_bert.backends.denormals import flushed, flushing
+
+    torch.set_flush_denormal(start_flushing)
+    try:
+        assert flushing() is start_flushing
+        with flushed():
+            assert flushing()
+        assert flushing() is start_flushing
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_runtimes_flush_denormals_but_hand_the_caller_its_mode_back(backend: str) -> None:
+    # trained weights push some softmax exps below float32's normal range: the runtimes are asked
+    # to flush them (no microcode assists), and they switch the calling thread too unless undone
+    pytest.importorskip(backend, reason=f"{backend} is not installed")
+    from packed_bert.backends.denormals import flushing
+    from packed_bert.packing import sorted_batches
+
+    assert not flushing()
+    runner = create(backend, "tiny", "fp32", threads=1)
+    runner.infer(sorted_batches(*_features(n=3), batch_size=3)[0])
+    assert not flushing()  # numpy and torch in this thread keep IEEE denormals
+    if backend == "onnxruntime":
+        options = runner.session.get_session_options()  # type: ignore[attr-defined]
+        assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"
+    else:
+        assert runner.compiled.get_property("CPU_DENORMALS_OPTIMIZATION") is True  # type: ignore[attr-defined]

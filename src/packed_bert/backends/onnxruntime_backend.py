@@ -28,6 +28,7 @@ import numpy as np
 
 from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
+from packed_bert.backends.denormals import flushed
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused, graph_feeds
 from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
@@ -179,6 +180,7 @@ class OrtRunner:
         opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1")  # see backends/denormals.py
         self.static_rows = static_rows
         self.static_shape = static_rows is not None
         if static_rows is not None:
@@ -187,9 +189,10 @@ class OrtRunner:
             for dim in ("rows",):
                 opts.add_free_dimension_override_by_name(dim, static_rows)
             opts.add_free_dimension_override_by_name("length", ROW_LEN)
-        self.session = ort.InferenceSession(
-            str(self.path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
-        )
+        with flushed():  # the session's threads keep flushing; this one gets its mode back
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
+            )
         shape = f", fixed shape [{static_rows},{ROW_LEN}]" if self.static_shape else ""
         q = f" ({quant} quantization)" if precision == "int8" else ""
         self.detail = (
@@ -198,7 +201,8 @@ class OrtRunner:
         )
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        out: np.ndarray = self.session.run(None, feeds)[0]
+        with flushed():  # this thread works in the run too
+            out: np.ndarray = self.session.run(None, feeds)[0]
         return out
 
     def infer(self, batch: BatchLike) -> np.ndarray:

@@ -46,6 +46,7 @@ import numpy as np
 
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.cpu_class import native_bf16
+from packed_bert.backends.denormals import flushed
 from packed_bert.backends.length_buckets import (
     LENGTH_STEP,
     blank_rows,
@@ -133,10 +134,12 @@ class OvRunner:
             "INFERENCE_PRECISION_HINT": hint,
             "DYNAMIC_QUANTIZATION_GROUP_SIZE": str(dynamic_quant),
             "PERF_COUNT": "YES" if perf_count else "NO",
+            "CPU_DENORMALS_OPTIMIZATION": "YES",  # see backends/denormals.py
         }
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
-        self._request = self.compiled.create_infer_request()
+        with flushed():  # its threads keep flushing; this one gets its mode back
+            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            self._request = self.compiled.create_infer_request()
         weights = ", int8 weights per column" if int8 else ""
         activations = STATIC_DETAIL.get(quant, "") if int8 else ""
         if dynamic_quant:
@@ -150,8 +153,12 @@ class OvRunner:
     def infer(self, batch: BatchLike) -> np.ndarray:
         _, length = batch_shape(batch)
         padded = lengthened(batch, bucket_length(length, self.length_step))
-        result = self._request.infer(graph_feeds(padded, self.per_sequence))
+        result = self._run(graph_feeds(padded, self.per_sequence))
         return np.asarray(result[0], dtype=np.float32)[:, :length]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> Any:
+        with flushed():  # this thread works in the request too
+            return self._request.infer(feeds)
 
     def node_times(self) -> list[tuple[str, str, float]]:
         """(layer type, kernel, seconds) of each node in the last ``infer``; needs ``perf_count``."""
@@ -165,5 +172,5 @@ class OvRunner:
         """Run every length a batch of ``rows`` rows can take once, on blank rows; how many."""
         lengths = bucket_lengths(self.length_step)
         for length in lengths:
-            self._request.infer(graph_feeds(blank_rows(rows, length), self.per_sequence))
+            self._run(graph_feeds(blank_rows(rows, length), self.per_sequence))
         return len(lengths)
