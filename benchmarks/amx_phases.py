@@ -9,10 +9,11 @@ The kernel library is built with ``-DPB_PHASE_TIMES``: the one-call encoder (``p
 adds the time of each of a layer's seven kernel calls to a counter (the calls themselves are the
 default build's). Each model's runner is the cpu system's SingleStream recipe for this CPU
 (``singlestream.system_runner``) with random BERT-Large weights, or a checkpoint (``--weights``:
-trained weights, whose attention scores spread much wider than random ones); one row of LEN random tokens runs
-``--reps`` times a round, models alternating over ``--rounds``. Per round: the median sample
-(``infer``, everything included), each kernel's mean time per sample (24 layers), and the linear
-layers' rate over the real rows (2 x rows x K x N per layer). Needs a CPU with AMX tiles.
+trained weights, whose attention scores spread much wider than random ones); one row of LEN
+random tokens runs ``--reps`` times a round, models alternating over ``--rounds``. Per round: the
+median sample (``infer``, everything included), each kernel's mean time per sample (all layers),
+and the linear layers' rate over the real rows (2 x rows x K x N per layer). Needs a CPU with AMX
+tiles.
 """
 
 from __future__ import annotations

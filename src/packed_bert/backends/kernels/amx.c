@@ -19,7 +19,6 @@
    to go wrong; the softmax interleaved with tile steps makes such moves more tempting). Every tile
    store is followed, and the attention's tile loads of vector-written memory are preceded, by a
    compiler barrier. */
-#define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
 #define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 #define TILE_STORED(tile, base, stride) do { _tile_stored(tile, base, stride); COMPILER_BARRIER(); } while (0)
 #define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
@@ -724,6 +723,7 @@ static void attend_head(const uint16_t *qkv, const long *starts, const long *len
    sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
    heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
    others are left as they are). dim 32 or 64, lens <= 512. */
+#define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
 int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, float scale,
                  void *out, int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
