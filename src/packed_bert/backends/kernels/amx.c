@@ -317,9 +317,10 @@ long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
    col_scale unused). Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
    Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8
    for int8 weights, bf16 for bf16 ones) is read in place and must hold whole blocks of BLOCK_M
-   rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes apart). The row blocks of one call are independent,
-   so a row's result does not depend on the other rows. x_stride and out_stride: elements from one
-   row of x, and of out, to the next (K and N in pb_linear). */
+   rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes
+   apart). The row blocks of one call are independent, so a row's result does not depend on the
+   other rows. x_stride and out_stride: elements from one row of x, and of out, to the next (K
+   and N in pb_linear). */
 static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
                   const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
@@ -719,11 +720,12 @@ static void attend_head(const uint16_t *qkv, const long *starts, const long *len
                q_scale ? q_scale + h * dim : NULL, q_zp);
 }
 
+#define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
+
 /* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
    sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
    heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
    others are left as they are). dim 32 or 64, lens <= 512. */
-#define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
 int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, float scale,
                  void *out, int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
