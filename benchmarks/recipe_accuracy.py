@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, run_main, write_doc_section  # noqa: E402
+from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.amx_kernels import has_amx  # noqa: E402
@@ -240,7 +239,7 @@ def render(outcomes: list[Outcome], skipped: dict[str, str], args: argparse.Name
     argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
     lines = [
         f"Command: `.venv/bin/python benchmarks/recipe_accuracy.py{' ' + argv if argv else ''}`  ",
-        f"Machine: {cpu_model()}, {threads} threads; model {Path(args.weights).name}; "
+        f"Machine: {cpu_label()}, {threads} threads; model {Path(args.weights).name}; "
         f"{base.samples if base else 0} dev features, sorted batches of {args.batch_size}; {time.strftime('%Y-%m-%d')}.",
         "",
         "| recipe | F1 all | F1 unseen | of fp32 (all / unseen) | >= 99% | >= 99.9% | samples/s | "
@@ -271,18 +270,6 @@ def render(outcomes: list[Outcome], skipped: dict[str, str], args: argparse.Name
         "`benchmarks/throughput.py`)."
     )
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = next((x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags")), "")
-                extras = [f for f in ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16") if f in flags.split()]
-                return f"{line.split(':', 1)[1].strip()} ({', '.join(extras) or 'no AMX/VNNI'})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

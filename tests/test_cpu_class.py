@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from packed_bert.backends.cpu_class import (
     CLASSES,
     cpu_class,
+    cpu_flags,
     cpu_model,
     exact_int8_products,
+    isa_cap,
     matrix_flags,
     native_bf16,
 )
@@ -158,3 +162,89 @@ def test_a_cpu_class_gives_its_recipe_its_own_runtime_options() -> None:
 )
 def test_native_bf16_is_read_from_the_flags(cls: str, native: bool) -> None:
     assert native_bf16(_cpuinfo(CPUINFO[cls], "some CPU")) is native
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [
+        ("AVX512_CORE_AMX", "amx"),
+        ("avx512_core_bf16", "avx512-bf16"),  # oneDNN takes either case
+        ("AVX512_CORE_VNNI", "avx512-vnni"),
+        ("AVX512_CORE", "avx2"),
+        ("AVX2", "avx2"),
+        ("AVX", "other"),
+        ("ALL", "amx"),
+    ],
+)
+def test_onednns_isa_cap_makes_the_class_the_capped_cpus(
+    cap: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ONEDNN_MAX_CPU_ISA oneDNN and OpenVINO run an older CPU's kernels, so the class and
+    its recipe must be that CPU's (how the avx512-vnni class is emulated on an AMX Xeon)."""
+    text = _cpuinfo(CPUINFO["amx"])
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert cpu_class(text) == expected
+    assert native_bf16(text) is (expected in ("amx", "avx512-bf16"))
+    assert "amx_int8" in cpu_flags(text, capped=False)  # the CPU itself, for what is built with -march=native
+
+
+def test_the_older_cap_variable_counts_and_a_wrong_cap_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _cpuinfo(CPUINFO["amx"])
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert (isa_cap(), cpu_class(text)) == ("AVX512_CORE_VNNI", "avx512-vnni")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # the newer name wins
+    assert cpu_class(text) == "avx512-bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX513")
+    with pytest.raises(UserError, match="ONEDNN_MAX_CPU_ISA=AVX513: not an ISA oneDNN knows"):
+        cpu_class(text)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "DEFAULT")
+    assert (isa_cap(), cpu_class(text)) == ("", "amx")
+
+
+def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's int8 matmul would measure the uncapped CPU's AMX tiles, not the capped ISA."""
+    from packed_bert.backends import matmul_peak
+
+    asked: list[str] = []
+
+    def matmul(runtime: str, precision: str, n: int, threads: int | None) -> Callable[[], object]:
+        asked.append(runtime)
+        return lambda: None
+
+    monkeypatch.setattr(matmul_peak, "runtime_matmul", matmul)
+    monkeypatch.setattr(matmul_peak, "SETTLE_S", 0.0)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    matmul_peak.fastest_matmul("int8", 64, 1, repeats=1)
+    assert "onnxruntime" not in asked and "torch" in asked
+    asked.clear()
+    matmul_peak.fastest_matmul("fp32", 64, 1, repeats=1)  # its fp32 is AVX-512 FMA with or without the cap
+    assert "onnxruntime" in asked
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    asked.clear()
+    matmul_peak.fastest_matmul("int8", 64, 1, repeats=1)
+    assert "onnxruntime" in asked
+
+
+def test_a_run_records_the_cap_its_class_was_read_under(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An emulated class must say so in the run's record and report."""
+    from packed_bert.harness.report import cpu_note
+
+    cpu = load_system("cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    here = for_this_cpu(cpu)
+    assert here.cpu_class == cpu_class() and here.cpu_isa_cap == "AVX2"
+    assert here.describe()["cpu_isa_cap"] == "AVX2"
+    assert "EMULATED: oneDNN capped at AVX2" in cpu_note(here)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    plain = for_this_cpu(cpu)
+    assert "cpu_isa_cap" not in plain.describe() and "EMULATED" not in cpu_note(plain)
+
+
+def test_the_cpu_system_runs_openvino_int8_on_avx512_vnni() -> None:
+    """Without bf16 hardware [precision]'s PyTorch bf16 is emulated (11-12x slower than OpenVINO
+    static int8 with oneDNN capped at AVX512_CORE_VNNI), so the class names its own recipe."""
+    vnni = load_system("cpu").for_cpu("avx512-vnni")
+    assert (vnni.backend_for("bert-99"), vnni.precision_for("bert-99")) == ("openvino", "int8")
+    assert vnni.f1_ratio["bert-99"] >= 99.5
+    assert vnni.default_qps("bert-99", "SingleStream") == 5.0

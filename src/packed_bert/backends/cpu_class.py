@@ -8,10 +8,18 @@ Skylake-SP), where oneDNN has no bf16 kernels at all. A system file names a reci
 
 Classes, best first: ``amx`` (amx_int8 and amx_bf16), ``avx512-bf16`` (avx512_vnni and
 avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``avx2`` (avx2 and fma), ``other``.
+
+oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``) makes oneDNN
+and OpenVINO run the kernels of an older CPU; with it set, the flags here are those the cap
+leaves, so the class and its recipes are the capped CPU's. That is how a class without a machine
+of its own is emulated (docs/performance.md, the avx512-vnni class): ONNX Runtime's own kernels
+and packed-bert's AMX kernels follow the class, but ONNX Runtime's int8 matmul (MLAS) ignores the
+cap (``CAP_BLIND``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -29,6 +37,33 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 products in hardware, not emulated on AVX-512
 MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma")
+
+CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the first one set counts
+_AMX = ("amx_",)
+_AVX512 = ("amx_", "avx512")
+# oneDNN's cap -> prefixes of the flags a CPU of that ISA lacks (names as oneDNN spells them,
+# upper case; ALL and DEFAULT cap nothing)
+CAPS: dict[str, tuple[str, ...]] = {
+    "ALL": (),
+    "DEFAULT": (),
+    "AVX10_1_512_AMX_FP16": (),
+    "AVX512_CORE_AMX_FP16": (),
+    "AVX10_1_512_AMX": ("amx_fp16",),
+    "AVX512_CORE_AMX": ("amx_fp16",),
+    "AVX10_1_512": _AMX,
+    "AVX512_CORE_FP16": _AMX,
+    "AVX512_CORE_BF16": (*_AMX, "avx512_fp16"),
+    "AVX512_CORE_VNNI": (*_AMX, "avx512_fp16", "avx512_bf16"),
+    "AVX512_CORE": (*_AMX, "avx512_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni"),
+    "AVX2_VNNI_2": _AVX512,
+    "AVX2_VNNI": (*_AVX512, "avx_vnni_int8", "avx_ne_convert"),
+    "AVX2": (*_AVX512, "avx_vnni"),
+    "AVX": (*_AVX512, "avx_vnni", "avx2", "fma"),
+    "SSE41": (*_AVX512, "avx_vnni", "avx2", "fma", "avx"),
+}
+# (runtime, precision) matmuls that ignore the cap and whose kernels differ by ISA: ONNX Runtime's
+# MLAS picks AMX tiles for int8 on an AMX CPU whatever the cap (its fp32 is AVX-512 FMA either way)
+CAP_BLIND: frozenset[tuple[str, str]] = frozenset({("onnxruntime", "int8")})
 
 
 def _field(text: str, key: str) -> str:
@@ -49,9 +84,28 @@ def _read(cpuinfo: str | None) -> str:
         return ""
 
 
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The first processor's flags (``cpuinfo``: the text of /proc/cpuinfo; default: read it)."""
-    return frozenset(_field(_read(cpuinfo), "flags").split())
+def isa_cap() -> str:
+    """oneDNN's ISA cap in effect (upper case), or "" where none is set; a value oneDNN does not
+    know is a one-line error naming the variable and the values it takes."""
+    from packed_bert.errors import UserError
+
+    for name in CAP_VARIABLES:
+        value = os.environ.get(name, "").strip().upper()
+        if value:
+            if value not in CAPS:
+                raise UserError(f"{name}={value}: not an ISA oneDNN knows; use one of {', '.join(CAPS)}, or unset it")
+            return "" if value in ("ALL", "DEFAULT") else value
+    return ""
+
+
+def cpu_flags(cpuinfo: str | None = None, *, capped: bool = True) -> frozenset[str]:
+    """The first processor's flags (``cpuinfo``: the text of /proc/cpuinfo; default: read it),
+    less those oneDNN's ISA cap takes away (``isa_cap``) unless ``capped`` is False."""
+    flags = frozenset(_field(_read(cpuinfo), "flags").split())
+    cap = isa_cap() if capped else ""
+    if not cap:
+        return flags
+    return frozenset(f for f in flags if not f.startswith(CAPS[cap]))
 
 
 def cpu_class(cpuinfo: str | None = None) -> str:

@@ -136,9 +136,15 @@ def fastest_matmul(
     for ``SETTLE_S`` first (the first calls of a runtime run up to 30% slow while its threads
     and buffers warm up, which once made the slower runtime the yardstick), then the best of
     ``repeats`` probe windows counts; a runtime that cannot build it (not installed, no kernel)
-    is skipped."""
+    is skipped, and so is one that ignores oneDNN's ISA cap where one is set
+    (``cpu_class.CAP_BLIND``: it would measure the uncapped CPU)."""
+    from packed_bert.backends.cpu_class import CAP_BLIND, isa_cap
+
+    capped = bool(isa_cap())
     best: tuple[float, str, Callable[[], object]] | None = None
     for runtime in MATMUL_RUNTIMES[precision]:
+        if capped and (runtime, precision) in CAP_BLIND:
+            continue
         try:
             matmul = runtime_matmul(runtime, precision, n, threads)
             probe = MatmulProbe(matmul, n)

@@ -65,14 +65,15 @@ class RunPlan:
 
 def for_this_cpu(system: SystemSpec) -> SystemSpec:
     """``system`` with the recipes its file names for this machine's CPU class
-    (``backends.cpu_class``: from the /proc/cpuinfo flags), where it names any."""
+    (``backends.cpu_class``: from the /proc/cpuinfo flags, less those oneDNN's ISA cap takes
+    away), where it names any."""
     if not (
         system.precision_by_cpu or system.batching_by_cpu or system.target_qps_by_cpu or system.backend_options_by_cpu
     ):
         return system
-    from packed_bert.backends.cpu_class import cpu_class
+    from packed_bert.backends.cpu_class import cpu_class, isa_cap
 
-    return system.for_cpu(cpu_class())
+    return system.for_cpu(cpu_class(), isa_cap())
 
 
 def check_scenario_options(system: SystemSpec) -> None:

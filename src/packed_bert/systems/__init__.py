@@ -113,10 +113,12 @@ class SystemSpec:
     # (``[backend_options_by_cpu.avx2."onnxruntime:int8"]``); a scenario's own options win over them
     backend_options_by_cpu: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     cpu_class: str = ""  # the class ``for_cpu`` resolved the recipes for ("" before)
+    cpu_isa_cap: str = ""  # oneDNN's ISA cap the class was read under: an emulated class ("" none)
 
-    def for_cpu(self, cpu_class: str) -> SystemSpec:
+    def for_cpu(self, cpu_class: str, isa_cap: str = "") -> SystemSpec:
         """This system with the recipes its file names for CPUs of ``cpu_class`` (unchanged
-        where the file names none for that class)."""
+        where the file names none for that class); ``isa_cap``: oneDNN's cap that made the CPU
+        that class (``backends.cpu_class.isa_cap``), recorded with the run."""
         own = self.precision_by_cpu.get(cpu_class, {})
         # a ratio measured for [precision]'s recipe holds where the class runs that same recipe
         ratios = {m: v for m, v in self.f1_ratio.items() if own.get(m, self.precision.get(m)) == self.precision.get(m)}
@@ -131,6 +133,7 @@ class SystemSpec:
                 self.backend_options_by_scenario, self.backend_options_by_cpu.get(cpu_class, {})
             ),
             cpu_class=cpu_class,
+            cpu_isa_cap=isa_cap,
         )
 
     def batching_for(self, scenario: str, model: str | None = None) -> str:
@@ -191,6 +194,7 @@ class SystemSpec:
             **({"cluster": self.cluster} if self.cluster else {}),
             "f1_ratio_percent": dict(self.f1_ratio),
             **({"cpu_class": self.cpu_class} if self.cpu_class else {}),
+            **({"cpu_isa_cap": self.cpu_isa_cap} if self.cpu_isa_cap else {}),
             **(
                 {"precision_by_cpu": {c: dict(v) for c, v in self.precision_by_cpu.items()}}
                 if self.precision_by_cpu
