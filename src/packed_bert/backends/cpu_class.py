@@ -90,10 +90,11 @@ def isa_cap() -> str:
     from packed_bert.errors import UserError
 
     for name in CAP_VARIABLES:
-        value = os.environ.get(name, "").strip().upper()
+        given = os.environ.get(name, "").strip()
+        value = given.upper()
         if value:
             if value not in CAPS:
-                raise UserError(f"{name}={value}: not an ISA oneDNN knows; use one of {', '.join(CAPS)}, or unset it")
+                raise UserError(f"{name}={given}: not an ISA oneDNN knows; use one of {', '.join(CAPS)}, or unset it")
             return "" if value in ("ALL", "DEFAULT") else value
     return ""
 

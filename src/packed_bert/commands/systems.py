@@ -22,7 +22,8 @@ def table() -> list[str]:
     # per model: runtime:precision and the default batching (Offline/Server/SingleStream
     # when it differs per scenario)
     rows = [head]
-    for s in map(for_this_cpu, all_systems()):
+    systems = list(map(for_this_cpu, all_systems()))
+    for s in systems:
         rows.append(
             (
                 s.name,
@@ -33,7 +34,12 @@ def table() -> list[str]:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
-    return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
+    resolved = next((s for s in systems if s.cpu_class), None)  # a system with recipes per CPU class
+    if resolved:
+        cap = f" (EMULATED: oneDNN capped at {resolved.cpu_isa_cap})" if resolved.cpu_isa_cap else ""
+        lines.append(f"this CPU's class: {resolved.cpu_class}{cap}")
+    return lines
 
 
 def _recipe(s: Any, model: str) -> str:
