@@ -112,9 +112,9 @@ def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
     cc = _compiler()
     flags = (*FLAGS, *(f"-D{name}" for name in defines))
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
-    machine = " ".join(
-        sorted(cpu_flags(capped=False))
-    )  # -march=native: a cache shared between machines keeps one per CPU
+    # -march=native: a cache shared between machines keeps one per CPU (its own flags, whatever
+    # oneDNN's ISA cap)
+    machine = " ".join(sorted(cpu_flags(capped=False)))
     key = hashlib.sha256(b"\0".join(x.encode() for x in (SOURCE.read_text(), " ".join(flags), version, machine)))
     key_hex = key.hexdigest()[:16]
     lib = (out_dir or cache_dir() / "kernels") / f"amx-{key_hex}.so"

@@ -12,9 +12,9 @@ avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``avx2`` (avx2 and fma), ``other``.
 oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``) makes oneDNN
 and OpenVINO run the kernels of an older CPU; with it set, the flags here are those the cap
 leaves, so the class and its recipes are the capped CPU's. That is how a class without a machine
-of its own is emulated (docs/performance.md, the avx512-vnni class): ONNX Runtime's own kernels
-and packed-bert's AMX kernels follow the class, but ONNX Runtime's int8 matmul (MLAS) ignores the
-cap (``CAP_BLIND``).
+of its own is emulated (docs/performance.md, the avx512-vnni class). packed-bert's AMX kernels
+follow the class (unused below amx); ONNX Runtime's kernels ignore the cap: its fp32 is AVX-512
+FMA either way, but its int8 (MLAS) picks AMX tiles on an AMX CPU (``CAP_BLIND``).
 """
 
 from __future__ import annotations
