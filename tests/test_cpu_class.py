@@ -229,18 +229,18 @@ def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytes
 def test_a_run_records_the_cap_its_class_was_read_under(monkeypatch: pytest.MonkeyPatch) -> None:
     """An emulated class must say so in the run's record and report."""
     from packed_bert.commands.systems import table
-    from packed_bert.harness.report import cpu_note
 
     cpu = load_system("cpu")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     here = for_this_cpu(cpu)
     assert here.cpu_class == cpu_class() and here.cpu_isa_cap == "AVX2"
     assert here.describe()["cpu_isa_cap"] == "AVX2"
-    assert "EMULATED: oneDNN capped at AVX2" in cpu_note(here)
-    assert table()[-1] == f"this CPU's class: {cpu_class()} (EMULATED: oneDNN capped at AVX2)"  # packed-bert systems
+    assert here.cpu_note() == f"CPU class {cpu_class()}, EMULATED: oneDNN capped at AVX2"
+    assert table()[-1] == f"this machine: {here.cpu_note()}"  # packed-bert systems
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     plain = for_this_cpu(cpu)
-    assert "cpu_isa_cap" not in plain.describe() and "EMULATED" not in cpu_note(plain)
+    assert "cpu_isa_cap" not in plain.describe() and plain.cpu_note() == f"CPU class {cpu_class()}"
+    assert parse_system(SYSTEM, "t").cpu_note() == ""  # recipes not resolved for a CPU yet
 
 
 def test_the_cpu_system_runs_openvino_int8_on_avx512_vnni() -> None:

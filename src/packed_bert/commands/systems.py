@@ -35,11 +35,8 @@ def table() -> list[str]:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
-    resolved = next((s for s in systems if s.cpu_class), None)  # a system with recipes per CPU class
-    if resolved:
-        cap = f" (EMULATED: oneDNN capped at {resolved.cpu_isa_cap})" if resolved.cpu_isa_cap else ""
-        lines.append(f"this CPU's class: {resolved.cpu_class}{cap}")
-    return lines
+    note = next((s.cpu_note() for s in systems if s.cpu_class), "")  # a system with recipes per CPU class
+    return [*lines, f"this machine: {note}"] if note else lines
 
 
 def _recipe(s: Any, model: str) -> str:

@@ -142,6 +142,7 @@ def _run_in(
         f"run: {plan.system.name}{sim} {cfg.model} {plan.scenario} {cfg.mode} ({cfg.execution}); "
         f"{system_json['devices']} x {plan.backend} {plan.precision}{on_nodes}, batching {plan.batching}, "
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
+        + (f"; {plan.system.cpu_note()}" if plan.system.cpu_note() else "")
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
     # one sample at a time every call could be a new length; a compiled runner compiles at its first call,

@@ -9,28 +9,18 @@ import numpy as np
 
 from packed_bert.harness.config import RunResult
 from packed_bert.harness.plan import RunPlan
-from packed_bert.systems import SystemSpec
 from packed_bert.terms import SEQ_LEN, SERVER_LATENCY_BOUND_MS, Scenario
-
-
-def cpu_note(system: SystemSpec) -> str:
-    """The CPU class a system's recipes were picked for, and EMULATED where oneDNN's ISA cap made
-    the CPU that class ("" for a system without per-class recipes)."""
-    if not system.cpu_class:
-        return ""
-    cap = f", EMULATED: oneDNN capped at {system.cpu_isa_cap}" if system.cpu_isa_cap else ""
-    return f" (CPU class {system.cpu_class}{cap})"
 
 
 def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, summary_log: Any) -> Path:
     s = stats.summary()
     plots = _plots(run_dir, stats, plan.scenario, plan.system.simulated)
     sim = " — SIMULATED accelerator" if plan.system.simulated else ""
+    cpu = f" ({plan.system.cpu_note()})" if plan.system.cpu_note() else ""
     lines = [
         f"# {plan.system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}{sim}",
         "",
-        f"- system: {plan.system.description}{cpu_note(plan.system)}; backend {plan.backend} {plan.precision}; "
-        f"weights {plan.weights}",
+        f"- system: {plan.system.description}{cpu}; backend {plan.backend} {plan.precision}; weights {plan.weights}",
         f"- batching: {plan.batching}, batch size {plan.batch_size}, target QPS {plan.target_qps:g}, "
         f"execution {plan.cfg.execution}",
     ]

@@ -136,6 +136,14 @@ class SystemSpec:
             cpu_isa_cap=isa_cap,
         )
 
+    def cpu_note(self) -> str:
+        """``CPU class amx``, with ``, EMULATED: oneDNN capped at ...`` where oneDNN's ISA cap made
+        the CPU that class; "" for a system without recipes per CPU class."""
+        if not self.cpu_class:
+            return ""
+        cap = f", EMULATED: oneDNN capped at {self.cpu_isa_cap}" if self.cpu_isa_cap else ""
+        return f"CPU class {self.cpu_class}{cap}"
+
     def batching_for(self, scenario: str, model: str | None = None) -> str:
         """The default strategy: a model's own entry (``[batching."bert-99.9"]``) first."""
         own = self.batching_per_model.get(model or "", {})
