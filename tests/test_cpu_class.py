@@ -250,3 +250,15 @@ def test_the_cpu_system_runs_openvino_int8_on_avx512_vnni() -> None:
     assert (vnni.backend_for("bert-99"), vnni.precision_for("bert-99")) == ("openvino", "int8")
     assert vnni.f1_ratio["bert-99"] >= 99.5
     assert vnni.default_qps("bert-99", "SingleStream") == 5.0
+
+
+def test_openvinos_int8_takes_f32_activations_under_a_cap_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capped to a VNNI-only CPU's kernels OpenVINO would emulate a bf16 hint (0.99 against 3.77
+    samples/s), so the recipe must ask for f32 there even on a CPU that has bf16."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    from packed_bert.backends.openvino_backend import HINTS, int8_activations
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert int8_activations() == "f32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert int8_activations() == (HINTS["int8"] if native_bf16() else "f32")
