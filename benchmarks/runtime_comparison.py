@@ -36,7 +36,7 @@ from common import class_markers, cpu_label, run_main, write_doc_section  # noqa
 from throughput import offline_batches, run_lengths, timed  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
-from packed_bert.backends.cpu_class import CAP_BLIND, CAP_VARIABLES, isa_cap  # noqa: E402
+from packed_bert.backends.cpu_class import CAP_VARIABLES, ignores_cap  # noqa: E402
 from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.backends.matmul_peak import MatmulProbe, fastest_matmul  # noqa: E402
 from packed_bert.packing import PackedBatch  # noqa: E402
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     yardsticks: dict[str, str] = {}
     results: list[dict[str, Any]] = []
     for v in wanted:
-        if isa_cap() and (v.backend, v.precision) in CAP_BLIND:  # emulating a class: it would run this CPU's kernels
+        if ignores_cap(v.backend, v.precision):  # emulating a class: it would run this CPU's kernels
             note = f"ignores {'/'.join(CAP_VARIABLES)} (its kernels would be this CPU's, not the capped ISA's)"
             print(f"{v.label}: not run ({note})", flush=True)
             results.append({"variant": v.label, "error": note, "note": v.note})

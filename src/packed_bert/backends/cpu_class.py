@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from packed_bert.errors import UserError
+
 CPUINFO = Path("/proc/cpuinfo")
 CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "avx2", "other")
 # class -> flags it needs, best class first
@@ -87,8 +89,6 @@ def _read(cpuinfo: str | None) -> str:
 def isa_cap() -> str:
     """oneDNN's ISA cap in effect (upper case), or "" where none is set; a value oneDNN does not
     know is a one-line error naming the variable and the values it takes."""
-    from packed_bert.errors import UserError
-
     for name in CAP_VARIABLES:
         given = os.environ.get(name, "").strip()
         value = given.upper()
@@ -97,6 +97,12 @@ def isa_cap() -> str:
                 raise UserError(f"{name}={given}: not an ISA oneDNN knows; use one of {', '.join(CAPS)}, or unset it")
             return "" if value in ("ALL", "DEFAULT") else value
     return ""
+
+
+def ignores_cap(runtime: str, precision: str) -> bool:
+    """Whether a cap is set that ``runtime``'s ``precision`` matmul would ignore (``CAP_BLIND``): a
+    measurement of it would be the uncapped CPU's."""
+    return (runtime, precision) in CAP_BLIND and bool(isa_cap())
 
 
 def cpu_flags(cpuinfo: str | None = None, *, capped: bool = True) -> frozenset[str]:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from packed_bert.backends.cpu_class import ignores_cap
+
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 SETTLE_S = 0.5  # seconds of matmuls before a runtime's rate counts (fastest_matmul)
 
@@ -137,13 +139,10 @@ def fastest_matmul(
     and buffers warm up, which once made the slower runtime the yardstick), then the best of
     ``repeats`` probe windows counts; a runtime that cannot build it (not installed, no kernel)
     is skipped, and so is one that ignores oneDNN's ISA cap where one is set
-    (``cpu_class.CAP_BLIND``: it would measure the uncapped CPU)."""
-    from packed_bert.backends.cpu_class import CAP_BLIND, isa_cap
-
-    capped = bool(isa_cap())
+    (``cpu_class.ignores_cap``: it would measure the uncapped CPU)."""
     best: tuple[float, str, Callable[[], object]] | None = None
     for runtime in MATMUL_RUNTIMES[precision]:
-        if capped and (runtime, precision) in CAP_BLIND:
+        if ignores_cap(runtime, precision):
             continue
         try:
             matmul = runtime_matmul(runtime, precision, n, threads)

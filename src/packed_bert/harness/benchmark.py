@@ -136,13 +136,13 @@ def _run_in(
     rd.write_json("system.json", system_json)
     rd.write_json("settings.json", {**loaded.effective, "harness": plan.describe()})
     sim = " [SIMULATED]" if plan.system.simulated else ""
+    cpu = f"; {note}" if (note := plan.system.cpu_note()) else ""
     nodes = system_json["number_of_nodes"]
     on_nodes = f" on {nodes} node{'s' if nodes != 1 else ''}" if "nodes" in system_json else ""
     say(
         f"run: {plan.system.name}{sim} {cfg.model} {plan.scenario} {cfg.mode} ({cfg.execution}); "
         f"{system_json['devices']} x {plan.backend} {plan.precision}{on_nodes}, batching {plan.batching}, "
-        f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}"
-        + (f"; {plan.system.cpu_note()}" if plan.system.cpu_note() else "")
+        f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}{cpu}"
     )
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
     # one sample at a time every call could be a new length; a compiled runner compiles at its first call,
