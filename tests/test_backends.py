@@ -126,7 +126,7 @@ def test_recipes_forbid_int8_for_bert_99_9() -> None:
     assert "\n" not in str(err.value)
     check_precision("onnxruntime", "cpu", "int8", "bert-99")
     check_precision("torch", "cuda:3", "fp8", "bert-99")
-    assert default_recipe("bert-99", "cpu") == ("torch", "bf16")
+    assert default_recipe("bert-99", "cpu") == ("onnxruntime", "fp32")
     assert default_recipe("bert-99.9", "cpu") == ("onnxruntime", "fp32")
     from packed_bert.systems import load_system
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from packed_bert.backends.cpu_class import (
     cpu_flags,
     cpu_model,
     exact_int8_products,
+    ignores_cap,
     isa_cap,
     matrix_flags,
     native_bf16,
@@ -202,8 +204,30 @@ def test_the_older_cap_variable_counts_and_a_wrong_cap_is_named(monkeypatch: pyt
     assert (isa_cap(), cpu_class(text)) == ("", "amx")
 
 
-def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("cpu", "cap", "blind"),
+    [
+        ("amx", "AVX512_CORE_VNNI", {("onnxruntime", "int8")}),  # MLAS keeps its AMX tiles
+        ("amx", "AVX2", {("onnxruntime", "int8"), ("onnxruntime", "fp32"), ("torch", "fp32")}),  # and AVX-512 FMA
+        ("amx", "AVX512_CORE_AMX", set()),  # takes nothing this CPU has
+        ("avx512-bf16", "AVX512_CORE_VNNI", set()),  # MLAS runs VNNI either way
+        ("avx2", "AVX", {("onnxruntime", "int8"), ("onnxruntime", "fp32"), ("torch", "fp32")}),
+        ("amx", "", set()),
+    ],
+)
+def test_a_runtime_ignores_the_cap_where_it_took_a_flag_its_kernels_follow(
+    cpu: str, cap: str, blind: set[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oneDNN and OpenVINO follow the cap; MLAS and MKL pick their kernels from the CPU itself."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    text = _cpuinfo(CPUINFO[cpu])
+    pairs = {(r, p) for r in ("torch", "onnxruntime", "openvino") for p in ("fp32", "bf16", "int8")}
+    assert {pair for pair in pairs if ignores_cap(*pair, cpuinfo=text)} == blind
+
+
+def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """ONNX Runtime's int8 matmul would measure the uncapped CPU's AMX tiles, not the capped ISA."""
+    from packed_bert.backends import cpu_class as cpu_class_module
     from packed_bert.backends import matmul_peak
 
     asked: list[str] = []
@@ -212,14 +236,20 @@ def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytes
         asked.append(runtime)
         return lambda: None
 
+    (tmp_path / "cpuinfo").write_text(_cpuinfo(CPUINFO["amx"]))
+    monkeypatch.setattr(cpu_class_module, "CPUINFO", tmp_path / "cpuinfo")
     monkeypatch.setattr(matmul_peak, "runtime_matmul", matmul)
     monkeypatch.setattr(matmul_peak, "SETTLE_S", 0.0)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
     matmul_peak.fastest_matmul("int8", 64, 1, repeats=1)
     assert "onnxruntime" not in asked and "torch" in asked
     asked.clear()
-    matmul_peak.fastest_matmul("fp32", 64, 1, repeats=1)  # its fp32 is AVX-512 FMA with or without the cap
+    matmul_peak.fastest_matmul("fp32", 64, 1, repeats=1)  # its fp32 is AVX-512 FMA with or without this cap
     assert "onnxruntime" in asked
+    asked.clear()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # below AVX-512 only OpenVINO's fp32 follows
+    matmul_peak.fastest_matmul("fp32", 64, 1, repeats=1)
+    assert asked == ["openvino"]
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     asked.clear()
     matmul_peak.fastest_matmul("int8", 64, 1, repeats=1)
@@ -250,6 +280,39 @@ def test_the_cpu_system_runs_openvino_int8_on_avx512_vnni() -> None:
     assert (vnni.backend_for("bert-99"), vnni.precision_for("bert-99")) == ("openvino", "int8")
     assert vnni.f1_ratio["bert-99"] >= 99.5
     assert vnni.default_qps("bert-99", "SingleStream") == 5.0
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_no_class_without_bf16_hardware_runs_a_bf16_recipe(cls: str) -> None:
+    """oneDNN emulates bf16 where the CPU has none: 11-12x slower than int8 on avx512-vnni, below
+    2 GFLOP/s a matmul on avx2 and below; the class that nothing measured (other) runs fp32."""
+    cpu = load_system("cpu").for_cpu(cls)
+    recipes = {m: cpu.precision_for(m) for m in ("bert-99", "bert-99.9")}
+    if not native_bf16(_cpuinfo(CPUINFO[cls])):
+        assert "bf16" not in recipes.values()
+    if cls == "other":
+        assert recipes == {"bert-99": "fp32", "bert-99.9": "fp32"} and cpu.backend_for("bert-99") == "onnxruntime"
+        assert cpu.f1_ratio == {"bert-99": 100.0, "bert-99.9": 100.0}
+        assert cpu.batching_for("Offline", "bert-99") == "sorted"
+
+
+def test_a_bf16_run_says_where_the_class_has_no_bf16_hardware() -> None:
+    """A user's --precision bf16 on an avx2 CPU runs a matmul at 2 GFLOP/s or less: the run says so."""
+    import dataclasses
+
+    from packed_bert.harness.config import RunConfig
+    from packed_bert.harness.plan import plan_run
+    from packed_bert.terms import Precision
+
+    plan = plan_run(RunConfig(sut="cpu", model="bert-99", precision=Precision.BF16))
+    cpu = load_system("cpu")
+    for cls in CLASSES:
+        note = dataclasses.replace(plan, system=cpu.for_cpu(cls)).cpu_note()
+        assert note.startswith(f"CPU class {cls}")
+        assert ("bf16 EMULATED" in note) is (cls not in ("amx", "avx512-bf16")), cls
+    fp32 = dataclasses.replace(plan, precision="fp32", system=cpu.for_cpu("avx2"))
+    assert fp32.cpu_note() == "CPU class avx2"
+    assert dataclasses.replace(plan, system=load_system("r282_z93_q1")).cpu_note() == ""  # no CPU class
 
 
 def test_openvinos_int8_takes_f32_activations_under_a_cap_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,3 +148,25 @@ def test_int8_runs_its_other_ops_in_bf16_only_where_the_cpu_has_it(
     got, want = unpack(packed, runner.infer(packed)), unpack(packed, eager_logits(tiny, packed))
     for seq, ref in zip(got, want, strict=True):
         assert np.abs(seq - ref).max() <= TOLERANCE["int8"] * max(1.0, float(np.ptp(ref)))
+
+
+def test_a_model_the_plugin_cannot_compile_is_a_one_line_error(
+    tiny: PackedBertForQA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO capped below AVX-512 has no bf16 Softmax ("Supported primitive descriptors list is
+    empty"): the run names the node and the way out instead of a traceback."""
+    import openvino as ov
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "Exception from src/inference/src/cpp/core.cpp:117:\n"
+            "Supported primitive descriptors list is empty for node: Softmax_173 type: Softmax\n\n"
+        )
+
+    monkeypatch.setattr(ov.Core, "compile_model", refuse)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(UserError) as err:
+        create("openvino", tiny, "bf16", "cpu", threads=1)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("openvino backend: its CPU plugin cannot compile the bf16 model")
+    assert "node: Softmax_173 type: Softmax" in message and "unset ONEDNN_MAX_CPU_ISA" in message

@@ -13,8 +13,9 @@ oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``
 and OpenVINO run the kernels of an older CPU; with it set, the flags here are those the cap
 leaves, so the class and its recipes are the capped CPU's. That is how a class without a machine
 of its own is emulated (docs/performance.md, the avx512-vnni class). packed-bert's AMX kernels
-follow the class (unused below amx); ONNX Runtime's kernels ignore the cap: its fp32 is AVX-512
-FMA either way, but its int8 (MLAS) picks AMX tiles on an AMX CPU (``CAP_BLIND``).
+follow the class (unused below amx). ONNX Runtime's kernels (MLAS) and PyTorch's fp32 (MKL)
+ignore the cap: MLAS's int8 picks AMX tiles on an AMX CPU under any cap, and both fp32 kernels
+stay AVX-512 under a cap below it (``CAP_BLIND``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
     ("avx512-vnni", frozenset({"avx512_vnni"})),
     ("avx2", frozenset({"avx2", "fma"})),
 )
-# u8 x s8 dot products into 32-bit sums: without one of these, oneDNN's and ONNX Runtime's int8
-# kernels pair products in 16 bits (``vpmaddubsw``), which saturates, so an int8 layer is not the
-# exact integer product (docs/performance.md, the avx2 class)
+# u8 x s8 dot products into 32-bit sums: without one of these, oneDNN's and ONNX Runtime's AVX2
+# and AVX-512 int8 kernels pair products in 16 bits (``vpmaddubsw``), which saturates, so an int8
+# layer is not the exact integer product (docs/performance.md, the avx2 class). ONNX Runtime's
+# SSE4.1 kernels (no AVX2) and its aarch64 kernels sum exactly (a MatMulInteger of 255 x 127
+# pairs, which ``vpmaddubsw`` saturates, is exact under QEMU's Nehalem, Cortex-A57 and Neoverse N1
+# and saturates under its Haswell): ``exact_int8_products`` stays False there, which only skips
+# the tests that need exact sums.
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 products in hardware, not emulated on AVX-512
+BF16_CLASSES = ("amx", "avx512-bf16")  # the classes whose flags include one of them
 MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma")
 
 CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the first one set counts
@@ -63,9 +69,17 @@ CAPS: dict[str, tuple[str, ...]] = {
     "AVX": (*_AVX512, "avx_vnni", "avx2", "fma"),
     "SSE41": (*_AVX512, "avx_vnni", "avx2", "fma", "avx"),
 }
-# (runtime, precision) matmuls that ignore the cap and whose kernels differ by ISA: ONNX Runtime's
-# MLAS picks AMX tiles for int8 on an AMX CPU whatever the cap (its fp32 is AVX-512 FMA either way)
-CAP_BLIND: frozenset[tuple[str, str]] = frozenset({("onnxruntime", "int8")})
+# (runtime, precision) -> the flags whose loss under a cap its matmul does not notice: it picks
+# its kernels from the CPU itself. ONNX Runtime's MLAS picks AMX tiles or VNNI for int8 on a CPU
+# that has them whatever the cap; its fp32 and PyTorch's (MKL) run AVX-512 FMA under a cap
+# below AVX-512 (torch's fp32 matmul read 164 GFLOP/s on one core capped at SSE41, whose peak is
+# about 25 there: 2026-12-05)
+_FP32_KERNEL_FLAGS = frozenset({"avx512f", "avx2", "fma", "avx"})
+CAP_BLIND: dict[tuple[str, str], frozenset[str]] = {
+    ("onnxruntime", "int8"): frozenset({"amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2"}),
+    ("onnxruntime", "fp32"): _FP32_KERNEL_FLAGS,
+    ("torch", "fp32"): _FP32_KERNEL_FLAGS,
+}
 
 
 def _field(text: str, key: str) -> str:
@@ -99,10 +113,12 @@ def isa_cap() -> str:
     return ""
 
 
-def ignores_cap(runtime: str, precision: str) -> bool:
-    """Whether a cap is set that ``runtime``'s ``precision`` matmul would ignore (``CAP_BLIND``): a
-    measurement of it would be the uncapped CPU's."""
-    return (runtime, precision) in CAP_BLIND and bool(isa_cap())
+def ignores_cap(runtime: str, precision: str, cpuinfo: str | None = None) -> bool:
+    """Whether oneDNN's ISA cap took away a flag that ``runtime``'s ``precision`` matmul picks its
+    kernels by without asking oneDNN (``CAP_BLIND``): a measurement of it would be the uncapped
+    CPU's, not the emulated class's."""
+    lost = cpu_flags(cpuinfo, capped=False) - cpu_flags(cpuinfo)
+    return not lost.isdisjoint(CAP_BLIND.get((runtime, precision), frozenset()))
 
 
 def cpu_flags(cpuinfo: str | None = None, *, capped: bool = True) -> frozenset[str]:

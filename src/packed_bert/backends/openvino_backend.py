@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from packed_bert.backends.base import BatchLike, batch_shape
-from packed_bert.backends.cpu_class import native_bf16
+from packed_bert.backends.cpu_class import CAP_VARIABLES, isa_cap, native_bf16
 from packed_bert.backends.denormals import flushed
 from packed_bert.backends.length_buckets import (
     LENGTH_STEP,
@@ -77,6 +77,17 @@ def int8_activations() -> str:
     with kernels capped to a VNNI-only CPU's (``ONEDNN_MAX_CPU_ISA``) the recipe ran 0.99 samples/s
     with bf16 against 3.77 with f32 (docs/performance.md, the avx512-vnni class, emulated)."""
     return HINTS["int8"] if native_bf16() else "f32"
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last non-empty line of a runtime's multi-line message (OpenVINO's names the node)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _cap_hint() -> str:
+    cap = isa_cap()
+    return f", or unset {'/'.join(CAP_VARIABLES)} (oneDNN capped at {cap})" if cap else ""
 
 
 class OvRunner:
@@ -138,7 +149,13 @@ class OvRunner:
         }
         core = ov.Core()
         with flushed():  # its threads keep flushing; this one gets its mode back
-            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            try:
+                self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            except RuntimeError as exc:  # e.g. bf16 under oneDNN capped below AVX-512: no kernel for a node
+                raise UserError(
+                    f"openvino backend: its CPU plugin cannot compile the {precision} model on this CPU "
+                    f"({_last_line(exc)}); choose another --precision{_cap_hint()}"
+                ) from exc
             self._request = self.compiled.create_infer_request()
         weights = ", int8 weights per column" if int8 else ""
         activations = STATIC_DETAIL.get(quant, "") if int8 else ""

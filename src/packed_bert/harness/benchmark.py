@@ -136,7 +136,7 @@ def _run_in(
     rd.write_json("system.json", system_json)
     rd.write_json("settings.json", {**loaded.effective, "harness": plan.describe()})
     sim = " [SIMULATED]" if plan.system.simulated else ""
-    cpu = f"; {note}" if (note := plan.system.cpu_note()) else ""
+    cpu = f"; {note}" if (note := plan.cpu_note()) else ""
     nodes = system_json["number_of_nodes"]
     on_nodes = f" on {nodes} node{'s' if nodes != 1 else ''}" if "nodes" in system_json else ""
     say(

@@ -15,7 +15,7 @@ from packed_bert.harness.config import RunConfig
 from packed_bert.model.spec import check_spec
 from packed_bert.rounds import Round, get_round
 from packed_bert.systems import SystemSpec, load_system
-from packed_bert.terms import Batching, Mode, Model, Scenario
+from packed_bert.terms import Batching, Mode, Model, Precision, Scenario
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,17 @@ class RunPlan:
     user_conf: dict[str, str]
     round: Round  # the MLPerf round: its seeds are set on LoadGen's TestSettings
     target_qps_from: str = "the system file"  # or --target-qps, or a probe (harness.probe)
+
+    def cpu_note(self) -> str:
+        """The system's CPU class (``SystemSpec.cpu_note``), and a warning where the run's bf16
+        has no hardware in that class: oneDNN emulates it, hundreds of times slower than fp32 on
+        AVX2 (docs/performance.md); "" for a system without recipes per CPU class."""
+        from packed_bert.backends.cpu_class import BF16_CLASSES
+
+        note = self.system.cpu_note()
+        if note and self.precision == Precision.BF16 and self.system.cpu_class not in BF16_CLASSES:
+            note += "; bf16 EMULATED: no avx512_bf16 or amx_bf16 here, far slower than fp32 (try --precision fp32)"
+        return note
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, su
     s = stats.summary()
     plots = _plots(run_dir, stats, plan.scenario, plan.system.simulated)
     sim = " — SIMULATED accelerator" if plan.system.simulated else ""
-    cpu = f" ({note})" if (note := plan.system.cpu_note()) else ""
+    cpu = f" ({note})" if (note := plan.cpu_note()) else ""
     lines = [
         f"# {plan.system.name} {plan.cfg.model} {plan.scenario} {plan.cfg.mode}{sim}",
         "",
