@@ -59,6 +59,22 @@ def test_model_and_matrix_flags() -> None:
     assert cpu_model("") == "unknown CPU" and cpu_class("") == "other"
 
 
+AARCH64 = (  # /proc/cpuinfo of a 2-core Neoverse V1 (Graviton3-like), abridged
+    "processor\t: {n}\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd aes asimddp sha512 sve i8mm bf16 svebf16\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: 0xd40\nCPU revision\t: 1\n\n"
+)
+
+
+def test_an_aarch64_cpu_is_named_and_its_features_recorded_in_the_other_class() -> None:
+    text = AARCH64.format(n=0) + AARCH64.format(n=1)
+    assert cpu_class(text) == "other"
+    assert cpu_model(text) == "Neoverse-V1 (implementer 0x41, part 0xd40)"
+    assert matrix_flags(text) == ["i8mm", "bf16", "asimddp", "sve"]
+    assert cpu_model(text.replace("0xd40", "0xfff")) == "Arm CPU (implementer 0x41, part 0xfff)"
+    assert cpu_model(text.replace("0xd40", "zz")) == "Arm CPU (implementer 0x41, part zz)"
+    assert not native_bf16(text)  # its bf16 is not x86's: no recipe here counts on it
+
+
 @pytest.mark.parametrize(
     ("cls", "exact"), [("amx", True), ("avx512-bf16", True), ("avx512-vnni", True), ("avx2", False)]
 )

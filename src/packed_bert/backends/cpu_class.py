@@ -7,7 +7,8 @@ Skylake-SP), where oneDNN has no bf16 kernels at all. A system file names a reci
 (``[precision_by_cpu.CLASS]``), each with the measurement behind it in docs/performance.md.
 
 Classes, best first: ``amx`` (amx_int8 and amx_bf16), ``avx512-bf16`` (avx512_vnni and
-avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``avx2`` (avx2 and fma), ``other``.
+avx512_bf16), ``avx512-vnni`` (avx512_vnni), ``avx2`` (avx2 and fma), ``other`` (also every
+aarch64 CPU, whose /proc/cpuinfo lists "Features": recorded, no class of its own measured).
 
 oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``) makes oneDNN
 and OpenVINO run the kernels of an older CPU; with it set, the flags here are those the cap
@@ -44,7 +45,19 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 products in hardware, not emulated on AVX-512
 BF16_CLASSES = ("amx", "avx512-bf16")  # the classes whose flags include one of them
-MATRIX_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma")
+MATRIX_FLAGS = (
+    *("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma"),
+    *("i8mm", "bf16", "asimddp", "sve2", "sve"),  # aarch64's names (no class of their own yet: ``other``)
+)
+# aarch64's /proc/cpuinfo has no model name: (implementer, part) -> the core, as lscpu names it
+ARM_CORES: dict[tuple[int, int], str] = {
+    (0x41, 0xD07): "Cortex-A57",
+    (0x41, 0xD08): "Cortex-A72",
+    (0x41, 0xD0C): "Neoverse-N1",
+    (0x41, 0xD40): "Neoverse-V1",
+    (0x41, 0xD49): "Neoverse-N2",
+    (0x41, 0xD4F): "Neoverse-V2",
+}
 
 CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the first one set counts
 _AMX = ("amx_",)
@@ -124,7 +137,8 @@ def ignores_cap(runtime: str, precision: str, cpuinfo: str | None = None) -> boo
 def cpu_flags(cpuinfo: str | None = None, *, capped: bool = True) -> frozenset[str]:
     """The first processor's flags (``cpuinfo``: the text of /proc/cpuinfo; default: read it),
     less those oneDNN's ISA cap takes away (``isa_cap``) unless ``capped`` is False."""
-    flags = frozenset(_field(_read(cpuinfo), "flags").split())
+    text = _read(cpuinfo)
+    flags = frozenset((_field(text, "flags") or _field(text, "Features")).split())  # x86, aarch64
     cap = isa_cap() if capped else ""
     if not cap:
         return flags
@@ -138,8 +152,19 @@ def cpu_class(cpuinfo: str | None = None) -> str:
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
-    """The processor's model name, e.g. ``Intel(R) Xeon(R) Processor``, or ``unknown CPU``."""
-    return _field(_read(cpuinfo), "model name") or "unknown CPU"
+    """The processor's model name, e.g. ``Intel(R) Xeon(R) Processor``; on aarch64 the core its
+    implementer and part numbers name (``Neoverse-N1 (implementer 0x41, part 0xd0c)``); else
+    ``unknown CPU``."""
+    text = _read(cpuinfo)
+    name = _field(text, "model name")
+    implementer, part = _field(text, "CPU implementer"), _field(text, "CPU part")
+    if name or not (implementer and part):
+        return name or "unknown CPU"
+    try:
+        core = ARM_CORES.get((int(implementer, 16), int(part, 16)), "Arm CPU")
+    except ValueError:
+        core = "Arm CPU"
+    return f"{core} (implementer {implementer}, part {part})"
 
 
 def matrix_flags(cpuinfo: str | None = None) -> list[str]:
