@@ -331,6 +331,25 @@ def test_a_bf16_run_says_where_the_class_has_no_bf16_hardware() -> None:
     assert dataclasses.replace(plan, system=load_system("r282_z93_q1")).cpu_note() == ""  # no CPU class
 
 
+def test_an_emulated_run_says_when_its_runtime_ignored_the_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Capped at AVX the class is other, whose ONNX Runtime fp32 still runs AVX-512 here."""
+    import dataclasses
+
+    from packed_bert.backends import cpu_class as cpu_class_module
+    from packed_bert.harness.config import RunConfig
+    from packed_bert.harness.plan import plan_run
+
+    (tmp_path / "cpuinfo").write_text(_cpuinfo(CPUINFO["amx"]))
+    monkeypatch.setattr(cpu_class_module, "CPUINFO", tmp_path / "cpuinfo")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX")
+    plan = plan_run(RunConfig(sut="cpu", model="bert-99"))
+    assert (plan.backend, plan.precision) == ("onnxruntime", "fp32")
+    assert plan.cpu_note() == (
+        "CPU class other, EMULATED: oneDNN capped at AVX (onnxruntime fp32 ignores it: this CPU's own kernels ran)"
+    )
+    assert dataclasses.replace(plan, backend="openvino").cpu_note() == "CPU class other, EMULATED: oneDNN capped at AVX"
+
+
 def test_openvinos_int8_takes_f32_activations_under_a_cap_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Capped to a VNNI-only CPU's kernels OpenVINO would emulate a bf16 hint (0.99 against 3.77
     samples/s), so the recipe must ask for f32 there even on a CPU that has bf16."""

@@ -39,12 +39,15 @@ class RunPlan:
     target_qps_from: str = "the system file"  # or --target-qps, or a probe (harness.probe)
 
     def cpu_note(self) -> str:
-        """The system's CPU class (``SystemSpec.cpu_note``), and a warning where the run's bf16
-        has no hardware in that class: oneDNN emulates it, hundreds of times slower than fp32 on
-        AVX2 (docs/performance.md); "" for a system without recipes per CPU class."""
-        from packed_bert.backends.cpu_class import BF16_CLASSES
+        """The system's CPU class (``SystemSpec.cpu_note``); where oneDNN's cap made it, whether
+        the run's runtime ignores the cap (``cpu_class.ignores_cap``: its kernels are this CPU's);
+        and a warning where the run's bf16 has no hardware in that class: oneDNN emulates it, 50-300x
+        slower than fp32 (docs/performance.md). "" for a system without recipes per CPU class."""
+        from packed_bert.backends.cpu_class import BF16_CLASSES, ignores_cap
 
         note = self.system.cpu_note()
+        if note and self.system.cpu_isa_cap and ignores_cap(self.backend, self.precision):
+            note += f" ({self.backend} {self.precision} ignores it: this CPU's own kernels ran)"
         if note and self.precision == Precision.BF16 and self.system.cpu_class not in BF16_CLASSES:
             note += "; bf16 EMULATED: no avx512_bf16 or amx_bf16 here, far slower than fp32 (try --precision fp32)"
         return note
