@@ -61,7 +61,7 @@ VARIANTS = (
         "onnxruntime fp32",
         "onnxruntime",
         "fp32",
-        note="fused Attention graph; bert-99.9 on a CPU without a class table",
+        note="fused Attention graph; both models on a CPU of the other class (no measured table)",
     ),
     Variant(
         "onnxruntime int8 rows",
@@ -193,7 +193,7 @@ VARIANTS = (
         "torch",
         "bf16",
         {},
-        "512-row tiles, per-sequence attention; bert-99 on a CPU without a class table",
+        "512-row tiles, per-sequence attention; bert-99 on the other class until 2026-12-05",
     ),
     # last: inductor leaves compile workers behind
     Variant(
