@@ -37,6 +37,15 @@ def _cpuinfo(flags: str, model: str = "Some CPU") -> str:
     return cpu + cpu.replace("processor\t: 0", "processor\t: 1")
 
 
+@pytest.fixture
+def amx_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """cpu_class reads an AMX Xeon's /proc/cpuinfo, whatever CPU runs the test."""
+    from packed_bert.backends import cpu_class as cpu_class_module
+
+    (tmp_path / "cpuinfo").write_text(_cpuinfo(CPUINFO["amx"]))
+    monkeypatch.setattr(cpu_class_module, "CPUINFO", tmp_path / "cpuinfo")
+
+
 @pytest.mark.parametrize("expected", list(CPUINFO))
 def test_class_from_flags(expected: str) -> None:
     assert cpu_class(_cpuinfo(CPUINFO[expected])) == expected
@@ -241,9 +250,9 @@ def test_a_runtime_ignores_the_cap_where_it_took_a_flag_its_kernels_follow(
     assert {pair for pair in pairs if ignores_cap(*pair, cpuinfo=text)} == blind
 
 
-def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("amx_cpuinfo")
+def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """ONNX Runtime's int8 matmul would measure the uncapped CPU's AMX tiles, not the capped ISA."""
-    from packed_bert.backends import cpu_class as cpu_class_module
     from packed_bert.backends import matmul_peak
 
     asked: list[str] = []
@@ -252,8 +261,6 @@ def test_under_a_cap_the_peak_skips_a_runtime_that_ignores_it(monkeypatch: pytes
         asked.append(runtime)
         return lambda: None
 
-    (tmp_path / "cpuinfo").write_text(_cpuinfo(CPUINFO["amx"]))
-    monkeypatch.setattr(cpu_class_module, "CPUINFO", tmp_path / "cpuinfo")
     monkeypatch.setattr(matmul_peak, "runtime_matmul", matmul)
     monkeypatch.setattr(matmul_peak, "SETTLE_S", 0.0)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
@@ -331,16 +338,14 @@ def test_a_bf16_run_says_where_the_class_has_no_bf16_hardware() -> None:
     assert dataclasses.replace(plan, system=load_system("r282_z93_q1")).cpu_note() == ""  # no CPU class
 
 
-def test_an_emulated_run_says_when_its_runtime_ignored_the_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("amx_cpuinfo")
+def test_an_emulated_run_says_when_its_runtime_ignored_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Capped at AVX the class is other, whose ONNX Runtime fp32 still runs AVX-512 here."""
     import dataclasses
 
-    from packed_bert.backends import cpu_class as cpu_class_module
     from packed_bert.harness.config import RunConfig
     from packed_bert.harness.plan import plan_run
 
-    (tmp_path / "cpuinfo").write_text(_cpuinfo(CPUINFO["amx"]))
-    monkeypatch.setattr(cpu_class_module, "CPUINFO", tmp_path / "cpuinfo")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX")
     plan = plan_run(RunConfig(sut="cpu", model="bert-99"))
     assert (plan.backend, plan.precision) == ("onnxruntime", "fp32")

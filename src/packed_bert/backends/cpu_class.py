@@ -44,7 +44,7 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
 # the tests that need exact sums.
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 products in hardware, not emulated on AVX-512
-BF16_CLASSES = ("amx", "avx512-bf16")  # the classes whose flags include one of them
+BF16_CLASSES = tuple(name for name, needs in REQUIRED if not needs.isdisjoint(BF16_FLAGS))  # amx, avx512-bf16
 MATRIX_FLAGS = (
     *("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma"),
     *("i8mm", "bf16", "asimddp", "sve2", "sve"),  # aarch64's names (no class of their own yet: ``other``)
