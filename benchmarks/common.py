@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +38,36 @@ def real_token_flops(lengths: np.ndarray, hidden: int = 1024, inter: int = 4096,
     lens = np.asarray(lengths, dtype=np.float64)
     per_token = 2.0 * (4 * hidden * hidden + 2 * hidden * inter) + 4.0 * hidden * lens
     return float(layers * (lens * per_token).sum())
+
+
+def flops_by_format(
+    lengths: np.ndarray, precision: str, hidden: int = 1024, inter: int = 4096, layers: int = 24
+) -> dict[str, float]:
+    """``real_token_flops`` split by the format each part runs in: int8-bf16 (torch_int8) keeps the
+    FFN output layer in bf16 and runs the rest in int8 (attention counted with int8, as a plain
+    int8 recipe's is); any other precision runs all of it in its own."""
+    total = real_token_flops(lengths, hidden, inter, layers)
+    if precision != "int8-bf16":
+        return {precision: total}
+    bf16 = layers * 2.0 * hidden * inter * float(np.asarray(lengths, dtype=np.float64).sum())
+    return {"int8": total - bf16, "bf16": bf16}
+
+
+class Probe(Protocol):
+    """A matmul yardstick: its FLOP/s now (``matmul_peak.MatmulProbe``, ``CompositeProbe``)."""
+
+    def rate(self) -> float: ...
+
+
+class CompositeProbe:
+    """The peak of a recipe whose FLOPs run in several formats: each format's probe read in turn,
+    the parts' times added (``shares``: each format's fraction of the FLOPs)."""
+
+    def __init__(self, probes: dict[str, Probe], shares: dict[str, float]) -> None:
+        self.probes, self.shares = probes, shares
+
+    def rate(self) -> float:
+        return 1.0 / sum(share / self.probes[p].rate() for p, share in self.shares.items())
 
 
 PERFORMANCE_DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"

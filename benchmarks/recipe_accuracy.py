@@ -61,6 +61,7 @@ CPU_RECIPES = (
     "onnxruntime:int8@rows-mixed",
     "torch:int8@amx",
     "torch:bf16@amx",
+    "torch:int8-bf16@amx",
     "openvino:fp32@mask",
     "openvino:bf16@mask",
     "openvino:int8@weights@dq0@mask",
@@ -90,6 +91,8 @@ NOTES = {
     "int8 linears, attention per sequence in bf16, add+LayerNorm",
     "torch:bf16@amx": "bf16 weights and inputs with fp32 sums in packed-bert's own AMX kernels: linears, attention per "
     "sequence (1/sqrt(d) in Q's weights), add+LayerNorm; residuals, LayerNorm and the QA head fp32",
+    "torch:int8-bf16@amx": "torch:int8@amx with the FFN output layer (GELU's heavy-tailed output in) in bf16, "
+    "fp32 sums",
     "onnxruntime:int8@dynamic": "ORT dynamic: one activation scale per batch tensor",
     "onnxruntime:int8@mixed": "dynamic, FFN output projections fp32",
     "onnxruntime:int8@static": "ORT QDQ static (traced graph), MinMax on the 100 calibration questions",
@@ -134,7 +137,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     """A runner for ``recipe`` on ``weights`` (a spec or a loaded model), ``extra`` options given
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
-    variant, ``amx`` (int8 or bf16 in packed-bert's AMX kernels) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
+    variant, ``amx`` (int8 or bf16 in packed-bert's AMX kernels; ``bf16=ROLE+ROLE``: the layers
+    int8-bf16 keeps in bf16) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
     fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
@@ -159,6 +163,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
                 opts["batch_invariant"] = False
             elif tag == "amx":  # static int8 or bf16 in packed-bert's own AMX kernels
                 opts["kernel"] = "amx"
+            elif tag.startswith("bf16="):  # int8-bf16: the layers kept in bf16 (bf16=ffn-input+ffn-output)
+                opts["bf16_layers"] = tag.removeprefix("bf16=").split("+")
             else:
                 opts["variant"] = tag
     elif backend == "openvino":

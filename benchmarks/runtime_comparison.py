@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
+from common import CompositeProbe, Probe, class_markers, cpu_label, flops_by_format, run_main, write_doc_section  # noqa: E402
 from throughput import offline_batches, run_lengths, timed  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
@@ -179,6 +179,13 @@ VARIANTS = (
         "bf16 attention per sequence, batch-invariant; AMX CPUs only",
     ),
     Variant(
+        "torch int8-bf16 amx kernel",
+        "torch",
+        "int8-bf16",
+        {"kernel": "amx"},
+        "the int8 amx recipe with the FFN output layer in bf16 (fp32 sums): the amx bert-99.9 default; AMX CPUs only",
+    ),
+    Variant(
         "torch bf16 amx kernel",
         "torch",
         "bf16",
@@ -246,8 +253,18 @@ def quick_calibration(feats: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Calla
     return lambda: {"input_ids": ids[:100], "segment_ids": seg[:100], "lengths": lens[:100]}
 
 
-def probe_for(precision: str, n: int, threads: int, yardsticks: dict[str, str]) -> MatmulProbe:
-    """The yardstick of ``precision``: the fastest runtime's matmul here (recorded in ``yardsticks``)."""
+def probe_for(
+    precision: str, n: int, threads: int, yardsticks: dict[str, str], lengths: np.ndarray | None = None
+) -> Probe:
+    """The yardstick of ``precision``: the fastest runtime's matmul here (recorded in ``yardsticks``);
+    for a recipe mixing formats (int8-bf16), each format's, weighted by its share of the FLOPs of
+    ``lengths`` (``common.flops_by_format``)."""
+    parts = flops_by_format(np.array([384]) if lengths is None else lengths, precision)
+    if len(parts) > 1:
+        total = sum(parts.values())
+        probes = {p: probe_for(p, n, threads, yardsticks) for p in parts}
+        yardsticks[precision] = "+".join(yardsticks[p] for p in parts)
+        return CompositeProbe(probes, {p: flops / total for p, flops in parts.items()})
     runtime, matmul = fastest_matmul(precision, n, threads)
     yardsticks[precision] = runtime
     print(f"{precision} yardstick: {runtime}'s matmul", flush=True)
@@ -294,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = load_model(weights)
     calibration = quick_calibration(feats) if args.quick else load_calibration  # for the variants that calibrate
-    probes: dict[str, MatmulProbe] = {}
+    probes: dict[str, Probe] = {}
     yardsticks: dict[str, str] = {}
     results: list[dict[str, Any]] = []
     for v in wanted:
@@ -313,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         setup = time.perf_counter() - start
         probe = probes.get(v.precision) or probes.setdefault(
-            v.precision, probe_for(v.precision, n, threads, yardsticks)
+            v.precision, probe_for(v.precision, n, threads, yardsticks, np.concatenate(list(lengths.values())))
         )
         for s in strategies:
             t = timed(runner.infer, work[s], 1, probe)

@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, cpu_label, real_token_flops, run_main, write_doc_section  # noqa: E402
+from common import Probe, class_markers, cpu_label, flops_by_format, real_token_flops, run_main, write_doc_section  # noqa: E402
 from recipe_accuracy import make_runner  # noqa: E402
 from runtime_comparison import probe_for, real_features  # noqa: E402
 from throughput import SETTLE_S  # noqa: E402
 
-from packed_bert.backends.matmul_peak import MatmulProbe  # noqa: E402
 from packed_bert.harness.benchmark import warm_up  # noqa: E402
 from packed_bert.packing import sorted_batches  # noqa: E402
 
@@ -99,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = 512 if args.quick else 2048
     cpu = cpu_label()
     rows = []
-    probes: dict[str, MatmulProbe] = {}
+    probes: dict[str, Probe] = {}
     yardsticks: dict[str, str] = {}
     for recipe in args.recipes.split(","):
         if recipe.startswith("cpu:"):
@@ -107,20 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             precision = recipe.split("@")[0].split(":")[1]
             runner = make_runner(recipe, base, threads)
-        probe = probes.get(precision) or probes.setdefault(precision, probe_for(precision, n, threads, yardsticks))
+        parts = flops_by_format(np.array([p90_len]), precision)  # a mixed recipe: one probe per format
+        for part in parts:
+            probes.get(part) or probes.setdefault(part, probe_for(part, n, threads, yardsticks))
         runner.infer(singles[0])  # warm-up
         warm_up([runner], 1, functools.partial(say_for, recipe))  # untimed, as the harness does
-        latencies, rates = [], [probe.rate()]
+        latencies, rates = [], {part: [probes[part].rate()] for part in parts}
         for b in singles:
             time.sleep(SETTLE_S)
             start = time.perf_counter()
             runner.infer(b)
             latencies.append(time.perf_counter() - start)
             time.sleep(SETTLE_S)
-            rates.append(probe.rate())
-        peak = float(np.max(rates))  # the best probe of the recipe's run: a slow probe cannot lower it
+            for part in parts:
+                rates[part].append(probes[part].rate())
         p90 = float(np.percentile(latencies, 90))
-        at_peak = real_token_flops(np.array([p90_len])) / peak
+        # each format's best probe of the recipe's run (a slow probe cannot lower it), the parts' times added
+        at_peak = sum(flops / float(np.max(rates[part])) for part, flops in parts.items())
+        peak = real_token_flops(np.array([p90_len])) / at_peak
         row = {
             "recipe": recipe,
             "samples": count,
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "p90_ms": round(1e3 * p90, 1),
             "p90_length": p90_len,
             "peak_gflops": round(peak / 1e9, 1),
-            "yardstick": yardsticks[precision],
+            "yardstick": "+".join(yardsticks[part] for part in parts),
             "p90_length_at_peak_ms": round(1e3 * at_peak, 1),
             "ratio": round(p90 / at_peak, 2),
         }

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import real_token_flops, run_main, sample_features, squad_lengths, write_doc_section  # noqa: E402
+from common import Probe, real_token_flops, run_main, sample_features, squad_lengths, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
 from packed_bert.backends.matmul_peak import (  # noqa: E402
@@ -123,7 +123,7 @@ SETTLE_S = 0.1  # idle time before each probe and batch: a runtime's pool thread
 STEADY_READINGS = 15  # at most this many probe windows (0.2 s each) before the first pass counts
 
 
-def steady(probe: MatmulProbe) -> None:
+def steady(probe: Probe) -> None:
     """Probe windows, at least three, until the last two agree within 10% and the last is within
     10% of the best (at most ``STEADY_READINGS``): after a runtime's first calls at new shapes the
     probe beside it read low for a second or more (OpenVINO int8 under oneDNN's AVX512_CORE_VNNI
@@ -139,7 +139,7 @@ def timed(
     infer: Callable[[PackedBatch], np.ndarray],
     work: Sequence[PackedBatch],
     repeats: int = 1,
-    probe: MatmulProbe | None = None,
+    probe: Probe | None = None,
 ) -> Timing:
     """Best of ``repeats`` passes over ``work`` (after one untimed call at each batch shape: a
     runtime's first call at a new shape costs more, which a long run pays once per shape, so a
@@ -156,7 +156,7 @@ def timed(
     flops = [real_token_flops(b.seq_lens[b.seq_lens > 0]) for b in work]
     out = Timing(float("inf"))
 
-    def settled_rate(matmul: MatmulProbe) -> float:
+    def settled_rate(matmul: Probe) -> float:
         time.sleep(SETTLE_S)
         rate = matmul.rate()
         out.best_rate = max(out.best_rate, rate)

@@ -9,13 +9,16 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
 
 from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_encoder import AmxEncoder
 from packed_bert.backends.amx_kernels import has_amx
-from packed_bert.backends.torch_amx import AmxQaHead
+from packed_bert.backends.torch_amx import AmxBf16Linear, AmxQaHead
+from packed_bert.backends.torch_int8 import StaticInt8Linear
 from packed_bert.packing import infer_sequences
+from packed_bert.terms import CALIBRATED
 
 pytestmark = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX tiles (Intel Xeon 4th gen on)")
 
@@ -26,11 +29,11 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 
 def _runner(precision: str, heads: int, features: tuple[np.ndarray, np.ndarray, np.ndarray], **model: int):  # type: ignore[no-untyped-def]
-    extra = {"calibration": calibration_of(features)} if precision == "int8" else {}
+    extra = {"calibration": calibration_of(features)} if precision in CALIBRATED else {}
     return create("torch", perturbed_tiny_model(heads, **model), precision, "cpu", kernel="amx", **extra)
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16"])
+@pytest.mark.parametrize("precision", ["int8", "bf16", "int8-bf16"])
 def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> None:
     features = random_features(5, 10, 120)
     runner = _runner(precision, 2, features)  # head dimension 32: the attention kernel's
@@ -52,7 +55,7 @@ def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> 
     assert float(np.abs(fused[0]).max()) > 0
 
 
-@pytest.mark.parametrize(("precision", "width"), [("int8", 4096), ("bf16", 2048)])
+@pytest.mark.parametrize(("precision", "width"), [("int8", 4096), ("bf16", 2048), ("int8-bf16", 2048)])
 def test_ffn_rows_of_4_kib_lie_a_cache_line_further_apart_with_the_same_bits(precision: str, width: int) -> None:
     """The FFN's inner rows (4 KiB: BERT-Large's 4,096 uint8 or, here, 2,048 bf16 values) lie 64
     bytes further apart in the one-call encoder, so a tile's rows fall in different L1 sets; the
@@ -61,7 +64,7 @@ def test_ffn_rows_of_4_kib_lie_a_cache_line_further_apart_with_the_same_bits(pre
     runner = _runner(precision, 2, features, intermediate=width)
     encoder = runner.model.bert.encoder
     assert isinstance(encoder, AmxEncoder) and encoder.fused
-    assert encoder._inter_stride * encoder.tile_size == 4096 + 64
+    assert encoder._inter_stride * encoder._inter_dtype.itemsize == 4096 + 64
     fused = infer_sequences(runner.infer, *features, "packed", 4)
     encoder.fused = False
     modules = infer_sequences(runner.infer, *features, "packed", 4)
@@ -82,13 +85,36 @@ def test_a_head_dimension_the_kernel_does_not_take_runs_the_modules() -> None:
 
 
 def test_layers_of_mixed_tile_kinds_run_the_modules() -> None:
-    """The work buffers hold one tile kind (uint8 or bf16): an encoder mixing them is not fused."""
+    """The work buffers hold one tile kind per role (uint8 or bf16): an encoder whose layers differ
+    in a role's kind is not fused; one whose roles differ from each other (int8-bf16) is."""
     features = random_features(7, 4, 60)
     int8 = _runner("int8", 2, features).model.bert.encoder
     bf16 = _runner("bf16", 2, features).model.bert.encoder
     assert int8.fused and bf16.fused
     int8.encoder.layer[1].intermediate = bf16.encoder.layer[1].intermediate
     assert not AmxEncoder(int8.encoder).fused
+    mixed = _runner("int8-bf16", 2, features).model.bert.encoder
+    assert mixed.fused and (mixed._att_dtype, mixed._inter_dtype) == (torch.uint8, torch.bfloat16)
+
+
+def test_int8_bf16_keeps_the_named_layers_in_bf16_and_the_rest_int8() -> None:
+    """int8-bf16 keeps the FFN output layer in bf16 by default, any named layers otherwise; its
+    logits lie between int8's and bf16's: not int8's bits, and closer to bf16 than int8 is."""
+    features = random_features(9, 4, 80)
+    runners = {p: _runner(p, 2, features) for p in ("int8", "bf16", "int8-bf16")}
+    layer = runners["int8-bf16"].model.bert.encoder.encoder.layer[0]
+    assert isinstance(layer.output.dense, AmxBf16Linear) and isinstance(layer.intermediate, StaticInt8Linear)
+    assert "ffn-output in bf16" in runners["int8-bf16"].detail
+    logits = {p: np.concatenate(infer_sequences(r.infer, *features, "sorted", 4)) for p, r in runners.items()}
+    assert not np.array_equal(logits["int8-bf16"], logits["int8"])
+    mixed_gap = float(np.abs(logits["int8-bf16"] - logits["bf16"]).max())
+    assert mixed_gap < float(np.abs(logits["int8"] - logits["bf16"]).max())
+    both = create(
+        "torch", perturbed_tiny_model(2), "int8-bf16", "cpu", kernel="amx", calibration=calibration_of(features),
+        bf16_layers="ffn-input,ffn-output",
+    )  # fmt: skip
+    layer = both.model.bert.encoder.encoder.layer[0]
+    assert isinstance(layer.intermediate, AmxBf16Linear) and isinstance(layer.attention.output.dense, StaticInt8Linear)
 
 
 def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch: pytest.MonkeyPatch) -> None:

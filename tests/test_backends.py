@@ -136,6 +136,31 @@ def test_recipes_forbid_int8_for_bert_99_9() -> None:
     assert default_recipe("bert-99.9", "cuda:0")[1] in ("fp16", "bf16")
 
 
+def test_bert_99_9_may_run_int8_only_with_layers_kept_in_bf16() -> None:
+    """int8-bf16 (int8 with the FFN output layer in bf16) keeps 100.056% of fp32's F1 on the trained
+    MiniLM (docs/performance.md), so bert-99.9 may run it; it runs on our AMX kernels only."""
+    check_precision("torch", "cpu", "int8-bf16", "bert-99.9")
+    for runtime in ("onnxruntime", "openvino"):
+        with pytest.raises(UserError, match="no precision 'int8-bf16'"):
+            check_precision(runtime, "cpu", "int8-bf16", "bert-99.9")
+    with pytest.raises(UserError, match="add kernel=amx") as err:
+        create("torch", "tiny", "int8-bf16", "cpu", model="bert-99.9")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="bf16_layers names the layers precision int8-bf16 keeps"):
+        create("torch", "tiny", "int8", "cpu", bf16_layers="ffn-output")
+    from packed_bert.backends.torch_int8 import quantize_model
+    from packed_bert.model.weights import load_model
+
+    tiny = load_model("tiny")
+    with pytest.raises(UserError, match="of qkv, attention-output, ffn-input, ffn-output; got ffn on kernel=amx"):
+        quantize_model(tiny, {}, {}, kernel="amx", bf16_layers=("ffn",))
+    with pytest.raises(UserError, match="got ffn-output on kernel=onednn"):
+        quantize_model(tiny, {}, {}, kernel="onednn", bf16_layers=("ffn-output",))
+    from packed_bert.terms import data_types
+
+    assert data_types("int8-bf16") == "int8, bf16" and data_types("fp32") == "fp32"
+
+
 def test_unknown_option_is_a_user_error() -> None:
     with pytest.raises(UserError, match="sim"):
         create("sim", frobnicate=True)

@@ -358,3 +358,8 @@ def test_the_implementation_json_names_smoothquant_when_the_run_used_it(tmp_path
     assert per_token["weight_transformations"] == "quantized to int8"
     assert implementation_json(run_dir("c", "fp32", "fp32"))["weight_transformations"] == "none"
     assert implementation_json(None)["weight_data_types"] == "fp32"
+    mixed = implementation_json(
+        run_dir("d", "int8-bf16", "int8-bf16 (static int8 (SmoothQuant alpha 0.8, calibrated))")
+    )
+    assert mixed["weight_data_types"] == "int8, bf16"  # the formats the system description lists
+    assert "SmoothQuant" in mixed["weight_transformations"]

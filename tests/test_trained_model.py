@@ -20,6 +20,7 @@ from packed_bert.squad.postprocess import best_spans
 from packed_bert.squad.scoring import score_by_split, score_logits
 from packed_bert.squad.splits import SPLITS, split_features, split_questions, subset_features
 from packed_bert.systems import load_system
+from packed_bert.terms import CALIBRATED
 
 # fp32 on the first 100 questions of the odd-numbered (unseen) articles: eager PyTorch, which
 # equals transformers' logits scored by the official script (whole dev set: 66.598, README)
@@ -113,7 +114,7 @@ def test_cpu_default_recipe_does_not_depend_on_batch_mates(
     the same best span everywhere, and fp32 within 1e-4 of the logits' range."""
     system = for_this_cpu(load_system("cpu"))  # the recipe this machine's CPU class runs
     backend, precision = system.backend_for(model), system.precision_for(model)
-    calibrates = backend == "openvino" or precision == "int8"  # static int8 calibrates on the 100 questions
+    calibrates = backend == "openvino" or precision in CALIBRATED  # static int8 calibrates on the 100 questions
     calibration = {"calibration": lambda: calibration_features(squad_features)} if calibrates else {}
     options = system.options_for(backend, "Offline", precision)  # the class's own too (amx: kernel = "amx")
     runner = create(backend, checkpoint, precision, "cpu", model=model, **options, **calibration)

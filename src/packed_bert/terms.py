@@ -96,7 +96,20 @@ class Precision(StrEnum):
     BF16 = "bf16"
     FP16 = "fp16"
     INT8 = "int8"
+    # int8 linear layers with some kept in bf16 (on our AMX kernels: the FFN output layer, whose
+    # heavy-tailed input costs int8 most of its accuracy), attention in bf16
+    INT8_BF16 = "int8-bf16"
     FP8 = "fp8"
+
+
+# precisions whose int8 layers are calibrated on the 100 calibration questions
+CALIBRATED = (Precision.INT8, Precision.INT8_BF16)
+
+
+def data_types(precision: str) -> str:
+    """The number formats of ``precision``, as a submission's system description lists them:
+    ``int8-bf16`` -> ``int8, bf16``."""
+    return ", ".join(precision.split("-"))
 
 
 E = TypeVar("E", bound=StrEnum)

@@ -93,12 +93,15 @@ class AmxEncoder(nn.Module):
         self.inter = _amx(layers[0].intermediate).n
         structs = []
         self._keep: list[torch.Tensor] = []  # LayerNorm constants in fp32, alive as long as the pointers
-        tile_dtypes: set[torch.dtype] = set()  # uint8 (int8 recipe) or bf16
+        # each role's tile input kind (Q|K|V, attention output, FFN input, FFN output), in every
+        # layer: uint8 (int8 layers) or bf16; a recipe may mix them (int8 with a bf16 FFN output)
+        role_dtypes: list[set[torch.dtype]] = [set() for _ in range(4)]
         dense_dtypes: set[torch.dtype] = set()
         for layer in layers:
             o_block, ffn_block = layer.attention.output, layer.output
             weights = [_amx(m) for m in (layer.attention.self.qkv, o_block.dense, layer.intermediate, ffn_block.dense)]
-            tile_dtypes |= {w.input_dtype for w in weights}
+            for kinds, w in zip(role_dtypes, weights, strict=True):
+                kinds.add(w.input_dtype)
             dense_dtypes |= {o_block.dense.out_dtype, ffn_block.dense.out_dtype}
             norms = []
             for norm in (o_block.LayerNorm, ffn_block.LayerNorm):
@@ -118,12 +121,16 @@ class AmxEncoder(nn.Module):
                 )  # fmt: skip
             )
         self._layers = (_Layer * len(structs))(*structs)
-        # the work buffers hold one tile kind and one dense kind: a mix runs the modules
-        self.fused = len(tile_dtypes) == 1 and len(dense_dtypes) == 1
-        self.tile_dtype, self._dense_dtype = next(iter(tile_dtypes)), next(iter(dense_dtypes))  # when fused
+        # the work buffers hold one kind per role and one dense kind: layers that differ run the modules
+        self.fused = all(len(kinds) == 1 for kinds in role_dtypes) and len(dense_dtypes) == 1
+        qkv, o, ffn_in, ffn_out = (next(iter(kinds)) for kinds in role_dtypes)  # when fused
+        self._dense_dtype = next(iter(dense_dtypes))
+        # tile_h feeds Q|K|V and the FFN input: room for the wider of the two
+        self._tile_h_dtype = qkv if qkv.itemsize >= ffn_in.itemsize else ffn_in
+        self._att_dtype, self._inter_dtype = o, ffn_out
         self._work = WorkBuffers()
-        self.tile_size = torch.empty(0, dtype=self.tile_dtype).element_size()  # bytes of a tile input value
-        self._inter_stride = int(library().pb_tile_row_bytes(self.inter * self.tile_size)) // self.tile_size
+        size = ffn_out.itemsize  # bytes of a value of the FFN output layer's tile input
+        self._inter_stride = int(library().pb_tile_row_bytes(self.inter * size)) // size
 
     def forward(self, hidden: torch.Tensor, core: AttentionCore) -> torch.Tensor:
         if not (self.fused and self._applies(hidden, core)):
@@ -133,15 +140,13 @@ class AmxEncoder(nn.Module):
         x = hidden.reshape(-1, shape[-1]).float().contiguous().clone()
         tokens, width = x.shape
         padded = -(-tokens // BLOCK_M) * BLOCK_M
-        tile = self.tile_dtype
-
         shapes = [
             (tokens, width, torch.float32),  # other
-            (padded, width, tile),  # tile_h
+            (padded, width, self._tile_h_dtype),  # tile_h
             (tokens, 3 * width, torch.bfloat16),  # qkv
-            (padded, width, tile),  # att
+            (padded, width, self._att_dtype),  # att
             (tokens, width, self._dense_dtype),  # dense
-            (padded, self._inter_stride, tile),  # inter: rows as far apart as the kernel reads them
+            (padded, self._inter_stride, self._inter_dtype),  # inter: rows as far apart as the kernel reads them
         ]
         work: list[Any] = [self._work.get(role, *shape) for role, shape in enumerate(shapes)]
         q_mul = 1.0 if core.q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))

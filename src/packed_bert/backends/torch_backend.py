@@ -1,5 +1,6 @@
 """PyTorch runner: CPU fp32/bf16 (``kernel="amx"``: bf16 in packed-bert's AMX kernels, ``torch_amx``)
-and static int8 (bert-99, ``torch_int8``); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
+and static int8 (bert-99, ``torch_int8``; ``int8-bf16`` keeps some layers in bf16 on our AMX kernels,
+bert-99.9 on AMX CPUs); CUDA fp32/fp16/bf16 and fp8/int8 (bert-99), CUDA graphs for
 static packed shapes, and the unpadded varlen path for sorted or arrival-order batches.
 
 CUDA graphs: a batch of 384-token rows runs as calls of ``GRAPH_ROWS`` sizes (545 rows: 512 + 32
@@ -20,6 +21,7 @@ from two threads at once (the device pool's per-device lock sees to that).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,7 @@ from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows, bucket_lengths
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
 from packed_bert.errors import UserError
-from packed_bert.terms import MAX_SEQS_PER_ROW, SEQ_LEN
+from packed_bert.terms import CALIBRATED, MAX_SEQS_PER_ROW, SEQ_LEN, Precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 GRAPH_ROWS = (512, 256, 128, 64, 32, 16, 8)  # row counts of the CUDA graphs; a batch runs as calls of these
@@ -60,6 +62,7 @@ class TorchRunner:
         rows: int | None = None,
         calibration: Calibration | None = None,
         kernel: str | None = None,
+        bf16_layers: str | Sequence[str] = (),
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -72,7 +75,7 @@ class TorchRunner:
         if threads:
             torch.set_num_threads(threads)
         model = load(model_spec, seed).eval()
-        cpu_int8 = precision == "int8" and not cuda  # batch-invariant by construction (torch_int8), not tiled
+        cpu_int8 = precision in CALIBRATED and not cuda  # batch-invariant by construction (torch_int8), not tiled
         amx_bf16 = precision == "bf16" and not cuda and kernel == "amx"  # likewise (torch_amx)
         own_kernels = cpu_int8 or amx_bf16
         self.batch_invariant = (not cuda and variant is None) if batch_invariant is None else batch_invariant
@@ -87,6 +90,15 @@ class TorchRunner:
             raise UserError(
                 "torch backend: kernel=NAME chooses the CPU's int8 linear kernel (onednn or amx), or kernel=amx for bf16"
             )
+        keep_bf16 = tuple(filter(None, bf16_layers.split(","))) if isinstance(bf16_layers, str) else tuple(bf16_layers)
+        if precision == Precision.INT8_BF16:
+            from packed_bert.backends.torch_int8 import FFN_OUTPUT
+
+            keep_bf16 = keep_bf16 or (FFN_OUTPUT,)
+            if cuda or kernel != "amx":
+                raise UserError("torch backend: int8-bf16 runs on packed-bert's AMX kernels: add kernel=amx (CPU)")
+        elif keep_bf16:
+            raise UserError("torch backend: bf16_layers names the layers precision int8-bf16 keeps in bf16")
         if own_kernels and (compile or variant is not None):
             raise UserError(
                 f"torch backend: {precision} on the CPU's int8 or AMX kernels runs eagerly (kernel calls); drop compile=True"
@@ -115,10 +127,11 @@ class TorchRunner:
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
-            model = quantize_model(model, smooth, ranges, kernel or ONEDNN)
+            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16)
             kernel_name = "packed-bert's AMX kernel" if kernel == AMX else "oneDNN"
+            kept = f" ({', '.join(keep_bf16)} in bf16)" if keep_bf16 else ""
             self.quant_detail = (
-                f", static int8 encoder linears ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "
+                f", static int8 encoder linears{kept} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "
                 "calibrated), bf16 per-sequence attention"
             )
         elif precision in ("fp8", "int8") and cuda:

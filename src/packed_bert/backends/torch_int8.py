@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,13 +33,25 @@ from torch import nn
 from packed_bert.backends.amx_kernels import AmxLinearWeights, library
 from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
-from packed_bert.backends.torch_amx import DenseAddNorm, amx_attention, finish_amx_model, tile_qa_head, wire_block
+from packed_bert.backends.torch_amx import (
+    AmxBf16Linear,
+    DenseAddNorm,
+    amx_attention,
+    finish_amx_model,
+    tile_qa_head,
+    wire_block,
+)
 from packed_bert.errors import UserError
 from packed_bert.model.bert import BertSelfAttention
 
 GELU = "gelu"  # the FFN input layer's fused activation (oneDNN's exact erf GELU: algorithm "none")
 ONEDNN, AMX = "onednn", "amx"  # the linear layers' kernel: oneDNN's through torch, or ours (amx_kernels)
 KERNELS = (ONEDNN, AMX)
+# A BERT layer's four linear layers, as ``bf16_layers`` names them: on our AMX kernels any of them
+# may stay in bf16 while the others run int8 (the FFN output layer, whose input is GELU's heavy-
+# tailed output, costs int8 most of its F1 loss)
+QKV, ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT = "qkv", "attention-output", "ffn-input", "ffn-output"
+LAYER_ROLES = (QKV, ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT)
 
 
 def has_int8_kernels() -> bool:
@@ -117,13 +129,21 @@ def quantize_model(
     smooth: Mapping[str, np.ndarray],
     ranges: Mapping[str, tuple[float, float]],
     kernel: str = ONEDNN,
+    bf16_layers: Collection[str] = (),
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
-    on ``kernel`` (``KERNELS``). Our AMX kernel hands the FFN's GELU output on already quantized
-    for the FFN output layer (uint8; it feeds nothing else); oneDNN's in fp32."""
+    on ``kernel`` (``KERNELS``), except those of ``bf16_layers`` (``LAYER_ROLES``; AMX only), which
+    run bf16 in every layer. Our AMX kernel hands each layer's output on as the next one's tile
+    input (the FFN's GELU output uint8 or bf16, as the FFN output layer takes it); oneDNN's in fp32."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    unknown = sorted(set(bf16_layers) - set(LAYER_ROLES))
+    if unknown or (bf16_layers and kernel != AMX):
+        raise UserError(
+            f"torch int8: bf16_layers names layers kept in bf16 on kernel=amx, of {', '.join(LAYER_ROLES)};"
+            f" got {', '.join(unknown or bf16_layers)} on kernel={kernel}"
+        )
     if kernel == AMX:  # built (or taken from the cache) and loaded here, before any timed call
         library()
     if kernel == ONEDNN and not has_int8_kernels():
@@ -131,7 +151,9 @@ def quantize_model(
     model = copy.deepcopy(model).float().eval()
     w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
-    def layer(name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear:
+    def layer(role: str, name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear | AmxBf16Linear:
+        if role in bf16_layers:
+            return AmxBf16Linear(site_weight(w, name), bias, gelu=kw.get("post_op") == GELU, out_dtype=kw["out_dtype"])
         if name not in smooth or name not in ranges:
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
         return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], kernel=kernel, **kw)
@@ -142,14 +164,14 @@ def quantize_model(
             continue
         p = name.removesuffix(".attention.self")
         qkv_bias = site_bias(w, name)
-        qkv = layer(name, qkv_bias, out_dtype=torch.bfloat16)
+        qkv = layer(QKV, name, qkv_bias, out_dtype=torch.bfloat16)
         # on the AMX path the two layers before an add+LayerNorm write bf16: half the bytes that
         # kernel reads (it adds them to the fp32 residual)
         dense_dtype = torch.bfloat16 if kernel == AMX else torch.float32
-        o_layer = layer(f"{p}.attention.output.dense", w[f"{p}.attention.output.dense.bias"], out_dtype=dense_dtype)
-        ffn_in = f"{p}.intermediate.dense"
-        gelu_layer = layer(ffn_in, w[f"{ffn_in}.bias"], post_op=GELU)
-        out_layer = layer(f"{p}.output.dense", w[f"{p}.output.dense.bias"], out_dtype=dense_dtype)
+        o_name, ffn_in, ffn_out = f"{p}.attention.output.dense", f"{p}.intermediate.dense", f"{p}.output.dense"
+        o_layer = layer(ATTENTION_OUTPUT, o_name, w[f"{o_name}.bias"], out_dtype=dense_dtype)
+        gelu_layer = layer(FFN_INPUT, ffn_in, w[f"{ffn_in}.bias"], post_op=GELU, out_dtype=torch.float32)
+        out_layer = layer(FFN_OUTPUT, ffn_out, w[f"{ffn_out}.bias"], out_dtype=dense_dtype)
         if kernel == AMX:  # each kernel writes the next layer's uint8 input where the value feeds only it, or as well
             previous_block = wire_block(model, name, (qkv, o_layer, gelu_layer, out_layer), previous_block)
             continue

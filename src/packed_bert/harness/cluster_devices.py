@@ -15,6 +15,7 @@ from packed_bert.cluster.identity import weights_id
 from packed_bert.cluster.request import resource_for
 from packed_bert.harness.plan import RunPlan
 from packed_bert.harness.qsl import SampleLibrary
+from packed_bert.terms import CALIBRATED
 
 PIPELINE_DEPTH = 2  # batches in flight per device actor in Offline: one travels while one runs
 
@@ -33,7 +34,7 @@ def cluster_request(
 
         timing = sim_card_timing(device_request(plan, library))
     calibration = None
-    if plan.precision == "int8" and plan.backend in CALIBRATING_BACKENDS and not gpu:  # torch calibrates on the CPU
+    if plan.precision in CALIBRATED and plan.backend in CALIBRATING_BACKENDS and not gpu:  # torch calibrates on the CPU
         from packed_bert.squad.calibration import load_calibration
 
         calibration = load_calibration(plan.cfg.dataset, plan.cfg.vocab)

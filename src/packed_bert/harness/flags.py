@@ -193,7 +193,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("weights", ("--weights",), "random | tiny | PATH (default: the system file's)", _text),
     Flag("batching", ("--batching",), "packed | sorted | padded (default: the system file's)", _enum(Batching)),
     Flag(
-        "precision", ("--precision",), "fp32 | bf16 | fp16 | int8 | fp8 (default: the system file's)", _enum(Precision)
+        "precision",
+        ("--precision",),
+        "fp32 | bf16 | fp16 | int8 | int8-bf16 | fp8 (default: the system file's)",
+        _enum(Precision),
     ),
     Flag(
         "find_peak",

@@ -33,7 +33,7 @@ from packed_bert.submission.run_rules import (
 from packed_bert.submission.select import Entry, collect
 from packed_bert.submission.truncate import truncate_with_hash
 from packed_bert.systems import load_system
-from packed_bert.terms import Category, Division, parse
+from packed_bert.terms import CALIBRATED, Category, Division, data_types, parse
 
 LOGS = (SUMMARY, DETAIL)
 
@@ -95,14 +95,14 @@ def implementation_json(perf: Path | None) -> dict[str, str]:
             harness = settings.get("harness")
             plan = harness if isinstance(harness, dict) else settings
     precision = str(plan.get("precision") or "fp32")
-    transformations = "none" if precision == "fp32" else f"quantized to {precision}"
-    if precision == "int8" and "SmoothQuant" in runner_details(perf):
+    transformations = "none" if precision == "fp32" else f"quantized to {data_types(precision)}"
+    if precision in CALIBRATED and "SmoothQuant" in runner_details(perf):
         transformations += SMOOTHQUANT_NOTE
     return {
         "input_data_types": "int32",
         "retraining": "No",
         "starting_weights_filename": str(plan.get("weights") or "model.pytorch"),
-        "weight_data_types": precision,
+        "weight_data_types": data_types(precision),
         "weight_transformations": transformations,
     }
 
