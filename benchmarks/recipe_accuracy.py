@@ -75,6 +75,8 @@ CPU_RECIPES = (
     "onnxruntime:fp32@seq",
     "onnxruntime:int8@rows@seq",
     "onnxruntime:int8@smoothquant@seq",
+    "onnxruntime:int8@smoothquant-mixed@seq",
+    "openvino:int8@smoothquant-mixed",
 )
 REFERENCE = "torch:fp32"  # the fp32 F1 every ratio is taken to
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
@@ -115,6 +117,9 @@ NOTES = {
     "openvino:int8": "OpenVINO static int8 after SmoothQuant (alpha 0.8), calibrated, per-sequence (its default)",
     "openvino:int8@mask": "the same over the masked row: the cpu system's SingleStream recipe on avx512-bf16",
     "torch:int8": "PyTorch static int8 (oneDNN u8 x s8) with the same SmoothQuant factors and grids, bf16 attention",
+    "onnxruntime:int8@smoothquant-mixed@seq": "the SmoothQuant int8 graph with the FFN output layers fp32, per-sequence",
+    "openvino:int8@smoothquant-mixed": "OpenVINO's SmoothQuant int8 with the FFN output layers in the activations' "
+    "precision (bf16 where the CPU has it)",
 }
 
 
