@@ -43,14 +43,14 @@ def real_token_flops(lengths: np.ndarray, hidden: int = 1024, inter: int = 4096,
 def flops_by_format(
     lengths: np.ndarray, precision: str, hidden: int = 1024, inter: int = 4096, layers: int = 24
 ) -> dict[str, float]:
-    """``real_token_flops`` split by the format each part runs in: int8-bf16 (torch_int8) keeps the
-    FFN output layer in bf16 and runs the rest in int8 (attention counted with int8, as a plain
-    int8 recipe's is); any other precision runs all of it in its own."""
+    """``real_token_flops`` split by the format each part runs in: int8-bf16 and int8-fp32 keep the
+    FFN output layer in bf16 or fp32 and run the rest in int8 (attention counted with int8, as a
+    plain int8 recipe's is); any other precision runs all of it in its own."""
     total = real_token_flops(lengths, hidden, inter, layers)
-    if precision != "int8-bf16":
+    if not precision.startswith("int8-"):
         return {precision: total}
-    bf16 = layers * 2.0 * hidden * inter * float(np.asarray(lengths, dtype=np.float64).sum())
-    return {"int8": total - bf16, "bf16": bf16}
+    ffn_output = layers * 2.0 * hidden * inter * float(np.asarray(lengths, dtype=np.float64).sum())
+    return {"int8": total - ffn_output, precision.removeprefix("int8-"): ffn_output}
 
 
 class Probe(Protocol):

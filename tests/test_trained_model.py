@@ -155,17 +155,23 @@ def test_smoothquant_brings_static_int8_closer_to_fp32(
 def test_smoothquant_mixed_leaves_the_ffn_output_layer_in_float_and_errs_less(
     checkpoint: str, squad_features: SquadFeatures, unseen: np.ndarray
 ) -> None:
-    """``quant="smoothquant-mixed"`` keeps the FFN output layer (GELU's heavy-tailed output in) in
-    floating point, unsmoothed; on unseen questions it errs less against fp32 than int8 everywhere
-    (minilm-l6-squad, whole dev set on a Xeon: ONNX Runtime 100.222% against 99.946% of fp32 F1)."""
+    """Precision int8-fp32 (``quant="smoothquant-mixed"``) keeps the FFN output layer (GELU's
+    heavy-tailed output in) in floating point, unsmoothed; on unseen questions it errs less against
+    fp32 than int8 everywhere (minilm-l6-squad, whole dev set on a Xeon: ONNX Runtime 100.222%
+    against 99.946% of fp32 F1)."""
     import onnx
 
     index = unseen[np.random.default_rng(2).choice(unseen.size, 24, replace=False)]
     calibration = {"calibration": lambda: calibration_features(squad_features)}
     fp32 = _run(create("onnxruntime", checkpoint, "fp32", "cpu"), squad_features, index, "sorted", 8)
     errors, runners = {}, {}
-    for quant in ("smoothquant", "smoothquant-mixed"):
-        runners[quant] = create("onnxruntime", checkpoint, "int8", "cpu", quant=quant, graph="sequence", **calibration)
+    for precision, quant, model in (
+        ("int8", "smoothquant", "bert-99"),
+        ("int8-fp32", "smoothquant-mixed", "bert-99.9"),
+    ):
+        runners[quant] = create(
+            "onnxruntime", checkpoint, precision, "cpu", quant=quant, graph="sequence", model=model, **calibration
+        )
         got = _run(runners[quant], squad_features, index, "sorted", 8)
         errors[quant] = float(np.mean([np.abs(a - b).mean() for a, b in zip(got, fp32, strict=True)]))
     assert errors["smoothquant-mixed"] < 0.8 * errors["smoothquant"], errors
@@ -173,6 +179,7 @@ def test_smoothquant_mixed_leaves_the_ffn_output_layer_in_float_and_errs_less(
     ffn_out = [n for n in nodes if ".output.dense" in n.name and ".attention." not in n.name]
     assert ffn_out and {n.op_type for n in ffn_out} <= {"MatMul", "Add"}  # float, no grid, no smoothing
     assert any(n.op_type == "QuantizeLinear" for n in nodes)  # the other layers stay int8
+    assert "smoothquant-mixed quantization" in runners["smoothquant-mixed"].detail
 
 
 @needs_exact_int8

@@ -99,11 +99,13 @@ class Precision(StrEnum):
     # int8 linear layers with some kept in bf16 (on our AMX kernels: the FFN output layer, whose
     # heavy-tailed input costs int8 most of its accuracy), attention in bf16
     INT8_BF16 = "int8-bf16"
+    # the same with that layer in fp32 (ONNX Runtime, and OpenVINO where the CPU has no bf16)
+    INT8_FP32 = "int8-fp32"
     FP8 = "fp8"
 
 
 # precisions whose int8 layers are calibrated on the 100 calibration questions
-CALIBRATED = (Precision.INT8, Precision.INT8_BF16)
+CALIBRATED = (Precision.INT8, Precision.INT8_BF16, Precision.INT8_FP32)
 
 
 def data_types(precision: str) -> str:

@@ -33,6 +33,7 @@ from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused, graph_feeds
 from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
 from packed_bert.errors import UserError
+from packed_bert.terms import Precision
 
 # Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
 # layer kind (Q|K|V, attention output, FFN input, FFN output)
@@ -55,6 +56,20 @@ FUSED_INT8: dict[str, dict[str, str]] = {
     "smoothquant-mixed": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "fp32"},
 }
 SMOOTHQUANT = ("smoothquant", "smoothquant-mixed")  # the modes calibrated with SmoothQuant
+FLOAT_FFN_OUTPUT = "smoothquant-mixed"  # the graph precision int8-fp32 names
+
+
+def int8_graph(precision: str, quant: str, default: str) -> tuple[str, str]:
+    """(the graph's precision, its quant mode) for a runner asked for ``precision`` and ``quant``
+    (``default``: the runner's own quant default): ``int8-fp32`` is the SmoothQuant int8 graph with
+    the FFN output layers in float."""
+    if precision != Precision.INT8_FP32:
+        return precision, quant
+    if quant not in (default, FLOAT_FFN_OUTPUT):
+        raise UserError(f"precision int8-fp32 is quant={FLOAT_FFN_OUTPUT}; drop quant={quant}")
+    return Precision.INT8, FLOAT_FFN_OUTPUT
+
+
 QUANT_MODES = ("dynamic", "mixed", "static", *FUSED_INT8)
 DEFAULT_QUANT = "rows"  # batch-invariant, 99.8% of fp32 F1 (docs/performance.md)
 GRAPHS = ("fused", "traced", "sequence")  # sequence: the fused graph with per-sequence attention
@@ -175,8 +190,9 @@ class OrtRunner:
             raise UserError(f"onnxruntime backend runs on cpu only, not {device!r}")
         self.precision = precision
         self.device = device
-        graph = graph or default_graph(precision, quant)
-        self.path = prepare_model(model_spec, precision, quant, seed, graph, calibration)
+        built, quant = int8_graph(precision, quant, DEFAULT_QUANT)
+        graph = graph or default_graph(built, quant)
+        self.path = prepare_model(model_spec, built, quant, seed, graph, calibration)
         self.per_sequence = graph == "sequence"
         if self.per_sequence and static_rows is not None:
             raise UserError("onnxruntime: graph=sequence takes no static_rows (its attention inputs vary per batch)")
@@ -198,7 +214,7 @@ class OrtRunner:
                 str(self.path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
             )
         shape = f", fixed shape [{static_rows},{ROW_LEN}]" if self.static_shape else ""
-        q = f" ({quant} quantization)" if precision == "int8" else ""
+        q = f" ({quant} quantization)" if built == "int8" else ""
         self.detail = (
             f"onnxruntime {ort.__version__} {precision}{q}, {graph} graph, on cpu, "
             f"{opts.intra_op_num_threads} threads{shape}"

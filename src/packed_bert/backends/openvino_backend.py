@@ -57,12 +57,12 @@ from packed_bert.backends.length_buckets import (
     lengthened,
 )
 from packed_bert.backends.onnx_fused import graph_feeds
-from packed_bert.backends.onnxruntime_backend import prepare_model
+from packed_bert.backends.onnxruntime_backend import int8_graph, prepare_model
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration
 from packed_bert.errors import UserError
 
 # the activations' precision per recipe (int8: where the CPU has bf16, ``int8_activations``)
-HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16", "int8-fp32": "f32"}
 OV_QUANT = ("smoothquant", "smoothquant-mixed", "qdq", "weights")  # int8 graphs (onnxruntime_backend.FUSED_INT8)
 DEFAULT_INT8 = "smoothquant"  # static int8 (docs/performance.md, avx512-bf16 class)
 STATIC_DETAIL = {
@@ -125,6 +125,7 @@ class OvRunner:
             raise UserError(f"openvino backend: precision must be one of {', '.join(HINTS)}, got {precision!r}")
         if quant not in OV_QUANT:
             raise UserError(f"openvino backend: quant must be one of {', '.join(OV_QUANT)}, got {quant!r}")
+        built, quant = int8_graph(precision, quant, DEFAULT_INT8)
         if dynamic_quant is None:
             dynamic_quant = PER_TOKEN_GROUP if precision == "int8" and quant == "weights" else 0
         if dynamic_quant < 0:
@@ -132,7 +133,7 @@ class OvRunner:
         self.precision = precision
         self.device = device
         self.length_step = check_step(length_step)
-        int8 = precision == "int8"
+        int8 = built == "int8"
         if attention not in ("mask", "sequence"):
             raise UserError(f"openvino backend: attention must be mask or sequence, got {attention!r}")
         self.per_sequence = attention == "sequence"
@@ -141,7 +142,7 @@ class OvRunner:
             model_spec, "int8" if int8 else "fp32", quant if int8 else "rows", seed, graph, calibration
         )
         count = threads or len(os.sched_getaffinity(0))
-        hint = int8_activations() if int8 else HINTS[precision]
+        hint = int8_activations() if precision == "int8" else HINTS[precision]
         config = {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": str(count),

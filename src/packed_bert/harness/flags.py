@@ -195,7 +195,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "precision",
         ("--precision",),
-        "fp32 | bf16 | fp16 | int8 | int8-bf16 | fp8 (default: the system file's)",
+        "fp32 | bf16 | fp16 | int8 | int8-bf16 | int8-fp32 | fp8 (default: the system file's)",
         _enum(Precision),
     ),
     Flag(
