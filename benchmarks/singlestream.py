@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = make_runner(recipe, base, threads)
         parts = flops_by_format(np.array([p90_len]), precision)  # a mixed recipe: one probe per format
         for part in parts:
-            probes.get(part) or probes.setdefault(part, probe_for(part, n, threads, yardsticks))
+            if part not in probes:
+                probes[part] = probe_for(part, n, threads, yardsticks)
         runner.infer(singles[0])  # warm-up
         warm_up([runner], 1, functools.partial(say_for, recipe))  # untimed, as the harness does
         latencies, rates = [], {part: [probes[part].rate()] for part in parts}

@@ -4,7 +4,7 @@
 int8/fp8 on CUDA) is allowed. ``bert-99.9`` must reach 99.9%, so fp16, bf16 or fp32, or int8 with
 the FFN output layer kept in bf16 (``int8-bf16``, PyTorch on our AMX kernels: 100.056% of fp32 on
 the trained MiniLM, where int8 everywhere keeps 99.812%) or fp32 (``int8-fp32``, ONNX Runtime or
-OpenVINO: 100.22% and 100.13-100.14%). Each recipe's F1 with a
+OpenVINO: 100.222%, and 100.027% with oneDNN capped at VNNI). Each recipe's F1 with a
 real trained checkpoint is measured by ``benchmarks/recipe_accuracy.py`` (docs/performance.md);
 a default keeps a margin (>= 99.5% / >= 99.95% of fp32) with logits that do not depend on
 batch-mates. The CPU default for both models is ONNX Runtime fp32: fp32's F1 on any arithmetic,
