@@ -56,17 +56,18 @@ FUSED_INT8: dict[str, dict[str, str]] = {
     "smoothquant-mixed": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "fp32"},
 }
 SMOOTHQUANT = ("smoothquant", "smoothquant-mixed")  # the modes calibrated with SmoothQuant
-FLOAT_FFN_OUTPUT = "smoothquant-mixed"  # the graph precision int8-fp32 names
+FLOAT_FFN_OUTPUT = "smoothquant-mixed"  # the graph precisions int8-fp32 and int8-bf16 name
 
 
 def int8_graph(precision: str, quant: str, default: str) -> tuple[str, str]:
     """(the graph's precision, its quant mode) for a runner asked for ``precision`` and ``quant``
-    (``default``: the runner's own quant default): ``int8-fp32`` is the SmoothQuant int8 graph with
-    the FFN output layers in float."""
-    if precision != Precision.INT8_FP32:
+    (``default``: the runner's own quant default): ``int8-fp32`` and ``int8-bf16`` are the
+    SmoothQuant int8 graph with the FFN output layers in float (the runtime computes them in fp32
+    or bf16)."""
+    if precision not in (Precision.INT8_FP32, Precision.INT8_BF16):
         return precision, quant
     if quant not in (default, FLOAT_FFN_OUTPUT):
-        raise UserError(f"precision int8-fp32 is quant={FLOAT_FFN_OUTPUT}; drop quant={quant}")
+        raise UserError(f"precision {precision} is quant={FLOAT_FFN_OUTPUT}; drop quant={quant}")
     return Precision.INT8, FLOAT_FFN_OUTPUT
 
 

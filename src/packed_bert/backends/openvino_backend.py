@@ -14,7 +14,9 @@ graph. Precisions:
   FakeQuantize + int8 FullyConnected kernels (VNNI / AMX). It needs ``calibration``
   (``squad.calibration.load_calibration``). 99.59% of fp32 F1 on the trained checkpoint,
   bit-exact in any batch, about 1.4x the per-token recipe on the avx512-bf16 class.
-  ``quant="smoothquant-mixed"``: the FFN output layers in the activations' precision instead.
+  ``quant="smoothquant-mixed"``: the FFN output layers in the activations' precision instead;
+  precisions ``int8-fp32`` and ``int8-bf16`` name that graph with those layers (and the rest of
+  the float work) in f32 or bf16.
   ``quant="qdq"``: the same without smoothing (98.1%).
 - ``int8`` runs all but its int8 layers in bf16 where the CPU multiplies bf16 in hardware
   (avx512_bf16, AMX) and in f32 elsewhere (``int8_activations``).
@@ -62,7 +64,7 @@ from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration
 from packed_bert.errors import UserError
 
 # the activations' precision per recipe (int8: where the CPU has bf16, ``int8_activations``)
-HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16", "int8-fp32": "f32"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16", "int8-fp32": "f32", "int8-bf16": "bf16"}
 OV_QUANT = ("smoothquant", "smoothquant-mixed", "qdq", "weights")  # int8 graphs (onnxruntime_backend.FUSED_INT8)
 DEFAULT_INT8 = "smoothquant"  # static int8 (docs/performance.md, avx512-bf16 class)
 STATIC_DETAIL = {

@@ -29,7 +29,7 @@ BACKEND_PRECISIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("torch", "cpu"): ("fp32", "bf16", "fp16", "int8", "int8-bf16"),
     ("torch", "cuda"): ("fp32", "fp16", "bf16", "int8", "fp8"),
     ("onnxruntime", "cpu"): ("fp32", "int8", "int8-fp32"),
-    ("openvino", "cpu"): ("fp32", "bf16", "int8", "int8-fp32"),
+    ("openvino", "cpu"): ("fp32", "bf16", "int8", "int8-bf16", "int8-fp32"),
     ("null", "cpu"): ("fp32", "bf16", "fp16", "int8", "fp8"),
     ("sim", "sim"): ("fp32", "bf16", "fp16", "int8", "fp8"),
 }

@@ -48,7 +48,8 @@ class RunPlan:
         note = self.system.cpu_note()
         if note and self.system.cpu_isa_cap and ignores_cap(self.backend, self.precision):
             note += f" ({self.backend} {self.precision} ignores it: this CPU's own kernels ran)"
-        if note and self.precision == Precision.BF16 and self.system.cpu_class not in BF16_CLASSES:
+        bf16 = self.precision in (Precision.BF16, Precision.INT8_BF16)
+        if note and bf16 and self.system.cpu_class not in BF16_CLASSES:
             note += "; bf16 EMULATED: no avx512_bf16 or amx_bf16 here, far slower than fp32 (try --precision fp32)"
         return note
 
