@@ -348,6 +348,8 @@ def test_a_bf16_run_says_where_the_class_has_no_bf16_hardware() -> None:
         assert ("bf16 EMULATED" in note) is (cls not in ("amx", "avx512-bf16")), cls
     fp32 = dataclasses.replace(plan, precision="fp32", system=cpu.for_cpu("avx2"))
     assert fp32.cpu_note() == "CPU class avx2"
+    mixed = dataclasses.replace(plan, precision="int8-bf16", system=cpu.for_cpu("avx512-vnni"))
+    assert "bf16 EMULATED" in mixed.cpu_note()  # its float layers are bf16 too
     assert dataclasses.replace(plan, system=load_system("r282_z93_q1")).cpu_note() == ""  # no CPU class
 
 
