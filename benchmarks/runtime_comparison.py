@@ -155,6 +155,14 @@ VARIANTS = (
         "sequence; 99.59-99.64% of fp32 F1; the amx and avx512-bf16 bert-99 default",
     ),
     Variant(
+        "openvino int8-fp32 seq",
+        "openvino",
+        "int8-fp32",
+        {"attention": "sequence"},
+        "the SmoothQuant int8 graph with the FFN output layers in fp32 (smoothquant-mixed), attention per sequence; "
+        "the avx512-vnni bert-99.9 default",
+    ),
+    Variant(
         "onnxruntime int8 smoothquant seq",
         "onnxruntime",
         "int8",
