@@ -130,7 +130,8 @@ def ignores_cap(runtime: str, precision: str, cpuinfo: str | None = None) -> boo
     """Whether oneDNN's ISA cap took away a flag that ``runtime``'s ``precision`` matmul picks its
     kernels by without asking oneDNN (``CAP_BLIND``): a measurement of it would be the uncapped
     CPU's, not the emulated class's."""
-    lost = cpu_flags(cpuinfo, capped=False) - cpu_flags(cpuinfo)
+    text = _read(cpuinfo)  # once, for both readings
+    lost = cpu_flags(text, capped=False) - cpu_flags(text)
     return not lost.isdisjoint(CAP_BLIND.get((runtime, precision), frozenset()))
 
 
