@@ -113,6 +113,30 @@ def test_server_and_singlestream_runs(tmp_path: Path, scenario: str) -> None:
             assert "Early stopping satisfied: NO" in res.invalid_reasons
     else:
         assert res.latency_p90_ms is not None and res.latency_p90_ms < 50
+        lens = np.asarray(feats.lengths)
+        tokens = res.summary["sample_tokens"]
+        assert lens.min() <= tokens["p50"] <= tokens["p90"] <= tokens["max"] <= lens.max()
+        assert (res.run_dir / "latency_by_length.png").is_file()
+        assert f"p90 {tokens['p90']}, longest {tokens['max']}" in (res.run_dir / "report.md").read_text()
+
+
+def test_run_stats_keep_each_samples_length_in_its_querys_order() -> None:
+    """A packed batch holds its item's samples in another order; the lengths follow the item's, as
+    its latencies do."""
+    from packed_bert.harness.sut import RunStats
+    from packed_bert.harness.workers import WorkItem
+
+    batch = dataclasses.make_dataclass("Batch", ["sample_index", "seq_lens", "input_ids"])(
+        sample_index=np.array([[2, 0, -1], [1, -1, -1]]),
+        seq_lens=np.array([[50, 70, 0], [90, 0, 0]]),
+        input_ids=np.zeros((2, 384), np.int32),
+    )
+    item = WorkItem(ids=np.arange(3, dtype=np.uint64), indices=np.arange(3), arrival=np.array([0.0, 1.0, 2.0]))
+    stats = RunStats()
+    stats.record(item, batch, device=0, busy=0.1, done=3.0)
+    assert stats.sample_tokens[0].tolist() == [70, 90, 50]
+    assert stats.latencies[0].tolist() == [3.0, 2.0, 1.0]
+    assert stats.summary()["sample_tokens"] == {"p50": 70, "p90": 90, "max": 90}
 
 
 def test_interrupt_marks_the_run_incomplete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,6 +48,9 @@ def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, su
             f"efficiency {s['token_efficiency']:.1%} (padding every sample to {SEQ_LEN}: "
             f"{s['padded_token_efficiency']:.1%}; {s['gain_over_padding']:.2f}x less work)"
         )
+    if "sample_tokens" in s:
+        toks = s["sample_tokens"]
+        lines.append(f"- real tokens a sample: p50 {toks['p50']}, p90 {toks['p90']}, longest {toks['max']}")
     if "sut_latency_ms" in s:
         lat = s["sut_latency_ms"]
         lines.append(
@@ -103,6 +106,16 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
         fig.savefig(run_dir / "latency.png", dpi=90)
         plt.close(fig)
         out.append(("Latency distribution", "latency.png"))
+    if lat.size and scenario == Scenario.SINGLE_STREAM:  # one sample a query: its latency against its length
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.scatter(np.concatenate(stats.sample_tokens), lat, s=4, alpha=0.5)
+        ax.set_xlabel("real tokens of the sample")
+        ax.set_ylabel("latency in the SUT (ms)")
+        ax.set_title(f"Latency against length{tag}", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(run_dir / "latency_by_length.png", dpi=90)
+        plt.close(fig)
+        out.append(("Latency against length", "latency_by_length.png"))
     done = np.asarray(stats.batch_done)
     if done.size > 1:
         order = np.argsort(done)

@@ -40,6 +40,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "token_efficiency": stats.get("token_efficiency"),
         "gain_over_padding": stats.get("gain_over_padding"),
         "samples": stats.get("samples"),
+        "sample_tokens": stats.get("sample_tokens"),
     }
     if plan.cfg.audit_test:
         out["compliance_test"] = plan.cfg.audit_test

@@ -41,10 +41,15 @@ class RunStats:
     batch_busy: list[float] = field(default_factory=list)
     batch_device: list[int] = field(default_factory=list)
     latencies: list[np.ndarray] = field(default_factory=list)
+    sample_tokens: list[np.ndarray] = field(default_factory=list)  # real tokens of each sample, as latencies
     start: float = field(default_factory=time.perf_counter)
 
     def record(self, item: WorkItem, batch: Any, device: int, busy: float, done: float) -> None:
-        per_row = (np.asarray(batch.sample_index) >= 0).sum(axis=1).astype(np.int8)
+        index = np.asarray(batch.sample_index)
+        filled = index >= 0
+        per_row = filled.sum(axis=1).astype(np.int8)
+        tokens = np.zeros(len(item), np.int32)  # in the item's order, as its arrival times
+        tokens[index[filled]] = np.asarray(batch.seq_lens)[filled]
         with self.lock:
             self.batch_samples.append(len(item))
             self.batch_rows.append(int(batch.input_ids.shape[0]))
@@ -55,6 +60,7 @@ class RunStats:
             self.batch_busy.append(busy)
             self.batch_device.append(device)
             self.latencies.append(done - item.arrival)
+            self.sample_tokens.append(tokens)
 
     def summary(self) -> dict[str, Any]:
         samples = int(sum(self.batch_samples))
@@ -72,6 +78,11 @@ class RunStats:
         }
         if slots:
             out["gain_over_padding"] = (samples * SEQ_LEN) / slots
+        if self.sample_tokens:  # a sample's own length: SingleStream's p90 is the p90-length sample's latency
+            toks = np.concatenate(self.sample_tokens)
+            out["sample_tokens"] = {
+                p: int(np.percentile(toks, q, method="higher")) for p, q in (("p50", 50), ("p90", 90), ("max", 100))
+            }
         if lat.size:
             out["sut_latency_ms"] = {
                 p: float(np.percentile(lat, q) * 1e3) for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
