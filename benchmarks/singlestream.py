@@ -11,6 +11,14 @@ weights. Every sample sits between two short probes of a 2048^3 matmul at the re
 precision, in the runtime that multiplies fastest at it here (``runtime_comparison.probe_for``).
 "At peak" is the real-token FLOPs of the p90-length sample of the draw over the highest probe
 rate of the recipe's run (the mean read up to 1.5x low when probes ran slow). Recipes are spelled as in ``recipe_accuracy.make_runner``.
+
+``--loadgen`` measures the scenario itself instead: each ``cpu:MODEL`` recipe runs ``packed-bert
+run --sut cpu --model MODEL --scenario singlestream --mode performance`` (a test run: LoadGen
+issues the next sample when the last is answered, back to back, and reports the p90 over every
+sample), between ``PROBE_READS`` probe readings before and after it; "at peak" is then the p90 of
+the issued samples' lengths (the run's ``sample_tokens``) at the best reading.
+
+    .venv/bin/python benchmarks/singlestream.py --loadgen --write-docs
 """
 
 from __future__ import annotations
@@ -46,9 +54,8 @@ def say_for(recipe: str, msg: str) -> None:
 DEFAULT_RECIPES = "cpu:bert-99,cpu:bert-99.9"
 
 
-def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
-    """(label, precision, runner) of the cpu system's SingleStream recipe for ``model`` here."""
-    from packed_bert.backends import create
+def system_recipe(model: str, threads: int) -> tuple[str, str, str, dict[str, Any]]:
+    """(label, backend, precision, options) of the cpu system's SingleStream recipe for ``model`` here."""
     from packed_bert.backends.cpu_class import cpu_class
     from packed_bert.backends.devices import CALIBRATING_BACKENDS
     from packed_bert.errors import UserError
@@ -64,8 +71,66 @@ def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
     if backend in CALIBRATING_BACKENDS:
         options.setdefault("calibration", load_calibration)
     shown = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("threads", "calibration"))
-    label = f"cpu {model}: {backend}:{precision}{f' ({shown})' if shown else ''}"
+    return f"cpu {model}: {backend}:{precision}{f' ({shown})' if shown else ''}", backend, precision, options
+
+
+def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
+    """(label, precision, runner) of the cpu system's SingleStream recipe for ``model`` here."""
+    from packed_bert.backends import create
+
+    label, backend, precision, options = system_recipe(model, threads)
     return label, precision, create(backend, base, precision, "cpu", model=model, **options)
+
+
+PROBE_READS = 3  # probe readings before and after a LoadGen run (--loadgen); the best one counts
+
+
+def loadgen_row(
+    recipe: str, weights: str, threads: int, n: int, probes: dict[str, Probe], yardsticks: dict[str, str]
+) -> dict[str, Any]:
+    """A ``cpu:MODEL`` recipe's LoadGen SingleStream test run against the probes around it."""
+    import tempfile
+
+    from packed_bert.cli import main as packed_bert
+    from packed_bert.errors import UserError
+    from packed_bert.results.loadgen_logs import read_summary
+
+    if not recipe.startswith("cpu:"):
+        raise UserError(f"--loadgen runs the cpu system's recipes (cpu:MODEL), not {recipe}")
+    model = recipe.removeprefix("cpu:")
+    label, _, precision, _ = system_recipe(model, threads)
+    formats = list(flops_by_format(np.array([1]), precision))
+    for part in formats:
+        if part not in probes:
+            probes[part] = probe_for(part, n, threads, yardsticks)
+    rates = {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in formats}
+    argv = ["run", "--sut", "cpu", "--model", model, "--scenario", "singlestream", "--mode", "performance"]
+    with tempfile.TemporaryDirectory() as tmp:
+        status = packed_bert([*argv, "--weights", weights, "--results-dir", tmp])
+        if status != 0:
+            raise UserError(
+                f"{recipe}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}` alone"
+            )
+        run_dir = next(Path(tmp).glob("*/summary.json")).parent
+        summary = json.loads((run_dir / "summary.json").read_text())
+        p50_ns = float(read_summary(run_dir / "mlperf_log_summary.txt").fields["50.00 percentile latency (ns)"])
+    for part in formats:
+        rates[part] += [probes[part].rate() for _ in range(PROBE_READS)]
+    p90_len = int(summary["sample_tokens"]["p90"])
+    parts = flops_by_format(np.array([p90_len]), precision)
+    at_peak = sum(flops / max(rates[part]) for part, flops in parts.items())
+    p90_ms = float(summary["latency_p90_ms"])
+    return {
+        "recipe": f"{label}, LoadGen {'VALID' if summary['valid'] else 'INVALID'}",
+        "samples": summary["samples"],
+        "p50_ms": round(p50_ns / 1e6, 1),
+        "p90_ms": round(p90_ms, 1),
+        "p90_length": p90_len,
+        "peak_gflops": round(real_token_flops(np.array([p90_len])) / at_peak / 1e9, 1),
+        "yardstick": "+".join(yardsticks[part] for part in parts),
+        "p90_length_at_peak_ms": round(1e3 * at_peak, 1),
+        "ratio": round(p90_ms / 1e3 / at_peak, 2),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--weights", default="random")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loadgen", action="store_true", help="each cpu:MODEL through a LoadGen SingleStream test run")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args(argv)
 
@@ -87,6 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
+    n = 512 if args.quick else 2048
+    cpu = cpu_label()
+    probes: dict[str, Probe] = {}
+    yardsticks: dict[str, str] = {}
+    if args.loadgen:
+        weights = "tiny" if args.quick else args.weights
+        rows = [loadgen_row(r, weights, threads, n, probes, yardsticks) for r in args.recipes.split(",")]
+        return report(rows, cpu, threads, args, "singlestream-loadgen")
     ids, seg, lens = real_features(args.quick)
     count = 8 if args.quick else args.samples
     pick = np.random.default_rng(args.seed).choice(lens.size, size=count, replace=False)
@@ -95,11 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from packed_bert.model.weights import load_model
 
     base = load_model("tiny" if args.quick else args.weights)
-    n = 512 if args.quick else 2048
-    cpu = cpu_label()
     rows = []
-    probes: dict[str, Probe] = {}
-    yardsticks: dict[str, str] = {}
     for recipe in args.recipes.split(","):
         if recipe.startswith("cpu:"):
             recipe, precision, runner = system_runner(recipe.removeprefix("cpu:"), base, threads)
@@ -139,19 +209,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
         del runner
+    return report(rows, cpu, threads, args, "singlestream")
+
+
+def report(rows: list[dict[str, Any]], cpu: str, threads: int, args: argparse.Namespace, section: str) -> int:
+    for row in rows if args.loadgen else ():  # the direct rows were printed as they came
+        print(json.dumps(row), flush=True)
     table = render(rows, cpu, threads, args)
     print(table)
     if args.write_docs and not args.quick:
-        write_doc_section(*class_markers("singlestream"), table)
+        write_doc_section(*class_markers(section), table)
     return 0
 
 
 def render(rows: list[dict[str, object]], cpu: str, threads: int, args: argparse.Namespace) -> str:
     argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.loadgen:
+        what = (
+            "each recipe through a LoadGen SingleStream test run (every dev feature a sample, drawn by "
+            f"LoadGen, back to back), {PROBE_READS} probe readings before and after it"
+        )
+    else:
+        count = rows[0]["samples"] if rows else 0
+        what = f"{count} real SQuAD dev features one at a time at their own length (seed {args.seed})"
     lines = [
         f"Command: `.venv/bin/python benchmarks/singlestream.py {argv}`  ",
-        f"CPU: {cpu}, {threads} threads; BERT-Large random weights; {rows[0]['samples'] if rows else 0} real SQuAD dev features one at a "
-        f"time at their own length (seed {args.seed}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"CPU: {cpu}, {threads} threads; BERT-Large random weights; {what}; {when}.",
         "",
         "| recipe | samples | p50 ms | p90 ms | p90 length | best probe beside, GFLOP/s (runtime) | p90-length sample at "
         "peak, ms | p90 / at peak (goal <= 1.3) |",
