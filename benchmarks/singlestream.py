@@ -13,7 +13,7 @@ precision, in the runtime that multiplies fastest at it here (``runtime_comparis
 rate of the recipe's run (the mean read up to 1.5x low when probes ran slow). Recipes are spelled as in ``recipe_accuracy.make_runner``.
 
 ``--loadgen`` measures the scenario itself instead: each ``cpu:MODEL`` recipe runs ``packed-bert
-run --sut cpu --model MODEL --scenario singlestream --mode performance`` (a test run: LoadGen
+run --sut cpu --model MODEL --scenario singlestream --mode performance`` in its own process (a test run: LoadGen
 issues the next sample when the last is answered, back to back, and reports the p90 over every
 sample), between ``PROBE_READS`` probe readings before and after it; "at peak" is then the p90 of
 the issued samples' lengths (the run's ``sample_tokens``) at the best reading.
@@ -89,9 +89,9 @@ def loadgen_row(
     recipe: str, weights: str, threads: int, n: int, probes: dict[str, Probe], yardsticks: dict[str, str]
 ) -> dict[str, Any]:
     """A ``cpu:MODEL`` recipe's LoadGen SingleStream test run against the probes around it."""
+    import subprocess
     import tempfile
 
-    from packed_bert.cli import main as packed_bert
     from packed_bert.errors import UserError
     from packed_bert.results.loadgen_logs import read_summary
 
@@ -106,7 +106,11 @@ def loadgen_row(
     rates = {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in formats}
     argv = ["run", "--sut", "cpu", "--model", model, "--scenario", "singlestream", "--mode", "performance"]
     with tempfile.TemporaryDirectory() as tmp:
-        status = packed_bert([*argv, "--weights", weights, "--results-dir", tmp])
+        # its own process, as a user runs it (the probes' runtimes stay out of it)
+        cli = "import sys; from packed_bert.cli import main; sys.exit(main(sys.argv[1:]))"
+        status = subprocess.run(
+            [sys.executable, "-c", cli, *argv, "--weights", weights, "--results-dir", tmp]
+        ).returncode
         if status != 0:
             raise UserError(
                 f"{recipe}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}` alone"
