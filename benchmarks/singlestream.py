@@ -13,9 +13,9 @@ precision, in the runtime that multiplies fastest at it here (``runtime_comparis
 rate of the recipe's run (the mean read up to 1.5x low when probes ran slow). Recipes are spelled as in ``recipe_accuracy.make_runner``.
 
 ``--loadgen`` measures the scenario itself instead: each ``cpu:MODEL`` recipe runs ``packed-bert
-run --sut cpu --model MODEL --scenario singlestream --mode performance`` in its own process (a test run: LoadGen
-issues the next sample when the last is answered, back to back, and reports the p90 over every
-sample), between ``PROBE_READS`` probe readings before and after it; "at peak" is then the p90 of
+run --sut cpu --model MODEL --scenario singlestream --mode performance`` in its own process (a
+test run, or the full 600 s with ``--execution valid``: LoadGen issues the next sample when the
+last is answered, back to back, and reports the p90 over every sample), between ``PROBE_READS`` probe readings before and after it; "at peak" is then the p90 of
 the issued samples' lengths (the run's ``sample_tokens``) at the best reading.
 
     .venv/bin/python benchmarks/singlestream.py --loadgen --write-docs
@@ -86,7 +86,13 @@ PROBE_READS = 3  # probe readings before and after a LoadGen run (--loadgen); th
 
 
 def loadgen_row(
-    recipe: str, weights: str, threads: int, n: int, probes: dict[str, Probe], yardsticks: dict[str, str]
+    recipe: str,
+    weights: str,
+    execution: str,
+    threads: int,
+    n: int,
+    probes: dict[str, Probe],
+    yardsticks: dict[str, str],
 ) -> dict[str, Any]:
     """A ``cpu:MODEL`` recipe's LoadGen SingleStream test run against the probes around it."""
     import subprocess
@@ -105,6 +111,7 @@ def loadgen_row(
             probes[part] = probe_for(part, n, threads, yardsticks)
     rates = {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in formats}
     argv = ["run", "--sut", "cpu", "--model", model, "--scenario", "singlestream", "--mode", "performance"]
+    argv += ["--execution", execution]
     with tempfile.TemporaryDirectory() as tmp:
         # its own process, as a user runs it (the probes' runtimes stay out of it)
         cli = "import sys; from packed_bert.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -149,7 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--weights", default="random")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--loadgen", action="store_true", help="each cpu:MODEL through a LoadGen SingleStream test run")
+    ap.add_argument("--loadgen", action="store_true", help="each cpu:MODEL through a LoadGen SingleStream run")
+    ap.add_argument(
+        "--execution",
+        choices=("test", "valid"),
+        default="test",
+        help="--loadgen's run: test (about a minute) or valid (600 s, as submitted)",
+    )
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args(argv)
 
@@ -163,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     yardsticks: dict[str, str] = {}
     if args.loadgen:
         weights = "tiny" if args.quick else args.weights
-        rows = [loadgen_row(r, weights, threads, n, probes, yardsticks) for r in args.recipes.split(",")]
+        recipes = args.recipes.split(",")
+        rows = [loadgen_row(r, weights, args.execution, threads, n, probes, yardsticks) for r in recipes]
         return report(rows, cpu, threads, args, "singlestream-loadgen")
     ids, seg, lens = real_features(args.quick)
     count = 8 if args.quick else args.samples
@@ -231,7 +245,7 @@ def render(rows: list[dict[str, object]], cpu: str, threads: int, args: argparse
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if args.loadgen:
         what = (
-            "each recipe through a LoadGen SingleStream test run (every dev feature a sample, drawn by "
+            f"each recipe through a LoadGen SingleStream {args.execution} run (every dev feature a sample, drawn by "
             f"LoadGen, back to back), {PROBE_READS} probe readings before and after it"
         )
     else:
