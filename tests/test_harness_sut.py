@@ -281,3 +281,30 @@ def test_a_single_device_runs_on_the_runs_own_thread(tmp_path: Path, scenario: s
     assert result.valid is not None and all(r.calls for r in runners)
     used = set().union(*(r.threads for r in runners))
     assert (used == {threading.get_ident()}) == (devices == 1)
+
+
+def _one_sample_rows(n: int) -> Any:
+    """A stand-in sorted batch of ``n`` samples, one a row."""
+    return dataclasses.make_dataclass("Batch", ["sample_index", "seq_lens", "input_ids"])(
+        sample_index=np.arange(n)[:, None],
+        seq_lens=np.full((n, 1), 100),
+        input_ids=np.zeros((n, 128), np.int32),
+    )
+
+
+@pytest.mark.parametrize(("sizes", "plotted"), [((1, 2, 4, 4), True), ((4, 4, 4), False)])
+def test_report_plots_throughput_against_batch_size_where_sizes_differ(
+    tmp_path: Path, sizes: tuple[int, ...], plotted: bool
+) -> None:
+    from packed_bert.harness.report import _plots
+    from packed_bert.harness.sut import RunStats
+    from packed_bert.harness.workers import WorkItem
+    from packed_bert.terms import Scenario
+
+    stats = RunStats()
+    for i, n in enumerate(sizes):
+        item = WorkItem(ids=np.arange(n, dtype=np.uint64), indices=np.arange(n), arrival=np.zeros(n))
+        stats.record(item, _one_sample_rows(n), device=0, busy=0.01 * (1 + n), done=float(i + 1))
+    titles = [title for title, _ in _plots(tmp_path, stats, Scenario.SERVER, simulated=False)]
+    assert ("Throughput against batch size" in titles) is plotted
+    assert (tmp_path / "batch_throughput.png").is_file() is plotted

@@ -72,6 +72,7 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out: list[tuple[str, str]] = []
     tag = " (SIMULATED accelerator)" if simulated else ""
@@ -116,6 +117,23 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
         fig.savefig(run_dir / "latency_by_length.png", dpi=90)
         plt.close(fig)
         out.append(("Latency against length", "latency_by_length.png"))
+    size, busy = np.asarray(stats.batch_samples), np.asarray(stats.batch_busy)
+    ran = busy > 0
+    if np.unique(size[ran]).size > 1:  # batches of several sizes (Server, a run's tail): the device's rate by size
+        rate = size[ran] / busy[ran]
+        sizes = np.unique(size[ran])
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.scatter(size[ran], rate, s=6, alpha=0.4, label="one batch")
+        ax.plot(sizes, [np.median(rate[size[ran] == s]) for s in sizes], color="C1", label="median")
+        ax.set_xlabel("samples in the batch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("samples/s while the device ran it")
+        ax.set_title(f"Throughput against batch size{tag}", fontsize=10)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(run_dir / "batch_throughput.png", dpi=90)
+        plt.close(fig)
+        out.append(("Throughput against batch size", "batch_throughput.png"))
     done = np.asarray(stats.batch_done)
     if done.size > 1:
         order = np.argsort(done)
