@@ -2,7 +2,7 @@
 
 fp32/bf16/fp16: ``torch.matmul`` of large square matrices; int8: ``torch._int_mm`` (torch) or a
 one-node ONNX ``MatMulInteger`` graph (ONNX Runtime's own int8 kernels); fp32/bf16 in OpenVINO
-too. Which runtime is fastest at a precision depends on the CPU (on an AMD EPYC Zen 5, torch's
+too; int8/bf16 on packed-bert's own AMX kernels (``amx``) where the CPU has the tiles. Which runtime is fastest at a precision depends on the CPU (on an AMD EPYC Zen 5, torch's
 fp32 matmul ran at half ONNX Runtime's and OpenVINO's bf16 at half torch's), so
 ``fastest_matmul`` tries each and keeps the best: the precision's peak on this machine.
 
@@ -114,20 +114,49 @@ def openvino_matmul(precision: str, n: int = 2048, threads: int | None = None) -
     return lambda: request.infer({0: x})
 
 
+def amx_matmul(precision: str, n: int = 2048) -> Callable[[], object]:
+    """One n x n x n linear layer on packed-bert's own AMX kernels (``amx_kernels``): int8 (u8 x
+    s8, int32 sums) or bf16, bf16 out, as the recipes' layers run (at 2048^3 its int8 read 4.9-5.8
+    TOP/s on the Xeon where ONNX Runtime's ``MatMulInteger`` read 4.1-4.5; docs/performance.md)."""
+    import torch
+
+    from packed_bert.backends.amx_kernels import AmxLinearWeights, block_rows, has_amx, library
+    from packed_bert.errors import UserError
+
+    if precision not in ("int8", "bf16") or not has_amx():
+        raise RuntimeError(f"packed-bert's AMX kernels: no {precision} matmul on this CPU")
+    try:
+        library()  # built here (no compiler, or tiles refused: no such matmul)
+    except UserError as exc:
+        raise RuntimeError(str(exc)) from exc
+    rng = np.random.default_rng(0)
+    if precision == "int8":
+        wq = rng.integers(-127, 128, (n, n), dtype=np.int8)
+        ones = np.ones(n, np.float32)
+        layer = AmxLinearWeights(wq, ones, np.zeros(n, np.float32), ones, 1.0, 128)
+        x = block_rows(n, n, torch.uint8).copy_(torch.from_numpy(rng.integers(0, 256, (n, n), dtype=np.uint8)))
+    else:
+        layer = AmxLinearWeights.bf16(rng.standard_normal((n, n), dtype=np.float32), np.zeros(n, np.float32))
+        x = block_rows(n, n, torch.bfloat16).copy_(torch.randn(n, n, dtype=torch.bfloat16))
+    return lambda: layer(x, torch.bfloat16)
+
+
 # runtimes with a CPU matmul at each precision, for fastest_matmul
 MATMUL_RUNTIMES: dict[str, tuple[str, ...]] = {
     "fp32": ("torch", "onnxruntime", "openvino"),
-    "bf16": ("torch", "openvino"),
-    "int8": ("torch", "onnxruntime"),
+    "bf16": ("torch", "openvino", "amx"),
+    "int8": ("torch", "onnxruntime", "amx"),
 }
 
 
 def runtime_matmul(runtime: str, precision: str, n: int = 2048, threads: int | None = None) -> Callable[[], object]:
-    """One n x n x n matmul at ``precision`` in ``runtime`` (torch, onnxruntime, openvino)."""
+    """One n x n x n matmul at ``precision`` in ``runtime`` (torch, onnxruntime, openvino, amx)."""
     if runtime == "torch":
         return torch_matmul(precision, n)
     if runtime == "onnxruntime":
         return ort_matmul(precision, n, threads)
+    if runtime == "amx":
+        return amx_matmul(precision, n)
     return openvino_matmul(precision, n, threads)
 
 
