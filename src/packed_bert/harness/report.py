@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,87 +67,90 @@ def write_report(run_dir: Path, plan: RunPlan, result: RunResult, stats: Any, su
     return path
 
 
+class _Figures:
+    """The run's PNGs: each drawn on a fresh axis, labelled, saved under ``run_dir`` and listed
+    (report heading, file name) in ``made``."""
+
+    def __init__(self, run_dir: Path, simulated: bool) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        self.run_dir = run_dir
+        self.made: list[tuple[str, str]] = []
+        self.tag = " (SIMULATED accelerator)" if simulated else ""
+
+    @contextmanager
+    def figure(self, heading: str, name: str, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        try:
+            yield ax
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{title}{self.tag}", fontsize=10)
+            fig.tight_layout()
+            fig.savefig(self.run_dir / name, dpi=90)
+            self.made.append((heading, name))
+        finally:
+            plt.close(fig)
+
+
 def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> list[tuple[str, str]]:
     if not stats.batch_samples:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    out: list[tuple[str, str]] = []
-    tag = " (SIMULATED accelerator)" if simulated else ""
+    figures = _Figures(run_dir, simulated)
     per_row = np.concatenate(stats.batch_per_row) if stats.batch_per_row else np.zeros(0, np.int8)
     if per_row.size:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
         counts = np.bincount(per_row, minlength=int(per_row.max()) + 1)[1:]
-        ax.bar(np.arange(1, counts.size + 1), counts)
-        ax.set_xlabel("sequences per row")
-        ax.set_ylabel("rows")
-        ax.set_title(f"Packing: sequences per row{tag}", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(run_dir / "packing.png", dpi=90)
-        plt.close(fig)
-        out.append(("Packing histogram", "packing.png"))
+        with figures.figure(
+            "Packing histogram", "packing.png", "Packing: sequences per row", "sequences per row", "rows"
+        ) as ax:
+            ax.bar(np.arange(1, counts.size + 1), counts)
     lat = np.concatenate(stats.latencies) * 1e3 if stats.latencies else np.zeros(0)
     if lat.size:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.hist(lat, bins=50)
-        if scenario == Scenario.SERVER:  # the bound is the Server scenario's only
-            ax.axvline(
-                SERVER_LATENCY_BOUND_MS,
-                color="red",
-                linestyle="--",
-                label=f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)",
-            )
-            ax.legend()
-        ax.set_xlabel("latency in the SUT (ms)")
-        ax.set_ylabel("samples")
-        ax.set_title(f"Latency distribution{tag}", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(run_dir / "latency.png", dpi=90)
-        plt.close(fig)
-        out.append(("Latency distribution", "latency.png"))
+        with figures.figure(
+            "Latency distribution", "latency.png", "Latency distribution", "latency in the SUT (ms)", "samples"
+        ) as ax:
+            ax.hist(lat, bins=50)
+            if scenario == Scenario.SERVER:  # the bound is the Server scenario's only
+                bound = f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)"
+                ax.axvline(SERVER_LATENCY_BOUND_MS, color="red", linestyle="--", label=bound)
+                ax.legend()
     if lat.size and scenario == Scenario.SINGLE_STREAM:  # one sample a query: its latency against its length
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.scatter(np.concatenate(stats.sample_tokens), lat, s=4, alpha=0.5)
-        ax.set_xlabel("real tokens of the sample")
-        ax.set_ylabel("latency in the SUT (ms)")
-        ax.set_title(f"Latency against length{tag}", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(run_dir / "latency_by_length.png", dpi=90)
-        plt.close(fig)
-        out.append(("Latency against length", "latency_by_length.png"))
+        with figures.figure(
+            "Latency against length",
+            "latency_by_length.png",
+            "Latency against length",
+            "real tokens of the sample",
+            "latency in the SUT (ms)",
+        ) as ax:
+            ax.scatter(np.concatenate(stats.sample_tokens), lat, s=4, alpha=0.5)
     size, busy = np.asarray(stats.batch_samples), np.asarray(stats.batch_busy)
     ran = busy > 0
     if np.unique(size[ran]).size > 1:  # batches of several sizes (Server, a run's tail): the device's rate by size
-        rate = size[ran] / busy[ran]
-        sizes = np.unique(size[ran])
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.scatter(size[ran], rate, s=6, alpha=0.4, label="one batch")
-        ax.plot(sizes, [np.median(rate[size[ran] == s]) for s in sizes], color="C1", label="median")
-        ax.set_xlabel("samples in the batch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("samples/s while the device ran it")
-        ax.set_title(f"Throughput against batch size{tag}", fontsize=10)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(run_dir / "batch_throughput.png", dpi=90)
-        plt.close(fig)
-        out.append(("Throughput against batch size", "batch_throughput.png"))
+        rate, sizes = size[ran] / busy[ran], np.unique(size[ran])
+        with figures.figure(
+            "Throughput against batch size",
+            "batch_throughput.png",
+            "Throughput against batch size",
+            "samples in the batch",
+            "samples/s while the device ran it",
+        ) as ax:
+            ax.scatter(size[ran], rate, s=6, alpha=0.4, label="one batch")
+            ax.plot(sizes, [np.median(rate[size[ran] == s]) for s in sizes], color="C1", label="median")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend()
     done = np.asarray(stats.batch_done)
     if done.size > 1:
         order = np.argsort(done)
         t = done[order]
         n = np.cumsum(np.asarray(stats.batch_samples)[order])
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.plot(t, n)
-        ax.set_xlabel("seconds since the SUT started")
-        ax.set_ylabel("samples answered")
-        ax.set_title(f"Throughput (mean {n[-1] / max(t[-1], 1e-9):,.0f} samples/s){tag}", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(run_dir / "throughput.png", dpi=90)
-        plt.close(fig)
-        out.append(("Throughput", "throughput.png"))
-    return out
+        title = f"Throughput (mean {n[-1] / max(t[-1], 1e-9):,.0f} samples/s)"
+        with figures.figure(
+            "Throughput", "throughput.png", title, "seconds since the SUT started", "samples answered"
+        ) as ax:
+            ax.plot(t, n)
+    return figures.made
