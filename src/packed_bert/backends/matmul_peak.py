@@ -2,9 +2,11 @@
 
 fp32/bf16/fp16: ``torch.matmul`` of large square matrices; int8: ``torch._int_mm`` (torch) or a
 one-node ONNX ``MatMulInteger`` graph (ONNX Runtime's own int8 kernels); fp32/bf16 in OpenVINO
-too; int8/bf16 on packed-bert's own AMX kernels (``amx``) where the CPU has the tiles. Which runtime is fastest at a precision depends on the CPU (on an AMD EPYC Zen 5, torch's
-fp32 matmul ran at half ONNX Runtime's and OpenVINO's bf16 at half torch's), so
-``fastest_matmul`` tries each and keeps the best: the precision's peak on this machine.
+too; int8/bf16 on packed-bert's own AMX kernels (``amx``) where the CPU has the tiles. Which
+runtime is fastest at a precision depends on the CPU (on an AMD EPYC Zen 5, torch's fp32 matmul
+ran at half ONNX Runtime's and OpenVINO's bf16 at half torch's; on the AMX Xeon our kernels' int8
+outran ONNX Runtime's), so ``fastest_matmul`` tries each and keeps the best: the precision's peak
+on this machine.
 
 ``torch_peak``/``ort_peak`` give the best of a few repeats: the machine's peak when it is
 quiet. ``MatmulProbe`` gives the mean rate over a short window, to be taken right beside a
