@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_main  # noqa: E402
 
 from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
@@ -63,4 +67,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_main  # noqa: E402
+
 from packed_bert.squad import dataset, reference
 from packed_bert.squad.features import SquadFeatures, build_features
 from packed_bert.squad.scoring import score_accuracy_log
@@ -116,4 +119,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_main(main))
