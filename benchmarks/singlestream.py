@@ -94,7 +94,8 @@ def loadgen_row(
     probes: dict[str, Probe],
     yardsticks: dict[str, str],
 ) -> dict[str, Any]:
-    """A ``cpu:MODEL`` recipe's LoadGen SingleStream test run against the probes around it."""
+    """A ``cpu:MODEL`` recipe's LoadGen SingleStream run (``execution``: test or valid) against the
+    probes around it."""
     import subprocess
     import tempfile
 
