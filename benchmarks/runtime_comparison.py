@@ -262,17 +262,26 @@ def quick_calibration(feats: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Calla
 
 
 def probe_for(
-    precision: str, n: int, threads: int, yardsticks: dict[str, str], lengths: np.ndarray | None = None
+    precision: str,
+    n: int,
+    threads: int,
+    yardsticks: dict[str, str],
+    lengths: np.ndarray | None = None,
+    probes: dict[str, Probe] | None = None,
 ) -> Probe:
     """The yardstick of ``precision``: the fastest runtime's matmul here (recorded in ``yardsticks``);
     for a recipe mixing formats (int8-bf16), each format's, weighted by its share of the FLOPs of
-    ``lengths`` (``common.flops_by_format``)."""
+    ``lengths`` (``common.flops_by_format``), taken from ``probes`` (the run's, per format) where
+    the run has one and added to it otherwise."""
     parts = flops_by_format(np.array([384]) if lengths is None else lengths, precision)
     if len(parts) > 1:
         total = sum(parts.values())
-        probes = {p: probe_for(p, n, threads, yardsticks) for p in parts}
+        per_format = {} if probes is None else probes
+        for p in parts:
+            if p not in per_format:
+                per_format[p] = probe_for(p, n, threads, yardsticks)
         yardsticks[precision] = "+".join(yardsticks[p] for p in parts)
-        return CompositeProbe(probes, {p: flops / total for p, flops in parts.items()})
+        return CompositeProbe({p: per_format[p] for p in parts}, {p: flops / total for p, flops in parts.items()})
     runtime, matmul = fastest_matmul(precision, n, threads)
     yardsticks[precision] = runtime
     print(f"{precision} yardstick: {runtime}'s matmul", flush=True)
@@ -338,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         setup = time.perf_counter() - start
         probe = probes.get(v.precision) or probes.setdefault(
-            v.precision, probe_for(v.precision, n, threads, yardsticks, np.concatenate(list(lengths.values())))
+            v.precision, probe_for(v.precision, n, threads, yardsticks, np.concatenate(list(lengths.values())), probes)
         )
         for s in strategies:
             t = timed(runner.infer, work[s], 1, probe)
