@@ -29,7 +29,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,42 @@ def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
 PROBE_READS = 3  # probe readings before and after a LoadGen run (--loadgen); the best one counts
 
 
+def ensure_probes(
+    formats: Iterable[str], probes: dict[str, Probe], n: int, threads: int, yardsticks: dict[str, str]
+) -> None:
+    """One probe per number format of the run (a mixed recipe has two), each built once."""
+    for part in formats:
+        if part not in probes:
+            probes[part] = probe_for(part, n, threads, yardsticks)
+
+
+def result_row(
+    recipe: str,
+    samples: int,
+    p50_s: float,
+    p90_s: float,
+    p90_len: int,
+    precision: str,
+    rates: dict[str, list[float]],
+    yardsticks: dict[str, str],
+) -> dict[str, Any]:
+    """A table row: the p90 against the p90-length sample's FLOPs, each format's at the best probe
+    reading of the recipe's run (a slow reading cannot lower it), the parts' times added."""
+    parts = flops_by_format(np.array([p90_len]), precision)
+    at_peak = sum(flops / max(rates[part]) for part, flops in parts.items())
+    return {
+        "recipe": recipe,
+        "samples": samples,
+        "p50_ms": round(1e3 * p50_s, 1),
+        "p90_ms": round(1e3 * p90_s, 1),
+        "p90_length": p90_len,
+        "peak_gflops": round(real_token_flops(np.array([p90_len])) / at_peak / 1e9, 1),
+        "yardstick": "+".join(yardsticks[part] for part in parts),
+        "p90_length_at_peak_ms": round(1e3 * at_peak, 1),
+        "ratio": round(p90_s / at_peak, 2),
+    }
+
+
 def loadgen_row(
     recipe: str,
     weights: str,
@@ -107,9 +143,7 @@ def loadgen_row(
     model = recipe.removeprefix("cpu:")
     label, _, precision, _ = system_recipe(model, threads)
     formats = list(flops_by_format(np.array([1]), precision))
-    for part in formats:
-        if part not in probes:
-            probes[part] = probe_for(part, n, threads, yardsticks)
+    ensure_probes(formats, probes, n, threads, yardsticks)
     rates = {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in formats}
     argv = ["run", "--sut", "cpu", "--model", model, "--scenario", "singlestream", "--mode", "performance"]
     argv += ["--execution", execution]
@@ -128,21 +162,17 @@ def loadgen_row(
         p50_ns = float(read_summary(run_dir / "mlperf_log_summary.txt").fields["50.00 percentile latency (ns)"])
     for part in formats:
         rates[part] += [probes[part].rate() for _ in range(PROBE_READS)]
-    p90_len = int(summary["sample_tokens"]["p90"])
-    parts = flops_by_format(np.array([p90_len]), precision)
-    at_peak = sum(flops / max(rates[part]) for part, flops in parts.items())
-    p90_ms = float(summary["latency_p90_ms"])
-    return {
-        "recipe": f"{label}, LoadGen {'VALID' if summary['valid'] else 'INVALID'}",
-        "samples": summary["samples"],
-        "p50_ms": round(p50_ns / 1e6, 1),
-        "p90_ms": round(p90_ms, 1),
-        "p90_length": p90_len,
-        "peak_gflops": round(real_token_flops(np.array([p90_len])) / at_peak / 1e9, 1),
-        "yardstick": "+".join(yardsticks[part] for part in parts),
-        "p90_length_at_peak_ms": round(1e3 * at_peak, 1),
-        "ratio": round(p90_ms / 1e3 / at_peak, 2),
-    }
+    validity = "VALID" if summary["valid"] else "INVALID"
+    return result_row(
+        f"{label}, LoadGen {validity}",
+        summary["samples"],
+        p50_ns / 1e9,
+        float(summary["latency_p90_ms"]) / 1e3,
+        int(summary["sample_tokens"]["p90"]),
+        precision,
+        rates,
+        yardsticks,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,9 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             precision = recipe.split("@")[0].split(":")[1]
             runner = make_runner(recipe, base, threads)
         parts = flops_by_format(np.array([p90_len]), precision)  # a mixed recipe: one probe per format
-        for part in parts:
-            if part not in probes:
-                probes[part] = probe_for(part, n, threads, yardsticks)
+        ensure_probes(parts, probes, n, threads, yardsticks)
         runner.infer(singles[0])  # warm-up
         warm_up([runner], 1, functools.partial(say_for, recipe))  # untimed, as the harness does
         latencies, rates = [], {part: [probes[part].rate()] for part in parts}
@@ -210,21 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(SETTLE_S)
             for part in parts:
                 rates[part].append(probes[part].rate())
-        p90 = float(np.percentile(latencies, 90))
-        # each format's best probe of the recipe's run (a slow probe cannot lower it), the parts' times added
-        at_peak = sum(flops / float(np.max(rates[part])) for part, flops in parts.items())
-        peak = real_token_flops(np.array([p90_len])) / at_peak
-        row = {
-            "recipe": recipe,
-            "samples": count,
-            "p50_ms": round(1e3 * float(np.median(latencies)), 1),
-            "p90_ms": round(1e3 * p90, 1),
-            "p90_length": p90_len,
-            "peak_gflops": round(peak / 1e9, 1),
-            "yardstick": "+".join(yardsticks[part] for part in parts),
-            "p90_length_at_peak_ms": round(1e3 * at_peak, 1),
-            "ratio": round(p90 / at_peak, 2),
-        }
+        p50, p90 = float(np.median(latencies)), float(np.percentile(latencies, 90))
+        row = result_row(recipe, count, p50, p90, p90_len, precision, rates, yardsticks)
         rows.append(row)
         print(json.dumps(row), flush=True)
         del runner
