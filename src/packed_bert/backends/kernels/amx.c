@@ -24,14 +24,32 @@
 #define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
 #define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
+/* The linear layers' cache sizes and thresholds below may be set at build time (-D NAME=VALUE:
+   benchmarks/amx_phases.py --define times a variant) */
+#ifndef SMALL_INPUT
 #define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
+#endif
+#ifndef CHUNK_SMALL
 #define CHUNK_SMALL (128 * 1024)   /* weight bytes per chunk then: the next chunk streams in meanwhile */
+#endif
+#ifndef CHUNK_LARGE
 #define CHUNK_LARGE (512 * 1024)   /* otherwise, weight bytes per chunk: fewer passes over a large input, */
+#endif
+#ifndef CHUNK_LARGE_MIN_N
 #define CHUNK_LARGE_MIN_N 256      /* in 256 to 512 columns of int8 weights (128 to 256 of bf16) */
+#endif
+#ifndef CHUNK_LARGE_MAX_N
 #define CHUNK_LARGE_MAX_N 512
+#endif
+#ifndef STREAM_OUTPUT
 #define STREAM_OUTPUT (4096 * 1024) /* output bytes past which the output bypasses the caches */
+#endif
+#ifndef SLICE_INPUT
 #define SLICE_INPUT (768 * 1024)   /* input bytes of one K slice, where an input outgrows L2 ... */
+#endif
+#ifndef PARTIAL_MAX
 #define PARTIAL_MAX (768 * 1024)   /* ... and a thread's partial sums (fp32 / int32) do not */
+#endif
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -46,6 +64,7 @@ static void configure_tiles(void) {
     memset(&c, 0, sizeof c);
     c.palette = 1;
     for (int i = 0; i < 8; i++) { c.rows[i] = 16; c.colsb[i] = 64; }
+    COMPILER_BARRIER(); /* the configuration stored before ldtilecfg reads it (an asm without a memory operand) */
     _tile_loadconfig(&c);
 }
 
@@ -916,7 +935,9 @@ static long inter_stride(const pb_layer *L) {
 /* Built with -DPB_PHASE_TIMES (benchmarks/amx_phases.py), the encoder adds the seconds each of a
    layer's seven kernel calls takes, in order, to pb_phase_seconds; otherwise PHASE is the call. */
 #ifdef PB_PHASE_TIMES
-double pb_phase_seconds[7];
+#define PHASE_COUNT 7
+const int pb_phase_count = PHASE_COUNT;
+double pb_phase_seconds[PHASE_COUNT];
 #define PHASE(i, call) do { double t0_ = omp_get_wtime(); call; pb_phase_seconds[i] += omp_get_wtime() - t0_; } while (0)
 #else
 #define PHASE(i, call) call
