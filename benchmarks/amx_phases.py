@@ -1,18 +1,22 @@
-"""One sample through the cpu system's AMX recipes, kernel by kernel: where a SingleStream
-sample's time goes (issue 16, item 4).
+"""One sample, or one Offline batch, through the cpu system's AMX recipes, kernel by kernel: where
+a SingleStream sample's time goes (issue 16, item 4), and an Offline batch's (``--samples``).
 
     .venv/bin/python benchmarks/amx_phases.py
     .venv/bin/python benchmarks/amx_phases.py --models bert-99,bert-99.9 --lengths 128,268,384 --rounds 3
     .venv/bin/python benchmarks/amx_phases.py --weights ../shared/data/models/minilm-l6-squad --lengths 300
+    .venv/bin/python benchmarks/amx_phases.py --models bert-99 --samples 16 --reps 2   # an Offline batch
 
 The kernel library is built with ``-DPB_PHASE_TIMES``: the one-call encoder (``pb_encoder``) then
 adds the time of each of a layer's seven kernel calls to a counter (the calls themselves are the
 default build's). Each model's runner is the cpu system's SingleStream recipe for this CPU
 (``singlestream.system_runner``) with random BERT-Large weights, or a checkpoint (``--weights``:
 trained weights, whose attention scores spread much wider than random ones); one row of LEN
-random tokens runs ``--reps`` times a round, models alternating over ``--rounds``. Per round: the
-median sample (``infer``, everything included), each kernel's mean time per sample (all layers),
-and the linear layers' rate over the real rows (2 x rows x K x N per layer). Needs a CPU with AMX
+random tokens (or ``--samples`` rows, a sorted batch's lengths: neighbours from the middle of the
+dev set's, so the rows are padded as little as sorting pads them) runs ``--reps`` times a round,
+models alternating over ``--rounds``. Per round: the median batch (``infer``, everything
+included), each kernel's mean time per batch (all layers), and the linear layers' rate over the
+real tokens (2 x tokens x K x N per layer). ``--define NAME=VALUE`` builds a variant of the
+kernels (a ``#define`` of ``kernels/amx.c``) to time against the default. Needs a CPU with AMX
 tiles.
 """
 
@@ -42,24 +46,44 @@ def linear_shapes(config: Any) -> dict[int, tuple[int, int]]:
     return {0: (h, 3 * h), 2: (h, h), 4: (h, i), 5: (i, h)}
 
 
-def one_row(length: int, seed: int) -> Any:
-    """A sorted batch of one row of ``length`` random tokens (two segments)."""
+def random_rows(lengths: Sequence[int], seed: int) -> Any:
+    """One sorted batch of a row of random tokens (two segments) per length in ``lengths``."""
     from packed_bert.packing import sorted_batches
 
     rng = np.random.default_rng(seed)
-    ids = np.zeros((1, length), np.int32)
-    ids[0] = rng.integers(1000, 30000, length)
+    width = max(lengths)
+    ids = np.zeros((len(lengths), width), np.int32)
     segments = np.zeros_like(ids)
-    segments[0, length // 3 :] = 1
-    return sorted_batches(ids, segments, np.array([length]), 1)[0]
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1000, 30000, length)
+        segments[i, length // 3 : length] = 1
+    return sorted_batches(ids, segments, np.array(lengths), len(lengths))[0]
+
+
+def dev_lengths(samples: int) -> list[int]:
+    """The lengths of a sorted Offline batch of ``samples`` from the middle of the SQuAD dev set's
+    (benchmarks/data/squad_dev_lengths.npy, sorted): neighbours in length, as sorting groups them."""
+    lengths = np.sort(np.load(Path(__file__).resolve().parent / "data" / "squad_dev_lengths.npy"))
+    start = (len(lengths) - samples) // 2
+    return [int(x) for x in lengths[start : start + samples]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bert-99,bert-99.9")
     ap.add_argument("--lengths", default="268", help="tokens of the one row (268: the dev set's p90)")
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="instead of --lengths: one sorted batch of this many rows from the middle of the dev set's lengths "
+        "(16: an Offline batch of the amx recipes)",
+    )
     ap.add_argument("--reps", type=int, default=8, help="samples a round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--define", action="append", default=[], help="a -D NAME[=VALUE] for the kernel build (a variant to time)"
+    )
     ap.add_argument("--weights", default="random", help="random BERT-Large weights, or a checkpoint directory")
     args = ap.parse_args(argv)
 
@@ -72,27 +96,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("amx_phases: this CPU has no AMX tiles; the phases are those of the amx kernels")
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    amx_kernels.build = functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES",))  # type: ignore[assignment]
+    amx_kernels.build = functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES", *args.define))  # type: ignore[assignment]
     import ctypes
 
     from singlestream import system_runner
 
-    counters = (ctypes.c_double * len(PHASES)).in_dll(amx_kernels.library(), "pb_phase_seconds")
+    count = ctypes.c_int.in_dll(amx_kernels.library(), "pb_phase_count").value
+    if count != len(PHASES):
+        raise UserError(f"amx_phases: the kernel times {count} phases a layer, this script names {len(PHASES)}")
+    counters = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_phase_seconds")
     runners = [system_runner(m, args.weights, threads) for m in args.models.split(",")]
-    lengths = [int(x) for x in args.lengths.split(",")]
+    batches = (
+        [random_rows(dev_lengths(args.samples), seed=args.samples)]
+        if args.samples
+        else [random_rows([int(x)], seed=int(x)) for x in args.lengths.split(",")]
+    )
     config = runners[0][2].model.config  # the PackedBertForQA the runner wired
     shapes = linear_shapes(config)
     weights = "random BERT-Large weights" if args.weights == "random" else f"the weights of {args.weights}"
-    print(f"{cpu_label()}, {threads} threads; one row at a time, {weights}")
+    shape = f"a sorted batch of {args.samples} rows" if args.samples else "one row at a time"
+    print(f"{cpu_label()}, {threads} threads; {shape}, {weights}")
     header = (
-        "| recipe | tokens | round | sample ms (median) | "
+        "| recipe | tokens | round | batch ms (median) | "
         + " | ".join(PHASES)
         + " | kernels ms | linears, TOP/s over the real rows |"
     )
     print(header)
     print("|" + " --- |" * (len(PHASES) + 6))
-    for length in lengths:
-        batch = one_row(length, seed=length)
+    for batch in batches:
+        length = int(batch.seq_lens.sum())
         for _label, _precision, runner in runners:
             runner.infer(batch)  # warm: buffers, tiles
         for round_ in range(1, args.rounds + 1):

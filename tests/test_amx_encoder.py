@@ -126,10 +126,39 @@ def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch
     amx_kernels.library.cache_clear()
     monkeypatch.setattr(amx_kernels, "build", functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES",)))
     try:
-        counters = (ctypes.c_double * 7).in_dll(amx_kernels.library(), "pb_phase_seconds")
+        count = ctypes.c_int.in_dll(amx_kernels.library(), "pb_phase_count").value
+        assert count == 7
+        counters = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_phase_seconds")
         timed = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
-        assert all(counters[i] > 0 for i in range(7))
+        assert all(counters[i] > 0 for i in range(count))
     finally:
         amx_kernels.library.cache_clear()  # the next test loads the default build
     for a, b in zip(plain, timed, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# every large-input path of the linear kernel, on a tiny model's few kilobytes: weights in chunks
+# with the next one prefetched, K in slices with partial sums in memory, uint8 outputs gathered and
+# streamed, float outputs streamed
+LARGE_PATHS = ("SMALL_INPUT=0", "SLICE_INPUT=64", "PARTIAL_MAX=(1L<<40)", "STREAM_OUTPUT=0", "CHUNK_LARGE=0")
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8-bf16"])
+def test_the_linear_kernels_cache_thresholds_move_data_not_values(
+    precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The linear kernel's cache sizes and thresholds (``#ifndef`` in kernels/amx.c, set with
+    ``amx_phases.py --define``) choose how weights and inputs pass through the caches and where
+    outputs go: a build that takes every large-input path on the tiny model gives the bits of the
+    default build, which takes none of them."""
+    features = random_features(6, 6, 100)
+    plain = infer_sequences(_runner(precision, 2, features).infer, *features, "sorted", 3)
+    amx_kernels.library.cache_clear()
+    monkeypatch.setattr(amx_kernels, "build", functools.partial(amx_kernels.build, defines=LARGE_PATHS))
+    try:
+        varied = infer_sequences(_runner(precision, 2, features).infer, *features, "sorted", 3)
+    finally:
+        amx_kernels.library.cache_clear()  # the next test loads the default build
+    for a, b in zip(plain, varied, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(np.abs(plain[0]).max()) > 0
