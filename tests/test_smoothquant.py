@@ -10,9 +10,10 @@ from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_feat
 
 from packed_bert.backends.devices import DeviceRequest, local_runners
 from packed_bert.backends.onnx_fused import _Graph, build
-from packed_bert.backends.onnx_int8 import LINEARS, Int8Recipe, quantize_weight, smooth_factors
+from packed_bert.backends.onnx_int8 import Int8Recipe, quantize_weight, smooth_factors
 from packed_bert.backends.quantize import calibrate_channels, calibrate_ranges, calibrate_smoothquant
 from packed_bert.errors import UserError
+from packed_bert.model.linears import LINEAR_KINDS
 
 
 def _fake_quant_u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -77,7 +78,7 @@ def test_the_smoothquant_graph_scales_each_layer_input_and_its_weight(attention:
     }
     smooth, ranges = calibrate_smoothquant(tiny, calibration_of(feats)())
     assert sorted(smooth) == sorted(ranges) == sorted(channels)
-    graph = build(tiny, Int8Recipe(dict.fromkeys(LINEARS, "qdq"), ranges, smooth), attention).graph
+    graph = build(tiny, Int8Recipe(dict.fromkeys(LINEAR_KINDS, "qdq"), ranges, smooth), attention).graph
     names = [t.name for t in graph.initializer]
     assert len(names) == len(set(names))
     layers = tiny.config.layers

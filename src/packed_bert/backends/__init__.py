@@ -38,7 +38,7 @@ def create(
     ``threads``, ``varlen``; onnxruntime ``quant`` (dynamic|mixed|static|rows|...), ``graph`` (fused|traced|sequence), ``static_rows``,
     ``threads``; openvino ``threads``, ``dynamic_quant``, ``attention`` (sequence | mask); torch ``compile`` (``torch.compile``, not
     batch-invariant) and with it ``freezing`` (Inductor's freezing pass, CPU), ``kernel`` (int8: onednn | amx; bf16 and
-    int8-bf16: amx) and ``bf16_layers`` (int8-bf16: the layers kept in bf16, ``torch_int8.LAYER_ROLES``).
+    int8-bf16: amx) and ``bf16_layers`` (int8-bf16: the layers kept in bf16, ``model.linears.LINEAR_KINDS``).
     """
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

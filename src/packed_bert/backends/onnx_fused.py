@@ -41,6 +41,7 @@ from packed_bert.backends.onnx_int8 import (
 )
 from packed_bert.cache import atomic_write_bytes
 from packed_bert.model.config import BertConfig
+from packed_bert.model.linears import ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT, QKV
 
 if TYPE_CHECKING:
     import onnx
@@ -231,7 +232,7 @@ class _Layers:
         heads = [f"{p}.attention.self.{n}" for n in ("query", "key", "value")]
         qkv_b = site_bias(w, f"{p}.attention.self")
         scope = f"{p}.attention.self"
-        scheme = self.scheme("qkv")
+        scheme = self.scheme(QKV)
         if self.per_sequence:
             return self.sequence_attention(x, p, heads, qkv_b, scheme)
         if scheme in ("fp32", "weights", "qdq"):
@@ -367,10 +368,10 @@ def build(model: torch.nn.Module, int8: Int8Recipe | None = None, attention: str
     for i in range(cfg.layers):
         p = f"bert.encoder.layer.{i}"
         ctx = layers.attention(x, p)
-        attn = layers.linear(ctx, f"{p}.attention.output.dense", "attn_out")
+        attn = layers.linear(ctx, f"{p}.attention.output.dense", ATTENTION_OUTPUT)
         x = _layer_norm(g, g.op("Add", [attn, x]), w, f"{p}.attention.output.LayerNorm", cfg.layer_norm_eps)
-        hidden = g.op("Gelu", [layers.linear(x, f"{p}.intermediate.dense", "ffn_in")], f"{p}.intermediate", MS_DOMAIN)
-        out = layers.linear(hidden, f"{p}.output.dense", "ffn_out")
+        hidden = g.op("Gelu", [layers.linear(x, f"{p}.intermediate.dense", FFN_INPUT)], f"{p}.intermediate", MS_DOMAIN)
+        out = layers.linear(hidden, f"{p}.output.dense", FFN_OUTPUT)
         x = _layer_norm(g, g.op("Add", [out, x]), w, f"{p}.output.LayerNorm", cfg.layer_norm_eps)
     g.nodes.append(helper.make_node("Identity", [_linear(g, x, w, "qa_outputs")], [OUTPUT_NAME], name="logits"))
 

@@ -26,7 +26,7 @@ or a constant and a token's integer sums do not depend on other rows, so a token
 bit-for-bit the same in any batch. The sums are the exact integer product on CPUs with a u8 x s8
 dot-product instruction (VNNI, AMX); without one (AVX2) the kernels pair products in 16 bits,
 which saturates (``cpu_class.exact_int8_products``; the recipe's F1 there is measured as is). A
-recipe chooses per kind of layer (``LINEARS``): ``rows``, ``static`` or ``fp32``.
+recipe chooses per kind of layer (``model.linears.LINEAR_KINDS``): ``rows``, ``static`` or ``fp32``.
 """
 
 from __future__ import annotations
@@ -38,15 +38,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from packed_bert.errors import UserError
+from packed_bert.model.linears import LINEAR_KINDS
 
 if TYPE_CHECKING:
     from packed_bert.backends.onnx_fused import _Graph
 
 MS_DOMAIN = "com.microsoft"
 SCHEMES = ("rows", "static", "qdq", "weights")
-# The four kinds of encoder linear layer (per layer): the Q|K|V projection, the attention
-# output projection, the FFN input (intermediate) and output projections.
-LINEARS = ("qkv", "attn_out", "ffn_in", "ffn_out")
 ZERO_POINT = 128  # activations are uint8 (MatMulIntegerToFloat takes only uint8 A)
 UINT8 = 2  # onnx.TensorProto.UINT8
 
@@ -55,15 +53,15 @@ UINT8 = 2  # onnx.TensorProto.UINT8
 class Int8Recipe:
     """How each kind of encoder linear layer runs: ``rows``, ``static`` (int8) or ``fp32``."""
 
-    schemes: Mapping[str, str]  # layer kind (LINEARS) -> rows | static | fp32; missing: fp32
+    schemes: Mapping[str, str]  # layer kind (LINEAR_KINDS) -> rows | static | fp32; missing: fp32
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # static: input (min, max) by layer name
     # qdq: per input channel factors s by layer name (SmoothQuant): the input is divided by s, the weight's rows times s
     smooth: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.schemes) - set(LINEARS))
+        unknown = sorted(set(self.schemes) - set(LINEAR_KINDS))
         if unknown:
-            raise UserError(f"int8: unknown layer kind(s) {', '.join(unknown)}; choose from {', '.join(LINEARS)}")
+            raise UserError(f"int8: unknown layer kind(s) {', '.join(unknown)}; choose from {', '.join(LINEAR_KINDS)}")
         bad = sorted({v for v in self.schemes.values() if v not in (*SCHEMES, "fp32")})
         if bad:
             raise UserError(f"int8 scheme must be one of {', '.join(SCHEMES)} or fp32, got {', '.join(bad)}")
@@ -80,7 +78,7 @@ class Int8Recipe:
         """What identifies the recipe in a cache key (ranges by digest)."""
         import hashlib
 
-        kinds = ",".join(f"{k}={self.scheme(k)}" for k in LINEARS)
+        kinds = ",".join(f"{k}={self.scheme(k)}" for k in LINEAR_KINDS)
         digest = hashlib.sha256(repr(sorted(self.ranges.items())).encode())
         for name in sorted(self.smooth):
             digest.update(name.encode() + np.ascontiguousarray(self.smooth[name], np.float32).tobytes())

@@ -33,27 +33,28 @@ from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
 from packed_bert.backends.onnx_fused import export_fused, graph_feeds
 from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
 from packed_bert.errors import UserError
+from packed_bert.model.linears import every
 from packed_bert.terms import Precision
 
 # Fused-graph int8 with scales that do not depend on batch-mates (onnx_int8): mode -> scheme per
-# layer kind (Q|K|V, attention output, FFN input, FFN output)
+# layer kind (model.linears: Q|K|V, attention output, FFN input, FFN output)
 FUSED_INT8: dict[str, dict[str, str]] = {
-    "rows": {"qkv": "rows", "attn_out": "rows", "ffn_in": "rows", "ffn_out": "rows"},
-    "rows-mixed": {"qkv": "rows", "attn_out": "rows", "ffn_in": "rows", "ffn_out": "fp32"},
-    "calibrated": {"qkv": "static", "attn_out": "static", "ffn_in": "static", "ffn_out": "static"},
-    "calibrated-mixed": {"qkv": "static", "attn_out": "static", "ffn_in": "static", "ffn_out": "fp32"},
+    "rows": every("rows"),
+    "rows-mixed": every("rows", ffn_output="fp32"),
+    "calibrated": every("static"),
+    "calibrated-mixed": every("static", ffn_output="fp32"),
     # fixed scales where a layer's output is wide (per-token scaling costs a pass over it),
     # per-token scales on the 1024-wide outputs
-    "hybrid": {"qkv": "static", "attn_out": "rows", "ffn_in": "static", "ffn_out": "rows"},
+    "hybrid": every("static", attention_output="rows", ffn_output="rows"),
     # int8 weights, floating-point activations: OpenVINO's int8 (it quantizes per token itself)
-    "weights": {"qkv": "weights", "attn_out": "weights", "ffn_in": "weights", "ffn_out": "weights"},
+    "weights": every("weights"),
     # calibrated fixed scales as QuantizeLinear/DequantizeLinear pairs: OpenVINO's static int8
-    "qdq": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "qdq"},
+    "qdq": every("qdq"),
     # the same after SmoothQuant (quantize.SMOOTHQUANT_ALPHA): each input channel's range shared with the weight's row
-    "smoothquant": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "qdq"},
+    "smoothquant": every("qdq"),
     # the same with the FFN output layer in floating point (fp32 here; OpenVINO's bf16 hint where the
     # CPU has bf16): GELU's heavy-tailed output is where int8 loses F1 (torch_int8's int8-bf16)
-    "smoothquant-mixed": {"qkv": "qdq", "attn_out": "qdq", "ffn_in": "qdq", "ffn_out": "fp32"},
+    "smoothquant-mixed": every("qdq", ffn_output="fp32"),
 }
 SMOOTHQUANT = ("smoothquant", "smoothquant-mixed")  # the modes calibrated with SmoothQuant
 FLOAT_FFN_OUTPUT = "smoothquant-mixed"  # the graph precisions int8-fp32 and int8-bf16 name

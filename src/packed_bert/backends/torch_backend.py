@@ -92,7 +92,7 @@ class TorchRunner:
             )
         keep_bf16 = tuple(filter(None, bf16_layers.split(","))) if isinstance(bf16_layers, str) else tuple(bf16_layers)
         if precision == Precision.INT8_BF16:
-            from packed_bert.backends.torch_int8 import FFN_OUTPUT
+            from packed_bert.model.linears import FFN_OUTPUT
 
             keep_bf16 = keep_bf16 or (FFN_OUTPUT,)
             if cuda or kernel != "amx":

@@ -43,15 +43,11 @@ from packed_bert.backends.torch_amx import (
 )
 from packed_bert.errors import UserError
 from packed_bert.model.bert import BertSelfAttention
+from packed_bert.model.linears import ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT, LINEAR_KINDS, QKV
 
 GELU = "gelu"  # the FFN input layer's fused activation (oneDNN's exact erf GELU: algorithm "none")
 ONEDNN, AMX = "onednn", "amx"  # the linear layers' kernel: oneDNN's through torch, or ours (amx_kernels)
 KERNELS = (ONEDNN, AMX)
-# A BERT layer's four linear layers, as ``bf16_layers`` names them: on our AMX kernels any of them
-# may stay in bf16 while the others run int8 (the FFN output layer, whose input is GELU's heavy-
-# tailed output, costs int8 most of its F1 loss)
-QKV, ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT = "qkv", "attention-output", "ffn-input", "ffn-output"
-LAYER_ROLES = (QKV, ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT)
 
 
 def has_int8_kernels() -> bool:
@@ -133,15 +129,16 @@ def quantize_model(
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
-    on ``kernel`` (``KERNELS``), except those of ``bf16_layers`` (``LAYER_ROLES``; AMX only), which
-    run bf16 in every layer. Our AMX kernel hands each layer's output on as the next one's tile
+    on ``kernel`` (``KERNELS``), except the kinds named in ``bf16_layers``
+    (``model.linears.LINEAR_KINDS``; AMX only), which run bf16 in every layer (the FFN output
+    layer, whose input is GELU's heavy-tailed output, costs int8 most of its F1 loss). Our AMX kernel hands each layer's output on as the next one's tile
     input (the FFN's GELU output uint8 or bf16, as the FFN output layer takes it); oneDNN's in fp32."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-    unknown = sorted(set(bf16_layers) - set(LAYER_ROLES))
+    unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))
     if unknown or (bf16_layers and kernel != AMX):
         raise UserError(
-            f"torch int8: bf16_layers names layers kept in bf16 on kernel=amx, of {', '.join(LAYER_ROLES)};"
+            f"torch int8: bf16_layers names layers kept in bf16 on kernel=amx, of {', '.join(LINEAR_KINDS)};"
             f" got {', '.join(unknown or bf16_layers)} on kernel={kernel}"
         )
     if kernel == AMX:  # built (or taken from the cache) and loaded here, before any timed call
