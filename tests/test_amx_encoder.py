@@ -17,6 +17,7 @@ from packed_bert.backends.amx_encoder import AmxEncoder
 from packed_bert.backends.amx_kernels import has_amx
 from packed_bert.backends.torch_amx import AmxBf16Linear, AmxQaHead
 from packed_bert.backends.torch_int8 import StaticInt8Linear
+from packed_bert.errors import UserError
 from packed_bert.packing import infer_sequences
 from packed_bert.terms import CALIBRATED
 
@@ -28,9 +29,17 @@ def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "amx-cache"))
 
 
-def _runner(precision: str, heads: int, features: tuple[np.ndarray, np.ndarray, np.ndarray], **model: int):  # type: ignore[no-untyped-def]
+def _runner(
+    precision: str,
+    heads: int,
+    features: tuple[np.ndarray, np.ndarray, np.ndarray],
+    residual: str = "fp32",
+    **model: int,
+):  # type: ignore[no-untyped-def]
     extra = {"calibration": calibration_of(features)} if precision in CALIBRATED else {}
-    return create("torch", perturbed_tiny_model(heads, **model), precision, "cpu", kernel="amx", **extra)
+    return create(
+        "torch", perturbed_tiny_model(heads, **model), precision, "cpu", kernel="amx", residual=residual, **extra
+    )
 
 
 @pytest.mark.parametrize("precision", ["int8", "bf16", "int8-bf16"])
@@ -162,3 +171,31 @@ def test_the_linear_kernels_cache_thresholds_move_data_not_values(
     for a, b in zip(plain, varied, strict=True):
         np.testing.assert_array_equal(a, b)
     assert float(np.abs(plain[0]).max()) > 0
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16", "int8-bf16"])
+def test_a_bf16_residual_stream_keeps_the_bits_in_any_batch_and_stays_near_fp32s(precision: str) -> None:
+    """residual=bf16 keeps the residual stream (the embeddings' output and every add+LayerNorm's)
+    in bf16: the one-call encoder and the modules still agree bit for bit, in any batch, and the
+    logits move from the fp32 stream's by about bf16's rounding, not more."""
+    features = random_features(7, 8, 120)
+    runner = _runner(precision, 2, features, residual="bf16")
+    encoder = runner.model.bert.encoder
+    assert isinstance(encoder, AmxEncoder)
+    fused = same_in_any_batch(runner.infer, features)
+    encoder.fused = False
+    modules = infer_sequences(runner.infer, *features, "sorted", 3)
+    for a, b in zip(fused, modules, strict=True):
+        np.testing.assert_array_equal(a, b)
+    wide = infer_sequences(_runner(precision, 2, features).infer, *features, "sorted", 3)
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(fused, wide, strict=True))
+    scale = max(float(np.abs(b).max()) for b in wide)
+    assert 0 < gap < 0.05 * scale
+
+
+def test_residual_bf16_needs_our_amx_kernels() -> None:
+    features = random_features(8, 2, 40)
+    with pytest.raises(UserError, match="kernel=amx"):
+        create("torch", perturbed_tiny_model(2), "int8", "cpu", residual="bf16", calibration=calibration_of(features))
+    with pytest.raises(UserError, match="fp32, bf16"):
+        _runner("int8", 2, features, residual="fp16")

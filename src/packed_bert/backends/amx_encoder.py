@@ -24,9 +24,11 @@ from packed_bert.backends.amx_kernels import (
     AS_FP32,
     ATTENTION_DIMS,
     BLOCK_M,
+    FLOAT_KINDS,
     MAX_SEQUENCE,
     AmxLinearWeights,
     SequenceAttention,
+    block_rows,
     library,
 )
 from packed_bert.model.attention import AttentionCore
@@ -137,11 +139,14 @@ class AmxEncoder(nn.Module):
             return self.encoder(hidden, core)
         assert isinstance(core, SequenceAttention)
         shape = hidden.shape
-        x = hidden.reshape(-1, shape[-1]).float().contiguous().clone()
-        tokens, width = x.shape
+        # the residual stream in its kind (fp32, or bf16: AmxEmbeddings' residual), its rows padded
+        # to whole blocks (a bf16 first Q|K|V layer reads them in place)
+        residual = hidden.dtype if hidden.dtype in FLOAT_KINDS else torch.float32
+        tokens, width = hidden.numel() // shape[-1], shape[-1]
+        x = block_rows(tokens, width, residual, fill=0).copy_(hidden.reshape(tokens, width))
         padded = -(-tokens // BLOCK_M) * BLOCK_M
         shapes = [
-            (tokens, width, torch.float32),  # other
+            (tokens, width, residual),  # other
             (padded, width, self._tile_h_dtype),  # tile_h
             (tokens, 3 * width, torch.bfloat16),  # qkv
             (padded, width, self._att_dtype),  # att
@@ -152,7 +157,7 @@ class AmxEncoder(nn.Module):
         q_mul = 1.0 if core.q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))
         status = library().pb_encoder(
             ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
-            core.starts.data_ptr(), core.lens.data_ptr(), len(core.lens), int(core.covered),
+            core.starts.data_ptr(), core.lens.data_ptr(), len(core.lens), int(core.covered), FLOAT_KINDS[residual],
             x.data_ptr(), *(t.data_ptr() for t in work),
         )  # fmt: skip
         if status != 0:

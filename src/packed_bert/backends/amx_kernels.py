@@ -147,9 +147,9 @@ def library() -> ctypes.CDLL:
     lib.pb_linear.restype = i
     lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i]
     lib.pb_attention.restype = i
-    lib.pb_add_layernorm.argtypes = [p, i, p, p, p, ctypes.c_float, n, n, p, p, i, p, i]
+    lib.pb_add_layernorm.argtypes = [p, i, p, i, p, p, ctypes.c_float, n, n, p, i, p, i, p, i]
     lib.pb_add_layernorm.restype = i
-    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p]
+    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, i, p, p, p, p, p, p, p]
     lib.pb_encoder.restype = i
     lib.pb_gather_add.argtypes = [p, n, p, p, n, p, n, n, p]
     lib.pb_gather_add.restype = i
@@ -389,25 +389,32 @@ class SequenceAttention:
 
 
 def add_layernorm(
-    x: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm, feeds: AmxLinearWeights | None = None
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    norm: torch.nn.LayerNorm,
+    feeds: AmxLinearWeights | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """``norm(x + residual)`` in fp32 for x fp32 or bf16 and residual fp32 [..., H], in one pass
-    over memory (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are
-    stored around the caches (no line is read before it is overwritten). Each row alone: the same bits in any batch. With ``feeds``
-    (the layer that takes the result next) the pass also writes that layer's tile input (uint8 on
-    its grid, or bf16) and hands it over (``AmxLinearWeights.hand``)."""
+    """``norm(x + residual)`` computed in fp32 for x and residual fp32 or bf16 [..., H], written in
+    ``out_dtype`` (default: the residual's, the residual stream's kind), in one pass over memory
+    (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are stored around
+    the caches (no line is read before it is overwritten). Each row alone: the same bits in any
+    batch. With ``feeds`` (the layer that takes the result next) the pass also writes that layer's
+    tile input (uint8 on its grid, or bf16) from the unrounded result and hands it over
+    (``AmxLinearWeights.hand``)."""
     hidden = x.shape[-1]
-    if x.dtype not in FLOAT_KINDS or residual.dtype != torch.float32 or hidden % 16 or hidden > 8192:
-        return norm(x.float() + residual)
+    out_dtype = out_dtype or residual.dtype
+    if not {x.dtype, residual.dtype, out_dtype} <= set(FLOAT_KINDS) or hidden % 16 or hidden > 8192:
+        return norm(x.float() + residual.float()).to(out_dtype)
     a, b = x.reshape(-1, hidden).contiguous(), residual.reshape(-1, hidden).contiguous()
     rows = a.shape[0]
-    out = torch.empty_like(b)
+    out = torch.empty(b.shape, dtype=out_dtype)
     gamma, beta = norm.weight.detach().float().contiguous(), norm.bias.detach().float().contiguous()
     handed = None if feeds is None else block_rows(rows, hidden, feeds.input_dtype)
     hand_kind = AS_U8 if feeds is None else TILE_KINDS[feeds.input_dtype]
     status = library().pb_add_layernorm(
-        a.data_ptr(), FLOAT_KINDS[x.dtype], b.data_ptr(), gamma.data_ptr(), beta.data_ptr(), norm.eps, rows, hidden,
-        out.data_ptr(),
+        a.data_ptr(), FLOAT_KINDS[x.dtype], b.data_ptr(), FLOAT_KINDS[residual.dtype], gamma.data_ptr(), beta.data_ptr(),
+        norm.eps, rows, hidden, out.data_ptr(), FLOAT_KINDS[out_dtype],
         None if handed is None else handed.data_ptr(),
         hand_kind,
         feeds.in_scale.data_ptr() if feeds is not None and hand_kind == AS_U8 else None,

@@ -136,11 +136,13 @@ def fuse_encoder(model: nn.Module) -> None:
     setattr(bert, "encoder", AmxEncoder(bert.get_submodule("encoder")))  # noqa: B010
 
 
-def finish_amx_model(model: nn.Module) -> None:
+def finish_amx_model(model: nn.Module, residual: torch.dtype = torch.float32) -> None:
     """What both AMX recipes do once every layer is wired: the encoder in one kernel call, the
-    embeddings and the QA head on the library's row kernels."""
+    embeddings and the QA head on the library's row kernels. ``residual``: the residual stream's
+    dtype (the embeddings' output and every add+LayerNorm's after them): fp32, or bf16 (half the
+    bytes those kernels read and write; each sum and LayerNorm still in fp32)."""
     fuse_encoder(model)
-    amx_embeddings(model)
+    amx_embeddings(model, residual)
     amx_qa_head(model)
 
 
@@ -157,8 +159,9 @@ class AmxEmbeddings(nn.Module):
     add+LayerNorm kernel, in the order torch adds them ((word + position) + type). Torch's three
     lookups, two adds and LayerNorm cost about 0.3 ms more of a 303-token SingleStream sample."""
 
-    def __init__(self, embeddings: nn.Module) -> None:
+    def __init__(self, embeddings: nn.Module, residual: torch.dtype = torch.float32) -> None:
         super().__init__()
+        self.residual = residual  # the output's dtype: the residual stream's
         self.tables = [
             getattr(embeddings, name).weight.detach().float().contiguous()
             for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")
@@ -172,7 +175,8 @@ class AmxEmbeddings(nn.Module):
         ids, positions, segments = (t.reshape(-1).long().contiguous() for t in (input_ids, position_ids, segment_ids))
         summed = _gather_add(word, ids, position, positions)
         types = _gather_add(token_type, segments)
-        return add_layernorm(summed, types, self.LayerNorm).reshape(*input_ids.shape, word.shape[1])
+        out = add_layernorm(summed, types, self.LayerNorm, out_dtype=self.residual)
+        return out.reshape(*input_ids.shape, word.shape[1])
 
 
 def _gather_add(
@@ -190,13 +194,13 @@ def _gather_add(
     return out
 
 
-def amx_embeddings(model: nn.Module) -> None:
-    """BERT's embeddings on ``AmxEmbeddings`` where the width is whole vectors."""
+def amx_embeddings(model: nn.Module, residual: torch.dtype = torch.float32) -> None:
+    """BERT's embeddings on ``AmxEmbeddings`` (writing ``residual``) where the width is whole vectors."""
     embeddings = model.get_submodule("bert.embeddings")
     word = embeddings.get_submodule("word_embeddings")
     assert isinstance(word, nn.Embedding)
     if word.embedding_dim % 16 == 0:
-        setattr(model.get_submodule("bert"), "embeddings", AmxEmbeddings(embeddings))  # noqa: B010
+        setattr(model.get_submodule("bert"), "embeddings", AmxEmbeddings(embeddings, residual))  # noqa: B010
 
 
 class AmxQaHead(nn.Module):
@@ -237,9 +241,9 @@ def amx_attention(seq_lens: torch.Tensor, length: int, *, q_scaled: bool = False
     return SequenceAttention(seq_lens, length, sequence_core(seq_lens, matmul_attention), q_scaled=q_scaled)
 
 
-def bf16_model(model: nn.Module) -> nn.Module:
+def bf16_model(model: nn.Module, residual: torch.dtype = torch.float32) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``) whose encoder linear layers run in bf16 on the
-    AMX kernel. The two layers before an add+LayerNorm write fp32: bf16 there ran no faster
+    AMX kernel, the residual stream in ``residual`` (``finish_amx_model``). The two layers before an add+LayerNorm write fp32: bf16 there ran no faster
     (BERT-Large, 16-sample batches: 14.7-14.9 against 14.8-15.2 samples/s, alternating)."""
     library()  # built (or taken from the cache) and loaded here, before any timed call
     model = copy.deepcopy(model).float().eval()
@@ -270,6 +274,6 @@ def bf16_model(model: nn.Module) -> nn.Module:
             dense(f"{p}.output.dense", out_dtype=torch.float32),
         )
         previous = wire_block(model, name, layers, previous)
-    finish_amx_model(model)
+    finish_amx_model(model, residual)
     setattr(model, "attention", partial(amx_attention, q_scaled=q_scaled))  # noqa: B010
     return model

@@ -35,6 +35,8 @@ from packed_bert.errors import UserError
 from packed_bert.terms import CALIBRATED, MAX_SEQS_PER_ROW, SEQ_LEN, Precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# the residual stream's dtype on our AMX kernels (residual=NAME): each add+LayerNorm reads and writes it
+RESIDUALS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 GRAPH_ROWS = (512, 256, 128, 64, 32, 16, 8)  # row counts of the CUDA graphs; a batch runs as calls of these
 CALL_ROWS = 16  # rows per call of a compiled batch-invariant runner not told otherwise (nor warmed)
 
@@ -63,6 +65,7 @@ class TorchRunner:
         calibration: Calibration | None = None,
         kernel: str | None = None,
         bf16_layers: str | Sequence[str] = (),
+        residual: str = "fp32",
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -99,6 +102,13 @@ class TorchRunner:
                 raise UserError("torch backend: int8-bf16 runs on packed-bert's AMX kernels: add kernel=amx (CPU)")
         elif keep_bf16:
             raise UserError("torch backend: bf16_layers names the layers precision int8-bf16 keeps in bf16")
+        if residual not in RESIDUALS:
+            raise UserError(f"torch backend: residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
+        if residual != "fp32" and kernel != "amx":
+            raise UserError(
+                "torch backend: residual=bf16 keeps the residual stream in bf16 on our AMX kernels: add kernel=amx"
+            )
+        residual_dtype = RESIDUALS[residual]
         if own_kernels and (compile or variant is not None):
             raise UserError(
                 f"torch backend: {precision} on the CPU's int8 or AMX kernels runs eagerly (kernel calls); drop compile=True"
@@ -119,7 +129,7 @@ class TorchRunner:
         elif amx_bf16:  # bf16 in our AMX kernels (torch_amx copies the module)
             from packed_bert.backends.torch_amx import bf16_model
 
-            model = bf16_model(model)
+            model = bf16_model(model, residual_dtype)
             self.quant_detail = ", bf16 encoder linears and per-sequence attention in packed-bert's AMX kernels"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
@@ -127,7 +137,7 @@ class TorchRunner:
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
-            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16)
+            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype)
             kernel_name = "packed-bert's AMX kernel" if kernel == AMX else "oneDNN"
             kept = f" ({', '.join(keep_bf16)} in bf16)" if keep_bf16 else ""
             self.quant_detail = (

@@ -126,13 +126,16 @@ def quantize_model(
     ranges: Mapping[str, tuple[float, float]],
     kernel: str = ONEDNN,
     bf16_layers: Collection[str] = (),
+    residual: torch.dtype = torch.float32,
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
     on ``kernel`` (``KERNELS``), except the kinds named in ``bf16_layers``
     (``model.linears.LINEAR_KINDS``; AMX only), which run bf16 in every layer (the FFN output
-    layer, whose input is GELU's heavy-tailed output, costs int8 most of its F1 loss). Our AMX kernel hands each layer's output on as the next one's tile
-    input (the FFN's GELU output uint8 or bf16, as the FFN output layer takes it); oneDNN's in fp32."""
+    layer, whose input is GELU's heavy-tailed output, costs int8 most of its F1 loss). Our AMX
+    kernel hands each layer's output on as the next one's tile input (the FFN's GELU output uint8
+    or bf16, as the FFN output layer takes it) and keeps the residual stream in ``residual``
+    (``torch_amx.finish_amx_model``); oneDNN's in fp32."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))
@@ -178,7 +181,7 @@ def quantize_model(
         module.qkv = qkv
         del module.query, module.key, module.value
     if kernel == AMX:
-        finish_amx_model(model)
+        finish_amx_model(model, residual)
     else:
         tile_qa_head(model)
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel

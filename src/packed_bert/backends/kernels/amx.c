@@ -786,25 +786,38 @@ static inline void store_line(void *at, __m512i v, int stream) {
     else _mm512_storeu_si512(at, v);
 }
 
-/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) values, x fp32 or
-   bf16 (x_kind), residual and out fp32: the mean first, then the variance of the deviations, both
-   in fp32; with `q_out`, the same values also as the next layer's input (q_kind): on its uint8
-   grid (AS_U8: q_scale per column, q_zp) or rounded to bf16 (AS_BF16) */
-int pb_add_layernorm(const void *x, int x_kind, const float *residual, const float *gamma, const float *beta, float eps,
-                     long M, long H, float *out, void *q_out, int q_kind, const float *q_scale, int q_zp) {
-    if (H % 16 || H > 8192 || (x_kind != AS_FP32 && x_kind != AS_BF16) || (q_out && q_kind != AS_U8 && q_kind != AS_BF16)) return 1;
-    int stream = H % 64 == 0 && streamed_output(out, (size_t)M * H * 4) && (uintptr_t)q_out % 64 == 0;
+static inline int float_kind(int kind) { return kind == AS_FP32 || kind == AS_BF16; }
+
+/* 16 values of a row in `kind` (fp32 or bf16) as fp32 */
+static inline __m512 load_float(const void *row, long k, int kind) {
+    return kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k)))
+                           : _mm512_loadu_ps((const float *)row + k);
+}
+
+/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) values, x,
+   residual and out each fp32 or bf16 (x_kind, r_kind, out_kind; the residual stream may be kept
+   in bf16: half the bytes this pass reads and writes): the mean first, then the variance of the
+   deviations, both in fp32; with `q_out`, the same values (before out's rounding) also as the
+   next layer's input (q_kind): on its uint8 grid (AS_U8: q_scale per column, q_zp) or rounded to
+   bf16 (AS_BF16) */
+int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind, const float *gamma, const float *beta,
+                     float eps, long M, long H, void *out, int out_kind, void *q_out, int q_kind, const float *q_scale,
+                     int q_zp) {
+    if (H % 16 || H > 8192 || !float_kind(x_kind) || !float_kind(r_kind) || !float_kind(out_kind) ||
+        (q_out && q_kind != AS_U8 && q_kind != AS_BF16))
+        return 1;
+    const size_t out_size = out_kind == AS_BF16 ? 2 : 4;
+    int stream = H % 64 == 0 && streamed_output(out, (size_t)M * H * out_size) && (uintptr_t)q_out % 64 == 0;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
     for (long m = 0; m < M; m++) {
         float row[8192] __attribute__((aligned(64)));
-        const float *b = residual + m * H;
+        const char *a_row = (const char *)x + (size_t)m * H * (x_kind == AS_BF16 ? 2 : 4);
+        const char *b_row = (const char *)residual + (size_t)m * H * (r_kind == AS_BF16 ? 2 : 4);
         __m512 sum = _mm512_setzero_ps();
         for (long k = 0; k < H; k += 16) {
-            __m512 a = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + m * H + k)))
-                                         : _mm512_loadu_ps((const float *)x + m * H + k);
-            __m512 v = _mm512_add_ps(a, _mm512_loadu_ps(b + k));
+            __m512 v = _mm512_add_ps(load_float(a_row, k, x_kind), load_float(b_row, k, r_kind));
             _mm512_store_ps(row + k, v);
             sum = _mm512_add_ps(sum, v);
         }
@@ -819,11 +832,16 @@ int pb_add_layernorm(const void *x, int x_kind, const float *residual, const flo
             int parts = H - k < 64 ? (int)(H - k) / 16 : 4, whole = parts == 4 && stream;
             __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
             __m256i h[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            __m256i o[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
             for (int j = 0; j < parts; j++) {
                 long c = k + 16 * j;
                 __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(row + c), mean), inv);
                 __m512 y = _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + c), _mm512_loadu_ps(beta + c));
-                store_line(out + m * H + c, _mm512_castps_si512(y), whole);
+                if (out_kind == AS_FP32) store_line((float *)out + m * H + c, _mm512_castps_si512(y), whole);
+                else {
+                    o[j] = (__m256i)_mm512_cvtneps_pbh(y);
+                    if (!whole) _mm256_storeu_si256((__m256i *)((uint16_t *)out + m * H + c), o[j]);
+                }
                 if (!q_out) continue;
                 if (q_kind == AS_BF16) {
                     h[j] = (__m256i)_mm512_cvtneps_pbh(y);
@@ -832,6 +850,11 @@ int pb_add_layernorm(const void *x, int x_kind, const float *residual, const flo
                 }
                 q[j] = to_u8(y, _mm512_loadu_ps(q_scale + c), zp);
                 if (!whole) _mm_storeu_si128((__m128i *)((uint8_t *)q_out + m * H + c), q[j]);
+            }
+            if (whole && out_kind == AS_BF16) { /* two lines of the bf16 residual */
+                uint16_t *at = (uint16_t *)out + m * H + k;
+                store_line(at, _mm512_inserti64x4(_mm512_castsi256_si512(o[0]), o[1], 1), 1);
+                store_line(at + 32, _mm512_inserti64x4(_mm512_castsi256_si512(o[2]), o[3], 1), 1);
             }
             if (q_out && whole && q_kind == AS_BF16) { /* two lines of bf16 */
                 uint16_t *at = (uint16_t *)q_out + m * H + k;
@@ -946,15 +969,17 @@ double pb_phase_seconds[PHASE_COUNT];
 /* `count` layers over M tokens, the same kernel calls in the same order as the layer-by-layer
    path (torch_amx's modules), without returning to Python in between (on one 268-token sample
    the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
-   state from the caches). hidden [M, H] fp32 holds the input and gets the output; the rest are
-   work buffers: other [M, H] fp32, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a
+   state from the caches). hidden [M, H] holds the input and gets the output, in residual_kind
+   (fp32 or bf16: the residual stream's; bf16 rows padded to whole blocks of BLOCK_M, since a bf16
+   first Q|K|V layer reads them in place); the rest are work buffers: other [M, H] in residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a
    value), qkv [M, 3H] bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
    pb_tile_row_bytes apart.
    Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
    output's other rows hold the attention output layer's zero first). */
 int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
-               const long *lens, long seqs, int covered, float *hidden, float *other, void *tile_h, uint16_t *qkv,
-               void *att, void *dense, void *inter) {
+               const long *lens, long seqs, int covered, int residual_kind, void *hidden, void *other, void *tile_h,
+               uint16_t *qkv, void *att, void *dense, void *inter) {
+    if (!float_kind(residual_kind)) return 1;
     long H = (long)heads * dim, m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
     int status = 0;
     for (int l = 0; l < count && !status; l++) {
@@ -962,7 +987,7 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
         int att_kind = ready_kind(&L->o);
         const long ld = inter_stride(L), N3 = 3 * H;
-        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, AS_FP32, H, M, qkv, AS_BF16, N3, NULL)
+        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL)
                         : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
         if (status) break;
         if (!covered) {
@@ -971,13 +996,13 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         }
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
         PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
-        PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, L->gamma1, L->beta1, L->eps1, M, H, other,
-                                               tile_h, ready_kind(&L->ffn_in), u8_scale(&L->ffn_in), L->ffn_in.zero_point));
+        PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1, L->eps1,
+                                               M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in), u8_scale(&L->ffn_in), L->ffn_in.zero_point));
         PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), H, M, inter,
                                                   ready_kind(&L->ffn_out), ld, &L->ffn_out));
         PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL));
-        PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, L->gamma2, L->beta2, L->eps2, M, H, hidden,
-                                               next ? tile_h : NULL, next ? ready_kind(next) : AS_U8,
+        PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2, L->eps2,
+                                               M, H, hidden, residual_kind, next ? tile_h : NULL, next ? ready_kind(next) : AS_U8,
                                                next ? u8_scale(next) : NULL, next ? next->zero_point : 0));
     }
     return status;
