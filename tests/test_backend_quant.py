@@ -128,6 +128,28 @@ def test_our_amx_kernels_are_a_yardstick_only_where_the_cpu_has_tiles(monkeypatc
         matmul_peak.amx_matmul("fp32", n=64)
 
 
+def test_fastest_matmul_measures_each_runtime_in_more_than_one_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime slowed while it alone is measured (another tenant's burst on a shared machine)
+    is still the yardstick when it is the faster one: each runtime is measured in two rounds, its
+    best window counts. Here our kernels' first 40 calls (its settling and first round) run 10x
+    slow."""
+
+    def fake(runtime: str, precision: str, n: int = 2048, threads: int | None = None) -> object:
+        calls = {"n": 0}
+
+        def ours() -> None:
+            calls["n"] += 1
+            time.sleep(0.02 if calls["n"] <= 40 else 0.002)
+
+        return ours if runtime == "amx" else (lambda: time.sleep(0.005))
+
+    monkeypatch.setattr(matmul_peak, "runtime_matmul", fake)
+    monkeypatch.setattr(matmul_peak, "SETTLE_S", 0.0)
+    monkeypatch.setattr(matmul_peak, "MATMUL_RUNTIMES", {"int8": ("onnxruntime", "amx")})
+    assert fastest_matmul("int8", n=64, repeats=2, passes=1)[0] == "onnxruntime"  # measured in its slow moment only
+    assert fastest_matmul("int8", n=64, repeats=2)[0] == "amx"
+
+
 def test_openvino_matmul_multiplies_at_fp32_and_bf16() -> None:
     pytest.importorskip("openvino", reason="openvino is an optional runtime")
     for precision in ("fp32", "bf16"):
