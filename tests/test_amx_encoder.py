@@ -152,20 +152,25 @@ def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch
 LARGE_PATHS = ("SMALL_INPUT=0", "SLICE_INPUT=64", "PARTIAL_MAX=(1L<<40)", "STREAM_OUTPUT=0", "CHUNK_LARGE=0")
 
 
-@pytest.mark.parametrize("precision", ["int8", "int8-bf16"])
+@pytest.mark.parametrize(
+    ("precision", "residual"),
+    [("int8", "fp32"), ("int8-bf16", "fp32"), ("int8", "bf16")],
+    ids=["int8", "int8-bf16", "int8, bf16 residual stream"],
+)
 def test_the_linear_kernels_cache_thresholds_move_data_not_values(
-    precision: str, monkeypatch: pytest.MonkeyPatch
+    precision: str, residual: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The linear kernel's cache sizes and thresholds (``#ifndef`` in kernels/amx.c, set with
+    """The kernels' cache sizes and thresholds (``#ifndef`` in kernels/amx.c, set with
     ``amx_phases.py --define``) choose how weights and inputs pass through the caches and where
-    outputs go: a build that takes every large-input path on the tiny model gives the bits of the
-    default build, which takes none of them."""
+    outputs go: a build that takes every large-input path on the tiny model (the add+LayerNorm's
+    fp32 or bf16 residual rows streamed in whole lines too) gives the bits of the default build,
+    which takes none of them."""
     features = random_features(6, 6, 100)
-    plain = infer_sequences(_runner(precision, 2, features).infer, *features, "sorted", 3)
+    plain = infer_sequences(_runner(precision, 2, features, residual).infer, *features, "sorted", 3)
     amx_kernels.library.cache_clear()
     monkeypatch.setattr(amx_kernels, "build", functools.partial(amx_kernels.build, defines=LARGE_PATHS))
     try:
-        varied = infer_sequences(_runner(precision, 2, features).infer, *features, "sorted", 3)
+        varied = infer_sequences(_runner(precision, 2, features, residual).infer, *features, "sorted", 3)
     finally:
         amx_kernels.library.cache_clear()  # the next test loads the default build
     for a, b in zip(plain, varied, strict=True):
