@@ -788,6 +788,12 @@ static inline void store_line(void *at, __m512i v, int stream) {
 
 static inline int float_kind(int kind) { return kind == AS_FP32 || kind == AS_BF16; }
 
+/* 64 bf16 values (four groups of 16) at `at` as two whole lines around the caches */
+static inline void stream_bf16_lines(uint16_t *at, const __m256i h[4]) {
+    store_line(at, _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1), 1);
+    store_line(at + 32, _mm512_inserti64x4(_mm512_castsi256_si512(h[2]), h[3], 1), 1);
+}
+
 /* 16 values of a row in `kind` (fp32 or bf16) as fp32 */
 static inline __m512 load_float(const void *row, long k, int kind) {
     return kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k)))
@@ -851,15 +857,9 @@ int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind
                 q[j] = to_u8(y, _mm512_loadu_ps(q_scale + c), zp);
                 if (!whole) _mm_storeu_si128((__m128i *)((uint8_t *)q_out + m * H + c), q[j]);
             }
-            if (whole && out_kind == AS_BF16) { /* two lines of the bf16 residual */
-                uint16_t *at = (uint16_t *)out + m * H + k;
-                store_line(at, _mm512_inserti64x4(_mm512_castsi256_si512(o[0]), o[1], 1), 1);
-                store_line(at + 32, _mm512_inserti64x4(_mm512_castsi256_si512(o[2]), o[3], 1), 1);
-            }
-            if (q_out && whole && q_kind == AS_BF16) { /* two lines of bf16 */
-                uint16_t *at = (uint16_t *)q_out + m * H + k;
-                store_line(at, _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1), 1);
-                store_line(at + 32, _mm512_inserti64x4(_mm512_castsi256_si512(h[2]), h[3], 1), 1);
+            if (whole && out_kind == AS_BF16) stream_bf16_lines((uint16_t *)out + m * H + k, o); /* the bf16 residual */
+            if (q_out && whole && q_kind == AS_BF16) {
+                stream_bf16_lines((uint16_t *)q_out + m * H + k, h);
             } else if (q_out && whole) {
                 __m512i line = _mm512_inserti32x4(_mm512_castsi128_si512(q[0]), q[1], 1);
                 store_line((uint8_t *)q_out + m * H + k, _mm512_inserti32x4(_mm512_inserti32x4(line, q[2], 2), q[3], 3), 1);
