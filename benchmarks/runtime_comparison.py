@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,15 @@ def quick_calibration(feats: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Calla
     return lambda: {"input_ids": ids[:100], "segment_ids": seg[:100], "lengths": lens[:100]}
 
 
+def ensure_probes(
+    formats: Iterable[str], probes: dict[str, Probe], n: int, threads: int, yardsticks: dict[str, str]
+) -> None:
+    """One probe per number format (a mixed recipe has two) in ``probes``, each built once."""
+    for part in formats:
+        if part not in probes:
+            probes[part] = probe_for(part, n, threads, yardsticks)
+
+
 def probe_for(
     precision: str,
     n: int,
@@ -278,9 +287,7 @@ def probe_for(
     if len(parts) > 1:
         total = sum(parts.values())
         per_format = {} if probes is None else probes
-        for p in parts:
-            if p not in per_format:
-                per_format[p] = probe_for(p, n, threads, yardsticks)
+        ensure_probes(parts, per_format, n, threads, yardsticks)
         yardsticks[precision] = "+".join(yardsticks[p] for p in parts)
         return CompositeProbe({p: per_format[p] for p in parts}, {p: flops / total for p, flops in parts.items()})
     runtime, matmul = fastest_matmul(precision, n, threads)

@@ -29,7 +29,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Probe, class_markers, cpu_label, flops_by_format, real_token_flops, run_main, write_doc_section  # noqa: E402
 from recipe_accuracy import make_runner  # noqa: E402
-from runtime_comparison import probe_for, real_features  # noqa: E402
+from runtime_comparison import ensure_probes, real_features  # noqa: E402
 from throughput import SETTLE_S  # noqa: E402
 
 from packed_bert.harness.benchmark import warm_up  # noqa: E402
@@ -83,15 +83,6 @@ def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
 
 
 PROBE_READS = 3  # probe readings before and after a LoadGen run (--loadgen); the best one counts
-
-
-def ensure_probes(
-    formats: Iterable[str], probes: dict[str, Probe], n: int, threads: int, yardsticks: dict[str, str]
-) -> None:
-    """One probe per number format of the run (a mixed recipe has two), each built once."""
-    for part in formats:
-        if part not in probes:
-            probes[part] = probe_for(part, n, threads, yardsticks)
 
 
 def result_row(
