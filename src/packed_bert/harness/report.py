@@ -80,7 +80,8 @@ class _Figures:
         self.tag = " (SIMULATED accelerator)" if simulated else ""
 
     @contextmanager
-    def figure(self, heading: str, name: str, title: str, xlabel: str, ylabel: str) -> Iterator[Any]:
+    def figure(self, heading: str, name: str, xlabel: str, ylabel: str, title: str | None = None) -> Iterator[Any]:
+        """A fresh axis for the plot ``name``, titled ``title`` (the report's heading unless given)."""
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -88,7 +89,7 @@ class _Figures:
             yield ax
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
-            ax.set_title(f"{title}{self.tag}", fontsize=10)
+            ax.set_title(f"{title or heading}{self.tag}", fontsize=10)
             fig.tight_layout()
             fig.savefig(self.run_dir / name, dpi=90)
             self.made.append((heading, name))
@@ -106,14 +107,12 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
     if per_row.size:
         counts = np.bincount(per_row, minlength=int(per_row.max()) + 1)[1:]
         with figures.figure(
-            "Packing histogram", "packing.png", "Packing: sequences per row", "sequences per row", "rows"
+            "Packing histogram", "packing.png", "sequences per row", "rows", title="Packing: sequences per row"
         ) as ax:
             ax.bar(np.arange(1, counts.size + 1), counts)
     lat = np.concatenate(stats.latencies) * 1e3 if stats.latencies else np.zeros(0)
     if lat.size:
-        with figures.figure(
-            "Latency distribution", "latency.png", "Latency distribution", "latency in the SUT (ms)", "samples"
-        ) as ax:
+        with figures.figure("Latency distribution", "latency.png", "latency in the SUT (ms)", "samples") as ax:
             ax.hist(lat, bins=50)
             if scenario == Scenario.SERVER:  # the bound is the Server scenario's only
                 bound = f"{SERVER_LATENCY_BOUND_MS:g} ms (Server bound)"
@@ -121,26 +120,19 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
                 ax.legend()
     if lat.size and scenario == Scenario.SINGLE_STREAM:  # one sample a query: its latency against its length
         with figures.figure(
-            "Latency against length",
-            "latency_by_length.png",
-            "Latency against length",
-            "real tokens of the sample",
-            "latency in the SUT (ms)",
+            "Latency against length", "latency_by_length.png", "real tokens of the sample", "latency in the SUT (ms)"
         ) as ax:
             ax.scatter(np.concatenate(stats.sample_tokens), lat, s=4, alpha=0.5)
-    size, busy = np.asarray(stats.batch_samples), np.asarray(stats.batch_busy)
+    busy = np.asarray(stats.batch_busy)
     ran = busy > 0
-    if np.unique(size[ran]).size > 1:  # batches of several sizes (Server, a run's tail): the device's rate by size
-        rate, sizes = size[ran] / busy[ran], np.unique(size[ran])
-        with figures.figure(
-            "Throughput against batch size",
-            "batch_throughput.png",
-            "Throughput against batch size",
-            "samples in the batch",
-            "samples/s while the device ran it",
-        ) as ax:
-            ax.scatter(size[ran], rate, s=6, alpha=0.4, label="one batch")
-            ax.plot(sizes, [np.median(rate[size[ran] == s]) for s in sizes], color="C1", label="median")
+    size = np.asarray(stats.batch_samples)[ran]  # of the batches the device ran
+    sizes = np.unique(size)
+    if sizes.size > 1:  # batches of several sizes (Server, a run's tail): the device's rate by size
+        rate = size / busy[ran]
+        axes = ("samples in the batch", "samples/s while the device ran it")
+        with figures.figure("Throughput against batch size", "batch_throughput.png", *axes) as ax:
+            ax.scatter(size, rate, s=6, alpha=0.4, label="one batch")
+            ax.plot(sizes, [np.median(rate[size == s]) for s in sizes], color="C1", label="median")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend()
     done = np.asarray(stats.batch_done)
@@ -150,7 +142,7 @@ def _plots(run_dir: Path, stats: Any, scenario: Scenario, simulated: bool) -> li
         n = np.cumsum(np.asarray(stats.batch_samples)[order])
         title = f"Throughput (mean {n[-1] / max(t[-1], 1e-9):,.0f} samples/s)"
         with figures.figure(
-            "Throughput", "throughput.png", title, "seconds since the SUT started", "samples answered"
+            "Throughput", "throughput.png", "seconds since the SUT started", "samples answered", title
         ) as ax:
             ax.plot(t, n)
     return figures.made
