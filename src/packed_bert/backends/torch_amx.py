@@ -243,8 +243,9 @@ def amx_attention(seq_lens: torch.Tensor, length: int, *, q_scaled: bool = False
 
 def bf16_model(model: nn.Module, residual: torch.dtype = torch.float32) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``) whose encoder linear layers run in bf16 on the
-    AMX kernel, the residual stream in ``residual`` (``finish_amx_model``). The two layers before an add+LayerNorm write fp32: bf16 there ran no faster
-    (BERT-Large, 16-sample batches: 14.7-14.9 against 14.8-15.2 samples/s, alternating)."""
+    AMX kernel, the residual stream in ``residual`` (``finish_amx_model``). The two layers before an
+    add+LayerNorm write fp32: bf16 there ran no faster (BERT-Large, 16-sample batches: 14.7-14.9
+    against 14.8-15.2 samples/s, alternating)."""
     library()  # built (or taken from the cache) and loaded here, before any timed call
     model = copy.deepcopy(model).float().eval()
     w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}

@@ -36,7 +36,7 @@ from packed_bert.terms import CALIBRATED, MAX_SEQS_PER_ROW, SEQ_LEN, Precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the residual stream's dtype on our AMX kernels (residual=NAME): each add+LayerNorm reads and writes it
-RESIDUALS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+RESIDUALS = {name: DTYPES[name] for name in ("fp32", "bf16")}
 GRAPH_ROWS = (512, 256, 128, 64, 32, 16, 8)  # row counts of the CUDA graphs; a batch runs as calls of these
 CALL_ROWS = 16  # rows per call of a compiled batch-invariant runner not told otherwise (nor warmed)
 

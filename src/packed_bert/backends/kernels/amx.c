@@ -787,6 +787,7 @@ static inline void store_line(void *at, __m512i v, int stream) {
 }
 
 static inline int float_kind(int kind) { return kind == AS_FP32 || kind == AS_BF16; }
+static inline size_t float_bytes(int kind) { return kind == AS_BF16 ? 2 : 4; } /* a value of a float kind */
 
 /* 64 bf16 values (four groups of 16) at `at` as two whole lines around the caches */
 static inline void stream_bf16_lines(uint16_t *at, const __m256i h[4]) {
@@ -812,15 +813,14 @@ int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind
     if (H % 16 || H > 8192 || !float_kind(x_kind) || !float_kind(r_kind) || !float_kind(out_kind) ||
         (q_out && q_kind != AS_U8 && q_kind != AS_BF16))
         return 1;
-    const size_t out_size = out_kind == AS_BF16 ? 2 : 4;
-    int stream = H % 64 == 0 && streamed_output(out, (size_t)M * H * out_size) && (uintptr_t)q_out % 64 == 0;
+    int stream = H % 64 == 0 && streamed_output(out, (size_t)M * H * float_bytes(out_kind)) && (uintptr_t)q_out % 64 == 0;
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
     for (long m = 0; m < M; m++) {
         float row[8192] __attribute__((aligned(64)));
-        const char *a_row = (const char *)x + (size_t)m * H * (x_kind == AS_BF16 ? 2 : 4);
-        const char *b_row = (const char *)residual + (size_t)m * H * (r_kind == AS_BF16 ? 2 : 4);
+        const char *a_row = (const char *)x + (size_t)m * H * float_bytes(x_kind);
+        const char *b_row = (const char *)residual + (size_t)m * H * float_bytes(r_kind);
         __m512 sum = _mm512_setzero_ps();
         for (long k = 0; k < H; k += 16) {
             __m512 v = _mm512_add_ps(load_float(a_row, k, x_kind), load_float(b_row, k, r_kind));
@@ -857,10 +857,9 @@ int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind
                 q[j] = to_u8(y, _mm512_loadu_ps(q_scale + c), zp);
                 if (!whole) _mm_storeu_si128((__m128i *)((uint8_t *)q_out + m * H + c), q[j]);
             }
-            if (whole && out_kind == AS_BF16) stream_bf16_lines((uint16_t *)out + m * H + k, o); /* the bf16 residual */
-            if (q_out && whole && q_kind == AS_BF16) {
-                stream_bf16_lines((uint16_t *)q_out + m * H + k, h);
-            } else if (q_out && whole) {
+            if (whole && out_kind == AS_BF16) stream_bf16_lines((uint16_t *)out + m * H + k, o); /* the bf16 stream */
+            if (q_out && whole && q_kind == AS_BF16) stream_bf16_lines((uint16_t *)q_out + m * H + k, h);
+            else if (q_out && whole) {
                 __m512i line = _mm512_inserti32x4(_mm512_castsi128_si512(q[0]), q[1], 1);
                 store_line((uint8_t *)q_out + m * H + k, _mm512_inserti32x4(_mm512_inserti32x4(line, q[2], 2), q[3], 3), 1);
             }
@@ -971,8 +970,9 @@ double pb_phase_seconds[PHASE_COUNT];
    the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
    state from the caches). hidden [M, H] holds the input and gets the output, in residual_kind
    (fp32 or bf16: the residual stream's; bf16 rows padded to whole blocks of BLOCK_M, since a bf16
-   first Q|K|V layer reads them in place); the rest are work buffers: other [M, H] in residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a
-   value), qkv [M, 3H] bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
+   first Q|K|V layer reads them in place); the rest are work buffers: other [M, H] in
+   residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value), qkv [M, 3H]
+   bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
    pb_tile_row_bytes apart.
    Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
    output's other rows hold the attention output layer's zero first). */
@@ -996,14 +996,16 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         }
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
         PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
-        PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1, L->eps1,
-                                               M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in), u8_scale(&L->ffn_in), L->ffn_in.zero_point));
+        PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
+                                                        L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),
+                                                        u8_scale(&L->ffn_in), L->ffn_in.zero_point));
         PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), H, M, inter,
                                                   ready_kind(&L->ffn_out), ld, &L->ffn_out));
         PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL));
-        PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2, L->eps2,
-                                               M, H, hidden, residual_kind, next ? tile_h : NULL, next ? ready_kind(next) : AS_U8,
-                                               next ? u8_scale(next) : NULL, next ? next->zero_point : 0));
+        PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2,
+                                                        L->eps2, M, H, hidden, residual_kind, next ? tile_h : NULL,
+                                                        next ? ready_kind(next) : AS_U8, next ? u8_scale(next) : NULL,
+                                                        next ? next->zero_point : 0));
     }
     return status;
 }
