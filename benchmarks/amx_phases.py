@@ -63,7 +63,11 @@ def random_rows(lengths: Sequence[int], seed: int) -> Any:
 def dev_lengths(samples: int) -> list[int]:
     """The lengths of a sorted Offline batch of ``samples`` from the middle of the SQuAD dev set's
     (benchmarks/data/squad_dev_lengths.npy, sorted): neighbours in length, as sorting groups them."""
+    from packed_bert.errors import UserError
+
     lengths = np.sort(np.load(Path(__file__).resolve().parent / "data" / "squad_dev_lengths.npy"))
+    if not 0 < samples <= len(lengths):
+        raise UserError(f"amx_phases: --samples {samples}: give 1 to {len(lengths)} (the dev set's features)")
     start = (len(lengths) - samples) // 2
     return [int(x) for x in lengths[start : start + samples]]
 
@@ -76,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--samples",
         type=int,
         default=0,
-        help="instead of --lengths: one sorted batch of this many rows from the middle of the dev set's lengths "
+        help="instead of --lengths (0: use --lengths): one sorted batch of this many rows from the middle of the dev set's lengths "
         "(16: an Offline batch of the amx recipes)",
     )
     ap.add_argument("--reps", type=int, default=8, help="samples a round")
@@ -105,12 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if count != len(PHASES):
         raise UserError(f"amx_phases: the kernel times {count} phases a layer, this script names {len(PHASES)}")
     counters = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_phase_seconds")
-    runners = [system_runner(m, args.weights, threads) for m in args.models.split(",")]
-    batches = (
+    batches = (  # before the runners are built: a bad --samples ends the run at once
         [random_rows(dev_lengths(args.samples), seed=args.samples)]
         if args.samples
         else [random_rows([int(x)], seed=int(x)) for x in args.lengths.split(",")]
     )
+    runners = [system_runner(m, args.weights, threads) for m in args.models.split(",")]
     config = runners[0][2].model.config  # the PackedBertForQA the runner wired
     shapes = linear_shapes(config)
     weights = "random BERT-Large weights" if args.weights == "random" else f"the weights of {args.weights}"
