@@ -185,6 +185,7 @@ def test_a_bf16_residual_stream_keeps_the_bits_in_any_batch_and_stays_near_fp32s
     logits move from the fp32 stream's by about bf16's rounding, not more."""
     features = random_features(7, 8, 120)
     runner = _runner(precision, 2, features, residual="bf16")
+    assert "the residual stream in bf16" in runner.detail  # the run's record says so
     encoder = runner.model.bert.encoder
     assert isinstance(encoder, AmxEncoder)
     fused = same_in_any_batch(runner.infer, features)

@@ -175,6 +175,7 @@ class TorchRunner:
             f"torch {torch.__version__} {precision} on {device}"
             f"{', CUDA graphs for [R,{SEQ_LEN}] batches' if self.static_shape else ''}"
             f"{', varlen for other shapes' if self.varlen else ''}{self.quant_detail}"
+            f"{', the residual stream in bf16' if residual == 'bf16' else ''}"
             f"{', tiled matmuls and per-sequence attention (batch-invariant)' if tiled else ''}"
             f"{', torch.compile (dynamic shapes)' if compile else ''}"
             f"{', frozen (weights packed for oneDNN, epilogues fused)' if freezing else ''}"
