@@ -87,9 +87,11 @@ def write_doc_section(begin: str, end: str, text: str, doc: Path = PERFORMANCE_D
 
 def cpu_label() -> str:
     """The CPU a figure ran on, for a table's caption: model, matrix flags and class."""
-    from packed_bert.backends.cpu_class import cpu_class, cpu_model, isa_cap, matrix_flags
+    from packed_bert.backends.cpu_class import cpu_class, cpu_generation, cpu_model, isa_cap, matrix_flags
 
-    label = f"{cpu_model()} ({', '.join(matrix_flags()) or 'no matrix extensions'}; class {cpu_class()})"
+    generation = cpu_generation()
+    model = f"{cpu_model()}, {generation}" if generation else cpu_model()
+    label = f"{model} ({', '.join(matrix_flags()) or 'no matrix extensions'}; class {cpu_class()})"
     cap = isa_cap()
     return f"{label}, EMULATED: oneDNN capped at {cap} on a CPU with more" if cap else label
 

@@ -11,6 +11,7 @@ from packed_bert.backends.cpu_class import (
     CLASSES,
     cpu_class,
     cpu_flags,
+    cpu_generation,
     cpu_model,
     exact_int8_products,
     ignores_cap,
@@ -68,6 +69,28 @@ def test_model_and_matrix_flags() -> None:
     assert cpu_model("") == "unknown CPU" and cpu_class("") == "other"
 
 
+@pytest.mark.parametrize(
+    ("vendor", "family", "model", "expected"),
+    [
+        ("GenuineIntel", 6, 207, "family 6 model 207 stepping 2, Emerald Rapids"),
+        ("GenuineIntel", 6, 143, "family 6 model 143 stepping 2, Sapphire Rapids"),
+        ("AuthenticAMD", 26, 2, "family 26 model 2 stepping 2, Zen 5"),
+        ("AuthenticAMD", 25, 1, "family 25 model 1 stepping 2, Zen 3"),
+        ("AuthenticAMD", 25, 0x11, "family 25 model 17 stepping 2, Zen 4"),
+        ("GenuineIntel", 6, 999, "family 6 model 999 stepping 2"),  # a model no entry names
+        ("AuthenticAMD", 6, 207, "family 6 model 207 stepping 2"),  # Intel's numbers, not AMD's
+    ],
+)
+def test_an_x86_cpu_generation_is_recorded_even_under_a_generic_model_name(
+    vendor: str, family: int, model: int, expected: str
+) -> None:
+    fields = f"vendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\nstepping\t: 2\n"
+    text = _cpuinfo(CPUINFO["amx"], "Intel(R) Xeon(R) Processor").replace("vendor_id\t: X\n", fields)
+    assert cpu_model(text) == "Intel(R) Xeon(R) Processor"  # "model" is not "model name"
+    assert cpu_generation(text) == expected
+    assert cpu_generation(_cpuinfo(CPUINFO["amx"])) == ""  # no family: nothing to say
+
+
 AARCH64 = (  # /proc/cpuinfo of a 2-core Neoverse V1 (Graviton3-like), abridged
     "processor\t: {n}\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd aes asimddp sha512 sve i8mm bf16 svebf16\n"
     "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: 0xd40\nCPU revision\t: 1\n\n"
@@ -82,6 +105,7 @@ def test_an_aarch64_cpu_is_named_and_its_features_recorded_in_the_other_class() 
     assert cpu_model(text.replace("0xd40", "0xfff")) == "Arm CPU (implementer 0x41, part 0xfff)"
     assert cpu_model(text.replace("0xd40", "zz")) == "Arm CPU (implementer 0x41, part zz)"
     assert not native_bf16(text)  # its bf16 is not x86's: no recipe here counts on it
+    assert cpu_generation(text) == ""  # cpu_model names the core
 
 
 @pytest.mark.parametrize(

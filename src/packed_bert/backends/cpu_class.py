@@ -27,6 +27,7 @@ from pathlib import Path
 from packed_bert.errors import UserError
 
 CPUINFO = Path("/proc/cpuinfo")
+UNKNOWN_CPU = "unknown CPU"  # cpu_model where /proc/cpuinfo names none
 CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "avx2", "other")
 # class -> flags it needs, best class first
 REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
@@ -49,6 +50,19 @@ MATRIX_FLAGS = (
     *("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx_vnni", "avx512f", "avx2", "fma"),
     *("i8mm", "bf16", "asimddp", "sve2", "sve"),  # aarch64's names (no class of their own yet: ``other``)
 )
+# x86 server generations by (vendor, family, first model, last model), for records: the CPUs this
+# project's classes were measured on and their neighbours (Intel's SDM and AMD's revision guides)
+X86_GENERATIONS: dict[tuple[str, int, int, int], str] = {
+    ("GenuineIntel", 6, 85, 85): "Skylake-SP / Cascade Lake",
+    ("GenuineIntel", 6, 106, 106): "Ice Lake-SP",
+    ("GenuineIntel", 6, 143, 143): "Sapphire Rapids",
+    ("GenuineIntel", 6, 173, 173): "Granite Rapids",
+    ("GenuineIntel", 6, 207, 207): "Emerald Rapids",
+    ("AuthenticAMD", 25, 0x00, 0x0F): "Zen 3",
+    ("AuthenticAMD", 25, 0x10, 0x1F): "Zen 4",
+    ("AuthenticAMD", 25, 0xA0, 0xAF): "Zen 4c",
+    ("AuthenticAMD", 26, 0x00, 0x1F): "Zen 5",
+}
 # aarch64's /proc/cpuinfo has no model name: (implementer, part) -> the core, as lscpu names it
 ARM_CORES: dict[tuple[int, int], str] = {
     (0x41, 0xD07): "Cortex-A57",
@@ -158,17 +172,34 @@ def cpu_class(cpuinfo: str | None = None) -> str:
 def cpu_model(cpuinfo: str | None = None) -> str:
     """The processor's model name, e.g. ``Intel(R) Xeon(R) Processor``; on aarch64 the core its
     implementer and part numbers name (``Neoverse-N1 (implementer 0x41, part 0xd0c)``); else
-    ``unknown CPU``."""
+    ``UNKNOWN_CPU``."""
     text = _read(cpuinfo)
     name = _field(text, "model name")
     implementer, part = _field(text, "CPU implementer"), _field(text, "CPU part")
     if name or not (implementer and part):
-        return name or "unknown CPU"
+        return name or UNKNOWN_CPU
     try:
         core = ARM_CORES.get((int(implementer, 16), int(part, 16)), "Arm CPU")
     except ValueError:
         core = "Arm CPU"
     return f"{core} (implementer {implementer}, part {part})"
+
+
+def cpu_generation(cpuinfo: str | None = None) -> str:
+    """An x86 CPU's family, model and stepping, with its generation where ``X86_GENERATIONS``
+    knows it (``family 6 model 207 stepping 2, Emerald Rapids``): a virtual machine's model name
+    is often generic (``Intel(R) Xeon(R) Processor``), and a figure must say which CPU ran it.
+    "" where /proc/cpuinfo has no x86 family (aarch64: ``cpu_model`` names the core)."""
+    text = _read(cpuinfo)
+    vendor, family, model = _field(text, "vendor_id"), _field(text, "cpu family"), _field(text, "model")
+    if not family.isdigit() or not model.isdigit():
+        return ""
+    stepping = _field(text, "stepping")
+    label = f"family {family} model {model}" + (f" stepping {stepping}" if stepping.isdigit() else "")
+    for (known_vendor, known_family, first, last), name in X86_GENERATIONS.items():
+        if vendor == known_vendor and int(family) == known_family and first <= int(model) <= last:
+            return f"{label}, {name}"
+    return label
 
 
 def matrix_flags(cpuinfo: str | None = None) -> list[str]:

@@ -8,12 +8,12 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from packed_bert.backends.base import Runner
+from packed_bert.backends.cpu_class import UNKNOWN_CPU, cpu_generation, cpu_model
 from packed_bert.harness.plan import RunPlan
 
 SIMULATED_NOTE = "SIMULATED: no such accelerator is here; timing from the published per-card rates"
@@ -50,23 +50,14 @@ def host_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
+        "cpu_model": None if (model := cpu_model()) == UNKNOWN_CPU else model,
+        "cpu_generation": cpu_generation() or None,
         "python": sys.version.split()[0],
         "loadgen": _version("mlcommons-loadgen"),
         "numpy": np.__version__,
         "packed_bert": _version("packed-bert"),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _version(dist: str) -> str | None:
