@@ -329,6 +329,42 @@ static inline void prefetch_lines(weight_lines *w, long count) {
    more. The encoder's FFN output layer reads one (4,096 uint8 or bf16 values a row). */
 long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
 
+/* Work handed out to threads in chunks (a linear layer's columns, one sequence's heads): thread t
+   owns a run of them, which it takes from the front; once its own are taken it takes the last
+   untaken chunk of another's run. Where all threads keep pace this is a fixed share each, in
+   order; where another tenant slows one core, the others finish its run. A run's state is one
+   word, taken from the front (low half) and from the back (high half), claimed by
+   compare-and-swap. */
+#define MAX_RUNS 64
+typedef struct {
+    unsigned long taken[MAX_RUNS];
+    long chunks, runs;
+} chunk_runs;
+
+static inline long run_begin(const chunk_runs *c, long r) { return c->chunks * r / c->runs; }
+
+/* thread t's next chunk from its own run, or (`steal`) from the back of another's: -1 if none */
+static long next_chunk(chunk_runs *c, long t, int steal) {
+    for (long i = 0; i < (steal ? c->runs : 1); i++) {
+        long r = (t + i) % c->runs, size = run_begin(c, r + 1) - run_begin(c, r);
+        unsigned long w = __atomic_load_n(&c->taken[r], __ATOMIC_RELAXED);
+        for (;;) {
+            long front = (long)(w & 0xffffffffUL), back = (long)(w >> 32);
+            if (front + back >= size) break;
+            unsigned long next = i == 0 ? w + 1 : w + (1UL << 32);
+            if (__atomic_compare_exchange_n(&c->taken[r], &w, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                return i == 0 ? run_begin(c, r) + front : run_begin(c, r + 1) - 1 - back;
+        }
+    }
+    return -1;
+}
+
+/* the first column pair of thread t's next chunk of `chunk` pairs; `limit` once none is left */
+static inline long first_pair(chunk_runs *c, long t, long chunk, long limit, int steal) {
+    long next = next_chunk(c, t, steal);
+    return next < 0 ? limit : next * chunk;
+}
+
 /* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
    q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
    VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
@@ -339,11 +375,17 @@ long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
    rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes
    apart). The row blocks of one call are independent, so a row's result does not depend on the
    other rows. x_stride and out_stride: elements from one row of x, and of out, to the next (K
-   and N in pb_linear). */
+   and N in pb_linear).
+   Threads split the columns. With `balance`, where chunks are small and many, they are handed out
+   as chunk_runs; else each thread keeps its fixed share (one sequence's Q|K|V layer: pb_attention
+   then takes its heads in the same fixed runs first, so part of each head's Q, K and V is in its
+   own caches; two threads: Q and K of the first half of the heads, K and V of the second). Split
+   into K slices, a thread always keeps its share: its partial sums wait in its own buffer for the
+   next slice. */
 static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
                   const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
-                  int out_zero_point) {
+                  int out_zero_point, int balance) {
     const int fp32_sums = w_kind == W_BF16, ready = fp32_sums ? AS_BF16 : AS_U8;
     const long row_bytes = K * (fp32_sums ? 2 : 1);
     if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (fp32_sums && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
@@ -353,6 +395,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
     uint8_t *q = x_kind == ready ? (uint8_t *)x : grown(&quantized, (size_t)m_pad * lda);
     if (!q) return 2;
     long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
+    chunk_runs shared = {{0}, 0, 0};
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -389,10 +432,14 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
            from L3 for every chunk of weights otherwise): a slice of the input stays in L2 while
            every chunk of weights passes, and the tiles' sums go to memory between slices and come
            back (the same sums in the same order: the same bits) */
-        const size_t input_bytes = (size_t)m_pad * row_bytes, partial_bytes = (size_t)m_pad * (p_end - p_begin) * BLOCK_N * 4;
+        const size_t input_bytes = (size_t)m_pad * row_bytes, partial_bytes = (size_t)m_pad * ((pairs + threads - 1) / threads) * BLOCK_N * 4;
         long slices = 1;
         if (input_bytes > SMALL_INPUT && partial_bytes <= PARTIAL_MAX)
             while (input_bytes / slices > SLICE_INPUT && k_blocks % (slices * 2) == 0) slices *= 2;
+        /* balanced where chunks are small (an input that stays in L2: one sample's rows) and many;
+           a large input's chunks are a third of a thread's share or more, and taking one from a
+           thread only a little behind made an Offline batch 2% slower */
+        const int claims = balance && slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
         int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
         if (!partial) slices = 1;
         const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
@@ -411,15 +458,24 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
            in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
         int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
         uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
+        if (claims) {
+#pragma omp single
+            shared.chunks = (pairs + chunk - 1) / chunk, shared.runs = threads; /* its barrier: set before any claim */
+        }
+        /* this thread's chunks: claimed as it starts the one before (so that one's weights can be
+           prefetched meanwhile), or its fixed share in order */
+        const long limit = claims ? pairs : p_end;
         const char *weights = (const char *)packed;
         for (long slice = 0; slice < slices; slice++) {
             const long kb0 = slice * slice_kb;
             const int last = slice == slices - 1;
-            for (long c0 = p_begin; c0 < p_end; c0 += chunk) {
-                long c1 = c0 + chunk < p_end ? c0 + chunk : p_end, c2 = c1 + chunk < p_end ? c1 + chunk : p_end;
+            for (long c0 = claims ? first_pair(&shared, t, chunk, limit, 1) : p_begin, c_next; c0 < limit; c0 = c_next) {
+                long c1 = c0 + chunk < limit ? c0 + chunk : limit;
+                c_next = claims ? first_pair(&shared, t, chunk, limit, 0) : c1;
+                long c2 = c_next + chunk < limit ? c_next + chunk : limit;
                 /* the next chunk's weights of this slice: per pair two tiles' runs of slice_kb K steps */
-                weight_lines next = {weights, pair_bytes, k_blocks, kb0, slice_kb * 16, c1, 0, slice_kb * 16,
-                                     (c2 - c1) * 2 * slice_kb * 16, NULL};
+                weight_lines next = {weights, pair_bytes, k_blocks, kb0, slice_kb * 16, c_next, 0, slice_kb * 16,
+                                     (c2 > c_next ? c2 - c_next : 0) * 2 * slice_kb * 16, NULL};
                 next.at = next.lines ? run_start(&next) : NULL;
                 long steps = (m_pad / BLOCK_M) * (c1 - c0) * slice_kb, lines_per_step = (next.lines + steps - 1) / steps;
                 for (long m = 0; m < m_pad; m += BLOCK_M) {
@@ -467,6 +523,9 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
                         half ^= 1;
                     }
                 }
+                /* its own run done, a thread takes another's last chunk (not before: it would
+                   hold it while this one computed) */
+                if (claims && c_next >= limit) c_next = first_pair(&shared, t, chunk, limit, 1);
             }
         }
         epilogue_rows(&e, &prev, 0, BLOCK_M, fp32_sums);
@@ -480,7 +539,7 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
               const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
               const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
     return linear(x, x_kind, K, M, K, in_scale, zero_point, packed, w_kind, N, colsum_zp, col_scale, bias, gelu, out,
-                  out_kind, N, out_scale, out_zero_point);
+                  out_kind, N, out_scale, out_zero_point, 1);
 }
 
 /* ---- attention per sequence on AMX bf16 tiles ---- */
@@ -749,6 +808,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
                  void *out, int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
+    chunk_runs runs = {{0}, heads, 0};
 #pragma omp parallel
     {
         /* Denormals flushed to zero, in and out, while this thread attends (and its own mode back
@@ -759,11 +819,14 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         const unsigned fp_mode = _mm_getcsr();
         _mm_setcsr(fp_mode | FLUSH_DENORMALS);
         configure_tiles();
-        if (count == 1) {
-            /* one sequence: each thread takes a run of heads, the Q|K|V columns its own share of
-               that layer wrote (pb_linear splits the column pairs the same way) */
-            int t = omp_get_thread_num(), threads = omp_get_num_threads();
-            for (long h = heads * t / threads; h < heads * (t + 1) / threads && lens[0] > 0; h++)
+        int threads = omp_get_num_threads();
+        if (count == 1 && threads <= MAX_RUNS) {
+            /* one sequence: each thread takes its run of heads first (part of their Q, K and V
+               is in its caches: linear's `balance`), then the last heads of a run another thread
+               has not reached (chunk_runs) */
+#pragma omp single
+            runs.runs = threads; /* its barrier: set before any claim */
+            for (long h = next_chunk(&runs, omp_get_thread_num(), 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, omp_get_thread_num(), 1))
                 attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp);
         } else {
             /* more: heads one at a time to whichever thread is free */
@@ -940,12 +1003,12 @@ static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_BF16 ? A
 static inline const float *u8_scale(const pb_dense *d) { return ready_kind(d) == AS_U8 ? d->in_scale : NULL; }
 
 /* layer `d` on input x (rows x_stride elements apart); with `feeds`, the output is that layer's
-   tile input (out_kind its kind, rows out_stride elements apart) */
+   tile input (out_kind its kind, rows out_stride elements apart); `balance` as linear takes it */
 static int dense_call(const pb_dense *d, const void *x, int x_kind, long x_stride, long M, void *out, int out_kind,
-                      long out_stride, const pb_dense *feeds) {
+                      long out_stride, const pb_dense *feeds, int balance) {
     return linear(x, x_kind, x_stride, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
                   d->col_scale, d->bias, d->gelu, out, out_kind, out_stride, feeds ? u8_scale(feeds) : NULL,
-                  feeds ? feeds->zero_point : 0);
+                  feeds ? feeds->zero_point : 0, balance);
 }
 
 /* elements from one row of the FFN's inner tile input to the next (pb_tile_row_bytes) */
@@ -987,21 +1050,22 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
         int att_kind = ready_kind(&L->o);
         const long ld = inter_stride(L), N3 = 3 * H;
-        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL)
-                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
+        /* one sequence: Q|K|V in fixed shares of the columns (linear's `balance`) */
+        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL, seqs != 1)
+                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL, seqs != 1));
         if (status) break;
         if (!covered) {
             if (att_kind == AS_U8) memset(att, L->o.zero_point, (size_t)m_pad * H);
             else memset(att, 0, (size_t)m_pad * H * 2);
         }
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
-        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
+        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL, 1));
         PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
                                                         L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),
                                                         u8_scale(&L->ffn_in), L->ffn_in.zero_point));
         PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), H, M, inter,
-                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out));
-        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL));
+                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out, 1));
+        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL, 1));
         PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2,
                                                         L->eps2, M, H, hidden, residual_kind, next ? tile_h : NULL,
                                                         next ? ready_kind(next) : AS_U8, next ? u8_scale(next) : NULL,
