@@ -225,7 +225,9 @@ def test_work_handed_between_threads_gives_one_threads_bits() -> None:
                 got = [layer(torch.from_numpy(x), torch.float32), narrow(torch.from_numpy(x), torch.float32)]
                 for g, w in zip(got, want, strict=True):
                     np.testing.assert_array_equal(g.numpy(), w.numpy())
-                np.testing.assert_array_equal(_attend(qkv, attention, heads, 64).float().numpy(), want_heads.float().numpy())
+                np.testing.assert_array_equal(
+                    _attend(qkv, attention, heads, 64).float().numpy(), want_heads.float().numpy()
+                )
     finally:
         torch.set_num_threads(threads)
 
