@@ -376,16 +376,13 @@ static inline long first_pair(chunk_runs *c, long t, long chunk, long limit, int
    apart). The row blocks of one call are independent, so a row's result does not depend on the
    other rows. x_stride and out_stride: elements from one row of x, and of out, to the next (K
    and N in pb_linear).
-   Threads split the columns. With `balance`, where chunks are small and many, they are handed out
-   as chunk_runs; else each thread keeps its fixed share (one sequence's Q|K|V layer: pb_attention
-   then takes its heads in the same fixed runs first, so part of each head's Q, K and V is in its
-   own caches; two threads: Q and K of the first half of the heads, K and V of the second). Split
-   into K slices, a thread always keeps its share: its partial sums wait in its own buffer for the
-   next slice. */
+   Threads split the columns: where chunks are small and many they are handed out as chunk_runs,
+   else each thread keeps a fixed share. Split into K slices, a thread always keeps its share: its
+   partial sums wait in its own buffer for the next slice. */
 static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
                   const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
-                  int out_zero_point, int balance) {
+                  int out_zero_point) {
     const int fp32_sums = w_kind == W_BF16, ready = fp32_sums ? AS_BF16 : AS_U8;
     const long row_bytes = K * (fp32_sums ? 2 : 1);
     if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (fp32_sums && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
@@ -439,7 +436,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
         /* balanced where chunks are small (an input that stays in L2: one sample's rows) and many;
            a large input's chunks are a third of a thread's share or more, and taking one from a
            thread only a little behind made an Offline batch 2% slower */
-        const int claims = balance && slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
+        const int claims = slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
         int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
         if (!partial) slices = 1;
         const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
@@ -539,7 +536,7 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
               const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
               const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
     return linear(x, x_kind, K, M, K, in_scale, zero_point, packed, w_kind, N, colsum_zp, col_scale, bias, gelu, out,
-                  out_kind, N, out_scale, out_zero_point, 1);
+                  out_kind, N, out_scale, out_zero_point);
 }
 
 /* ---- attention per sequence on AMX bf16 tiles ---- */
@@ -821,9 +818,8 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         configure_tiles();
         int threads = omp_get_num_threads();
         if (count == 1 && threads <= MAX_RUNS) {
-            /* one sequence: each thread takes its run of heads first (part of their Q, K and V
-               is in its caches: linear's `balance`), then the last heads of a run another thread
-               has not reached (chunk_runs) */
+            /* one sequence: each thread takes its own run of heads, then the last heads of a run
+               another thread has not reached (chunk_runs) */
 #pragma omp single
             runs.runs = threads; /* its barrier: set before any claim */
             for (long h = next_chunk(&runs, omp_get_thread_num(), 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, omp_get_thread_num(), 1))
@@ -1003,12 +999,12 @@ static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_BF16 ? A
 static inline const float *u8_scale(const pb_dense *d) { return ready_kind(d) == AS_U8 ? d->in_scale : NULL; }
 
 /* layer `d` on input x (rows x_stride elements apart); with `feeds`, the output is that layer's
-   tile input (out_kind its kind, rows out_stride elements apart); `balance` as linear takes it */
+   tile input (out_kind its kind, rows out_stride elements apart) */
 static int dense_call(const pb_dense *d, const void *x, int x_kind, long x_stride, long M, void *out, int out_kind,
-                      long out_stride, const pb_dense *feeds, int balance) {
+                      long out_stride, const pb_dense *feeds) {
     return linear(x, x_kind, x_stride, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
                   d->col_scale, d->bias, d->gelu, out, out_kind, out_stride, feeds ? u8_scale(feeds) : NULL,
-                  feeds ? feeds->zero_point : 0, balance);
+                  feeds ? feeds->zero_point : 0);
 }
 
 /* elements from one row of the FFN's inner tile input to the next (pb_tile_row_bytes) */
@@ -1050,22 +1046,21 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
         int att_kind = ready_kind(&L->o);
         const long ld = inter_stride(L), N3 = 3 * H;
-        /* one sequence: Q|K|V in fixed shares of the columns (linear's `balance`) */
-        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL, seqs != 1)
-                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL, seqs != 1));
+        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL)
+                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
         if (status) break;
         if (!covered) {
             if (att_kind == AS_U8) memset(att, L->o.zero_point, (size_t)m_pad * H);
             else memset(att, 0, (size_t)m_pad * H * 2);
         }
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
-        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL, 1));
+        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
         PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
                                                         L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),
                                                         u8_scale(&L->ffn_in), L->ffn_in.zero_point));
         PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), H, M, inter,
-                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out, 1));
-        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL, 1));
+                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out));
+        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL));
         PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2,
                                                         L->eps2, M, H, hidden, residual_kind, next ? tile_h : NULL,
                                                         next ? ready_kind(next) : AS_U8, next ? u8_scale(next) : NULL,
