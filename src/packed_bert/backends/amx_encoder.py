@@ -139,11 +139,25 @@ class AmxEncoder(nn.Module):
             return self.encoder(hidden, core)
         assert isinstance(core, SequenceAttention)
         shape = hidden.shape
+        flat = hidden.reshape(-1, shape[-1])
+        if core.covered:
+            return self._run(flat, core.starts, core.lens, core.q_scaled).reshape(shape)
+        # rows with positions outside every sequence (a packed row's tail, a sorted batch's shorter
+        # rows): the kernel runs on the sequences' tokens alone, which then sit back to back, and
+        # those positions come out as zeros (a row's results do not depend on its neighbours, so
+        # the sequences' results keep their bits)
+        index, starts = core.token_index()
+        out = self._run(flat.index_select(0, index), starts, core.lens, core.q_scaled)
+        return flat.new_zeros(flat.shape).index_copy_(0, index, out.to(flat.dtype)).reshape(shape)
+
+    def _run(self, hidden: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor, q_scaled: bool) -> torch.Tensor:
+        """The encoder kernel over ``hidden`` [tokens, width], every token in one of the sequences
+        at ``starts`` / ``lens`` (int64); ``q_scaled`` as ``SequenceAttention`` has it."""
         # the residual stream in its kind (fp32, or bf16: AmxEmbeddings' residual), its rows padded
         # to whole blocks (a bf16 first Q|K|V layer reads them in place)
         residual = hidden.dtype if hidden.dtype in FLOAT_KINDS else torch.float32
-        tokens, width = hidden.numel() // shape[-1], shape[-1]
-        x = block_rows(tokens, width, residual, fill=0).copy_(hidden.reshape(tokens, width))
+        tokens, width = hidden.shape
+        x = block_rows(tokens, width, residual, fill=0).copy_(hidden)
         padded = -(-tokens // BLOCK_M) * BLOCK_M
         shapes = [
             (tokens, width, residual),  # other
@@ -154,15 +168,15 @@ class AmxEncoder(nn.Module):
             (padded, self._inter_stride, self._inter_dtype),  # inter: rows as far apart as the kernel reads them
         ]
         work: list[Any] = [self._work.get(role, *shape) for role, shape in enumerate(shapes)]
-        q_mul = 1.0 if core.q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))
+        q_mul = 1.0 if q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))
         status = library().pb_encoder(
             ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
-            core.starts.data_ptr(), core.lens.data_ptr(), len(core.lens), int(core.covered), FLOAT_KINDS[residual],
+            starts.data_ptr(), lens.data_ptr(), len(lens), 1, FLOAT_KINDS[residual],
             x.data_ptr(), *(t.data_ptr() for t in work),
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx encoder kernel: status {status} for {tokens} tokens")
-        return x.reshape(shape)
+        return x[:tokens]
 
     def _applies(self, hidden: torch.Tensor, core: AttentionCore) -> bool:
         return (

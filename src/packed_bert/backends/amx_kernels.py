@@ -336,6 +336,13 @@ class SequenceAttention:
         self.fallback = fallback
         self.q_scaled = q_scaled
 
+    def token_index(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the positions of the sequences' tokens in the flat rows, in order; each sequence's first
+        token among those alone): the sequences back to back, without the positions outside them."""
+        first = torch.cumsum(self.lens, 0) - self.lens
+        within = torch.arange(int(self.lens.sum())) - torch.repeat_interleave(first, self.lens)
+        return torch.repeat_interleave(self.starts, self.lens) + within, first.contiguous()
+
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         rows, tokens, heads, dim = q.shape
         hidden = heads * dim
