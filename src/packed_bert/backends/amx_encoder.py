@@ -171,7 +171,7 @@ class AmxEncoder(nn.Module):
         q_mul = 1.0 if q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))
         status = library().pb_encoder(
             ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
-            starts.data_ptr(), lens.data_ptr(), len(lens), 1, FLOAT_KINDS[residual],
+            starts.data_ptr(), lens.data_ptr(), len(lens), FLOAT_KINDS[residual],
             x.data_ptr(), *(t.data_ptr() for t in work),
         )  # fmt: skip
         if status != 0:

@@ -822,7 +822,8 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
                another thread has not reached (chunk_runs) */
 #pragma omp single
             runs.runs = threads; /* its barrier: set before any claim */
-            for (long h = next_chunk(&runs, omp_get_thread_num(), 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, omp_get_thread_num(), 1))
+            const int t = omp_get_thread_num();
+            for (long h = next_chunk(&runs, t, 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, t, 1))
                 attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp);
         } else {
             /* more: heads one at a time to whichever thread is free */
@@ -1033,13 +1034,13 @@ double pb_phase_seconds[PHASE_COUNT];
    residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value), qkv [M, 3H]
    bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
    pb_tile_row_bytes apart.
-   Sequences as pb_attention takes them; `covered`: every token is in one (else the attention
-   output's other rows hold the attention output layer's zero first). */
+   Sequences as pb_attention takes them, every token in one (AmxEncoder leaves out the positions
+   outside them). */
 int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
-               const long *lens, long seqs, int covered, int residual_kind, void *hidden, void *other, void *tile_h,
+               const long *lens, long seqs, int residual_kind, void *hidden, void *other, void *tile_h,
                uint16_t *qkv, void *att, void *dense, void *inter) {
     if (!float_kind(residual_kind)) return 1;
-    long H = (long)heads * dim, m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
+    long H = (long)heads * dim;
     int status = 0;
     for (int l = 0; l < count && !status; l++) {
         const pb_layer *L = layers + l;
@@ -1049,10 +1050,6 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL)
                         : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
         if (status) break;
-        if (!covered) {
-            if (att_kind == AS_U8) memset(att, L->o.zero_point, (size_t)m_pad * H);
-            else memset(att, 0, (size_t)m_pad * H * 2);
-        }
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
         PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
         PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
