@@ -201,10 +201,10 @@ def test_outputs_larger_than_the_caches_keep_the_bits_of_small_calls() -> None:
 
 @needs_amx
 def test_work_handed_between_threads_gives_one_threads_bits() -> None:
-    """One sample's layers hand chunks of columns (and one sequence's heads) to whichever thread
-    is free, taking from another's run once a thread's own are done: with more threads than cores
-    (so threads stall and others take their chunks) and more than there are chunks, every column
-    and head comes out once and with one thread's bits."""
+    """One sample's layers hand chunks of columns (one sequence's heads, add+LayerNorm's rows) to
+    whichever thread is free, taking from another's run once a thread's own are done: with more
+    threads than cores (so threads stall and others take their chunks) and more than there are
+    chunks, every column, head and row comes out once and with one thread's bits."""
     rng = np.random.default_rng(11)
     layer, parts = _layer(rng, 1024, 2048)  # 270 rows: an input that stays in L2, 16 chunks of columns
     narrow, _ = _layer(rng, 1024, 64)  # one chunk: most threads get none
@@ -213,17 +213,25 @@ def test_work_handed_between_threads_gives_one_threads_bits() -> None:
     lens = torch.tensor([[length]], dtype=torch.int32)
     qkv = _qkv_rows(rng, lens.tolist(), length, heads, 64)
     attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
+    norm = torch.nn.LayerNorm(1024)
+    # 17 chunks of add+LayerNorm's rows, the last one short
+    residual = torch.from_numpy(rng.standard_normal((270, 1024)).astype(np.float32))
+
+    def outputs() -> list[torch.Tensor]:
+        x_in = torch.from_numpy(x)
+        return [layer(x_in, torch.float32), narrow(x_in, torch.float32), add_layernorm(x_in, residual, norm)]
+
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        want = [layer(torch.from_numpy(x), torch.float32), narrow(torch.from_numpy(x), torch.float32)]
+        want = outputs()
         want_heads = _attend(qkv, attention, heads, 64)
         np.testing.assert_allclose(want[0].numpy(), _reference(x, parts), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(want[2].numpy(), norm(torch.from_numpy(x) + residual).detach().numpy(), atol=1e-4)
         for count in (2, 3, 8):
             torch.set_num_threads(count)
             for _ in range(20):
-                got = [layer(torch.from_numpy(x), torch.float32), narrow(torch.from_numpy(x), torch.float32)]
-                for g, w in zip(got, want, strict=True):
+                for g, w in zip(outputs(), want, strict=True):
                     np.testing.assert_array_equal(g.numpy(), w.numpy())
                 np.testing.assert_array_equal(
                     _attend(qkv, attention, heads, 64).float().numpy(), want_heads.float().numpy()
