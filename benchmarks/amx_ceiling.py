@@ -13,7 +13,7 @@ it writes in the model: Q, K, V in bf16, the GELU output as the next layer's uin
 fp32. TOP/s count the product's 2 x M x K x N
 operations. Weights are random int8 and hot in the caches (one layer, repeated): a whole model
 streams them from memory: the second table calls a whole encoder's distinct weights once each,
-as the model does (docs/performance.md, tenth and eleventh sessions).
+as the model does (docs/performance-history.md, tenth and eleventh sessions).
 """
 
 from __future__ import annotations

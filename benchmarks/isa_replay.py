@@ -1,5 +1,5 @@
 """One CPU recipe's ONNX graph replayed on other instruction sets: the same graph, grids and
-feeds, so any difference in the logits is the arithmetic's (docs/performance.md, nineteenth
+feeds, so any difference in the logits is the arithmetic's (docs/performance-history.md, nineteenth
 session). Speed under emulation means nothing; the bits and the F1 do.
 
     # 1. natively: the recipe's graph, the feeds of N dev features, this CPU's outputs

@@ -10,7 +10,7 @@ layer's uint8 input. A bf16 layer (``AmxLinearWeights.bf16``) rounds an fp32 inp
 multiplies it by the bf16 weight in fp32 sums and adds the bias (and GELU) the same way; a layer
 that feeds another writes bf16 rows it reads in place. The vector units finish one block of sums
 while the tiles compute the next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
-two cores (docs/performance.md, "The amx class, tenth session").
+two cores (docs/performance-history.md, "The amx class, tenth session").
 
 Attention runs each sequence alone, on bf16 tiles: Q K^T in fp32 sums, softmax in fp32, the
 weights rounded to bf16 for P V, fp32 sums rounded to bf16 at the end. It reads Q, K and V

@@ -13,7 +13,7 @@ aarch64 CPU, whose /proc/cpuinfo lists "Features": recorded, no class of its own
 oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``) makes oneDNN
 and OpenVINO run the kernels of an older CPU; with it set, the flags here are those the cap
 leaves, so the class and its recipes are the capped CPU's. That is how a class without a machine
-of its own is emulated (docs/performance.md, the avx512-vnni class). packed-bert's AMX kernels
+of its own is emulated (docs/performance-history.md, the avx512-vnni class). packed-bert's AMX kernels
 follow the class (unused below amx). ONNX Runtime's kernels (MLAS) and PyTorch's fp32 (MKL)
 ignore the cap: MLAS's int8 picks AMX tiles on an AMX CPU under any cap, and both fp32 kernels
 stay AVX-512 under a cap below it (``CAP_BLIND``).
@@ -38,7 +38,7 @@ REQUIRED: tuple[tuple[str, frozenset[str]], ...] = (
 )
 # u8 x s8 dot products into 32-bit sums: without one of these, oneDNN's and ONNX Runtime's AVX2
 # and AVX-512 int8 kernels pair products in 16 bits (``vpmaddubsw``), which saturates, so an int8
-# layer is not the exact integer product (docs/performance.md, the avx2 class). ONNX Runtime's
+# layer is not the exact integer product (docs/performance-history.md, the avx2 class). ONNX Runtime's
 # SSE4.1 kernels (no AVX2) and its aarch64 kernels sum exactly (a MatMulInteger of 255 x 127
 # pairs, which ``vpmaddubsw`` saturates, is exact under QEMU's Nehalem, Cortex-A57 and Neoverse N1
 # and saturates under its Haswell): ``exact_int8_products`` stays False there, which only skips

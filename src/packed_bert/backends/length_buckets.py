@@ -3,7 +3,7 @@ prepares its kernels per input shape meets a few shapes, which it can prepare be
 
 OpenVINO's CPU plugin takes any length, but its first call at a new shape costs 25-50% more
 than the next ones at that shape (one BERT-Large sample of 121-263 tokens: 116-195 ms first,
-74-159 ms after; docs/performance.md). One sample at a time every call is a new length, unless
+74-159 ms after; docs/performance-history.md). One sample at a time every call is a new length, unless
 lengths come in steps: with steps of 16 a run sees at most 24 lengths (16, 32, ..., 384), and
 ``bucket_lengths`` lists them for a warm-up with blank rows before the timed run (caching what
 derives from input shapes is within MLPerf's rules). Padding adds empty tokens after the last

@@ -18,7 +18,7 @@ rounded up to a multiple of ``BUCKET`` (``sequence_feeds`` computes the indices 
 ``seq_lens``), attention runs on blocks of one bucket length at a time, and the outputs are
 gathered back to token order. The graph is spelled the way OpenVINO's CPU plugin fuses it into
 one attention kernel per bucket: 1/sqrt(D) sits in Q's weights, and K's transpose is split so
-the last-axes swap folds into the first MatMul (docs/performance.md: 1.03-1.09x Offline). A
+the last-axes swap folds into the first MatMul (docs/performance-history.md: 1.03-1.09x Offline). A
 sequence of length n costs about n^2, not the 384^2 of its packed row, and its attention is the
 same computation whatever its batch-mates or its place in a row (its block length depends on its
 own length only), so with per-token linear layers its logits are the same in any batch.

@@ -66,21 +66,21 @@ from packed_bert.errors import UserError
 # the activations' precision per recipe (int8: where the CPU has bf16, ``int8_activations``)
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "bf16", "int8-fp32": "f32", "int8-bf16": "bf16"}
 OV_QUANT = ("smoothquant", "smoothquant-mixed", "qdq", "weights")  # int8 graphs (onnxruntime_backend.FUSED_INT8)
-DEFAULT_INT8 = "smoothquant"  # static int8 (docs/performance.md, avx512-bf16 class)
+DEFAULT_INT8 = "smoothquant"  # static int8 (docs/performance-history.md, avx512-bf16 class)
 STATIC_DETAIL = {
     "smoothquant": f", static int8 activations (SmoothQuant alpha {SMOOTHQUANT_ALPHA}, calibrated)",
     "smoothquant-mixed": f", static int8 activations (SmoothQuant alpha {SMOOTHQUANT_ALPHA}, calibrated), FFN output"
     " layers in the activations' precision",
     "qdq": ", static int8 activations (calibrated)",
 }
-PER_TOKEN_GROUP = 1024  # int8's default dynamic_quant group (docs/performance.md, avx512-bf16 class)
+PER_TOKEN_GROUP = 1024  # int8's default dynamic_quant group (docs/performance-history.md, avx512-bf16 class)
 
 
 def int8_activations() -> str:
     """The int8 recipe's precision for all but its int8 layers: bf16 where the CPU multiplies bf16
     in hardware, else f32. OpenVINO takes a bf16 hint on any AVX-512 CPU and emulates it there:
     with kernels capped to a VNNI-only CPU's (``ONEDNN_MAX_CPU_ISA``) the recipe ran 0.99 samples/s
-    with bf16 against 3.77 with f32 (docs/performance.md, the avx512-vnni class, emulated)."""
+    with bf16 against 3.77 with f32 (docs/performance-history.md, the avx512-vnni class, emulated)."""
     return HINTS["int8"] if native_bf16() else "f32"
 
 

@@ -128,7 +128,7 @@ def quantize_static(
 
 
 ChannelRanges = dict[str, tuple[np.ndarray, np.ndarray]]  # layer input name -> per-channel (min [K], max [K])
-SMOOTHQUANT_ALPHA = 0.8  # the migration strength (docs/performance.md: the calibration-set error is least here)
+SMOOTHQUANT_ALPHA = 0.8  # the migration strength (docs/performance-history.md: the calibration-set error is least here)
 
 
 def calibration_features(calibration: Calibration | None, recipe: str) -> CalibrationFeatures:

@@ -2,7 +2,7 @@
 
 oneDNN picks a matmul's kernel by the row count of the call, and the fused attention kernel's
 blocking follows the padded key length, so a compiled graph over whatever batch arrives gives a
-sequence different last bits with different batch-mates (docs/performance.md, the amx class,
+sequence different last bits with different batch-mates (docs/performance-history.md, the amx class,
 seventh session). Here a sequence always meets the same shapes: every call holds ``rows`` rows, each
 one sequence padded to its length rounded up to ``LENGTH_STEP`` (blank rows fill a call), so its
 logits depend on nothing but itself, whatever the batch (sorted, padded or packed) and whichever row
