@@ -55,9 +55,11 @@ def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> 
     encoder.encoder.forward = lambda *a: calls.append(1) or real(encoder.encoder, *a)  # type: ignore[method-assign]
     packed_fused = infer_sequences(runner.infer, *features, "packed", 4)
     assert calls == []  # the modules did not run
+    assert not runner.computes_padding  # the sequences' tokens alone: what the demo tells its user
     encoder.fused = False
     packed_modules = infer_sequences(runner.infer, *features, "packed", 4)
     assert calls  # now they did
+    assert runner.computes_padding
     for a, b, c in zip(fused, packed_fused, packed_modules, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(b, c)

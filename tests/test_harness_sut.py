@@ -158,6 +158,7 @@ def test_demo_consistency_check_compares_packed_with_alone() -> None:
     check = consistency_and_gain(lib, ShuffledRunner(seed=0, max_sleep_s=0.0), n=6)
     assert check["samples"] == 6 and check["rows_packed"] < 6
     assert check["consistent"] and check["max_abs_diff"] < 1e-6
+    assert check["computes_padding"]  # a runner that does not say otherwise computes its padding
 
     class Leaky(ShuffledRunner):  # logits that depend on the row's other sequences
         def infer(self, batch: Any) -> np.ndarray:

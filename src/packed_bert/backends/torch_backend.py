@@ -192,6 +192,15 @@ class TorchRunner:
             return self._run_rows(batch)
 
     @property
+    def computes_padding(self) -> bool:
+        """Whether a batch's positions outside every sequence cost compute: not where packed-bert's
+        fused AMX encoder runs (it runs the sequences' tokens alone, in any layout)."""
+        from packed_bert.backends.amx_encoder import AmxEncoder
+
+        encoder = getattr(getattr(self.model, "bert", None), "encoder", None)
+        return not (isinstance(encoder, AmxEncoder) and encoder.fused)
+
+    @property
     def call_rows(self) -> int | None:
         """Rows per call with fixed call shapes (``None``: calls take each batch as it comes)."""
         return self.rows if self.fixed_shapes else None
