@@ -115,7 +115,7 @@ VARIANTS = (
         "openvino",
         "bf16",
         {"attention": "sequence"},
-        "attention per sequence: bit-exact in any batch; the amx and avx512-bf16 bert-99.9 default",
+        "attention per sequence: bit-exact in any batch; the avx512-bf16 bert-99.9 default",
     ),
     Variant(
         "openvino int8 dq256 seq",
@@ -152,7 +152,7 @@ VARIANTS = (
         "int8",
         {"attention": "sequence", "quant": "smoothquant"},
         "static int8 after SmoothQuant (alpha 0.8), calibrated on the 100 calibration questions, attention per "
-        "sequence; 99.59-99.64% of fp32 F1; the amx and avx512-bf16 bert-99 default",
+        "sequence; 99.59-99.64% of fp32 F1; the avx512-bf16 bert-99 default",
     ),
     Variant(
         "openvino int8-fp32 seq",
@@ -161,6 +161,13 @@ VARIANTS = (
         {"attention": "sequence"},
         "the SmoothQuant int8 graph with the FFN output layers in fp32 (smoothquant-mixed), attention per sequence; "
         "the avx512-vnni bert-99.9 default",
+    ),
+    Variant(
+        "openvino int8-bf16 seq",
+        "openvino",
+        "int8-bf16",
+        {"attention": "sequence"},
+        "the SmoothQuant int8 graph with the FFN output layers in bf16 (smoothquant-mixed), attention per sequence",
     ),
     Variant(
         "onnxruntime int8 smoothquant seq",
