@@ -861,12 +861,7 @@ static inline __m512 load_float(const void *row, long k, int kind) {
                            : _mm512_loadu_ps((const float *)row + k);
 }
 
-/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) values, x,
-   residual and out each fp32 or bf16 (x_kind, r_kind, out_kind; the residual stream may be kept
-   in bf16: half the bytes this pass reads and writes): the mean first, then the variance of the
-   deviations, both in fp32; with `q_out`, the same values (before out's rounding) also as the
-   next layer's input (q_kind): on its uint8 grid (AS_U8: q_scale per column, q_zp) or rounded to
-   bf16 (AS_BF16) */
+/* What pb_add_layernorm's rows share */
 typedef struct {
     const void *x, *residual;
     int x_kind, r_kind, out_kind, q_kind, q_zp, stream;
@@ -934,6 +929,12 @@ static void add_layernorm_row(const layernorm_args *a, long m) {
 
 #define LAYERNORM_CHUNK 16 /* rows a thread takes at a time */
 
+/* out[m] = LayerNorm(x[m] + residual[m]) * gamma + beta over H (a multiple of 16) values, x,
+   residual and out each fp32 or bf16 (x_kind, r_kind, out_kind; the residual stream may be kept
+   in bf16: half the bytes this pass reads and writes): the mean first, then the variance of the
+   deviations, both in fp32; with `q_out`, the same values (before out's rounding) also as the
+   next layer's input (q_kind): on its uint8 grid (AS_U8: q_scale per column, q_zp) or rounded to
+   bf16 (AS_BF16) */
 int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind, const float *gamma, const float *beta,
                      float eps, long M, long H, void *out, int out_kind, void *q_out, int q_kind, const float *q_scale,
                      int q_zp) {
