@@ -180,16 +180,17 @@ def _kill_mid_batch(runner: ClusterRunner, after_s: float = 0.05) -> threading.E
     """SIGKILL the runner's actor process ``after_s`` into its first batch; the event is set
     once it was killed."""
     pid = ray.get(runner.actor.pid.remote())
-    killed = threading.Event()
+    killed, armed, arming = threading.Event(), [False], threading.Lock()
     infer = runner.infer
 
+    def kill() -> None:
+        os.kill(pid, signal.SIGKILL)
+        killed.set()
+
     def first_batch_kills(batch: Any) -> np.ndarray:
-        if not killed.is_set():
-
-            def kill() -> None:
-                os.kill(pid, signal.SIGKILL)
-                killed.set()
-
+        with arming:  # one timer: a second batch in flight would kill a process already gone
+            first, armed[0] = not armed[0], True
+        if first:
             threading.Timer(after_s, kill).start()
         return infer(batch)
 
