@@ -343,6 +343,14 @@ typedef struct {
 
 static inline long run_begin(const chunk_runs *c, long r) { return c->chunks * r / c->runs; }
 
+/* Called by every thread of a parallel region (at most MAX_RUNS of them) before its first claim:
+   `chunks` split into one run per thread, set by one thread and seen by all behind the single's
+   barrier */
+static void share_chunks(chunk_runs *c, long chunks) {
+#pragma omp single
+    c->chunks = chunks, c->runs = omp_get_num_threads();
+}
+
 /* thread t's next chunk from its own run, or (`steal`) from the back of another's: -1 if none */
 static long next_chunk(chunk_runs *c, long t, int steal) {
     for (long i = 0; i < (steal ? c->runs : 1); i++) {
@@ -455,10 +463,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
            in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
         int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
         uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
-        if (claims) {
-#pragma omp single
-            shared.chunks = (pairs + chunk - 1) / chunk, shared.runs = threads; /* its barrier: set before any claim */
-        }
+        if (claims) share_chunks(&shared, (pairs + chunk - 1) / chunk);
         /* this thread's chunks: claimed as it starts the one before (so that one's weights can be
            prefetched meanwhile), or its fixed share in order */
         const long limit = claims ? pairs : p_end;
@@ -805,7 +810,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
                  void *out, int out_kind, const float *q_scale, int q_zp) {
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
-    chunk_runs runs = {{0}, heads, 0};
+    chunk_runs runs = {{0}, 0, 0};
 #pragma omp parallel
     {
         /* Denormals flushed to zero, in and out, while this thread attends (and its own mode back
@@ -820,8 +825,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         if (count == 1 && threads <= MAX_RUNS) {
             /* one sequence: each thread takes its own run of heads, then the last heads of a run
                another thread has not reached (chunk_runs) */
-#pragma omp single
-            runs.runs = threads; /* its barrier: set before any claim */
+            share_chunks(&runs, heads);
             const int t = omp_get_thread_num();
             for (long h = next_chunk(&runs, t, 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, t, 1))
                 attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp);
@@ -945,13 +949,12 @@ int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind
     const layernorm_args a = {x, residual, x_kind, r_kind, out_kind, q_kind, q_zp, stream, gamma, beta, q_scale, eps, H, out, q_out};
     /* rows in chunks, handed out as chunk_runs: a core another tenant slows leaves its rows to the
        others instead of holding every thread at the region's end */
-    chunk_runs runs = {{0}, (M + LAYERNORM_CHUNK - 1) / LAYERNORM_CHUNK, 0};
+    chunk_runs runs = {{0}, 0, 0};
 #pragma omp parallel
     {
         const int threads = omp_get_num_threads(), t = omp_get_thread_num();
         if (threads <= MAX_RUNS) {
-#pragma omp single
-            runs.runs = threads; /* its barrier: set before any claim */
+            share_chunks(&runs, (M + LAYERNORM_CHUNK - 1) / LAYERNORM_CHUNK);
             for (long c = next_chunk(&runs, t, 1); c >= 0; c = next_chunk(&runs, t, 1))
                 for (long m = c * LAYERNORM_CHUNK; m < M && m < (c + 1) * LAYERNORM_CHUNK; m++) add_layernorm_row(&a, m);
         } else {
