@@ -180,7 +180,7 @@ def _kill_mid_batch(runner: ClusterRunner, after_s: float = 0.05) -> threading.E
     """SIGKILL the runner's actor process ``after_s`` into its first batch; the event is set
     once it was killed."""
     pid = ray.get(runner.actor.pid.remote())
-    killed, armed, arming = threading.Event(), [False], threading.Lock()
+    killed, armed = threading.Event(), threading.Lock()  # armed: taken once, never released
     infer = runner.infer
 
     def kill() -> None:
@@ -188,9 +188,7 @@ def _kill_mid_batch(runner: ClusterRunner, after_s: float = 0.05) -> threading.E
         killed.set()
 
     def first_batch_kills(batch: Any) -> np.ndarray:
-        with arming:  # one timer: a second batch in flight would kill a process already gone
-            first, armed[0] = not armed[0], True
-        if first:
+        if armed.acquire(blocking=False):  # one timer: a second batch in flight would kill a process already gone
             threading.Timer(after_s, kill).start()
         return infer(batch)
 
