@@ -5,6 +5,8 @@ torch int8 runner built on them."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,24 @@ def _layer(rng: np.random.Generator, k: int, n: int, *, gelu: bool = False) -> t
         "zero_point": 117,
     }
     return AmxLinearWeights(**parts, gelu=gelu), parts
+
+
+def test_the_build_key_covers_every_part_the_source_includes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """amx.c includes its parts from its own folder; a part edited must give another library
+    (the key), and every part it includes must be in the key."""
+    root = amx_kernels.SOURCE
+    included = re.findall(r'^#include "([^"]+)"', root.read_text(), flags=re.MULTILINE)
+    assert len(included) >= 5
+    copy = tmp_path / "kernels"
+    shutil.copytree(root.parent, copy)
+    monkeypatch.setattr(amx_kernels, "SOURCE", copy / root.name)
+    before = amx_kernels.source_texts()
+    for part in included:
+        assert any(text.startswith(f"{part}\n") for text in before), part
+        (copy / part).write_text((copy / part).read_text() + "/* edited */\n")
+        after = amx_kernels.source_texts()
+        assert after != before, part
+        before = after
 
 
 def test_packed_weights_start_on_a_cache_line() -> None:

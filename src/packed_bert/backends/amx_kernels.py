@@ -18,9 +18,11 @@ straight from the Q|K|V layer's output and needs a head dimension of 32 or 64 (o
 plain matmuls of ``model.attention.matmul_attention`` run). Every kernel works row by row or
 sequence by sequence, so a sample's logits are the same in any batch.
 
-The C source is compiled at first use with the system compiler (``-march=native``: the machine
-that runs it) into the cache, keyed by the source, the flags, the compiler's version and the
-CPU's flags; a compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming
+The C source (``kernels/amx.c``, which includes its parts from the same folder: the tiles,
+GELU, what the kernels share, linear layers, attention, add+LayerNorm, the embeddings and QA
+head, the encoder) is compiled at first use, as one translation unit, with the system compiler
+(``-march=native``: the machine that runs it) into the cache, keyed by every file of the source,
+the flags, the compiler's version and the CPU's flags; a compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming
 the fallback.
 The library links OpenMP by its soname, so once torch is imported it shares torch's OpenMP
 threads (``torch.set_num_threads`` applies to it).
@@ -43,7 +45,7 @@ from packed_bert.cache import atomic_path, cache_dir
 from packed_bert.errors import UserError
 from packed_bert.model.attention import AttentionCore
 
-SOURCE = Path(__file__).with_name("kernels") / "amx.c"
+SOURCE = Path(__file__).with_name("kernels") / "amx.c"  # the root; its parts (*.h) sit beside it
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 TILE_K = 64  # the kernel's K step (bytes of one tile row: 64 int8 or 32 bf16 values)
 CACHE_LINE = 64  # bytes
@@ -106,6 +108,12 @@ def _compiler() -> str:
     raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
 
 
+def source_texts() -> list[str]:
+    """``SOURCE`` and the parts beside it that it includes, in a fixed order (the build's key)."""
+    parts = sorted(SOURCE.parent.glob("*.h"))
+    return [SOURCE.read_text(), *(f"{p.name}\n{p.read_text()}" for p in parts)]
+
+
 def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
     """The compiled library for this machine (built once, then taken from the cache); ``defines``
     (``-D`` names) build a variant, such as ``PB_PHASE_TIMES`` for ``benchmarks/amx_phases.py``."""
@@ -115,7 +123,7 @@ def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
     # -march=native: a cache shared between machines keeps one per CPU (its own flags, whatever
     # oneDNN's ISA cap)
     machine = " ".join(sorted(cpu_flags(capped=False)))
-    key = hashlib.sha256(b"\0".join(x.encode() for x in (SOURCE.read_text(), " ".join(flags), version, machine)))
+    key = hashlib.sha256(b"\0".join(x.encode() for x in (*source_texts(), " ".join(flags), version, machine)))
     key_hex = key.hexdigest()[:16]
     lib = (out_dir or cache_dir() / "kernels") / f"amx-{key_hex}.so"
     if lib.exists():

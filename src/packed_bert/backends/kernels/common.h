@@ -1,0 +1,87 @@
+/* What every kernel shares: value kinds and conversions, per-thread buffers, stores around the
+   caches, and work handed to threads in chunks. Part of amx.c's one translation unit (included
+   there, in order; not compiled alone). */
+
+/* 16 bf16 values as fp32 (exact: bf16 is fp32's upper half) */
+static inline __m512 bf16_to_fp32(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+typedef struct { void *data; size_t size; } thread_buffer; /* grown as needed, kept per thread */
+static __thread thread_buffer quantized, partials;
+
+static void *grown(thread_buffer *b, size_t bytes) {
+    if (bytes > b->size) {
+        free(b->data);
+        b->data = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        b->size = b->data ? bytes : 0;
+    }
+    return b->data;
+}
+
+enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
+enum { W_S8 = 0, W_BF16 = 1 };                /* weight kinds: int8 (u8 inputs, int32 sums) or bf16 (fp32 sums) */
+
+/* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255), rounding
+   half to even. Six operations: the product is capped at 256 first (NaN stays NaN and converts
+   to INT_MIN, as -inf and large negatives do, so it ends at 0 like them), converted with
+   rounding, offset in integers, floored at 0, and packed with unsigned saturation at 255. */
+static inline __m128i to_u8(__m512 v, __m512 scale, __m512i zp) {
+    __m512 x = _mm512_min_ps(_mm512_set1_ps(256.f), _mm512_mul_ps(v, scale)); /* min(a, NaN) is NaN */
+    __m512i q = _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvtusepi32_epi8(_mm512_max_epi32(_mm512_add_epi32(q, zp), _mm512_setzero_si512()));
+}
+
+#ifndef STREAM_OUTPUT
+#define STREAM_OUTPUT (4096 * 1024) /* output bytes past which the output bypasses the caches */
+#endif
+
+/* Whether an output of `bytes` at `out` is written around the caches: past STREAM_OUTPUT and on a
+   cache line (streaming stores write whole, aligned lines) */
+static inline int streamed_output(const void *out, size_t bytes) {
+    return bytes > STREAM_OUTPUT && (uintptr_t)out % 64 == 0;
+}
+
+/* Work handed out to threads in chunks (a linear layer's columns, one sequence's heads): thread t
+   owns a run of them, which it takes from the front; once its own are taken it takes the last
+   untaken chunk of another's run. Where all threads keep pace this is a fixed share each, in
+   order; where another tenant slows one core, the others finish its run. A run's state is one
+   word, taken from the front (low half) and from the back (high half), claimed by
+   compare-and-swap. */
+#define MAX_RUNS 64
+typedef struct {
+    unsigned long taken[MAX_RUNS];
+    long chunks, runs;
+} chunk_runs;
+
+static inline long run_begin(const chunk_runs *c, long r) { return c->chunks * r / c->runs; }
+
+/* Called by every thread of a parallel region (at most MAX_RUNS of them) before its first claim:
+   `chunks` split into one run per thread, set by one thread and seen by all behind the single's
+   barrier */
+static void share_chunks(chunk_runs *c, long chunks) {
+#pragma omp single
+    c->chunks = chunks, c->runs = omp_get_num_threads();
+}
+
+/* thread t's next chunk from its own run, or (`steal`) from the back of another's: -1 if none */
+static long next_chunk(chunk_runs *c, long t, int steal) {
+    for (long i = 0; i < (steal ? c->runs : 1); i++) {
+        long r = (t + i) % c->runs, size = run_begin(c, r + 1) - run_begin(c, r);
+        unsigned long w = __atomic_load_n(&c->taken[r], __ATOMIC_RELAXED);
+        for (;;) {
+            long front = (long)(w & 0xffffffffUL), back = (long)(w >> 32);
+            if (front + back >= size) break;
+            unsigned long next = i == 0 ? w + 1 : w + (1UL << 32);
+            if (__atomic_compare_exchange_n(&c->taken[r], &w, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                return i == 0 ? run_begin(c, r) + front : run_begin(c, r + 1) - 1 - back;
+        }
+    }
+    return -1;
+}
+
+/* the first column pair of thread t's next chunk of `chunk` pairs; `limit` once none is left */
+static inline long first_pair(chunk_runs *c, long t, long chunk, long limit, int steal) {
+    long next = next_chunk(c, t, steal);
+    return next < 0 ? limit : next * chunk;
+}

@@ -1,0 +1,96 @@
+/* The whole encoder in one call: every layer's kernel calls, in the modules' order. Part of
+   amx.c's one translation unit (included there, in order; not compiled alone). */
+
+/* One linear layer's constants, as pb_linear takes them (int8: in_scale, zero_point, colsum_zp and
+   col_scale; bf16: NULL and 0) */
+typedef struct {
+    const void *packed;
+    int w_kind;
+    long K, N;
+    const float *in_scale;
+    int zero_point;
+    const int32_t *colsum_zp;
+    const float *col_scale, *bias;
+    int gelu;
+} pb_dense;
+
+/* One BERT layer: Q|K|V (bf16 out), attention output and FFN output (out in dense_kind, fp32 or
+   bf16), FFN input (GELU), and the two LayerNorms after the residual adds */
+typedef struct {
+    pb_dense qkv, o, ffn_in, ffn_out;
+    int dense_kind;
+    const float *gamma1, *beta1, *gamma2, *beta2;
+    float eps1, eps2;
+} pb_layer;
+
+static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_BF16 ? AS_BF16 : AS_U8; }
+
+/* the grid a producer writes `d`'s uint8 input on (per column); NULL for a bf16 input */
+static inline const float *u8_scale(const pb_dense *d) { return ready_kind(d) == AS_U8 ? d->in_scale : NULL; }
+
+/* layer `d` on input x (rows x_stride elements apart); with `feeds`, the output is that layer's
+   tile input (out_kind its kind, rows out_stride elements apart) */
+static int dense_call(const pb_dense *d, const void *x, int x_kind, long x_stride, long M, void *out, int out_kind,
+                      long out_stride, const pb_dense *feeds) {
+    return linear(x, x_kind, x_stride, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
+                  d->col_scale, d->bias, d->gelu, out, out_kind, out_stride, feeds ? u8_scale(feeds) : NULL,
+                  feeds ? feeds->zero_point : 0);
+}
+
+/* elements from one row of the FFN's inner tile input to the next (pb_tile_row_bytes) */
+static long inter_stride(const pb_layer *L) {
+    long size = ready_kind(&L->ffn_out) == AS_U8 ? 1 : 2;
+    return pb_tile_row_bytes(L->ffn_in.N * size) / size;
+}
+
+/* Built with -DPB_PHASE_TIMES (benchmarks/amx_phases.py), the encoder adds the seconds each of a
+   layer's seven kernel calls takes, in order, to pb_phase_seconds; otherwise PHASE is the call. */
+#ifdef PB_PHASE_TIMES
+#define PHASE_COUNT 7
+const int pb_phase_count = PHASE_COUNT;
+double pb_phase_seconds[PHASE_COUNT];
+#define PHASE(i, call) do { double t0_ = omp_get_wtime(); call; pb_phase_seconds[i] += omp_get_wtime() - t0_; } while (0)
+#else
+#define PHASE(i, call) call
+#endif
+
+/* `count` layers over M tokens, the same kernel calls in the same order as the layer-by-layer
+   path (torch_amx's modules), without returning to Python in between (on one 268-token sample
+   the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
+   state from the caches). hidden [M, H] holds the input and gets the output, in residual_kind
+   (fp32 or bf16: the residual stream's; bf16 rows padded to whole blocks of BLOCK_M, since a bf16
+   first Q|K|V layer reads them in place); the rest are work buffers: other [M, H] in
+   residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value), qkv [M, 3H]
+   bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
+   pb_tile_row_bytes apart.
+   Sequences as pb_attention takes them, every token in one (AmxEncoder leaves out the positions
+   outside them). */
+int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
+               const long *lens, long seqs, int residual_kind, void *hidden, void *other, void *tile_h,
+               uint16_t *qkv, void *att, void *dense, void *inter) {
+    if (!float_kind(residual_kind)) return 1;
+    long H = (long)heads * dim;
+    int status = 0;
+    for (int l = 0; l < count && !status; l++) {
+        const pb_layer *L = layers + l;
+        const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
+        int att_kind = ready_kind(&L->o);
+        const long ld = inter_stride(L), N3 = 3 * H;
+        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL)
+                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
+        if (status) break;
+        PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point));
+        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
+        PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
+                                                        L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),
+                                                        u8_scale(&L->ffn_in), L->ffn_in.zero_point));
+        PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), H, M, inter,
+                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out));
+        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL));
+        PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2,
+                                                        L->eps2, M, H, hidden, residual_kind, next ? tile_h : NULL,
+                                                        next ? ready_kind(next) : AS_U8, next ? u8_scale(next) : NULL,
+                                                        next ? next->zero_point : 0));
+    }
+    return status;
+}

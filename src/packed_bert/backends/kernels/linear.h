@@ -1,0 +1,338 @@
+/* Linear layers on the tiles: int8 (u8 x s8, int32 sums) or bf16 (fp32 sums), with the input's
+   quantization before and the scales, bias, GELU and the output's format after. Part of amx.c's
+   one translation unit (included there, in order; not compiled alone). */
+
+#define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
+#define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
+#define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
+/* The linear layers' cache sizes and thresholds below may be set at build time (-D NAME=VALUE:
+   benchmarks/amx_phases.py --define times a variant) */
+#ifndef SMALL_INPUT
+#define SMALL_INPUT (1536 * 1024)  /* input bytes that stay in L2 while every chunk of weights passes */
+#endif
+#ifndef CHUNK_SMALL
+#define CHUNK_SMALL (128 * 1024)   /* weight bytes per chunk then: the next chunk streams in meanwhile */
+#endif
+#ifndef CHUNK_LARGE
+#define CHUNK_LARGE (512 * 1024)   /* otherwise, weight bytes per chunk: fewer passes over a large input, */
+#endif
+#ifndef CHUNK_LARGE_MIN_N
+#define CHUNK_LARGE_MIN_N 256      /* in 256 to 512 columns of int8 weights (128 to 256 of bf16) */
+#endif
+#ifndef CHUNK_LARGE_MAX_N
+#define CHUNK_LARGE_MAX_N 512
+#endif
+
+#ifndef SLICE_INPUT
+#define SLICE_INPUT (768 * 1024)   /* input bytes of one K slice, where an input outgrows L2 ... */
+#endif
+#ifndef PARTIAL_MAX
+#define PARTIAL_MAX (768 * 1024)   /* ... and a thread's partial sums (fp32 / int32) do not */
+#endif
+
+typedef struct { /* a finished block of sums waiting for its epilogue */
+    const int32_t *acc;
+    long m, n0, rows; /* rows == 0: none */
+    uint8_t *stage;   /* uint8 results gathered here (rows CHUNK_LARGE_MAX_N apart, from column stage_n0) */
+    long stage_n0, flush_width; /* flush_width > 0: the block completes its stage, that many columns wide */
+} block_out;
+
+typedef struct {
+    const int32_t *colsum_zp;
+    const float *col_scale, *bias;
+    int gelu;
+    void *out;
+    int out_kind;
+    const float *out_scale;
+    int out_zero_point;
+    long out_stride; /* elements from one output row to the next */
+    int stream; /* fp32 / bf16 rows written past the caches (whole 64-byte lines, aligned) */
+} epilogue_args;
+
+/* Rows [r0, r1) of a finished block: int32 sums' scales (fp32 sums: none), bias, GELU, then fp32,
+   bf16 or the next layer's uint8. The block's column constants are loaded once; `gelu`, `kind`,
+   `stream` and `fp32_sums` are constants in each caller. */
+static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b, long r0, long r1,
+                                                                 int gelu, int kind, int stream, int fp32_sums) {
+    if (r1 > b->rows) r1 = b->rows;
+    if (r0 >= r1) return;
+    const long n = b->n0;
+    __m512i zp0 = _mm512_setzero_si512(), zp1 = zp0;
+    __m512 scale0 = _mm512_setzero_ps(), scale1 = scale0;
+    if (!fp32_sums) {
+        zp0 = _mm512_loadu_si512(e->colsum_zp + n), zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+        scale0 = _mm512_loadu_ps(e->col_scale + n), scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
+    }
+    const __m512 bias0 = _mm512_loadu_ps(e->bias + n), bias1 = _mm512_loadu_ps(e->bias + n + 16);
+    __m512 grid0 = _mm512_setzero_ps(), grid1 = grid0;
+    __m512i grid_zp = _mm512_setzero_si512();
+    if (kind == AS_U8) {
+        grid0 = _mm512_loadu_ps(e->out_scale + n), grid1 = _mm512_loadu_ps(e->out_scale + n + 16);
+        grid_zp = _mm512_set1_epi32(e->out_zero_point);
+    }
+    for (long i = r0; i < r1; i++) {
+        const int32_t *acc = b->acc + i * BLOCK_N;
+        size_t o = (size_t)(b->m + i) * e->out_stride + n;
+        __m512 y0, y1;
+        if (fp32_sums) {
+            y0 = _mm512_add_ps(_mm512_load_ps((const float *)acc), bias0);
+            y1 = _mm512_add_ps(_mm512_load_ps((const float *)acc + 16), bias1);
+        } else {
+            y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0, bias0);
+            y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
+        }
+        if (gelu && kind == AS_U8) { y0 = gelu_erf_cubic(y0); y1 = gelu_erf_cubic(y1); }
+        else if (gelu) { y0 = gelu_erf(y0); y1 = gelu_erf(y1); }
+        if (kind == AS_U8) {
+            uint8_t *at = b->stage ? b->stage + i * CHUNK_LARGE_MAX_N + (n - b->stage_n0) : (uint8_t *)e->out + o;
+            _mm_storeu_si128((__m128i *)at, to_u8(y0, grid0, grid_zp));
+            _mm_storeu_si128((__m128i *)(at + 16), to_u8(y1, grid1, grid_zp));
+        } else if (kind == AS_BF16 && stream) { /* one whole cache line */
+            _mm512_stream_si512((__m512i *)((uint16_t *)e->out + o),
+                                _mm512_inserti64x4(_mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(y0)), (__m256i)_mm512_cvtneps_pbh(y1), 1));
+        } else if (kind == AS_BF16) {
+            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o), (__m256i)_mm512_cvtneps_pbh(y0));
+            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + 16), (__m256i)_mm512_cvtneps_pbh(y1));
+        } else if (stream) {
+            _mm512_stream_ps((float *)e->out + o, y0);
+            _mm512_stream_ps((float *)e->out + o + 16, y1);
+        } else {
+            _mm512_storeu_ps((float *)e->out + o, y0);
+            _mm512_storeu_ps((float *)e->out + o + 16, y1);
+        }
+    }
+}
+
+/* one case per (sums, stream, gelu, kind); uint8 rows are half a cache line: never streamed */
+#define EPILOGUE_CASE(sums, stream, gelu, kind) \
+    case (sums) * 12 + (stream) * 6 + (gelu) * 3 + (kind): epilogue_block(e, b, r0, r1, gelu, kind, stream, sums); break;
+#define EPILOGUE_CASES(sums)                                                                            \
+    EPILOGUE_CASE(sums, 0, 0, AS_FP32) EPILOGUE_CASE(sums, 0, 0, AS_BF16) EPILOGUE_CASE(sums, 0, 0, AS_U8) \
+    EPILOGUE_CASE(sums, 0, 1, AS_FP32) EPILOGUE_CASE(sums, 0, 1, AS_BF16) EPILOGUE_CASE(sums, 0, 1, AS_U8) \
+    EPILOGUE_CASE(sums, 1, 0, AS_FP32) EPILOGUE_CASE(sums, 1, 0, AS_BF16)                                  \
+    EPILOGUE_CASE(sums, 1, 1, AS_FP32) EPILOGUE_CASE(sums, 1, 1, AS_BF16)
+
+static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1, int fp32_sums) {
+    switch (fp32_sums * 12 + e->stream * 6 + e->gelu * 3 + e->out_kind) {
+    EPILOGUE_CASES(0)
+    EPILOGUE_CASES(1)
+    default: break;
+    }
+}
+
+/* A finished block's stage: its row block's uint8 results over a chunk of columns, written to out
+   (rows `stride` bytes apart) in whole cache lines around the caches (a part line, or one off the
+   line grid, plainly). */
+static void flush_stage(const block_out *b, uint8_t *out, long stride) {
+    uint8_t *dst = out + (size_t)b->m * stride + b->stage_n0;
+    for (long i = 0; i < b->rows; i++)
+        for (long c = 0; c < b->flush_width; c += 64) {
+            uint8_t *to = dst + (size_t)i * stride + c;
+            const uint8_t *from = b->stage + i * CHUNK_LARGE_MAX_N + c;
+            if (c + 64 <= b->flush_width && (uintptr_t)to % 64 == 0) _mm512_stream_si512((__m512i *)to, _mm512_load_si512(from));
+            else memcpy(to, from, b->flush_width - c < 64 ? (size_t)(b->flush_width - c) : 64);
+        }
+}
+
+/* A walk over the weights of pairs of column tiles in one K slice, a cache line at a time: per
+   pair the first tile's run of the slice, then the second's (one contiguous run without slices) */
+typedef struct {
+    const char *weights;
+    size_t pair_bytes;
+    long k_blocks, kb0, run_lines; /* lines of one tile's run */
+    long pair, tile, left;         /* where the walk is: lines left in this run */
+    long lines;                    /* lines left in all */
+    const char *at;
+} weight_lines;
+
+static inline const char *run_start(const weight_lines *w) {
+    return w->weights + w->pair * w->pair_bytes + (w->tile * w->k_blocks + w->kb0) * 1024;
+}
+
+/* the next `count` lines into L2 */
+static inline void prefetch_lines(weight_lines *w, long count) {
+    for (; count > 0 && w->lines > 0; count--, w->lines--) {
+        _mm_prefetch(w->at, _MM_HINT_T1);
+        w->at += 64;
+        if (--w->left == 0 && w->lines > 1) {
+            w->pair += w->tile, w->tile ^= 1, w->left = w->run_lines;
+            w->at = run_start(w);
+        }
+    }
+}
+
+/* Bytes from one row of a tile input to the next: rows a multiple of 4 KiB apart would all fall in
+   one set of the L1 cache (its 12 ways hold 12 of a tile's 16 rows), so such rows get a cache line
+   more. The encoder's FFN output layer reads one (4,096 uint8 or bf16 values a row). */
+long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
+
+/* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
+   q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
+   VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
+   in fp32 sums; `packed` holds w as [N/16][K/32][16][16][2] (in_scale, zero_point, colsum_zp and
+   col_scale unused). Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
+   Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8
+   for int8 weights, bf16 for bf16 ones) is read in place and must hold whole blocks of BLOCK_M
+   rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes
+   apart). The row blocks of one call are independent, so a row's result does not depend on the
+   other rows. x_stride and out_stride: elements from one row of x, and of out, to the next (K
+   and N in pb_linear).
+   Threads split the columns: where chunks are small and many they are handed out as chunk_runs,
+   else each thread keeps a fixed share. Split into K slices, a thread always keeps its share: its
+   partial sums wait in its own buffer for the next slice. */
+static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
+                  const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
+                  const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
+                  int out_zero_point) {
+    const int fp32_sums = w_kind == W_BF16, ready = fp32_sums ? AS_BF16 : AS_U8;
+    const long row_bytes = K * (fp32_sums ? 2 : 1);
+    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (fp32_sums && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
+    long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
+    /* lda: bytes from one row of the tile input to the next */
+    const long lda = x_kind == ready ? x_stride * (fp32_sums ? 2 : 1) : pb_tile_row_bytes(row_bytes);
+    uint8_t *q = x_kind == ready ? (uint8_t *)x : grown(&quantized, (size_t)m_pad * lda);
+    if (!q) return 2;
+    long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
+    chunk_runs shared = {{0}, 0, 0};
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (long m = 0; m < (x_kind == ready ? 0 : m_pad); m++) {
+            uint8_t *row = q + (size_t)m * lda;
+            if (m >= M) { memset(row, fp32_sums ? 0 : zero_point, row_bytes); continue; }
+            if (fp32_sums) { /* fp32 rounded to bf16 */
+                for (long k = 0; k < K; k += 16)
+                    _mm256_storeu_si256((__m256i *)((uint16_t *)row + k),
+                                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps((const float *)x + (size_t)m * x_stride + k)));
+                continue;
+            }
+            const __m512i zp = _mm512_set1_epi32(zero_point);
+            for (long k = 0; k < K; k += 16) {
+                __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * x_stride + k)))
+                                             : _mm512_loadu_ps((const float *)x + (size_t)m * x_stride + k);
+                _mm_storeu_si128((__m128i *)(row + k), to_u8(v, _mm512_loadu_ps(in_scale + k), zp));
+            }
+        }
+        configure_tiles();
+        int threads = omp_get_num_threads(), t = omp_get_thread_num();
+        long p_begin = pairs * t / threads, p_end = pairs * (t + 1) / threads;
+        /* Software pipeline: while the tiles sum block i, the vector units finish block i - 1
+           (a slice of its rows after every K step), from the other half of `acc`. */
+        int32_t acc[2][BLOCK_M * BLOCK_N] __attribute__((aligned(64)));
+        block_out prev = {0};
+        int half = 0;
+        /* an output larger than the caches keep is written around them: no line is read before
+           it is overwritten, and the weights and input keep their place in L2 */
+        int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
+        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, out_stride, stream};
+        /* K in slices where the input outgrows L2 but a slice of it and this thread's partial sums
+           do not (one sample's rows into the bf16 FFN output layer: 2.3 MB of input, read again
+           from L3 for every chunk of weights otherwise): a slice of the input stays in L2 while
+           every chunk of weights passes, and the tiles' sums go to memory between slices and come
+           back (the same sums in the same order: the same bits) */
+        const size_t input_bytes = (size_t)m_pad * row_bytes, partial_bytes = (size_t)m_pad * ((pairs + threads - 1) / threads) * BLOCK_N * 4;
+        long slices = 1;
+        if (input_bytes > SMALL_INPUT && partial_bytes <= PARTIAL_MAX)
+            while (input_bytes / slices > SLICE_INPUT && k_blocks % (slices * 2) == 0) slices *= 2;
+        /* balanced where chunks are small (an input that stays in L2: one sample's rows) and many;
+           a large input's chunks are a third of a thread's share or more, and taking one from a
+           thread only a little behind made an Offline batch 2% slower */
+        const int claims = slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
+        int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
+        if (!partial) slices = 1;
+        const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
+        /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
+           computes, the next one's weights are prefetched into L2, spread over its K steps (one
+           sample's rows read the weights from memory once, so this hides most of that read). */
+        const size_t pair_bytes = (size_t)k_blocks * 2048, slice_pair_bytes = (size_t)slice_kb * 2048;
+        long chunk = CHUNK_SMALL / slice_pair_bytes > 0 ? CHUNK_SMALL / slice_pair_bytes : 1; /* column pairs */
+        if (input_bytes / slices > SMALL_INPUT) {
+            chunk = CHUNK_LARGE / pair_bytes;
+            /* the bounds hold for int8 weights; bf16 ones take twice the bytes a column */
+            long least = CHUNK_LARGE_MIN_N / BLOCK_N / (fp32_sums ? 2 : 1), most = CHUNK_LARGE_MAX_N / BLOCK_N / (fp32_sums ? 2 : 1);
+            chunk = chunk < least ? least : chunk > most ? most : chunk;
+        }
+        /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
+           in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
+        int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
+        uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
+        if (claims) share_chunks(&shared, (pairs + chunk - 1) / chunk);
+        /* this thread's chunks: claimed as it starts the one before (so that one's weights can be
+           prefetched meanwhile), or its fixed share in order */
+        const long limit = claims ? pairs : p_end;
+        const char *weights = (const char *)packed;
+        for (long slice = 0; slice < slices; slice++) {
+            const long kb0 = slice * slice_kb;
+            const int last = slice == slices - 1;
+            for (long c0 = claims ? first_pair(&shared, t, chunk, limit, 1) : p_begin, c_next; c0 < limit; c0 = c_next) {
+                long c1 = c0 + chunk < limit ? c0 + chunk : limit;
+                c_next = claims ? first_pair(&shared, t, chunk, limit, 0) : c1;
+                long c2 = c_next + chunk < limit ? c_next + chunk : limit;
+                /* the next chunk's weights of this slice: per pair two tiles' runs of slice_kb K steps */
+                weight_lines next = {weights, pair_bytes, k_blocks, kb0, slice_kb * 16, c_next, 0, slice_kb * 16,
+                                     (c2 > c_next ? c2 - c_next : 0) * 2 * slice_kb * 16, NULL};
+                next.at = next.lines ? run_start(&next) : NULL;
+                long steps = (m_pad / BLOCK_M) * (c1 - c0) * slice_kb, lines_per_step = (next.lines + steps - 1) / steps;
+                for (long m = 0; m < m_pad; m += BLOCK_M) {
+                    const uint8_t *a = q + (size_t)m * lda + kb0 * TILE_K;
+                    const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
+                    for (long p = c0; p < c1; p++) {
+                        const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
+                        const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
+                        int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
+                        if (slice == 0) {
+                            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+                        } else {
+                            _tile_loadd(0, part, BLOCK_N * 4); _tile_loadd(1, part + 16, BLOCK_N * 4);
+                            _tile_loadd(2, part + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                        }
+                        for (long kb = 0; kb < slice_kb; kb++) {
+                            _tile_loadd(4, a + kb * TILE_K, lda);
+                            if (!one_tile) _tile_loadd(5, a + 16 * lda + kb * TILE_K, lda);
+                            /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
+                            _tile_stream_loadd(6, b0 + kb * 1024, 64);
+                            _tile_stream_loadd(7, b1 + kb * 1024, 64);
+                            if (fp32_sums) {
+                                _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+                                if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
+                            } else {
+                                _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+                                if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
+                            }
+                            if (last) epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows, fp32_sums);
+                            prefetch_lines(&next, lines_per_step);
+                        }
+                        if (!last) { /* the partial sums wait for the next slice */
+                            TILE_STORED(0, part, BLOCK_N * 4); TILE_STORED(1, part + 16, BLOCK_N * 4);
+                            TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                            continue;
+                        }
+                        epilogue_rows(&e, &prev, slice_kb * step_rows, BLOCK_M, fp32_sums);
+                        if (prev.flush_width) flush_stage(&prev, out, out_stride);
+                        int32_t *c = acc[half];
+                        TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
+                        if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
+                        prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
+                                           stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
+                                           stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
+                        half ^= 1;
+                    }
+                }
+                /* its own run done, a thread takes another's last chunk (not before: it would
+                   hold it while this one computed) */
+                if (claims && c_next >= limit) c_next = first_pair(&shared, t, chunk, limit, 1);
+            }
+        }
+        epilogue_rows(&e, &prev, 0, BLOCK_M, fp32_sums);
+        if (prev.flush_width) flush_stage(&prev, out, out_stride);
+        if (stream || stage_u8) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
+        _tile_release();
+    }
+    return 0;
+}
+int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
+              const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
+              const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
+    return linear(x, x_kind, K, M, K, in_scale, zero_point, packed, w_kind, N, colsum_zp, col_scale, bias, gelu, out,
+                  out_kind, N, out_scale, out_zero_point);
+}
