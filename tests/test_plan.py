@@ -107,7 +107,7 @@ def test_list_syntax_and_the_old_harness_spelling(tmp_path: Path, capsys: pytest
         (["--group.datacenter", "--round", "v6.0"], "BERT is not a datacenter benchmark in MLPerf Inference v6.0"),
         (
             ["--group.edge", "--model", "bert-99.9", "--round", "v4.1"],
-            "bert-99.9 is not a edge benchmark in MLPerf Inference v4.1",
+            "bert-99.9 is not an edge benchmark in MLPerf Inference v4.1",
         ),
         (["--group.edge", "--scenario", "server"], "drop --scenario"),
         (["--group.closed", "--mode", "accuracy"], "drop --mode"),

@@ -60,7 +60,7 @@ def test_categories_and_scenarios_per_round() -> None:
     assert v60.required_scenarios("bert-99.9", "edge") == (Scenario.OFFLINE, Scenario.SINGLE_STREAM)
     with pytest.raises(UserError, match="BERT is not a datacenter benchmark in MLPerf Inference v6.0"):
         v60.required_scenarios("bert-99", "datacenter")
-    with pytest.raises(UserError, match="bert-99.9 is not a edge benchmark in MLPerf Inference v4.1"):
+    with pytest.raises(UserError, match="bert-99.9 is not an edge benchmark in MLPerf Inference v4.1"):
         v41.required_scenarios("bert-99.9", "edge")
     both = (Category.DATACENTER, Category.EDGE)
     assert pick_category(v41, both, None, "q8") == Category.DATACENTER
@@ -69,3 +69,26 @@ def test_categories_and_scenarios_per_round() -> None:
         pick_category(v41, (Category.DATACENTER,), "edge", "q8")
     with pytest.raises(UserError, match="add that to its system file's categories"):
         pick_category(v60, (Category.DATACENTER,), None, "q8")
+
+
+def test_a_run_says_when_its_round_has_no_such_scenario_for_its_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = RunConfig(
+        sut="null",
+        round="v6.0",
+        scenario="server",
+        results_dir=tmp_path,
+        sample_count=64,
+        settings={"min_duration": "50"},
+    )
+    run_dir = run_benchmark(cfg, features=synthetic_features(64)).run_dir
+    note = json.loads((run_dir / "settings.json").read_text())["harness"]["round_note"]
+    assert "v6.0 has no Server scenario for bert-99 (edge: Offline, SingleStream)" in note
+    assert note.endswith("--round v4.1 takes it")
+    assert f"note: {note}" in capsys.readouterr().out
+    offline = json.loads((short_run(tmp_path, "v6.0") / "settings.json").read_text())
+    assert offline["harness"]["round_note"] == ""
+    v41 = get_round("v4.1")
+    assert v41.takes("bert-99.9", "Server") and not v41.takes("bert-99.9", "SingleStream")
+    assert v41.scenario_note("bert-99.9", "SingleStream").endswith("--round v6.1 takes it")

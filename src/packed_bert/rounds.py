@@ -64,6 +64,11 @@ _V5_SCENARIOS: ScenarioTable = {
 }
 
 
+def with_article(category: Category | str) -> str:
+    """``category`` after its indefinite article: "an edge", "a datacenter"."""
+    return f"{'an' if str(category)[:1] in 'aeiou' else 'a'} {category}"
+
+
 @dataclass(frozen=True)
 class Round:
     name: str
@@ -88,16 +93,36 @@ class Round:
         if not by_model:
             allowed = " or ".join(self.categories)
             raise UserError(
-                f"BERT is not a {cat} benchmark in MLPerf Inference {self.name} ({allowed} only; datacenter BERT "
+                f"BERT is not {with_article(cat)} benchmark in MLPerf Inference {self.name} ({allowed} only; datacenter BERT "
                 f"ended with v4.1): choose {self.categories[0]} (--group.{self.categories[0]} in a plan, --category "
                 f"{self.categories[0]} for submission), or --round v4.1 for a {cat} result"
             )
         if mdl not in by_model:
             raise UserError(
-                f"{mdl} is not a {cat} benchmark in MLPerf Inference {self.name} (only "
+                f"{mdl} is not {with_article(cat)} benchmark in MLPerf Inference {self.name} (only "
                 f"{', '.join(by_model)}); use --model {next(iter(by_model))} or another category"
             )
         return by_model[mdl]
+
+    def takes(self, model: Model | str, scenario: Scenario | str) -> bool:
+        """Whether some category of this round takes ``model`` in ``scenario``."""
+        mdl, scn = parse(Model, model, "--model"), parse(Scenario, scenario, "--scenario")
+        return any(scn in by_model.get(mdl, ()) for by_model in self.scenarios.values())
+
+    def scenario_note(self, model: Model | str, scenario: Scenario | str) -> str:
+        """Why a ``scenario`` run of ``model`` is no part of a submission in this round, and the
+        latest round that takes it; "" where this round takes it."""
+        if self.takes(model, scenario):
+            return ""
+        mdl = parse(Model, model, "--model")
+        here = "; ".join(
+            f"{c}: {', '.join(s)}" for c, s in ((c, b[mdl]) for c, b in self.scenarios.items() if mdl in b)
+        )
+        other = [name for name, rnd in ROUNDS.items() if rnd.takes(model, scenario)]
+        return (
+            f"MLPerf Inference {self.name} has no {scenario} scenario for {mdl} ({here or 'not a benchmark'}): "
+            f"this run is no part of a {self.name} submission" + (f"; --round {other[-1]} takes it" if other else "")
+        )
 
     def seed_settings(self) -> dict[str, int]:
         """The TestSettings fields that make a LoadGen run this round's: its three seeds (and

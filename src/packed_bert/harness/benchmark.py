@@ -144,6 +144,8 @@ def _run_in(
         f"{system_json['devices']} x {plan.backend} {plan.precision}{on_nodes}, batching {plan.batching}, "
         f"batch {plan.batch_size}, target {plan.target_qps:g} qps, weights {plan.weights}{cpu}"
     )
+    if round_note := plan.round_note():
+        say(f"note: {round_note}")
     say("settings: " + json.dumps(loaded.effective if cfg.verbose else short_settings(loaded.effective)))
     # one sample at a time every call could be a new length; a compiled runner compiles at its first call,
     # a graphed one captures a CUDA graph per call size

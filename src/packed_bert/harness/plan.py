@@ -53,6 +53,11 @@ class RunPlan:
             note += "; bf16 EMULATED: no avx512_bf16 or amx_bf16 here, far slower than fp32 (try --precision fp32)"
         return note
 
+    def round_note(self) -> str:
+        """Where the round takes this model in no category in this scenario, why the run is no
+        part of that round's submission (``Round.scenario_note``); else ""."""
+        return self.round.scenario_note(self.cfg.model, self.scenario)
+
     def describe(self) -> dict[str, Any]:
         return {
             "sut": self.system.name,
@@ -74,6 +79,7 @@ class RunPlan:
             "server_min_batch": self.server_min_batch,
             "sample_count": self.cfg.sample_count,
             "round": self.round.name,
+            "round_note": self.round_note(),
             "questions": self.cfg.questions or "all",
         }
 

@@ -23,7 +23,7 @@ from typing import Any
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA
 from packed_bert.errors import UserError
 from packed_bert.results.loadgen_logs import ACCURACY_LOG, DETAIL, SUMMARY
-from packed_bert.rounds import Round, mlperf_conf_text, pick_category
+from packed_bert.rounds import Round, mlperf_conf_text, pick_category, with_article
 from packed_bert.submission import layout, systems
 from packed_bert.submission.run_rules import (
     accuracy_findings,
@@ -213,7 +213,7 @@ def plan_tree(
             have = {e.scenario: e for e in mine if e.model == model}
             for scenario in sorted(set(have) - set(required)):
                 built.notes.append(
-                    f"not taken: {sut}/{model}/{scenario} ({scenario} is not a {cat} scenario of BERT in {rnd.name})"
+                    f"not taken: {sut}/{model}/{scenario} ({scenario} is not {with_article(cat)} scenario of BERT in {rnd.name})"
                 )
             absent = [s for s in required if s not in have]
             if absent and division == Division.CLOSED:
