@@ -118,6 +118,24 @@ def test_bad_values_name_the_flag(flag: str, value: str, needle: str) -> None:
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--override_batch_size=-3"], "--override_batch_size '-3'"),
+        (["--batch_size", "0"], "--batch_size '0'"),
+        (["--target_qps=x"], "--target_qps 'x'"),
+        (["--batch-size", "2", "--override_batch_size", "0"], "--override_batch_size '0'"),  # the last one given
+    ],
+)
+def test_a_bad_value_names_the_spelling_the_user_typed(argv: list[str], named: str) -> None:
+    typed = ["run", "--sut=r282_z93_q1", *argv]
+    args = cli.build_parser().parse_args(typed)
+    args.argv = ["packed-bert", *typed]  # as cli.main keeps them
+    with pytest.raises(UserError) as err:
+        run_cmd.config_from_args(args)
+    assert str(err.value).startswith(named)
+
+
 def test_library_callers_may_give_words_as_text() -> None:
     cfg = RunConfig(sut="cpu", scenario="singlestream", model="BERT99", batching="sorted")  # type: ignore[arg-type]
     assert (cfg.scenario, cfg.model, cfg.batching) == (Scenario.SINGLE_STREAM, Model.BERT_99, Batching.SORTED)

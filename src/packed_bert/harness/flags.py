@@ -358,7 +358,7 @@ def config_from_namespace(ns: argparse.Namespace, command_line: Sequence[str] = 
         raw = getattr(ns, flag.field, None)
         if raw is None:
             continue
-        shown = flag.names[0]
+        shown = _spelled(flag.names, command_line)
         if flag.read is None:
             values[flag.field] = raw
         elif flag.pairs:
@@ -372,6 +372,13 @@ def config_from_namespace(ns: argparse.Namespace, command_line: Sequence[str] = 
         raise UserError("--sut is required: name a system (see `packed-bert systems`) or a .toml file")
     _apply_legacy(ns, values)
     return RunConfig(**values, command_line=tuple(command_line))
+
+
+def _spelled(names: Sequence[str], command_line: Sequence[str]) -> str:
+    """The spelling of a flag that the command line used last (what an error should name, such
+    as the old harness's ``--override_batch_size``); its first name where none shows."""
+    used = [n for token in command_line for n in names if token == n or token.startswith(f"{n}=")]
+    return used[-1] if used else names[0]
 
 
 def _apply_legacy(ns: argparse.Namespace, values: dict[str, Any]) -> None:
