@@ -114,13 +114,13 @@ class Round:
         latest round that takes it; "" where this round takes it."""
         if self.takes(model, scenario):
             return ""
-        mdl = parse(Model, model, "--model")
+        mdl, scn = parse(Model, model, "--model"), parse(Scenario, scenario, "--scenario")
         here = "; ".join(
             f"{c}: {', '.join(s)}" for c, s in ((c, b[mdl]) for c, b in self.scenarios.items() if mdl in b)
         )
         other = [name for name, rnd in ROUNDS.items() if rnd.takes(model, scenario)]
         return (
-            f"MLPerf Inference {self.name} has no {scenario} scenario for {mdl} ({here or 'not a benchmark'}): "
+            f"MLPerf Inference {self.name} has no {scn} scenario for {mdl} ({here or 'not a benchmark'}): "
             f"this run is no part of a {self.name} submission" + (f"; --round {other[-1]} takes it" if other else "")
         )
 
