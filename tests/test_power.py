@@ -21,8 +21,9 @@ def test_address_parsing() -> None:
         server_check.parse_address("host:port")
 
 
+@pytest.mark.parametrize("ntp", ["ntp.example", None])  # None: the old harness's words name no NTP server
 def test_power_run_with_stand_in_client(
-    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ntp: str | None
 ) -> None:
     monkeypatch.setenv(client.ENV_CLIENT, str(FAKE_CLIENT))
     cfg = RunConfig(
@@ -30,7 +31,7 @@ def test_power_run_with_stand_in_client(
         mode="power",
         results_dir=tmp_path,
         power_server=server,
-        ntp_server="ntp.example",
+        ntp_server=ntp,
         sleep_before_s=0.1,
     )
     code = run_power(cfg, perf_command=STUB_PERF)
@@ -57,7 +58,7 @@ def test_power_run_with_stand_in_client(
         "--run-workload",
         "--loadgen-logs",
         "--output",
-        "--ntp ntp.example",
+        f"--ntp {ntp or client.DEFAULT_NTP}",  # the real client requires one (so does the stand-in)
         "--label null-bert-99-Offline",
         "--sleep 0.1",
     ):

@@ -39,7 +39,7 @@ def main() -> int:
     p.add_argument("-w", "--run-workload", required=True)
     p.add_argument("-L", "--loadgen-logs", required=True)
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("-n", "--ntp")
+    p.add_argument("-n", "--ntp", required=True)  # required by the real client too
     p.add_argument("-l", "--label", default="")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-S", "--stop-server", action="store_true")

@@ -1,7 +1,9 @@
 """Driving the official MLPerf power client (``power_client`` from mlcommons power-dev).
 
 Its arguments (ptd_client_server/client.py): ``-a/--addr``, ``-p/--port`` (default 4950),
-``-w/--run-workload CMD``, ``-L/--loadgen-logs INDIR``, ``-o/--output OUTDIR``, ``-n/--ntp``,
+``-w/--run-workload CMD``, ``-L/--loadgen-logs INDIR``, ``-o/--output OUTDIR``, ``-n/--ntp``
+(required: the client checks the clock against that NTP server before it runs anything; without
+``--ntp`` the harness names ``DEFAULT_NTP``, the default of MLCommons' own automation),
 ``-l/--label``, ``-f/--force`` (remove INDIR before each run). It runs CMD twice, ranging then
 testing, and leaves ``OUTDIR/<date>_<label>/{power,ranging,run_1}/`` with ``spl.txt`` beside the
 LoadGen logs of each run.
@@ -16,6 +18,7 @@ from pathlib import Path
 from packed_bert.errors import UserError
 
 ENV_CLIENT = "PACKED_BERT_POWER_CLIENT"
+DEFAULT_NTP = "time.google.com"  # MLCommons' CM power scripts' default (CM_MLPERF_POWER_NTP_SERVER)
 
 
 def find_client() -> Path:
@@ -43,7 +46,7 @@ class ClientCall:
     loadgen_logs: Path
     output: Path
     label: str
-    ntp: str | None = None
+    ntp: str = DEFAULT_NTP
 
     def argv(self) -> list[str]:
         args = [
@@ -61,9 +64,9 @@ class ClientCall:
             "--label",
             self.label,
             "--force",
+            "--ntp",
+            self.ntp,
         ]
-        if self.ntp:
-            args += ["--ntp", self.ntp]
         return args
 
 

@@ -86,7 +86,7 @@ def _official(
         out / "loadgen",
         out / "client",
         label,
-        cfg.ntp_server,
+        cfg.ntp_server or client.DEFAULT_NTP,
     )
     rd.write_text("command.txt", " ".join(cfg.command_line) + "\n" + shlex.join(call.argv()) + "\n")
     print(f"power: {exe.name} against {host}:{port}, ranging then testing run")
