@@ -63,7 +63,11 @@ def test_power_run_with_stand_in_client(
         "--sleep 0.1",
     ):
         assert arg in command
-    assert "200.0 W average" in capsys.readouterr().out
+    assert "SIMULATED analyzer: 200.0 W average" in capsys.readouterr().out
+    assert summary["analyzer_simulated"] is True and summary["analyzer"].startswith("SIMULATED")
+    report = (out / "report.md").read_text()
+    assert "SIMULATED analyzer" in report.splitlines()[0] and "**200.0 W** average (SIMULATED analyzer)" in report
+    assert "![Power through the runs](power.png)" in report and (out / "power.png").stat().st_size > 1000
 
 
 def test_analysis_window_and_date_formats(tmp_path: Path) -> None:
@@ -180,3 +184,19 @@ def test_unofficial_meter_labels_its_reading(
     assert rec["official"] is False and rec["joules"] == pytest.approx(30.0) and rec["source"].startswith("RAPL")
     assert "unofficial power (RAPL" in capsys.readouterr().out
     assert os.environ.get("PATH")
+
+
+def test_a_report_names_the_analyzer_and_says_simulated_only_when_it_is(tmp_path: Path) -> None:
+    from packed_bert.power.analysis import PowerResult
+    from packed_bert.power.report import analyzer_identity, write_power_report
+
+    power = tmp_path / "power"
+    power.mkdir()
+    reply = "YokogawaWT310E,version=1.11.1-abc,serial C2PH1"
+    (power / "server.json").write_text(json.dumps({"ptd_messages": [{"cmd": "Identify", "reply": reply}]}))
+    identity = analyzer_identity(power)
+    assert identity == reply and analyzer_identity(tmp_path) is None  # no server.json there
+    result = PowerResult(312.5, 600, 600.2, 50.0, 0.16, "12-06-2026 01:00:00.000", "12-06-2026 01:10:00.200")
+    report = write_power_report(tmp_path, "cpu bert-99 Offline", result, identity, True).read_text()
+    assert "SIMULATED" not in report and f"analyzer: {reply}" in report and "**312.5 W** average over 600.2 s" in report
+    assert "power.png" not in report  # no spl.txt: no plot

@@ -77,8 +77,11 @@ def main() -> int:
         (session / folder / "spl.txt").write_text("\n".join(lines) + "\n")
     power = session / "power"
     power.mkdir()
-    for name in ("client.json", "server.json"):
-        (power / name).write_text(json.dumps({"version": "stand-in", "label": args.label}) + "\n")
+    (power / "client.json").write_text(json.dumps({"version": "stand-in", "label": args.label}) + "\n")
+    identify = os.environ.get("FAKE_ANALYZER_IDENTITY", "SIMULATED,version=0.0-test-stand-in")
+    server = {"version": "stand-in", "ptd_messages": [{"cmd": "Hello", "reply": "Hello, PTDaemon here!"}]}
+    server["ptd_messages"].append({"cmd": "Identify", "reply": identify})
+    (power / "server.json").write_text(json.dumps(server) + "\n")
     for name in ("client.log", "server.log", "ptd_logs.txt"):
         (power / name).write_text("\n".join(log) + "\n")
     return 0

@@ -3,7 +3,9 @@
 With ``--power-server HOST:PORT``: check that ``power_client`` is installed and the server
 answers, hand the client the performance-run command and the LoadGen log folder, collect what it
 leaves (``power/``, ``ranging/``, ``run_1/`` with ``spl.txt``) into a ``...-power`` run directory,
-and report the average Watts between ``power_begin`` and ``power_end`` and samples per joule.
+and report the average Watts between ``power_begin`` and ``power_end`` and samples per joule, with
+a ``report.md`` and its plot (``power/report.py``; an analyzer that identifies itself as simulated
+makes the run say SIMULATED).
 Without a server: the unofficial software meter, labelled so, or a clear "no meter" error.
 """
 
@@ -19,6 +21,7 @@ from packed_bert.harness.config import RunConfig
 from packed_bert.harness.flags import to_argv
 from packed_bert.harness.process import Launcher, run_here
 from packed_bert.power import analysis, client, meter, server_check
+from packed_bert.power.report import analyzer_identity, simulated, write_power_report
 from packed_bert.results.loadgen_logs import SUMMARY, read_summary
 from packed_bert.results.run_dirs import RunDir, run_name
 from packed_bert.rounds import get_round
@@ -97,6 +100,7 @@ def _official(
     shutil.rmtree(out / "client", ignore_errors=True)
     result = analysis.analyze(out / "run_1")
     perf = read_summary(out / "run_1" / SUMMARY)
+    identity = analyzer_identity(out / "power")
     summary = {
         "mode": "power",
         "official": True,
@@ -111,11 +115,15 @@ def _official(
         "samples_per_second": result.samples_per_second,
         "samples_per_joule": round(result.samples_per_joule, 4) if result.samples_per_joule else None,
         "valid": perf.valid,
+        "analyzer": identity,
+        "analyzer_simulated": simulated(identity),
     }
+    write_power_report(rd.path, f"{sut} {cfg.model} {cfg.scenario}", result, identity, perf.valid)
     rd.finish_with_summary(summary)
     spj = f", {result.samples_per_joule:.3f} samples/J" if result.samples_per_joule else ""
+    sim = " SIMULATED analyzer:" if simulated(identity) else ""
     print(
-        f"power: {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
+        f"power:{sim} {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
         f"({result.samples_in_window} analyzer samples between power_begin and power_end){spj}"
     )
     print(json.dumps(summary))
