@@ -80,6 +80,8 @@ def test_analysis_window_and_date_formats(tmp_path: Path) -> None:
         "Time,12-28-2020 15:21:13.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n"
         "Time,28-12-2020 15:21:14.500,Watts,300.0,Volts,230,Amps,1.3,PF,1,Mark,x\n"  # day-month-year
         "Time,12-28-2020 15:21:15.500,Watts,100.0,Volts,230,Amps,0.4,PF,1,Mark,x\n"
+        "Time,12-28-2020 15:21:14.000,Watts,900.0,Volts,230,Amps,4.0,PF,1,Mark,x\n"  # at power_begin: outside, as the checker has it
+        "Time,12-28-2020 15:21:15.000,Watts,0.0,Volts,230,Amps,0.0,PF,1,Mark,x\n"  # no reading: left out, as the checker does
         "Time,12-28-2020 15:21:16.500,Watts,10.0,Volts,230,Amps,0.1,PF,1,Mark,x\n"
     )
     r = analysis.analyze(tmp_path)
@@ -200,3 +202,21 @@ def test_a_report_names_the_analyzer_and_says_simulated_only_when_it_is(tmp_path
     report = write_power_report(tmp_path, "cpu bert-99 Offline", result, identity, True).read_text()
     assert "SIMULATED" not in report and f"analyzer: {reply}" in report and "**312.5 W** average over 600.2 s" in report
     assert "power.png" not in report  # no spl.txt: no plot
+
+
+def test_singlestreams_power_metric_is_millijoules_a_query_as_the_checker_computes_it(tmp_path: Path) -> None:
+    (tmp_path / "mlperf_log_detail.txt").write_text(
+        ':::MLLOG {"key": "power_begin", "value": "12-28-2020 15:21:14.000"}\n'
+        ':::MLLOG {"key": "power_end", "value": "12-28-2020 15:21:24.000"}\n'
+        ':::MLLOG {"key": "result_query_count", "value": 400}\n'
+    )
+    (tmp_path / "mlperf_log_summary.txt").write_text(
+        "Scenario : SingleStream\n90th percentile latency (ns) : 30000000\nResult is : VALID\n"
+    )
+    (tmp_path / "spl.txt").write_text(
+        "".join(f"Time,12-28-2020 15:21:{s}.500,Watts,150.0,Volts,230,Amps,0.7,PF,1,Mark,x\n" for s in range(14, 24))
+    )
+    r = analysis.analyze(tmp_path)
+    assert r.average_watts == pytest.approx(150.0) and r.samples_in_window == 10
+    assert r.millijoules_per_query == pytest.approx(150.0 * 10 * 1000 / 400)  # 3,750 mJ a query
+    assert r.samples_per_joule == pytest.approx(1000 / 3750) and r.samples_per_second is None

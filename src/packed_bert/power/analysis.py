@@ -1,4 +1,9 @@
-"""Average power between LoadGen's ``power_begin`` and ``power_end``, and samples per joule.
+"""Average power between LoadGen's ``power_begin`` and ``power_end``, and the scenario's power
+metric, as MLPerf's submission checker computes them (``power_check.get_power_metric_check``):
+the analyzer's samples strictly inside the window with watts above 0 averaged; Offline and Server
+report watts and samples per joule (samples/s over watts), SingleStream millijoules per query
+(watts x the window's seconds x 1000 / LoadGen's ``result_query_count``) and samples per joule
+(1000 over that).
 
 ``power_begin``/``power_end`` come from mlperf_log_detail.txt (``MM-DD-YYYY HH:MM:SS.fff``);
 the analyzer's samples from PTDaemon's ``spl.txt`` lines
@@ -56,26 +61,33 @@ class PowerResult:
     samples_per_joule: float | None
     begin: str
     end: str
+    millijoules_per_query: float | None = None  # SingleStream's power metric
 
 
 def analyze(run_dir: Path, spl: Path | None = None) -> PowerResult:
     """``run_dir`` holds the LoadGen logs of the testing run and (by default) its ``spl.txt``."""
     begin, end = power_window(run_dir / DETAIL)
     samples = read_spl(spl or run_dir / "spl.txt")
-    window = [w for t, w in samples if begin <= t <= end]
+    window = [w for t, w in samples if begin < t < end and w > 0]
     if not window:
         raise UserError(
             f"{spl or run_dir / 'spl.txt'}: no power samples between power_begin {begin} and power_end {end}"
         )
     watts = sum(window) / len(window)
+    duration = (end - begin).total_seconds()
     summary = read_summary(run_dir / SUMMARY)
     sps = summary.score if summary.scenario in (Scenario.OFFLINE, Scenario.SERVER) else None
+    mj = None
+    if summary.scenario == Scenario.SINGLE_STREAM:
+        queries = read_detail(run_dir / DETAIL).get("result_query_count") or [0]
+        mj = watts * duration * 1000 / int(queries[-1]) if int(queries[-1]) > 0 else None
     return PowerResult(
         average_watts=watts,
         samples_in_window=len(window),
-        duration_s=(end - begin).total_seconds(),
+        duration_s=duration,
         samples_per_second=sps,
-        samples_per_joule=(sps / watts) if sps and watts > 0 else None,
+        samples_per_joule=(sps / watts) if sps and watts > 0 else (1000 / mj if mj else None),
         begin=begin.strftime(LOADGEN_TIME)[:-3],
         end=end.strftime(LOADGEN_TIME)[:-3],
+        millijoules_per_query=mj,
     )

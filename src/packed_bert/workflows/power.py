@@ -114,6 +114,7 @@ def _official(
         "power_end": result.end,
         "samples_per_second": result.samples_per_second,
         "samples_per_joule": round(result.samples_per_joule, 4) if result.samples_per_joule else None,
+        "millijoules_per_query": round(result.millijoules_per_query, 3) if result.millijoules_per_query else None,
         "valid": perf.valid,
         "analyzer": identity,
         "analyzer_simulated": simulated(identity),
@@ -121,6 +122,8 @@ def _official(
     write_power_report(rd.path, f"{sut} {cfg.model} {cfg.scenario}", result, identity, perf.valid)
     rd.finish_with_summary(summary)
     spj = f", {result.samples_per_joule:.3f} samples/J" if result.samples_per_joule else ""
+    if result.millijoules_per_query:
+        spj = f", {result.millijoules_per_query:.1f} mJ a query{spj}"
     sim = " SIMULATED analyzer:" if simulated(identity) else ""
     print(
         f"power:{sim} {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
