@@ -32,24 +32,37 @@ def sample_features(count: int, seed: int = 0, vocab: int = 30522) -> tuple[np.n
     return ids, seg, lengths
 
 
+def token_flops(tokens: float, sum_of_squares: float, hidden: int = 1024, inter: int = 4096, layers: int = 24) -> float:
+    """Multiply-add FLOPs of sequences holding ``tokens`` real tokens in all, their lengths'
+    squares summing to ``sum_of_squares``: per token per layer 2*(4h^2 + 2hi) for the projections
+    and FFN, plus 4*h*len for attention scores and the weighted sum."""
+    return float(layers * (2.0 * (4 * hidden * hidden + 2 * hidden * inter) * tokens + 4.0 * hidden * sum_of_squares))
+
+
 def real_token_flops(lengths: np.ndarray, hidden: int = 1024, inter: int = 4096, layers: int = 24) -> float:
-    """Multiply-add FLOPs of the real tokens only: per token per layer 2*(4h^2 + 2hi) for the
-    projections and FFN, plus 4*h*len for attention scores and the weighted sum."""
+    """``token_flops`` of sequences of these lengths."""
     lens = np.asarray(lengths, dtype=np.float64)
-    per_token = 2.0 * (4 * hidden * hidden + 2 * hidden * inter) + 4.0 * hidden * lens
-    return float(layers * (lens * per_token).sum())
+    return token_flops(float(lens.sum()), float((lens * lens).sum()), hidden, inter, layers)
 
 
 def flops_by_format(
     lengths: np.ndarray, precision: str, hidden: int = 1024, inter: int = 4096, layers: int = 24
 ) -> dict[str, float]:
-    """``real_token_flops`` split by the format each part runs in: int8-bf16 and int8-fp32 keep the
+    """``real_token_flops`` split by the format each part runs in (``split_by_format``)."""
+    lens = np.asarray(lengths, dtype=np.float64)
+    return split_by_format(float(lens.sum()), float((lens * lens).sum()), precision, hidden, inter, layers)
+
+
+def split_by_format(
+    tokens: float, sum_of_squares: float, precision: str, hidden: int = 1024, inter: int = 4096, layers: int = 24
+) -> dict[str, float]:
+    """``token_flops`` split by the format each part runs in: int8-bf16 and int8-fp32 keep the
     FFN output layer in bf16 or fp32 and run the rest in int8 (attention counted with int8, as a
     plain int8 recipe's is); any other precision runs all of it in its own."""
-    total = real_token_flops(lengths, hidden, inter, layers)
+    total = token_flops(tokens, sum_of_squares, hidden, inter, layers)
     if not precision.startswith("int8-"):
         return {precision: total}
-    ffn_output = layers * 2.0 * hidden * inter * float(np.asarray(lengths, dtype=np.float64).sum())
+    ffn_output = layers * 2.0 * hidden * inter * tokens
     return {"int8": total - ffn_output, precision.removeprefix("int8-"): ffn_output}
 
 

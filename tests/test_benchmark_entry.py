@@ -29,3 +29,19 @@ def test_other_errors_still_raise() -> None:
 
     with pytest.raises(ValueError):
         run_main(main)
+
+
+def test_the_work_of_a_run_from_its_token_totals_is_the_work_of_its_lengths() -> None:
+    """A LoadGen run records its samples' token total and sum of squared lengths; the FLOPs from
+    those equal the FLOPs counted length by length, split by format the same way."""
+    import numpy as np
+    from common import flops_by_format, real_token_flops, split_by_format, token_flops
+
+    lengths = np.array([17, 164, 270, 384, 384, 95])
+    total, squares = float(lengths.sum()), float((lengths.astype(np.int64) ** 2).sum())
+    by_hand = sum(24 * n * (2 * (4 * 1024**2 + 2 * 1024 * 4096) + 4 * 1024 * n) for n in lengths.tolist())
+    assert real_token_flops(lengths) == token_flops(total, squares) == by_hand
+    mixed = split_by_format(total, squares, "int8-bf16")
+    assert mixed == flops_by_format(lengths, "int8-bf16") and sum(mixed.values()) == by_hand
+    assert mixed["bf16"] == 24 * 2 * 1024 * 4096 * total  # the FFN output layer
+    assert split_by_format(total, squares, "int8") == {"int8": by_hand}

@@ -136,7 +136,13 @@ def test_run_stats_keep_each_samples_length_in_its_querys_order() -> None:
     stats.record(item, batch, device=0, busy=0.1, done=3.0)
     assert stats.sample_tokens[0].tolist() == [70, 90, 50]
     assert stats.latencies[0].tolist() == [3.0, 2.0, 1.0]
-    assert stats.summary()["sample_tokens"] == {"p50": 70, "p90": 90, "max": 90}
+    assert stats.summary()["sample_tokens"] == {
+        "p50": 70,
+        "p90": 90,
+        "max": 90,
+        "total": 210,
+        "sum_of_squares": 70 * 70 + 90 * 90 + 50 * 50,
+    }
 
 
 def test_interrupt_marks_the_run_incomplete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

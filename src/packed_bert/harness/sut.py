@@ -83,6 +83,10 @@ class RunStats:
             out["sample_tokens"] = {
                 p: int(np.percentile(toks, q, method="higher")) for p, q in (("p50", 50), ("p90", 90), ("max", 100))
             }
+            # the run's real-token work: linear layers scale with the tokens, attention per sequence
+            # with each sample's length squared
+            wide = toks.astype(np.int64)
+            out["sample_tokens"].update(total=int(wide.sum()), sum_of_squares=int((wide * wide).sum()))
         if lat.size:
             out["sut_latency_ms"] = {
                 p: float(np.percentile(lat, q) * 1e3) for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
