@@ -118,6 +118,14 @@ def class_markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:{cls}:begin -->", f"<!-- {name}:{cls}:end -->"
 
 
+def publish(table: str, name: str, write_docs: bool) -> None:
+    """Print a benchmark's table and, with ``--write-docs``, keep it as this CPU class's section
+    ``name`` of docs/performance.md."""
+    print(table)
+    if write_docs:
+        write_doc_section(*class_markers(name), table)
+
+
 def run_main(main: Callable[[], int]) -> int:
     """A benchmark's entry point: bad input (a missing dataset, an unknown recipe) is one line on
     stderr and a non-zero exit, as with the ``packed-bert`` command, not a traceback."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Probe, class_markers, cpu_label, run_main, split_by_format, write_doc_section  # noqa: E402
+from common import Probe, cpu_label, publish, run_main, split_by_format  # noqa: E402
 from runtime_comparison import ensure_probes  # noqa: E402
 from singlestream import PROBE_READS, system_recipe  # noqa: E402
 
@@ -119,10 +119,7 @@ def main() -> int:
     for model in args.models.split(","):
         rows.append(row(model.strip(), args, threads, probes, sticks))
         print(json.dumps(rows[-1]), flush=True)
-    table = render(rows, args, threads)
-    print(table)
-    if args.write_docs:
-        write_doc_section(*class_markers("offline-loadgen"), table)
+    publish(render(rows, args, threads), "offline-loadgen", args.write_docs)
     return 0
 
 

@@ -21,13 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    class_markers,
     cpu_label,
+    publish,
     real_token_flops,
     run_main,
     sample_features,
     squad_lengths,
-    write_doc_section,
 )
 from recipe_accuracy import make_runner  # noqa: E402
 from throughput import offline_batches, run_lengths  # noqa: E402
@@ -93,10 +92,7 @@ def main() -> int:
         wall, per_node = profile(recipe, work, args.threads)
         rows.append((recipe, wall, per_node))
         print(f"{recipe}: {wall:.2f} s, {flops / wall / 1e9:.0f} GFLOP/s on real tokens", flush=True)
-    table = render(rows, args, flops)
-    print(table)
-    if args.write_docs:
-        write_doc_section(*class_markers("ov-profile"), table)
+    publish(render(rows, args, flops), "ov-profile", args.write_docs)
     return 0
 
 
