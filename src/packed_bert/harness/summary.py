@@ -3,15 +3,43 @@ and the last line on stdout)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from packed_bert.harness.config import RunResult
 from packed_bert.harness.plan import RunPlan
 from packed_bert.results.loadgen_logs import LoadGenSummary
-from packed_bert.terms import Mode, Model
+from packed_bert.terms import Mode, Model, Scenario
 
 Say = Callable[[str], None]
+
+
+MIN_DURATION_NOT_MET = "Min duration satisfied: NO"
+TARGET_MARGIN = 1.25  # how far past the rate the run reached a suggested target goes
+
+
+def _round_up(x: float) -> float:
+    """``x`` rounded up to two significant digits."""
+    step = 10.0 ** (math.floor(math.log10(x)) - 1)
+    return math.ceil(x / step - 1e-9) * step
+
+
+def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
+    """The --target-qps that would have kept an INVALID Offline or SingleStream run past
+    min_duration, from what the run reached: Offline issues target x min_duration x 1.1 samples
+    and runs them all; SingleStream schedules twice min_duration at the expected latency (1 /
+    target) and stops once min_duration has passed. None where that is not why it was INVALID."""
+    if log.valid is not False or MIN_DURATION_NOT_MET not in log.invalid_reasons:
+        return None
+    if scenario == Scenario.OFFLINE and log.samples_per_second:
+        qps, why = log.samples_per_second, f"it ran {log.samples_per_second:,.4g} samples/s"
+    elif scenario == Scenario.SINGLE_STREAM and float(log.fields.get("Mean latency (ns)", 0) or 0) > 0:
+        mean_s = float(log.fields["Mean latency (ns)"]) / 1e9
+        qps, why = 1.0 / mean_s, f"a sample took {mean_s * 1e3:.3g} ms on average"
+    else:
+        return None
+    return f"rerun with --target-qps {_round_up(qps * TARGET_MARGIN):g} ({why}; the run ended short of min_duration)"
 
 
 def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: LoadGenSummary) -> dict[str, Any]:
@@ -37,6 +65,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "devices_lost": result.devices_lost,
         "invalid_reasons": result.invalid_reasons,
         "loadgen_recommendations": result.loadgen_recommendations,
+        "target_advice": target_advice(plan.scenario, log),
         "token_efficiency": stats.get("token_efficiency"),
         "gain_over_padding": stats.get("gain_over_padding"),
         "samples": stats.get("samples"),
@@ -79,6 +108,8 @@ def print_result(plan: RunPlan, result: RunResult, stats: dict[str, Any], say: S
             say(f"  INVALID because: {reason}")
         for advice in result.loadgen_recommendations:
             say(f"  LoadGen suggests: {advice}")
+        if result.summary.get("target_advice"):
+            say(f"  fix: {result.summary['target_advice']}")
     if result.devices_lost_line:
         say(f"  DEVICES LOST: {result.devices_lost_line}")
     say(f"results: {result.run_dir}")
