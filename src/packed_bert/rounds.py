@@ -112,13 +112,11 @@ class Round:
     def scenario_note(self, model: Model | str, scenario: Scenario | str) -> str:
         """Why a ``scenario`` run of ``model`` is no part of a submission in this round, and the
         latest round that takes it; "" where this round takes it."""
-        if self.takes(model, scenario):
-            return ""
         mdl, scn = parse(Model, model, "--model"), parse(Scenario, scenario, "--scenario")
-        here = "; ".join(
-            f"{c}: {', '.join(s)}" for c, s in ((c, b[mdl]) for c, b in self.scenarios.items() if mdl in b)
-        )
-        other = [name for name, rnd in ROUNDS.items() if rnd.takes(model, scenario)]
+        if self.takes(mdl, scn):
+            return ""
+        here = "; ".join(f"{c}: {', '.join(b[mdl])}" for c, b in self.scenarios.items() if mdl in b)
+        other = [name for name, rnd in ROUNDS.items() if rnd.takes(mdl, scn)]
         return (
             f"MLPerf Inference {self.name} has no {scn} scenario for {mdl} ({here or 'not a benchmark'}): "
             f"this run is no part of a {self.name} submission" + (f"; --round {other[-1]} takes it" if other else "")

@@ -32,10 +32,10 @@ def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
     target) and stops once min_duration has passed. None where that is not why it was INVALID."""
     if log.valid is not False or MIN_DURATION_NOT_MET not in log.invalid_reasons:
         return None
+    mean_s = float(log.fields.get("Mean latency (ns)") or 0) / 1e9
     if scenario == Scenario.OFFLINE and log.samples_per_second:
         qps, why = log.samples_per_second, f"it ran {log.samples_per_second:,.4g} samples/s"
-    elif scenario == Scenario.SINGLE_STREAM and float(log.fields.get("Mean latency (ns)", 0) or 0) > 0:
-        mean_s = float(log.fields["Mean latency (ns)"]) / 1e9
+    elif scenario == Scenario.SINGLE_STREAM and mean_s > 0:
         qps, why = 1.0 / mean_s, f"a sample took {mean_s * 1e3:.3g} ms on average"
     else:
         return None

@@ -45,8 +45,10 @@ def read_spl(path: Path) -> list[tuple[datetime, float]]:
     return samples
 
 
-def power_window(detail: Path) -> tuple[datetime, datetime]:
-    marks = read_detail(detail)
+def power_window(detail: Path, marks: dict[str, list[object]] | None = None) -> tuple[datetime, datetime]:
+    """``power_begin`` and ``power_end`` of the detail log at ``detail`` (``marks``: its records,
+    where the caller has read them)."""
+    marks = read_detail(detail) if marks is None else marks
     if not marks.get("power_begin") or not marks.get("power_end"):
         raise UserError(f"{detail}: no power_begin/power_end marks; not a LoadGen performance run")
     return parse_time(str(marks["power_begin"][-1])), parse_time(str(marks["power_end"][-1]))
@@ -63,10 +65,16 @@ class PowerResult:
     end: str
     millijoules_per_query: float | None = None  # SingleStream's power metric
 
+    def metrics(self) -> list[str]:
+        """The efficiency figures a run reports: mJ a query (SingleStream), samples per joule."""
+        out = [f"{self.millijoules_per_query:.1f} mJ a query"] if self.millijoules_per_query else []
+        return out + ([f"{self.samples_per_joule:.3f} samples/J"] if self.samples_per_joule else [])
+
 
 def analyze(run_dir: Path, spl: Path | None = None) -> PowerResult:
     """``run_dir`` holds the LoadGen logs of the testing run and (by default) its ``spl.txt``."""
-    begin, end = power_window(run_dir / DETAIL)
+    marks = read_detail(run_dir / DETAIL)
+    begin, end = power_window(run_dir / DETAIL, marks)
     samples = read_spl(spl or run_dir / "spl.txt")
     window = [w for t, w in samples if begin < t < end and w > 0]
     if not window:
@@ -79,7 +87,7 @@ def analyze(run_dir: Path, spl: Path | None = None) -> PowerResult:
     sps = summary.score if summary.scenario in (Scenario.OFFLINE, Scenario.SERVER) else None
     mj = None
     if summary.scenario == Scenario.SINGLE_STREAM:
-        queries = read_detail(run_dir / DETAIL).get("result_query_count") or [0]
+        queries = marks.get("result_query_count") or [0]
         mj = watts * duration * 1000 / int(queries[-1]) if int(queries[-1]) > 0 else None
     return PowerResult(
         average_watts=watts,

@@ -67,9 +67,7 @@ def write_power_report(
 ) -> Path:
     sim = simulated(identity)
     tag = " (SIMULATED analyzer)" if sim else ""
-    spj = f", **{result.samples_per_joule:.3f} samples/J**" if result.samples_per_joule else ""
-    if result.millijoules_per_query:  # SingleStream's power metric
-        spj = f", **{result.millijoules_per_query:.1f} mJ a query**{spj}"
+    spj = "".join(f", **{m}**" for m in result.metrics())
     lines = [
         f"# {title} power{' — SIMULATED analyzer' if sim else ''}",
         "",

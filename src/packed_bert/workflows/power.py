@@ -121,9 +121,7 @@ def _official(
     }
     write_power_report(rd.path, f"{sut} {cfg.model} {cfg.scenario}", result, identity, perf.valid)
     rd.finish_with_summary(summary)
-    spj = f", {result.samples_per_joule:.3f} samples/J" if result.samples_per_joule else ""
-    if result.millijoules_per_query:
-        spj = f", {result.millijoules_per_query:.1f} mJ a query{spj}"
+    spj = "".join(f", {m}" for m in result.metrics())
     sim = " SIMULATED analyzer:" if simulated(identity) else ""
     print(
         f"power:{sim} {result.average_watts:.1f} W average over {result.duration_s:.1f} s "
