@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,27 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Probe, cpu_label, publish, run_main, split_by_format  # noqa: E402
 from runtime_comparison import ensure_probes  # noqa: E402
-from singlestream import PROBE_READS, system_recipe  # noqa: E402
-
-from packed_bert.errors import UserError  # noqa: E402
-
-
-def probe_rates(parts: list[str], probes: dict[str, Probe]) -> dict[str, list[float]]:
-    return {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in parts}
-
-
-def loadgen_run(model: str, execution: str, batching: str | None, weights: str) -> dict[str, Any]:
-    """The run's summary.json, the run in its own process as a user runs it."""
-    argv = ["run", "--sut", "cpu", "--model", model, "--scenario", "offline", "--mode", "performance"]
-    argv += ["--execution", execution, "--weights", weights] + (["--batching", batching] if batching else [])
-    with tempfile.TemporaryDirectory() as tmp:
-        cli = "import sys; from packed_bert.cli import main; sys.exit(main(sys.argv[1:]))"
-        status = subprocess.run([sys.executable, "-c", cli, *argv, "--results-dir", tmp]).returncode
-        found = list(Path(tmp).glob("*/summary.json"))
-        if status != 0 or not found:  # a finished run exits 0, VALID or not
-            raise UserError(f"cpu {model}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}`")
-        summary: dict[str, Any] = json.loads(found[0].read_text())
-    return summary
+from singlestream import PROBE_READS, cpu_run_between_probes, system_recipe  # noqa: E402
 
 
 def row(
@@ -59,11 +37,9 @@ def row(
     label, _, precision, _ = system_recipe(model, threads)
     parts = list(split_by_format(1.0, 1.0, precision))
     ensure_probes(parts, probes, 2048, threads, sticks)
-    rates = probe_rates(parts, probes)
-    summary = loadgen_run(model, args.execution, args.batching, args.weights)
-    time.sleep(0.5)
-    for part, more in probe_rates(parts, probes).items():
-        rates[part] += more
+    more = ["--execution", args.execution, "--weights", args.weights]
+    more += ["--batching", args.batching] if args.batching else []
+    summary, _, rates = cpu_run_between_probes(model, "offline", more, parts, probes, settle_s=0.5)
     toks = summary["sample_tokens"]
     work = split_by_format(float(toks["total"]), float(toks["sum_of_squares"]), precision)
     seconds = summary["samples"] / summary["samples_per_second"]

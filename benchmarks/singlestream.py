@@ -112,6 +112,47 @@ def result_row(
     }
 
 
+def probe_rates(parts: Sequence[str], probes: dict[str, Probe]) -> dict[str, list[float]]:
+    """``PROBE_READS`` readings of each format's probe."""
+    return {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in parts}
+
+
+def cpu_run_between_probes(
+    model: str,
+    scenario: str,
+    more_argv: list[str],
+    parts: Sequence[str],
+    probes: dict[str, Probe],
+    settle_s: float = 0.0,
+) -> tuple[dict[str, Any], Any, dict[str, list[float]]]:
+    """``packed-bert run --sut cpu --model MODEL --scenario SCENARIO --mode performance`` in its own
+    process, as a user runs it (the probes' runtimes stay out of it), between ``PROBE_READS``
+    readings of each format's probe before it and after it (``settle_s`` after the run first):
+    (its summary.json, its LoadGen summary log, each format's readings)."""
+    import subprocess
+    import tempfile
+
+    from packed_bert.errors import UserError
+    from packed_bert.results.loadgen_logs import read_summary
+
+    rates = probe_rates(parts, probes)
+    argv = ["run", "--sut", "cpu", "--model", model, "--scenario", scenario, "--mode", "performance", *more_argv]
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = "import sys; from packed_bert.cli import main; sys.exit(main(sys.argv[1:]))"
+        status = subprocess.run([sys.executable, "-c", cli, *argv, "--results-dir", tmp]).returncode
+        found = list(Path(tmp).glob("*/summary.json"))
+        if status != 0 or not found:  # a finished run exits 0, VALID or not
+            raise UserError(
+                f"cpu {model}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}` alone"
+            )
+        summary = json.loads(found[0].read_text())
+        log = read_summary(found[0].parent / "mlperf_log_summary.txt")
+    time.sleep(settle_s)
+    for part, more in probe_rates(parts, probes).items():
+        rates[part] += more
+    return summary, log, rates
+
+
 def loadgen_row(
     recipe: str,
     weights: str,
@@ -123,11 +164,7 @@ def loadgen_row(
 ) -> dict[str, Any]:
     """A ``cpu:MODEL`` recipe's LoadGen SingleStream run (``execution``: test or valid) against the
     probes around it."""
-    import subprocess
-    import tempfile
-
     from packed_bert.errors import UserError
-    from packed_bert.results.loadgen_logs import read_summary
 
     if not recipe.startswith("cpu:"):
         raise UserError(f"--loadgen runs the cpu system's recipes (cpu:MODEL), not {recipe}")
@@ -135,24 +172,9 @@ def loadgen_row(
     label, _, precision, _ = system_recipe(model, threads)
     formats = list(flops_by_format(np.array([1]), precision))
     ensure_probes(formats, probes, n, threads, yardsticks)
-    rates = {part: [probes[part].rate() for _ in range(PROBE_READS)] for part in formats}
-    argv = ["run", "--sut", "cpu", "--model", model, "--scenario", "singlestream", "--mode", "performance"]
-    argv += ["--execution", execution]
-    with tempfile.TemporaryDirectory() as tmp:
-        # its own process, as a user runs it (the probes' runtimes stay out of it)
-        cli = "import sys; from packed_bert.cli import main; sys.exit(main(sys.argv[1:]))"
-        status = subprocess.run(
-            [sys.executable, "-c", cli, *argv, "--weights", weights, "--results-dir", tmp]
-        ).returncode
-        if status != 0:
-            raise UserError(
-                f"{recipe}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}` alone"
-            )
-        run_dir = next(Path(tmp).glob("*/summary.json")).parent
-        summary = json.loads((run_dir / "summary.json").read_text())
-        p50_ns = float(read_summary(run_dir / "mlperf_log_summary.txt").fields["50.00 percentile latency (ns)"])
-    for part in formats:
-        rates[part] += [probes[part].rate() for _ in range(PROBE_READS)]
+    more = ["--execution", execution, "--weights", weights]
+    summary, log, rates = cpu_run_between_probes(model, "singlestream", more, formats, probes)
+    p50_ns = float(log.fields["50.00 percentile latency (ns)"])
     validity = "VALID" if summary["valid"] else "INVALID"
     return result_row(
         f"{label}, LoadGen {validity}",
