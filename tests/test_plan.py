@@ -10,13 +10,16 @@ import shlex
 from pathlib import Path
 
 import pytest
+from helpers.fakes import synthetic_features
 from helpers.stub_launcher import StubLauncher, stub_scorer
 
 from packed_bert import cli
 from packed_bert.commands import run as run_cmd
+from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
 from packed_bert.harness.errors import RunError
 from packed_bert.harness.process import Launcher
+from packed_bert.results.run_dirs import iter_runs, read_summary_json
 from packed_bert.workflows.plan import expand, request_from_namespace
 from packed_bert.workflows.plan_runner import run_plan
 
@@ -251,3 +254,33 @@ def test_dry_run_marks_runs_already_done(tmp_path: Path, capsys: pytest.CaptureF
     from packed_bert.workflows.plan_runner import find_done
 
     assert find_done(runs[0].cfg) is not None and find_done(other) is None
+
+
+def test_a_run_that_ended_short_of_min_duration_runs_once_more_at_the_advised_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the simulated q1 card runs bert-99 at 670.9 samples/s; a target of 100 issues 110 samples a
+    # second's min_duration, which it finishes in a sixth of it: INVALID, and LoadGen's own rate
+    # then sizes the second run past min_duration
+    argv = ["--sut", "r282_z93_q1", "--target-qps", "100", "--setting", "min_duration=1000"]
+    runs = [r for r in plan_of(tmp_path, *argv, "--group.open", "--scenario", "offline") if r.cfg.mode == "performance"]
+    ran: list[RunConfig] = []
+
+    def launch(cfg: RunConfig) -> Path:
+        ran.append(cfg)
+        return run_benchmark(cfg, features=synthetic_features(64)).run_dir
+
+    assert run_plan(runs, launch=launch) == 0
+    assert [c.target_qps for c in ran][0] == 100.0 and len(ran) == 2
+    first, second = (read_summary_json(d) for d, _ in iter_runs(tmp_path))  # both directories kept
+    advised = ran[1].target_qps
+    assert first["valid"] is False and first["advised_target_qps"] == advised
+    assert advised is not None and 1.25 <= advised / first["samples_per_second"] < 1.25 * 1.1  # rounded up
+    assert second["valid"] is True and second["target_qps"] == advised and second["advised_target_qps"] is None
+    out = capsys.readouterr().out
+    assert f"once more at the --target-qps it advises, {advised:g} (the run before stays in " in out
+    row = next(line for line in out.splitlines() if line.startswith("r282_z93_q1 bert-99 Offline performance "))
+    assert row.split()[4:8] == ["VALID", f"{second['samples_per_second']:,.1f}", "samples/s", "at"]
+    # given again, the plan keeps the valid run made at the advised target
+    assert run_plan(runs, launch=launch) == 0 and len(ran) == 2
+    assert ": kept, a valid result is in " in capsys.readouterr().out

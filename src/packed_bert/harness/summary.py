@@ -25,9 +25,9 @@ def _round_up(x: float) -> float:
     return math.ceil(x / step - 1e-9) * step
 
 
-def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
+def advised_target(scenario: Scenario, log: LoadGenSummary) -> tuple[float, str] | None:
     """The --target-qps that would have kept an INVALID Offline or SingleStream run past
-    min_duration, from what the run reached: Offline issues target x min_duration x 1.1 samples
+    min_duration, and what it comes from: Offline issues target x min_duration x 1.1 samples
     and runs them all; SingleStream schedules twice min_duration at the expected latency (1 /
     target) and stops once min_duration has passed. None where that is not why it was INVALID."""
     if log.valid is not False or MIN_DURATION_NOT_MET not in log.invalid_reasons:
@@ -39,10 +39,19 @@ def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
         qps, why = 1.0 / mean_s, f"a sample took {mean_s * 1e3:.3g} ms on average"
     else:
         return None
-    return f"rerun with --target-qps {_round_up(qps * TARGET_MARGIN):g} ({why}; the run ended short of min_duration)"
+    return _round_up(qps * TARGET_MARGIN), why
+
+
+def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
+    """``advised_target`` as the line a run prints under ``fix:``."""
+    advised = advised_target(scenario, log)
+    if advised is None:
+        return None
+    return f"rerun with --target-qps {advised[0]:g} ({advised[1]}; the run ended short of min_duration)"
 
 
 def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: LoadGenSummary) -> dict[str, Any]:
+    advised = advised_target(plan.scenario, log)
     out: dict[str, Any] = {
         "sut": plan.system.name,
         "model": plan.cfg.model,
@@ -66,6 +75,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "invalid_reasons": result.invalid_reasons,
         "loadgen_recommendations": result.loadgen_recommendations,
         "target_advice": target_advice(plan.scenario, log),
+        "advised_target_qps": advised[0] if advised else None,
         "token_efficiency": stats.get("token_efficiency"),
         "gain_over_padding": stats.get("gain_over_padding"),
         "samples": stats.get("samples"),
