@@ -44,17 +44,34 @@ static void add_layernorm_row(const layernorm_args *a, long m) {
     float row[8192] __attribute__((aligned(64)));
     const char *a_row = (const char *)x + (size_t)m * H * float_bytes(x_kind);
     const char *b_row = (const char *)residual + (size_t)m * H * float_bytes(r_kind);
-    __m512 sum = _mm512_setzero_ps();
-    for (long k = 0; k < H; k += 16) {
+    /* the sums in four parts, 16 values apart (H % 64 == 0 fills all four; the rest go to the
+       first): four chains of additions instead of one, 9-13% off the kernel (2026-12-06) */
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    long k = 0;
+    for (; k + 64 <= H; k += 64)
+        for (int j = 0; j < 4; j++) {
+            __m512 v = _mm512_add_ps(load_float(a_row, k + 16 * j, x_kind), load_float(b_row, k + 16 * j, r_kind));
+            _mm512_store_ps(row + k + 16 * j, v);
+            acc[j] = _mm512_add_ps(acc[j], v);
+        }
+    for (; k < H; k += 16) {
         __m512 v = _mm512_add_ps(load_float(a_row, k, x_kind), load_float(b_row, k, r_kind));
         _mm512_store_ps(row + k, v);
-        sum = _mm512_add_ps(sum, v);
+        acc[0] = _mm512_add_ps(acc[0], v);
     }
-    __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)H), sq = _mm512_setzero_ps();
-    for (long k = 0; k < H; k += 16) {
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)H);
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    for (k = 0; k + 64 <= H; k += 64)
+        for (int j = 0; j < 4; j++) {
+            __m512 d = _mm512_sub_ps(_mm512_load_ps(row + k + 16 * j), mean);
+            acc[j] = _mm512_fmadd_ps(d, d, acc[j]);
+        }
+    for (; k < H; k += 16) {
         __m512 d = _mm512_sub_ps(_mm512_load_ps(row + k), mean);
-        sq = _mm512_fmadd_ps(d, d, sq);
+        acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
     }
+    __m512 sq = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     __m512 inv = _mm512_set1_ps(1.f / sqrtf(_mm512_reduce_add_ps(sq) / (float)H + eps));
     const __m512i zp = _mm512_set1_epi32(q_zp);
     for (long k = 0; k < H; k += 64) { /* a cache line of uint8 at a time (16 values past H % 64) */
