@@ -32,6 +32,10 @@ typedef struct {
     uint16_t *p;        /* weights, rows n32 apart */
     float *inv_sum;
     long rows, n, n32, per_group, unit, units;
+    long group, in_group; /* unit = group * per_group + in_group, counted rather than divided */
+    /* units due after each of `steps` tile steps, floor(done * units / steps), counted rather than
+       divided (integer divisions there cost attention 2-5%) */
+    long steps, step_units, step_rem, rem, quota;
     float log2e;        /* log2 e times the scores' multiplier (a power of two, or 1) */
     __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
 } softmax_work;
@@ -40,9 +44,28 @@ static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, f
                                  float multiplier) {
     w->s = s, w->p = p, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
     w->log2e = 1.44269504f * multiplier;
-    w->per_group = 1 + n32 / 32, w->unit = 0;
+    w->per_group = 1 + n32 / 32, w->unit = 0, w->group = 0, w->in_group = 0;
     w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
     if (rows < 16) memset(p + rows * n32, 0, (16 - rows) * n32 * 2);
+}
+
+/* Spread the softmax's units over the `steps` tile steps of a pipeline step (before the first) */
+static inline void softmax_spread(softmax_work *w, long steps) {
+    w->steps = steps > 0 ? steps : 1, w->step_units = w->units / w->steps, w->step_rem = w->units % w->steps;
+    w->rem = 0, w->quota = 0;
+}
+
+/* The units due once one more step is done: floor(done * units / steps), without dividing */
+static inline long softmax_quota(softmax_work *w) {
+    w->quota += w->step_units, w->rem += w->step_rem;
+    if (w->rem >= w->steps) w->rem -= w->steps, w->quota++;
+    return w->quota;
+}
+
+/* On to the next unit, its group and place in the group counted along */
+static inline void softmax_advance(softmax_work *w) {
+    w->unit++;
+    if (++w->in_group == w->per_group) w->in_group = 0, w->group++;
 }
 
 /* Units [w->unit, until) */
@@ -50,8 +73,8 @@ static inline void softmax_until(softmax_work *w, long until) {
     const __m512 log2e = _mm512_set1_ps(w->log2e);
     const long n = w->n, n32 = w->n32, full = n / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
-    for (; w->unit < until; w->unit++) {
-        long g = w->unit / w->per_group, u = w->unit % w->per_group, r0 = g * SOFTMAX_ROWS;
+    for (; w->unit < until; softmax_advance(w)) {
+        long g = w->group, u = w->in_group, r0 = g * SOFTMAX_ROWS;
         long count = w->rows - r0 < SOFTMAX_ROWS ? w->rows - r0 : SOFTMAX_ROWS;
         const float *s = w->s + r0 * S_STRIDE;
         if (u == 0) { /* the rows' maxima, times log2 e */
@@ -121,9 +144,9 @@ typedef struct {
 
 /* Scores of query block qb against every key of kp (K as B tiles, k_steps blocks of 16) into sb,
    rows S_STRIDE floats apart; after each tile step the softmax `w` (NULL: none) runs on to its
-   share, `*done` of `steps` steps taken */
+   share (softmax_quota) */
 static inline void scores_block(const query_rows *q, const uint32_t *kp, long qb, int dim, long k_steps, float *sb,
-                                softmax_work *w, long *done, long steps) {
+                                softmax_work *w) {
     const int dw = dim / 2;
     const int in_place = qb < q->direct_blocks;
     const uint16_t *rows = in_place ? q->direct + qb * 16 * q->stride : q->copied + (qb - q->direct_blocks) * 16 * dim;
@@ -139,7 +162,7 @@ static inline void scores_block(const query_rows *q, const uint32_t *kp, long qb
             _tile_dpbf16ps(0, 5, 7);
         }
         TILE_STORED(0, sb + kb * 16, S_STRIDE * 4);
-        if (w) softmax_until(w, ++*done * w->units / steps);
+        if (w) softmax_until(w, softmax_quota(w));
     }
 }
 
@@ -199,14 +222,15 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     const long blocks = n16 / 16, v_steps = n32 / 32; /* blocks of 16 queries; keys come in the same blocks */
     softmax_work w = {0};
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
-    scores_block(&q, kp, 0, dim, blocks, s[0], NULL, NULL, 0);
+    scores_block(&q, kp, 0, dim, blocks, s[0], NULL);
     for (long b = 0; b <= blocks; b++) { /* step b: block b's softmax, block b + 1's scores, block b - 1's P V */
         COMPILER_BARRIER(); /* block b - 1's weights written before the tiles load them */
         long rows = b < blocks ? (n - b * 16 < 16 ? n - b * 16 : 16) : 0;
-        long steps = (b + 1 < blocks ? blocks : 0) + (b > 0 ? v_steps : 0), done = 0;
+        long steps = (b + 1 < blocks ? blocks : 0) + (b > 0 ? v_steps : 0);
         if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
         else w = (softmax_work){0};
-        if (b + 1 < blocks) scores_block(&q, kp, b + 1, dim, blocks, s[(b + 1) & 1], &w, &done, steps);
+        softmax_spread(&w, steps);
+        if (b + 1 < blocks) scores_block(&q, kp, b + 1, dim, blocks, s[(b + 1) & 1], &w);
         if (b > 0) { /* out = P V for block b - 1 */
             const uint16_t *pb = p[(b - 1) & 1];
             _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
@@ -218,7 +242,7 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
                     _tile_loadd(6, vp + kb * (dim / 16) * 512 + 2 * 512, 64); _tile_dpbf16ps(2, 4, 6);
                     _tile_loadd(6, vp + kb * (dim / 16) * 512 + 3 * 512, 64); _tile_dpbf16ps(3, 4, 6);
                 }
-                softmax_until(&w, ++done * w.units / steps);
+                softmax_until(&w, softmax_quota(&w));
             }
             for (int db = 0; db < dim / 16; db++) {
                 switch (db) {  /* tile numbers are immediates */
