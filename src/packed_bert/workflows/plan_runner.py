@@ -7,8 +7,9 @@ done kept, a failed run passed over, and a closing table.
   that was interrupted goes on where it stopped when it is given again.
 - An Offline or SingleStream performance run INVALID only because it ended short of min_duration
   (its target QPS below what the system does) runs again at the target it advises
-  (``harness.summary.advised_target``), up to ``RETARGETS`` times; the directories before stay. There the target sets
-  only how long a run lasts, so a valid run at another target counts as done.
+  (``harness.summary.advised_target``), up to ``RETARGETS`` times; the directories before stay.
+  There the target sets only how long a run lasts, so a valid run at another target counts as
+  done.
 - A run that fails (an error, a crashed process) is reported and the plan goes on with the runs
   that do not need it; a compliance run whose accuracy or performance run failed is not run.
 - The table at the end: run, status, key figure, directory. Exit status 0 when every run has a
@@ -86,7 +87,7 @@ def _key(cfg: RunConfig) -> dict[str, Any]:
     values["sut"] = load_system(cfg.sut).name
     values["round"] = get_round(cfg.round).name
     if cfg.mode == Mode.COMPLIANCE or _target_sets_only_duration(cfg):
-        values["target_qps"] = None  # the audit runs take the performance run's
+        values["target_qps"] = None  # audit runs take the performance run's; elsewhere it sizes the run
     return values
 
 
