@@ -44,7 +44,10 @@ def advised_target(scenario: Scenario, log: LoadGenSummary) -> tuple[float, str]
 
 def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
     """``advised_target`` as the line a run prints under ``fix:``."""
-    advised = advised_target(scenario, log)
+    return _advice_line(advised_target(scenario, log))
+
+
+def _advice_line(advised: tuple[float, str] | None) -> str | None:
     if advised is None:
         return None
     return f"rerun with --target-qps {advised[0]:g} ({advised[1]}; the run ended short of min_duration)"
@@ -74,7 +77,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "devices_lost": result.devices_lost,
         "invalid_reasons": result.invalid_reasons,
         "loadgen_recommendations": result.loadgen_recommendations,
-        "target_advice": target_advice(plan.scenario, log),
+        "target_advice": _advice_line(advised),
         "advised_target_qps": advised[0] if advised else None,
         "token_efficiency": stats.get("token_efficiency"),
         "gain_over_padding": stats.get("gain_over_padding"),
