@@ -1,19 +1,20 @@
 /* Attention per sequence on bf16 tiles, with its softmax. Part of amx.c's one translation unit
    (included there, in order; not compiled alone). */
 
-/* 2^t for t <= 0, for softmax weights rounded to bf16 afterwards: t = n + f with |f| <= 1/2,
-   2^f = e^(f ln 2) by its degree-5 Taylor polynomial (relative error < 3e-6), times 2^n by
-   vscalefps (0 where 2^n underflows, so no clamp) */
+/* 2^t for t <= 0, for softmax weights rounded to bf16 afterwards: t = n + f with n = floor(t) and
+   f in [0, 1) in one vreduceps, 2^f by a degree-4 polynomial (relative error < 2.7e-6: the
+   least-maximum-relative-error fit on [0, 1), by reweighted least squares), times 2^n by
+   vscalefps, which floors t itself (0 where 2^n underflows, so no clamp). Six instructions where
+   rounding to the nearest n, a subtraction and a degree-5 Taylor polynomial took eight
+   (2026-12-06: attention 6-14% faster; the softmax's vector work is what the tiles wait for). */
 static inline __m512 exp2_neg_softmax(__m512 t) {
-    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), f = _mm512_sub_ps(t, n);
-    const float ln2 = 0.693147181f;
-    __m512 p = _mm512_set1_ps(ln2 * ln2 * ln2 * ln2 * ln2 / 120);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2 * ln2 * ln2 * ln2 / 24));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2 * ln2 * ln2 / 6));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2 * ln2 / 2));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(ln2));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(p, n);
+    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_set1_ps(0.013534166850149632f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.052011460065841675f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2414427548646927f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6930038332939148f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000026226043701f));
+    return _mm512_scalef_ps(p, t);
 }
 
 #define MAX_SEQ 512   /* tokens of one sequence */
@@ -46,7 +47,8 @@ static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, f
     w->log2e = 1.44269504f * multiplier;
     w->per_group = 1 + n32 / 32, w->unit = 0, w->group = 0, w->in_group = 0;
     w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
-    if (rows < 16) memset(p + rows * n32, 0, (16 - rows) * n32 * 2);
+    long padded = (rows + 15) / 16 * 16;
+    if (rows < padded) memset(p + rows * n32, 0, (padded - rows) * n32 * 2);
 }
 
 /* Spread the softmax's units over the `steps` tile steps of a pipeline step (before the first) */
@@ -142,37 +144,87 @@ typedef struct {
     const uint16_t *copied; /* block b at copied + (b - direct_blocks) * 16 * dim, rows dim apart */
 } query_rows;
 
-/* Scores of query block qb against every key of kp (K as B tiles, k_steps blocks of 16) into sb,
-   rows S_STRIDE floats apart; after each tile step the softmax `w` (NULL: none) runs on to its
-   share (softmax_quota) */
-static inline void scores_block(const query_rows *q, const uint32_t *kp, long qb, int dim, long k_steps, float *sb,
-                                softmax_work *w) {
-    const int dw = dim / 2;
+/* The first row of query block qb as the tiles read it, and the bytes between its rows */
+static inline const uint16_t *query_block(const query_rows *q, long qb, int dim, long *row_bytes) {
     const int in_place = qb < q->direct_blocks;
-    const uint16_t *rows = in_place ? q->direct + qb * 16 * q->stride : q->copied + (qb - q->direct_blocks) * 16 * dim;
-    const long row_bytes = in_place ? q->stride * 2 : dim * 2;
-    _tile_loadd(4, rows, row_bytes);
-    if (dim == 64) _tile_loadd(5, rows + 32, row_bytes);
+    *row_bytes = in_place ? q->stride * 2 : dim * 2;
+    return in_place ? q->direct + qb * 16 * q->stride : q->copied + (qb - q->direct_blocks) * 16 * dim;
+}
+
+/* Scores of query blocks qb and, if `two`, qb + 1 against every key of kp (K as B tiles, k_steps
+   blocks of 16) into sb, rows S_STRIDE floats apart (block qb + 1's 16 rows below qb's): each K
+   tile is loaded once for both blocks (K streams from L2 once per pair of blocks, not per
+   block). After each tile step the softmax `w` (NULL: none) runs on to its share
+   (softmax_quota). */
+static inline void scores_pair(const query_rows *q, const uint32_t *kp, long qb, int two, int dim, long k_steps, float *sb,
+                               softmax_work *w) {
+    const int dw = dim / 2;
+    long ra, rb = 0;
+    const uint16_t *a = query_block(q, qb, dim, &ra), *b = two ? query_block(q, qb + 1, dim, &rb) : NULL;
+    _tile_loadd(2, a, ra);
+    if (dim == 64) _tile_loadd(3, a + 32, ra);
+    if (two) {
+        _tile_loadd(4, b, rb);
+        if (dim == 64) _tile_loadd(5, b + 32, rb);
+    }
+    float *sb2 = sb + 16 * S_STRIDE;
     for (long kb = 0; kb < k_steps; kb++) {
         _tile_zero(0);
         _tile_loadd(6, kp + kb * dw * 16, 64);
-        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(0, 2, 6);
+        if (two) { _tile_zero(1); _tile_dpbf16ps(1, 4, 6); }
         if (dim == 64) {
             _tile_loadd(7, kp + kb * dw * 16 + 256, 64);
-            _tile_dpbf16ps(0, 5, 7);
+            _tile_dpbf16ps(0, 3, 7);
+            if (two) _tile_dpbf16ps(1, 5, 7);
         }
         TILE_STORED(0, sb + kb * 16, S_STRIDE * 4);
+        if (two) TILE_STORED(1, sb2 + kb * 16, S_STRIDE * 4);
         if (w) softmax_until(w, softmax_quota(w));
+    }
+}
+
+/* o [32 rows][dim] = P V for a pair of query blocks (the second only if `two`; P's rows n32 apart,
+   the second block's 16 below the first's), in halves of the head dimension: each V tile is loaded
+   once for both blocks. Every output tile sums the key steps in the same order as one block at a
+   time. */
+static inline void pv_pair(const uint16_t *pb, const uint16_t *vp, int two, int dim, long n32, long v_steps, float *o,
+                           softmax_work *w) {
+    const uint16_t *pb2 = pb + 16 * n32;
+    for (int half = 0; half < dim / 32; half++) {
+        _tile_zero(0); _tile_zero(1);
+        if (two) { _tile_zero(2); _tile_zero(3); }
+        for (long kb = 0; kb < v_steps; kb++) {
+            const uint16_t *v = vp + kb * (dim / 16) * 512 + half * 2 * 512;
+            _tile_loadd(4, pb + kb * 32, n32 * 2);
+            _tile_loadd(6, v, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, v + 512, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            if (two) {
+                _tile_loadd(5, pb2 + kb * 32, n32 * 2);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            softmax_until(w, softmax_quota(w));
+        }
+        TILE_STORED(0, o + half * 32, dim * 4);
+        TILE_STORED(1, o + half * 32 + 16, dim * 4);
+        if (two) {
+            TILE_STORED(2, o + 16 * dim + half * 32, dim * 4);
+            TILE_STORED(3, o + 16 * dim + half * 32 + 16, dim * 4);
+        }
     }
 }
 
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
-   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). Blocks of 16 queries
-   in a pipeline: block b's softmax is interleaved with the tile steps of block b + 1's scores
-   and block b - 1's P V (the same operations on each block as one at a time, so the same bits;
-   one 268-token layer 420 -> 355 us: the tiles and the vector units overlap only in part). */
+   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). Pairs of blocks of 16
+   queries in a pipeline: pair b's softmax is interleaved with the tile steps of pair b + 1's
+   scores and pair b - 1's P V (the same operations on each block as one at a time, so the same
+   bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
+   2026-12-06: 2-4% less, K and V loaded once a pair). */
 static void attend_one(const uint16_t *base, long stride, long k_off, long v_off, long n, int dim, float scale,
                        void *out, long out_stride, int out_kind, const float *q_scale, int q_zp) {
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
@@ -180,10 +232,10 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
     uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q blocks copied (query_rows) */
     uint32_t kp[MAX_SEQ * MAX_DIM / 2] __attribute__((aligned(64)));       /* K as B tiles: [n/16][dw][16] words */
     uint16_t vp[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* V as B tiles: [n/32][dim/16][16][16][2] */
-    float s[2][16 * S_STRIDE] __attribute__((aligned(64)));                /* scores of two blocks */
-    float inv_sum[2][16];
-    uint16_t p[2][16 * MAX_SEQ] __attribute__((aligned(64)));              /* weights of two blocks */
-    float o[16 * MAX_DIM] __attribute__((aligned(64)));
+    float s[2][32 * S_STRIDE] __attribute__((aligned(64)));                /* scores of two pairs of blocks */
+    float inv_sum[2][32];
+    uint16_t p[2][32 * MAX_SEQ] __attribute__((aligned(64)));              /* weights of two pairs */
+    float o[32 * MAX_DIM] __attribute__((aligned(64)));
     /* Q x scale: 1/8 (head dimension 64) and 1 (the Q layer holds it) are exact in bf16, so the
        tiles read Q in place and the softmax multiplies the scores instead; otherwise (1/sqrt(32))
        the product is rounded to bf16 once, as torch does, into a copy */
@@ -219,40 +271,22 @@ static void attend_one(const uint16_t *base, long stride, long k_off, long v_off
             _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
         }
     }
-    const long blocks = n16 / 16, v_steps = n32 / 32; /* blocks of 16 queries; keys come in the same blocks */
+    const long blocks = n16 / 16, pairs = (blocks + 1) / 2, v_steps = n32 / 32; /* keys come in blocks of 16 too */
     softmax_work w = {0};
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
-    scores_block(&q, kp, 0, dim, blocks, s[0], NULL);
-    for (long b = 0; b <= blocks; b++) { /* step b: block b's softmax, block b + 1's scores, block b - 1's P V */
-        COMPILER_BARRIER(); /* block b - 1's weights written before the tiles load them */
-        long rows = b < blocks ? (n - b * 16 < 16 ? n - b * 16 : 16) : 0;
-        long steps = (b + 1 < blocks ? blocks : 0) + (b > 0 ? v_steps : 0);
-        if (b < blocks) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
+    scores_pair(&q, kp, 0, blocks > 1, dim, blocks, s[0], NULL);
+    for (long b = 0; b <= pairs; b++) { /* step b: pair b's softmax, pair b + 1's scores, pair b - 1's P V */
+        COMPILER_BARRIER(); /* pair b - 1's weights written before the tiles load them */
+        long rows = b < pairs ? (n - b * 32 < 32 ? n - b * 32 : 32) : 0;
+        int next_two = 2 * (b + 1) + 1 < blocks, last_two = b > 0 && 2 * (b - 1) + 1 < blocks;
+        long steps = (b + 1 < pairs ? blocks : 0) + (b > 0 ? v_steps * (dim / 32) : 0);
+        if (b < pairs) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
         else w = (softmax_work){0};
         softmax_spread(&w, steps);
-        if (b + 1 < blocks) scores_block(&q, kp, b + 1, dim, blocks, s[(b + 1) & 1], &w);
-        if (b > 0) { /* out = P V for block b - 1 */
-            const uint16_t *pb = p[(b - 1) & 1];
-            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-            for (long kb = 0; kb < v_steps; kb++) {
-                _tile_loadd(4, pb + kb * 32, n32 * 2);
-                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 0 * 512, 64); _tile_dpbf16ps(0, 4, 6);
-                _tile_loadd(6, vp + kb * (dim / 16) * 512 + 1 * 512, 64); _tile_dpbf16ps(1, 4, 6);
-                if (dim == 64) {
-                    _tile_loadd(6, vp + kb * (dim / 16) * 512 + 2 * 512, 64); _tile_dpbf16ps(2, 4, 6);
-                    _tile_loadd(6, vp + kb * (dim / 16) * 512 + 3 * 512, 64); _tile_dpbf16ps(3, 4, 6);
-                }
-                softmax_until(&w, softmax_quota(&w));
-            }
-            for (int db = 0; db < dim / 16; db++) {
-                switch (db) {  /* tile numbers are immediates */
-                case 0: TILE_STORED(0, o + 0, dim * 4); break;
-                case 1: TILE_STORED(1, o + 16, dim * 4); break;
-                case 2: TILE_STORED(2, o + 32, dim * 4); break;
-                default: TILE_STORED(3, o + 48, dim * 4); break;
-                }
-            }
-            long q0 = (b - 1) * 16, done_rows = n - q0 < 16 ? n - q0 : 16;
+        if (b + 1 < pairs) scores_pair(&q, kp, 2 * (b + 1), next_two, dim, blocks, s[(b + 1) & 1], &w);
+        if (b > 0) { /* out = P V for pair b - 1 */
+            pv_pair(p[(b - 1) & 1], vp, last_two, dim, n32, v_steps, o, &w);
+            long q0 = (b - 1) * 32, done_rows = n - q0 < 32 ? n - q0 : 32;
             const float *inv = inv_sum[(b - 1) & 1];
             for (long i = 0; i < done_rows; i++)
                 for (int d = 0; d < dim; d += 16) {
