@@ -412,7 +412,7 @@ def add_layernorm(
 ) -> torch.Tensor:
     """``norm(x + residual)`` computed in fp32 for x and residual fp32 or bf16 [..., H], written in
     ``out_dtype`` (default: the residual's, the residual stream's kind), in one pass over memory
-    (H a multiple of 16, at most 8,192; torch's otherwise); results over 4 MiB are stored around
+    (H a multiple of 16, at most 8,192; torch's otherwise); results over 64 MiB are stored around
     the caches (no line is read before it is overwritten). Each row alone: the same bits in any
     batch. With ``feeds`` (the layer that takes the result next) the pass also writes that layer's
     tile input (uint8 on its grid, or bf16) from the unrounded result and hands it over
