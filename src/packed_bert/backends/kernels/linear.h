@@ -49,27 +49,42 @@ typedef struct {
     int stream; /* fp32 / bf16 rows written past the caches (whole 64-byte lines, aligned) */
 } epilogue_args;
 
+/* A finished block's column constants: its int32 sums' zero-point corrections and scales (fp32
+   sums: none), its bias, and the next layer's uint8 grid (kind AS_U8) */
+typedef struct {
+    __m512i zp0, zp1, grid_zp;
+    __m512 scale0, scale1, bias0, bias1, grid0, grid1;
+} epilogue_consts;
+
+static inline __attribute__((always_inline)) epilogue_consts block_consts(const epilogue_args *e, long n, int kind,
+                                                                          int fp32_sums) {
+    epilogue_consts c = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps(),    _mm512_setzero_ps(),    _mm512_setzero_ps(),    _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+    if (!fp32_sums) {
+        c.zp0 = _mm512_loadu_si512(e->colsum_zp + n), c.zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+        c.scale0 = _mm512_loadu_ps(e->col_scale + n), c.scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
+    }
+    c.bias0 = _mm512_loadu_ps(e->bias + n), c.bias1 = _mm512_loadu_ps(e->bias + n + 16);
+    if (kind == AS_U8) {
+        c.grid0 = _mm512_loadu_ps(e->out_scale + n), c.grid1 = _mm512_loadu_ps(e->out_scale + n + 16);
+        c.grid_zp = _mm512_set1_epi32(e->out_zero_point);
+    }
+    return c;
+}
+
 /* Rows [r0, r1) of a finished block: int32 sums' scales (fp32 sums: none), bias, GELU, then fp32,
-   bf16 or the next layer's uint8. The block's column constants are loaded once; `gelu`, `kind`,
-   `stream` and `fp32_sums` are constants in each caller. */
-static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b, long r0, long r1,
-                                                                 int gelu, int kind, int stream, int fp32_sums) {
+   bf16 or the next layer's uint8, with the block's column constants `c`; `gelu`, `kind`, `stream`
+   and `fp32_sums` are constants where it is inlined (linear_columns) */
+static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b,
+                                                                 const epilogue_consts *c, long r0, long r1, int gelu,
+                                                                 int kind, int stream, int fp32_sums) {
     if (r1 > b->rows) r1 = b->rows;
     if (r0 >= r1) return;
     const long n = b->n0;
-    __m512i zp0 = _mm512_setzero_si512(), zp1 = zp0;
-    __m512 scale0 = _mm512_setzero_ps(), scale1 = scale0;
-    if (!fp32_sums) {
-        zp0 = _mm512_loadu_si512(e->colsum_zp + n), zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
-        scale0 = _mm512_loadu_ps(e->col_scale + n), scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
-    }
-    const __m512 bias0 = _mm512_loadu_ps(e->bias + n), bias1 = _mm512_loadu_ps(e->bias + n + 16);
-    __m512 grid0 = _mm512_setzero_ps(), grid1 = grid0;
-    __m512i grid_zp = _mm512_setzero_si512();
-    if (kind == AS_U8) {
-        grid0 = _mm512_loadu_ps(e->out_scale + n), grid1 = _mm512_loadu_ps(e->out_scale + n + 16);
-        grid_zp = _mm512_set1_epi32(e->out_zero_point);
-    }
+    const __m512i zp0 = c->zp0, zp1 = c->zp1, grid_zp = c->grid_zp;
+    const __m512 scale0 = c->scale0, scale1 = c->scale1, bias0 = c->bias0, bias1 = c->bias1, grid0 = c->grid0,
+                 grid1 = c->grid1;
     for (long i = r0; i < r1; i++) {
         const int32_t *acc = b->acc + i * BLOCK_N;
         size_t o = (size_t)(b->m + i) * e->out_stride + n;
@@ -100,23 +115,6 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
             _mm512_storeu_ps((float *)e->out + o, y0);
             _mm512_storeu_ps((float *)e->out + o + 16, y1);
         }
-    }
-}
-
-/* one case per (sums, stream, gelu, kind); uint8 rows are half a cache line: never streamed */
-#define EPILOGUE_CASE(sums, stream, gelu, kind) \
-    case (sums) * 12 + (stream) * 6 + (gelu) * 3 + (kind): epilogue_block(e, b, r0, r1, gelu, kind, stream, sums); break;
-#define EPILOGUE_CASES(sums)                                                                            \
-    EPILOGUE_CASE(sums, 0, 0, AS_FP32) EPILOGUE_CASE(sums, 0, 0, AS_BF16) EPILOGUE_CASE(sums, 0, 0, AS_U8) \
-    EPILOGUE_CASE(sums, 0, 1, AS_FP32) EPILOGUE_CASE(sums, 0, 1, AS_BF16) EPILOGUE_CASE(sums, 0, 1, AS_U8) \
-    EPILOGUE_CASE(sums, 1, 0, AS_FP32) EPILOGUE_CASE(sums, 1, 0, AS_BF16)                                  \
-    EPILOGUE_CASE(sums, 1, 1, AS_FP32) EPILOGUE_CASE(sums, 1, 1, AS_BF16)
-
-static inline void epilogue_rows(const epilogue_args *e, const block_out *b, long r0, long r1, int fp32_sums) {
-    switch (fp32_sums * 12 + e->stream * 6 + e->gelu * 3 + e->out_kind) {
-    EPILOGUE_CASES(0)
-    EPILOGUE_CASES(1)
-    default: break;
     }
 }
 
@@ -166,6 +164,154 @@ static inline void prefetch_lines(weight_lines *w, long count) {
    more. The encoder's FFN output layer reads one (4,096 uint8 or bf16 values a row). */
 long pb_tile_row_bytes(long bytes) { return bytes % 4096 ? bytes : bytes + 64; }
 
+/* What every thread of one linear call reads: the tile input, the weights, the shapes and the
+   epilogue's arguments */
+typedef struct {
+    const uint8_t *q;      /* tile input, rows lda bytes apart, m_pad of them */
+    const void *packed;    /* weights in tile order */
+    long M, m_pad, lda, row_bytes, k_blocks, pairs, N;
+    chunk_runs *shared;    /* chunks of columns handed out, where they are */
+    epilogue_args e;
+} linear_job;
+
+/* One thread's part of a linear call (in the parallel region, after the input is quantized):
+   its columns of every row block on the tiles, each finished block's epilogue interleaved with
+   the next block's tile steps. gelu, kind (the output's), stream and fp32_sums are constants where
+   linear inlines it, one copy per case: the epilogue's branches and its block's column constants
+   leave the loop over K steps (one sample's Q|K|V, attention output and FFN output layers 3-6%
+   faster, 2026-12-06). */
+static inline __attribute__((always_inline)) void linear_columns(const linear_job *j, int gelu, int kind, int stream,
+                                                                 int fp32_sums) {
+    configure_tiles();
+    const epilogue_args e = j->e;
+    const long M = j->M, m_pad = j->m_pad, lda = j->lda, k_blocks = j->k_blocks, pairs = j->pairs, N = j->N;
+    const uint8_t *q = j->q;
+    uint8_t *out = e.out; /* written here by flush_stage only: uint8 rows */
+    const long out_stride = e.out_stride;
+    chunk_runs *shared_runs = j->shared;
+    int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    long p_begin = pairs * t / threads, p_end = pairs * (t + 1) / threads;
+    /* Software pipeline: while the tiles sum block i, the vector units finish block i - 1
+       (a slice of its rows after every K step), from the other half of `acc`. */
+    int32_t acc[2][BLOCK_M * BLOCK_N] __attribute__((aligned(64)));
+    block_out prev = {0};
+    int half = 0;
+    /* K in slices where the input outgrows L2 but a slice of it and this thread's partial sums
+       do not (one sample's rows into the bf16 FFN output layer: 2.3 MB of input, read again
+       from L3 for every chunk of weights otherwise): a slice of the input stays in L2 while
+       every chunk of weights passes, and the tiles' sums go to memory between slices and come
+       back (the same sums in the same order: the same bits) */
+    const size_t input_bytes = (size_t)m_pad * j->row_bytes, partial_bytes = (size_t)m_pad * ((pairs + threads - 1) / threads) * BLOCK_N * 4;
+    long slices = 1;
+    if (input_bytes > SMALL_INPUT && partial_bytes <= PARTIAL_MAX)
+        while (input_bytes / slices > SLICE_INPUT && k_blocks % (slices * 2) == 0) slices *= 2;
+    /* balanced where chunks are small (an input that stays in L2: one sample's rows) and many;
+       a large input's chunks are a third of a thread's share or more, and taking one from a
+       thread only a little behind made an Offline batch 2% slower */
+    const int claims = slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
+    int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
+    if (!partial) slices = 1;
+    const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
+    /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
+       computes, the next one's weights are prefetched into L2, spread over its K steps (one
+       sample's rows read the weights from memory once, so this hides most of that read). */
+    const size_t pair_bytes = (size_t)k_blocks * 2048, slice_pair_bytes = (size_t)slice_kb * 2048;
+    long chunk = CHUNK_SMALL / slice_pair_bytes > 0 ? CHUNK_SMALL / slice_pair_bytes : 1; /* column pairs */
+    if (input_bytes / slices > SMALL_INPUT) {
+        chunk = CHUNK_LARGE / pair_bytes;
+        /* the bounds hold for int8 weights; bf16 ones take twice the bytes a column */
+        long least = CHUNK_LARGE_MIN_N / BLOCK_N / (fp32_sums ? 2 : 1), most = CHUNK_LARGE_MAX_N / BLOCK_N / (fp32_sums ? 2 : 1);
+        chunk = chunk < least ? least : chunk > most ? most : chunk;
+    }
+    /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
+       in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
+    int stage_u8 = kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
+    uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
+    if (claims) share_chunks(shared_runs, (pairs + chunk - 1) / chunk);
+    /* this thread's chunks: claimed as it starts the one before (so that one's weights can be
+       prefetched meanwhile), or its fixed share in order */
+    const long limit = claims ? pairs : p_end;
+    const char *weights = (const char *)j->packed;
+    for (long slice = 0; slice < slices; slice++) {
+        const long kb0 = slice * slice_kb;
+        const int last = slice == slices - 1;
+        for (long c0 = claims ? first_pair(shared_runs, t, chunk, limit, 1) : p_begin, c_next; c0 < limit; c0 = c_next) {
+            long c1 = c0 + chunk < limit ? c0 + chunk : limit;
+            c_next = claims ? first_pair(shared_runs, t, chunk, limit, 0) : c1;
+            long c2 = c_next + chunk < limit ? c_next + chunk : limit;
+            /* the next chunk's weights of this slice: per pair two tiles' runs of slice_kb K steps */
+            weight_lines next = {weights, pair_bytes, k_blocks, kb0, slice_kb * 16, c_next, 0, slice_kb * 16,
+                                 (c2 > c_next ? c2 - c_next : 0) * 2 * slice_kb * 16, NULL};
+            next.at = next.lines ? run_start(&next) : NULL;
+            long steps = (m_pad / BLOCK_M) * (c1 - c0) * slice_kb, lines_per_step = (next.lines + steps - 1) / steps;
+            for (long m = 0; m < m_pad; m += BLOCK_M) {
+                const uint8_t *a = q + (size_t)m * lda + kb0 * TILE_K;
+                const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
+                for (long p = c0; p < c1; p++) {
+                    const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
+                    const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
+                    int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
+                    if (slice == 0) {
+                        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+                    } else {
+                        _tile_loadd(0, part, BLOCK_N * 4); _tile_loadd(1, part + 16, BLOCK_N * 4);
+                        _tile_loadd(2, part + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                    }
+                    /* the finished block's column constants, once for its whole epilogue */
+                    const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
+                    for (long kb = 0; kb < slice_kb; kb++) {
+                        _tile_loadd(4, a + kb * TILE_K, lda);
+                        if (!one_tile) _tile_loadd(5, a + 16 * lda + kb * TILE_K, lda);
+                        /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
+                        _tile_stream_loadd(6, b0 + kb * 1024, 64);
+                        _tile_stream_loadd(7, b1 + kb * 1024, 64);
+                        if (fp32_sums) {
+                            _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+                            if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
+                        } else {
+                            _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+                            if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
+                        }
+                        if (last) epilogue_block(&e, &prev, &pc, kb * step_rows, (kb + 1) * step_rows, gelu, kind, stream, fp32_sums);
+                        prefetch_lines(&next, lines_per_step);
+                    }
+                    if (!last) { /* the partial sums wait for the next slice */
+                        TILE_STORED(0, part, BLOCK_N * 4); TILE_STORED(1, part + 16, BLOCK_N * 4);
+                        TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                        continue;
+                    }
+                    epilogue_block(&e, &prev, &pc, slice_kb * step_rows, BLOCK_M, gelu, kind, stream, fp32_sums);
+                    if (prev.flush_width) flush_stage(&prev, out, out_stride);
+                    int32_t *c = acc[half];
+                    TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
+                    if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
+                    prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
+                                       stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
+                                       stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
+                    half ^= 1;
+                }
+            }
+            /* its own run done, a thread takes another's last chunk (not before: it would
+               hold it while this one computed) */
+            if (claims && c_next >= limit) c_next = first_pair(shared_runs, t, chunk, limit, 1);
+        }
+    }
+    const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
+    epilogue_block(&e, &prev, &pc, 0, BLOCK_M, gelu, kind, stream, fp32_sums);
+    if (prev.flush_width) flush_stage(&prev, out, out_stride);
+    if (stream || stage_u8) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
+    _tile_release();
+}
+
+/* one case per (sums, stream, gelu, output kind); uint8 rows are half a cache line: never streamed */
+#define LINEAR_CASE(sums, stream, gelu, kind) \
+    case (sums) * 12 + (stream) * 6 + (gelu) * 3 + (kind): linear_columns(&job, gelu, kind, stream, sums); break;
+#define LINEAR_CASES(sums)                                                                            \
+    LINEAR_CASE(sums, 0, 0, AS_FP32) LINEAR_CASE(sums, 0, 0, AS_BF16) LINEAR_CASE(sums, 0, 0, AS_U8) \
+    LINEAR_CASE(sums, 0, 1, AS_FP32) LINEAR_CASE(sums, 0, 1, AS_BF16) LINEAR_CASE(sums, 0, 1, AS_U8) \
+    LINEAR_CASE(sums, 1, 0, AS_FP32) LINEAR_CASE(sums, 1, 0, AS_BF16)                                  \
+    LINEAR_CASE(sums, 1, 1, AS_FP32) LINEAR_CASE(sums, 1, 1, AS_BF16)
+
 /* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
    q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
    VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
@@ -194,6 +340,11 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
     if (!q) return 2;
     long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
     chunk_runs shared = {{0}, 0, 0};
+    /* an output larger than the caches keep is written around them: no line is read before it
+       is overwritten, and the weights and input keep their place in L2 */
+    const int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
+    const linear_job job = {q, packed, M, m_pad, lda, row_bytes, k_blocks, pairs, N, &shared,
+                            {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, out_stride, stream}};
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -213,120 +364,11 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
                 _mm_storeu_si128((__m128i *)(row + k), to_u8(v, _mm512_loadu_ps(in_scale + k), zp));
             }
         }
-        configure_tiles();
-        int threads = omp_get_num_threads(), t = omp_get_thread_num();
-        long p_begin = pairs * t / threads, p_end = pairs * (t + 1) / threads;
-        /* Software pipeline: while the tiles sum block i, the vector units finish block i - 1
-           (a slice of its rows after every K step), from the other half of `acc`. */
-        int32_t acc[2][BLOCK_M * BLOCK_N] __attribute__((aligned(64)));
-        block_out prev = {0};
-        int half = 0;
-        /* an output larger than the caches keep is written around them: no line is read before
-           it is overwritten, and the weights and input keep their place in L2 */
-        int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
-        epilogue_args e = {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, out_stride, stream};
-        /* K in slices where the input outgrows L2 but a slice of it and this thread's partial sums
-           do not (one sample's rows into the bf16 FFN output layer: 2.3 MB of input, read again
-           from L3 for every chunk of weights otherwise): a slice of the input stays in L2 while
-           every chunk of weights passes, and the tiles' sums go to memory between slices and come
-           back (the same sums in the same order: the same bits) */
-        const size_t input_bytes = (size_t)m_pad * row_bytes, partial_bytes = (size_t)m_pad * ((pairs + threads - 1) / threads) * BLOCK_N * 4;
-        long slices = 1;
-        if (input_bytes > SMALL_INPUT && partial_bytes <= PARTIAL_MAX)
-            while (input_bytes / slices > SLICE_INPUT && k_blocks % (slices * 2) == 0) slices *= 2;
-        /* balanced where chunks are small (an input that stays in L2: one sample's rows) and many;
-           a large input's chunks are a third of a thread's share or more, and taking one from a
-           thread only a little behind made an Offline batch 2% slower */
-        const int claims = slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
-        int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
-        if (!partial) slices = 1;
-        const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
-        /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
-           computes, the next one's weights are prefetched into L2, spread over its K steps (one
-           sample's rows read the weights from memory once, so this hides most of that read). */
-        const size_t pair_bytes = (size_t)k_blocks * 2048, slice_pair_bytes = (size_t)slice_kb * 2048;
-        long chunk = CHUNK_SMALL / slice_pair_bytes > 0 ? CHUNK_SMALL / slice_pair_bytes : 1; /* column pairs */
-        if (input_bytes / slices > SMALL_INPUT) {
-            chunk = CHUNK_LARGE / pair_bytes;
-            /* the bounds hold for int8 weights; bf16 ones take twice the bytes a column */
-            long least = CHUNK_LARGE_MIN_N / BLOCK_N / (fp32_sums ? 2 : 1), most = CHUNK_LARGE_MAX_N / BLOCK_N / (fp32_sums ? 2 : 1);
-            chunk = chunk < least ? least : chunk > most ? most : chunk;
+        switch (fp32_sums * 12 + stream * 6 + (gelu != 0) * 3 + out_kind) {
+        LINEAR_CASES(0)
+        LINEAR_CASES(1)
+        default: break;
         }
-        /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
-           in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
-        int stage_u8 = out_kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
-        uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
-        if (claims) share_chunks(&shared, (pairs + chunk - 1) / chunk);
-        /* this thread's chunks: claimed as it starts the one before (so that one's weights can be
-           prefetched meanwhile), or its fixed share in order */
-        const long limit = claims ? pairs : p_end;
-        const char *weights = (const char *)packed;
-        for (long slice = 0; slice < slices; slice++) {
-            const long kb0 = slice * slice_kb;
-            const int last = slice == slices - 1;
-            for (long c0 = claims ? first_pair(&shared, t, chunk, limit, 1) : p_begin, c_next; c0 < limit; c0 = c_next) {
-                long c1 = c0 + chunk < limit ? c0 + chunk : limit;
-                c_next = claims ? first_pair(&shared, t, chunk, limit, 0) : c1;
-                long c2 = c_next + chunk < limit ? c_next + chunk : limit;
-                /* the next chunk's weights of this slice: per pair two tiles' runs of slice_kb K steps */
-                weight_lines next = {weights, pair_bytes, k_blocks, kb0, slice_kb * 16, c_next, 0, slice_kb * 16,
-                                     (c2 > c_next ? c2 - c_next : 0) * 2 * slice_kb * 16, NULL};
-                next.at = next.lines ? run_start(&next) : NULL;
-                long steps = (m_pad / BLOCK_M) * (c1 - c0) * slice_kb, lines_per_step = (next.lines + steps - 1) / steps;
-                for (long m = 0; m < m_pad; m += BLOCK_M) {
-                    const uint8_t *a = q + (size_t)m * lda + kb0 * TILE_K;
-                    const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
-                    for (long p = c0; p < c1; p++) {
-                        const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
-                        const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
-                        int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
-                        if (slice == 0) {
-                            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
-                        } else {
-                            _tile_loadd(0, part, BLOCK_N * 4); _tile_loadd(1, part + 16, BLOCK_N * 4);
-                            _tile_loadd(2, part + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
-                        }
-                        for (long kb = 0; kb < slice_kb; kb++) {
-                            _tile_loadd(4, a + kb * TILE_K, lda);
-                            if (!one_tile) _tile_loadd(5, a + 16 * lda + kb * TILE_K, lda);
-                            /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
-                            _tile_stream_loadd(6, b0 + kb * 1024, 64);
-                            _tile_stream_loadd(7, b1 + kb * 1024, 64);
-                            if (fp32_sums) {
-                                _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
-                                if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
-                            } else {
-                                _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
-                                if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
-                            }
-                            if (last) epilogue_rows(&e, &prev, kb * step_rows, (kb + 1) * step_rows, fp32_sums);
-                            prefetch_lines(&next, lines_per_step);
-                        }
-                        if (!last) { /* the partial sums wait for the next slice */
-                            TILE_STORED(0, part, BLOCK_N * 4); TILE_STORED(1, part + 16, BLOCK_N * 4);
-                            TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
-                            continue;
-                        }
-                        epilogue_rows(&e, &prev, slice_kb * step_rows, BLOCK_M, fp32_sums);
-                        if (prev.flush_width) flush_stage(&prev, out, out_stride);
-                        int32_t *c = acc[half];
-                        TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
-                        if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
-                        prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
-                                           stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
-                                           stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
-                        half ^= 1;
-                    }
-                }
-                /* its own run done, a thread takes another's last chunk (not before: it would
-                   hold it while this one computed) */
-                if (claims && c_next >= limit) c_next = first_pair(&shared, t, chunk, limit, 1);
-            }
-        }
-        epilogue_rows(&e, &prev, 0, BLOCK_M, fp32_sums);
-        if (prev.flush_width) flush_stage(&prev, out, out_stride);
-        if (stream || stage_u8) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
-        _tile_release();
     }
     return 0;
 }
