@@ -11,13 +11,17 @@ from helpers.fakes import synthetic_features
 
 from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig
-from packed_bert.harness.summary import MIN_DURATION_NOT_MET, target_advice
+from packed_bert.harness.summary import MIN_DURATION_NOT_MET, advice_line, advised_target
 from packed_bert.results.loadgen_logs import LoadGenSummary
 from packed_bert.terms import Scenario
 
 
 def summary(valid: bool, reasons: list[str], **kw: object) -> LoadGenSummary:
     return LoadGenSummary(Path("x"), valid=valid, invalid_reasons=reasons, **kw)  # type: ignore[arg-type]
+
+
+def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
+    return advice_line(advised_target(scenario, log))
 
 
 def test_the_advice_takes_the_rate_or_the_mean_latency_the_run_reached() -> None:

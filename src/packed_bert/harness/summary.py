@@ -42,12 +42,8 @@ def advised_target(scenario: Scenario, log: LoadGenSummary) -> tuple[float, str]
     return _round_up(qps * TARGET_MARGIN), why
 
 
-def target_advice(scenario: Scenario, log: LoadGenSummary) -> str | None:
-    """``advised_target`` as the line a run prints under ``fix:``."""
-    return _advice_line(advised_target(scenario, log))
-
-
-def _advice_line(advised: tuple[float, str] | None) -> str | None:
+def advice_line(advised: tuple[float, str] | None) -> str | None:
+    """``advised_target``'s result as the line a run prints under ``fix:``."""
     if advised is None:
         return None
     return f"rerun with --target-qps {advised[0]:g} ({advised[1]}; the run ended short of min_duration)"
@@ -77,7 +73,7 @@ def run_summary(plan: RunPlan, result: RunResult, stats: dict[str, Any], log: Lo
         "devices_lost": result.devices_lost,
         "invalid_reasons": result.invalid_reasons,
         "loadgen_recommendations": result.loadgen_recommendations,
-        "target_advice": _advice_line(advised),
+        "target_advice": advice_line(advised),
         "advised_target_qps": advised[0] if advised else None,
         "token_efficiency": stats.get("token_efficiency"),
         "gain_over_padding": stats.get("gain_over_padding"),

@@ -43,16 +43,15 @@ typedef struct { /* a finished block of sums waiting for its epilogue */
     long stage_n0, flush_width; /* flush_width > 0: the block completes its stage, that many columns wide */
 } block_out;
 
+/* What a finished block's epilogue reads besides its sums; GELU, the output's kind and whether it
+   is streamed are linear_columns' constants */
 typedef struct {
     const int32_t *colsum_zp;
     const float *col_scale, *bias;
-    int gelu;
     void *out;
-    int out_kind;
     const float *out_scale;
     int out_zero_point;
     long out_stride; /* elements from one output row to the next */
-    int stream; /* fp32 / bf16 rows written past the caches (whole 64-byte lines, aligned) */
 } epilogue_args;
 
 /* A finished block's column constants: its int32 sums' zero-point corrections and scales (fp32
@@ -351,7 +350,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
        is overwritten, and the weights and input keep their place in L2 */
     const int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
     const linear_job job = {q, packed, M, m_pad, lda, row_bytes, k_blocks, pairs, N, &shared,
-                            {colsum_zp, col_scale, bias, gelu, out, out_kind, out_scale, out_zero_point, out_stride, stream}};
+                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride}};
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
