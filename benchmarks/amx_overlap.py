@@ -1,0 +1,97 @@
+"""Where AMX tile products wait, on one core: vector work beside them, and the linear kernel's step.
+
+    .venv/bin/python benchmarks/amx_overlap.py
+    .venv/bin/python benchmarks/amx_overlap.py --write-docs
+
+Builds ``benchmarks/amx_overlap.c`` with the system C compiler (-march=native) and runs it on one
+core. The first table: four bf16 tile products on registers, a kind of vector work, and both in
+one loop, in rdtsc ticks a loop; where "both" reads the larger of the two alone, the vector work
+hid under the tiles, where it reads their sum, it did not (docs/performance.md, "What stops
+SingleStream"). The second: the linear kernel's 2x2 step (two A tiles, two B tiles, four int8
+products) over one thread's share of a 274-row Q|K|V layer, its operands from L1 or L2, against
+the four products on registers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
+
+from packed_bert.backends.amx_kernels import has_amx  # noqa: E402
+from packed_bert.errors import UserError  # noqa: E402
+
+SOURCE = Path(__file__).with_name("amx_overlap.c")
+
+
+def measure() -> list[list[str]]:
+    """The C program's lines, split at '|': ("beside", name, tiles, vector, both) or ("linear",
+    name, ticks a step)."""
+    compiler = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if compiler is None:
+        raise UserError("amx_overlap: no C compiler (cc, gcc or clang) on PATH; install gcc 11+")
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = Path(tmp) / "amx_overlap"
+        built = subprocess.run(
+            [compiler, "-O2", "-march=native", str(SOURCE), "-o", str(binary)], capture_output=True, text=True
+        )
+        if built.returncode:
+            first = (built.stderr.strip().splitlines() or ["no message"])[0]
+            raise UserError(f"amx_overlap: {compiler} could not build {SOURCE.name} ({first}); install gcc 11+")
+        core = min(os.sched_getaffinity(0))
+        ran = subprocess.run(["taskset", "-c", str(core), str(binary)] if shutil.which("taskset") else [str(binary)],
+                             capture_output=True, text=True)  # fmt: skip
+        if ran.returncode:
+            raise UserError(f"amx_overlap: the loop failed ({ran.stderr.strip() or ran.returncode})")
+    return [line.split("|") for line in ran.stdout.splitlines() if "|" in line]
+
+
+def render(rows: list[list[str]]) -> str:
+    """Both tables, with the CPU and the time."""
+    lines = [
+        "Command: `.venv/bin/python benchmarks/amx_overlap.py`  ",
+        f"CPU: {cpu_label()}, one core; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| vector work a loop, beside four bf16 tile products | products alone | vector alone | both | both / larger alone |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]  # fmt: skip
+    for row in (r for r in rows if r[0] == "beside"):
+        tiles, vector, both = (float(v) for v in row[2:5])
+        lines.append(f"| {row[1]} | {tiles:.1f} | {vector:.1f} | {both:.1f} | {both / max(tiles, vector):.2f} |")
+    lines += [
+        "",
+        "| the linear kernel's 2x2 step (one thread's share of a 274-row Q, K, V layer) | ticks a step | of four products on registers |",
+        "| --- | ---: | ---: |",
+    ]  # fmt: skip
+    steps = [r for r in rows if r[0] == "linear"]
+    products = float(steps[0][2])  # the first: the products alone
+    for row in steps:
+        ticks = float(row[2])
+        lines.append(f"| {row[1]} | {ticks:.1f} | {ticks / products:.2f}x |")
+    lines += ["", "Ticks: rdtsc counts a loop, the best of 20 runs of 2,000 loops (a step: of 6,912)."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    if not has_amx():
+        raise UserError("amx_overlap: this CPU has no AMX tiles; the benchmark is for AMX machines")
+    table = render(measure())
+    print(table)
+    if args.write_docs:
+        write_doc_section(*class_markers("amx-overlap"), table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
