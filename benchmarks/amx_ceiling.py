@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
+from common import cpu_label, publish, run_main  # noqa: E402
 
 from packed_bert.backends.amx_kernels import AmxLinearWeights, block_rows, has_amx, issue_rate  # noqa: E402
 from packed_bert.backends.torch_int8 import GELU, StaticInt8Linear, has_int8_kernels  # noqa: E402
@@ -164,10 +164,7 @@ def main() -> int:
     lines.append(
         "Command: `.venv/bin/python benchmarks/amx_ceiling.py" + (f" --rows {args.rows}`" if args.rows else "`")
     )
-    table = "\n".join(lines)
-    print(table)
-    if args.write_docs:
-        write_doc_section(*class_markers("amx-ceiling"), table)
+    publish("\n".join(lines), "amx-ceiling", args.write_docs)
     return 0
 
 

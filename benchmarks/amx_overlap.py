@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
+from common import cpu_label, publish, run_main  # noqa: E402
 
 from packed_bert.backends.amx_kernels import has_amx  # noqa: E402
 from packed_bert.errors import UserError  # noqa: E402
@@ -86,10 +86,7 @@ def main() -> int:
     args = ap.parse_args()
     if not has_amx():
         raise UserError("amx_overlap: this CPU has no AMX tiles; the benchmark is for AMX machines")
-    table = render(measure())
-    print(table)
-    if args.write_docs:
-        write_doc_section(*class_markers("amx-overlap"), table)
+    publish(render(measure()), "amx-overlap", args.write_docs)
     return 0
 
 
