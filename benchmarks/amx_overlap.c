@@ -31,7 +31,8 @@ static inline void four_products(void) {
     _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7); _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
 }
 
-/* 2^t for t <= 0 as the attention kernel computes it (floor, degree-4 polynomial, scale) */
+/* 2^t for t <= 0 in the attention kernel's instructions (floor, degree-4 polynomial, scale; the
+   coefficients rounded: these loops time it, nothing reads the values) */
 #define EXP2(W, T, R)                                                                               \
     do {                                                                                            \
         W f = _mm##R##_reduce_ps(T, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);                     \
