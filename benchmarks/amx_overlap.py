@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_label, publish, run_main  # noqa: E402
 
-from packed_bert.backends.amx_kernels import has_amx  # noqa: E402
+from packed_bert.backends.amx_kernels import c_compiler, has_amx  # noqa: E402
 from packed_bert.errors import UserError  # noqa: E402
 
 SOURCE = Path(__file__).with_name("amx_overlap.c")
@@ -35,7 +35,7 @@ SOURCE = Path(__file__).with_name("amx_overlap.c")
 def measure() -> list[list[str]]:
     """The C program's lines, split at '|': ("beside", name, tiles, vector, both) or ("linear",
     name, ticks a step)."""
-    compiler = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    compiler = c_compiler()
     if compiler is None:
         raise UserError("amx_overlap: no C compiler (cc, gcc or clang) on PATH; install gcc 11+")
     with tempfile.TemporaryDirectory() as tmp:

@@ -100,12 +100,9 @@ def holds_blocks(x: torch.Tensor, rows: int, row_bytes: int) -> bool:
     )
 
 
-def _compiler() -> str:
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
+def c_compiler() -> str | None:
+    """The system C compiler on PATH (cc, gcc or clang, in that order), or None."""
+    return next((path for path in map(shutil.which, ("cc", "gcc", "clang")) if path), None)
 
 
 def source_texts() -> list[str]:
@@ -117,7 +114,9 @@ def source_texts() -> list[str]:
 def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
     """The compiled library for this machine (built once, then taken from the cache); ``defines``
     (``-D`` names) build a variant, such as ``PB_PHASE_TIMES`` for ``benchmarks/amx_phases.py``."""
-    cc = _compiler()
+    cc = c_compiler()
+    if cc is None:
+        raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
     flags = (*FLAGS, *(f"-D{name}" for name in defines))
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     # -march=native: a cache shared between machines keeps one per CPU (its own flags, whatever
