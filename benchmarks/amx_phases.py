@@ -75,6 +75,7 @@ def dev_lengths(samples: int) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bert-99,bert-99.9")
+    ap.add_argument("--sut", default="cpu", help="a CPU system by name or .toml path whose recipes use kernel=amx")
     ap.add_argument("--lengths", default="268", help="tokens of the one row (268: the dev set's p90)")
     ap.add_argument(
         "--samples",
@@ -96,8 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from packed_bert.backends import amx_kernels
     from packed_bert.errors import UserError
 
-    if not amx_kernels.has_amx():
-        raise UserError("amx_phases: this CPU has no AMX tiles; the phases are those of the amx kernels")
+    if amx_kernels.tiles_here() is None:
+        raise UserError(
+            "amx_phases: this CPU has no AMX tiles nor AVX-512 VNNI and BF16; the phases are those of packed-bert's kernels"
+        )
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     amx_kernels.build = functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES", *args.define))  # type: ignore[assignment]
@@ -114,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.samples
         else [random_rows([int(x)], seed=int(x)) for x in args.lengths.split(",")]
     )
-    runners = [system_runner(m, args.weights, threads) for m in args.models.split(",")]
+    runners = [system_runner(m, args.weights, threads, args.sut) for m in args.models.split(",")]
     config = runners[0][2].model.config  # the PackedBertForQA the runner wired
     shapes = linear_shapes(config)
     weights = "random BERT-Large weights" if args.weights == "random" else f"the weights of {args.weights}"

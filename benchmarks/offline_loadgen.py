@@ -6,7 +6,8 @@ scenario itself rather than on batches timed between probes).
     .venv/bin/python benchmarks/offline_loadgen.py --models bert-99 --batching packed
 
 Each model runs ``packed-bert run --sut cpu --model MODEL --scenario offline --mode performance``
-(a test run, ``--execution valid`` for the full 600 s) in its own process, between ``PROBE_READS``
+(a test run, ``--execution valid`` for the full 600 s; ``--sut`` another CPU system, such as a copy of
+cpu.toml with other recipes) in its own process, between ``PROBE_READS``
 readings of the 2048^3 matmul probe before it and after it, in the runtime that multiplies fastest
 at the recipe's precision here (``runtime_comparison.probe_for``). The run's work is the real-token
 FLOPs of the samples LoadGen issued (the run's ``sample_tokens``: their tokens and the sum of their
@@ -34,12 +35,12 @@ from singlestream import PROBE_READS, cpu_run_between_probes, system_recipe  # n
 def row(
     model: str, args: argparse.Namespace, threads: int, probes: dict[str, Probe], sticks: dict[str, str]
 ) -> dict[str, Any]:
-    label, _, precision, _ = system_recipe(model, threads)
+    label, _, precision, _ = system_recipe(model, threads, args.sut)
     parts = list(split_by_format(1.0, 1.0, precision))
     ensure_probes(parts, probes, 2048, threads, sticks)
     more = ["--execution", args.execution, "--weights", args.weights]
     more += ["--batching", args.batching] if args.batching else []
-    summary, _, rates = cpu_run_between_probes(model, "offline", more, parts, probes, settle_s=0.5)
+    summary, _, rates = cpu_run_between_probes(model, "offline", more, parts, probes, settle_s=0.5, sut=args.sut)
     toks = summary["sample_tokens"]
     work = split_by_format(float(toks["total"]), float(toks["sum_of_squares"]), precision)
     seconds = summary["samples"] / summary["samples_per_second"]
@@ -61,6 +62,7 @@ def row(
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, threads: int) -> str:
     lines = [
         f"Command: `.venv/bin/python benchmarks/offline_loadgen.py --models {args.models}"
+        + (f" --sut {args.sut}" if args.sut != "cpu" else "")
         + (f" --batching {args.batching}" if args.batching else "")
         + (f" --execution {args.execution}" if args.execution != "test" else "")
         + "`  ",
@@ -83,6 +85,7 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, threads: int) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bert-99,bert-99.9")
+    ap.add_argument("--sut", default="cpu", help="a CPU system by name or .toml path (default: cpu)")
     ap.add_argument("--batching", choices=("packed", "sorted", "padded"), help="default: the cpu system's")
     ap.add_argument("--execution", choices=("test", "valid"), default="test")
     ap.add_argument("--weights", default="random")

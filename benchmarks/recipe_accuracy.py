@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import class_markers, cpu_label, run_main, write_doc_section  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
-from packed_bert.backends.amx_kernels import has_amx  # noqa: E402
+from packed_bert.backends.amx_kernels import tiles_here  # noqa: E402
 from packed_bert.backends.devices import CALIBRATING_BACKENDS  # noqa: E402
 from packed_bert.packing import infer_sequences  # noqa: E402
 from packed_bert.squad.accuracy_log import decode_payloads  # noqa: E402
@@ -317,8 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "cuda" in recipe and not torch.cuda.is_available():
             skipped[recipe] = "no GPU"
             continue
-        if "@amx" in recipe and not has_amx():
-            skipped[recipe] = "no AMX tiles on this CPU"
+        if "@amx" in recipe and tiles_here() is None:
+            skipped[recipe] = "no AMX tiles nor AVX-512 VNNI and BF16 on this CPU (packed-bert's kernels)"
             continue
         outcomes.append(run_recipe(recipe, args, features, index, check, threads))
     table = render(outcomes, skipped, args, threads)

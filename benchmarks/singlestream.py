@@ -54,8 +54,9 @@ def say_for(recipe: str, msg: str) -> None:
 DEFAULT_RECIPES = "cpu:bert-99,cpu:bert-99.9"
 
 
-def system_recipe(model: str, threads: int) -> tuple[str, str, str, dict[str, Any]]:
-    """(label, backend, precision, options) of the cpu system's SingleStream recipe for ``model`` here."""
+def system_recipe(model: str, threads: int, sut: str = "cpu") -> tuple[str, str, str, dict[str, Any]]:
+    """(label, backend, precision, options) of the cpu system's SingleStream recipe for ``model`` here
+    (``sut``: another CPU system's, by name or file)."""
     from packed_bert.backends.cpu_class import cpu_class
     from packed_bert.backends.devices import CALIBRATING_BACKENDS
     from packed_bert.errors import UserError
@@ -65,20 +66,21 @@ def system_recipe(model: str, threads: int) -> tuple[str, str, str, dict[str, An
 
     if model not in set(Model):
         raise UserError(f"{model}: not a model of the cpu system; name one of {', '.join(Model)}")
-    spec = load_system("cpu").for_cpu(cpu_class())
+    system = load_system(sut)
+    spec = system.for_cpu(cpu_class())
     backend, precision = spec.backend_for(model), spec.precision_for(model)
     options: dict[str, Any] = {"threads": threads, **spec.options_for(backend, Scenario.SINGLE_STREAM, precision)}
     if backend in CALIBRATING_BACKENDS:
         options.setdefault("calibration", load_calibration)
     shown = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("threads", "calibration"))
-    return f"cpu {model}: {backend}:{precision}{f' ({shown})' if shown else ''}", backend, precision, options
+    return f"{system.name} {model}: {backend}:{precision}{f' ({shown})' if shown else ''}", backend, precision, options
 
 
-def system_runner(model: str, base: Any, threads: int) -> tuple[str, str, Any]:
-    """(label, precision, runner) of the cpu system's SingleStream recipe for ``model`` here."""
+def system_runner(model: str, base: Any, threads: int, sut: str = "cpu") -> tuple[str, str, Any]:
+    """(label, precision, runner) of the cpu system's (or ``sut``'s) SingleStream recipe for ``model`` here."""
     from packed_bert.backends import create
 
-    label, backend, precision, options = system_recipe(model, threads)
+    label, backend, precision, options = system_recipe(model, threads, sut)
     return label, precision, create(backend, base, precision, "cpu", model=model, **options)
 
 
@@ -124,8 +126,9 @@ def cpu_run_between_probes(
     parts: Sequence[str],
     probes: dict[str, Probe],
     settle_s: float = 0.0,
+    sut: str = "cpu",
 ) -> tuple[dict[str, Any], Any, dict[str, list[float]]]:
-    """``packed-bert run --sut cpu --model MODEL --scenario SCENARIO --mode performance`` in its own
+    """``packed-bert run --sut SUT --model MODEL --scenario SCENARIO --mode performance`` in its own
     process, as a user runs it (the probes' runtimes stay out of it), between ``PROBE_READS``
     readings of each format's probe before it and after it (``settle_s`` after the run first):
     (its summary.json, its LoadGen summary log, each format's readings)."""
@@ -136,14 +139,14 @@ def cpu_run_between_probes(
     from packed_bert.results.loadgen_logs import read_summary
 
     rates = probe_rates(parts, probes)
-    argv = ["run", "--sut", "cpu", "--model", model, "--scenario", scenario, "--mode", "performance", *more_argv]
+    argv = ["run", "--sut", sut, "--model", model, "--scenario", scenario, "--mode", "performance", *more_argv]
     with tempfile.TemporaryDirectory() as tmp:
         cli = "import sys; from packed_bert.cli import main; sys.exit(main(sys.argv[1:]))"
         status = subprocess.run([sys.executable, "-c", cli, *argv, "--results-dir", tmp]).returncode
         found = list(Path(tmp).glob("*/summary.json"))
         if status != 0 or not found:  # a finished run exits 0, VALID or not
             raise UserError(
-                f"cpu {model}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}` alone"
+                f"{sut} {model}: the LoadGen run failed (exit {status}); run `packed-bert {' '.join(argv)}` alone"
             )
         summary = json.loads(found[0].read_text())
         log = read_summary(found[0].parent / "mlperf_log_summary.txt")

@@ -63,3 +63,29 @@ def suts(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(benchmark, "BenchmarkSUT", Recorded)
     return made
+
+
+def _kernel_tile_kinds() -> list[Any]:
+    """The tile kinds packed-bert's kernels can run on here: the AMX units and their AVX-512
+    stand-in (kernels/soft_tiles.h) each where the CPU has what it needs; a skipped case says why."""
+    from packed_bert.backends.amx_kernels import AMX_FLAGS, SOFT_TILE_FLAGS
+    from packed_bert.backends.cpu_class import cpu_flags
+
+    flags = cpu_flags()
+    return [
+        pytest.param(
+            kind,
+            marks=pytest.mark.skipif(not flags >= needs, reason=f"the {kind} tiles need {', '.join(sorted(needs))}"),
+        )
+        for kind, needs in (("amx", AMX_FLAGS), ("avx512", SOFT_TILE_FLAGS))
+    ]
+
+
+@pytest.fixture(params=_kernel_tile_kinds())
+def kernel_tiles(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a kernel test once per tile kind this CPU has (``amx_kernels.tiles_here`` answers it)."""
+    from packed_bert.backends import amx_kernels
+
+    kind: str = request.param
+    monkeypatch.setattr(amx_kernels, "tiles_here", lambda: kind)
+    return kind

@@ -11,13 +11,12 @@ import torch
 import torch.nn.functional as F
 from helpers.tiny_model import perturbed_tiny_model, random_features, same_in_any_batch
 
-from packed_bert.backends import create
+from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_kernels import (
     AmxLinearWeights,
     SequenceAttention,
     add_layernorm,
     block_rows,
-    has_amx,
     pack_weight_bf16,
 )
 from packed_bert.backends.torch_amx import AmxBf16Linear
@@ -25,7 +24,7 @@ from packed_bert.errors import UserError
 from packed_bert.model.attention import matmul_attention, sequence_core
 from packed_bert.packing import infer_sequences
 
-needs_amx = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX tiles (Intel Xeon 4th gen on)")
+needs_amx = pytest.mark.usefixtures("kernel_tiles")  # once per tile kind this CPU has (conftest)
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +126,7 @@ def test_bf16_hand_overs_keep_the_bits() -> None:
 )  # head dimension 32 (the attention kernel, Q's weights scaled) or 16 (the fallback)
 def test_the_bf16_runner_on_amx_kernels_follows_fp32_and_keeps_its_bits(heads: int) -> None:
     runner = create("torch", perturbed_tiny_model(heads), "bf16", "cpu", kernel="amx")
-    assert "AMX kernels" in runner.detail  # type: ignore[attr-defined]
+    assert amx_kernels.kernels_label() in runner.detail  # type: ignore[attr-defined]
     model = runner.model  # type: ignore[attr-defined]
     assert sum(isinstance(m, AmxBf16Linear) for m in model.modules()) == 8
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())  # the QA head is tiled

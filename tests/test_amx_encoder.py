@@ -14,14 +14,13 @@ from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_feat
 
 from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_encoder import AmxEncoder
-from packed_bert.backends.amx_kernels import has_amx
 from packed_bert.backends.torch_amx import AmxBf16Linear, AmxQaHead
 from packed_bert.backends.torch_int8 import StaticInt8Linear
 from packed_bert.errors import UserError
 from packed_bert.packing import infer_sequences
 from packed_bert.terms import CALIBRATED
 
-pytestmark = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX tiles (Intel Xeon 4th gen on)")
+pytestmark = pytest.mark.usefixtures("kernel_tiles")  # once per tile kind this CPU has (conftest)
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +133,7 @@ def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch
     does."""
     features = random_features(5, 6, 100)
     plain = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
-    amx_kernels.library.cache_clear()
+    amx_kernels.loaded.cache_clear()
     monkeypatch.setattr(amx_kernels, "build", functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES",)))
     try:
         count = ctypes.c_int.in_dll(amx_kernels.library(), "pb_phase_count").value
@@ -143,7 +142,7 @@ def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch
         timed = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
         assert all(counters[i] > 0 for i in range(count))
     finally:
-        amx_kernels.library.cache_clear()  # the next test loads the default build
+        amx_kernels.loaded.cache_clear()  # the next test loads the default build
     for a, b in zip(plain, timed, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -169,12 +168,12 @@ def test_the_linear_kernels_cache_thresholds_move_data_not_values(
     which takes none of them."""
     features = random_features(6, 6, 100)
     plain = infer_sequences(_runner(precision, 2, features, residual).infer, *features, "sorted", 3)
-    amx_kernels.library.cache_clear()
+    amx_kernels.loaded.cache_clear()
     monkeypatch.setattr(amx_kernels, "build", functools.partial(amx_kernels.build, defines=LARGE_PATHS))
     try:
         varied = infer_sequences(_runner(precision, 2, features, residual).infer, *features, "sorted", 3)
     finally:
-        amx_kernels.library.cache_clear()  # the next test loads the default build
+        amx_kernels.loaded.cache_clear()  # the next test loads the default build
     for a, b in zip(plain, varied, strict=True):
         np.testing.assert_array_equal(a, b)
     assert float(np.abs(plain[0]).max()) > 0

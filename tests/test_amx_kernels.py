@@ -17,14 +17,15 @@ import torch.nn.functional as F
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
 
 from packed_bert.backends import amx_kernels, create
-from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, has_amx, pack_weight
+from packed_bert.backends.amx_kernels import AmxLinearWeights, SequenceAttention, add_layernorm, pack_weight, tiles_here
+from packed_bert.backends.cpu_class import cpu_flags
 from packed_bert.backends.denormals import flushing
 from packed_bert.errors import UserError
 from packed_bert.model import PackedBertForQA
 from packed_bert.model.attention import matmul_attention, sequence_core
 from packed_bert.packing import infer_sequences
 
-needs_amx = pytest.mark.skipif(not has_amx(), reason="needs a CPU with AMX int8 tiles (Intel Xeon 4th gen on)")
+needs_amx = pytest.mark.usefixtures("kernel_tiles")  # once per tile kind this CPU has (conftest)
 
 
 @pytest.fixture(autouse=True)
@@ -304,6 +305,36 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
     np.testing.assert_array_equal(alone[0].float().numpy(), got[1].numpy())  # the same bits alone
 
 
+@pytest.mark.skipif(
+    not cpu_flags() >= amx_kernels.AMX_FLAGS | amx_kernels.SOFT_TILE_FLAGS,
+    reason="compares the AMX build with its AVX-512 stand-in: needs a CPU with both",
+)
+def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_rounding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kernels/soft_tiles.h runs the tile operations on vector instructions: integer sums are
+    exact on both (the same bits through the whole int8 layer, with a large K in slices), and
+    bf16 pairs are summed in another order (fp32 sums within a few roundings)."""
+    rng = np.random.default_rng(11)
+    layer, _ = _layer(rng, 256, 64, gelu=True)
+    x = torch.from_numpy(rng.standard_normal((70, 256)).astype(np.float32))
+    bf16 = AmxLinearWeights.bf16(rng.standard_normal((256, 64)).astype(np.float32), np.zeros(64, np.float32))
+    heads, dim, length = 2, 64, 90
+    lens = torch.tensor([[60, 30], [89, 0]], dtype=torch.int32)
+    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+
+    def outputs(kind: str) -> list[torch.Tensor]:
+        monkeypatch.setattr(amx_kernels, "tiles_here", lambda: kind)
+        attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
+        return [layer(x, torch.float32), bf16(x, torch.float32), _attend(qkv, attention, heads, dim).float()]
+
+    (int8_amx, bf16_amx, att_amx), (int8_soft, bf16_soft, att_soft) = outputs("amx"), outputs("avx512")
+    assert amx_kernels.loaded("avx512").pb_tiles_kind() == 2 and amx_kernels.loaded("amx").pb_tiles_kind() == 1
+    np.testing.assert_array_equal(int8_soft.numpy(), int8_amx.numpy())
+    np.testing.assert_allclose(bf16_soft.numpy(), bf16_amx.numpy(), rtol=1e-5, atol=1e-5)
+    assert float((att_soft - att_amx).abs().max()) <= 2**-7 * float(att_amx.abs().max())  # a bf16 step
+
+
 @needs_amx
 def test_attention_over_scores_wider_than_float32s_range_leaves_the_callers_denormals_alone() -> None:
     # Q and K 8x larger: scores a few hundred apart, so exp2 of most falls below 2^-126 (the
@@ -368,7 +399,7 @@ def test_the_torch_int8_runner_on_amx_kernels_follows_onednn_and_keeps_its_bits(
         kernel: create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel=kernel)
         for kernel in ("amx", "onednn")
     }
-    assert "AMX kernel" in runners["amx"].detail  # type: ignore[attr-defined]
+    assert amx_kernels.kernels_label() in runners["amx"].detail  # type: ignore[attr-defined]
     for runner in runners.values():  # no layer left to oneDNN's shape-dependent fp32 blocking (the QA head is tiled)
         assert not any(isinstance(m, torch.nn.Linear) for m in runner.model.modules())  # type: ignore[attr-defined]
     ids, seg, lens = random_features(seed=4, n=9, max_len=300)
@@ -381,7 +412,7 @@ def test_the_torch_int8_runner_on_amx_kernels_follows_onednn_and_keeps_its_bits(
 def test_bad_kernel_settings_are_one_line_errors() -> None:
     with pytest.raises(UserError, match="kernel=NAME"):
         create("torch", "tiny", "fp32", "cpu", kernel="amx")
-    if not has_amx():
+    if tiles_here() is None:
         with pytest.raises(UserError, match="no AMX tiles"):
             amx_kernels.library()
 
@@ -416,16 +447,17 @@ def test_outputs_handed_over_as_uint8_give_the_same_layer_results() -> None:
 def test_a_runner_on_a_cpu_without_amx_stops_when_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel is built and loaded with the runner, before any timed call: a CPU without AMX
     is a one-line error then, not a failure in a run's first batch."""
-    monkeypatch.setattr(amx_kernels, "has_amx", lambda: False)
-    amx_kernels.library.cache_clear()
+    monkeypatch.setattr(amx_kernels, "tiles_here", lambda: None)
+    amx_kernels.loaded.cache_clear()
     try:
         feats = random_features(seed=3, n=4, max_len=60)
         with pytest.raises(
-            UserError, match=r"no AMX tiles \(int8, bf16\); for int8 use kernel=onednn, or name openvino:int8"
+            UserError,
+            match=r"no AMX tiles \(int8, bf16\) nor AVX-512 VNNI and BF16; for int8 use kernel=onednn, or name openvino:int8",
         ):
             create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel="amx")
     finally:
-        amx_kernels.library.cache_clear()
+        amx_kernels.loaded.cache_clear()
 
 
 @needs_amx

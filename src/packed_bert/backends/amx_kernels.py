@@ -24,6 +24,12 @@ head, the encoder) is compiled at first use, as one translation unit, with the s
 (``-march=native``: the machine that runs it) into the cache, keyed by every file of the source,
 the flags, the compiler's version and the CPU's flags; a compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming
 the fallback.
+On a CPU without AMX but with AVX-512 VNNI and BF16 (AMD Zen 4 and 5; the avx512-bf16 class) the
+same source is built without AMX (``tiles_here``, ``build(tiles="avx512")``): ``kernels/soft_tiles.h``
+runs each tile operation on vector instructions (vpdpbusd, vdpbf16ps), and the linear layers' K loop
+keeps its sums in registers. int8 sums are exact either way, so int8 layers give the tiles' bits;
+bf16 sums may differ in their last bit. oneDNN's ISA cap picks this build on an AMX Xeon too
+(``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``: the class EMULATED).
 The library links OpenMP by its soname, so once torch is imported it shares torch's OpenMP
 threads (``torch.set_num_threads`` applies to it).
 """
@@ -58,12 +64,26 @@ FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds tor
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
 W_S8, W_BF16 = 0, 1  # the kernel's weight kinds: int8 (u8 inputs) or bf16 (bf16 inputs)
 AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
+# what the kernels need where the tile operations run on vector instructions (kernels/soft_tiles.h)
+SOFT_TILE_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"})
+TILES = ("amx", "avx512")  # what the tile operations run on: the AMX units, or AVX-512 VNNI / BF16
+# a build for "avx512" leaves out every instruction such a CPU may lack, whatever -march=native allows
+NO_AMX_FLAGS = ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16", "-mno-avx512fp16")
 FALLBACK = "or name openvino:int8 (bert-99) or openvino:bf16 (bert-99.9) in a system file's [precision_by_cpu.amx] (docs/usage.md)"
 
 
 def has_amx() -> bool:
     """Whether this CPU has AMX tiles with int8 and bf16 products."""
     return cpu_flags() >= AMX_FLAGS
+
+
+def tiles_here() -> str | None:
+    """What the kernels' tile operations run on here (``TILES``): the AMX units where the CPU has
+    them, else AVX-512 VNNI / BF16 where it has those (AMD Zen 4 and 5), else None. oneDNN's ISA
+    cap applies (``cpu_class.cpu_flags``): ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` on an AMX Xeon
+    runs the "avx512" build, as the avx512-bf16 class would."""
+    flags = cpu_flags()
+    return "amx" if flags >= AMX_FLAGS else "avx512" if flags >= SOFT_TILE_FLAGS else None
 
 
 def fits(k: int, n: int, item_bytes: int = 1) -> bool:
@@ -111,20 +131,29 @@ def source_texts() -> list[str]:
     return [SOURCE.read_text(), *(f"{p.name}\n{p.read_text()}" for p in parts)]
 
 
-def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
+def kernels_label() -> str:
+    """What runs a kernel=amx recipe here, for a run's record: the AMX kernels, or their AVX-512
+    build (soft tiles)."""
+    return "packed-bert's kernels on AVX-512 soft tiles" if tiles_here() == "avx512" else "packed-bert's AMX kernels"
+
+
+def build(out_dir: Path | None = None, defines: tuple[str, ...] = (), tiles: str = "amx") -> Path:
     """The compiled library for this machine (built once, then taken from the cache); ``defines``
-    (``-D`` names) build a variant, such as ``PB_PHASE_TIMES`` for ``benchmarks/amx_phases.py``."""
+    (``-D`` names) build a variant, such as ``PB_PHASE_TIMES`` for ``benchmarks/amx_phases.py``;
+    ``tiles`` (``TILES``) what its tile operations run on."""
     cc = c_compiler()
     if cc is None:
         raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
-    flags = (*FLAGS, *(f"-D{name}" for name in defines))
+    if tiles not in TILES:
+        raise ValueError(f"tiles must be one of {TILES}, got {tiles!r}")
+    flags = (*FLAGS, *(NO_AMX_FLAGS if tiles == "avx512" else ()), *(f"-D{name}" for name in defines))
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     # -march=native: a cache shared between machines keeps one per CPU (its own flags, whatever
     # oneDNN's ISA cap)
     machine = " ".join(sorted(cpu_flags(capped=False)))
     key = hashlib.sha256(b"\0".join(x.encode() for x in (*source_texts(), " ".join(flags), version, machine)))
     key_hex = key.hexdigest()[:16]
-    lib = (out_dir or cache_dir() / "kernels") / f"amx-{key_hex}.so"
+    lib = (out_dir or cache_dir() / "kernels") / f"{tiles}-{key_hex}.so"
     if lib.exists():
         return lib
     with atomic_path(lib) as tmp:
@@ -137,14 +166,23 @@ def build(out_dir: Path | None = None, defines: tuple[str, ...] = ()) -> Path:
     return lib
 
 
-@cache
 def library() -> ctypes.CDLL:
-    """The kernel, loaded, with AMX tiles granted to this process."""
-    if not has_amx():
+    """The kernels for this CPU (``tiles_here``), loaded, with AMX tiles granted to this process
+    where they run on them."""
+    tiles = tiles_here()
+    if tiles is None:
         raise UserError(
-            f"torch kernel=amx: this CPU has no AMX tiles (int8, bf16); for int8 use kernel=onednn, {FALLBACK}"
+            "torch kernel=amx: this CPU has no AMX tiles (int8, bf16) nor AVX-512 VNNI and BF16; "
+            f"for int8 use kernel=onednn, {FALLBACK}"
         )
-    lib = ctypes.CDLL(str(build()))
+    return loaded(tiles)
+
+
+@cache
+def loaded(tiles: str) -> ctypes.CDLL:
+    """The kernels built for ``tiles`` (``TILES``), loaded: what ``library`` returns, or the other
+    build side by side (tests and benchmarks on an AMX CPU)."""
+    lib = ctypes.CDLL(str(build(tiles=tiles)))
     if lib.pb_amx_enable() != 0:
         raise UserError(
             f"torch kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; for int8 use kernel=onednn, {FALLBACK}"
@@ -164,6 +202,7 @@ def library() -> ctypes.CDLL:
     lib.pb_qa_head.restype = i
     lib.pb_tile_row_bytes.argtypes = [n]
     lib.pb_tile_row_bytes.restype = n
+    lib.pb_tiles_kind.restype = i
     lib.pb_amx_int8_issue_rate.argtypes = [n]
     lib.pb_amx_int8_issue_rate.restype = ctypes.c_double
     return lib

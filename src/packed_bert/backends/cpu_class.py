@@ -106,9 +106,8 @@ CAP_BLIND: dict[tuple[str, str], frozenset[str]] = {
     ("onnxruntime", "int8"): frozenset({"amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2"}),
     ("onnxruntime", "fp32"): _FP32_KERNEL_FLAGS,
     ("torch", "fp32"): _FP32_KERNEL_FLAGS,
-    # packed-bert's own kernels (amx_kernels: built with -march=native) use the tiles they find
-    ("amx", "int8"): frozenset({"amx_int8"}),
-    ("amx", "bf16"): frozenset({"amx_bf16"}),
+    # packed-bert's own kernels ("amx") follow the cap: amx_kernels.tiles_here reads the capped
+    # flags, and below AMX the library is built without it (kernels/soft_tiles.h)
 }
 
 

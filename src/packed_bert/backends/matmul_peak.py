@@ -122,10 +122,10 @@ def amx_matmul(precision: str, n: int = 2048) -> Callable[[], object]:
     TOP/s on the Xeon where ONNX Runtime's ``MatMulInteger`` read 4.1-4.5; docs/performance.md)."""
     import torch
 
-    from packed_bert.backends.amx_kernels import AmxLinearWeights, block_rows, has_amx, library
+    from packed_bert.backends.amx_kernels import AmxLinearWeights, block_rows, library, tiles_here
     from packed_bert.errors import UserError
 
-    if precision not in ("int8", "bf16") or not has_amx():
+    if precision not in ("int8", "bf16") or tiles_here() is None:
         raise RuntimeError(f"packed-bert's AMX kernels: no {precision} matmul on this CPU")
     try:
         library()  # built here (no compiler, or tiles refused: no such matmul)

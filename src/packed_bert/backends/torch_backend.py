@@ -127,18 +127,20 @@ class TorchRunner:
             model = model.to(device=self._dev, dtype=torch.float32)
             self.quant_detail = f", {bf16_matmuls(model)} Linear layers and attention in bf16, the rest fp32"
         elif amx_bf16:  # bf16 in our AMX kernels (torch_amx copies the module)
+            from packed_bert.backends.amx_kernels import kernels_label
             from packed_bert.backends.torch_amx import bf16_model
 
             model = bf16_model(model, residual_dtype)
-            self.quant_detail = ", bf16 encoder linears and per-sequence attention in packed-bert's AMX kernels"
+            self.quant_detail = f", bf16 encoder linears and per-sequence attention in {kernels_label()}"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
         elif cpu_int8:  # static int8 with SmoothQuant (torch_int8 copies the module)
+            from packed_bert.backends.amx_kernels import kernels_label
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
             model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype)
-            kernel_name = "packed-bert's AMX kernel" if kernel == AMX else "oneDNN"
+            kernel_name = kernels_label() if kernel == AMX else "oneDNN"
             kept = f" ({', '.join(keep_bf16)} in bf16)" if keep_bf16 else ""
             self.quant_detail = (
                 f", static int8 encoder linears{kept} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "

@@ -74,8 +74,8 @@ def run_demo(cfg: RunConfig) -> RunResult:
     )
     if not check["computes_padding"]:
         print(
-            "demo: this runner computes only the sequences' tokens whatever the layout (packed-bert's AMX "
-            "encoder), so a padded batch costs it about what a packed one does; against a runtime that "
+            "demo: this runner computes only the sequences' tokens whatever the layout (packed-bert's own "
+            "encoder kernels), so a padded batch costs it about what a packed one does; against a runtime that "
             "computes padding, as MLPerf's reference does, the work saved is the token figure above",
             flush=True,
         )

@@ -198,13 +198,11 @@ static inline __attribute__((always_inline)) void pv_pair(const uint16_t *pb, co
             const uint16_t *v = vp + kb * (dim / 16) * 512 + half * 2 * 512;
             _tile_loadd(4, pb + kb * 32, n32 * 2);
             _tile_loadd(6, v, 64);
-            _tile_dpbf16ps(0, 4, 6);
             _tile_loadd(7, v + 512, 64);
-            _tile_dpbf16ps(1, 4, 7);
+            TILE_DPBF16PS_PAIR(0, 1, 4, 6, 7);
             if (two) {
                 _tile_loadd(5, pb2 + kb * 32, n32 * 2);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                TILE_DPBF16PS_PAIR(2, 3, 5, 6, 7);
             }
             softmax_until(w, softmax_quota(w));
         }

@@ -257,6 +257,13 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                     const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
+#if PB_TILES == 2 /* soft tiles: the whole K loop with its sums in registers, then the epilogue */
+                    const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
+                    soft_tile_block((const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, slice_kb * 16,
+                                    one_tile, slice == 0 ? NULL : part, fp32_sums);
+                    if (last) epilogue_block(&e, &prev, &pc, 0, slice_kb * step_rows, gelu, kind, stream, fp32_sums);
+                    prefetch_lines(&next, lines_per_step * slice_kb);
+#else
                     if (slice == 0) {
                         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                     } else {
@@ -272,15 +279,16 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                         _tile_stream_loadd(6, b0 + kb * 1024, 64);
                         _tile_stream_loadd(7, b1 + kb * 1024, 64);
                         if (fp32_sums) {
-                            _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
-                            if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
+                            TILE_DPBF16PS_PAIR(0, 1, 4, 6, 7);
+                            if (!one_tile) TILE_DPBF16PS_PAIR(2, 3, 5, 6, 7);
                         } else {
-                            _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
-                            if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
+                            TILE_DPBUSD_PAIR(0, 1, 4, 6, 7);
+                            if (!one_tile) TILE_DPBUSD_PAIR(2, 3, 5, 6, 7);
                         }
                         if (last) epilogue_block(&e, &prev, &pc, kb * step_rows, (kb + 1) * step_rows, gelu, kind, stream, fp32_sums);
                         prefetch_lines(&next, lines_per_step);
                     }
+#endif
                     if (!last) { /* the partial sums wait for the next slice */
                         TILE_STORED(0, part, BLOCK_N * 4); TILE_STORED(1, part + 16, BLOCK_N * 4);
                         TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);

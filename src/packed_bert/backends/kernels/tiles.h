@@ -2,6 +2,17 @@
    and the rate the tiles issue products at. Part of amx.c's one translation unit (included
    there, in order; not compiled alone). */
 
+/* Built without AMX (no __AMX_TILE__: amx_kernels.build(tiles="avx512")), the tile operations
+   run on AVX-512 vector instructions (soft_tiles.h) */
+#ifndef __AMX_TILE__
+#include "soft_tiles.h"
+#define PB_TILES 2
+#else
+#define PB_TILES 1
+#endif
+/* which tiles this build computes on: 1 the AMX units, 2 AVX-512 VNNI / BF16 (soft_tiles.h) */
+int pb_tiles_kind(void) { return PB_TILES; }
+
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 /* GCC's tile load and store intrinsics are asm statements with no memory operand, so the compiler
@@ -11,6 +22,11 @@
    compiler barrier. */
 #define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 #define TILE_STORED(tile, base, stride) do { _tile_stored(tile, base, stride); COMPILER_BARRIER(); } while (0)
+/* c0 += a b0, then c1 += a b1: two products sharing their first operand (soft tiles run them as one) */
+#ifndef TILE_DPBUSD_PAIR
+#define TILE_DPBUSD_PAIR(c0, c1, a, b0, b1) do { _tile_dpbusd(c0, a, b0); _tile_dpbusd(c1, a, b1); } while (0)
+#define TILE_DPBF16PS_PAIR(c0, c1, a, b0, b1) do { _tile_dpbf16ps(c0, a, b0); _tile_dpbf16ps(c1, a, b1); } while (0)
+#endif
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -18,7 +34,8 @@ typedef struct {
     uint8_t rows[16];
 } tile_config;
 
-int pb_amx_enable(void) { return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
+/* 0 once Linux grants this process the tiles' state (always, for soft tiles) */
+int pb_amx_enable(void) { return PB_TILES == 2 ? 0 : (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
 
 static void configure_tiles(void) {
     tile_config c;

@@ -1,0 +1,161 @@
+/* The AMX tile operations the kernels use, on AVX-512 VNNI and BF16 vector instructions instead,
+   for CPUs without tiles (AMD Zen 4 and 5, Intel before Xeon 4th gen with AVX512_BF16): a build
+   without AMX (amx_kernels.build(tiles="avx512")) compiles every kernel against these. Part of
+   amx.c's one translation unit (included by tiles.h; not compiled alone).
+
+   A tile is where its 16 rows of 64 bytes are: a load only notes its address and stride, and a
+   product reads the rows then. Every tile load in the kernels is followed by its products before
+   that memory is written again, so this reads what the tiles would have held; a product's sums go
+   to the tile's own 1 KiB, where a store copies them from. int8 products are exact integer sums,
+   as on the tiles: the same bits. bf16 products (vdpbf16ps) add each pair's two products in
+   another order than the tiles do, so fp32 sums may differ in their last bit. */
+
+#ifndef SOFT_TILES_H
+#define SOFT_TILES_H
+
+typedef struct {
+    uint8_t own[8][1024] __attribute__((aligned(64))); /* each tile's sums once a product wrote them */
+    const uint8_t *at[8];                              /* where each tile's rows are */
+    long stride[8];                                    /* bytes from one row to the next */
+} soft_tile_state;
+static __thread soft_tile_state soft_tiles;
+
+/* GCC declares the AMX intrinsics with a target pragma whatever the flags: ours replace them */
+#undef _tile_loadd
+#undef _tile_stream_loadd
+#undef _tile_stored
+#undef _tile_zero
+#undef _tile_dpbusd
+#undef _tile_dpbf16ps
+#define _tile_loadd(t, base, stride) soft_tile_load(t, base, stride)
+#define _tile_stream_loadd(t, base, stride) soft_tile_load(t, base, stride)
+#define _tile_stored(t, base, stride) soft_tile_store(t, base, stride)
+#define _tile_zero(t) soft_tile_zero(t)
+#define _tile_dpbusd(c, a, b) soft_tile_dpbusd(c, a, b)
+#define _tile_dpbf16ps(c, a, b) soft_tile_dpbf16ps(c, a, b)
+#define _tile_loadconfig(config) ((void)(config))
+#define _tile_release() ((void)0)
+
+static inline __attribute__((always_inline)) void soft_tile_load(int t, const void *base, long stride) {
+    soft_tiles.at[t] = (const uint8_t *)base, soft_tiles.stride[t] = stride;
+}
+
+static inline __attribute__((always_inline)) void soft_tile_zero(int t) {
+    for (int r = 0; r < 16; r++) _mm512_store_si512(soft_tiles.own[t] + r * 64, _mm512_setzero_si512());
+    soft_tiles.at[t] = soft_tiles.own[t], soft_tiles.stride[t] = 64;
+}
+
+static inline __attribute__((always_inline)) void soft_tile_store(int t, void *base, long stride) {
+    for (int r = 0; r < 16; r++)
+        _mm512_storeu_si512((uint8_t *)base + r * stride, _mm512_loadu_si512(soft_tiles.at[t] + r * soft_tiles.stride[t]));
+}
+
+/* Four rows of products in one asm statement (GCC's own code for the tied sums moved them between
+   registers at every step: 69% of the vector units' peak against 86% here, one core, operands in
+   L1): row r's 32-bit group of A broadcast from P + r * S, times each B vector, into C<r> (and
+   D<r> with a second B). OP: vpdpbusd (u8 x s8 into int32) or vdpbf16ps (bf16 pairs into fp32). */
+#define SOFT_ROW1(OP, ADDR, I) "vpbroadcastd " ADDR ", %[t]\n\t" OP " %[b0], %[t], %[c" #I "]\n\t"
+#define SOFT_ROW2(OP, ADDR, I) SOFT_ROW1(OP, ADDR, I) OP " %[b1], %[t], %[d" #I "]\n\t"
+#define SOFT_ROWS(ROW, OP) \
+    ROW(OP, "(%[p])", 0) ROW(OP, "(%[p],%[s],1)", 1) ROW(OP, "(%[p],%[s],2)", 2) ROW(OP, "(%[p],%[s3],1)", 3)
+#define SOFT_FOUR_ROWS(OP, C, P, STRIDE, B)                                                                   \
+    __asm__(SOFT_ROWS(SOFT_ROW1, OP)                                                                          \
+            : [c0] "+v"((C)[0]), [c1] "+v"((C)[1]), [c2] "+v"((C)[2]), [c3] "+v"((C)[3]), [t] "=&v"(t)     \
+            : [b0] "v"(B), [p] "r"(P), [s] "r"(STRIDE), [s3] "r"(3 * (STRIDE))                             \
+            : "memory")
+#define SOFT_FOUR_ROWS2(OP, C, D, P, STRIDE, B, B1)                                                          \
+    __asm__(SOFT_ROWS(SOFT_ROW2, OP)                                                                          \
+            : [c0] "+v"((C)[0]), [c1] "+v"((C)[1]), [c2] "+v"((C)[2]), [c3] "+v"((C)[3]), [d0] "+v"((D)[0]),  \
+              [d1] "+v"((D)[1]), [d2] "+v"((D)[2]), [d3] "+v"((D)[3]), [t] "=&v"(t)                         \
+            : [b0] "v"(B), [b1] "v"(B1), [p] "r"(P), [s] "r"(STRIDE), [s3] "r"(3 * (STRIDE))               \
+            : "memory")
+
+/* Tile c (16 rows of 16 int32 or fp32 sums) += a times b, a 32-bit group of a's rows at a time:
+   b's row kk holds that group's 16 columns. `bf16`: pairs of bf16 into fp32 sums, else u8 x s8
+   quads into int32 sums. The sums stay in registers across the 16 groups. */
+static inline __attribute__((always_inline)) void soft_tile_product(int c, int a, int b, int bf16) {
+    __m512i acc[16], t;
+    const uint8_t *ca = soft_tiles.at[c], *aa = soft_tiles.at[a], *ba = soft_tiles.at[b];
+    const long cs = soft_tiles.stride[c], as = soft_tiles.stride[a], bs = soft_tiles.stride[b];
+    for (int m = 0; m < 16; m++) acc[m] = _mm512_loadu_si512(ca + m * cs);
+    for (int kk = 0; kk < 16; kk++) {
+        const __m512i bb = _mm512_loadu_si512(ba + kk * bs);
+        for (int r = 0; r < 16; r += 4) {
+            const uint8_t *p = aa + r * as + kk * 4;
+            if (bf16) SOFT_FOUR_ROWS("vdpbf16ps", (acc + r), p, as, bb);
+            else SOFT_FOUR_ROWS("vpdpbusd", (acc + r), p, as, bb);
+        }
+    }
+    for (int m = 0; m < 16; m++) _mm512_store_si512(soft_tiles.own[c] + m * 64, acc[m]);
+    soft_tiles.at[c] = soft_tiles.own[c], soft_tiles.stride[c] = 64;
+}
+
+/* Tiles c0 += a b0 and c1 += a b1, eight rows at a time: each broadcast group of a serves both
+   (one core: 80% of the vector units' peak where single products reached 69%, both in GCC's code) */
+static inline __attribute__((always_inline)) void soft_tile_pair(int c0, int c1, int a, int b0, int b1, int bf16) {
+    const uint8_t *ca = soft_tiles.at[c0], *da = soft_tiles.at[c1], *aa = soft_tiles.at[a];
+    const uint8_t *b0a = soft_tiles.at[b0], *b1a = soft_tiles.at[b1];
+    const long cs = soft_tiles.stride[c0], ds = soft_tiles.stride[c1], as = soft_tiles.stride[a];
+    const long b0s = soft_tiles.stride[b0], b1s = soft_tiles.stride[b1];
+    for (int h = 0; h < 16; h += 8) {
+        __m512i c[8], d[8], t;
+        for (int r = 0; r < 8; r++) c[r] = _mm512_loadu_si512(ca + (h + r) * cs), d[r] = _mm512_loadu_si512(da + (h + r) * ds);
+        for (int kk = 0; kk < 16; kk++) {
+            const __m512i x0 = _mm512_loadu_si512(b0a + kk * b0s), x1 = _mm512_loadu_si512(b1a + kk * b1s);
+            for (int r = 0; r < 8; r += 4) {
+                const uint8_t *p = aa + (h + r) * as + kk * 4;
+                if (bf16) SOFT_FOUR_ROWS2("vdpbf16ps", (c + r), (d + r), p, as, x0, x1);
+                else SOFT_FOUR_ROWS2("vpdpbusd", (c + r), (d + r), p, as, x0, x1);
+            }
+        }
+        for (int r = 0; r < 8; r++) {
+            _mm512_store_si512(soft_tiles.own[c0] + (h + r) * 64, c[r]);
+            _mm512_store_si512(soft_tiles.own[c1] + (h + r) * 64, d[r]);
+        }
+    }
+    soft_tiles.at[c0] = soft_tiles.own[c0], soft_tiles.stride[c0] = 64;
+    soft_tiles.at[c1] = soft_tiles.own[c1], soft_tiles.stride[c1] = 64;
+}
+
+/* The linear kernel's whole K loop for one block of 32 rows x 32 columns (linear_columns), with the
+   sums in registers throughout, into tiles 0 to 3 as its tile steps leave them: tile 0 rows 0-15
+   x b0, 1 rows 0-15 x b1, 2 rows 16-31 x b0, 3 rows 16-31 x b1 (`one_tile`: rows 0-15 only). a: the
+   input's first row (rows `lda` bytes apart), b0 and b1 the two column tiles' weights (one row of
+   64 bytes per 32-bit group of K), `groups` groups; the sums start at zero, or at `init` (32
+   values a row). Eight rows at a time: 91-100% of the vector units' peak at one core where the
+   tile steps' pairs, whose sums go to memory every 16 groups, reached 86%. */
+static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t *a, long lda, const uint8_t *b0,
+                                                                  const uint8_t *b1, long groups, int one_tile,
+                                                                  const int32_t *init, int bf16) {
+    for (int h = 0; h < (one_tile ? 16 : 32); h += 8) {
+        __m512i c[8], d[8], t;
+        for (int r = 0; r < 8; r++) {
+            c[r] = init ? _mm512_loadu_si512(init + (h + r) * 32) : _mm512_setzero_si512();
+            d[r] = init ? _mm512_loadu_si512(init + (h + r) * 32 + 16) : _mm512_setzero_si512();
+        }
+        const uint8_t *p = a + h * lda;
+        for (long g = 0; g < groups; g++, p += 4) {
+            const __m512i x0 = _mm512_loadu_si512(b0 + g * 64), x1 = _mm512_loadu_si512(b1 + g * 64);
+            if (bf16) {
+                SOFT_FOUR_ROWS2("vdpbf16ps", c, d, p, lda, x0, x1);
+                SOFT_FOUR_ROWS2("vdpbf16ps", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
+            } else {
+                SOFT_FOUR_ROWS2("vpdpbusd", c, d, p, lda, x0, x1);
+                SOFT_FOUR_ROWS2("vpdpbusd", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
+            }
+        }
+        const int lower = h >= 16, row = h % 16;
+        for (int r = 0; r < 8; r++) {
+            _mm512_store_si512(soft_tiles.own[2 * lower] + (row + r) * 64, c[r]);
+            _mm512_store_si512(soft_tiles.own[2 * lower + 1] + (row + r) * 64, d[r]);
+        }
+    }
+    for (int i = 0; i < 4; i++) soft_tiles.at[i] = soft_tiles.own[i], soft_tiles.stride[i] = 64;
+}
+
+#define soft_tile_dpbusd(c, a, b) soft_tile_product(c, a, b, 0)
+#define soft_tile_dpbf16ps(c, a, b) soft_tile_product(c, a, b, 1)
+#define TILE_DPBUSD_PAIR(c0, c1, a, b0, b1) soft_tile_pair(c0, c1, a, b0, b1, 0)
+#define TILE_DPBF16PS_PAIR(c0, c1, a, b0, b1) soft_tile_pair(c0, c1, a, b0, b1, 1)
+
+#endif
