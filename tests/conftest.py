@@ -66,9 +66,10 @@ def suts(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def _kernel_tile_kinds() -> list[Any]:
-    """The tile kinds packed-bert's kernels can run on here: the AMX units and their AVX-512
-    stand-in (kernels/soft_tiles.h) each where the CPU has what it needs; a skipped case says why."""
-    from packed_bert.backends.amx_kernels import AMX_FLAGS, SOFT_TILE_FLAGS
+    """The tile kinds packed-bert's kernels can run on here (``amx_kernels.TILES``: the AMX units
+    and their AVX-512 stand-ins, kernels/soft_tiles.h), each where the CPU has what it needs; a
+    skipped case says why."""
+    from packed_bert.backends.amx_kernels import TILES
     from packed_bert.backends.cpu_class import cpu_flags
 
     flags = cpu_flags()
@@ -77,7 +78,7 @@ def _kernel_tile_kinds() -> list[Any]:
             kind,
             marks=pytest.mark.skipif(not flags >= needs, reason=f"the {kind} tiles need {', '.join(sorted(needs))}"),
         )
-        for kind, needs in (("amx", AMX_FLAGS), ("avx512", SOFT_TILE_FLAGS))
+        for kind, needs in TILES.items()
     ]
 
 

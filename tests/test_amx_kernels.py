@@ -306,15 +306,16 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
 
 
 @pytest.mark.skipif(
-    not cpu_flags() >= amx_kernels.AMX_FLAGS | amx_kernels.SOFT_TILE_FLAGS,
-    reason="compares the AMX build with its AVX-512 stand-in: needs a CPU with both",
+    not cpu_flags() >= amx_kernels.TILES["amx"] | amx_kernels.TILES["avx512-bf16"],
+    reason="compares the AMX build with its AVX-512 stand-ins: needs a CPU with AMX and AVX-512 BF16",
 )
 def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_rounding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """kernels/soft_tiles.h runs the tile operations on vector instructions: integer sums are
-    exact on both (the same bits through the whole int8 layer, with a large K in slices), and
-    bf16 pairs are summed in another order (fp32 sums within a few roundings)."""
+    exact on all (the same bits through the whole int8 layer), bf16 pairs are summed in another
+    order than the tiles' (fp32 sums within a few roundings), and without BF16 instructions two
+    FMAs and integer rounding give the BF16 instructions' own bits."""
     rng = np.random.default_rng(11)
     layer, _ = _layer(rng, 256, 64, gelu=True)
     x = torch.from_numpy(rng.standard_normal((70, 256)).astype(np.float32))
@@ -323,16 +324,20 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     lens = torch.tensor([[60, 30], [89, 0]], dtype=torch.int32)
     qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
 
-    def outputs(kind: str) -> list[torch.Tensor]:
+    def outputs(kind: str) -> list[np.ndarray]:
         monkeypatch.setattr(amx_kernels, "tiles_here", lambda: kind)
         attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
-        return [layer(x, torch.float32), bf16(x, torch.float32), _attend(qkv, attention, heads, dim).float()]
+        outs = [layer(x, torch.float32), bf16(x, torch.bfloat16), _attend(qkv, attention, heads, dim)]
+        return [out.float().numpy() for out in outs]
 
-    (int8_amx, bf16_amx, att_amx), (int8_soft, bf16_soft, att_soft) = outputs("amx"), outputs("avx512")
-    assert amx_kernels.loaded("avx512").pb_tiles_kind() == 2 and amx_kernels.loaded("amx").pb_tiles_kind() == 1
-    np.testing.assert_array_equal(int8_soft.numpy(), int8_amx.numpy())
-    np.testing.assert_allclose(bf16_soft.numpy(), bf16_amx.numpy(), rtol=1e-5, atol=1e-5)
-    assert float((att_soft - att_amx).abs().max()) <= 2**-7 * float(att_amx.abs().max())  # a bf16 step
+    tiles, soft, no_bf16 = outputs("amx"), outputs("avx512-bf16"), outputs("avx512-vnni")
+    assert [amx_kernels.loaded(kind).pb_tiles_kind() for kind in amx_kernels.TILES] == [1, 2, 3]
+    np.testing.assert_array_equal(soft[0], tiles[0])
+    np.testing.assert_allclose(soft[1], tiles[1], rtol=2**-7)  # a bf16 step
+    assert float(np.abs(soft[2] - tiles[2]).max()) <= 2**-7 * float(np.abs(tiles[2]).max())
+    assert float(np.abs(soft[2] - tiles[2]).max()) > 0  # bf16 sums in another order: not the same bits
+    for ours, theirs in zip(no_bf16, soft, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 @needs_amx

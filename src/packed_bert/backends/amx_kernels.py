@@ -25,11 +25,13 @@ head, the encoder) is compiled at first use, as one translation unit, with the s
 the flags, the compiler's version and the CPU's flags; a compiler without AMX intrinsics (GCC 11+, Clang 12+) gets a one-line error naming
 the fallback.
 On a CPU without AMX but with AVX-512 VNNI and BF16 (AMD Zen 4 and 5; the avx512-bf16 class) the
-same source is built without AMX (``tiles_here``, ``build(tiles="avx512")``): ``kernels/soft_tiles.h``
+same source is built without AMX (``tiles_here``, ``build(tiles="avx512-bf16")``): ``kernels/soft_tiles.h``
 runs each tile operation on vector instructions (vpdpbusd, vdpbf16ps), and the linear layers' K loop
 keeps its sums in registers. int8 sums are exact either way, so int8 layers give the tiles' bits;
-bf16 sums may differ in their last bit. oneDNN's ISA cap picks this build on an AMX Xeon too
-(``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``: the class EMULATED).
+bf16 sums may differ in their last bit. Without BF16 either (Intel Xeon 2nd and 3rd gen: the
+"avx512-vnni" build), bf16 products run as two fp32 FMAs and conversions to bf16 in integers, each
+with the BF16 instructions' rounding. oneDNN's ISA cap picks these builds on an AMX Xeon too
+(``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` or ``AVX512_CORE_VNNI``: the classes EMULATED).
 The library links OpenMP by its soname, so once torch is imported it shares torch's OpenMP
 threads (``torch.set_num_threads`` applies to it).
 """
@@ -64,11 +66,21 @@ FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds tor
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
 W_S8, W_BF16 = 0, 1  # the kernel's weight kinds: int8 (u8 inputs) or bf16 (bf16 inputs)
 AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
-# what the kernels need where the tile operations run on vector instructions (kernels/soft_tiles.h)
-SOFT_TILE_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"})
-TILES = ("amx", "avx512")  # what the tile operations run on: the AMX units, or AVX-512 VNNI / BF16
-# a build for "avx512" leaves out every instruction such a CPU may lack, whatever -march=native allows
-NO_AMX_FLAGS = ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16", "-mno-avx512fp16")
+_AVX512_VNNI = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"})
+# what the tile operations run on (kernels/soft_tiles.h below AMX), best first, and the CPU flags
+# each needs: the AMX units; AVX-512 VNNI with BF16 (AMD Zen 4 and 5); AVX-512 VNNI alone (Intel
+# Xeon 2nd and 3rd gen), whose bf16 products and conversions run on fp32 and integer instructions
+TILES: dict[str, frozenset[str]] = {
+    "amx": AMX_FLAGS,
+    "avx512-bf16": _AVX512_VNNI | {"avx512_bf16"},
+    "avx512-vnni": _AVX512_VNNI,
+}
+# a build below AMX leaves out every instruction such a CPU may lack, whatever -march=native allows
+NO_TILE_FLAGS: dict[str, tuple[str, ...]] = {
+    "amx": (),
+    "avx512-bf16": ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16", "-mno-avx512fp16"),
+    "avx512-vnni": ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16", "-mno-avx512fp16", "-mno-avx512bf16"),
+}
 FALLBACK = "or name openvino:int8 (bert-99) or openvino:bf16 (bert-99.9) in a system file's [precision_by_cpu.amx] (docs/usage.md)"
 
 
@@ -79,11 +91,11 @@ def has_amx() -> bool:
 
 def tiles_here() -> str | None:
     """What the kernels' tile operations run on here (``TILES``): the AMX units where the CPU has
-    them, else AVX-512 VNNI / BF16 where it has those (AMD Zen 4 and 5), else None. oneDNN's ISA
-    cap applies (``cpu_class.cpu_flags``): ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` on an AMX Xeon
-    runs the "avx512" build, as the avx512-bf16 class would."""
+    them, else AVX-512 VNNI, with BF16 (AMD Zen 4 and 5) or without; None on any other CPU.
+    oneDNN's ISA cap applies (``cpu_class.cpu_flags``): ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` on
+    an AMX Xeon runs the "avx512-bf16" build, as that class would."""
     flags = cpu_flags()
-    return "amx" if flags >= AMX_FLAGS else "avx512" if flags >= SOFT_TILE_FLAGS else None
+    return next((kind for kind, needs in TILES.items() if flags >= needs), None)
 
 
 def fits(k: int, n: int, item_bytes: int = 1) -> bool:
@@ -134,7 +146,8 @@ def source_texts() -> list[str]:
 def kernels_label() -> str:
     """What runs a kernel=amx recipe here, for a run's record: the AMX kernels, or their AVX-512
     build (soft tiles)."""
-    return "packed-bert's kernels on AVX-512 soft tiles" if tiles_here() == "avx512" else "packed-bert's AMX kernels"
+    kind = tiles_here()
+    return "packed-bert's AMX kernels" if kind in (None, "amx") else f"packed-bert's kernels on {kind} soft tiles"
 
 
 def build(out_dir: Path | None = None, defines: tuple[str, ...] = (), tiles: str = "amx") -> Path:
@@ -145,8 +158,8 @@ def build(out_dir: Path | None = None, defines: tuple[str, ...] = (), tiles: str
     if cc is None:
         raise UserError(f"torch kernel=amx: no C compiler (cc, gcc or clang) on PATH; install gcc 11+, {FALLBACK}")
     if tiles not in TILES:
-        raise ValueError(f"tiles must be one of {TILES}, got {tiles!r}")
-    flags = (*FLAGS, *(NO_AMX_FLAGS if tiles == "avx512" else ()), *(f"-D{name}" for name in defines))
+        raise ValueError(f"tiles must be one of {', '.join(TILES)}, got {tiles!r}")
+    flags = (*FLAGS, *NO_TILE_FLAGS[tiles], *(f"-D{name}" for name in defines))
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     # -march=native: a cache shared between machines keeps one per CPU (its own flags, whatever
     # oneDNN's ISA cap)

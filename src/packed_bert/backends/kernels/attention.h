@@ -100,7 +100,7 @@ static inline void softmax_until(softmax_work *w, long until) {
                 __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, w->mx[r])));
                 __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, w->mx[r])));
                 w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
-                _mm512_storeu_si512(w->p + (r0 + r) * n32 + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+                _mm512_storeu_si512(w->p + (r0 + r) * n32 + j, to_bf16_pair(e1, e0));
             }
         if (j + 32 == n32)
             for (int r = 0; r < SOFTMAX_ROWS; r++)
@@ -159,6 +159,25 @@ static inline const uint16_t *query_block(const query_rows *q, long qb, int dim,
 static inline __attribute__((always_inline)) void scores_pair(const query_rows *q, const uint32_t *kp, long qb, int two,
                                                              int dim, long k_steps, float *sb, softmax_work *w) {
     const int dw = dim / 2;
+#if PB_TILES != 1
+    /* soft tiles: two key blocks at a time for each query block, over the head dimension with the
+       sums in registers (soft_tile_block: the tile steps' sums in their order) */
+    for (long kb = 0; kb < k_steps; kb += 2) {
+        const int pair = kb + 1 < k_steps;
+        const uint8_t *k0 = (const uint8_t *)(kp + kb * dw * 16), *k1 = pair ? k0 + dw * 64 : k0;
+        for (int i = 0; i <= two; i++) {
+            long row_bytes;
+            const uint16_t *rows = query_block(q, qb + i, dim, &row_bytes);
+            soft_tile_block((const uint8_t *)rows, row_bytes, k0, k1, 1024, dw, 1, NULL, 1);
+            float *out = (i ? sb + 16 * S_STRIDE : sb) + kb * 16;
+            TILE_STORED(0, out, S_STRIDE * 4);
+            if (pair) TILE_STORED(1, out + 16, S_STRIDE * 4);
+        }
+        if (w) softmax_until(w, softmax_quota(w));
+        if (w && pair) softmax_until(w, softmax_quota(w));
+    }
+    return;
+#endif
     long ra, rb = 0;
     const uint16_t *a = query_block(q, qb, dim, &ra), *b = two ? query_block(q, qb + 1, dim, &rb) : NULL;
     _tile_loadd(2, a, ra);
@@ -190,6 +209,22 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
    time. */
 static inline __attribute__((always_inline)) void pv_pair(const uint16_t *pb, const uint16_t *vp, int two, int dim,
                                                          long n32, long v_steps, float *o, softmax_work *w) {
+#if PB_TILES != 1
+    /* soft tiles: each half of the head dimension over every key with the sums in registers
+       (soft_tile_block: the tile steps' sums in their order), the softmax's units after it */
+    for (int half = 0; half < dim / 32; half++) {
+        const uint8_t *v = (const uint8_t *)(vp + half * 2 * 512);
+        soft_tile_block((const uint8_t *)pb, n32 * 2, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL, 1);
+        for (long kb = 0; kb < v_steps; kb++) softmax_until(w, softmax_quota(w));
+        TILE_STORED(0, o + half * 32, dim * 4);
+        TILE_STORED(1, o + half * 32 + 16, dim * 4);
+        if (two) {
+            TILE_STORED(2, o + 16 * dim + half * 32, dim * 4);
+            TILE_STORED(3, o + 16 * dim + half * 32 + 16, dim * 4);
+        }
+    }
+    return;
+#endif
     const uint16_t *pb2 = pb + 16 * n32;
     for (int half = 0; half < dim / 32; half++) {
         _tile_zero(0); _tile_zero(1);
@@ -246,7 +281,7 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
         for (int d = 0; d < dim; d += 16) {
             __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
             _mm256_store_si256((__m256i *)(qs + (i - q.direct_blocks * 16) * dim + d),
-                               (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
+                               to_bf16(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
         }
     /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16]: 16 keys'
        rows of 16 words transposed in registers (keys past n are zero) */
@@ -289,7 +324,7 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
             const float *inv = inv_sum[(b - 1) & 1];
             for (long i = 0; i < done_rows; i++)
                 for (int d = 0; d < dim; d += 16) {
-                    __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(o + i * dim + d), _mm512_set1_ps(inv[i])));
+                    __m256i h = to_bf16(_mm512_mul_ps(_mm512_load_ps(o + i * dim + d), _mm512_set1_ps(inv[i])));
                     size_t at = (size_t)(q0 + i) * out_stride + d;
                     if (out_kind == AS_U8) {
                         _mm_storeu_si128((__m128i *)((uint8_t *)out + at),

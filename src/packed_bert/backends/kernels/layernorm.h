@@ -90,12 +90,12 @@ static inline __attribute__((always_inline)) void add_layernorm_row_as(const lay
             __m512 y = _mm512_fmadd_ps(d, _mm512_loadu_ps(gamma + c), _mm512_loadu_ps(beta + c));
             if (out_kind == AS_FP32) store_line((float *)out + m * H + c, _mm512_castps_si512(y), whole);
             else {
-                o[j] = (__m256i)_mm512_cvtneps_pbh(y);
+                o[j] = to_bf16(y);
                 if (!whole) _mm256_storeu_si256((__m256i *)((uint16_t *)out + m * H + c), o[j]);
             }
             if (!q_out) continue;
             if (q_kind == AS_BF16) {
-                h[j] = (__m256i)_mm512_cvtneps_pbh(y);
+                h[j] = to_bf16(y);
                 if (!whole) _mm256_storeu_si256((__m256i *)((uint16_t *)q_out + m * H + c), h[j]);
                 continue;
             }

@@ -109,10 +109,10 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
             _mm_storeu_si128((__m128i *)(at + 16), to_u8(y1, grid1, grid_zp));
         } else if (kind == AS_BF16 && stream) { /* one whole cache line */
             _mm512_stream_si512((__m512i *)((uint16_t *)e->out + o),
-                                _mm512_inserti64x4(_mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(y0)), (__m256i)_mm512_cvtneps_pbh(y1), 1));
+                                _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16(y0)), to_bf16(y1), 1));
         } else if (kind == AS_BF16) {
-            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o), (__m256i)_mm512_cvtneps_pbh(y0));
-            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + 16), (__m256i)_mm512_cvtneps_pbh(y1));
+            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o), to_bf16(y0));
+            _mm256_storeu_si256((__m256i *)((uint16_t *)e->out + o + 16), to_bf16(y1));
         } else if (stream) {
             _mm512_stream_ps((float *)e->out + o, y0);
             _mm512_stream_ps((float *)e->out + o + 16, y1);
@@ -257,9 +257,9 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                     const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
-#if PB_TILES == 2 /* soft tiles: the whole K loop with its sums in registers, then the epilogue */
+#if PB_TILES != 1 /* soft tiles: the whole K loop with its sums in registers, then the epilogue */
                     const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
-                    soft_tile_block((const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, slice_kb * 16,
+                    soft_tile_block((const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16,
                                     one_tile, slice == 0 ? NULL : part, fp32_sums);
                     if (last) epilogue_block(&e, &prev, &pc, 0, slice_kb * step_rows, gelu, kind, stream, fp32_sums);
                     prefetch_lines(&next, lines_per_step * slice_kb);
@@ -368,7 +368,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
             if (fp32_sums) { /* fp32 rounded to bf16 */
                 for (long k = 0; k < K; k += 16)
                     _mm256_storeu_si256((__m256i *)((uint16_t *)row + k),
-                                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps((const float *)x + (size_t)m * x_stride + k)));
+                                        to_bf16(_mm512_loadu_ps((const float *)x + (size_t)m * x_stride + k)));
                 continue;
             }
             const __m512i zp = _mm512_set1_epi32(zero_point);

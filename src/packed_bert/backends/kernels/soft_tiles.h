@@ -1,14 +1,16 @@
-/* The AMX tile operations the kernels use, on AVX-512 VNNI and BF16 vector instructions instead,
-   for CPUs without tiles (AMD Zen 4 and 5, Intel before Xeon 4th gen with AVX512_BF16): a build
-   without AMX (amx_kernels.build(tiles="avx512")) compiles every kernel against these. Part of
-   amx.c's one translation unit (included by tiles.h; not compiled alone).
+/* The AMX tile operations the kernels use, on AVX-512 VNNI vector instructions instead, for CPUs
+   without tiles: a build without AMX (amx_kernels.build(tiles="avx512-bf16"), AMD Zen 4 and 5) or
+   without AVX512_BF16 as well ("avx512-vnni", Intel Xeon 2nd and 3rd gen) compiles every kernel
+   against these. Part of amx.c's one translation unit (included by tiles.h; not compiled alone).
 
    A tile is where its 16 rows of 64 bytes are: a load only notes its address and stride, and a
    product reads the rows then. Every tile load in the kernels is followed by its products before
    that memory is written again, so this reads what the tiles would have held; a product's sums go
    to the tile's own 1 KiB, where a store copies them from. int8 products are exact integer sums,
    as on the tiles: the same bits. bf16 products (vdpbf16ps) add each pair's two products in
-   another order than the tiles do, so fp32 sums may differ in their last bit. */
+   another order than the tiles do, so fp32 sums may differ in their last bit; without AVX512_BF16
+   each pair is two fp32 FMAs in vdpbf16ps's order (odd element first), which give its bits: a
+   product of two bf16 values is exact in fp32, so one rounding per addition either way. */
 
 #ifndef SOFT_TILES_H
 #define SOFT_TILES_H
@@ -51,8 +53,8 @@ static inline __attribute__((always_inline)) void soft_tile_store(int t, void *b
 }
 
 /* Four rows of products in one asm statement (GCC's own code for the tied sums moved them between
-   registers at every step: 69% of the vector units' peak against 86% here, one core, operands in
-   L1): row r's 32-bit group of A broadcast from P + r * S, times each B vector, into C<r> (and
+   registers at every step: pairs of products at 80% of the vector units' peak against 82-86% here,
+   one core, operands in L1 and L2): row r's 32-bit group of A broadcast from P + r * S, times each B vector, into C<r> (and
    D<r> with a second B). OP: vpdpbusd (u8 x s8 into int32) or vdpbf16ps (bf16 pairs into fp32). */
 #define SOFT_ROW1(OP, ADDR, I) "vpbroadcastd " ADDR ", %[t]\n\t" OP " %[b0], %[t], %[c" #I "]\n\t"
 #define SOFT_ROW2(OP, ADDR, I) SOFT_ROW1(OP, ADDR, I) OP " %[b1], %[t], %[d" #I "]\n\t"
@@ -70,6 +72,52 @@ static inline __attribute__((always_inline)) void soft_tile_store(int t, void *b
             : [b0] "v"(B), [b1] "v"(B1), [p] "r"(P), [s] "r"(STRIDE), [s3] "r"(3 * (STRIDE))               \
             : "memory")
 
+/* The same four rows of bf16 pair products without AVX512_BF16: the group broadcast, its odd
+   bf16 (the upper half) masked and its even one shifted up, each times B's odd or even values
+   (O<n>, E<n>: B with the same split) in fp32 FMAs, odd first as vdpbf16ps sums them */
+#define SOFT_FMA_ROW1(ADDR, I)                                                                            \
+    "vpbroadcastd " ADDR ", %[t]\n\t" "vpslld $16, %[t], %[u]\n\t" "vpandd %[hi], %[t], %[t]\n\t"         \
+    "vfmadd231ps %[o0], %[t], %[c" #I "]\n\t" "vfmadd231ps %[e0], %[u], %[c" #I "]\n\t"
+#define SOFT_FMA_ROW2(ADDR, I) \
+    SOFT_FMA_ROW1(ADDR, I) "vfmadd231ps %[o1], %[t], %[d" #I "]\n\t" "vfmadd231ps %[e1], %[u], %[d" #I "]\n\t"
+#define SOFT_FMA_ROWS(ROW) \
+    ROW("(%[p])", 0) ROW("(%[p],%[s],1)", 1) ROW("(%[p],%[s],2)", 2) ROW("(%[p],%[s3],1)", 3)
+
+/* bf16 pair products of four rows of a (at p, rows `stride` bytes apart) with one B vector into
+   c[0..3], or with two into c and d: vdpbf16ps, or its FMA form without AVX512_BF16 */
+static inline __attribute__((always_inline)) void soft_bf16_rows(__m512i *c, const uint8_t *p, long stride, __m512i b) {
+    __m512i t;
+#ifdef __AVX512BF16__
+    SOFT_FOUR_ROWS("vdpbf16ps", c, p, stride, b);
+#else
+    __m512i u;
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u), o0 = _mm512_and_si512(b, hi), e0 = _mm512_slli_epi32(b, 16);
+    __asm__(SOFT_FMA_ROWS(SOFT_FMA_ROW1)
+            : [c0] "+v"(c[0]), [c1] "+v"(c[1]), [c2] "+v"(c[2]), [c3] "+v"(c[3]), [t] "=&v"(t), [u] "=&v"(u)
+            : [o0] "v"(o0), [e0] "v"(e0), [hi] "v"(hi), [p] "r"(p), [s] "r"(stride), [s3] "r"(3 * stride)
+            : "memory");
+#endif
+}
+
+static inline __attribute__((always_inline)) void soft_bf16_rows2(__m512i *c, __m512i *d, const uint8_t *p, long stride,
+                                                                  __m512i b, __m512i b1) {
+    __m512i t;
+#ifdef __AVX512BF16__
+    SOFT_FOUR_ROWS2("vdpbf16ps", c, d, p, stride, b, b1);
+#else
+    __m512i u;
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i o0 = _mm512_and_si512(b, hi), e0 = _mm512_slli_epi32(b, 16);
+    const __m512i o1 = _mm512_and_si512(b1, hi), e1 = _mm512_slli_epi32(b1, 16);
+    __asm__(SOFT_FMA_ROWS(SOFT_FMA_ROW2)
+            : [c0] "+v"(c[0]), [c1] "+v"(c[1]), [c2] "+v"(c[2]), [c3] "+v"(c[3]), [d0] "+v"(d[0]), [d1] "+v"(d[1]),
+              [d2] "+v"(d[2]), [d3] "+v"(d[3]), [t] "=&v"(t), [u] "=&v"(u)
+            : [o0] "v"(o0), [e0] "v"(e0), [o1] "v"(o1), [e1] "v"(e1), [hi] "v"(hi), [p] "r"(p), [s] "r"(stride),
+              [s3] "r"(3 * stride)
+            : "memory");
+#endif
+}
+
 /* Tile c (16 rows of 16 int32 or fp32 sums) += a times b, a 32-bit group of a's rows at a time:
    b's row kk holds that group's 16 columns. `bf16`: pairs of bf16 into fp32 sums, else u8 x s8
    quads into int32 sums. The sums stay in registers across the 16 groups. */
@@ -82,7 +130,7 @@ static inline __attribute__((always_inline)) void soft_tile_product(int c, int a
         const __m512i bb = _mm512_loadu_si512(ba + kk * bs);
         for (int r = 0; r < 16; r += 4) {
             const uint8_t *p = aa + r * as + kk * 4;
-            if (bf16) SOFT_FOUR_ROWS("vdpbf16ps", (acc + r), p, as, bb);
+            if (bf16) soft_bf16_rows(acc + r, p, as, bb);
             else SOFT_FOUR_ROWS("vpdpbusd", (acc + r), p, as, bb);
         }
     }
@@ -104,7 +152,7 @@ static inline __attribute__((always_inline)) void soft_tile_pair(int c0, int c1,
             const __m512i x0 = _mm512_loadu_si512(b0a + kk * b0s), x1 = _mm512_loadu_si512(b1a + kk * b1s);
             for (int r = 0; r < 8; r += 4) {
                 const uint8_t *p = aa + (h + r) * as + kk * 4;
-                if (bf16) SOFT_FOUR_ROWS2("vdpbf16ps", (c + r), (d + r), p, as, x0, x1);
+                if (bf16) soft_bf16_rows2(c + r, d + r, p, as, x0, x1);
                 else SOFT_FOUR_ROWS2("vpdpbusd", (c + r), (d + r), p, as, x0, x1);
             }
         }
@@ -117,16 +165,18 @@ static inline __attribute__((always_inline)) void soft_tile_pair(int c0, int c1,
     soft_tiles.at[c1] = soft_tiles.own[c1], soft_tiles.stride[c1] = 64;
 }
 
-/* The linear kernel's whole K loop for one block of 32 rows x 32 columns (linear_columns), with the
-   sums in registers throughout, into tiles 0 to 3 as its tile steps leave them: tile 0 rows 0-15
-   x b0, 1 rows 0-15 x b1, 2 rows 16-31 x b0, 3 rows 16-31 x b1 (`one_tile`: rows 0-15 only). a: the
-   input's first row (rows `lda` bytes apart), b0 and b1 the two column tiles' weights (one row of
-   64 bytes per 32-bit group of K), `groups` groups; the sums start at zero, or at `init` (32
-   values a row). Eight rows at a time: 91-100% of the vector units' peak at one core where the
-   tile steps' pairs, whose sums go to memory every 16 groups, reached 86%. */
+/* A whole K loop of tile steps for a block of 32 rows x 32 columns, with the sums in registers
+   throughout, into tiles 0 to 3 as the tile steps leave them: tile 0 rows 0-15 x b0, 1 rows 0-15
+   x b1, 2 rows 16-31 x b0, 3 rows 16-31 x b1 (`one_tile`: rows 0-15 only). a: the first row
+   (rows `lda` bytes apart), b0 and b1 two column tiles' rows (64 bytes each, one per 32-bit group
+   of K; each 16 groups' tile `b_step` bytes after the one before), `groups` groups; the sums start
+   at zero, or at `init` (32 values a row). The same sums in the same order as the tile steps one
+   at a time. Eight rows at a time: 91-100% of the vector units' peak at one core where the tile
+   steps' pairs, whose sums go to memory every 16 groups, reached 86% (the linear kernel's K loop);
+   attention's Q K^T and P V take it too. */
 static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t *a, long lda, const uint8_t *b0,
-                                                                  const uint8_t *b1, long groups, int one_tile,
-                                                                  const int32_t *init, int bf16) {
+                                                                  const uint8_t *b1, long b_step, long groups,
+                                                                  int one_tile, const int32_t *init, int bf16) {
     for (int h = 0; h < (one_tile ? 16 : 32); h += 8) {
         __m512i c[8], d[8], t;
         for (int r = 0; r < 8; r++) {
@@ -134,16 +184,18 @@ static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t 
             d[r] = init ? _mm512_loadu_si512(init + (h + r) * 32 + 16) : _mm512_setzero_si512();
         }
         const uint8_t *p = a + h * lda;
-        for (long g = 0; g < groups; g++, p += 4) {
-            const __m512i x0 = _mm512_loadu_si512(b0 + g * 64), x1 = _mm512_loadu_si512(b1 + g * 64);
-            if (bf16) {
-                SOFT_FOUR_ROWS2("vdpbf16ps", c, d, p, lda, x0, x1);
-                SOFT_FOUR_ROWS2("vdpbf16ps", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
-            } else {
-                SOFT_FOUR_ROWS2("vpdpbusd", c, d, p, lda, x0, x1);
-                SOFT_FOUR_ROWS2("vpdpbusd", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
+        for (long blk = 0; blk < groups / 16; blk++) /* groups: a multiple of 16 */
+            for (int kk = 0; kk < 16; kk++, p += 4) {
+                const long at = blk * b_step + kk * 64;
+                const __m512i x0 = _mm512_loadu_si512(b0 + at), x1 = _mm512_loadu_si512(b1 + at);
+                if (bf16) {
+                    soft_bf16_rows2(c, d, p, lda, x0, x1);
+                    soft_bf16_rows2(c + 4, d + 4, p + 4 * lda, lda, x0, x1);
+                } else {
+                    SOFT_FOUR_ROWS2("vpdpbusd", c, d, p, lda, x0, x1);
+                    SOFT_FOUR_ROWS2("vpdpbusd", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
+                }
             }
-        }
         const int lower = h >= 16, row = h % 16;
         for (int r = 0; r < 8; r++) {
             _mm512_store_si512(soft_tiles.own[2 * lower] + (row + r) * 64, c[r]);

@@ -2,15 +2,20 @@
    and the rate the tiles issue products at. Part of amx.c's one translation unit (included
    there, in order; not compiled alone). */
 
-/* Built without AMX (no __AMX_TILE__: amx_kernels.build(tiles="avx512")), the tile operations
+/* Built without AMX (no __AMX_TILE__: amx_kernels.build(tiles="avx512-bf16" or "avx512-vnni")), the tile operations
    run on AVX-512 vector instructions (soft_tiles.h) */
-#ifndef __AMX_TILE__
+#ifdef __AMX_TILE__
+#define PB_TILES 1
+#else
 #include "soft_tiles.h"
+#ifdef __AVX512BF16__
 #define PB_TILES 2
 #else
-#define PB_TILES 1
+#define PB_TILES 3
 #endif
-/* which tiles this build computes on: 1 the AMX units, 2 AVX-512 VNNI / BF16 (soft_tiles.h) */
+#endif
+/* which tiles this build computes on: 1 the AMX units, 2 AVX-512 VNNI and BF16, 3 AVX-512 VNNI
+   alone (soft_tiles.h; amx_kernels.TILES in this order) */
 int pb_tiles_kind(void) { return PB_TILES; }
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -35,7 +40,7 @@ typedef struct {
 } tile_config;
 
 /* 0 once Linux grants this process the tiles' state (always, for soft tiles) */
-int pb_amx_enable(void) { return PB_TILES == 2 ? 0 : (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
+int pb_amx_enable(void) { return PB_TILES != 1 ? 0 : (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
 
 static void configure_tiles(void) {
     tile_config c;
