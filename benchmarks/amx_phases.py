@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if amx_kernels.tiles_here() is None:
         raise UserError(
-            "amx_phases: this CPU has no AMX tiles nor AVX-512 VNNI and BF16; the phases are those of packed-bert's kernels"
+            "amx_phases: this CPU has no AMX tiles nor AVX-512 VNNI; the phases are those of packed-bert's kernels"
         )
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)

@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped[recipe] = "no GPU"
             continue
         if "@amx" in recipe and tiles_here() is None:
-            skipped[recipe] = "no AMX tiles nor AVX-512 VNNI and BF16 on this CPU (packed-bert's kernels)"
+            skipped[recipe] = "no AMX tiles nor AVX-512 VNNI on this CPU (packed-bert's kernels)"
             continue
         outcomes.append(run_recipe(recipe, args, features, index, check, threads))
     table = render(outcomes, skipped, args, threads)

@@ -192,14 +192,14 @@ VARIANTS = (
         {"kernel": "amx", "residual": "bf16"},
         "the same recipe in packed-bert's own AMX kernel (quantize, int8 tiles, scales, bias, GELU in one call), "
         "bf16 attention per sequence, the residual stream in bf16, batch-invariant: the amx bert-99 default; AMX "
-        "CPUs, or AVX-512 VNNI and BF16 ones on soft tiles",
+        "CPUs, or AVX-512 VNNI ones on soft tiles",
     ),
     Variant(
         "torch int8-bf16 amx kernel",
         "torch",
         "int8-bf16",
         {"kernel": "amx", "residual": "bf16"},
-        "the int8 amx recipe with the FFN output layer in bf16 (fp32 sums): the amx bert-99.9 default; AMX CPUs, or AVX-512 VNNI and BF16 ones on soft tiles",
+        "the int8 amx recipe with the FFN output layer in bf16 (fp32 sums): the amx bert-99.9 default; AMX CPUs, or AVX-512 VNNI ones on soft tiles",
     ),
     Variant(
         "torch bf16 amx kernel",
@@ -207,7 +207,7 @@ VARIANTS = (
         "bf16",
         {"kernel": "amx"},
         "bf16 weights and inputs, fp32 sums, in packed-bert's own AMX kernels (linear with bias and GELU, "
-        "attention per sequence, add+LayerNorm), batch-invariant; AMX CPUs, or AVX-512 VNNI and BF16 ones on soft tiles",
+        "attention per sequence, add+LayerNorm), batch-invariant; AMX CPUs, or AVX-512 VNNI ones on soft tiles",
     ),
     Variant("torch fp32 eager", "torch", "fp32", {"batch_invariant": False}, "SDPA over the masked row"),
     Variant("torch bf16 eager", "torch", "bf16", {"batch_invariant": False}, "SDPA over the masked row"),

@@ -450,15 +450,15 @@ def test_outputs_handed_over_as_uint8_give_the_same_layer_results() -> None:
 
 
 def test_a_runner_on_a_cpu_without_amx_stops_when_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel is built and loaded with the runner, before any timed call: a CPU without AMX
-    is a one-line error then, not a failure in a run's first batch."""
+    """The kernel is built and loaded with the runner, before any timed call: a CPU with neither
+    AMX nor AVX-512 VNNI is a one-line error then, not a failure in a run's first batch."""
     monkeypatch.setattr(amx_kernels, "tiles_here", lambda: None)
     amx_kernels.loaded.cache_clear()
     try:
         feats = random_features(seed=3, n=4, max_len=60)
         with pytest.raises(
             UserError,
-            match=r"no AMX tiles \(int8, bf16\) nor AVX-512 VNNI and BF16; for int8 use kernel=onednn, or name openvino:int8",
+            match=r"no AMX tiles \(int8, bf16\) nor AVX-512 VNNI; for int8 use kernel=onednn, or name openvino:int8",
         ):
             create("torch", _amx_model(), "int8", "cpu", calibration=calibration_of(feats), kernel="amx")
     finally:

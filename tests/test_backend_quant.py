@@ -113,7 +113,7 @@ def test_fastest_matmul_times_a_runtime_after_it_settles(monkeypatch: pytest.Mon
 
 
 def test_our_amx_kernels_are_a_yardstick_only_where_the_cpu_has_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On an AMX CPU (or one with AVX-512 VNNI and BF16: soft tiles) the int8 and bf16 peaks include
+    """On an AMX CPU (or one with AVX-512 VNNI: soft tiles) the int8 and bf16 peaks include
     packed-bert's own kernels (at 2048^3 its int8 outran ONNX Runtime's MatMulInteger on AMX);
     elsewhere that runtime has no matmul and is skipped."""
     from packed_bert.backends import amx_kernels

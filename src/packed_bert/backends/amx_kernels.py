@@ -81,7 +81,7 @@ NO_TILE_FLAGS: dict[str, tuple[str, ...]] = {
     "avx512-bf16": ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16", "-mno-avx512fp16"),
     "avx512-vnni": ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16", "-mno-avx512fp16", "-mno-avx512bf16"),
 }
-FALLBACK = "or name openvino:int8 (bert-99) or openvino:bf16 (bert-99.9) in a system file's [precision_by_cpu.amx] (docs/usage.md)"
+FALLBACK = "or name openvino:int8 (bert-99) or openvino:bf16 (bert-99.9) in a system file's [precision_by_cpu.CLASS] (docs/usage.md)"
 
 
 def has_amx() -> bool:
@@ -185,7 +185,7 @@ def library() -> ctypes.CDLL:
     tiles = tiles_here()
     if tiles is None:
         raise UserError(
-            "torch kernel=amx: this CPU has no AMX tiles (int8, bf16) nor AVX-512 VNNI and BF16; "
+            "torch kernel=amx: this CPU has no AMX tiles (int8, bf16) nor AVX-512 VNNI; "
             f"for int8 use kernel=onednn, {FALLBACK}"
         )
     return loaded(tiles)
