@@ -176,8 +176,7 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
         if (w) softmax_until(w, softmax_quota(w));
         if (w && pair) softmax_until(w, softmax_quota(w));
     }
-    return;
-#endif
+#else
     long ra, rb = 0;
     const uint16_t *a = query_block(q, qb, dim, &ra), *b = two ? query_block(q, qb + 1, dim, &rb) : NULL;
     _tile_loadd(2, a, ra);
@@ -201,6 +200,7 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
         if (two) TILE_STORED(1, sb2 + kb * 16, S_STRIDE * 4);
         if (w) softmax_until(w, softmax_quota(w));
     }
+#endif
 }
 
 /* o [32 rows][dim] = P V for a pair of query blocks (the second only if `two`; P's rows n32 apart,
@@ -209,38 +209,32 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
    time. */
 static inline __attribute__((always_inline)) void pv_pair(const uint16_t *pb, const uint16_t *vp, int two, int dim,
                                                          long n32, long v_steps, float *o, softmax_work *w) {
-#if PB_TILES != 1
-    /* soft tiles: each half of the head dimension over every key with the sums in registers
-       (soft_tile_block: the tile steps' sums in their order), the softmax's units after it */
     for (int half = 0; half < dim / 32; half++) {
+#if PB_TILES != 1
+        /* soft tiles: every key with the sums in registers (soft_tile_block: the tile steps' sums
+           in their order), then the softmax's units of those steps */
         const uint8_t *v = (const uint8_t *)(vp + half * 2 * 512);
         soft_tile_block((const uint8_t *)pb, n32 * 2, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL, 1);
         for (long kb = 0; kb < v_steps; kb++) softmax_until(w, softmax_quota(w));
-        TILE_STORED(0, o + half * 32, dim * 4);
-        TILE_STORED(1, o + half * 32 + 16, dim * 4);
-        if (two) {
-            TILE_STORED(2, o + 16 * dim + half * 32, dim * 4);
-            TILE_STORED(3, o + 16 * dim + half * 32 + 16, dim * 4);
-        }
-    }
-    return;
-#endif
-    const uint16_t *pb2 = pb + 16 * n32;
-    for (int half = 0; half < dim / 32; half++) {
+#else
+        const uint16_t *pb2 = pb + 16 * n32;
         _tile_zero(0); _tile_zero(1);
         if (two) { _tile_zero(2); _tile_zero(3); }
         for (long kb = 0; kb < v_steps; kb++) {
             const uint16_t *v = vp + kb * (dim / 16) * 512 + half * 2 * 512;
             _tile_loadd(4, pb + kb * 32, n32 * 2);
             _tile_loadd(6, v, 64);
+            _tile_dpbf16ps(0, 4, 6);
             _tile_loadd(7, v + 512, 64);
-            TILE_DPBF16PS_PAIR(0, 1, 4, 6, 7);
+            _tile_dpbf16ps(1, 4, 7);
             if (two) {
                 _tile_loadd(5, pb2 + kb * 32, n32 * 2);
-                TILE_DPBF16PS_PAIR(2, 3, 5, 6, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
             }
             softmax_until(w, softmax_quota(w));
         }
+#endif
         TILE_STORED(0, o + half * 32, dim * 4);
         TILE_STORED(1, o + half * 32 + 16, dim * 4);
         if (two) {

@@ -279,11 +279,11 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                         _tile_stream_loadd(6, b0 + kb * 1024, 64);
                         _tile_stream_loadd(7, b1 + kb * 1024, 64);
                         if (fp32_sums) {
-                            TILE_DPBF16PS_PAIR(0, 1, 4, 6, 7);
-                            if (!one_tile) TILE_DPBF16PS_PAIR(2, 3, 5, 6, 7);
+                            _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+                            if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
                         } else {
-                            TILE_DPBUSD_PAIR(0, 1, 4, 6, 7);
-                            if (!one_tile) TILE_DPBUSD_PAIR(2, 3, 5, 6, 7);
+                            _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+                            if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
                         }
                         if (last) epilogue_block(&e, &prev, &pc, kb * step_rows, (kb + 1) * step_rows, gelu, kind, stream, fp32_sums);
                         prefetch_lines(&next, lines_per_step);

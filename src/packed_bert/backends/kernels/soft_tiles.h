@@ -138,33 +138,6 @@ static inline __attribute__((always_inline)) void soft_tile_product(int c, int a
     soft_tiles.at[c] = soft_tiles.own[c], soft_tiles.stride[c] = 64;
 }
 
-/* Tiles c0 += a b0 and c1 += a b1, eight rows at a time: each broadcast group of a serves both
-   (one core: 80% of the vector units' peak where single products reached 69%, both in GCC's code) */
-static inline __attribute__((always_inline)) void soft_tile_pair(int c0, int c1, int a, int b0, int b1, int bf16) {
-    const uint8_t *ca = soft_tiles.at[c0], *da = soft_tiles.at[c1], *aa = soft_tiles.at[a];
-    const uint8_t *b0a = soft_tiles.at[b0], *b1a = soft_tiles.at[b1];
-    const long cs = soft_tiles.stride[c0], ds = soft_tiles.stride[c1], as = soft_tiles.stride[a];
-    const long b0s = soft_tiles.stride[b0], b1s = soft_tiles.stride[b1];
-    for (int h = 0; h < 16; h += 8) {
-        __m512i c[8], d[8], t;
-        for (int r = 0; r < 8; r++) c[r] = _mm512_loadu_si512(ca + (h + r) * cs), d[r] = _mm512_loadu_si512(da + (h + r) * ds);
-        for (int kk = 0; kk < 16; kk++) {
-            const __m512i x0 = _mm512_loadu_si512(b0a + kk * b0s), x1 = _mm512_loadu_si512(b1a + kk * b1s);
-            for (int r = 0; r < 8; r += 4) {
-                const uint8_t *p = aa + (h + r) * as + kk * 4;
-                if (bf16) soft_bf16_rows2(c + r, d + r, p, as, x0, x1);
-                else SOFT_FOUR_ROWS2("vpdpbusd", (c + r), (d + r), p, as, x0, x1);
-            }
-        }
-        for (int r = 0; r < 8; r++) {
-            _mm512_store_si512(soft_tiles.own[c0] + (h + r) * 64, c[r]);
-            _mm512_store_si512(soft_tiles.own[c1] + (h + r) * 64, d[r]);
-        }
-    }
-    soft_tiles.at[c0] = soft_tiles.own[c0], soft_tiles.stride[c0] = 64;
-    soft_tiles.at[c1] = soft_tiles.own[c1], soft_tiles.stride[c1] = 64;
-}
-
 /* A whole K loop of tile steps for a block of 32 rows x 32 columns, with the sums in registers
    throughout, into tiles 0 to 3 as the tile steps leave them: tile 0 rows 0-15 x b0, 1 rows 0-15
    x b1, 2 rows 16-31 x b0, 3 rows 16-31 x b1 (`one_tile`: rows 0-15 only). a: the first row
@@ -207,7 +180,5 @@ static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t 
 
 #define soft_tile_dpbusd(c, a, b) soft_tile_product(c, a, b, 0)
 #define soft_tile_dpbf16ps(c, a, b) soft_tile_product(c, a, b, 1)
-#define TILE_DPBUSD_PAIR(c0, c1, a, b0, b1) soft_tile_pair(c0, c1, a, b0, b1, 0)
-#define TILE_DPBF16PS_PAIR(c0, c1, a, b0, b1) soft_tile_pair(c0, c1, a, b0, b1, 1)
 
 #endif

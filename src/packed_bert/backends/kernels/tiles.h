@@ -27,11 +27,6 @@ int pb_tiles_kind(void) { return PB_TILES; }
    compiler barrier. */
 #define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 #define TILE_STORED(tile, base, stride) do { _tile_stored(tile, base, stride); COMPILER_BARRIER(); } while (0)
-/* c0 += a b0, then c1 += a b1: two products sharing their first operand (soft tiles run them as one) */
-#ifndef TILE_DPBUSD_PAIR
-#define TILE_DPBUSD_PAIR(c0, c1, a, b0, b1) do { _tile_dpbusd(c0, a, b0); _tile_dpbusd(c1, a, b1); } while (0)
-#define TILE_DPBF16PS_PAIR(c0, c1, a, b0, b1) do { _tile_dpbf16ps(c0, a, b0); _tile_dpbf16ps(c1, a, b1); } while (0)
-#endif
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
