@@ -89,11 +89,13 @@ def has_amx() -> bool:
     return cpu_flags() >= AMX_FLAGS
 
 
+@cache
 def tiles_here() -> str | None:
     """What the kernels' tile operations run on here (``TILES``): the AMX units where the CPU has
     them, else AVX-512 VNNI, with BF16 (AMD Zen 4 and 5) or without; None on any other CPU.
     oneDNN's ISA cap applies (``cpu_class.cpu_flags``): ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` on
-    an AMX Xeon runs the "avx512-bf16" build, as that class would."""
+    an AMX Xeon runs the "avx512-bf16" build, as that class would. Read once a process, as oneDNN
+    reads its cap (``library`` asks on every kernel call: reading /proc/cpuinfo took 30 us)."""
     flags = cpu_flags()
     return next((kind for kind, needs in TILES.items() if flags >= needs), None)
 
