@@ -323,11 +323,13 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     heads, dim, length = 2, 64, 90
     lens = torch.tensor([[60, 30], [89, 0]], dtype=torch.int32)
     qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    qkv32 = _qkv_rows(rng, lens.tolist(), length, heads, 32)  # 1/sqrt(32): every query block a scaled copy
 
     def outputs(kind: str) -> list[np.ndarray]:
         monkeypatch.setattr(amx_kernels, "tiles_here", lambda: kind)
         attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
         outs = [layer(x, torch.float32), bf16(x, torch.bfloat16), _attend(qkv, attention, heads, dim)]
+        outs.append(_attend(qkv32, attention, heads, 32))
         return [out.float().numpy() for out in outs]
 
     tiles, soft, no_bf16 = outputs("amx"), outputs("avx512-bf16"), outputs("avx512-vnni")
@@ -336,6 +338,7 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     np.testing.assert_allclose(soft[1], tiles[1], rtol=2**-7)  # a bf16 step
     assert float(np.abs(soft[2] - tiles[2]).max()) <= 2**-7 * float(np.abs(tiles[2]).max())
     assert float(np.abs(soft[2] - tiles[2]).max()) > 0  # bf16 sums in another order: not the same bits
+    assert float(np.abs(soft[3] - tiles[3]).max()) <= 2**-7 * float(np.abs(tiles[3]).max())
     for ours, theirs in zip(no_bf16, soft, strict=True):
         np.testing.assert_array_equal(ours, theirs)
 

@@ -23,6 +23,15 @@ static inline __m512 exp2_neg_softmax(__m512 t) {
 
 #define SOFTMAX_ROWS 4
 
+/* The softmax's weights as P V reads them: bf16, or on the avx512-vnni build those bf16 values
+   widened to fp32 (soft_wide_block's input; with Q widened too, attention in an Offline batch of
+   16 225.7 -> 174.5 ms, 2026-12-06, emulated) */
+#if PB_TILES == 3
+typedef float softmax_weight;
+#else
+typedef uint16_t softmax_weight;
+#endif
+
 /* The softmax of one block of query rows, left unnormalized: P holds exp(s - row max) in bf16
    (keys n..n32 get 0; rows past `rows` are zero) and inv_sum 1 / the row's sum; the output row
    is divided by it after P V. It runs in units between the tile steps of the neighbouring
@@ -30,7 +39,7 @@ static inline __m512 exp2_neg_softmax(__m512 t) {
    then one per 32 keys. */
 typedef struct {
     const float *s;     /* scores, rows S_STRIDE floats apart */
-    uint16_t *p;        /* weights, rows n32 apart */
+    softmax_weight *p;  /* weights, rows n32 apart */
     float *inv_sum;
     long rows, n, n32, per_group, unit, units;
     long group, in_group; /* unit = group * per_group + in_group, counted rather than divided */
@@ -41,14 +50,14 @@ typedef struct {
     __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
 } softmax_work;
 
-static inline void softmax_begin(softmax_work *w, const float *s, uint16_t *p, float *inv_sum, long rows, long n, long n32,
+static inline void softmax_begin(softmax_work *w, const float *s, softmax_weight *p, float *inv_sum, long rows, long n, long n32,
                                  float multiplier) {
     w->s = s, w->p = p, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
     w->log2e = 1.44269504f * multiplier;
     w->per_group = 1 + n32 / 32, w->unit = 0, w->group = 0, w->in_group = 0;
     w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
     long padded = (rows + 15) / 16 * 16;
-    if (rows < padded) memset(p + rows * n32, 0, (padded - rows) * n32 * 2);
+    if (rows < padded) memset(p + rows * n32, 0, (padded - rows) * n32 * sizeof *p);
 }
 
 /* Spread the softmax's units over the `steps` tile steps of a pipeline step (before the first) */
@@ -100,7 +109,12 @@ static inline void softmax_until(softmax_work *w, long until) {
                 __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, w->mx[r])));
                 __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, w->mx[r])));
                 w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
+#if PB_TILES == 3
+                _mm512_storeu_ps(w->p + (r0 + r) * n32 + j, bf16_rounded(e0));
+                _mm512_storeu_ps(w->p + (r0 + r) * n32 + j + 16, bf16_rounded(e1));
+#else
                 _mm512_storeu_si512(w->p + (r0 + r) * n32 + j, to_bf16_pair(e1, e0));
+#endif
             }
         if (j + 32 == n32)
             for (int r = 0; r < SOFTMAX_ROWS; r++)
@@ -142,6 +156,7 @@ typedef struct {
     long stride;            /* bf16 values from one row of `direct` to the next */
     long direct_blocks;     /* blocks read in place */
     const uint16_t *copied; /* block b at copied + (b - direct_blocks) * 16 * dim, rows dim apart */
+    const float *widened;   /* the avx512-vnni build: every block's rows in fp32, rows dim apart */
 } query_rows;
 
 /* The first row of query block qb as the tiles read it, and the bytes between its rows */
@@ -166,9 +181,13 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
         const int pair = kb + 1 < k_steps;
         const uint8_t *k0 = (const uint8_t *)(kp + kb * dw * 16), *k1 = pair ? k0 + dw * 64 : k0;
         for (int i = 0; i <= two; i++) {
+#if PB_TILES == 3
+            soft_wide_block(q->widened + (qb + i) * 16 * dim, dim, k0, k1, 1024, dw, 1, NULL);
+#else
             long row_bytes;
             const uint16_t *rows = query_block(q, qb + i, dim, &row_bytes);
             soft_tile_block((const uint8_t *)rows, row_bytes, k0, k1, 1024, dw, 1, NULL, 1);
+#endif
             float *out = (i ? sb + 16 * S_STRIDE : sb) + kb * 16;
             TILE_STORED(0, out, S_STRIDE * 4);
             if (pair) TILE_STORED(1, out + 16, S_STRIDE * 4);
@@ -207,14 +226,18 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
    the second block's 16 below the first's), in halves of the head dimension: each V tile is loaded
    once for both blocks. Every output tile sums the key steps in the same order as one block at a
    time. */
-static inline __attribute__((always_inline)) void pv_pair(const uint16_t *pb, const uint16_t *vp, int two, int dim,
+static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *pb, const uint16_t *vp, int two, int dim,
                                                          long n32, long v_steps, float *o, softmax_work *w) {
     for (int half = 0; half < dim / 32; half++) {
 #if PB_TILES != 1
         /* soft tiles: every key with the sums in registers (soft_tile_block: the tile steps' sums
            in their order), then the softmax's units of those steps */
         const uint8_t *v = (const uint8_t *)(vp + half * 2 * 512);
+#if PB_TILES == 3
+        soft_wide_block(pb, n32, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL);
+#else
         soft_tile_block((const uint8_t *)pb, n32 * 2, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL, 1);
+#endif
         for (long kb = 0; kb < v_steps; kb++) softmax_until(w, softmax_quota(w));
 #else
         const uint16_t *pb2 = pb + 16 * n32;
@@ -252,6 +275,10 @@ static inline __attribute__((always_inline)) void pv_pair(const uint16_t *pb, co
    scores and pair b - 1's P V (the same operations on each block as one at a time, so the same
    bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
    2026-12-06: 2-4% less, K and V loaded once a pair). */
+#if PB_TILES == 3
+static __thread thread_buffer widened_queries; /* attend_one's Q in fp32 */
+#endif
+
 static inline __attribute__((always_inline)) void attend_one(const uint16_t *base, long stride, long k_off, long v_off,
                                                             long n, int dim, float scale, void *out, long out_stride,
                                                             int out_kind, const float *q_scale, int q_zp) {
@@ -262,14 +289,14 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
     uint16_t vp[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* V as B tiles: [n/32][dim/16][16][16][2] */
     float s[2][32 * S_STRIDE] __attribute__((aligned(64)));                /* scores of two pairs of blocks */
     float inv_sum[2][32];
-    uint16_t p[2][32 * MAX_SEQ] __attribute__((aligned(64)));              /* weights of two pairs */
+    softmax_weight p[2][32 * MAX_SEQ] __attribute__((aligned(64)));        /* weights of two pairs */
     float o[32 * MAX_DIM] __attribute__((aligned(64)));
     /* Q x scale: 1/8 (head dimension 64) and 1 (the Q layer holds it) are exact in bf16, so the
        tiles read Q in place and the softmax multiplies the scores instead; otherwise (1/sqrt(32))
        the product is rounded to bf16 once, as torch does, into a copy */
     int exponent;
     const int exact = frexpf(scale, &exponent) == 0.5f;
-    query_rows q = {exact ? base : NULL, stride, exact ? n / 16 : 0, qs};
+    query_rows q = {exact ? base : NULL, stride, exact ? n / 16 : 0, qs, NULL};
     const float copy_scale = exact ? 1.f : scale, softmax_scale = exact ? scale : 1.f;
     for (long i = q.direct_blocks * 16; i < n16; i++)
         for (int d = 0; d < dim; d += 16) {
@@ -277,6 +304,15 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
             _mm256_store_si256((__m256i *)(qs + (i - q.direct_blocks * 16) * dim + d),
                                to_bf16(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
         }
+#if PB_TILES == 3 /* the avx512-vnni build: every block of Q widened to fp32 (soft_wide_block) */
+    float *widened = grown(&widened_queries, (size_t)n16 * dim * sizeof(float));
+    for (long b = 0; b < n16 / 16; b++) {
+        long row_bytes;
+        const uint16_t *rows = query_block(&q, b, dim, &row_bytes);
+        widen_bf16_rows((const uint8_t *)rows, row_bytes, 16, dim, widened + b * 16 * dim, dim);
+    }
+    q.widened = widened;
+#endif
     /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16]: 16 keys'
        rows of 16 words transposed in registers (keys past n are zero) */
     for (long j = 0; j < n16; j += 16)

@@ -137,6 +137,10 @@ static void flush_stage(const block_out *b, uint8_t *out, long stride) {
         }
 }
 
+#if PB_TILES == 3
+static __thread thread_buffer widened_rows; /* a row block of bf16 input as fp32 (linear_columns) */
+#endif
+
 /* A walk over the weights of pairs of column tiles in one K slice, a cache line at a time: per
    pair the first tile's run of the slice, then the second's (one contiguous run without slices) */
 typedef struct {
@@ -253,12 +257,26 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
             for (long m = 0; m < m_pad; m += BLOCK_M) {
                 const uint8_t *a = q + (size_t)m * lda + kb0 * TILE_K;
                 const int one_tile = M - m <= 16; /* a last block of at most 16 rows: one A tile */
+#if PB_TILES == 3
+                /* bf16 rows widened to fp32 once a row block and chunk, for every column pair of it
+                   (soft_wide_block: the bf16 FFN output layers of an Offline batch of 16, 1,811 ->
+                   1,418 ms, 2026-12-06, emulated) */
+                const long wide_lda = slice_kb * 32 + 16; /* floats: rows 4 KiB multiples apart would share L1 sets */
+                float *wide = fp32_sums ? grown(&widened_rows, (size_t)BLOCK_M * wide_lda * sizeof(float)) : NULL;
+                if (wide) widen_bf16_rows(a, lda, one_tile ? 16 : BLOCK_M, slice_kb * 32, wide, wide_lda);
+#endif
                 for (long p = c0; p < c1; p++) {
                     const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
 #if PB_TILES != 1 /* soft tiles: the whole K loop with its sums in registers, then the epilogue */
                     const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
+#if PB_TILES == 3
+                    if (wide)
+                        soft_wide_block(wide, wide_lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16, one_tile,
+                                        slice == 0 ? NULL : part);
+                    else
+#endif
                     soft_tile_block((const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16,
                                     one_tile, slice == 0 ? NULL : part, fp32_sums);
                     if (last) epilogue_block(&e, &prev, &pc, 0, slice_kb * step_rows, gelu, kind, stream, fp32_sums);
