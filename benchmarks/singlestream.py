@@ -12,6 +12,9 @@ precision, in the runtime that multiplies fastest at it here (``runtime_comparis
 "At peak" is the real-token FLOPs of the p90-length sample of the draw over the highest probe
 rate of the recipe's run (the mean read up to 1.5x low when probes ran slow). Recipes are spelled as in ``recipe_accuracy.make_runner``.
 
+``cpu:MODEL`` is the cpu system's recipe for MODEL here, or ``--sut``'s (another CPU system, by
+name or .toml path: a copy of cpu.toml with a candidate recipe).
+
 ``--loadgen`` measures the scenario itself instead: each ``cpu:MODEL`` recipe runs ``packed-bert
 run --sut cpu --model MODEL --scenario singlestream --mode performance`` in its own process (a
 test run, or the full 600 s with ``--execution valid``: LoadGen issues the next sample when the
@@ -164,19 +167,20 @@ def loadgen_row(
     n: int,
     probes: dict[str, Probe],
     yardsticks: dict[str, str],
+    sut: str = "cpu",
 ) -> dict[str, Any]:
     """A ``cpu:MODEL`` recipe's LoadGen SingleStream run (``execution``: test or valid) against the
-    probes around it."""
+    probes around it (``sut``: another CPU system's recipe, by name or file)."""
     from packed_bert.errors import UserError
 
     if not recipe.startswith("cpu:"):
         raise UserError(f"--loadgen runs the cpu system's recipes (cpu:MODEL), not {recipe}")
     model = recipe.removeprefix("cpu:")
-    label, _, precision, _ = system_recipe(model, threads)
+    label, _, precision, _ = system_recipe(model, threads, sut)
     formats = list(flops_by_format(np.array([1]), precision))
     ensure_probes(formats, probes, n, threads, yardsticks)
     more = ["--execution", execution, "--weights", weights]
-    summary, log, rates = cpu_run_between_probes(model, "singlestream", more, formats, probes)
+    summary, log, rates = cpu_run_between_probes(model, "singlestream", more, formats, probes, sut=sut)
     p50_ns = float(log.fields["50.00 percentile latency (ns)"])
     validity = "VALID" if summary["valid"] else "INVALID"
     return result_row(
@@ -199,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="backend:precision[@option][@seq|@mask] list, as recipe_accuracy.py spells them, or cpu:MODEL "
         f"(the cpu system's recipe for MODEL here); default {DEFAULT_RECIPES}",
     )
+    ap.add_argument("--sut", default="cpu", help="the CPU system whose cpu:MODEL recipes run, by name or .toml path")
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--weights", default="random")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny model, synthetic features, 8 samples")
@@ -224,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loadgen:
         weights = "tiny" if args.quick else args.weights
         recipes = args.recipes.split(",")
-        rows = [loadgen_row(r, weights, args.execution, threads, n, probes, yardsticks) for r in recipes]
+        rows = [loadgen_row(r, weights, args.execution, threads, n, probes, yardsticks, args.sut) for r in recipes]
         return report(rows, cpu, threads, args, "singlestream-loadgen")
     ids, seg, lens = real_features(args.quick)
     count = 8 if args.quick else args.samples
@@ -237,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for recipe in args.recipes.split(","):
         if recipe.startswith("cpu:"):
-            recipe, precision, runner = system_runner(recipe.removeprefix("cpu:"), base, threads)
+            recipe, precision, runner = system_runner(recipe.removeprefix("cpu:"), base, threads, args.sut)
         else:
             precision = recipe.split("@")[0].split(":")[1]
             runner = make_runner(recipe, base, threads)
