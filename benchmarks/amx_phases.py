@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     amx_kernels.build = functools.partial(amx_kernels.build, defines=("PB_PHASE_TIMES", *args.define))  # type: ignore[assignment]
     import ctypes
 
-    from singlestream import system_runner
+    from singlestream import system_recipe, system_runner
 
     count = ctypes.c_int.in_dll(amx_kernels.library(), "pb_phase_count").value
     if count != len(PHASES):
@@ -117,7 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.samples
         else [random_rows([int(x)], seed=int(x)) for x in args.lengths.split(",")]
     )
-    runners = [system_runner(m, args.weights, threads, args.sut) for m in args.models.split(",")]
+    models = args.models.split(",")
+    for model in models:  # the phases are our kernels' counters: another runtime's recipe has none
+        label, backend, _, options = system_recipe(model, threads, args.sut)
+        if (backend, options.get("kernel")) != ("torch", "amx"):
+            raise UserError(
+                f"amx_phases: {label} does not run on packed-bert's kernels (torch with kernel=amx); "
+                "name a system file whose recipe does with --sut"
+            )
+    runners = [system_runner(m, args.weights, threads, args.sut) for m in models]
     config = runners[0][2].model.config  # the PackedBertForQA the runner wired
     shapes = linear_shapes(config)
     weights = "random BERT-Large weights" if args.weights == "random" else f"the weights of {args.weights}"

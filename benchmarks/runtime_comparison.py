@@ -160,7 +160,7 @@ VARIANTS = (
         "int8-fp32",
         {"attention": "sequence"},
         "the SmoothQuant int8 graph with the FFN output layers in fp32 (smoothquant-mixed), attention per sequence; "
-        "the avx512-vnni bert-99.9 default",
+        "the avx512-vnni bert-99.9 default until 2026-12-06",
     ),
     Variant(
         "openvino int8-bf16 seq",

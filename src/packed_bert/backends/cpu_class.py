@@ -22,7 +22,9 @@ stay AVX-512 under a cap below it (``CAP_BLIND``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from packed_bert.errors import UserError
 
@@ -140,6 +142,15 @@ def isa_cap() -> str:
                 raise UserError(f"{name}={given}: not an ISA oneDNN knows; use one of {', '.join(CAPS)}, or unset it")
             return "" if value in ("ALL", "DEFAULT") else value
     return ""
+
+
+def emulates_bf16(runtime: str, options: Mapping[str, Any]) -> bool:
+    """Whether ``runtime`` (with its ``options``) leaves its bf16 matmuls to oneDNN, which emulates
+    them where the CPU has no bf16 hardware (50-300x slower than fp32): every runtime but
+    packed-bert's own kernels (torch with kernel=amx), whose bf16 products run as FMAs there
+    (kernels/soft_tiles.h: 312 GFLOP/s at 2048^3 on 2 cores, emulated avx512-vnni, where oneDNN's
+    bf16 read 81)."""
+    return not (runtime == "torch" and options.get("kernel") == "amx")
 
 
 def ignores_cap(runtime: str, precision: str, cpuinfo: str | None = None) -> bool:

@@ -41,15 +41,17 @@ class RunPlan:
     def cpu_note(self) -> str:
         """The system's CPU class (``SystemSpec.cpu_note``); where oneDNN's cap made it, whether
         the run's runtime ignores the cap (``cpu_class.ignores_cap``: its kernels are this CPU's);
-        and a warning where the run's bf16 has no hardware in that class: oneDNN emulates it, 50-300x
-        slower than fp32 (docs/performance.md). "" for a system without recipes per CPU class."""
-        from packed_bert.backends.cpu_class import BF16_CLASSES, ignores_cap
+        and a warning where the run's bf16 has no hardware in that class and its runtime leaves it to
+        oneDNN, which emulates it 50-300x slower than fp32 (``cpu_class.emulates_bf16``;
+        docs/performance.md). "" for a system without recipes per CPU class."""
+        from packed_bert.backends.cpu_class import BF16_CLASSES, emulates_bf16, ignores_cap
 
         note = self.system.cpu_note()
         if note and self.system.cpu_isa_cap and ignores_cap(self.backend, self.precision):
             note += f" ({self.backend} {self.precision} ignores it: this CPU's own kernels ran)"
         bf16 = self.precision in (Precision.BF16, Precision.INT8_BF16)
-        if note and bf16 and self.system.cpu_class not in BF16_CLASSES:
+        options = self.system.options_for(self.backend, self.scenario, self.precision)
+        if note and bf16 and self.system.cpu_class not in BF16_CLASSES and emulates_bf16(self.backend, options):
             note += "; bf16 EMULATED: no avx512_bf16 or amx_bf16 here, far slower than fp32 (try --precision fp32)"
         return note
 
