@@ -275,10 +275,6 @@ static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *
    scores and pair b - 1's P V (the same operations on each block as one at a time, so the same
    bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
    2026-12-06: 2-4% less, K and V loaded once a pair). */
-#if PB_TILES == 3
-static __thread thread_buffer widened_queries; /* attend_one's Q in fp32 */
-#endif
-
 static inline __attribute__((always_inline)) void attend_one(const uint16_t *base, long stride, long k_off, long v_off,
                                                             long n, int dim, float scale, void *out, long out_stride,
                                                             int out_kind, const float *q_scale, int q_zp) {
@@ -291,6 +287,9 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
     float inv_sum[2][32];
     softmax_weight p[2][32 * MAX_SEQ] __attribute__((aligned(64)));        /* weights of two pairs */
     float o[32 * MAX_DIM] __attribute__((aligned(64)));
+#if PB_TILES == 3
+    float widened[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));        /* Q in fp32 (soft_wide_block) */
+#endif
     /* Q x scale: 1/8 (head dimension 64) and 1 (the Q layer holds it) are exact in bf16, so the
        tiles read Q in place and the softmax multiplies the scores instead; otherwise (1/sqrt(32))
        the product is rounded to bf16 once, as torch does, into a copy */
@@ -304,8 +303,7 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
             _mm256_store_si256((__m256i *)(qs + (i - q.direct_blocks * 16) * dim + d),
                                to_bf16(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
         }
-#if PB_TILES == 3 /* the avx512-vnni build: every block of Q widened to fp32 (soft_wide_block) */
-    float *widened = grown(&widened_queries, (size_t)n16 * dim * sizeof(float));
+#if PB_TILES == 3 /* the avx512-vnni build: every block of Q widened to fp32 */
     for (long b = 0; b < n16 / 16; b++) {
         long row_bytes;
         const uint16_t *rows = query_block(&q, b, dim, &row_bytes);
