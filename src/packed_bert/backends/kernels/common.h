@@ -35,7 +35,8 @@ static inline __m256i to_bf16(__m512 v) {
 }
 
 #ifndef __AVX512BF16__
-/* to_bf16's values widened back to fp32 (the fp32 value of each bf16), in fewer instructions */
+/* to_bf16's values widened back to fp32 (the fp32 value of each bf16): bf16_to_fp32(to_bf16(v))
+   in fewer instructions, rounding in place (the softmax's weights on the avx512-vnni build) */
 static inline __m512 bf16_rounded(__m512 v) {
     const __m512i x = _mm512_castps_si512(v), upper = _mm512_set1_epi32((int)0xffff0000u);
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
