@@ -15,28 +15,12 @@ static inline void widen_bf16_rows(const uint8_t *a, long stride, long rows, lon
             _mm512_store_ps(out + r * out_stride + k, bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(a + r * stride + k * 2))));
 }
 
-/* 16 fp32 values rounded to bf16 as vcvtneps2bf16 rounds them (to nearest even; a NaN stays a
-   quiet NaN, a denormal becomes a zero of its sign): the instruction where the build has
-   AVX512_BF16, else the same in integer instructions (the avx512-vnni tiles; the same bits on 32
-   million random values with every special case, 2026-12-06) */
-static inline __m256i to_bf16(__m512 v) {
-#ifdef __AVX512BF16__
-    return (__m256i)_mm512_cvtneps_pbh(v);
-#else
-    const __m512i x = _mm512_castps_si512(v), top = _mm512_srli_epi32(x, 16);
-    const __m512i odd = _mm512_and_si512(top, _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), odd), 16);
-    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    const __mmask16 tiny = _mm512_testn_epi32_mask(x, _mm512_set1_epi32(0x7f800000)); /* zero or denormal */
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(top, _mm512_set1_epi32(0x40)));
-    r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(top, _mm512_set1_epi32(0x8000)));
-    return _mm512_cvtepi32_epi16(r);
-#endif
-}
-
 #ifndef __AVX512BF16__
-/* to_bf16's values widened back to fp32 (the fp32 value of each bf16): bf16_to_fp32(to_bf16(v))
-   in fewer instructions, rounding in place (the softmax's weights on the avx512-vnni build) */
+/* 16 fp32 values rounded to bf16 as vcvtneps2bf16 rounds them, each left in its fp32 lane (the
+   fp32 value of the bf16, low half zero), in integer instructions: to nearest even; a NaN stays a
+   quiet NaN, a denormal becomes a zero of its sign (the same bits as the instruction on 32 million
+   random values with every special case, 2026-12-06). to_bf16 without AVX512_BF16, and the
+   softmax's weights on the avx512-vnni build, which P V reads as fp32. */
 static inline __m512 bf16_rounded(__m512 v) {
     const __m512i x = _mm512_castps_si512(v), upper = _mm512_set1_epi32((int)0xffff0000u);
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
@@ -48,6 +32,16 @@ static inline __m512 bf16_rounded(__m512 v) {
     return _mm512_castsi512_ps(r);
 }
 #endif
+
+/* 16 fp32 values rounded to bf16 as vcvtneps2bf16 rounds them: the instruction where the build has
+   AVX512_BF16, else bf16_rounded's upper halves (the avx512-vnni tiles) */
+static inline __m256i to_bf16(__m512 v) {
+#ifdef __AVX512BF16__
+    return (__m256i)_mm512_cvtneps_pbh(v);
+#else
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(bf16_rounded(v)), 16));
+#endif
+}
 
 /* 32 values rounded to bf16: lo's 16 first, then hi's (vcvtne2ps2bf16) */
 static inline __m512i to_bf16_pair(__m512 hi, __m512 lo) {
