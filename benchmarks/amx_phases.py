@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from packed_bert.backends import amx_kernels
+    from packed_bert.backends.cpu_class import runs_own_kernels
     from packed_bert.errors import UserError
 
     if amx_kernels.tiles_here() is None:
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = args.models.split(",")
     for model in models:  # the phases are our kernels' counters: another runtime's recipe has none
         label, backend, _, options = system_recipe(model, threads, args.sut)
-        if (backend, options.get("kernel")) != ("torch", "amx"):
+        if not runs_own_kernels(backend, options):
             raise UserError(
                 f"amx_phases: {label} does not run on packed-bert's kernels (torch with kernel=amx); "
                 "name a system file whose recipe does with --sut"

@@ -144,13 +144,19 @@ def isa_cap() -> str:
     return ""
 
 
+def runs_own_kernels(runtime: str, options: Mapping[str, Any]) -> bool:
+    """Whether ``runtime`` with its ``options`` runs packed-bert's own kernels (torch with
+    kernel=amx: backends/amx_kernels.py, on AMX tiles or their AVX-512 stand-ins)."""
+    return runtime == "torch" and options.get("kernel") == "amx"
+
+
 def emulates_bf16(runtime: str, options: Mapping[str, Any]) -> bool:
     """Whether ``runtime`` (with its ``options``) leaves its bf16 matmuls to oneDNN, which emulates
     them where the CPU has no bf16 hardware (50-300x slower than fp32): every runtime but
-    packed-bert's own kernels (torch with kernel=amx), whose bf16 products run as FMAs there
+    packed-bert's own kernels (``runs_own_kernels``), whose bf16 products run as FMAs there
     (kernels/soft_tiles.h: 312-347 GFLOP/s at 2048^3 on 2 cores, emulated avx512-vnni, where oneDNN's
     bf16 read 81)."""
-    return not (runtime == "torch" and options.get("kernel") == "amx")
+    return not runs_own_kernels(runtime, options)
 
 
 def ignores_cap(runtime: str, precision: str, cpuinfo: str | None = None) -> bool:
