@@ -33,18 +33,20 @@ def _runner(
     heads: int,
     features: tuple[np.ndarray, np.ndarray, np.ndarray],
     residual: str = "fp32",
+    attention: str = "bf16",
     **model: int,
 ):  # type: ignore[no-untyped-def]
     extra = {"calibration": calibration_of(features)} if precision in CALIBRATED else {}
-    return create(
-        "torch", perturbed_tiny_model(heads, **model), precision, "cpu", kernel="amx", residual=residual, **extra
-    )
+    model_ = perturbed_tiny_model(heads, **model)
+    return create("torch", model_, precision, "cpu", kernel="amx", residual=residual, attention=attention, **extra)
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16", "int8-bf16"])
-def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str) -> None:
+@pytest.mark.parametrize(
+    ("precision", "attention"), [("int8", "bf16"), ("bf16", "bf16"), ("int8-bf16", "bf16"), ("int8", "int8")]
+)
+def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str, attention: str) -> None:
     features = random_features(5, 10, 120)
-    runner = _runner(precision, 2, features)  # head dimension 32: the attention kernel's
+    runner = _runner(precision, 2, features, attention=attention)  # head dimension 32: the attention kernel's
     encoder = runner.model.bert.encoder
     assert isinstance(encoder, AmxEncoder)
     assert isinstance(runner.model.qa_outputs, AmxQaHead)  # the QA head's row kernel too

@@ -305,6 +305,47 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
     np.testing.assert_array_equal(alone[0].float().numpy(), got[1].numpy())  # the same bits alone
 
 
+def _grid(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """x on a symmetric int8 grid along ``axis`` (step max |x| / 127): (integers, steps)."""
+    step = np.abs(x).max(axis=axis, keepdims=True) / 127
+    return np.rint(x / np.where(step > 0, step, 1)), step
+
+
+def _int8_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """kernels/attention_int8.h's arithmetic in float64: Q's and K's rows and V's columns on their
+    own int8 grids, the weights round(255 exp(s - max)) divided by their sum."""
+    scale = float(np.float32(1) / np.sqrt(np.float32(q.shape[-1])))
+    (qi, sq), (ki, sk), (vi, sv) = _grid(q, -1), _grid(k, -1), _grid(v, -2)
+    s = (qi @ np.swapaxes(ki, -1, -2)) * sq * np.swapaxes(sk, -1, -2) * scale
+    p = np.rint(255 * np.exp(s - s.max(-1, keepdims=True)))
+    return (p @ vi) * sv / p.sum(-1, keepdims=True)
+
+
+@needs_amx
+@pytest.mark.parametrize("dim", [32, 64])
+def test_int8_attention_computes_its_grids_products_and_keeps_each_sequence_alone(dim: int) -> None:
+    rng = np.random.default_rng(4)
+    heads, length = 3, 300
+    lens = torch.tensor([[280, 0, 0], [1, 17, 100], [33, 0, 0]], dtype=torch.int32)
+    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    got = _attend(qkv, SequenceAttention(lens, length, None, int8=True), heads, dim).double()  # type: ignore[arg-type]
+    exact = _exact(qkv, lens, heads, dim)
+    reference = _attend(
+        qkv.double(), sequence_core(lens, lambda q, k, v: torch.from_numpy(_int8_attention(q.numpy(), k.numpy(), v.numpy()))),
+        heads, dim,
+    )  # fmt: skip
+    # the grids' error is the reference's own; what is left is the bf16 output's rounding and a
+    # weight where exp's approximation and float64 round to neighbouring integers
+    assert float((got - reference).abs().mean()) < 0.15 * float((reference - exact).abs().mean())
+    assert float((got - exact).abs().max()) < 0.4  # int8 grids: about 0.27 here, bf16's 0.05
+    outside = torch.ones(3, length, dtype=torch.bool)
+    for r, row in enumerate(lens.tolist()):
+        outside[r, : sum(row)] = False
+    assert float(got[outside].abs().max()) == 0.0
+    alone = _attend(qkv[1:2], SequenceAttention(lens[1:2], length, None, int8=True), heads, dim)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(alone[0].double().numpy(), got[1].numpy())  # the same bits alone
+
+
 @pytest.mark.skipif(
     not cpu_flags() >= amx_kernels.TILES["amx"] | amx_kernels.TILES["avx512-bf16"],
     reason="compares the AMX build with its AVX-512 stand-ins: needs a CPU with AMX and AVX-512 BF16",
@@ -315,7 +356,8 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     """kernels/soft_tiles.h runs the tile operations on vector instructions: integer sums are
     exact on all (the same bits through the whole int8 layer), bf16 pairs are summed in another
     order than the tiles' (fp32 sums within a few roundings), and without BF16 instructions two
-    FMAs and integer rounding give the BF16 instructions' own bits."""
+    FMAs and integer rounding give the BF16 instructions' own bits. Attention in int8 gives the same
+    bits on all three."""
     rng = np.random.default_rng(11)
     layer, _ = _layer(rng, 256, 64, gelu=True)
     x = torch.from_numpy(rng.standard_normal((70, 256)).astype(np.float32))
@@ -330,6 +372,8 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
         attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
         outs = [layer(x, torch.float32), bf16(x, torch.bfloat16), _attend(qkv, attention, heads, dim)]
         outs.append(_attend(qkv32, attention, heads, 32))
+        int8 = SequenceAttention(lens, length, sequence_core(lens, matmul_attention), int8=True)
+        outs += [_attend(qkv, int8, heads, dim), _attend(qkv32, int8, heads, 32)]
         return [out.float().numpy() for out in outs]
 
     tiles, soft, no_bf16 = outputs("amx"), outputs("avx512-bf16"), outputs("avx512-vnni")
@@ -339,6 +383,8 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     assert float(np.abs(soft[2] - tiles[2]).max()) <= 2**-7 * float(np.abs(tiles[2]).max())
     assert float(np.abs(soft[2] - tiles[2]).max()) > 0  # bf16 sums in another order: not the same bits
     assert float(np.abs(soft[3] - tiles[3]).max()) <= 2**-7 * float(np.abs(tiles[3]).max())
+    for int8 in (4, 5):
+        np.testing.assert_array_equal(soft[int8], tiles[int8])
     for ours, theirs in zip(no_bf16, soft, strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -420,6 +466,10 @@ def test_the_torch_int8_runner_on_amx_kernels_follows_onednn_and_keeps_its_bits(
 def test_bad_kernel_settings_are_one_line_errors() -> None:
     with pytest.raises(UserError, match="kernel=NAME"):
         create("torch", "tiny", "fp32", "cpu", kernel="amx")
+    with pytest.raises(UserError, match="attention=int8 .* add kernel=amx"):
+        create("torch", "tiny", "bf16", "cpu", attention="int8")
+    with pytest.raises(UserError, match="attention must be one of bf16, int8, got 'fp8'"):
+        create("torch", "tiny", "bf16", "cpu", kernel="amx", attention="fp8")
     if tiles_here() is None:
         with pytest.raises(UserError, match="no AMX tiles"):
             amx_kernels.library()

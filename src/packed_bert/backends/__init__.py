@@ -39,7 +39,8 @@ def create(
     ``threads``; openvino ``threads``, ``dynamic_quant``, ``attention`` (sequence | mask); torch ``compile`` (``torch.compile``, not
     batch-invariant) and with it ``freezing`` (Inductor's freezing pass, CPU), ``kernel`` (int8: onednn | amx; bf16 and
     int8-bf16: amx), ``bf16_layers`` (int8-bf16: the layers kept in bf16, ``model.linears.LINEAR_KINDS``) and
-    ``residual`` (kernel=amx: the residual stream in fp32 or bf16).
+    ``residual`` (kernel=amx: the residual stream in fp32 or bf16) and ``attention`` (kernel=amx: attention's products
+    in bf16 or int8).
     """
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

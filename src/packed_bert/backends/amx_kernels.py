@@ -205,11 +205,11 @@ def loaded(tiles: str) -> ctypes.CDLL:
     p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     lib.pb_linear.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, i, p, i]
     lib.pb_linear.restype = i
-    lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i]
+    lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i, i]
     lib.pb_attention.restype = i
     lib.pb_add_layernorm.argtypes = [p, i, p, i, p, p, ctypes.c_float, n, n, p, i, p, i, p, i]
     lib.pb_add_layernorm.restype = i
-    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p]
+    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p, i]
     lib.pb_encoder.restype = i
     lib.pb_gather_add.argtypes = [p, n, p, p, n, p, n, n, p]
     lib.pb_gather_add.restype = i
@@ -388,14 +388,24 @@ class SequenceAttention:
     tensor with a head dimension it takes; ``fallback`` (a core) otherwise. ``attend_qkv`` takes
     the Q|K|V tensor itself and can hand its output to the next layer as its tile input. Positions
     outside every sequence get zeros. ``q_scaled``: Q already holds 1/sqrt(head dim) (the Q
-    layer's weights took it), so the kernel does not scale it, and there is no fallback."""
+    layer's weights took it), so the kernel does not scale it, and there is no fallback. ``int8``:
+    the kernel's two products in int8 (``kernels/attention_int8.h``)."""
 
-    def __init__(self, seq_lens: torch.Tensor, length: int, fallback: AttentionCore, *, q_scaled: bool = False) -> None:
+    def __init__(
+        self,
+        seq_lens: torch.Tensor,
+        length: int,
+        fallback: AttentionCore,
+        *,
+        q_scaled: bool = False,
+        int8: bool = False,
+    ) -> None:
         self.starts, self.lens = sequence_spans(seq_lens, length)
         self.longest = int(self.lens.max()) if self.lens.numel() else 0
         self.covered = int(self.lens.sum()) == seq_lens.shape[0] * length  # no position outside a sequence
         self.fallback = fallback
         self.q_scaled = q_scaled
+        self.int8 = int8
 
     def token_index(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(the positions of the sequences' tokens in the flat rows, in order; each sequence's first
@@ -449,7 +459,7 @@ class SequenceAttention:
         q_mul = 1.0 if self.q_scaled else float(np.float32(1) / np.sqrt(np.float32(dim)))  # as C's 1.f / sqrtf
         status = library().pb_attention(
             qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim, q_mul,
-            out.data_ptr(), kind, scale, zero,
+            out.data_ptr(), kind, scale, zero, int(self.int8),
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx attention kernel: status {status} for {len(self.lens)} sequences of {heads}x{dim}")

@@ -37,6 +37,8 @@ from packed_bert.terms import CALIBRATED, MAX_SEQS_PER_ROW, SEQ_LEN, Precision
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the residual stream's dtype on our AMX kernels (residual=NAME): each add+LayerNorm reads and writes it
 RESIDUALS = {name: DTYPES[name] for name in ("fp32", "bf16")}
+# attention's two products on our AMX kernels (attention=NAME): bf16, or int8 (kernels/attention_int8.h)
+ATTENTION_KINDS = ("bf16", "int8")
 GRAPH_ROWS = (512, 256, 128, 64, 32, 16, 8)  # row counts of the CUDA graphs; a batch runs as calls of these
 CALL_ROWS = 16  # rows per call of a compiled batch-invariant runner not told otherwise (nor warmed)
 
@@ -66,6 +68,7 @@ class TorchRunner:
         kernel: str | None = None,
         bf16_layers: str | Sequence[str] = (),
         residual: str = "fp32",
+        attention: str = "bf16",
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -109,6 +112,13 @@ class TorchRunner:
                 "torch backend: residual=bf16 keeps the residual stream in bf16 on our AMX kernels: add kernel=amx"
             )
         residual_dtype = RESIDUALS[residual]
+        if attention not in ATTENTION_KINDS:
+            raise UserError(f"torch backend: attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
+        if attention != "bf16" and kernel != "amx":
+            raise UserError(
+                "torch backend: attention=int8 runs attention's products on our AMX kernels: add kernel=amx"
+            )
+        int8_attention = attention == "int8"
         if own_kernels and (compile or variant is not None):
             raise UserError(
                 f"torch backend: {precision} on the CPU's int8 or AMX kernels runs eagerly (kernel calls); drop compile=True"
@@ -130,8 +140,8 @@ class TorchRunner:
             from packed_bert.backends.amx_kernels import kernels_label
             from packed_bert.backends.torch_amx import bf16_model
 
-            model = bf16_model(model, residual_dtype)
-            self.quant_detail = f", bf16 encoder linears and per-sequence attention in {kernels_label()}"
+            model = bf16_model(model, residual_dtype, int8_attention)
+            self.quant_detail = f", bf16 encoder linears and {attention} per-sequence attention in {kernels_label()}"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
         elif cpu_int8:  # static int8 with SmoothQuant (torch_int8 copies the module)
@@ -139,12 +149,12 @@ class TorchRunner:
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
-            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype)
+            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, int8_attention)
             kernel_name = kernels_label() if kernel == AMX else "oneDNN"
             kept = f" ({', '.join(keep_bf16)} in bf16)" if keep_bf16 else ""
             self.quant_detail = (
                 f", static int8 encoder linears{kept} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "
-                "calibrated), bf16 per-sequence attention"
+                f"calibrated), {attention} per-sequence attention"
             )
         elif precision in ("fp8", "int8") and cuda:
             from packed_bert.backends.cuda_quant import fp8_supported, quantize_linears

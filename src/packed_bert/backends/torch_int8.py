@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Collection, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,7 @@ def quantize_model(
     kernel: str = ONEDNN,
     bf16_layers: Collection[str] = (),
     residual: torch.dtype = torch.float32,
+    int8_attention: bool = False,
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
@@ -135,7 +137,8 @@ def quantize_model(
     layer, whose input is GELU's heavy-tailed output, costs int8 most of its F1 loss). Our AMX
     kernel hands each layer's output on as the next one's tile input (the FFN's GELU output uint8
     or bf16, as the FFN output layer takes it) and keeps the residual stream in ``residual``
-    (``torch_amx.finish_amx_model``); oneDNN's in fp32."""
+    (``torch_amx.finish_amx_model``); oneDNN's in fp32. ``int8_attention``: the AMX kernel's
+    attention products in int8 too."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))
@@ -185,5 +188,6 @@ def quantize_model(
     else:
         tile_qa_head(model)
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel
-    setattr(model, "attention", amx_attention if kernel == AMX else "sequence-matmul")  # noqa: B010
+    core = partial(amx_attention, int8=int8_attention) if kernel == AMX else "sequence-matmul"
+    setattr(model, "attention", core)  # noqa: B010
     return model

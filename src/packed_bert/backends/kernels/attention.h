@@ -1,151 +1,6 @@
-/* Attention per sequence on bf16 tiles, with its softmax. Part of amx.c's one translation unit
-   (included there, in order; not compiled alone). */
-
-/* 2^t for t <= 0, for softmax weights rounded to bf16 afterwards: t = n + f with n = floor(t) and
-   f in [0, 1) in one vreduceps, 2^f by a degree-4 polynomial (relative error < 2.7e-6: the
-   least-maximum-relative-error fit on [0, 1), by reweighted least squares), times 2^n by
-   vscalefps, which floors t itself (0 where 2^n underflows, so no clamp). Six instructions where
-   rounding to the nearest n, a subtraction and a degree-5 Taylor polynomial took eight
-   (2026-12-06: attention 6-14% faster; the softmax's vector work is what the tiles wait for). */
-static inline __m512 exp2_neg_softmax(__m512 t) {
-    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 p = _mm512_set1_ps(0.013534166850149632f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.052011460065841675f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2414427548646927f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6930038332939148f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000026226043701f));
-    return _mm512_scalef_ps(p, t);
-}
-
-#define MAX_SEQ 512   /* tokens of one sequence */
-#define MAX_DIM 64    /* head dimension: 32 or 64 */
-#define S_STRIDE (MAX_SEQ + 16) /* floats per row of scores: rows 2 KiB apart would share L1 sets */
-
-#define SOFTMAX_ROWS 4
-
-/* The softmax's weights as P V reads them: bf16, or on the avx512-vnni build those bf16 values
-   widened to fp32 (soft_wide_block's input; with Q widened too, attention in an Offline batch of
-   16 225.7 -> 174.5 ms, 2026-12-06, emulated) */
-#if PB_TILES == 3
-typedef float softmax_weight;
-#else
-typedef uint16_t softmax_weight;
-#endif
-
-/* The softmax of one block of query rows, left unnormalized: P holds exp(s - row max) in bf16
-   (keys n..n32 get 0; rows past `rows` are zero) and inv_sum 1 / the row's sum; the output row
-   is divided by it after P V. It runs in units between the tile steps of the neighbouring
-   blocks: per group of SOFTMAX_ROWS rows (their chains interleave) one unit for the row maxima,
-   then one per 32 keys. */
-typedef struct {
-    const float *s;     /* scores, rows S_STRIDE floats apart */
-    softmax_weight *p;  /* weights, rows n32 apart */
-    float *inv_sum;
-    long rows, n, n32, per_group, unit, units;
-    long group, in_group; /* unit = group * per_group + in_group, counted rather than divided */
-    /* units due after each of `steps` tile steps, floor(done * units / steps), counted rather than
-       divided (integer divisions there cost attention 2-5%) */
-    long steps, step_units, step_rem, rem, quota;
-    float log2e;        /* log2 e times the scores' multiplier (a power of two, or 1) */
-    __m512 mx[SOFTMAX_ROWS], sum[SOFTMAX_ROWS];
-} softmax_work;
-
-static inline void softmax_begin(softmax_work *w, const float *s, softmax_weight *p, float *inv_sum, long rows, long n, long n32,
-                                 float multiplier) {
-    w->s = s, w->p = p, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
-    w->log2e = 1.44269504f * multiplier;
-    w->per_group = 1 + n32 / 32, w->unit = 0, w->group = 0, w->in_group = 0;
-    w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
-    long padded = (rows + 15) / 16 * 16;
-    if (rows < padded) memset(p + rows * n32, 0, (padded - rows) * n32 * sizeof *p);
-}
-
-/* Spread the softmax's units over the `steps` tile steps of a pipeline step (before the first) */
-static inline void softmax_spread(softmax_work *w, long steps) {
-    w->steps = steps > 0 ? steps : 1, w->step_units = w->units / w->steps, w->step_rem = w->units % w->steps;
-    w->rem = 0, w->quota = 0;
-}
-
-/* The units due once one more step is done: floor(done * units / steps), without dividing */
-static inline long softmax_quota(softmax_work *w) {
-    w->quota += w->step_units, w->rem += w->step_rem;
-    if (w->rem >= w->steps) w->rem -= w->steps, w->quota++;
-    return w->quota;
-}
-
-/* On to the next unit, its group and place in the group counted along */
-static inline void softmax_advance(softmax_work *w) {
-    w->unit++;
-    if (++w->in_group == w->per_group) w->in_group = 0, w->group++;
-}
-
-/* Units [w->unit, until) */
-static inline void softmax_until(softmax_work *w, long until) {
-    const __m512 log2e = _mm512_set1_ps(w->log2e);
-    const long n = w->n, n32 = w->n32, full = n / 16 * 16;
-    const __mmask16 tail = (__mmask16)((1u << (n - full)) - 1);
-    for (; w->unit < until; softmax_advance(w)) {
-        long g = w->group, u = w->in_group, r0 = g * SOFTMAX_ROWS;
-        long count = w->rows - r0 < SOFTMAX_ROWS ? w->rows - r0 : SOFTMAX_ROWS;
-        const float *s = w->s + r0 * S_STRIDE;
-        if (u == 0) { /* the rows' maxima, times log2 e */
-            __m512 *mx = w->mx;
-            for (int r = 0; r < SOFTMAX_ROWS; r++) { mx[r] = _mm512_set1_ps(-INFINITY); w->sum[r] = _mm512_setzero_ps(); }
-            for (long j = 0; j < full; j += 16)
-                for (int r = 0; r < SOFTMAX_ROWS; r++)
-                    if (r < count) mx[r] = _mm512_max_ps(mx[r], _mm512_loadu_ps(s + r * S_STRIDE + j));
-            for (int r = 0; r < SOFTMAX_ROWS; r++)
-                if (r < count) {
-                    if (tail) mx[r] = _mm512_mask_max_ps(mx[r], tail, mx[r], _mm512_maskz_loadu_ps(tail, s + r * S_STRIDE + full));
-                    mx[r] = _mm512_mul_ps(_mm512_set1_ps(_mm512_reduce_max_ps(mx[r])), log2e);
-                }
-            continue;
-        }
-        long j = (u - 1) * 32; /* 32 keys: one cache line of bf16 */
-        __mmask16 k0 = j + 16 <= n ? 0xffff : j < n ? tail : 0, k1 = j + 32 <= n ? 0xffff : j + 16 < n ? tail : 0;
-        for (int r = 0; r < SOFTMAX_ROWS; r++)
-            if (r < count) {
-                const float *row = s + r * S_STRIDE + j;
-                __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, w->mx[r])));
-                __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, w->mx[r])));
-                w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
-#if PB_TILES == 3
-                _mm512_storeu_ps(w->p + (r0 + r) * n32 + j, bf16_rounded(e0));
-                _mm512_storeu_ps(w->p + (r0 + r) * n32 + j + 16, bf16_rounded(e1));
-#else
-                _mm512_storeu_si512(w->p + (r0 + r) * n32 + j, to_bf16_pair(e1, e0));
-#endif
-            }
-        if (j + 32 == n32)
-            for (int r = 0; r < SOFTMAX_ROWS; r++)
-                if (r < count) w->inv_sum[r0 + r] = 1.f / _mm512_reduce_add_ps(w->sum[r]);
-    }
-}
-
-/* The 16 x 16 32-bit words in r (row i = r[i]) stored transposed at out (row c = word c of every
-   r[i], 64 bytes apart): pairs of rows interleaved by words, then by pairs of words, then 128-bit
-   lanes gathered in two steps */
-static inline void transpose_16x16_epi32(const __m512i r[16], uint32_t *out) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* u[i + k], lane l: word 4 l + k of rows i .. i + 3 */
-        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int k = 0; k < 4; k++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xdd);
-        __m512i w0 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88), w1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xdd);
-        _mm512_store_si512(out + (0 + k) * 16, _mm512_shuffle_i32x4(v0, w0, 0x88));
-        _mm512_store_si512(out + (8 + k) * 16, _mm512_shuffle_i32x4(v0, w0, 0xdd));
-        _mm512_store_si512(out + (4 + k) * 16, _mm512_shuffle_i32x4(v1, w1, 0x88));
-        _mm512_store_si512(out + (12 + k) * 16, _mm512_shuffle_i32x4(v1, w1, 0xdd));
-    }
-}
+/* Attention per sequence on bf16 tiles (or int8 ones: attention_int8.h), its softmax (softmax.h)
+   between their steps. Part of amx.c's one translation unit (included there, in order; not
+   compiled alone). */
 
 /* Where the 16 queries of a block are: their rows of Q|K|V where Q needs no scaling (a multiplier
    of 1, or a power of two the softmax applies instead, which gives the same bits: the products
@@ -270,15 +125,16 @@ static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
-   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). Pairs of blocks of 16
+   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). `int8`: both products in
+   int8 (attention_int8.h). Pairs of blocks of 16
    queries in a pipeline: pair b's softmax is interleaved with the tile steps of pair b + 1's
    scores and pair b - 1's P V (the same operations on each block as one at a time, so the same
    bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
    2026-12-06: 2-4% less, K and V loaded once a pair). */
-static inline __attribute__((always_inline)) void attend_one(const uint16_t *base, long stride, long k_off, long v_off,
+static inline __attribute__((always_inline)) int attend_one(const uint16_t *base, long stride, long k_off, long v_off,
                                                             long n, int dim, float scale, void *out, long out_stride,
-                                                            int out_kind, const float *q_scale, int q_zp) {
-    long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32;
+                                                            int out_kind, const float *q_scale, int q_zp, int int8) {
+    long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32, n64 = (n + 63) / 64 * 64;
     int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
     uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q blocks copied (query_rows) */
     uint32_t kp[MAX_SEQ * MAX_DIM / 2] __attribute__((aligned(64)));       /* K as B tiles: [n/16][dw][16] words */
@@ -297,6 +153,12 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
     const int exact = frexpf(scale, &exponent) == 0.5f;
     query_rows q = {exact ? base : NULL, stride, exact ? n / 16 : 0, qs, NULL};
     const float copy_scale = exact ? 1.f : scale, softmax_scale = exact ? scale : 1.f;
+    int8_operands *g = int8 ? grown(&int8_attention, sizeof(int8_operands)) : NULL;
+    if (int8 && !g) return 1;
+    if (int8) {
+        int8_qk_pack(g, base, stride, k_off, n, dim, scale);
+        int8_values_pack(g, base + v_off, stride, n, n64, dim);
+    } else {
     for (long i = q.direct_blocks * 16; i < n16; i++)
         for (int d = 0; d < dim; d += 16) {
             __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
@@ -333,26 +195,34 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
             _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
         }
     }
+    }
     const long blocks = n16 / 16, pairs = (blocks + 1) / 2, v_steps = n32 / 32; /* keys come in blocks of 16 too */
     softmax_work w = {0};
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
-    scores_pair(&q, kp, 0, blocks > 1, dim, blocks, s[0], NULL);
+    if (int8) scores_pair_int8(g, 0, blocks > 1, blocks, s[0], NULL);
+    else scores_pair(&q, kp, 0, blocks > 1, dim, blocks, s[0], NULL);
     for (long b = 0; b <= pairs; b++) { /* step b: pair b's softmax, pair b + 1's scores, pair b - 1's P V */
         COMPILER_BARRIER(); /* pair b - 1's weights written before the tiles load them */
         long rows = b < pairs ? (n - b * 32 < 32 ? n - b * 32 : 32) : 0;
         int next_two = 2 * (b + 1) + 1 < blocks, last_two = b > 0 && 2 * (b - 1) + 1 < blocks;
-        long steps = (b + 1 < pairs ? blocks : 0) + (b > 0 ? v_steps * (dim / 32) : 0);
-        if (b < pairs) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
+        long steps = (b + 1 < pairs ? blocks : 0) + (b > 0 ? (int8 ? n64 / 64 : v_steps) * (dim / 32) : 0);
+        if (b < pairs && int8) softmax_begin_u8(&w, s[b & 1], g->p[b & 1], inv_sum[b & 1], rows, n, n32, n64);
+        else if (b < pairs) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
         else w = (softmax_work){0};
         softmax_spread(&w, steps);
-        if (b + 1 < pairs) scores_pair(&q, kp, 2 * (b + 1), next_two, dim, blocks, s[(b + 1) & 1], &w);
+        if (b + 1 < pairs && int8) scores_pair_int8(g, 2 * (b + 1), next_two, blocks, s[(b + 1) & 1], &w);
+        else if (b + 1 < pairs) scores_pair(&q, kp, 2 * (b + 1), next_two, dim, blocks, s[(b + 1) & 1], &w);
         if (b > 0) { /* out = P V for pair b - 1 */
-            pv_pair(p[(b - 1) & 1], vp, last_two, dim, n32, v_steps, o, &w);
+            if (int8) pv_pair_int8(g, g->p[(b - 1) & 1], last_two, dim, n64, (int32_t *)o, &w);
+            else pv_pair(p[(b - 1) & 1], vp, last_two, dim, n32, v_steps, o, &w);
             long q0 = (b - 1) * 32, done_rows = n - q0 < 32 ? n - q0 : 32;
             const float *inv = inv_sum[(b - 1) & 1];
             for (long i = 0; i < done_rows; i++)
                 for (int d = 0; d < dim; d += 16) {
-                    __m256i h = to_bf16(_mm512_mul_ps(_mm512_load_ps(o + i * dim + d), _mm512_set1_ps(inv[i])));
+                    /* int8: the int32 sums times V's steps */
+                    const __m512 sums = int8 ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(o + i * dim + d)), _mm512_loadu_ps(g->v_step + d))
+                                             : _mm512_load_ps(o + i * dim + d);
+                    __m256i h = to_bf16(_mm512_mul_ps(sums, _mm512_set1_ps(inv[i])));
                     size_t at = (size_t)(q0 + i) * out_stride + d;
                     if (out_kind == AS_U8) {
                         _mm_storeu_si128((__m128i *)((uint8_t *)out + at),
@@ -364,11 +234,12 @@ static inline __attribute__((always_inline)) void attend_one(const uint16_t *bas
         }
         softmax_until(&w, w.units);
     }
+    return 0;
 }
 
 /* Head h of sequence i, as pb_attention lays them out */
-static void attend_head(const uint16_t *qkv, const long *starts, const long *lens, long i, long h, int heads, int dim,
-                        float scale, void *out, int out_kind, const float *q_scale, int q_zp) {
+static int attend_head(const uint16_t *qkv, const long *starts, const long *lens, long i, long h, int heads, int dim,
+                       float scale, void *out, int out_kind, const float *q_scale, int q_zp, int int8) {
     long hidden = (long)heads * dim, stride = 3 * hidden;
     size_t at = (size_t)starts[i] * hidden + h * dim;
     const uint16_t *base = qkv + starts[i] * stride + h * dim;
@@ -376,8 +247,10 @@ static void attend_head(const uint16_t *qkv, const long *starts, const long *len
     const float *qs = q_scale ? q_scale + h * dim : NULL;
     /* the head dimension a constant in each copy: its branches leave the tile loops (attention
        2-4% faster, 2026-12-06) */
-    if (dim == 64) attend_one(base, stride, hidden, 2 * hidden, lens[i], 64, scale, o, hidden, out_kind, qs, q_zp);
-    else attend_one(base, stride, hidden, 2 * hidden, lens[i], 32, scale, o, hidden, out_kind, qs, q_zp);
+    if (dim == 64 && int8) return attend_one(base, stride, hidden, 2 * hidden, lens[i], 64, scale, o, hidden, out_kind, qs, q_zp, 1);
+    if (dim == 64) return attend_one(base, stride, hidden, 2 * hidden, lens[i], 64, scale, o, hidden, out_kind, qs, q_zp, 0);
+    if (int8) return attend_one(base, stride, hidden, 2 * hidden, lens[i], 32, scale, o, hidden, out_kind, qs, q_zp, 1);
+    return attend_one(base, stride, hidden, 2 * hidden, lens[i], 32, scale, o, hidden, out_kind, qs, q_zp, 0);
 }
 
 #define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
@@ -385,12 +258,15 @@ static void attend_head(const uint16_t *qkv, const long *starts, const long *len
 /* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
    sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
    heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
-   others are left as they are). dim 32 or 64, lens <= 512. */
+   others are left as they are). dim 32 or 64, lens <= 512. `int8`: both products in int8
+   (attention_int8.h). Returns 0, 1 for arguments it does not take, 2 where a thread's buffer for
+   int8 could not be allocated. */
 int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, float scale,
-                 void *out, int out_kind, const float *q_scale, int q_zp) {
+                 void *out, int out_kind, const float *q_scale, int q_zp, int int8) {
     if ((dim != 32 && dim != 64)) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
     chunk_runs runs = {{0}, 0, 0};
+    int failed = 0;
 #pragma omp parallel
     {
         /* Denormals flushed to zero, in and out, while this thread attends (and its own mode back
@@ -408,16 +284,22 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
             share_chunks(&runs, heads);
             const int t = omp_get_thread_num();
             for (long h = next_chunk(&runs, t, 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, t, 1))
-                attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp);
+                if (attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp, int8)) {
+#pragma omp atomic write
+                    failed = 2;
+                }
         } else {
             /* more: heads one at a time to whichever thread is free */
 #pragma omp for schedule(dynamic, 1)
             for (long job = 0; job < count * heads; job++)
                 if (lens[job / heads] > 0)
-                    attend_head(qkv, starts, lens, job / heads, job % heads, heads, dim, scale, out, out_kind, q_scale, q_zp);
+                    if (attend_head(qkv, starts, lens, job / heads, job % heads, heads, dim, scale, out, out_kind, q_scale, q_zp, int8)) {
+#pragma omp atomic write
+                        failed = 2;
+                    }
         }
         _tile_release();
         _mm_setcsr(fp_mode);
     }
-    return 0;
+    return failed;
 }
