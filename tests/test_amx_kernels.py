@@ -278,13 +278,18 @@ def _exact(qkv: torch.Tensor, lens: torch.Tensor, heads: int, dim: int) -> torch
     return _attend(qkv.double(), core, heads, dim)
 
 
+def _three_rows(dim: int) -> tuple[torch.Tensor, int, int, torch.Tensor]:
+    """(lens, length, heads, Q|K|V): three rows of 300 positions holding one long sequence, three
+    short ones (one of a single token) and one, with 3 heads of ``dim``."""
+    heads, length = 3, 300
+    lens = torch.tensor([[280, 0, 0], [1, 17, 100], [33, 0, 0]], dtype=torch.int32)
+    return lens, length, heads, _qkv_rows(np.random.default_rng(4), lens.tolist(), length, heads, dim)
+
+
 @needs_amx
 @pytest.mark.parametrize("dim", [32, 64])
 def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
-    rng = np.random.default_rng(4)
-    heads, length = 3, 300
-    lens = torch.tensor([[280, 0, 0], [1, 17, 100], [33, 0, 0]], dtype=torch.int32)
-    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    lens, length, heads, qkv = _three_rows(dim)
     fallback_calls: list[int] = []
 
     def fallback(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -324,10 +329,7 @@ def _int8_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
 @needs_amx
 @pytest.mark.parametrize("dim", [32, 64])
 def test_int8_attention_computes_its_grids_products_and_keeps_each_sequence_alone(dim: int) -> None:
-    rng = np.random.default_rng(4)
-    heads, length = 3, 300
-    lens = torch.tensor([[280, 0, 0], [1, 17, 100], [33, 0, 0]], dtype=torch.int32)
-    qkv = _qkv_rows(rng, lens.tolist(), length, heads, dim)
+    lens, length, heads, qkv = _three_rows(dim)
     got = _attend(qkv, SequenceAttention(lens, length, None, int8=True), heads, dim).double()  # type: ignore[arg-type]
     exact = _exact(qkv, lens, heads, dim)
     reference = _attend(

@@ -179,11 +179,6 @@ static inline __attribute__((always_inline)) void pv_pair_int8(const int8_operan
             softmax_until(w, softmax_quota(w));
         }
 #endif
-        TILE_STORED(0, o + half * 32, dim * 4);
-        TILE_STORED(1, o + half * 32 + 16, dim * 4);
-        if (two) {
-            TILE_STORED(2, o + 16 * dim + half * 32, dim * 4);
-            TILE_STORED(3, o + 16 * dim + half * 32 + 16, dim * 4);
-        }
+        pair_output_stored(o, two, dim, half);
     }
 }

@@ -1,5 +1,5 @@
-/* The attention kernels' softmax, run in units between tile steps, and the 16 x 16 transpose that
-   lays K out as B tiles. Part of amx.c's one translation unit (included there, in order; not
+/* The attention kernels' softmax, run in units between tile steps, the 16 x 16 transpose that
+   lays K out as B tiles, and the P V output tiles' store. Part of amx.c's one translation unit (included there, in order; not
    compiled alone). */
 
 /* 2^t for t <= 0, for softmax weights rounded to bf16 afterwards: t = n + f with n = floor(t) and
@@ -178,5 +178,17 @@ static inline void transpose_16x16_epi32(const __m512i r[16], uint32_t *out) {
         _mm512_store_si512(out + (8 + k) * 16, _mm512_shuffle_i32x4(v0, w0, 0xdd));
         _mm512_store_si512(out + (4 + k) * 16, _mm512_shuffle_i32x4(v1, w1, 0x88));
         _mm512_store_si512(out + (12 + k) * 16, _mm512_shuffle_i32x4(v1, w1, 0xdd));
+    }
+}
+
+/* Tiles 0 to 3, P V's sums for half `half` of the head dimension (32 columns) of a pair of query
+   blocks (2 and 3, the second block's, only if `two`), into o [32 rows][dim] (4-byte values) */
+static inline __attribute__((always_inline)) void pair_output_stored(void *o, int two, int dim, int half) {
+    float *f = (float *)o;
+    TILE_STORED(0, f + half * 32, dim * 4);
+    TILE_STORED(1, f + half * 32 + 16, dim * 4);
+    if (two) {
+        TILE_STORED(2, f + 16 * dim + half * 32, dim * 4);
+        TILE_STORED(3, f + 16 * dim + half * 32 + 16, dim * 4);
     }
 }
