@@ -148,74 +148,74 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
     const int exact = frexpf(scale, &exponent) == 0.5f;
     query_rows q = {exact ? base : NULL, stride, exact ? n / 16 : 0, qs, NULL};
     const float copy_scale = exact ? 1.f : scale, softmax_scale = exact ? scale : 1.f;
-    int8_operands *g = int8 ? grown(&int8_attention, sizeof(int8_operands)) : NULL;
-    if (int8 && !g) return 1;
+    int8_operands *ops = int8 ? grown(&int8_operand_buffer, sizeof(int8_operands)) : NULL;
+    if (int8 && !ops) return 1;
     if (int8) {
-        int8_qk_pack(g, base, stride, k_off, n, dim, scale);
-        int8_values_pack(g, base + v_off, stride, n, n64, dim);
+        int8_qk_pack(ops, base, stride, k_off, n, dim, scale);
+        int8_values_pack(ops, base + v_off, stride, n, n64, dim);
     } else {
-    for (long i = q.direct_blocks * 16; i < n16; i++)
-        for (int d = 0; d < dim; d += 16) {
-            __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
-            _mm256_store_si256((__m256i *)(qs + (i - q.direct_blocks * 16) * dim + d),
-                               to_bf16(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
-        }
+        for (long i = q.direct_blocks * 16; i < n16; i++)
+            for (int d = 0; d < dim; d += 16) {
+                __m512 v = i < n ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)(base + i * stride + d))) : _mm512_setzero_ps();
+                _mm256_store_si256((__m256i *)(qs + (i - q.direct_blocks * 16) * dim + d),
+                                   to_bf16(_mm512_mul_ps(v, _mm512_set1_ps(copy_scale))));
+            }
 #if PB_TILES == 3 /* the avx512-vnni build: every block of Q widened to fp32 */
-    for (long b = 0; b < n16 / 16; b++) {
-        long row_bytes;
-        const uint16_t *rows = query_block(&q, b, dim, &row_bytes);
-        widen_bf16_rows((const uint8_t *)rows, row_bytes, 16, dim, widened + b * 16 * dim, dim);
-    }
-    q.widened = widened;
+        for (long b = 0; b < n16 / 16; b++) {
+            long row_bytes;
+            const uint16_t *rows = query_block(&q, b, dim, &row_bytes);
+            widen_bf16_rows((const uint8_t *)rows, row_bytes, 16, dim, widened + b * 16 * dim, dim);
+        }
+        q.widened = widened;
 #endif
-    /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16]: 16 keys'
-       rows of 16 words transposed in registers (keys past n are zero) */
-    for (long j = 0; j < n16; j += 16)
-        for (int g = 0; g < dw / 16; g++) {
-            __m512i r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = j + i < n ? _mm512_loadu_si512(base + (j + i) * stride + k_off + g * 32) : _mm512_setzero_si512();
-            transpose_16x16_epi32(r, kp + (j / 16) * dw * 16 + g * 256);
+        /* K: word (pair of dims) w of key j goes to kp[(j/16) * dw * 16 + w * 16 + j % 16]: 16 keys'
+           rows of 16 words transposed in registers (keys past n are zero) */
+        for (long j = 0; j < n16; j += 16)
+            for (int g = 0; g < dw / 16; g++) {
+                __m512i r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = j + i < n ? _mm512_loadu_si512(base + (j + i) * stride + k_off + g * 32) : _mm512_setzero_si512();
+                transpose_16x16_epi32(r, kp + (j / 16) * dw * 16 + g * 256);
+            }
+        /* V: rows 2r, 2r+1 of a 32-key block interleave per dim */
+        const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                            39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+        const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+        for (long j = 0; j < n32; j += 2) {
+            uint16_t *dst = vp + (j / 32) * (dim / 16) * 512 + ((j % 32) / 2) * 32;
+            for (int d = 0; d < dim; d += 32) {
+                __m512i a = j < n ? _mm512_loadu_si512(base + j * stride + v_off + d) : _mm512_setzero_si512();
+                __m512i b = j + 1 < n ? _mm512_loadu_si512(base + (j + 1) * stride + v_off + d) : _mm512_setzero_si512();
+                _mm512_store_si512(dst + (d / 16) * 512, _mm512_permutex2var_epi16(a, lo, b));
+                _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
+            }
         }
-    /* V: rows 2r, 2r+1 of a 32-key block interleave per dim */
-    const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
-                                        39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-    const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
-    for (long j = 0; j < n32; j += 2) {
-        uint16_t *dst = vp + (j / 32) * (dim / 16) * 512 + ((j % 32) / 2) * 32;
-        for (int d = 0; d < dim; d += 32) {
-            __m512i a = j < n ? _mm512_loadu_si512(base + j * stride + v_off + d) : _mm512_setzero_si512();
-            __m512i b = j + 1 < n ? _mm512_loadu_si512(base + (j + 1) * stride + v_off + d) : _mm512_setzero_si512();
-            _mm512_store_si512(dst + (d / 16) * 512, _mm512_permutex2var_epi16(a, lo, b));
-            _mm512_store_si512(dst + (d / 16 + 1) * 512, _mm512_permutex2var_epi16(a, hi, b));
-        }
-    }
     }
     const long blocks = n16 / 16, pairs = (blocks + 1) / 2, v_steps = n32 / 32; /* keys come in blocks of 16 too */
     softmax_work w = {0};
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
-    if (int8) scores_pair_int8(g, 0, blocks > 1, blocks, s[0], NULL);
+    if (int8) scores_pair_int8(ops, 0, blocks > 1, blocks, s[0], NULL);
     else scores_pair(&q, kp, 0, blocks > 1, dim, blocks, s[0], NULL);
     for (long b = 0; b <= pairs; b++) { /* step b: pair b's softmax, pair b + 1's scores, pair b - 1's P V */
         COMPILER_BARRIER(); /* pair b - 1's weights written before the tiles load them */
         long rows = b < pairs ? (n - b * 32 < 32 ? n - b * 32 : 32) : 0;
         int next_two = 2 * (b + 1) + 1 < blocks, last_two = b > 0 && 2 * (b - 1) + 1 < blocks;
         long steps = (b + 1 < pairs ? blocks : 0) + (b > 0 ? (int8 ? n64 / 64 : v_steps) * (dim / 32) : 0);
-        if (b < pairs && int8) softmax_begin_u8(&w, s[b & 1], g->p[b & 1], inv_sum[b & 1], rows, n, n32, n64);
+        if (b < pairs && int8) softmax_begin_u8(&w, s[b & 1], ops->p[b & 1], inv_sum[b & 1], rows, n, n32, n64);
         else if (b < pairs) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
         else w = (softmax_work){0};
         softmax_spread(&w, steps);
-        if (b + 1 < pairs && int8) scores_pair_int8(g, 2 * (b + 1), next_two, blocks, s[(b + 1) & 1], &w);
+        if (b + 1 < pairs && int8) scores_pair_int8(ops, 2 * (b + 1), next_two, blocks, s[(b + 1) & 1], &w);
         else if (b + 1 < pairs) scores_pair(&q, kp, 2 * (b + 1), next_two, dim, blocks, s[(b + 1) & 1], &w);
         if (b > 0) { /* out = P V for pair b - 1 */
-            if (int8) pv_pair_int8(g, g->p[(b - 1) & 1], last_two, dim, n64, (int32_t *)o, &w);
+            if (int8) pv_pair_int8(ops, ops->p[(b - 1) & 1], last_two, dim, n64, (int32_t *)o, &w);
             else pv_pair(p[(b - 1) & 1], vp, last_two, dim, n32, v_steps, o, &w);
             long q0 = (b - 1) * 32, done_rows = n - q0 < 32 ? n - q0 : 32;
             const float *inv = inv_sum[(b - 1) & 1];
             for (long i = 0; i < done_rows; i++)
                 for (int d = 0; d < dim; d += 16) {
                     /* int8: the int32 sums times V's steps */
-                    const __m512 sums = int8 ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(o + i * dim + d)), _mm512_loadu_ps(g->v_step + d))
+                    const __m512 sums = int8 ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(o + i * dim + d)), _mm512_loadu_ps(ops->v_step + d))
                                              : _mm512_load_ps(o + i * dim + d);
                     __m256i h = to_bf16(_mm512_mul_ps(sums, _mm512_set1_ps(inv[i])));
                     size_t at = (size_t)(q0 + i) * out_stride + d;

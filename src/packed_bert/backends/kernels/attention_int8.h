@@ -17,7 +17,7 @@ typedef struct {
     float q_step[MAX_SEQ], k_step[MAX_SEQ], v_step[MAX_DIM];   /* grid steps; q_step holds the scores' multiplier */
     int32_t k_sum[MAX_SEQ];                                     /* 128 x the sum of each K row's integers */
 } int8_operands;
-static __thread thread_buffer int8_attention;
+static __thread thread_buffer int8_operand_buffer;
 
 /* Row `src` (dim bf16 values) on its own symmetric int8 grid (step max |x| / 127, rounding half to
    even) into the 64 bytes at dst, `offset` added to each (128: uint8); returns the step, *sum
