@@ -55,12 +55,18 @@ typedef struct {
     __m512i int_sum[SOFTMAX_ROWS];
 } softmax_work;
 
-static inline void softmax_begin(softmax_work *w, const float *s, softmax_weight *p, float *inv_sum, long rows, long n, long n32,
-                                 float multiplier) {
-    w->s = s, w->p = p, w->p8 = NULL, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
+/* What both kinds of weights start from: the scores, the sums' destination, the units to run */
+static inline void softmax_start(softmax_work *w, const float *s, float *inv_sum, long rows, long n, long n32, float multiplier) {
+    w->s = s, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
     w->log2e = 1.44269504f * multiplier;
     w->per_group = 1 + n32 / 32, w->unit = 0, w->group = 0, w->in_group = 0;
     w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
+}
+
+static inline void softmax_begin(softmax_work *w, const float *s, softmax_weight *p, float *inv_sum, long rows, long n, long n32,
+                                 float multiplier) {
+    softmax_start(w, s, inv_sum, rows, n, n32, multiplier);
+    w->p = p, w->p8 = NULL;
     long padded = (rows + 15) / 16 * 16;
     if (rows < padded) memset(p + rows * n32, 0, (padded - rows) * n32 * sizeof *p);
 }
@@ -69,10 +75,8 @@ static inline void softmax_begin(softmax_work *w, const float *s, softmax_weight
    multiplier already) */
 static inline void softmax_begin_u8(softmax_work *w, const float *s, uint8_t *p8, float *inv_sum, long rows, long n,
                                     long n32, long n64) {
-    w->s = s, w->p = NULL, w->p8 = p8, w->n64 = n64, w->inv_sum = inv_sum, w->rows = rows, w->n = n, w->n32 = n32;
-    w->log2e = 1.44269504f;
-    w->per_group = 1 + n32 / 32, w->unit = 0, w->group = 0, w->in_group = 0;
-    w->units = (rows + SOFTMAX_ROWS - 1) / SOFTMAX_ROWS * w->per_group;
+    softmax_start(w, s, inv_sum, rows, n, n32, 1.f);
+    w->p = NULL, w->p8 = p8, w->n64 = n64;
     long padded = (rows + 15) / 16 * 16;
     if (rows < padded) memset(p8 + rows * n64, 0, (padded - rows) * n64);
 }
@@ -94,6 +98,12 @@ static inline long softmax_quota(softmax_work *w) {
 static inline void softmax_advance(softmax_work *w) {
     w->unit++;
     if (++w->in_group == w->per_group) w->in_group = 0, w->group++;
+}
+
+/* exp(score - row max) of 16 scores at `row` (those outside `k` read as 0; the caller masks the
+   result), in the weights' scale: `mx` is the row's maximum times log2e (minus log2 255 for uint8) */
+static inline __m512 softmax_exp(const float *row, __mmask16 k, __m512 log2e, __m512 mx) {
+    return exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, row), log2e, mx));
 }
 
 /* Units [w->unit, until) */
@@ -126,8 +136,8 @@ static inline void softmax_until(softmax_work *w, long until) {
             for (int r = 0; r < SOFTMAX_ROWS; r++)
                 if (r < count) {
                     const float *row = s + r * S_STRIDE + j;
-                    const __m512i q0 = _mm512_maskz_cvtps_epi32(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, w->mx[r])));
-                    const __m512i q1 = _mm512_maskz_cvtps_epi32(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, w->mx[r])));
+                    const __m512i q0 = _mm512_maskz_cvtps_epi32(k0, softmax_exp(row, k0, log2e, w->mx[r]));
+                    const __m512i q1 = _mm512_maskz_cvtps_epi32(k1, softmax_exp(row + 16, k1, log2e, w->mx[r]));
                     w->int_sum[r] = _mm512_add_epi32(w->int_sum[r], _mm512_add_epi32(q0, q1));
                     uint8_t *out = w->p8 + (r0 + r) * w->n64 + j;
                     _mm_storeu_si128((__m128i *)out, _mm512_cvtepi32_epi8(q0));
@@ -140,8 +150,8 @@ static inline void softmax_until(softmax_work *w, long until) {
         for (int r = 0; r < SOFTMAX_ROWS; r++)
             if (r < count) {
                 const float *row = s + r * S_STRIDE + j;
-                __m512 e0 = _mm512_maskz_mov_ps(k0, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k0, row), log2e, w->mx[r])));
-                __m512 e1 = _mm512_maskz_mov_ps(k1, exp2_neg_softmax(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k1, row + 16), log2e, w->mx[r])));
+                __m512 e0 = _mm512_maskz_mov_ps(k0, softmax_exp(row, k0, log2e, w->mx[r]));
+                __m512 e1 = _mm512_maskz_mov_ps(k1, softmax_exp(row + 16, k1, log2e, w->mx[r]));
                 w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
 #if PB_TILES == 3
                 _mm512_storeu_ps(w->p + (r0 + r) * n32 + j, bf16_rounded(e0));
