@@ -103,32 +103,20 @@ static inline void int8_scores_finish(const int8_operands *g, float *at, long i0
 static inline __attribute__((always_inline)) void scores_pair_int8(const int8_operands *g, long qb, int two, long k_steps,
                                                                   float *sb, softmax_work *w) {
 #if PB_TILES != 1
-    /* soft tiles: two key blocks at a time, 8 rows' sums in registers, made scores as they leave */
+    /* soft tiles: two key blocks at a time (soft_tile_block), their sums made scores in place */
     for (long kb = 0; kb < k_steps; kb += 2) {
         const int pair = kb + 1 < k_steps;
         const uint8_t *k0 = (const uint8_t *)(g->k + kb * 256), *k1 = pair ? k0 + 1024 : k0;
-        const __m512i sum0 = _mm512_loadu_si512(g->k_sum + kb * 16), sum1 = _mm512_loadu_si512(g->k_sum + kb * 16 + 16);
-        const __m512 step0 = _mm512_loadu_ps(g->k_step + kb * 16), step1 = _mm512_loadu_ps(g->k_step + kb * 16 + 16);
         for (int i = 0; i <= two; i++) {
+            soft_tile_block(g->q + (qb + i) * 16 * 64, 64, k0, k1, 1024, 16, 1, NULL, 0);
             float *out = (i ? sb + 16 * S_STRIDE : sb) + kb * 16;
-            for (int h = 0; h < 16; h += 8) {
-                __m512i c[8], d[8], t;
-                for (int r = 0; r < 8; r++) c[r] = _mm512_setzero_si512(), d[r] = _mm512_setzero_si512();
-                const uint8_t *p = g->q + ((qb + i) * 16 + h) * 64;
-                for (int kk = 0; kk < 16; kk++, p += 4) {
-                    const __m512i x0 = _mm512_load_si512(k0 + kk * 64), x1 = _mm512_load_si512(k1 + kk * 64);
-                    SOFT_FOUR_ROWS2("vpdpbusd", c, d, p, 64L, x0, x1);
-                    SOFT_FOUR_ROWS2("vpdpbusd", (c + 4), (d + 4), (p + 256), 64L, x0, x1);
-                }
-                for (int r = 0; r < 8; r++) {
-                    const __m512 q_step = _mm512_set1_ps(g->q_step[(qb + i) * 16 + h + r]);
-                    float *row = out + (h + r) * S_STRIDE;
-                    _mm512_storeu_ps(row, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c[r], sum0)), _mm512_mul_ps(step0, q_step)));
-                    if (pair) _mm512_storeu_ps(row + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(d[r], sum1)), _mm512_mul_ps(step1, q_step)));
-                }
+            TILE_STORED(0, out, S_STRIDE * 4);
+            int8_scores_finish(g, out, (qb + i) * 16, kb * 16);
+            if (pair) {
+                TILE_STORED(1, out + 16, S_STRIDE * 4);
+                int8_scores_finish(g, out + 16, (qb + i) * 16, kb * 16 + 16);
             }
         }
-        COMPILER_BARRIER();
         if (w) softmax_until(w, softmax_quota(w));
         if (w && pair) softmax_until(w, softmax_quota(w));
     }
