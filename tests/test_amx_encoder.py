@@ -42,7 +42,8 @@ def _runner(
 
 
 @pytest.mark.parametrize(
-    ("precision", "attention"), [("int8", "bf16"), ("bf16", "bf16"), ("int8-bf16", "bf16"), ("int8", "int8")]
+    ("precision", "attention"),
+    [("int8", "bf16"), ("bf16", "bf16"), ("int8-bf16", "bf16"), ("int8", "int8"), ("int8-bf16", "int8-scores")],
 )
 def test_one_call_gives_the_layer_by_layer_bits_in_any_batch(precision: str, attention: str) -> None:
     features = random_features(5, 10, 120)

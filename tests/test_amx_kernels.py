@@ -316,35 +316,42 @@ def _grid(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(x / np.where(step > 0, step, 1)), step
 
 
-def _int8_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """kernels/attention_int8.h's arithmetic in float64: Q's and K's rows and V's columns on their
-    own int8 grids, the weights round(255 exp(s - max)) divided by their sum."""
+def _int8_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, values: bool = True) -> np.ndarray:
+    """kernels/attention_int8.h's arithmetic in float64: Q's and K's rows on their own int8 grids;
+    with ``values`` V's columns too and the weights round(255 exp(s - max)), divided by their sum
+    (otherwise the weights exp(s - max) and V as they are)."""
     scale = float(np.float32(1) / np.sqrt(np.float32(q.shape[-1])))
     (qi, sq), (ki, sk), (vi, sv) = _grid(q, -1), _grid(k, -1), _grid(v, -2)
     s = (qi @ np.swapaxes(ki, -1, -2)) * sq * np.swapaxes(sk, -1, -2) * scale
-    p = np.rint(255 * np.exp(s - s.max(-1, keepdims=True)))
+    e = np.exp(s - s.max(-1, keepdims=True))
+    if not values:
+        return (e @ v) / e.sum(-1, keepdims=True)
+    p = np.rint(255 * e)
     return (p @ vi) * sv / p.sum(-1, keepdims=True)
 
 
 @needs_amx
-@pytest.mark.parametrize("dim", [32, 64])
-def test_int8_attention_computes_its_grids_products_and_keeps_each_sequence_alone(dim: int) -> None:
+@pytest.mark.parametrize(("dim", "kind"), [(32, "int8"), (64, "int8"), (32, "int8-scores"), (64, "int8-scores")])
+def test_int8_attention_computes_its_grids_products_and_keeps_each_sequence_alone(dim: int, kind: str) -> None:
     lens, length, heads, qkv = _three_rows(dim)
-    got = _attend(qkv, SequenceAttention(lens, length, None, int8=True), heads, dim).double()  # type: ignore[arg-type]
+    got = _attend(qkv, SequenceAttention(lens, length, None, attention=kind), heads, dim).double()  # type: ignore[arg-type]
     exact = _exact(qkv, lens, heads, dim)
-    reference = _attend(
-        qkv.double(), sequence_core(lens, lambda q, k, v: torch.from_numpy(_int8_attention(q.numpy(), k.numpy(), v.numpy()))),
-        heads, dim,
-    )  # fmt: skip
-    # the grids' error is the reference's own; what is left is the bf16 output's rounding and a
-    # weight where exp's approximation and float64 round to neighbouring integers
-    assert float((got - reference).abs().mean()) < 0.15 * float((reference - exact).abs().mean())
-    assert float((got - exact).abs().max()) < 0.4  # int8 grids: about 0.27 here, bf16's 0.05
+    values = kind == "int8"
+
+    def grids(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(_int8_attention(q.numpy(), k.numpy(), v.numpy(), values))
+
+    reference = _attend(qkv.double(), sequence_core(lens, grids), heads, dim)
+    # the grids' error is the reference's own; what is left is the bf16 output's rounding (and the
+    # bf16 weights', Q K^T alone in int8), and a weight where exp's approximation and float64 round
+    # to neighbouring integers
+    assert float((got - reference).abs().mean()) < (0.15 if values else 0.2) * float((reference - exact).abs().mean())
+    assert float((got - exact).abs().max()) < 0.4  # int8 grids: about 0.27 here (0.24 Q K^T alone), bf16's 0.05
     outside = torch.ones(3, length, dtype=torch.bool)
     for r, row in enumerate(lens.tolist()):
         outside[r, : sum(row)] = False
     assert float(got[outside].abs().max()) == 0.0
-    alone = _attend(qkv[1:2], SequenceAttention(lens[1:2], length, None, int8=True), heads, dim)  # type: ignore[arg-type]
+    alone = _attend(qkv[1:2], SequenceAttention(lens[1:2], length, None, attention=kind), heads, dim)  # type: ignore[arg-type]
     np.testing.assert_array_equal(alone[0].double().numpy(), got[1].numpy())  # the same bits alone
 
 
@@ -359,7 +366,7 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     exact on all (the same bits through the whole int8 layer), bf16 pairs are summed in another
     order than the tiles' (fp32 sums within a few roundings), and without BF16 instructions two
     FMAs and integer rounding give the BF16 instructions' own bits. Attention in int8 gives the same
-    bits on all three."""
+    bits on all three; with Q K^T alone in int8, the scores' bits and P V within a rounding."""
     rng = np.random.default_rng(11)
     layer, _ = _layer(rng, 256, 64, gelu=True)
     x = torch.from_numpy(rng.standard_normal((70, 256)).astype(np.float32))
@@ -374,8 +381,9 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
         attention = SequenceAttention(lens, length, sequence_core(lens, matmul_attention))
         outs = [layer(x, torch.float32), bf16(x, torch.bfloat16), _attend(qkv, attention, heads, dim)]
         outs.append(_attend(qkv32, attention, heads, 32))
-        int8 = SequenceAttention(lens, length, sequence_core(lens, matmul_attention), int8=True)
-        outs += [_attend(qkv, int8, heads, dim), _attend(qkv32, int8, heads, 32)]
+        for products in ("int8", "int8-scores"):
+            int8 = SequenceAttention(lens, length, sequence_core(lens, matmul_attention), attention=products)
+            outs += [_attend(qkv, int8, heads, dim), _attend(qkv32, int8, heads, 32)]
         return [out.float().numpy() for out in outs]
 
     tiles, soft, no_bf16 = outputs("amx"), outputs("avx512-bf16"), outputs("avx512-vnni")
@@ -387,6 +395,10 @@ def test_the_avx512_tiles_give_the_amx_tiles_int8_bits_and_bf16_sums_within_a_ro
     assert float(np.abs(soft[3] - tiles[3]).max()) <= 2**-7 * float(np.abs(tiles[3]).max())
     for int8 in (4, 5):
         np.testing.assert_array_equal(soft[int8], tiles[int8])
+    for scores_int8 in (6, 7):  # the same scores, then bf16 P V: sums in another order
+        assert float(np.abs(soft[scores_int8] - tiles[scores_int8]).max()) <= 2**-7 * float(
+            np.abs(tiles[scores_int8]).max()
+        )
     for ours, theirs in zip(no_bf16, soft, strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -470,7 +482,7 @@ def test_bad_kernel_settings_are_one_line_errors() -> None:
         create("torch", "tiny", "fp32", "cpu", kernel="amx")
     with pytest.raises(UserError, match="attention=int8 .* add kernel=amx"):
         create("torch", "tiny", "bf16", "cpu", attention="int8")
-    with pytest.raises(UserError, match="attention must be one of bf16, int8, got 'fp8'"):
+    with pytest.raises(UserError, match="attention must be one of bf16, int8, int8-scores, got 'fp8'"):
         create("torch", "tiny", "bf16", "cpu", kernel="amx", attention="fp8")
     if tiles_here() is None:
         with pytest.raises(UserError, match="no AMX tiles"):

@@ -141,20 +141,20 @@ class AmxEncoder(nn.Module):
         shape = hidden.shape
         flat = hidden.reshape(-1, shape[-1])
         if core.covered:
-            return self._run(flat, core.starts, core.lens, core.q_scaled, core.int8).reshape(shape)
+            return self._run(flat, core.starts, core.lens, core.q_scaled, core.attention_kind).reshape(shape)
         # rows with positions outside every sequence (a packed row's tail, a sorted batch's shorter
         # rows): the kernel runs on the sequences' tokens alone, which then sit back to back, and
         # those positions come out as zeros (a row's results do not depend on its neighbours, so
         # the sequences' results keep their bits)
         index, starts = core.token_index()
-        out = self._run(flat.index_select(0, index), starts, core.lens, core.q_scaled, core.int8)
+        out = self._run(flat.index_select(0, index), starts, core.lens, core.q_scaled, core.attention_kind)
         return flat.new_zeros(flat.shape).index_copy_(0, index, out.to(flat.dtype)).reshape(shape)
 
     def _run(
-        self, hidden: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor, q_scaled: bool, int8: bool
+        self, hidden: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor, q_scaled: bool, attention_kind: int
     ) -> torch.Tensor:
         """The encoder kernel over ``hidden`` [tokens, width], every token in one of the sequences
-        at ``starts`` / ``lens`` (int64); ``q_scaled`` and ``int8`` as ``SequenceAttention`` has them."""
+        at ``starts`` / ``lens`` (int64); ``q_scaled`` and ``attention_kind`` as ``SequenceAttention`` has them."""
         # the residual stream in its kind (fp32, or bf16: AmxEmbeddings' residual), its rows padded
         # to whole blocks (a bf16 first Q|K|V layer reads them in place)
         residual = hidden.dtype if hidden.dtype in FLOAT_KINDS else torch.float32
@@ -174,7 +174,7 @@ class AmxEncoder(nn.Module):
         status = library().pb_encoder(
             ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
             starts.data_ptr(), lens.data_ptr(), len(lens), FLOAT_KINDS[residual],
-            x.data_ptr(), *(t.data_ptr() for t in work), int(int8),
+            x.data_ptr(), *(t.data_ptr() for t in work), attention_kind,
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx encoder kernel: status {status} for {tokens} tokens")

@@ -65,6 +65,9 @@ AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
 FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds torch dtypes take
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
 W_S8, W_BF16 = 0, 1  # the kernel's weight kinds: int8 (u8 inputs) or bf16 (bf16 inputs)
+# attention's products in the kernel (torch option attention=NAME) -> pb_attention's kind: bf16, both in
+# int8, or Q K^T alone in int8 (kernels/attention_int8.h)
+ATTENTION_KINDS = {"bf16": 0, "int8": 1, "int8-scores": 2}
 AMX_FLAGS = frozenset({"amx_int8", "amx_bf16", "amx_tile"})
 _AVX512_VNNI = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"})
 # what the tile operations run on (kernels/soft_tiles.h below AMX), best first, and the CPU flags
@@ -388,8 +391,8 @@ class SequenceAttention:
     tensor with a head dimension it takes; ``fallback`` (a core) otherwise. ``attend_qkv`` takes
     the Q|K|V tensor itself and can hand its output to the next layer as its tile input. Positions
     outside every sequence get zeros. ``q_scaled``: Q already holds 1/sqrt(head dim) (the Q
-    layer's weights took it), so the kernel does not scale it, and there is no fallback. ``int8``:
-    the kernel's two products in int8 (``kernels/attention_int8.h``)."""
+    layer's weights took it), so the kernel does not scale it, and there is no fallback.
+    ``attention``: the kernel's products (``ATTENTION_KINDS``)."""
 
     def __init__(
         self,
@@ -398,14 +401,14 @@ class SequenceAttention:
         fallback: AttentionCore,
         *,
         q_scaled: bool = False,
-        int8: bool = False,
+        attention: str = "bf16",
     ) -> None:
         self.starts, self.lens = sequence_spans(seq_lens, length)
         self.longest = int(self.lens.max()) if self.lens.numel() else 0
         self.covered = int(self.lens.sum()) == seq_lens.shape[0] * length  # no position outside a sequence
         self.fallback = fallback
         self.q_scaled = q_scaled
-        self.int8 = int8
+        self.attention_kind = ATTENTION_KINDS[attention]
 
     def token_index(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(the positions of the sequences' tokens in the flat rows, in order; each sequence's first
@@ -459,7 +462,7 @@ class SequenceAttention:
         q_mul = 1.0 if self.q_scaled else float(np.float32(1) / np.sqrt(np.float32(dim)))  # as C's 1.f / sqrtf
         status = library().pb_attention(
             qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim, q_mul,
-            out.data_ptr(), kind, scale, zero, int(self.int8),
+            out.data_ptr(), kind, scale, zero, self.attention_kind,
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx attention kernel: status {status} for {len(self.lens)} sequences of {heads}x{dim}")

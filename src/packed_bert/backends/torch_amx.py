@@ -235,14 +235,18 @@ def amx_qa_head(model: nn.Module) -> None:
         tile_qa_head(model)
 
 
-def amx_attention(seq_lens: torch.Tensor, length: int, *, q_scaled: bool = False, int8: bool = False) -> AttentionCore:
-    """Attention per sequence in the AMX kernel (``amx_kernels.SequenceAttention``; ``int8``: its
-    products in int8), with the plain per-sequence matmuls where it does not apply (``q_scaled``:
+def amx_attention(
+    seq_lens: torch.Tensor, length: int, *, q_scaled: bool = False, attention: str = "bf16"
+) -> AttentionCore:
+    """Attention per sequence in the AMX kernel (``amx_kernels.SequenceAttention``; ``attention``:
+    its products, ``amx_kernels.ATTENTION_KINDS``), with the plain per-sequence matmuls where it does not apply (``q_scaled``:
     none may)."""
-    return SequenceAttention(seq_lens, length, sequence_core(seq_lens, matmul_attention), q_scaled=q_scaled, int8=int8)
+    return SequenceAttention(
+        seq_lens, length, sequence_core(seq_lens, matmul_attention), q_scaled=q_scaled, attention=attention
+    )
 
 
-def bf16_model(model: nn.Module, residual: torch.dtype = torch.float32, int8_attention: bool = False) -> nn.Module:
+def bf16_model(model: nn.Module, residual: torch.dtype = torch.float32, attention: str = "bf16") -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``) whose encoder linear layers run in bf16 on the
     AMX kernel, the residual stream in ``residual`` (``finish_amx_model``). The two layers before an
     add+LayerNorm write fp32: bf16 there ran no faster (BERT-Large, 16-sample batches: 14.7-14.9
@@ -277,5 +281,5 @@ def bf16_model(model: nn.Module, residual: torch.dtype = torch.float32, int8_att
         )
         previous = wire_block(model, name, layers, previous)
     finish_amx_model(model, residual)
-    setattr(model, "attention", partial(amx_attention, q_scaled=q_scaled, int8=int8_attention))  # noqa: B010
+    setattr(model, "attention", partial(amx_attention, q_scaled=q_scaled, attention=attention))  # noqa: B010
     return model

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from packed_bert.backends._model import load
+from packed_bert.backends.amx_kernels import ATTENTION_KINDS
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows, bucket_lengths
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
@@ -37,8 +38,6 @@ from packed_bert.terms import CALIBRATED, MAX_SEQS_PER_ROW, SEQ_LEN, Precision
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the residual stream's dtype on our AMX kernels (residual=NAME): each add+LayerNorm reads and writes it
 RESIDUALS = {name: DTYPES[name] for name in ("fp32", "bf16")}
-# attention's two products on our AMX kernels (attention=NAME): bf16, or int8 (kernels/attention_int8.h)
-ATTENTION_KINDS = ("bf16", "int8")
 GRAPH_ROWS = (512, 256, 128, 64, 32, 16, 8)  # row counts of the CUDA graphs; a batch runs as calls of these
 CALL_ROWS = 16  # rows per call of a compiled batch-invariant runner not told otherwise (nor warmed)
 
@@ -116,9 +115,8 @@ class TorchRunner:
             raise UserError(f"torch backend: attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
         if attention != "bf16" and kernel != "amx":
             raise UserError(
-                "torch backend: attention=int8 runs attention's products on our AMX kernels: add kernel=amx"
+                f"torch backend: attention={attention} runs attention's products on our AMX kernels: add kernel=amx"
             )
-        int8_attention = attention == "int8"
         if own_kernels and (compile or variant is not None):
             raise UserError(
                 f"torch backend: {precision} on the CPU's int8 or AMX kernels runs eagerly (kernel calls); drop compile=True"
@@ -140,7 +138,7 @@ class TorchRunner:
             from packed_bert.backends.amx_kernels import kernels_label
             from packed_bert.backends.torch_amx import bf16_model
 
-            model = bf16_model(model, residual_dtype, int8_attention)
+            model = bf16_model(model, residual_dtype, attention)
             self.quant_detail = f", bf16 encoder linears and {attention} per-sequence attention in {kernels_label()}"
         elif precision in DTYPES:
             model = model.to(device=self._dev, dtype=DTYPES[precision])
@@ -149,7 +147,7 @@ class TorchRunner:
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
-            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, int8_attention)
+            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention)
             kernel_name = kernels_label() if kernel == AMX else "oneDNN"
             kept = f" ({', '.join(keep_bf16)} in bf16)" if keep_bf16 else ""
             self.quant_detail = (

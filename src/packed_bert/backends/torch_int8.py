@@ -128,7 +128,7 @@ def quantize_model(
     kernel: str = ONEDNN,
     bf16_layers: Collection[str] = (),
     residual: torch.dtype = torch.float32,
-    int8_attention: bool = False,
+    attention: str = "bf16",
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
@@ -137,8 +137,8 @@ def quantize_model(
     layer, whose input is GELU's heavy-tailed output, costs int8 most of its F1 loss). Our AMX
     kernel hands each layer's output on as the next one's tile input (the FFN's GELU output uint8
     or bf16, as the FFN output layer takes it) and keeps the residual stream in ``residual``
-    (``torch_amx.finish_amx_model``); oneDNN's in fp32. ``int8_attention``: the AMX kernel's
-    attention products in int8 too."""
+    (``torch_amx.finish_amx_model``); oneDNN's in fp32. ``attention``: the AMX kernel's
+    attention products (``amx_kernels.ATTENTION_KINDS``)."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))
@@ -188,6 +188,6 @@ def quantize_model(
     else:
         tile_qa_head(model)
     # PackedBertForQA's switch: each sequence alone, two plain matmuls, or our AMX kernel
-    core = partial(amx_attention, int8=int8_attention) if kernel == AMX else "sequence-matmul"
+    core = partial(amx_attention, attention=attention) if kernel == AMX else "sequence-matmul"
     setattr(model, "attention", core)  # noqa: B010
     return model

@@ -120,15 +120,16 @@ static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
-   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). `int8`: both products in
-   int8 (attention_int8.h). Pairs of blocks of 16
+   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). `kind`: ATT_BF16, or
+   ATT_INT8 (both products in int8) or ATT_INT8_SCORES (Q K^T alone; attention_int8.h). Pairs of blocks of 16
    queries in a pipeline: pair b's softmax is interleaved with the tile steps of pair b + 1's
    scores and pair b - 1's P V (the same operations on each block as one at a time, so the same
    bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
    2026-12-06: 2-4% less, K and V loaded once a pair). */
 static inline __attribute__((always_inline)) int attend_one(const uint16_t *base, long stride, long k_off, long v_off,
                                                             long n, int dim, float scale, void *out, long out_stride,
-                                                            int out_kind, const float *q_scale, int q_zp, int int8) {
+                                                            int out_kind, const float *q_scale, int q_zp, int kind) {
+    const int qk8 = kind != ATT_BF16, pv8 = kind == ATT_INT8;
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32, n64 = (n + 63) / 64 * 64;
     int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
     uint16_t qs[MAX_SEQ * MAX_DIM] __attribute__((aligned(64)));           /* Q blocks copied (query_rows) */
@@ -148,11 +149,10 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
     const int exact = frexpf(scale, &exponent) == 0.5f;
     query_rows q = {exact ? base : NULL, stride, exact ? n / 16 : 0, qs, NULL};
     const float copy_scale = exact ? 1.f : scale, softmax_scale = exact ? scale : 1.f;
-    int8_operands *ops = int8 ? grown(&int8_operand_buffer, sizeof(int8_operands)) : NULL;
-    if (int8 && !ops) return 1;
-    if (int8) {
+    int8_operands *ops = qk8 ? grown(&int8_operand_buffer, sizeof(int8_operands)) : NULL;
+    if (qk8 && !ops) return 1;
+    if (qk8) {
         int8_qk_pack(ops, base, stride, k_off, n, dim, scale);
-        int8_values_pack(ops, base + v_off, stride, n, n64, dim);
     } else {
         for (long i = q.direct_blocks * 16; i < n16; i++)
             for (int d = 0; d < dim; d += 16) {
@@ -177,6 +177,10 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
                     r[i] = j + i < n ? _mm512_loadu_si512(base + (j + i) * stride + k_off + g * 32) : _mm512_setzero_si512();
                 transpose_16x16_epi32(r, kp + (j / 16) * dw * 16 + g * 256);
             }
+    }
+    if (pv8) {
+        int8_values_pack(ops, base + v_off, stride, n, n64, dim);
+    } else {
         /* V: rows 2r, 2r+1 of a 32-key block interleave per dim */
         const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
                                             39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
@@ -194,28 +198,29 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
     const long blocks = n16 / 16, pairs = (blocks + 1) / 2, v_steps = n32 / 32; /* keys come in blocks of 16 too */
     softmax_work w = {0};
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
-    if (int8) scores_pair_int8(ops, 0, blocks > 1, blocks, s[0], NULL);
+    if (qk8) scores_pair_int8(ops, 0, blocks > 1, blocks, s[0], NULL);
     else scores_pair(&q, kp, 0, blocks > 1, dim, blocks, s[0], NULL);
     for (long b = 0; b <= pairs; b++) { /* step b: pair b's softmax, pair b + 1's scores, pair b - 1's P V */
         COMPILER_BARRIER(); /* pair b - 1's weights written before the tiles load them */
         long rows = b < pairs ? (n - b * 32 < 32 ? n - b * 32 : 32) : 0;
         int next_two = 2 * (b + 1) + 1 < blocks, last_two = b > 0 && 2 * (b - 1) + 1 < blocks;
-        long steps = (b + 1 < pairs ? blocks : 0) + (b > 0 ? (int8 ? n64 / 64 : v_steps) * (dim / 32) : 0);
-        if (b < pairs && int8) softmax_begin_u8(&w, s[b & 1], ops->p[b & 1], inv_sum[b & 1], rows, n, n32, n64);
-        else if (b < pairs) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, softmax_scale);
+        long steps = (b + 1 < pairs ? blocks : 0) + (b > 0 ? (pv8 ? n64 / 64 : v_steps) * (dim / 32) : 0);
+        /* int8 scores hold their multiplier already */
+        if (b < pairs && pv8) softmax_begin_u8(&w, s[b & 1], ops->p[b & 1], inv_sum[b & 1], rows, n, n32, n64);
+        else if (b < pairs) softmax_begin(&w, s[b & 1], p[b & 1], inv_sum[b & 1], rows, n, n32, qk8 ? 1.f : softmax_scale);
         else w = (softmax_work){0};
         softmax_spread(&w, steps);
-        if (b + 1 < pairs && int8) scores_pair_int8(ops, 2 * (b + 1), next_two, blocks, s[(b + 1) & 1], &w);
+        if (b + 1 < pairs && qk8) scores_pair_int8(ops, 2 * (b + 1), next_two, blocks, s[(b + 1) & 1], &w);
         else if (b + 1 < pairs) scores_pair(&q, kp, 2 * (b + 1), next_two, dim, blocks, s[(b + 1) & 1], &w);
         if (b > 0) { /* out = P V for pair b - 1 */
-            if (int8) pv_pair_int8(ops, ops->p[(b - 1) & 1], last_two, dim, n64, (int32_t *)o, &w);
+            if (pv8) pv_pair_int8(ops, ops->p[(b - 1) & 1], last_two, dim, n64, (int32_t *)o, &w);
             else pv_pair(p[(b - 1) & 1], vp, last_two, dim, n32, v_steps, o, &w);
             long q0 = (b - 1) * 32, done_rows = n - q0 < 32 ? n - q0 : 32;
             const float *inv = inv_sum[(b - 1) & 1];
             for (long i = 0; i < done_rows; i++)
                 for (int d = 0; d < dim; d += 16) {
                     /* int8: the int32 sums times V's steps */
-                    const __m512 sums = int8 ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(o + i * dim + d)), _mm512_loadu_ps(ops->v_step + d))
+                    const __m512 sums = pv8 ? _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(o + i * dim + d)), _mm512_loadu_ps(ops->v_step + d))
                                              : _mm512_load_ps(o + i * dim + d);
                     __m256i h = to_bf16(_mm512_mul_ps(sums, _mm512_set1_ps(inv[i])));
                     size_t at = (size_t)(q0 + i) * out_stride + d;
@@ -232,9 +237,19 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
     return 0;
 }
 
+/* attend_one with the attention's kind a constant in each copy */
+static inline __attribute__((always_inline)) int attend_kind(const uint16_t *base, long stride, long hidden, long n, int dim,
+                                                             float scale, void *o, int out_kind, const float *qs, int q_zp,
+                                                             int kind) {
+    if (kind == ATT_INT8) return attend_one(base, stride, hidden, 2 * hidden, n, dim, scale, o, hidden, out_kind, qs, q_zp, ATT_INT8);
+    if (kind == ATT_INT8_SCORES)
+        return attend_one(base, stride, hidden, 2 * hidden, n, dim, scale, o, hidden, out_kind, qs, q_zp, ATT_INT8_SCORES);
+    return attend_one(base, stride, hidden, 2 * hidden, n, dim, scale, o, hidden, out_kind, qs, q_zp, ATT_BF16);
+}
+
 /* Head h of sequence i, as pb_attention lays them out */
 static int attend_head(const uint16_t *qkv, const long *starts, const long *lens, long i, long h, int heads, int dim,
-                       float scale, void *out, int out_kind, const float *q_scale, int q_zp, int int8) {
+                       float scale, void *out, int out_kind, const float *q_scale, int q_zp, int kind) {
     long hidden = (long)heads * dim, stride = 3 * hidden;
     size_t at = (size_t)starts[i] * hidden + h * dim;
     const uint16_t *base = qkv + starts[i] * stride + h * dim;
@@ -242,10 +257,8 @@ static int attend_head(const uint16_t *qkv, const long *starts, const long *lens
     const float *qs = q_scale ? q_scale + h * dim : NULL;
     /* the head dimension a constant in each copy: its branches leave the tile loops (attention
        2-4% faster, 2026-12-06) */
-    if (dim == 64 && int8) return attend_one(base, stride, hidden, 2 * hidden, lens[i], 64, scale, o, hidden, out_kind, qs, q_zp, 1);
-    if (dim == 64) return attend_one(base, stride, hidden, 2 * hidden, lens[i], 64, scale, o, hidden, out_kind, qs, q_zp, 0);
-    if (int8) return attend_one(base, stride, hidden, 2 * hidden, lens[i], 32, scale, o, hidden, out_kind, qs, q_zp, 1);
-    return attend_one(base, stride, hidden, 2 * hidden, lens[i], 32, scale, o, hidden, out_kind, qs, q_zp, 0);
+    if (dim == 64) return attend_kind(base, stride, hidden, lens[i], 64, scale, o, out_kind, qs, q_zp, kind);
+    return attend_kind(base, stride, hidden, lens[i], 32, scale, o, out_kind, qs, q_zp, kind);
 }
 
 #define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
@@ -253,12 +266,12 @@ static int attend_head(const uint16_t *qkv, const long *starts, const long *lens
 /* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
    sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
    heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
-   others are left as they are). dim 32 or 64, lens <= 512. `int8`: both products in int8
-   (attention_int8.h). Returns 0, 1 for arguments it does not take, 2 where a thread's buffer for
-   int8 could not be allocated. */
+   others are left as they are). dim 32 or 64, lens <= 512. `kind`: ATT_BF16, ATT_INT8 (both
+   products in int8) or ATT_INT8_SCORES (Q K^T alone; attention_int8.h). Returns 0, 1 for
+   arguments it does not take, 2 where a thread's buffer for int8 could not be allocated. */
 int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, float scale,
-                 void *out, int out_kind, const float *q_scale, int q_zp, int int8) {
-    if ((dim != 32 && dim != 64)) return 1;
+                 void *out, int out_kind, const float *q_scale, int q_zp, int kind) {
+    if ((dim != 32 && dim != 64) || kind < ATT_BF16 || kind > ATT_INT8_SCORES) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
     chunk_runs runs = {{0}, 0, 0};
     int failed = 0;
@@ -279,7 +292,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
             share_chunks(&runs, heads);
             const int t = omp_get_thread_num();
             for (long h = next_chunk(&runs, t, 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, t, 1))
-                if (attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp, int8)) {
+                if (attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp, kind)) {
 #pragma omp atomic write
                     failed = 2;
                 }
@@ -288,7 +301,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
 #pragma omp for schedule(dynamic, 1)
             for (long job = 0; job < count * heads; job++)
                 if (lens[job / heads] > 0)
-                    if (attend_head(qkv, starts, lens, job / heads, job % heads, heads, dim, scale, out, out_kind, q_scale, q_zp, int8)) {
+                    if (attend_head(qkv, starts, lens, job / heads, job % heads, heads, dim, scale, out, out_kind, q_scale, q_zp, kind)) {
 #pragma omp atomic write
                         failed = 2;
                     }

@@ -4,8 +4,14 @@
    is two FMAs (the avx512-vnni build), both in int8 made attention in an Offline batch of 16 half
    as long (bert-99: 181 -> 90 ms, the batch 1,244 -> 1,161) and one 285-token sample 9% faster
    (146.0 -> 132.5 ms; 2026-12-06, emulated avx512-vnni). The integer sums are exact and the
-   vector work the same on every build: the same bits on all. Part of amx.c's one translation unit (included there, in
-   order; not compiled alone). */
+   vector work the same on every build: the same bits on all. Or Q K^T alone in int8
+   (attention=int8-scores, avx512-vnni's bert-99.9), P V in bf16 as without: attention there 24%
+   less than bf16's (pb_attention alone, 285 tokens). Part of amx.c's one translation unit
+   (included there, in order; not compiled alone). */
+
+/* The attention's kinds (pb_attention's `kind`): its products in bf16, both in int8, or Q K^T
+   alone in int8 (the softmax's weights and V in bf16) */
+enum { ATT_BF16 = 0, ATT_INT8 = 1, ATT_INT8_SCORES = 2 };
 
 /* One head's int8 operands, a thread's own (grown once): rows of 64 bytes (a head dimension of
    32: zeros after it) */

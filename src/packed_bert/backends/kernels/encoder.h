@@ -64,10 +64,10 @@ double pb_phase_seconds[PHASE_COUNT];
    bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
    pb_tile_row_bytes apart.
    Sequences as pb_attention takes them, every token in one (AmxEncoder leaves out the positions
-   outside them); `int8_attention` as pb_attention's `int8`. */
+   outside them); `attention` as pb_attention's `kind`. */
 int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
                const long *lens, long seqs, int residual_kind, void *hidden, void *other, void *tile_h,
-               uint16_t *qkv, void *att, void *dense, void *inter, int int8_attention) {
+               uint16_t *qkv, void *att, void *dense, void *inter, int attention) {
     if (!float_kind(residual_kind)) return 1;
     long H = (long)heads * dim;
     int status = 0;
@@ -80,7 +80,7 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
                         : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
         if (status) break;
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point,
-                                           int8_attention));
+                                           attention));
         PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
         PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
                                                         L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),
