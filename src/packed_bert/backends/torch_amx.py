@@ -239,8 +239,8 @@ def amx_attention(
     seq_lens: torch.Tensor, length: int, *, q_scaled: bool = False, attention: str = "bf16"
 ) -> AttentionCore:
     """Attention per sequence in the AMX kernel (``amx_kernels.SequenceAttention``; ``attention``:
-    its products, ``amx_kernels.ATTENTION_KINDS``), with the plain per-sequence matmuls where it does not apply (``q_scaled``:
-    none may)."""
+    its products, ``amx_kernels.ATTENTION_KINDS``), with the plain per-sequence matmuls where it
+    does not apply (``q_scaled``: none may)."""
     return SequenceAttention(
         seq_lens, length, sequence_core(seq_lens, matmul_attention), q_scaled=q_scaled, attention=attention
     )

@@ -120,11 +120,11 @@ static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *
 /* One head of one sequence: n tokens at `base` (rows `stride` bf16 apart: Q at 0, K at `k_off`,
    V at `v_off` columns), Q multiplied by `scale` (1/sqrt(dim), or 1 where the Q layer's weights
    hold it), output rows at `out` (stride `out_stride` elements): bf16, or (AS_U8) those bf16
-   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). `kind`: ATT_BF16, or
-   ATT_INT8 (both products in int8) or ATT_INT8_SCORES (Q K^T alone; attention_int8.h). Pairs of blocks of 16
-   queries in a pipeline: pair b's softmax is interleaved with the tile steps of pair b + 1's
-   scores and pair b - 1's P V (the same operations on each block as one at a time, so the same
-   bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
+   values on the next layer's uint8 grid (`q_scale` per column, `q_zp`). `kind`: ATT_BF16,
+   ATT_INT8 (both products in int8) or ATT_INT8_SCORES (Q K^T alone; attention_int8.h). Pairs of
+   blocks of 16 queries in a pipeline: pair b's softmax is interleaved with the tile steps of pair
+   b + 1's scores and pair b - 1's P V (the same operations on each block as one at a time, so the
+   same bits; one 268-token layer 420 -> 355 us with blocks in a pipeline, pairs of them since
    2026-12-06: 2-4% less, K and V loaded once a pair). */
 static inline __attribute__((always_inline)) int attend_one(const uint16_t *base, long stride, long k_off, long v_off,
                                                             long n, int dim, float scale, void *out, long out_stride,
