@@ -143,7 +143,7 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
     variant, ``amx`` (int8 or bf16 in packed-bert's AMX kernels; ``bf16=ROLE+ROLE``: the layers
-    int8-bf16 keeps in bf16; ``residual=bf16``: the residual stream in bf16; ``attention=int8``: attention's products in int8) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
+    int8-bf16 keeps in bf16; ``residual=bf16``: the residual stream in bf16; ``attention=int8`` or ``int8-scores``: attention's products, or Q K^T alone, in int8) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
     fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
@@ -172,7 +172,7 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
                 opts["bf16_layers"] = tag.removeprefix("bf16=").split("+")
             elif tag.startswith("residual="):  # on our AMX kernels: the residual stream in fp32 or bf16
                 opts["residual"] = tag.removeprefix("residual=")
-            elif tag.startswith("attention="):  # on our AMX kernels: attention's products in bf16 or int8
+            elif tag.startswith("attention="):  # on our AMX kernels: attention's products (amx_kernels.ATTENTION_KINDS)
                 opts["attention"] = tag.removeprefix("attention=")
             else:
                 opts["variant"] = tag

@@ -1,6 +1,6 @@
 /* The attention kernels' softmax, run in units between tile steps, the 16 x 16 transpose that
-   lays K out as B tiles, and the P V output tiles' store. Part of amx.c's one translation unit (included there, in order; not
-   compiled alone). */
+   lays K out as B tiles, and the P V output tiles' store. Part of amx.c's one translation unit
+   (included there, in order; not compiled alone). */
 
 /* 2^t for t <= 0, for softmax weights rounded to bf16 afterwards: t = n + f with n = floor(t) and
    f in [0, 1) in one vreduceps, 2^f by a degree-4 polynomial (relative error < 2.7e-6: the
