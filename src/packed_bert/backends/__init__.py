@@ -40,7 +40,9 @@ def create(
     batch-invariant) and with it ``freezing`` (Inductor's freezing pass, CPU), ``kernel`` (int8: onednn | amx; bf16 and
     int8-bf16: amx), ``bf16_layers`` (int8-bf16: the layers kept in bf16, ``model.linears.LINEAR_KINDS``) and
     ``residual`` (kernel=amx: the residual stream in fp32 or bf16) and ``attention`` (kernel=amx: attention's products
-    in bf16, both in int8 or Q K^T alone in int8, ``amx_kernels.ATTENTION_KINDS``).
+    in bf16, both in int8 or Q K^T alone in int8, ``amx_kernels.ATTENTION_KINDS``) and ``kept`` (int8-bf16 on
+    kernel=amx: its kept layers in bf16 or int12, 12-bit inputs per row x int8 weights on the soft-tile builds,
+    ``amx_kernels.KEPT_PRECISIONS``).
     """
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

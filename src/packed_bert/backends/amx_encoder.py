@@ -26,6 +26,8 @@ from packed_bert.backends.amx_kernels import (
     BLOCK_M,
     FLOAT_KINDS,
     MAX_SEQUENCE,
+    W_BF16,
+    W_S8,
     AmxLinearWeights,
     SequenceAttention,
     block_rows,
@@ -51,11 +53,11 @@ class _Layer(ctypes.Structure):
 
 
 def _dense(w: AmxLinearWeights) -> _Dense:
-    int8 = w.input_dtype == torch.uint8
+    int8, scaled = w.w_kind == W_S8, w.w_kind != W_BF16  # int8 inputs; int32 sums (scales per column)
     return _Dense(
         w.packed.data_ptr(), w.w_kind, w.k, w.n,
         w.in_scale.data_ptr() if int8 else None, w.zero_point,
-        w.colsum_zp.data_ptr() if int8 else None, w.col_scale.data_ptr() if int8 else None,
+        w.colsum_zp.data_ptr() if int8 else None, w.col_scale.data_ptr() if scaled else None,
         w.bias.data_ptr(), int(w.gelu),
     )  # fmt: skip
 

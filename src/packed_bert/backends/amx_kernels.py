@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from packed_bert.backends.cpu_class import cpu_flags
+from packed_bert.backends.onnx_int8 import quantize_weight
 from packed_bert.cache import atomic_path, cache_dir
 from packed_bert.errors import UserError
 from packed_bert.model.attention import AttentionCore
@@ -64,7 +65,14 @@ BLOCK_M = 32  # the kernel's row step (two tiles of 16)
 AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
 FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds torch dtypes take
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
-W_S8, W_BF16 = 0, 1  # the kernel's weight kinds: int8 (u8 inputs) or bf16 (bf16 inputs)
+# the kernel's weight kinds: int8 (u8 inputs), bf16 (bf16 inputs), or int8 values for inputs on a
+# 12-bit grid per row (int16 pairs on vpdpwssd; the soft-tile builds only: AMX has no int16 tiles)
+W_S8, W_BF16, W_S16 = 0, 1, 2
+ROW_GRID_LEVELS = 2047  # W_S16's input grid: steps each side of zero, max|row| / this a step (kernels/linear.h)
+# the precision of the layers int8-bf16 keeps out of int8 (torch option kept=NAME): bf16 on the
+# tiles, or int12 (W_S16: the row's 12-bit grid x int8 weights per column, int32 sums)
+KEPT_PRECISIONS = ("bf16", "int12")
+SOFT_TILES = ("avx512-bf16", "avx512-vnni")  # the builds whose tiles are vector instructions (W_S16 runs there)
 # attention's products in the kernel (torch option attention=NAME) -> pb_attention's kind: bf16, both in
 # int8, or Q K^T alone in int8 (kernels/attention_int8.h)
 ATTENTION_KINDS = {"bf16": 0, "int8": 1, "int8-scores": 2}
@@ -310,6 +318,25 @@ class AmxLinearWeights:
         layer.gelu, layer.feeds, layer.handed = gelu, None, None
         return layer
 
+    @classmethod
+    def int12(cls, w: np.ndarray, bias: np.ndarray, *, gelu: bool = False) -> AmxLinearWeights:
+        """A layer of float weight ``w`` [K, N] in int8 per column (``onnx_int8.quantize_weight``)
+        whose input the kernel puts on a 12-bit grid per row (``ROW_GRID_LEVELS``): int16 pairs into
+        int32 sums, twice a bf16 FMA's products an instruction where the CPU has no bf16 products
+        (the avx512-vnni class). Its producer writes bf16 rows, as for a bf16 layer. Runs on the
+        soft-tile builds only (``SOFT_TILES``)."""
+        if tiles_here() not in SOFT_TILES:
+            raise UserError(
+                f"torch kernel=amx: kept=int12 runs on the {' and '.join(SOFT_TILES)} builds (vpdpwssd); "
+                f"this CPU's kernels are {tiles_here()}: drop kept=int12"
+            )
+        layer = cls.bf16(w, bias, gelu=gelu)
+        wq, scale = quantize_weight(np.asarray(w, dtype=np.float32))
+        layer.w_kind = W_S16
+        layer.packed = line_aligned(_tile_order(wq.astype(np.int16), 2))
+        layer.col_scale = torch.from_numpy(scale.astype(np.float32))
+        return layer
+
     def feed(self, consumer: AmxLinearWeights) -> None:
         """Write outputs as ``consumer``'s tile input (uint8 on its grid, after its SmoothQuant
         factors, or bf16), for a layer whose output goes nowhere else (the FFN input layer's GELU
@@ -352,6 +379,7 @@ class AmxLinearWeights:
         if rows == 0:
             return out.reshape(*x.shape[:-1], self.n)
         int8 = self.w_kind == W_S8
+        scaled = self.w_kind != W_BF16  # int32 sums: scales per column
         status = library().pb_linear(
             flat.data_ptr(),
             kind,
@@ -363,7 +391,7 @@ class AmxLinearWeights:
             self.w_kind,
             self.n,
             self.colsum_zp.data_ptr() if int8 else None,
-            self.col_scale.data_ptr() if int8 else None,
+            self.col_scale.data_ptr() if scaled else None,
             self.bias.data_ptr(),
             int(self.gelu),
             out.data_ptr(),

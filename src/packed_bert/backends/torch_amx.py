@@ -61,6 +61,19 @@ class AmxBf16Linear(nn.Module):
         return self.amx(x, self.out_dtype)
 
 
+class AmxInt12Linear(AmxBf16Linear):
+    """One encoder linear layer with int8 weights per column whose input the kernel puts on a
+    12-bit grid per row (``AmxLinearWeights.int12``): int8-bf16's kept layers with torch option
+    kept=int12, on the soft-tile builds."""
+
+    def __init__(
+        self, weight_t: np.ndarray, bias: np.ndarray, *, gelu: bool = False, out_dtype: torch.dtype = torch.bfloat16
+    ) -> None:
+        nn.Module.__init__(self)
+        self.amx = AmxLinearWeights.int12(weight_t, bias, gelu=gelu)
+        self.out_dtype = out_dtype
+
+
 class DenseAddNorm(nn.Module):
     """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``),
     which also writes the tile input of ``feeds``, the layer that takes the result next: BERT's

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from packed_bert.backends._model import load
-from packed_bert.backends.amx_kernels import ATTENTION_KINDS
+from packed_bert.backends.amx_kernels import ATTENTION_KINDS, KEPT_PRECISIONS
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows, bucket_lengths
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
@@ -68,6 +68,7 @@ class TorchRunner:
         bf16_layers: str | Sequence[str] = (),
         residual: str = "fp32",
         attention: str = "bf16",
+        kept: str = "bf16",
     ) -> None:
         if variant not in (None, "mixed") or (variant == "mixed" and precision != "bf16"):
             raise UserError(f"torch backend: variant must be 'mixed' (bf16 only), got {variant!r} for {precision}")
@@ -104,6 +105,10 @@ class TorchRunner:
                 raise UserError("torch backend: int8-bf16 runs on packed-bert's AMX kernels: add kernel=amx (CPU)")
         elif keep_bf16:
             raise UserError("torch backend: bf16_layers names the layers precision int8-bf16 keeps in bf16")
+        if kept not in KEPT_PRECISIONS:
+            raise UserError(f"torch backend: kept must be one of {', '.join(KEPT_PRECISIONS)}, got {kept!r}")
+        if kept != "bf16" and precision != Precision.INT8_BF16:
+            raise UserError(f"torch backend: kept={kept} sets the precision of the layers int8-bf16 keeps out of int8")
         if residual not in RESIDUALS:
             raise UserError(f"torch backend: residual must be one of {', '.join(RESIDUALS)}, got {residual!r}")
         if residual != "fp32" and kernel != "amx":
@@ -147,11 +152,12 @@ class TorchRunner:
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
-            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention)
+            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention, kept)
             kernel_name = kernels_label() if kernel == AMX else "oneDNN"
-            kept = f" ({', '.join(keep_bf16)} in bf16)" if keep_bf16 else ""
+            kept_as = "bf16" if kept == "bf16" else "12-bit inputs per row x int8 weights"
+            kept_detail = f" ({', '.join(keep_bf16)} in {kept_as})" if keep_bf16 else ""
             self.quant_detail = (
-                f", static int8 encoder linears{kept} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "
+                f", static int8 encoder linears{kept_detail} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "
                 f"calibrated), {attention} per-sequence attention"
             )
         elif precision in ("fp8", "int8") and cuda:

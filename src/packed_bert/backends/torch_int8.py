@@ -36,6 +36,7 @@ from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.backends.torch_amx import (
     AmxBf16Linear,
+    AmxInt12Linear,
     DenseAddNorm,
     amx_attention,
     finish_amx_model,
@@ -129,6 +130,7 @@ def quantize_model(
     bf16_layers: Collection[str] = (),
     residual: torch.dtype = torch.float32,
     attention: str = "bf16",
+    kept: str = "bf16",
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
@@ -138,7 +140,9 @@ def quantize_model(
     kernel hands each layer's output on as the next one's tile input (the FFN's GELU output uint8
     or bf16, as the FFN output layer takes it) and keeps the residual stream in ``residual``
     (``torch_amx.finish_amx_model``); oneDNN's in fp32. ``attention``: the AMX kernel's
-    attention products (``amx_kernels.ATTENTION_KINDS``)."""
+    attention products (``amx_kernels.ATTENTION_KINDS``). ``kept``: what the ``bf16_layers`` run in
+    (``amx_kernels.KEPT_PRECISIONS``): bf16, or int12 (``torch_amx.AmxInt12Linear``; the soft-tile
+    builds)."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))
@@ -156,7 +160,8 @@ def quantize_model(
 
     def layer(role: str, name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear | AmxBf16Linear:
         if role in bf16_layers:
-            return AmxBf16Linear(site_weight(w, name), bias, gelu=kw.get("post_op") == GELU, out_dtype=kw["out_dtype"])
+            kept_class = AmxInt12Linear if kept == "int12" else AmxBf16Linear
+            return kept_class(site_weight(w, name), bias, gelu=kw.get("post_op") == GELU, out_dtype=kw["out_dtype"])
         if name not in smooth or name not in ranges:
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
         return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], kernel=kernel, **kw)

@@ -41,7 +41,7 @@ static inline __attribute__((always_inline)) void scores_pair(const query_rows *
 #else
             long row_bytes;
             const uint16_t *rows = query_block(q, qb + i, dim, &row_bytes);
-            soft_tile_block((const uint8_t *)rows, row_bytes, k0, k1, 1024, dw, 1, NULL, 1);
+            soft_tile_block((const uint8_t *)rows, row_bytes, k0, k1, 1024, dw, 1, NULL, SOFT_BF16);
 #endif
             float *out = (i ? sb + 16 * S_STRIDE : sb) + kb * 16;
             TILE_STORED(0, out, S_STRIDE * 4);
@@ -91,7 +91,7 @@ static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *
 #if PB_TILES == 3
         soft_wide_block(pb, n32, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL);
 #else
-        soft_tile_block((const uint8_t *)pb, n32 * 2, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL, 1);
+        soft_tile_block((const uint8_t *)pb, n32 * 2, v, v + 1024, (dim / 16) * 1024, v_steps * 16, !two, NULL, SOFT_BF16);
 #endif
         for (long kb = 0; kb < v_steps; kb++) softmax_until(w, softmax_quota(w));
 #else

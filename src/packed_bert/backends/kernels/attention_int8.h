@@ -114,7 +114,7 @@ static inline __attribute__((always_inline)) void scores_pair_int8(const int8_op
         const int pair = kb + 1 < k_steps;
         const uint8_t *k0 = (const uint8_t *)(g->k + kb * 256), *k1 = pair ? k0 + 1024 : k0;
         for (int i = 0; i <= two; i++) {
-            soft_tile_block(g->q + (qb + i) * 16 * 64, 64, k0, k1, 1024, 16, 1, NULL, 0);
+            soft_tile_block(g->q + (qb + i) * 16 * 64, 64, k0, k1, 1024, 16, 1, NULL, SOFT_U8);
             float *out = (i ? sb + 16 * S_STRIDE : sb) + kb * 16;
             TILE_STORED(0, out, S_STRIDE * 4);
             int8_scores_finish(g, out, (qb + i) * 16, kb * 16);
@@ -153,7 +153,7 @@ static inline __attribute__((always_inline)) void pv_pair_int8(const int8_operan
     for (int half = 0; half < dim / 32; half++) {
 #if PB_TILES != 1
         const uint8_t *v = g->v + half * 2 * 1024;
-        soft_tile_block(pb, n64, v, v + 1024, (dim / 16) * 1024, n64 / 4, !two, NULL, 0);
+        soft_tile_block(pb, n64, v, v + 1024, (dim / 16) * 1024, n64 / 4, !two, NULL, SOFT_U8);
         for (long kb = 0; kb < n64 / 64; kb++) softmax_until(w, softmax_quota(w));
 #else
         _tile_zero(0); _tile_zero(1);

@@ -23,7 +23,9 @@ typedef struct {
     float eps1, eps2;
 } pb_layer;
 
-static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_BF16 ? AS_BF16 : AS_U8; }
+/* the tile input a producer writes for layer `d`: uint8 for int8 weights, else bf16 (which the
+   12-bit layer, W_S16, then puts on its grid row by row) */
+static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_S8 ? AS_U8 : AS_BF16; }
 
 /* the grid a producer writes `d`'s uint8 input on (per column); NULL for a bf16 input */
 static inline const float *u8_scale(const pb_dense *d) { return ready_kind(d) == AS_U8 ? d->in_scale : NULL; }

@@ -52,22 +52,23 @@ typedef struct {
     const float *out_scale;
     int out_zero_point;
     long out_stride; /* elements from one output row to the next */
+    const float *row_step; /* W_S16: each input row's grid step (row_grid) */
 } epilogue_args;
 
-/* A finished block's column constants: its int32 sums' zero-point corrections and scales (fp32
-   sums: none), its bias, and the next layer's uint8 grid (kind AS_U8) */
+/* A finished block's column constants: its int32 sums' zero-point corrections (W_S8) and scales
+   (fp32 sums, W_BF16: none), its bias, and the next layer's uint8 grid (kind AS_U8) */
 typedef struct {
     __m512i zp0, zp1, grid_zp;
     __m512 scale0, scale1, bias0, bias1, grid0, grid1;
 } epilogue_consts;
 
 static inline __attribute__((always_inline)) epilogue_consts block_consts(const epilogue_args *e, long n, int kind,
-                                                                          int fp32_sums) {
+                                                                          int w_kind) {
     epilogue_consts c = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_ps(),
                          _mm512_setzero_ps(),    _mm512_setzero_ps(),    _mm512_setzero_ps(),    _mm512_setzero_ps(),
                          _mm512_setzero_ps()};
-    if (!fp32_sums) {
-        c.zp0 = _mm512_loadu_si512(e->colsum_zp + n), c.zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+    if (w_kind == W_S8) c.zp0 = _mm512_loadu_si512(e->colsum_zp + n), c.zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+    if (w_kind != W_BF16) {
         c.scale0 = _mm512_loadu_ps(e->col_scale + n), c.scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
     }
     c.bias0 = _mm512_loadu_ps(e->bias + n), c.bias1 = _mm512_loadu_ps(e->bias + n + 16);
@@ -78,12 +79,13 @@ static inline __attribute__((always_inline)) epilogue_consts block_consts(const 
     return c;
 }
 
-/* Rows [r0, r1) of a finished block: int32 sums' scales (fp32 sums: none), bias, GELU, then fp32,
-   bf16 or the next layer's uint8, with the block's column constants `c`; `gelu`, `kind`, `stream`
-   and `fp32_sums` are constants where it is inlined (linear_columns) */
+/* Rows [r0, r1) of a finished block: int32 sums' scales (W_S16: times the row's grid step; fp32
+   sums: none), bias, GELU, then fp32, bf16 or the next layer's uint8, with the block's column
+   constants `c`; `gelu`, `kind`, `stream` and `w_kind` are constants where it is inlined
+   (linear_columns) */
 static inline __attribute__((always_inline)) void epilogue_block(const epilogue_args *e, const block_out *b,
                                                                  const epilogue_consts *c, long r0, long r1, int gelu,
-                                                                 int kind, int stream, int fp32_sums) {
+                                                                 int kind, int stream, int w_kind) {
     if (r1 > b->rows) r1 = b->rows;
     if (r0 >= r1) return;
     const long n = b->n0;
@@ -94,9 +96,13 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         const int32_t *acc = b->acc + i * BLOCK_N;
         size_t o = (size_t)(b->m + i) * e->out_stride + n;
         __m512 y0, y1;
-        if (fp32_sums) {
+        if (w_kind == W_BF16) {
             y0 = _mm512_add_ps(_mm512_load_ps((const float *)acc), bias0);
             y1 = _mm512_add_ps(_mm512_load_ps((const float *)acc + 16), bias1);
+        } else if (w_kind == W_S16) { /* (sum x column step) x row step + bias */
+            const __m512 step = _mm512_set1_ps(e->row_step[b->m + i]);
+            y0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc)), scale0), step, bias0);
+            y1 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + 16)), scale1), step, bias1);
         } else {
             y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0, bias0);
             y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
@@ -185,12 +191,12 @@ typedef struct {
 
 /* One thread's part of a linear call (in the parallel region, after the input is quantized):
    its columns of every row block on the tiles, each finished block's epilogue interleaved with
-   the next block's tile steps. gelu, kind (the output's), stream and fp32_sums are constants where
+   the next block's tile steps. gelu, kind (the output's), stream and w_kind are constants where
    linear inlines it, one copy per case: the epilogue's branches and its block's column constants
    leave the loop over K steps (one sample's Q|K|V, attention output and FFN output layers 3-6%
    faster, 2026-12-06). */
 static inline __attribute__((always_inline)) void linear_columns(const linear_job *j, int gelu, int kind, int stream,
-                                                                 int fp32_sums) {
+                                                                 int w_kind) {
     configure_tiles();
     const epilogue_args e = j->e;
     const long M = j->M, m_pad = j->m_pad, lda = j->lda, k_blocks = j->k_blocks, pairs = j->pairs, N = j->N;
@@ -229,8 +235,9 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
     long chunk = small_chunk / slice_pair_bytes > 0 ? small_chunk / slice_pair_bytes : 1; /* column pairs */
     if (input_bytes / slices > SMALL_INPUT) {
         chunk = CHUNK_LARGE / pair_bytes;
-        /* the bounds hold for int8 weights; bf16 ones take twice the bytes a column */
-        long least = CHUNK_LARGE_MIN_N / BLOCK_N / (fp32_sums ? 2 : 1), most = CHUNK_LARGE_MAX_N / BLOCK_N / (fp32_sums ? 2 : 1);
+        /* the bounds hold for int8 weights; bf16 and int16 ones take twice the bytes a column */
+        const long wide = w_kind == W_S8 ? 1 : 2;
+        long least = CHUNK_LARGE_MIN_N / BLOCK_N / wide, most = CHUNK_LARGE_MAX_N / BLOCK_N / wide;
         chunk = chunk < least ? least : chunk > most ? most : chunk;
     }
     /* a large uint8 output (half a cache line a block row) is gathered per row block and chunk,
@@ -262,7 +269,7 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                    (soft_wide_block: the bf16 FFN output layers of an Offline batch of 16, 1,811 ->
                    1,418 ms, 2026-12-06, emulated) */
                 const long wide_lda = slice_kb * 32 + 16; /* floats: rows 4 KiB multiples apart would share L1 sets */
-                float *wide = fp32_sums ? grown(&widened_rows, (size_t)BLOCK_M * wide_lda * sizeof(float)) : NULL;
+                float *wide = w_kind == W_BF16 ? grown(&widened_rows, (size_t)BLOCK_M * wide_lda * sizeof(float)) : NULL;
                 if (wide) widen_bf16_rows(a, lda, one_tile ? 16 : BLOCK_M, slice_kb * 32, wide, wide_lda);
 #endif
                 for (long p = c0; p < c1; p++) {
@@ -270,16 +277,17 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
                     int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
 #if PB_TILES != 1 /* soft tiles: the whole K loop with its sums in registers, then the epilogue */
-                    const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
+                    const epilogue_consts pc = block_consts(&e, prev.n0, kind, w_kind);
 #if PB_TILES == 3
                     if (wide)
                         soft_wide_block(wide, wide_lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16, one_tile,
                                         slice == 0 ? NULL : part);
                     else
 #endif
-                    soft_tile_block((const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16,
-                                    one_tile, slice == 0 ? NULL : part, fp32_sums);
-                    if (last) epilogue_block(&e, &prev, &pc, 0, slice_kb * step_rows, gelu, kind, stream, fp32_sums);
+                    (w_kind == W_BF16 ? soft_block_bf16 : w_kind == W_S16 ? soft_block_s16 : soft_block_u8)(
+                        (const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16, one_tile,
+                        slice == 0 ? NULL : part);
+                    if (last) epilogue_block(&e, &prev, &pc, 0, slice_kb * step_rows, gelu, kind, stream, w_kind);
                     prefetch_lines(&next, lines_per_step * slice_kb);
 #else
                     if (slice == 0) {
@@ -289,21 +297,21 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                         _tile_loadd(2, part + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
                     }
                     /* the finished block's column constants, once for its whole epilogue */
-                    const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
+                    const epilogue_consts pc = block_consts(&e, prev.n0, kind, w_kind);
                     for (long kb = 0; kb < slice_kb; kb++) {
                         _tile_loadd(4, a + kb * TILE_K, lda);
                         if (!one_tile) _tile_loadd(5, a + 16 * lda + kb * TILE_K, lda);
                         /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
                         _tile_stream_loadd(6, b0 + kb * 1024, 64);
                         _tile_stream_loadd(7, b1 + kb * 1024, 64);
-                        if (fp32_sums) {
+                        if (w_kind == W_BF16) { /* (W_S16 never reaches the tiles: linear refuses it) */
                             _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
                             if (!one_tile) { _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7); }
                         } else {
                             _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
                             if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
                         }
-                        if (last) epilogue_block(&e, &prev, &pc, kb * step_rows, (kb + 1) * step_rows, gelu, kind, stream, fp32_sums);
+                        if (last) epilogue_block(&e, &prev, &pc, kb * step_rows, (kb + 1) * step_rows, gelu, kind, stream, w_kind);
                         prefetch_lines(&next, lines_per_step);
                     }
 #endif
@@ -312,7 +320,7 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                         TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
                         continue;
                     }
-                    epilogue_block(&e, &prev, &pc, slice_kb * step_rows, BLOCK_M, gelu, kind, stream, fp32_sums);
+                    epilogue_block(&e, &prev, &pc, slice_kb * step_rows, BLOCK_M, gelu, kind, stream, w_kind);
                     if (prev.flush_width) flush_stage(&prev, out, out_stride);
                     int32_t *c = acc[half];
                     TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
@@ -328,27 +336,63 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
             if (claims && c_next >= limit) c_next = first_pair(shared_runs, t, chunk, limit, 1);
         }
     }
-    const epilogue_consts pc = block_consts(&e, prev.n0, kind, fp32_sums);
-    epilogue_block(&e, &prev, &pc, 0, BLOCK_M, gelu, kind, stream, fp32_sums);
+    const epilogue_consts pc = block_consts(&e, prev.n0, kind, w_kind);
+    epilogue_block(&e, &prev, &pc, 0, BLOCK_M, gelu, kind, stream, w_kind);
     if (prev.flush_width) flush_stage(&prev, out, out_stride);
     if (stream || stage_u8) _mm_sfence(); /* streamed stores are seen by the next kernel's threads */
     _tile_release();
 }
 
-/* one case per (sums, stream, gelu, output kind); uint8 rows are half a cache line: never streamed */
-#define LINEAR_CASE(sums, stream, gelu, kind) \
-    case (sums) * 12 + (stream) * 6 + (gelu) * 3 + (kind): linear_columns(&job, gelu, kind, stream, sums); break;
-#define LINEAR_CASES(sums)                                                                            \
-    LINEAR_CASE(sums, 0, 0, AS_FP32) LINEAR_CASE(sums, 0, 0, AS_BF16) LINEAR_CASE(sums, 0, 0, AS_U8) \
-    LINEAR_CASE(sums, 0, 1, AS_FP32) LINEAR_CASE(sums, 0, 1, AS_BF16) LINEAR_CASE(sums, 0, 1, AS_U8) \
-    LINEAR_CASE(sums, 1, 0, AS_FP32) LINEAR_CASE(sums, 1, 0, AS_BF16)                                  \
-    LINEAR_CASE(sums, 1, 1, AS_FP32) LINEAR_CASE(sums, 1, 1, AS_BF16)
+/* one case per (weight kind, stream, gelu, output kind); uint8 rows are half a cache line: never
+   streamed */
+#define LINEAR_CASE(w, stream, gelu, kind) \
+    case (w) * 12 + (stream) * 6 + (gelu) * 3 + (kind): linear_columns(&job, gelu, kind, stream, w); break;
+#define LINEAR_CASES(w)                                                                      \
+    LINEAR_CASE(w, 0, 0, AS_FP32) LINEAR_CASE(w, 0, 0, AS_BF16) LINEAR_CASE(w, 0, 0, AS_U8) \
+    LINEAR_CASE(w, 0, 1, AS_FP32) LINEAR_CASE(w, 0, 1, AS_BF16) LINEAR_CASE(w, 0, 1, AS_U8) \
+    LINEAR_CASE(w, 1, 0, AS_FP32) LINEAR_CASE(w, 1, 0, AS_BF16)                               \
+    LINEAR_CASE(w, 1, 1, AS_FP32) LINEAR_CASE(w, 1, 1, AS_BF16)
+
+/* The 12-bit layer's input grid: each row on its own, symmetric, ROW_GRID_LEVELS steps each side of
+   zero. 12 bits keep its int32 sums from overflowing: 2,047 x 127 x K stays below 2^31 for K up to
+   8,258 (BERT's FFN output layer: 4,096). */
+#define ROW_GRID_LEVELS 2047
+
+/* One row of K values (fp32 or bf16; K % 16 == 0) on its grid as int16 at out: round(x x levels /
+   max|x|), the factor in fp32 and the product rounded half to even; returns the grid's step,
+   max|x| / levels (a row of zeros: all zeros, step 0). */
+static float row_grid(const void *x, int x_kind, long K, int16_t *out) {
+    __m512 top = _mm512_setzero_ps();
+    for (long k = 0; k < K; k += 16) {
+        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
+                                           : _mm512_loadu_ps((const float *)x + k);
+        top = _mm512_max_ps(top, _mm512_abs_ps(v));
+    }
+    const float most = _mm512_reduce_max_ps(top);
+    if (!(most > 0)) { memset(out, 0, (size_t)K * 2); return 0; }
+    const __m512 factor = _mm512_set1_ps((float)ROW_GRID_LEVELS / most);
+    const __m512i hi = _mm512_set1_epi32(ROW_GRID_LEVELS), lo = _mm512_set1_epi32(-ROW_GRID_LEVELS);
+    for (long k = 0; k < K; k += 16) {
+        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
+                                           : _mm512_loadu_ps((const float *)x + k);
+        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v, factor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+        _mm256_storeu_si256((__m256i *)(out + k), _mm512_cvtepi32_epi16(q));
+    }
+    return most / (float)ROW_GRID_LEVELS;
+}
+
+static __thread thread_buffer row_steps; /* a W_S16 call's grid step per input row */
 
 /* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
    q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
    VNNI tiles (amx_kernels.pack_weight). W_BF16: out[m, n] = sum_k bf16(x[m, k]) w[k, n] + bias[n]
    in fp32 sums; `packed` holds w as [N/16][K/32][16][16][2] (in_scale, zero_point, colsum_zp and
-   col_scale unused). Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
+   col_scale unused). W_S16 (soft-tile builds only): out[m, n] = sum_k q[m, k] w[k, n] x col_scale[n] x
+   step[m] + bias[n] in int32 sums, where q is x's row m on its own 12-bit grid (row_grid, whose
+   step is step[m]) and w holds int8 values as int16 in W_BF16's order (in_scale, zero_point and
+   colsum_zp unused; the input is always put on its grid here: fp32 or bf16).
+   Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
    Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8
    for int8 weights, bf16 for bf16 ones) is read in place and must hold whole blocks of BLOCK_M
    rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes
@@ -362,28 +406,40 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
                   const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
                   int out_zero_point) {
-    const int fp32_sums = w_kind == W_BF16, ready = fp32_sums ? AS_BF16 : AS_U8;
-    const long row_bytes = K * (fp32_sums ? 2 : 1);
-    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (fp32_sums && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
+    /* ready: the input kind the tiles read in place (none for W_S16: no producer writes its grid) */
+    const int wide = w_kind != W_S8, ready = w_kind == W_S8 ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
+    const long row_bytes = K * (wide ? 2 : 1);
+    if (w_kind < W_S8 || w_kind > W_S16 || (w_kind == W_S16 && PB_TILES == 1)) return 1; /* no int16 tiles */
+    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (wide && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
     long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
     /* lda: bytes from one row of the tile input to the next */
-    const long lda = x_kind == ready ? x_stride * (fp32_sums ? 2 : 1) : pb_tile_row_bytes(row_bytes);
+    const long lda = x_kind == ready ? x_stride * (wide ? 2 : 1) : pb_tile_row_bytes(row_bytes);
     uint8_t *q = x_kind == ready ? (uint8_t *)x : grown(&quantized, (size_t)m_pad * lda);
-    if (!q) return 2;
+    float *row_step = w_kind == W_S16 ? grown(&row_steps, (size_t)m_pad * sizeof(float)) : NULL;
+    if (!q || (w_kind == W_S16 && !row_step)) return 2;
     long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
     chunk_runs shared = {{0}, 0, 0};
     /* an output larger than the caches keep is written around them: no line is read before it
        is overwritten, and the weights and input keep their place in L2 */
     const int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
     const linear_job job = {q, packed, M, m_pad, lda, row_bytes, k_blocks, pairs, N, &shared,
-                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride}};
+                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride, row_step}};
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
         for (long m = 0; m < (x_kind == ready ? 0 : m_pad); m++) {
             uint8_t *row = q + (size_t)m * lda;
-            if (m >= M) { memset(row, fp32_sums ? 0 : zero_point, row_bytes); continue; }
-            if (fp32_sums) { /* fp32 rounded to bf16 */
+            if (m >= M) {
+                memset(row, wide ? 0 : zero_point, row_bytes);
+                if (row_step) row_step[m] = 0;
+                continue;
+            }
+            if (w_kind == W_S16) {
+                const size_t at = (size_t)m * x_stride * (x_kind == AS_BF16 ? 2 : 4);
+                row_step[m] = row_grid((const uint8_t *)x + at, x_kind, K, (int16_t *)row);
+                continue;
+            }
+            if (w_kind == W_BF16) { /* fp32 rounded to bf16 */
                 for (long k = 0; k < K; k += 16)
                     _mm256_storeu_si256((__m256i *)((uint16_t *)row + k),
                                         to_bf16(_mm512_loadu_ps((const float *)x + (size_t)m * x_stride + k)));
@@ -396,9 +452,12 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
                 _mm_storeu_si128((__m128i *)(row + k), to_u8(v, _mm512_loadu_ps(in_scale + k), zp));
             }
         }
-        switch (fp32_sums * 12 + stream * 6 + (gelu != 0) * 3 + out_kind) {
-        LINEAR_CASES(0)
-        LINEAR_CASES(1)
+        switch (w_kind * 12 + stream * 6 + (gelu != 0) * 3 + out_kind) {
+        LINEAR_CASES(W_S8)
+        LINEAR_CASES(W_BF16)
+#if PB_TILES != 1
+        LINEAR_CASES(W_S16)
+#endif
         default: break;
         }
     }

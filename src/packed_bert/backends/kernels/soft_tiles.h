@@ -22,6 +22,10 @@ typedef struct {
 } soft_tile_state;
 static __thread soft_tile_state soft_tiles;
 
+/* the products soft_tile_block computes: u8 x s8 quads and bf16 pairs (the tiles' two), and int16
+   pairs (vpdpwssd), each into 32-bit sums */
+enum { SOFT_U8 = 0, SOFT_BF16 = 1, SOFT_S16 = 2 };
+
 /* GCC declares the AMX intrinsics with a target pragma whatever the flags: ours replace them */
 #undef _tile_loadd
 #undef _tile_stream_loadd
@@ -55,7 +59,8 @@ static inline __attribute__((always_inline)) void soft_tile_store(int t, void *b
 /* Four rows of products in one asm statement (GCC's own code for the tied sums moved them between
    registers at every step: pairs of products at 80% of the vector units' peak against 82-86% here,
    one core, operands in L1 and L2): row r's 32-bit group of A broadcast from P + r * S, times each B vector, into C<r> (and
-   D<r> with a second B). OP: vpdpbusd (u8 x s8 into int32) or vdpbf16ps (bf16 pairs into fp32). */
+   D<r> with a second B). OP: vpdpbusd (u8 x s8 into int32), vpdpwssd (int16 pairs into int32) or vdpbf16ps (bf16 pairs into
+   fp32). */
 #define SOFT_ROW1(OP, ADDR, I) "vpbroadcastd " ADDR ", %[t]\n\t" OP " %[b0], %[t], %[c" #I "]\n\t"
 #define SOFT_ROW2(OP, ADDR, I) SOFT_ROW1(OP, ADDR, I) OP " %[b1], %[t], %[d" #I "]\n\t"
 #define SOFT_ROWS(ROW, OP) \
@@ -143,13 +148,15 @@ static inline __attribute__((always_inline)) void soft_tile_product(int c, int a
    x b1, 2 rows 16-31 x b0, 3 rows 16-31 x b1 (`one_tile`: rows 0-15 only). a: the first row
    (rows `lda` bytes apart), b0 and b1 two column tiles' rows (64 bytes each, one per 32-bit group
    of K; each 16 groups' tile `b_step` bytes after the one before), `groups` groups; the sums start
-   at zero, or at `init` (32 values a row). The same sums in the same order as the tile steps one
+   at zero, or at `init` (32 values a row). `op` (SOFT_OPS): u8 x s8 quads or bf16 pairs, as the
+   tiles take them, or int16 pairs into int32 sums (vpdpwssd: no tile has it; the 12-bit x int8
+   linear layer of the soft-tile builds, linear.h). The same sums in the same order as the tile steps one
    at a time. Eight rows at a time: 91-100% of the vector units' peak at one core where the tile
    steps' pairs, whose sums go to memory every 16 groups, reached 86% (the linear kernel's K loop);
    attention's Q K^T and P V take it too. */
 static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t *a, long lda, const uint8_t *b0,
                                                                   const uint8_t *b1, long b_step, long groups,
-                                                                  int one_tile, const int32_t *init, int bf16) {
+                                                                  int one_tile, const int32_t *init, int op) {
     for (int h = 0; h < (one_tile ? 16 : 32); h += 8) {
         __m512i c[8], d[8], t;
         for (int r = 0; r < 8; r++) {
@@ -161,9 +168,12 @@ static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t 
             for (int kk = 0; kk < 16; kk++, p += 4) {
                 const long at = blk * b_step + kk * 64;
                 const __m512i x0 = _mm512_loadu_si512(b0 + at), x1 = _mm512_loadu_si512(b1 + at);
-                if (bf16) {
+                if (op == SOFT_BF16) {
                     soft_bf16_rows2(c, d, p, lda, x0, x1);
                     soft_bf16_rows2(c + 4, d + 4, p + 4 * lda, lda, x0, x1);
+                } else if (op == SOFT_S16) {
+                    SOFT_FOUR_ROWS2("vpdpwssd", c, d, p, lda, x0, x1);
+                    SOFT_FOUR_ROWS2("vpdpwssd", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
                 } else {
                     SOFT_FOUR_ROWS2("vpdpbusd", c, d, p, lda, x0, x1);
                     SOFT_FOUR_ROWS2("vpdpbusd", (c + 4), (d + 4), (p + 4 * lda), lda, x0, x1);
@@ -177,6 +187,19 @@ static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t 
     }
     for (int i = 0; i < 4; i++) soft_tiles.at[i] = soft_tiles.own[i], soft_tiles.stride[i] = 64;
 }
+
+/* soft_tile_block for one `op`, compiled apart: inlined into linear_columns' many cases (one per
+   weight kind, output kind, GELU and streaming) its sums went to the stack at every step (a
+   function that large gets GCC's coarser register allocation): the 12-bit layer of a 285-token
+   sample took 7.2 ms instead of 2.8, 2026-12-06 */
+#define SOFT_BLOCK_FOR(NAME, OP)                                                                                 \
+    static __attribute__((noinline)) void NAME(const uint8_t *a, long lda, const uint8_t *b0, const uint8_t *b1, \
+                                               long b_step, long groups, int one_tile, const int32_t *init) {    \
+        soft_tile_block(a, lda, b0, b1, b_step, groups, one_tile, init, OP);                                     \
+    }
+SOFT_BLOCK_FOR(soft_block_u8, SOFT_U8)
+SOFT_BLOCK_FOR(soft_block_bf16, SOFT_BF16)
+SOFT_BLOCK_FOR(soft_block_s16, SOFT_S16)
 
 #ifndef __AVX512BF16__
 /* Four rows of soft_wide_block's step in one asm statement (GCC's own code moved the sums between
@@ -194,8 +217,9 @@ static inline __attribute__((always_inline)) void soft_tile_block(const uint8_t 
    b_step, groups, one_tile and init as soft_tile_block's. Each pair is two FMAs, odd first, as in
    soft_bf16_rows: the same bits. a's values are broadcast from memory and b's split once for 8
    rows: 36 vector instructions for 32 FMAs, where splitting a's pairs in the loop took 56 (one
-   core, operands in L1: 83-90% of a bare FMA loop's rate, 2026-12-06). */
-static inline __attribute__((always_inline)) void soft_wide_block(const float *a, long lda, const uint8_t *b0,
+   core, operands in L1: 83-90% of a bare FMA loop's rate, 2026-12-06). Compiled apart, as
+   SOFT_BLOCK_FOR's blocks are. */
+static __attribute__((noinline)) void soft_wide_block(const float *a, long lda, const uint8_t *b0,
                                                                   const uint8_t *b1, long b_step, long groups,
                                                                   int one_tile, const int32_t *init) {
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);

@@ -1,0 +1,151 @@
+"""The 12-bit x int8 linear layer of our kernels' soft-tile builds (``AmxLinearWeights.int12``,
+kernels/linear.h's W_S16): each input row on its own 12-bit grid, int8 weights per column, int16
+pairs into int32 sums; against its grids' arithmetic in float64, at a full grid's largest sums,
+the same bits on both soft-tile builds and in any batch, and torch option kept=int12 in the
+one-call encoder. The AMX build has no int16 tiles: there it is a one-line error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
+
+from packed_bert.backends import amx_kernels, create
+from packed_bert.backends.amx_encoder import AmxEncoder
+from packed_bert.backends.amx_kernels import ROW_GRID_LEVELS, SOFT_TILES, TILES, AmxLinearWeights
+from packed_bert.backends.cpu_class import cpu_flags
+from packed_bert.backends.onnx_int8 import quantize_weight
+from packed_bert.backends.torch_amx import AmxInt12Linear
+from packed_bert.errors import UserError
+from packed_bert.packing import infer_sequences
+
+pytestmark = pytest.mark.usefixtures("kernel_tiles")  # once per tile kind this CPU has (conftest)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACKED_BERT_CACHE", str(tmp_path_factory.getbasetemp() / "amx-cache"))
+
+
+def _grid_reference(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """kernels/linear.h's W_S16 arithmetic in float64 from its grids: each row's int16 values as
+    row_grid rounds them (the factor levels / max|x| in float32, the product rounded half to even),
+    the weight's int8 grid per column, and the exact sums times both steps."""
+    x32 = x.astype(np.float32)
+    top = np.abs(x32).max(axis=1)
+    nonzero = np.where(top > 0, top, np.float32(1))
+    factor = np.where(top > 0, np.float32(ROW_GRID_LEVELS) / nonzero, np.float32(0)).astype(np.float32)
+    q = np.clip(np.rint(x32 * factor[:, None]), -ROW_GRID_LEVELS, ROW_GRID_LEVELS)
+    step = (top / np.float32(ROW_GRID_LEVELS)).astype(np.float32)
+    wq, scale = quantize_weight(w)
+    sums = q.astype(np.float64) @ wq.astype(np.float64)
+    return sums * scale.astype(np.float64) * step.astype(np.float64)[:, None] + bias
+
+
+def _soft_only(kernel_tiles: str) -> None:
+    if kernel_tiles not in SOFT_TILES:  # what the AMX build answers instead
+        with pytest.raises(UserError, match=r"kept=int12 runs on the avx512-bf16 and avx512-vnni builds .* drop kept"):
+            AmxLinearWeights.int12(np.ones((64, 32), np.float32), np.zeros(32, np.float32))
+        pytest.skip(f"the {kernel_tiles} build has no int16 products: its one-line error checked instead")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int12_layer_is_its_grids_integer_product_scaled_per_row_and_column(
+    kernel_tiles: str, dtype: torch.dtype
+) -> None:
+    _soft_only(kernel_tiles)
+    rng = np.random.default_rng(3)
+    k, n, rows = 256, 96, 45
+    w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((rows, k)).astype(np.float32) * rng.uniform(0.1, 30, (rows, 1)))
+    x[7] = 0  # a row of zeros: step 0, the bias alone
+    x[9, 3] = 400.0  # one large value: the rest of that row on a coarse grid
+    x = x.to(dtype)
+    layer = AmxLinearWeights.int12(w, bias)
+    got = layer(x, torch.float32).double().numpy()
+    want = _grid_reference(x.float().numpy(), w, bias)
+    # two float32 roundings of the scaled sums (times the column's step, then the row's with the bias)
+    assert float(np.abs(got - want).max()) <= 4 * 2**-24 * float(np.abs(want).max())
+    np.testing.assert_array_equal(got[7], bias.astype(np.float64))
+    exact = x.double().numpy() @ w.astype(np.float64) + bias
+    assert float(np.abs(got - want).max()) < 0.01 * float(np.abs(got - exact).max())  # the grids' own error dominates
+    alone = layer(x[30:33].contiguous(), torch.float32).double().numpy()
+    np.testing.assert_array_equal(alone, got[30:33])  # each row on its own grid: the same bits in any batch
+
+
+def test_a_full_grids_largest_sums_do_not_overflow(kernel_tiles: str) -> None:
+    """Every input value at the grid's end (2,047) times every weight at int8's (127) over BERT's
+    FFN output K (4,096): 1,064,828,928, below 2^31; a 16-bit grid would wrap here."""
+    _soft_only(kernel_tiles)
+    k, n = 4096, 32
+    w = np.ones((k, n), np.float32)
+    w[:, 1::2] = -1
+    x = torch.full((3, k), 0.5)
+    x[1] = -2.0
+    got = AmxLinearWeights.int12(w, np.zeros(n, np.float32))(x, torch.float32).numpy()
+    want = np.array([[k * 0.5], [-k * 2.0], [k * 0.5]]) * np.where(np.arange(n) % 2, -1, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.skipif(
+    not cpu_flags() >= TILES["avx512-bf16"], reason="both soft-tile builds: needs a CPU with AVX-512 VNNI and BF16"
+)
+def test_both_soft_tile_builds_give_the_int12_layer_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((512, 64)) * 0.03).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((70, 512)).astype(np.float32)).to(torch.bfloat16)
+    outs = []
+    for kind in SOFT_TILES:
+        monkeypatch.setattr(amx_kernels, "tiles_here", lambda kind=kind: kind)
+        outs.append(AmxLinearWeights.int12(w, bias, gelu=True)(x, torch.bfloat16).float().numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert float(np.abs(outs[0]).max()) > 0
+
+
+def _runner(features: tuple[np.ndarray, np.ndarray, np.ndarray], kept: str):  # type: ignore[no-untyped-def]
+    model = perturbed_tiny_model(2)  # head dimension 32: the attention kernel's, so the encoder is one call
+    return create(
+        "torch",
+        model,
+        "int8-bf16",
+        "cpu",
+        kernel="amx",
+        residual="bf16",
+        kept=kept,
+        calibration=calibration_of(features),
+    )
+
+
+def test_kept_int12_runs_the_ffn_output_on_its_grids_in_the_one_call_encoder_with_the_modules_bits(
+    kernel_tiles: str,
+) -> None:
+    """int8-bf16 with kept=int12: the FFN output layers in 12-bit x int8, one encoder call giving
+    the layer-by-layer modules' bits in any batch, and logits near the bf16-kept recipe's."""
+    features = random_features(12, 10, 120)
+    if kernel_tiles not in SOFT_TILES:
+        with pytest.raises(UserError, match="kept=int12 runs on the avx512-bf16 and avx512-vnni builds"):
+            _runner(features, "int12")
+        pytest.skip(f"the {kernel_tiles} build has no int16 products: its one-line error checked instead")
+    runner = _runner(features, "int12")
+    encoder = runner.model.bert.encoder
+    assert isinstance(encoder, AmxEncoder) and encoder.fused
+    assert isinstance(encoder.encoder.layer[0].output.dense, AmxInt12Linear)
+    assert "ffn-output in 12-bit inputs per row x int8 weights" in runner.detail
+    fused = same_in_any_batch(runner.infer, features)
+    encoder.fused = False
+    modules = infer_sequences(runner.infer, *features, "packed", 4)
+    for a, b in zip(fused, modules, strict=True):
+        np.testing.assert_array_equal(a, b)
+    bf16_kept = infer_sequences(_runner(features, "bf16").infer, *features, "sorted", 4)
+    diff = np.mean([float(np.abs(a - b).mean()) for a, b in zip(fused, bf16_kept, strict=True)])
+    assert 0 < diff < 0.02 * np.mean([float(np.abs(b).mean()) for b in bf16_kept])
+
+
+def test_kept_settings_are_one_line_errors() -> None:
+    with pytest.raises(UserError, match="kept must be one of bf16, int12, got 'int4'"):
+        create("torch", "tiny", "int8-bf16", "cpu", kernel="amx", kept="int4")
+    with pytest.raises(UserError, match="kept=int12 sets the precision of the layers int8-bf16 keeps out of int8"):
+        create("torch", "tiny", "bf16", "cpu", kernel="amx", kept="int12")
