@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,11 +53,19 @@ def flops_by_format(
     return split_by_format(float(lens.sum()), float((lens * lens).sum()), precision, hidden, inter, layers)
 
 
+def work_formats(precision: str, options: Mapping[str, Any]) -> str:
+    """The precision whose formats a recipe's FLOPs run in (``split_by_format``): its own, except
+    int8-bf16 with torch option kept=int12, whose kept layers run 12-bit x int8 products
+    ("int8-int12", its yardstick the int12 layer's own matmul)."""
+    kept = str(options.get("kept", "bf16"))
+    return f"int8-{kept}" if precision == "int8-bf16" and kept != "bf16" else precision
+
+
 def split_by_format(
     tokens: float, sum_of_squares: float, precision: str, hidden: int = 1024, inter: int = 4096, layers: int = 24
 ) -> dict[str, float]:
-    """``token_flops`` split by the format each part runs in: int8-bf16 and int8-fp32 keep the
-    FFN output layer in bf16 or fp32 and run the rest in int8 (attention counted with int8, as a
+    """``token_flops`` split by the format each part runs in: int8-bf16, int8-fp32 and int8-int12
+    (``work_formats``) keep the FFN output layer in bf16, fp32 or int12 and run the rest in int8 (attention counted with int8, as a
     plain int8 recipe's is); any other precision runs all of it in its own."""
     total = token_flops(tokens, sum_of_squares, hidden, inter, layers)
     if not precision.startswith("int8-"):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Probe, cpu_label, publish, run_main, split_by_format  # noqa: E402
+from common import Probe, cpu_label, publish, run_main, split_by_format, work_formats  # noqa: E402
 from runtime_comparison import ensure_probes  # noqa: E402
 from singlestream import PROBE_READS, cpu_run_between_probes, system_recipe  # noqa: E402
 
@@ -35,7 +35,8 @@ from singlestream import PROBE_READS, cpu_run_between_probes, system_recipe  # n
 def row(
     model: str, args: argparse.Namespace, threads: int, probes: dict[str, Probe], sticks: dict[str, str]
 ) -> dict[str, Any]:
-    label, _, precision, _ = system_recipe(model, threads, args.sut)
+    label, _, recipe_precision, options = system_recipe(model, threads, args.sut)
+    precision = work_formats(recipe_precision, options)
     parts = list(split_by_format(1.0, 1.0, precision))
     ensure_probes(parts, probes, 2048, threads, sticks)
     more = ["--execution", args.execution, "--weights", args.weights]

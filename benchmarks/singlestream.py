@@ -39,7 +39,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Probe, class_markers, cpu_label, flops_by_format, real_token_flops, run_main, write_doc_section  # noqa: E402
+from common import (  # noqa: E402
+    Probe,
+    class_markers,
+    cpu_label,
+    flops_by_format,
+    real_token_flops,
+    run_main,
+    work_formats,
+    write_doc_section,
+)
 from recipe_accuracy import make_runner  # noqa: E402
 from runtime_comparison import ensure_probes, real_features  # noqa: E402
 from throughput import SETTLE_S  # noqa: E402
@@ -80,11 +89,13 @@ def system_recipe(model: str, threads: int, sut: str = "cpu") -> tuple[str, str,
 
 
 def system_runner(model: str, base: Any, threads: int, sut: str = "cpu") -> tuple[str, str, Any]:
-    """(label, precision, runner) of the cpu system's (or ``sut``'s) SingleStream recipe for ``model`` here."""
+    """(label, the formats its FLOPs run in (``common.work_formats``), runner) of the cpu system's
+    (or ``sut``'s) SingleStream recipe for ``model`` here."""
     from packed_bert.backends import create
 
     label, backend, precision, options = system_recipe(model, threads, sut)
-    return label, precision, create(backend, base, precision, "cpu", model=model, **options)
+    runner = create(backend, base, precision, "cpu", model=model, **options)
+    return label, work_formats(precision, options), runner
 
 
 PROBE_READS = 3  # probe readings before and after a LoadGen run (--loadgen); the best one counts
@@ -176,7 +187,8 @@ def loadgen_row(
     if not recipe.startswith("cpu:"):
         raise UserError(f"--loadgen runs the cpu system's recipes (cpu:MODEL), not {recipe}")
     model = recipe.removeprefix("cpu:")
-    label, _, precision, _ = system_recipe(model, threads, sut)
+    label, _, recipe_precision, options = system_recipe(model, threads, sut)
+    precision = work_formats(recipe_precision, options)
     formats = list(flops_by_format(np.array([1]), precision))
     ensure_probes(formats, probes, n, threads, yardsticks)
     more = ["--execution", execution, "--weights", weights]

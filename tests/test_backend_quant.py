@@ -118,10 +118,14 @@ def test_our_amx_kernels_are_a_yardstick_only_where_the_cpu_has_tiles(monkeypatc
     elsewhere that runtime has no matmul and is skipped."""
     from packed_bert.backends import amx_kernels
 
-    if amx_kernels.tiles_here() is not None:
-        for precision in ("int8", "bf16"):
+    here = amx_kernels.tiles_here()
+    if here is not None:
+        for precision in ("int8", "bf16", "int12") if here in amx_kernels.SOFT_TILES else ("int8", "bf16"):
             out = matmul_peak.amx_matmul(precision, n=64)()
             assert out.shape == (64, 64) and torch.isfinite(out.float()).all() and out.float().abs().max() > 1.0  # type: ignore[attr-defined]
+    if here == "amx":  # no int16 tiles: no int12 yardstick
+        with pytest.raises(RuntimeError, match="kept=int12 runs on the avx512-bf16 and avx512-vnni builds"):
+            matmul_peak.amx_matmul("int12", n=64)
     monkeypatch.setattr(amx_kernels, "tiles_here", lambda: None)
     with pytest.raises(RuntimeError, match="no int8 matmul on this CPU"):
         matmul_peak.amx_matmul("int8", n=64)

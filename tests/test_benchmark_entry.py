@@ -45,3 +45,17 @@ def test_the_work_of_a_run_from_its_token_totals_is_the_work_of_its_lengths() ->
     assert mixed == flops_by_format(lengths, "int8-bf16") and sum(mixed.values()) == by_hand
     assert mixed["bf16"] == 24 * 2 * 1024 * 4096 * total  # the FFN output layer
     assert split_by_format(total, squares, "int8") == {"int8": by_hand}
+
+
+def test_int8_bf16_with_its_kept_layers_in_int12_counts_them_as_int12_work() -> None:
+    """kept=int12 runs int8-bf16's FFN output layer on 12-bit x int8 products: its FLOPs are
+    measured against the int12 layer's yardstick, not bf16's; other options change nothing."""
+    import numpy as np
+    from common import flops_by_format, work_formats
+
+    assert work_formats("int8-bf16", {"kept": "int12", "kernel": "amx"}) == "int8-int12"
+    assert work_formats("int8-bf16", {"kernel": "amx", "attention": "int8-scores"}) == "int8-bf16"
+    assert work_formats("int8", {"kept": "int12"}) == "int8"  # the backend refuses it; the work is int8's
+    lengths = np.array([285])
+    kept = flops_by_format(lengths, "int8-int12")
+    assert kept == {"int8": flops_by_format(lengths, "int8-bf16")["int8"], "int12": 24 * 2 * 1024 * 4096 * 285.0}

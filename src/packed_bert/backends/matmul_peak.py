@@ -118,14 +118,15 @@ def openvino_matmul(precision: str, n: int = 2048, threads: int | None = None) -
 
 def amx_matmul(precision: str, n: int = 2048) -> Callable[[], object]:
     """One n x n x n linear layer on packed-bert's own AMX kernels (``amx_kernels``): int8 (u8 x
-    s8, int32 sums) or bf16, bf16 out, as the recipes' layers run (at 2048^3 its int8 read 4.9-5.8
-    TOP/s on the Xeon where ONNX Runtime's ``MatMulInteger`` read 4.1-4.5; docs/performance.md)."""
+    s8, int32 sums), bf16, or int12 (bf16 rows on 12-bit grids x int8; the soft-tile builds), bf16
+    out, as the recipes' layers run (at 2048^3 its int8 read 4.9-5.8 TOP/s on the Xeon where ONNX
+    Runtime's ``MatMulInteger`` read 4.1-4.5; docs/performance.md)."""
     import torch
 
     from packed_bert.backends.amx_kernels import AmxLinearWeights, block_rows, library, tiles_here
     from packed_bert.errors import UserError
 
-    if precision not in ("int8", "bf16") or tiles_here() is None:
+    if precision not in ("int8", "bf16", "int12") or tiles_here() is None:
         raise RuntimeError(f"packed-bert's AMX kernels: no {precision} matmul on this CPU")
     try:
         library()  # built here (no compiler, or tiles refused: no such matmul)
@@ -138,7 +139,12 @@ def amx_matmul(precision: str, n: int = 2048) -> Callable[[], object]:
         layer = AmxLinearWeights(wq, ones, np.zeros(n, np.float32), ones, 1.0, 128)
         x = block_rows(n, n, torch.uint8).copy_(torch.from_numpy(rng.integers(0, 256, (n, n), dtype=np.uint8)))
     else:
-        layer = AmxLinearWeights.bf16(rng.standard_normal((n, n), dtype=np.float32), np.zeros(n, np.float32))
+        w = rng.standard_normal((n, n), dtype=np.float32)
+        make = AmxLinearWeights.int12 if precision == "int12" else AmxLinearWeights.bf16
+        try:  # int12 (bf16 rows put on their 12-bit grids, x int8) runs on the soft-tile builds only
+            layer = make(w, np.zeros(n, np.float32))
+        except UserError as exc:
+            raise RuntimeError(str(exc)) from exc
         x = block_rows(n, n, torch.bfloat16).copy_(torch.randn(n, n, dtype=torch.bfloat16))
     return lambda: layer(x, torch.bfloat16)
 
@@ -148,6 +154,7 @@ MATMUL_RUNTIMES: dict[str, tuple[str, ...]] = {
     "fp32": ("torch", "onnxruntime", "openvino"),
     "bf16": ("torch", "openvino", "amx"),
     "int8": ("torch", "onnxruntime", "amx"),
+    "int12": ("amx",),  # int8-bf16's kept layers with torch option kept=int12: ours alone
 }
 
 
