@@ -143,7 +143,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     to the runtime as they are.
     ``backend:precision[@option][@seq][@cuda]``: onnxruntime's option is its quant mode, torch's a
     variant, ``amx`` (int8 or bf16 in packed-bert's AMX kernels; ``bf16=ROLE+ROLE``: the layers
-    int8-bf16 keeps in bf16; ``residual=bf16``: the residual stream in bf16; ``attention=int8`` or ``int8-scores``: attention's products, or Q K^T alone, in int8) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
+    int8-bf16 keeps in bf16; ``residual=bf16``: the residual stream in bf16; ``attention=int8`` or ``int8-scores``: attention's products, or Q K^T alone, in int8; ``kept=int12``: int8-bf16's
+    kept layers on 12-bit x int8 products) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
     fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
     (openvino's default), ``@mask``: openvino's Attention over the masked row."""
@@ -174,6 +175,8 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
                 opts["residual"] = tag.removeprefix("residual=")
             elif tag.startswith("attention="):  # on our AMX kernels: attention's products (amx_kernels.ATTENTION_KINDS)
                 opts["attention"] = tag.removeprefix("attention=")
+            elif tag.startswith("kept="):  # int8-bf16 on our kernels: its kept layers' precision (KEPT_PRECISIONS)
+                opts["kept"] = tag.removeprefix("kept=")
             else:
                 opts["variant"] = tag
     elif backend == "openvino":
