@@ -87,6 +87,13 @@ def test_a_full_grids_largest_sums_do_not_overflow(kernel_tiles: str) -> None:
     got = AmxLinearWeights.int12(w, np.zeros(n, np.float32))(x, torch.float32).numpy()
     want = np.array([[k * 0.5], [-k * 2.0], [k * 0.5]]) * np.where(np.arange(n) % 2, -1, 1)
     np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert (
+        amx_kernels.ROW_GRID_MAX_K * ROW_GRID_LEVELS * 127
+        < 2**31
+        <= (amx_kernels.ROW_GRID_MAX_K + 1) * ROW_GRID_LEVELS * 127
+    )
+    with pytest.raises(UserError, match="kept=int12 sums at most 8260 products in int32, this layer 8288"):
+        AmxLinearWeights.int12(np.ones((8288, n), np.float32), np.zeros(n, np.float32))
 
 
 @pytest.mark.skipif(

@@ -69,6 +69,7 @@ TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input k
 # 12-bit grid per row (int16 pairs on vpdpwssd; the soft-tile builds only: AMX has no int16 tiles)
 W_S8, W_BF16, W_S16 = 0, 1, 2
 ROW_GRID_LEVELS = 2047  # W_S16's input grid: steps each side of zero, max|row| / this a step (kernels/linear.h)
+ROW_GRID_MAX_K = 8260  # the longest K whose int32 sums cannot overflow: 2,047 x 127 x K < 2^31
 # the precision of the layers int8-bf16 keeps out of int8 (torch option kept=NAME): bf16 on the
 # tiles, or int12 (W_S16: the row's 12-bit grid x int8 weights per column, int32 sums)
 KEPT_PRECISIONS = ("bf16", "int12")
@@ -329,6 +330,11 @@ class AmxLinearWeights:
             raise UserError(
                 f"torch kernel=amx: kept=int12 runs on the {' and '.join(SOFT_TILES)} builds (vpdpwssd); "
                 f"this CPU's kernels are {tiles_here()}: drop kept=int12"
+            )
+        if w.shape[0] > ROW_GRID_MAX_K:
+            raise UserError(
+                f"torch kernel=amx: kept=int12 sums at most {ROW_GRID_MAX_K} products in int32, "
+                f"this layer {w.shape[0]}: drop kept=int12"
             )
         layer = cls.bf16(w, bias, gelu=gelu)
         wq, scale = quantize_weight(np.asarray(w, dtype=np.float32))

@@ -355,8 +355,9 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
 
 /* The 12-bit layer's input grid: each row on its own, symmetric, ROW_GRID_LEVELS steps each side of
    zero. 12 bits keep its int32 sums from overflowing: 2,047 x 127 x K stays below 2^31 for K up to
-   8,258 (BERT's FFN output layer: 4,096). */
+   ROW_GRID_MAX_K (BERT's FFN output layer: 4,096). */
 #define ROW_GRID_LEVELS 2047
+#define ROW_GRID_MAX_K 8260
 
 /* One row of K values (fp32 or bf16; K % 16 == 0) on its grid as int16 at out: round(x x levels /
    max|x|), the factor in fp32 and the product rounded half to even; returns the grid's step,
@@ -409,7 +410,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
     /* ready: the input kind the tiles read in place (none for W_S16: no producer writes its grid) */
     const int wide = w_kind != W_S8, ready = w_kind == W_S8 ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
     const long row_bytes = K * (wide ? 2 : 1);
-    if (w_kind < W_S8 || w_kind > W_S16 || (w_kind == W_S16 && PB_TILES == 1)) return 1; /* no int16 tiles */
+    if (w_kind < W_S8 || w_kind > W_S16 || (w_kind == W_S16 && (PB_TILES == 1 || K > ROW_GRID_MAX_K))) return 1; /* no int16 tiles */
     if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (wide && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
     long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
     /* lda: bytes from one row of the tile input to the next */
