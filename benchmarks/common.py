@@ -65,8 +65,9 @@ def split_by_format(
     tokens: float, sum_of_squares: float, precision: str, hidden: int = 1024, inter: int = 4096, layers: int = 24
 ) -> dict[str, float]:
     """``token_flops`` split by the format each part runs in: int8-bf16, int8-fp32 and int8-int12
-    (``work_formats``) keep the FFN output layer in bf16, fp32 or int12 and run the rest in int8 (attention counted with int8, as a
-    plain int8 recipe's is); any other precision runs all of it in its own."""
+    (``work_formats``) keep the FFN output layer in bf16, fp32 or int12 and run the rest in int8
+    (attention counted with int8, as a plain int8 recipe's is); any other precision runs all of it
+    in its own."""
     total = token_flops(tokens, sum_of_squares, hidden, inter, layers)
     if not precision.startswith("int8-"):
         return {precision: total}

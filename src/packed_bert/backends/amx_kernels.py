@@ -8,8 +8,10 @@ the scales, the bias and, for the FFN input layer, GELU (the erf form, from a ta
 polynomials) before it writes fp32, bf16 or, for a layer that feeds only the next one, that
 layer's uint8 input. A bf16 layer (``AmxLinearWeights.bf16``) rounds an fp32 input to bf16,
 multiplies it by the bf16 weight in fp32 sums and adds the bias (and GELU) the same way; a layer
-that feeds another writes bf16 rows it reads in place. The vector units finish one block of sums
-while the tiles compute the next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
+that feeds another writes bf16 rows it reads in place. On the soft-tile builds below AMX an int12
+layer (``AmxLinearWeights.int12``, torch option ``kept=int12``) puts each bf16 input row on a
+12-bit grid of its own and sums int16 pairs by int8 weights on ``vpdpwssd``. The vector units
+finish one block of sums while the tiles compute the next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
 two cores (docs/performance-history.md, "The amx class, tenth session").
 
 Attention runs each sequence alone, on bf16 tiles: Q K^T in fp32 sums, softmax in fp32, the
@@ -309,10 +311,18 @@ class AmxLinearWeights:
     @classmethod
     def bf16(cls, w: np.ndarray, bias: np.ndarray, *, gelu: bool = False) -> AmxLinearWeights:
         """A bf16 layer: float weight ``w`` [K, N] rounded to bf16, fp32 ``bias``."""
+        return cls._bf16_input(W_BF16, pack_weight_bf16(w), w.shape, bias, gelu)
+
+    @classmethod
+    def _bf16_input(
+        cls, w_kind: int, packed: np.ndarray, shape: tuple[int, ...], bias: np.ndarray, gelu: bool
+    ) -> AmxLinearWeights:
+        """A layer whose producer writes bf16 rows (W_BF16 and W_S16): ``packed`` weights of ``shape``
+        [K, N] in bf16's tile order; the int8 input's constants unused (empty)."""
         layer = cls.__new__(cls)
-        layer.k, layer.n = w.shape
-        layer.w_kind, layer.input_dtype = W_BF16, torch.bfloat16
-        layer.packed = line_aligned(pack_weight_bf16(w))
+        layer.k, layer.n = shape
+        layer.w_kind, layer.input_dtype = w_kind, torch.bfloat16
+        layer.packed = line_aligned(packed)
         layer.bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
         layer.in_scale = layer.col_scale = torch.empty(0, dtype=torch.float32)  # int8 constants: unused
         layer.colsum_zp, layer.zero_point = torch.empty(0, dtype=torch.int32), 0
@@ -336,11 +346,11 @@ class AmxLinearWeights:
                 f"torch kernel=amx: kept=int12 sums at most {ROW_GRID_MAX_K} products in int32, "
                 f"this layer {w.shape[0]}: drop kept=int12"
             )
-        layer = cls.bf16(w, bias, gelu=gelu)
+        if not fits(w.shape[0], w.shape[1], 2):
+            raise UserError(f"torch kernel=amx: a {list(w.shape)} weight does not fit its tiles (K % 32, N % 32)")
         wq, scale = quantize_weight(np.asarray(w, dtype=np.float32))
-        layer.w_kind = W_S16
-        layer.packed = line_aligned(_tile_order(wq.astype(np.int16), 2))
-        layer.col_scale = torch.from_numpy(scale.astype(np.float32))
+        layer = cls._bf16_input(W_S16, _tile_order(wq.astype(np.int16), 2), w.shape, bias, gelu)
+        layer.col_scale = torch.from_numpy(scale.astype(np.float32))  # the weight's step per column
         return layer
 
     def feed(self, consumer: AmxLinearWeights) -> None:
