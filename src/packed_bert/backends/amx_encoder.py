@@ -28,6 +28,7 @@ from packed_bert.backends.amx_kernels import (
     MAX_SEQUENCE,
     W_BF16,
     W_S8,
+    W_S8R,
     AmxLinearWeights,
     SequenceAttention,
     block_rows,
@@ -53,7 +54,7 @@ class _Layer(ctypes.Structure):
 
 
 def _dense(w: AmxLinearWeights) -> _Dense:
-    int8, scaled = w.w_kind == W_S8, w.w_kind != W_BF16  # int8 inputs; int32 sums (scales per column)
+    int8, scaled = w.w_kind in (W_S8, W_S8R), w.w_kind != W_BF16  # uint8 inputs; int32 sums (scales per column)
     return _Dense(
         w.packed.data_ptr(), w.w_kind, w.k, w.n,
         w.in_scale.data_ptr() if int8 else None, w.zero_point,

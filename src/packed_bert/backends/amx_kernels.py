@@ -69,12 +69,17 @@ FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds tor
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
 # the kernel's weight kinds: int8 (u8 inputs), bf16 (bf16 inputs), or int8 values for inputs on a
 # 12-bit grid per row (int16 pairs on vpdpwssd; the soft-tile builds only: AMX has no int16 tiles)
-W_S8, W_BF16, W_S16 = 0, 1, 2
+W_S8, W_BF16, W_S16, W_S8R = 0, 1, 2, 3  # W_S8R: int8 weights, inputs on an 8-bit grid per row
 ROW_GRID_LEVELS = 2047  # W_S16's input grid: steps each side of zero, max|row| / this a step (kernels/linear.h)
 ROW_GRID_MAX_K = 8260  # the longest K whose int32 sums cannot overflow: 2,047 x 127 x K < 2^31
-# the precision of the layers int8-bf16 keeps out of int8 (torch option kept=NAME): bf16 on the
-# tiles, or int12 (W_S16: the row's 12-bit grid x int8 weights per column, int32 sums)
-KEPT_PRECISIONS = ("bf16", "int12")
+# the precision of the layers int8-bf16 keeps out of its static int8 (torch option kept=NAME) -> what
+# a run's record says: bf16 on the tiles; int12 (W_S16: the row's 12-bit grid x int8 weights per
+# column, int32 sums; soft-tile builds); int8-rows (W_S8R: SmoothQuant, then an 8-bit grid per row)
+KEPT_PRECISIONS = {
+    "bf16": "bf16",
+    "int12": "12-bit inputs per row x int8 weights",
+    "int8-rows": "8-bit inputs per row after SmoothQuant x int8 weights",
+}
 SOFT_TILES = ("avx512-bf16", "avx512-vnni")  # the builds whose tiles are vector instructions (W_S16 runs there)
 # attention's products in the kernel (torch option attention=NAME) -> pb_attention's kind: bf16, both in
 # int8, or Q K^T alone in int8 (kernels/attention_int8.h)
@@ -353,6 +358,18 @@ class AmxLinearWeights:
         layer.col_scale = torch.from_numpy(scale.astype(np.float32))  # the weight's step per column
         return layer
 
+    @classmethod
+    def int8_rows(cls, w: np.ndarray, bias: np.ndarray, smooth: np.ndarray, *, gelu: bool = False) -> AmxLinearWeights:
+        """A layer of float weight ``w`` [K, N] times its input's SmoothQuant factors ``smooth`` [K],
+        in int8 per column, whose input the kernel divides by the factors and puts on an 8-bit grid
+        per row (uint8 with zero point 128, the row's step in the epilogue). Its producer writes
+        bf16 rows. Runs on every build (u8 x s8 products)."""
+        s = np.asarray(smooth, dtype=np.float32)
+        wq, scale = quantize_weight(np.asarray(w, dtype=np.float32) * s[:, None])
+        layer = cls(wq, scale, bias, (1.0 / s).astype(np.float32), 1.0, 128, gelu=gelu)
+        layer.w_kind, layer.input_dtype = W_S8R, torch.bfloat16
+        return layer
+
     def feed(self, consumer: AmxLinearWeights) -> None:
         """Write outputs as ``consumer``'s tile input (uint8 on its grid, after its SmoothQuant
         factors, or bf16), for a layer whose output goes nowhere else (the FFN input layer's GELU
@@ -394,7 +411,7 @@ class AmxLinearWeights:
             out_kind, out_scale, out_zero = FLOAT_KINDS.get(out_dtype, AS_FP32), None, 0
         if rows == 0:
             return out.reshape(*x.shape[:-1], self.n)
-        int8 = self.w_kind == W_S8
+        int8 = self.w_kind in (W_S8, W_S8R)  # uint8 inputs: per-channel factors and column sums
         scaled = self.w_kind != W_BF16  # int32 sums: scales per column
         status = library().pb_linear(
             flat.data_ptr(),

@@ -74,6 +74,25 @@ class AmxInt12Linear(AmxBf16Linear):
         self.out_dtype = out_dtype
 
 
+class AmxInt8RowsLinear(AmxBf16Linear):
+    """One encoder linear layer with its SmoothQuant-smoothed weights in int8 per column whose input
+    the kernel puts on an 8-bit grid per row (``AmxLinearWeights.int8_rows``): int8-bf16's kept
+    layers with torch option kept=int8-rows."""
+
+    def __init__(
+        self,
+        weight_t: np.ndarray,
+        bias: np.ndarray,
+        smooth: np.ndarray,
+        *,
+        gelu: bool = False,
+        out_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.amx = AmxLinearWeights.int8_rows(weight_t, bias, smooth, gelu=gelu)
+        self.out_dtype = out_dtype
+
+
 class DenseAddNorm(nn.Module):
     """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``),
     which also writes the tile input of ``feeds``, the layer that takes the result next: BERT's

@@ -154,7 +154,7 @@ class TorchRunner:
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
             model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention, kept)
             kernel_name = kernels_label() if kernel == AMX else "oneDNN"
-            kept_as = "bf16" if kept == "bf16" else "12-bit inputs per row x int8 weights"
+            kept_as = KEPT_PRECISIONS[kept]
             kept_detail = f" ({', '.join(keep_bf16)} in {kept_as})" if keep_bf16 else ""
             self.quant_detail = (
                 f", static int8 encoder linears{kept_detail} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "

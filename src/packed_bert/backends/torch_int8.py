@@ -36,6 +36,7 @@ from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.backends.torch_amx import (
     AmxBf16Linear,
+    AmxInt8RowsLinear,
     AmxInt12Linear,
     DenseAddNorm,
     amx_attention,
@@ -160,8 +161,11 @@ def quantize_model(
 
     def layer(role: str, name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear | AmxBf16Linear:
         if role in bf16_layers:
+            gelu, out_dtype = kw.get("post_op") == GELU, kw["out_dtype"]
+            if kept == "int8-rows":
+                return AmxInt8RowsLinear(site_weight(w, name), bias, smooth[name], gelu=gelu, out_dtype=out_dtype)
             kept_class = AmxInt12Linear if kept == "int12" else AmxBf16Linear
-            return kept_class(site_weight(w, name), bias, gelu=kw.get("post_op") == GELU, out_dtype=kw["out_dtype"])
+            return kept_class(site_weight(w, name), bias, gelu=gelu, out_dtype=out_dtype)
         if name not in smooth or name not in ranges:
             raise UserError(f"torch int8: no calibration for {name}; recalibrate")
         return StaticInt8Linear(site_weight(w, name), bias, smooth[name], ranges[name], kernel=kernel, **kw)

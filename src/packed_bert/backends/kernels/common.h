@@ -65,9 +65,10 @@ static void *grown(thread_buffer *b, size_t bytes) {
 }
 
 enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
-/* weight kinds: int8 (u8 inputs, int32 sums), bf16 (fp32 sums), or int8 values held as int16 in
-   bf16's layout, for inputs on a 12-bit grid per row (int16 pairs, int32 sums; soft tiles only) */
-enum { W_S8 = 0, W_BF16 = 1, W_S16 = 2 };
+/* weight kinds: int8 (u8 inputs, int32 sums), bf16 (fp32 sums), int8 values held as int16 in
+   bf16's layout, for inputs on a 12-bit grid per row (int16 pairs, int32 sums; soft tiles only), or
+   int8 for inputs on an 8-bit grid per row (u8 with zero point 128 after per-channel factors) */
+enum { W_S8 = 0, W_BF16 = 1, W_S16 = 2, W_S8R = 3 };
 
 /* A block of 16 values on a uint8 grid: clamp(round(v * scale) + zero point, 0, 255), rounding
    half to even. Six operations: the product is capped at 256 first (NaN stays NaN and converts

@@ -52,7 +52,7 @@ typedef struct {
     const float *out_scale;
     int out_zero_point;
     long out_stride; /* elements from one output row to the next */
-    const float *row_step; /* W_S16: each input row's grid step (row_grid) */
+    const float *row_step; /* W_S16, W_S8R: each input row's grid step (row_grid, row_grid_u8) */
 } epilogue_args;
 
 /* A finished block's column constants: its int32 sums' zero-point corrections (W_S8) and scales
@@ -67,7 +67,8 @@ static inline __attribute__((always_inline)) epilogue_consts block_consts(const 
     epilogue_consts c = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_ps(),
                          _mm512_setzero_ps(),    _mm512_setzero_ps(),    _mm512_setzero_ps(),    _mm512_setzero_ps(),
                          _mm512_setzero_ps()};
-    if (w_kind == W_S8) c.zp0 = _mm512_loadu_si512(e->colsum_zp + n), c.zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
+    if (w_kind == W_S8 || w_kind == W_S8R)
+        c.zp0 = _mm512_loadu_si512(e->colsum_zp + n), c.zp1 = _mm512_loadu_si512(e->colsum_zp + n + 16);
     if (w_kind != W_BF16) {
         c.scale0 = _mm512_loadu_ps(e->col_scale + n), c.scale1 = _mm512_loadu_ps(e->col_scale + n + 16);
     }
@@ -99,10 +100,11 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         if (w_kind == W_BF16) {
             y0 = _mm512_add_ps(_mm512_load_ps((const float *)acc), bias0);
             y1 = _mm512_add_ps(_mm512_load_ps((const float *)acc + 16), bias1);
-        } else if (w_kind == W_S16) { /* (sum x column step) x row step + bias */
+        } else if (w_kind == W_S16 || w_kind == W_S8R) { /* (sum x column step) x row step + bias */
             const __m512 step = _mm512_set1_ps(e->row_step[b->m + i]);
-            y0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc)), scale0), step, bias0);
-            y1 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + 16)), scale1), step, bias1);
+            y0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0), step, bias0);
+            y1 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1), step,
+                                 bias1);
         } else {
             y0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc), zp0)), scale0, bias0);
             y1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(acc + 16), zp1)), scale1, bias1);
@@ -236,7 +238,7 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
     if (input_bytes / slices > SMALL_INPUT) {
         chunk = CHUNK_LARGE / pair_bytes;
         /* the bounds hold for int8 weights; bf16 and int16 ones take twice the bytes a column */
-        const long wide = w_kind == W_S8 ? 1 : 2;
+        const long wide = w_kind == W_BF16 || w_kind == W_S16 ? 2 : 1;
         long least = CHUNK_LARGE_MIN_N / BLOCK_N / wide, most = CHUNK_LARGE_MAX_N / BLOCK_N / wide;
         chunk = chunk < least ? least : chunk > most ? most : chunk;
     }
@@ -383,7 +385,29 @@ static float row_grid(const void *x, int x_kind, long K, int16_t *out) {
     return most / (float)ROW_GRID_LEVELS;
 }
 
-static __thread thread_buffer row_steps; /* a W_S16 call's grid step per input row */
+/* One row of K values (fp32 or bf16; K % 16 == 0) times per-channel factors `in_scale` on its own
+   8-bit grid as uint8 at out: round(v x 127 / max|v|) + 128 for v = x x in_scale, half to even;
+   returns the step, max|v| / 127 (a row of zeros: all 128, step 0). */
+static float row_grid_u8(const void *x, int x_kind, long K, const float *in_scale, uint8_t *out) {
+    __m512 top = _mm512_setzero_ps();
+    for (long k = 0; k < K; k += 16) {
+        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
+                                           : _mm512_loadu_ps((const float *)x + k);
+        top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_mul_ps(v, _mm512_loadu_ps(in_scale + k))));
+    }
+    const float most = _mm512_reduce_max_ps(top);
+    if (!(most > 0)) { memset(out, 128, (size_t)K); return 0; }
+    const __m512 factor = _mm512_set1_ps(127.f / most);
+    const __m512i zp = _mm512_set1_epi32(128);
+    for (long k = 0; k < K; k += 16) {
+        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
+                                           : _mm512_loadu_ps((const float *)x + k);
+        _mm_storeu_si128((__m128i *)(out + k), to_u8(_mm512_mul_ps(v, _mm512_loadu_ps(in_scale + k)), factor, zp));
+    }
+    return most / 127.f;
+}
+
+static __thread thread_buffer row_steps; /* a W_S16 or W_S8R call's grid step per input row */
 
 /* w_kind W_S8: out[m, n] = (sum_k q[m, k] w[k, n] - colsum_zp[n]) * col_scale[n] + bias[n], where
    q = clamp(round(x * in_scale[k]) + zero_point, 0, 255); `packed` holds w as [N/16][K/64][16][64]
@@ -408,16 +432,18 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
                   int out_zero_point) {
     /* ready: the input kind the tiles read in place (none for W_S16: no producer writes its grid) */
-    const int wide = w_kind != W_S8, ready = w_kind == W_S8 ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
+    const int wide = w_kind == W_BF16 || w_kind == W_S16, ready = w_kind == W_S8 ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
+    const int row_scaled = w_kind == W_S16 || w_kind == W_S8R;
     const long row_bytes = K * (wide ? 2 : 1);
-    if (w_kind < W_S8 || w_kind > W_S16 || (w_kind == W_S16 && (PB_TILES == 1 || K > ROW_GRID_MAX_K))) return 1; /* no int16 tiles */
-    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || (wide && x_kind == AS_U8) || x_stride < K || out_stride < N) return 1;
+    if (w_kind < W_S8 || w_kind > W_S8R || (w_kind == W_S16 && (PB_TILES == 1 || K > ROW_GRID_MAX_K))) return 1; /* no int16 tiles */
+    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || ((wide || row_scaled) && x_kind == AS_U8) || x_stride < K || out_stride < N)
+        return 1;
     long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
     /* lda: bytes from one row of the tile input to the next */
     const long lda = x_kind == ready ? x_stride * (wide ? 2 : 1) : pb_tile_row_bytes(row_bytes);
     uint8_t *q = x_kind == ready ? (uint8_t *)x : grown(&quantized, (size_t)m_pad * lda);
-    float *row_step = w_kind == W_S16 ? grown(&row_steps, (size_t)m_pad * sizeof(float)) : NULL;
-    if (!q || (w_kind == W_S16 && !row_step)) return 2;
+    float *row_step = row_scaled ? grown(&row_steps, (size_t)m_pad * sizeof(float)) : NULL;
+    if (!q || (row_scaled && !row_step)) return 2;
     long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
     chunk_runs shared = {{0}, 0, 0};
     /* an output larger than the caches keep is written around them: no line is read before it
@@ -431,13 +457,13 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
         for (long m = 0; m < (x_kind == ready ? 0 : m_pad); m++) {
             uint8_t *row = q + (size_t)m * lda;
             if (m >= M) {
-                memset(row, wide ? 0 : zero_point, row_bytes);
+                memset(row, wide ? 0 : w_kind == W_S8R ? 128 : zero_point, row_bytes);
                 if (row_step) row_step[m] = 0;
                 continue;
             }
-            if (w_kind == W_S16) {
-                const size_t at = (size_t)m * x_stride * (x_kind == AS_BF16 ? 2 : 4);
-                row_step[m] = row_grid((const uint8_t *)x + at, x_kind, K, (int16_t *)row);
+            if (row_scaled) {
+                const uint8_t *at = (const uint8_t *)x + (size_t)m * x_stride * (x_kind == AS_BF16 ? 2 : 4);
+                row_step[m] = w_kind == W_S16 ? row_grid(at, x_kind, K, (int16_t *)row) : row_grid_u8(at, x_kind, K, in_scale, row);
                 continue;
             }
             if (w_kind == W_BF16) { /* fp32 rounded to bf16 */
@@ -459,6 +485,7 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
 #if PB_TILES != 1
         LINEAR_CASES(W_S16)
 #endif
+        LINEAR_CASES(W_S8R)
         default: break;
         }
     }

@@ -1,8 +1,10 @@
-"""The 12-bit x int8 linear layer of our kernels' soft-tile builds (``AmxLinearWeights.int12``,
-kernels/linear.h's W_S16): each input row on its own 12-bit grid, int8 weights per column, int16
-pairs into int32 sums; against its grids' arithmetic in float64, at a full grid's largest sums,
-the same bits on both soft-tile builds and in any batch, and torch option kept=int12 in the
-one-call encoder. The AMX build has no int16 tiles: there it is a one-line error."""
+"""Our kernels' linear layers whose input rows each go on a grid of their own (kernels/linear.h):
+the 12-bit x int8 layer of the soft-tile builds (``AmxLinearWeights.int12``, W_S16: int16 pairs
+into int32 sums; the AMX build has no int16 tiles, so there it is a one-line error) and the 8-bit
+one of every build (``AmxLinearWeights.int8_rows``, W_S8R: the input divided by SmoothQuant
+factors, uint8 with zero point 128). Against their grids' arithmetic in float64, at a full grid's
+largest sums, the same bits on every build and in any batch, and torch option kept=NAME in the
+one-call encoder."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from packed_bert.backends.amx_encoder import AmxEncoder
 from packed_bert.backends.amx_kernels import ROW_GRID_LEVELS, SOFT_TILES, TILES, AmxLinearWeights
 from packed_bert.backends.cpu_class import cpu_flags
 from packed_bert.backends.onnx_int8 import quantize_weight
-from packed_bert.backends.torch_amx import AmxInt12Linear
+from packed_bert.backends.torch_amx import AmxInt8RowsLinear, AmxInt12Linear
 from packed_bert.errors import UserError
 from packed_bert.packing import infer_sequences
 
@@ -112,6 +114,49 @@ def test_both_soft_tile_builds_give_the_int12_layer_the_same_bits(monkeypatch: p
     assert float(np.abs(outs[0]).max()) > 0
 
 
+def test_int8_rows_layer_is_its_grids_integer_product_on_every_build(kernel_tiles: str) -> None:
+    rng = np.random.default_rng(8)
+    k, n, rows = 256, 64, 45
+    w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    smooth = rng.uniform(0.3, 3.0, k).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((rows, k)).astype(np.float32) * rng.uniform(0.1, 30, (rows, 1)))
+    x[4] = 0  # a row of zeros: step 0, the bias alone
+    x = x.to(torch.bfloat16)
+    got = AmxLinearWeights.int8_rows(w, bias, smooth)(x, torch.float32).double().numpy()
+    v = (x.float().numpy() * (np.float32(1) / smooth)).astype(np.float32)  # the kernel's per-channel factors
+    top = np.abs(v).max(axis=1)
+    factor = np.where(top > 0, np.float32(127) / np.where(top > 0, top, np.float32(1)), np.float32(0)).astype(
+        np.float32
+    )
+    q = np.clip(np.rint(v * factor[:, None]), -127, 127)
+    wq, scale = quantize_weight(w * smooth[:, None])
+    step = (top / np.float32(127)).astype(np.float32).astype(np.float64)
+    want = (q @ wq.astype(np.float64)) * scale.astype(np.float64) * step[:, None] + bias
+    assert float(np.abs(got - want).max()) <= 4 * 2**-24 * float(np.abs(want).max())
+    np.testing.assert_array_equal(got[4], bias.astype(np.float64))
+    alone = AmxLinearWeights.int8_rows(w, bias, smooth)(x[20:23].contiguous(), torch.float32).double().numpy()
+    np.testing.assert_array_equal(alone, got[20:23])
+
+
+@pytest.mark.skipif(
+    not cpu_flags() >= TILES["amx"] | TILES["avx512-bf16"],
+    reason="all three builds: needs a CPU with AMX and AVX-512 BF16",
+)
+def test_every_build_gives_the_int8_rows_layer_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    w = (rng.standard_normal((512, 64)) * 0.03).astype(np.float32)
+    bias, smooth = rng.standard_normal(64).astype(np.float32), rng.uniform(0.5, 2.0, 512).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((70, 512)).astype(np.float32)).to(torch.bfloat16)
+    outs = []
+    for kind in TILES:
+        monkeypatch.setattr(amx_kernels, "tiles_here", lambda kind=kind: kind)
+        outs.append(AmxLinearWeights.int8_rows(w, bias, smooth, gelu=True)(x, torch.bfloat16).float().numpy())
+    for other in outs[1:]:
+        np.testing.assert_array_equal(other, outs[0])  # integer sums, the same epilogue
+    assert float(np.abs(outs[0]).max()) > 0
+
+
 def _runner(features: tuple[np.ndarray, np.ndarray, np.ndarray], kept: str):  # type: ignore[no-untyped-def]
     model = perturbed_tiny_model(2)  # head dimension 32: the attention kernel's, so the encoder is one call
     return create(
@@ -151,8 +196,24 @@ def test_kept_int12_runs_the_ffn_output_on_its_grids_in_the_one_call_encoder_wit
     assert 0 < diff < 0.02 * np.mean([float(np.abs(b).mean()) for b in bf16_kept])
 
 
+def test_kept_int8_rows_runs_the_ffn_output_on_int8_tiles_in_the_one_call_encoder_with_the_modules_bits() -> None:
+    features = random_features(13, 10, 120)
+    runner = _runner(features, "int8-rows")
+    encoder = runner.model.bert.encoder
+    assert isinstance(encoder, AmxEncoder) and encoder.fused
+    assert isinstance(encoder.encoder.layer[0].output.dense, AmxInt8RowsLinear)
+    fused = same_in_any_batch(runner.infer, features)
+    encoder.fused = False
+    modules = infer_sequences(runner.infer, *features, "packed", 4)
+    for a, b in zip(fused, modules, strict=True):
+        np.testing.assert_array_equal(a, b)
+    bf16_kept = infer_sequences(_runner(features, "bf16").infer, *features, "sorted", 4)
+    diff = np.mean([float(np.abs(a - b).mean()) for a, b in zip(fused, bf16_kept, strict=True)])
+    assert 0 < diff < 0.05 * np.mean([float(np.abs(b).mean()) for b in bf16_kept])
+
+
 def test_kept_settings_are_one_line_errors() -> None:
-    with pytest.raises(UserError, match="kept must be one of bf16, int12, got 'int4'"):
+    with pytest.raises(UserError, match="kept must be one of bf16, int12, int8-rows, got 'int4'"):
         create("torch", "tiny", "int8-bf16", "cpu", kernel="amx", kept="int4")
     with pytest.raises(UserError, match="kept=int12 sets the precision of the layers int8-bf16 keeps out of int8"):
         create("torch", "tiny", "bf16", "cpu", kernel="amx", kept="int12")
