@@ -15,7 +15,7 @@ from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_feat
 
 from packed_bert.backends import amx_kernels, create
 from packed_bert.backends.amx_encoder import AmxEncoder
-from packed_bert.backends.amx_kernels import ROW_GRID_LEVELS, SOFT_TILES, TILES, AmxLinearWeights
+from packed_bert.backends.amx_kernels import KEPT_PRECISIONS, ROW_GRID_LEVELS, SOFT_TILES, TILES, AmxLinearWeights
 from packed_bert.backends.cpu_class import cpu_flags
 from packed_bert.backends.onnx_int8 import quantize_weight
 from packed_bert.backends.torch_amx import AmxInt8RowsLinear, AmxInt12Linear
@@ -181,11 +181,20 @@ def test_kept_int12_runs_the_ffn_output_on_its_grids_in_the_one_call_encoder_wit
         with pytest.raises(UserError, match="kept=int12 runs on the avx512-bf16 and avx512-vnni builds"):
             _runner(features, "int12")
         pytest.skip(f"the {kernel_tiles} build has no int16 products: its one-line error checked instead")
-    runner = _runner(features, "int12")
+    _kept_in_the_encoder(features, "int12", AmxInt12Linear, 0.02)
+
+
+def _kept_in_the_encoder(
+    features: tuple[np.ndarray, np.ndarray, np.ndarray], kept: str, layer: type, within: float
+) -> None:
+    """int8-bf16 with ``kept``: its FFN output layers are ``layer``, the one-call encoder gives the
+    layer-by-layer modules' bits in any batch, and the logits lie ``within`` (of their mean size)
+    of the bf16-kept recipe's, but not on them."""
+    runner = _runner(features, kept)
     encoder = runner.model.bert.encoder
     assert isinstance(encoder, AmxEncoder) and encoder.fused
-    assert isinstance(encoder.encoder.layer[0].output.dense, AmxInt12Linear)
-    assert "ffn-output in 12-bit inputs per row x int8 weights" in runner.detail
+    assert isinstance(encoder.encoder.layer[0].output.dense, layer)
+    assert f"ffn-output in {KEPT_PRECISIONS[kept]}" in runner.detail
     fused = same_in_any_batch(runner.infer, features)
     encoder.fused = False
     modules = infer_sequences(runner.infer, *features, "packed", 4)
@@ -193,23 +202,11 @@ def test_kept_int12_runs_the_ffn_output_on_its_grids_in_the_one_call_encoder_wit
         np.testing.assert_array_equal(a, b)
     bf16_kept = infer_sequences(_runner(features, "bf16").infer, *features, "sorted", 4)
     diff = np.mean([float(np.abs(a - b).mean()) for a, b in zip(fused, bf16_kept, strict=True)])
-    assert 0 < diff < 0.02 * np.mean([float(np.abs(b).mean()) for b in bf16_kept])
+    assert 0 < diff < within * np.mean([float(np.abs(b).mean()) for b in bf16_kept])
 
 
-def test_kept_int8_rows_runs_the_ffn_output_on_int8_tiles_in_the_one_call_encoder_with_the_modules_bits() -> None:
-    features = random_features(13, 10, 120)
-    runner = _runner(features, "int8-rows")
-    encoder = runner.model.bert.encoder
-    assert isinstance(encoder, AmxEncoder) and encoder.fused
-    assert isinstance(encoder.encoder.layer[0].output.dense, AmxInt8RowsLinear)
-    fused = same_in_any_batch(runner.infer, features)
-    encoder.fused = False
-    modules = infer_sequences(runner.infer, *features, "packed", 4)
-    for a, b in zip(fused, modules, strict=True):
-        np.testing.assert_array_equal(a, b)
-    bf16_kept = infer_sequences(_runner(features, "bf16").infer, *features, "sorted", 4)
-    diff = np.mean([float(np.abs(a - b).mean()) for a, b in zip(fused, bf16_kept, strict=True)])
-    assert 0 < diff < 0.05 * np.mean([float(np.abs(b).mean()) for b in bf16_kept])
+def test_kept_int8_rows_runs_the_ffn_output_on_int8_products_in_the_one_call_encoder_with_the_modules_bits() -> None:
+    _kept_in_the_encoder(random_features(13, 10, 120), "int8-rows", AmxInt8RowsLinear, 0.05)
 
 
 def test_kept_settings_are_one_line_errors() -> None:
