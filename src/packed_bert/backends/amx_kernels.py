@@ -67,9 +67,10 @@ BLOCK_M = 32  # the kernel's row step (two tiles of 16)
 AS_FP32, AS_BF16, AS_U8 = 0, 1, 2  # the kernel's input and output kinds
 FLOAT_KINDS = {torch.float32: AS_FP32, torch.bfloat16: AS_BF16}  # the kinds torch dtypes take
 TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input kinds
-# the kernel's weight kinds: int8 (u8 inputs), bf16 (bf16 inputs), or int8 values for inputs on a
-# 12-bit grid per row (int16 pairs on vpdpwssd; the soft-tile builds only: AMX has no int16 tiles)
-W_S8, W_BF16, W_S16, W_S8R = 0, 1, 2, 3  # W_S8R: int8 weights, inputs on an 8-bit grid per row
+# the kernel's weight kinds: int8 (u8 inputs), bf16 (bf16 inputs), int8 values for inputs on a
+# 12-bit grid per row (int16 pairs on vpdpwssd; the soft-tile builds only: AMX has no int16 tiles),
+# and int8 for inputs on an 8-bit grid per row (u8 around zero point 128; every build)
+W_S8, W_BF16, W_S16, W_S8R = 0, 1, 2, 3
 ROW_GRID_LEVELS = 2047  # W_S16's input grid: steps each side of zero, max|row| / this a step (kernels/linear.h)
 ROW_GRID_MAX_K = 8260  # the longest K whose int32 sums cannot overflow: 2,047 x 127 x K < 2^31
 # the precision of the layers int8-bf16 keeps out of its static int8 (torch option kept=NAME) -> what

@@ -45,15 +45,13 @@ class AmxLayer(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
-class AmxBf16Linear(nn.Module):
-    """One encoder linear layer in bf16 on the AMX kernel: ``weight_t`` [K, N] and ``bias``
-    (fp32), the output in ``out_dtype`` (fp32 or bf16), optionally through GELU (erf)."""
+class AmxLinear(nn.Module):
+    """One encoder linear layer on the AMX kernel with the constants ``weights`` (their weight kind
+    says how it computes), the output in ``out_dtype`` (fp32 or bf16)."""
 
-    def __init__(
-        self, weight_t: np.ndarray, bias: np.ndarray, *, gelu: bool = False, out_dtype: torch.dtype = torch.bfloat16
-    ) -> None:
+    def __init__(self, weights: AmxLinearWeights, out_dtype: torch.dtype) -> None:
         super().__init__()
-        self.amx: AmxLinearWeights | None = AmxLinearWeights.bf16(weight_t, bias, gelu=gelu)
+        self.amx: AmxLinearWeights | None = weights
         self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +59,17 @@ class AmxBf16Linear(nn.Module):
         return self.amx(x, self.out_dtype)
 
 
-class AmxInt12Linear(AmxBf16Linear):
+class AmxBf16Linear(AmxLinear):
+    """One encoder linear layer in bf16: ``weight_t`` [K, N] and ``bias`` (fp32), optionally
+    through GELU (erf)."""
+
+    def __init__(
+        self, weight_t: np.ndarray, bias: np.ndarray, *, gelu: bool = False, out_dtype: torch.dtype = torch.bfloat16
+    ) -> None:
+        super().__init__(AmxLinearWeights.bf16(weight_t, bias, gelu=gelu), out_dtype)
+
+
+class AmxInt12Linear(AmxLinear):
     """One encoder linear layer with int8 weights per column whose input the kernel puts on a
     12-bit grid per row (``AmxLinearWeights.int12``): int8-bf16's kept layers with torch option
     kept=int12, on the soft-tile builds."""
@@ -69,12 +77,10 @@ class AmxInt12Linear(AmxBf16Linear):
     def __init__(
         self, weight_t: np.ndarray, bias: np.ndarray, *, gelu: bool = False, out_dtype: torch.dtype = torch.bfloat16
     ) -> None:
-        nn.Module.__init__(self)
-        self.amx = AmxLinearWeights.int12(weight_t, bias, gelu=gelu)
-        self.out_dtype = out_dtype
+        super().__init__(AmxLinearWeights.int12(weight_t, bias, gelu=gelu), out_dtype)
 
 
-class AmxInt8RowsLinear(AmxBf16Linear):
+class AmxInt8RowsLinear(AmxLinear):
     """One encoder linear layer with its SmoothQuant-smoothed weights in int8 per column whose input
     the kernel puts on an 8-bit grid per row (``AmxLinearWeights.int8_rows``): int8-bf16's kept
     layers with torch option kept=int8-rows."""
@@ -88,9 +94,7 @@ class AmxInt8RowsLinear(AmxBf16Linear):
         gelu: bool = False,
         out_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
-        nn.Module.__init__(self)
-        self.amx = AmxLinearWeights.int8_rows(weight_t, bias, smooth, gelu=gelu)
-        self.out_dtype = out_dtype
+        super().__init__(AmxLinearWeights.int8_rows(weight_t, bias, smooth, gelu=gelu), out_dtype)
 
 
 class DenseAddNorm(nn.Module):

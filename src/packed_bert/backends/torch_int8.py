@@ -38,6 +38,7 @@ from packed_bert.backends.torch_amx import (
     AmxBf16Linear,
     AmxInt8RowsLinear,
     AmxInt12Linear,
+    AmxLinear,
     DenseAddNorm,
     amx_attention,
     finish_amx_model,
@@ -159,7 +160,7 @@ def quantize_model(
     model = copy.deepcopy(model).float().eval()
     w = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
-    def layer(role: str, name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear | AmxBf16Linear:
+    def layer(role: str, name: str, bias: np.ndarray, **kw: Any) -> StaticInt8Linear | AmxLinear:
         if role in bf16_layers:
             gelu, out_dtype = kw.get("post_op") == GELU, kw["out_dtype"]
             if kept == "int8-rows":

@@ -65,6 +65,15 @@ static void *grown(thread_buffer *b, size_t bytes) {
 }
 
 enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
+
+static inline int float_kind(int kind) { return kind == AS_FP32 || kind == AS_BF16; }
+static inline size_t float_bytes(int kind) { return kind == AS_BF16 ? 2 : 4; } /* a value of a float kind */
+
+/* 16 values of a row in `kind` (fp32 or bf16) as fp32 */
+static inline __m512 load_float(const void *row, long k, int kind) {
+    return kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k)))
+                           : _mm512_loadu_ps((const float *)row + k);
+}
 /* weight kinds: int8 (u8 inputs, int32 sums), bf16 (fp32 sums), int8 values held as int16 in
    bf16's layout, for inputs on a 12-bit grid per row (int16 pairs, int32 sums; soft tiles only), or
    int8 for inputs on an 8-bit grid per row (u8 with zero point 128 after per-channel factors) */

@@ -8,19 +8,10 @@ static inline void store_line(void *at, __m512i v, int stream) {
     else _mm512_storeu_si512(at, v);
 }
 
-static inline int float_kind(int kind) { return kind == AS_FP32 || kind == AS_BF16; }
-static inline size_t float_bytes(int kind) { return kind == AS_BF16 ? 2 : 4; } /* a value of a float kind */
-
 /* 64 bf16 values (four groups of 16) at `at` as two whole lines around the caches */
 static inline void stream_bf16_lines(uint16_t *at, const __m256i h[4]) {
     store_line(at, _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1), 1);
     store_line(at + 32, _mm512_inserti64x4(_mm512_castsi256_si512(h[2]), h[3], 1), 1);
-}
-
-/* 16 values of a row in `kind` (fp32 or bf16) as fp32 */
-static inline __m512 load_float(const void *row, long k, int kind) {
-    return kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k)))
-                           : _mm512_loadu_ps((const float *)row + k);
 }
 
 /* What pb_add_layernorm's rows share */

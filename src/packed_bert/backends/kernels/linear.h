@@ -361,24 +361,27 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
 #define ROW_GRID_LEVELS 2047
 #define ROW_GRID_MAX_K 8260
 
+/* max |x[k] x in_scale[k]| over one row of K values (fp32 or bf16; K % 16 == 0; in_scale NULL: 1) */
+static inline float row_peak(const void *x, int x_kind, long K, const float *in_scale) {
+    __m512 top = _mm512_setzero_ps();
+    for (long k = 0; k < K; k += 16) {
+        const __m512 v = load_float(x, k, x_kind);
+        top = _mm512_max_ps(top, _mm512_abs_ps(in_scale ? _mm512_mul_ps(v, _mm512_loadu_ps(in_scale + k)) : v));
+    }
+    return _mm512_reduce_max_ps(top);
+}
+
 /* One row of K values (fp32 or bf16; K % 16 == 0) on its grid as int16 at out: round(x x levels /
    max|x|), the factor in fp32 and the product rounded half to even; returns the grid's step,
    max|x| / levels (a row of zeros: all zeros, step 0). */
 static float row_grid(const void *x, int x_kind, long K, int16_t *out) {
-    __m512 top = _mm512_setzero_ps();
-    for (long k = 0; k < K; k += 16) {
-        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
-                                           : _mm512_loadu_ps((const float *)x + k);
-        top = _mm512_max_ps(top, _mm512_abs_ps(v));
-    }
-    const float most = _mm512_reduce_max_ps(top);
+    const float most = row_peak(x, x_kind, K, NULL);
     if (!(most > 0)) { memset(out, 0, (size_t)K * 2); return 0; }
     const __m512 factor = _mm512_set1_ps((float)ROW_GRID_LEVELS / most);
     const __m512i hi = _mm512_set1_epi32(ROW_GRID_LEVELS), lo = _mm512_set1_epi32(-ROW_GRID_LEVELS);
     for (long k = 0; k < K; k += 16) {
-        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
-                                           : _mm512_loadu_ps((const float *)x + k);
-        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v, factor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(load_float(x, k, x_kind), factor),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
         _mm256_storeu_si256((__m256i *)(out + k), _mm512_cvtepi32_epi16(q));
     }
@@ -386,24 +389,16 @@ static float row_grid(const void *x, int x_kind, long K, int16_t *out) {
 }
 
 /* One row of K values (fp32 or bf16; K % 16 == 0) times per-channel factors `in_scale` on its own
-   8-bit grid as uint8 at out: round(v x 127 / max|v|) + 128 for v = x x in_scale, half to even;
-   returns the step, max|v| / 127 (a row of zeros: all 128, step 0). */
-static float row_grid_u8(const void *x, int x_kind, long K, const float *in_scale, uint8_t *out) {
-    __m512 top = _mm512_setzero_ps();
-    for (long k = 0; k < K; k += 16) {
-        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
-                                           : _mm512_loadu_ps((const float *)x + k);
-        top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_mul_ps(v, _mm512_loadu_ps(in_scale + k))));
-    }
-    const float most = _mm512_reduce_max_ps(top);
-    if (!(most > 0)) { memset(out, 128, (size_t)K); return 0; }
+   8-bit grid as uint8 at out: round(v x 127 / max|v|) + zero_point (128: the grid symmetric) for
+   v = x x in_scale, half to even; returns the step, max|v| / 127 (a row of zeros: all zero_point,
+   step 0). */
+static float row_grid_u8(const void *x, int x_kind, long K, const float *in_scale, int zero_point, uint8_t *out) {
+    const float most = row_peak(x, x_kind, K, in_scale);
+    if (!(most > 0)) { memset(out, zero_point, (size_t)K); return 0; }
     const __m512 factor = _mm512_set1_ps(127.f / most);
-    const __m512i zp = _mm512_set1_epi32(128);
-    for (long k = 0; k < K; k += 16) {
-        const __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + k)))
-                                           : _mm512_loadu_ps((const float *)x + k);
-        _mm_storeu_si128((__m128i *)(out + k), to_u8(_mm512_mul_ps(v, _mm512_loadu_ps(in_scale + k)), factor, zp));
-    }
+    const __m512i zp = _mm512_set1_epi32(zero_point);
+    for (long k = 0; k < K; k += 16)
+        _mm_storeu_si128((__m128i *)(out + k), to_u8(_mm512_mul_ps(load_float(x, k, x_kind), _mm512_loadu_ps(in_scale + k)), factor, zp));
     return most / 127.f;
 }
 
@@ -416,7 +411,10 @@ static __thread thread_buffer row_steps; /* a W_S16 or W_S8R call's grid step pe
    col_scale unused). W_S16 (soft-tile builds only): out[m, n] = sum_k q[m, k] w[k, n] x col_scale[n] x
    step[m] + bias[n] in int32 sums, where q is x's row m on its own 12-bit grid (row_grid, whose
    step is step[m]) and w holds int8 values as int16 in W_BF16's order (in_scale, zero_point and
-   colsum_zp unused; the input is always put on its grid here: fp32 or bf16).
+   colsum_zp unused; the input is always put on its grid here: fp32 or bf16). W_S8R: out[m, n] =
+   (sum_k q[m, k] w[k, n] - colsum_zp[n]) x col_scale[n] x step[m] + bias[n], where q is row m of x x
+   in_scale on its own 8-bit grid around zero_point (row_grid_u8; the input, fp32 or bf16, always
+   put on it here) and w as for W_S8.
    Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
    Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8
    for int8 weights, bf16 for bf16 ones) is read in place and must hold whole blocks of BLOCK_M
@@ -457,13 +455,14 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
         for (long m = 0; m < (x_kind == ready ? 0 : m_pad); m++) {
             uint8_t *row = q + (size_t)m * lda;
             if (m >= M) {
-                memset(row, wide ? 0 : w_kind == W_S8R ? 128 : zero_point, row_bytes);
+                memset(row, wide ? 0 : zero_point, row_bytes);
                 if (row_step) row_step[m] = 0;
                 continue;
             }
             if (row_scaled) {
-                const uint8_t *at = (const uint8_t *)x + (size_t)m * x_stride * (x_kind == AS_BF16 ? 2 : 4);
-                row_step[m] = w_kind == W_S16 ? row_grid(at, x_kind, K, (int16_t *)row) : row_grid_u8(at, x_kind, K, in_scale, row);
+                const uint8_t *at = (const uint8_t *)x + (size_t)m * x_stride * float_bytes(x_kind);
+                row_step[m] = w_kind == W_S16 ? row_grid(at, x_kind, K, (int16_t *)row)
+                                              : row_grid_u8(at, x_kind, K, in_scale, zero_point, row);
                 continue;
             }
             if (w_kind == W_BF16) { /* fp32 rounded to bf16 */
@@ -473,11 +472,9 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
                 continue;
             }
             const __m512i zp = _mm512_set1_epi32(zero_point);
-            for (long k = 0; k < K; k += 16) {
-                __m512 v = x_kind == AS_BF16 ? bf16_to_fp32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + (size_t)m * x_stride + k)))
-                                             : _mm512_loadu_ps((const float *)x + (size_t)m * x_stride + k);
-                _mm_storeu_si128((__m128i *)(row + k), to_u8(v, _mm512_loadu_ps(in_scale + k), zp));
-            }
+            const uint8_t *at = (const uint8_t *)x + (size_t)m * x_stride * float_bytes(x_kind);
+            for (long k = 0; k < K; k += 16)
+                _mm_storeu_si128((__m128i *)(row + k), to_u8(load_float(at, k, x_kind), _mm512_loadu_ps(in_scale + k), zp));
         }
         switch (w_kind * 12 + stream * 6 + (gelu != 0) * 3 + out_kind) {
         LINEAR_CASES(W_S8)
