@@ -23,8 +23,8 @@ typedef struct {
     float eps1, eps2;
 } pb_layer;
 
-/* the tile input a producer writes for layer `d`: uint8 for int8 weights, else bf16 (which the
-   12-bit layer, W_S16, then puts on its grid row by row) */
+/* the tile input a producer writes for layer `d`: uint8 for static int8 (W_S8), else bf16 (which
+   the row-grid layers, W_S16 and W_S8R, then put on their grids row by row) */
 static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_S8 ? AS_U8 : AS_BF16; }
 
 /* the grid a producer writes `d`'s uint8 input on (per column); NULL for a bf16 input */
