@@ -195,21 +195,50 @@ def calibrate_ranges(
 def calibrate_channels(model: object, calibration: CalibrationFeatures, batch_size: int = 8) -> ChannelRanges:
     """Per input channel, (min, max) of every encoder linear layer's input over the real tokens
     of the calibration features (names as ``calibrate_ranges``)."""
+    ranges: ChannelRanges = {}
+    each_layer_input(model, calibration, lambda name, values: extend_ranges(ranges, name, values), batch_size)
+    return ranges
+
+
+def extend_ranges(ranges: ChannelRanges, name: str, values: Any) -> None:
+    """Widen ``ranges[name]`` to the per-channel (min, max) of ``values`` (a torch [T, K])."""
+    lo, hi = values.amin(dim=0).numpy(), values.amax(dim=0).numpy()
+    old = ranges.get(name, (lo, hi))
+    ranges[name] = (np.minimum(old[0], lo), np.maximum(old[1], hi))
+
+
+def layer_kind(name: str) -> str:
+    """The ``model.linears`` kind of a calibrated layer input's name (``calibrate_ranges``)."""
+    from packed_bert.model.linears import ATTENTION_OUTPUT, FFN_INPUT, FFN_OUTPUT, QKV
+
+    for suffix, kind in (
+        (".attention.self", QKV),
+        (".attention.output.dense", ATTENTION_OUTPUT),
+        (".intermediate.dense", FFN_INPUT),
+        (".output.dense", FFN_OUTPUT),
+    ):
+        if name.endswith(suffix):
+            return kind
+    raise ValueError(f"{name} is no encoder linear layer's input")
+
+
+def each_layer_input(
+    model: object, calibration: CalibrationFeatures, visit: Callable[[str, Any], None], batch_size: int = 8
+) -> None:
+    """Run the calibration features through the fp32 torch ``model`` and call ``visit(name,
+    values)`` with every encoder linear layer's input over each batch's real tokens (a torch
+    [T, K]; names as ``calibrate_ranges``)."""
     import torch
 
     from packed_bert.packing import sorted_batches
 
     feats = calibration
     module = cast(torch.nn.Module, model).float().eval()
-    ranges: ChannelRanges = {}
     real: list[torch.Tensor] = []  # the current batch's real-token mask [R, L]
 
     def hook(name: str) -> Callable[..., None]:
         def record(_mod: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            values = args[0][real[0]]
-            lo, hi = values.amin(dim=0).numpy(), values.amax(dim=0).numpy()
-            old = ranges.get(name, (lo, hi))
-            ranges[name] = (np.minimum(old[0], lo), np.maximum(old[1], hi))
+            visit(name, args[0][real[0]])
 
         return record
 
@@ -232,4 +261,3 @@ def calibrate_channels(model: object, calibration: CalibrationFeatures, batch_si
     finally:
         for h in handles:
             h.remove()
-    return ranges

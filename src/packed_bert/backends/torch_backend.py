@@ -152,9 +152,15 @@ class TorchRunner:
             from packed_bert.backends.torch_int8 import AMX, ONEDNN, quantize_model
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
+            kept_as = KEPT_PRECISIONS[kept]
+            if kept == "int8-rows":  # their own alpha per layer (row_smoothing)
+                from packed_bert.backends.row_smoothing import calibrated_row_smoothing
+
+                row_grids = calibrated_row_smoothing(model, model_spec, seed, calibration, keep_bf16)
+                smooth = {**smooth, **row_grids.smooth}
+                kept_as += f", SmoothQuant alpha per layer by calibration error: {row_grids.summary()}"
             model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention, kept)
             kernel_name = kernels_label() if kernel == AMX else "oneDNN"
-            kept_as = KEPT_PRECISIONS[kept]
             kept_detail = f" ({', '.join(keep_bf16)} in {kept_as})" if keep_bf16 else ""
             self.quant_detail = (
                 f", static int8 encoder linears{kept_detail} ({kernel_name} u8 x s8, SmoothQuant alpha {SMOOTHQUANT_ALPHA}, "

@@ -143,8 +143,9 @@ def quantize_model(
     or bf16, as the FFN output layer takes it) and keeps the residual stream in ``residual``
     (``torch_amx.finish_amx_model``); oneDNN's in fp32. ``attention``: the AMX kernel's
     attention products (``amx_kernels.ATTENTION_KINDS``). ``kept``: what the ``bf16_layers`` run in
-    (``amx_kernels.KEPT_PRECISIONS``): bf16, or int12 (``torch_amx.AmxInt12Linear``; the soft-tile
-    builds)."""
+    (``amx_kernels.KEPT_PRECISIONS``): bf16, int12 (``torch_amx.AmxInt12Linear``; the soft-tile
+    builds) or int8-rows (``torch_amx.AmxInt8RowsLinear``, with ``smooth``'s factors for those layers:
+    the caller passes ``row_smoothing``'s)."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))

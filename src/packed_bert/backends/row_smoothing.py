@@ -1,0 +1,143 @@
+"""SmoothQuant factors for the layers whose input goes on an 8-bit grid per row (torch option
+kept=int8-rows, ``AmxLinearWeights.int8_rows``), with the migration strength chosen per layer.
+
+The static int8 layers share one alpha (``quantize.SMOOTHQUANT_ALPHA``): there the per-tensor
+range of the smoothed input is what hurts. A row grid takes each row's own step instead, so the
+best alpha differs (docs/performance-history.md, thirty-third session: 0.6 for minilm's FFN
+output layers, 0.8's output error a third higher). Each layer takes the alpha of
+``ROW_SMOOTHING_ALPHAS`` whose output error on the calibration set is least: the layer's
+arithmetic (input / s on a symmetric 8-bit grid per row, weight x s in int8 per column), in
+float, against the fp32 product, over a sample of the 100 calibration questions' real tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
+from packed_bert.backends.onnx_int8 import quantize_weight, smooth_factors
+from packed_bert.backends.quantize import (
+    Calibration,
+    ChannelRanges,
+    calibration_features,
+    each_layer_input,
+    extend_ranges,
+    features_digest,
+    layer_kind,
+)
+from packed_bert.cache import atomic_path
+
+ROW_SMOOTHING_ALPHAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the migration strengths tried per layer
+SAMPLED_TOKENS = 2048  # about this many real calibration tokens per layer judge the alphas
+ROW_LEVELS = 127  # steps each side of zero on the 8-bit row grid (uint8 around zero point 128)
+
+
+@dataclass(frozen=True)
+class RowSmoothing:
+    """Per layer input name: its SmoothQuant factors [K] at its chosen alpha, the alpha, and its
+    relative output error at each of ``alphas``."""
+
+    smooth: dict[str, np.ndarray]
+    alpha: dict[str, float]
+    error: dict[str, np.ndarray]
+    alphas: tuple[float, ...] = ROW_SMOOTHING_ALPHAS
+
+    def summary(self) -> str:
+        """The chosen alphas and how many layers took each: ``0.6 x 5, 0.7 x 1``."""
+        values, counts = np.unique(np.array(list(self.alpha.values())), return_counts=True)
+        return ", ".join(f"{v:g} x {c}" for v, c in zip(values, counts, strict=True))
+
+
+def row_grid_error(x: Any, weight_t: np.ndarray, smooth: np.ndarray) -> float:
+    """``||x' w' - x w|| / ||x w||`` (Frobenius) for input rows ``x`` (a torch [T, K]) and weight
+    [K, N], where x' is x / smooth on a symmetric 8-bit grid per row and w' is weight x smooth in
+    int8 per column: the kernel's int8-rows arithmetic, in float."""
+    import torch
+
+    s = torch.from_numpy(np.asarray(smooth, np.float32))
+    xs = x.float() / s
+    step = xs.abs().amax(dim=1, keepdim=True) / ROW_LEVELS
+    step = torch.where(step > 0, step, torch.ones_like(step))
+    xq = torch.round(xs / step) * step
+    wq, w_scale = quantize_weight(np.asarray(weight_t, np.float32) * smooth[:, None])
+    w_deq = torch.from_numpy(wq.astype(np.float32) * w_scale)
+    reference = x.float() @ torch.from_numpy(np.asarray(weight_t, np.float32))
+    norm = float(torch.linalg.norm(reference))
+    return float(torch.linalg.norm(xq @ w_deq - reference)) / norm if norm > 0 else 0.0
+
+
+def choose_row_smoothing(
+    samples: dict[str, Any],
+    channels: ChannelRanges,
+    weights_t: dict[str, np.ndarray],
+    alphas: tuple[float, ...] = ROW_SMOOTHING_ALPHAS,
+) -> RowSmoothing:
+    """Each layer's alpha of ``alphas`` with the least ``row_grid_error`` on its ``samples`` (torch
+    [T, K] input rows), its factors from its ``channels`` and weight (``onnx_int8.smooth_factors``)."""
+    smooth, alpha, error = {}, {}, {}
+    for name, x in samples.items():
+        factors = [smooth_factors({name: channels[name]}, {name: weights_t[name]}, a)[0][name] for a in alphas]
+        errors = np.array([row_grid_error(x, weights_t[name], f) for f in factors])
+        best = int(np.argmin(errors))
+        smooth[name], alpha[name], error[name] = factors[best], alphas[best], errors
+    return RowSmoothing(smooth, alpha, error, alphas)
+
+
+def sample_layer_inputs(
+    model: object, features: dict[str, np.ndarray], kinds: tuple[str, ...], tokens: int = SAMPLED_TOKENS
+) -> tuple[dict[str, Any], ChannelRanges]:
+    """About ``tokens`` real tokens' inputs (every n-th) of each layer of ``kinds`` and every such
+    input's per-channel range over all real tokens, from the fp32 torch ``model``."""
+    import torch
+
+    stride = max(1, -(-int(np.sum(features["lengths"])) // tokens))
+    kept: dict[str, list[torch.Tensor]] = {}
+    channels: ChannelRanges = {}
+
+    def visit(name: str, values: torch.Tensor) -> None:
+        if layer_kind(name) in kinds:
+            extend_ranges(channels, name, values)
+            kept.setdefault(name, []).append(values[::stride].clone())
+
+    each_layer_input(model, features, visit)
+    return {name: torch.cat(parts) for name, parts in kept.items()}, channels
+
+
+def calibrated_row_smoothing(
+    model: object, model_spec: object, seed: int, calibration: Calibration | None, kinds: tuple[str, ...]
+) -> RowSmoothing:
+    """``choose_row_smoothing`` for the layers of ``kinds`` of ``model`` (loaded from
+    ``model_spec``) on the calibration features, kept in the cache per weights, calibration set,
+    kinds and alphas (BERT-Large's FFN output layers: a few minutes once)."""
+    import torch
+
+    from packed_bert.backends._model import fingerprint
+    from packed_bert.backends.onnx_fused import site_weight
+    from packed_bert.cache import cache_dir
+
+    features = dict(calibration_features(calibration, "kept=int8-rows"))
+    weights = fingerprint(model_spec if isinstance(model_spec, str) else cast(Any, model), seed)
+    tried = "-".join(f"{a:g}" for a in ROW_SMOOTHING_ALPHAS)
+    key = f"{weights}-cal{features_digest(features)}-{'+'.join(kinds)}-a{tried}-t{SAMPLED_TOKENS}"
+    path = cache_dir() / "row-smoothing" / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as saved:
+            names = [str(n) for n in saved["names"]]
+            return RowSmoothing(
+                {n: saved[f"smooth/{n}"] for n in names},
+                {n: float(a) for n, a in zip(names, saved["alpha"], strict=True)},
+                {n: saved[f"error/{n}"] for n in names},
+            )
+    samples, channels = sample_layer_inputs(model, features, kinds)
+    state = cast(torch.nn.Module, model).state_dict()
+    w = {k: v.detach().float().cpu().numpy() for k, v in state.items()}
+    chosen = choose_row_smoothing(samples, channels, {n: site_weight(w, n) for n in samples})
+    names = sorted(chosen.smooth)
+    arrays: dict[str, Any] = {f"smooth/{n}": chosen.smooth[n] for n in names}
+    arrays.update({f"error/{n}": chosen.error[n] for n in names})
+    arrays.update(names=np.array(names), alpha=np.array([chosen.alpha[n] for n in names]))
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)
+    return chosen
