@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from packed_bert.backends.amx_kernels import ROW_GRID_U8_LEVELS
 from packed_bert.backends.onnx_int8 import quantize_weight, smooth_factors
 from packed_bert.backends.quantize import (
     Calibration,
@@ -31,7 +32,6 @@ from packed_bert.cache import atomic_path
 
 ROW_SMOOTHING_ALPHAS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the migration strengths tried per layer
 SAMPLED_TOKENS = 2048  # about this many real calibration tokens per layer judge the alphas
-ROW_LEVELS = 127  # steps each side of zero on the 8-bit row grid (uint8 around zero point 128)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def row_grid_error(x: Any, weight_t: np.ndarray, smooth: np.ndarray) -> float:
 
     s = torch.from_numpy(np.asarray(smooth, np.float32))
     xs = x.float() / s
-    step = xs.abs().amax(dim=1, keepdim=True) / ROW_LEVELS
+    step = xs.abs().amax(dim=1, keepdim=True) / ROW_GRID_U8_LEVELS
     step = torch.where(step > 0, step, torch.ones_like(step))
     xq = torch.round(xs / step) * step
     wq, w_scale = quantize_weight(np.asarray(weight_t, np.float32) * smooth[:, None])
