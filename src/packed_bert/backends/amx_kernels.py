@@ -73,7 +73,7 @@ TILE_KINDS = {torch.uint8: AS_U8, torch.bfloat16: AS_BF16}  # the tiles' input k
 W_S8, W_BF16, W_S16, W_S8R = 0, 1, 2, 3
 ROW_GRID_LEVELS = 2047  # W_S16's input grid: steps each side of zero, max|row| / this a step (kernels/linear.h)
 ROW_GRID_MAX_K = 8260  # the longest K whose int32 sums cannot overflow: 2,047 x 127 x K < 2^31
-ROW_GRID_U8_LEVELS = 127  # W_S8R's input grid: steps each side of its zero point 128 (kernels/linear.h row_grid_u8)
+ROW_GRID_U8_LEVELS = 127  # W_S8R's input grid: steps each side of its zero point 128 (kernels/linear.h)
 # the precision of the layers int8-bf16 keeps out of its static int8 (torch option kept=NAME) -> what
 # a run's record says: bf16 on the tiles; int12 (W_S16: the row's 12-bit grid x int8 weights per
 # column, int32 sums; soft-tile builds); int8-rows (W_S8R: SmoothQuant, then an 8-bit grid per row)

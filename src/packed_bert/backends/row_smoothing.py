@@ -50,10 +50,11 @@ class RowSmoothing:
         return ", ".join(f"{v:g} x {c}" for v, c in zip(values, counts, strict=True))
 
 
-def row_grid_error(x: Any, weight_t: np.ndarray, smooth: np.ndarray) -> float:
+def row_grid_error(x: Any, weight_t: np.ndarray, smooth: np.ndarray, reference: Any = None) -> float:
     """``||x' w' - x w|| / ||x w||`` (Frobenius) for input rows ``x`` (a torch [T, K]) and weight
     [K, N], where x' is x / smooth on a symmetric 8-bit grid per row and w' is weight x smooth in
-    int8 per column: the kernel's int8-rows arithmetic, in float."""
+    int8 per column: the kernel's int8-rows arithmetic, in float. ``reference``: ``x w`` in fp32
+    where the caller has it (one product a layer for all its alphas)."""
     import torch
 
     s = torch.from_numpy(np.asarray(smooth, np.float32))
@@ -63,7 +64,8 @@ def row_grid_error(x: Any, weight_t: np.ndarray, smooth: np.ndarray) -> float:
     xq = torch.round(xs / step) * step
     wq, w_scale = quantize_weight(np.asarray(weight_t, np.float32) * smooth[:, None])
     w_deq = torch.from_numpy(wq.astype(np.float32) * w_scale)
-    reference = x.float() @ torch.from_numpy(np.asarray(weight_t, np.float32))
+    if reference is None:
+        reference = x.float() @ torch.from_numpy(np.asarray(weight_t, np.float32))
     norm = float(torch.linalg.norm(reference))
     return float(torch.linalg.norm(xq @ w_deq - reference)) / norm if norm > 0 else 0.0
 
@@ -76,10 +78,13 @@ def choose_row_smoothing(
 ) -> RowSmoothing:
     """Each layer's alpha of ``alphas`` with the least ``row_grid_error`` on its ``samples`` (torch
     [T, K] input rows), its factors from its ``channels`` and weight (``onnx_int8.smooth_factors``)."""
+    import torch
+
     smooth, alpha, error = {}, {}, {}
     for name, x in samples.items():
         factors = [smooth_factors({name: channels[name]}, {name: weights_t[name]}, a)[0][name] for a in alphas]
-        errors = np.array([row_grid_error(x, weights_t[name], f) for f in factors])
+        reference = x.float() @ torch.from_numpy(np.asarray(weights_t[name], np.float32))
+        errors = np.array([row_grid_error(x, weights_t[name], f, reference) for f in factors])
         best = int(np.argmin(errors))
         smooth[name], alpha[name], error[name] = factors[best], alphas[best], errors
     return RowSmoothing(smooth, alpha, error, alphas)

@@ -360,6 +360,7 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
    ROW_GRID_MAX_K (BERT's FFN output layer: 4,096). */
 #define ROW_GRID_LEVELS 2047
 #define ROW_GRID_MAX_K 8260
+#define ROW_GRID_U8_LEVELS 127 /* W_S8R's grid: steps each side of its zero point */
 
 /* max |x[k] x in_scale[k]| over one row of K values (fp32 or bf16; K % 16 == 0; in_scale NULL: 1) */
 static inline float row_peak(const void *x, int x_kind, long K, const float *in_scale) {
@@ -389,17 +390,17 @@ static float row_grid(const void *x, int x_kind, long K, int16_t *out) {
 }
 
 /* One row of K values (fp32 or bf16; K % 16 == 0) times per-channel factors `in_scale` on its own
-   8-bit grid as uint8 at out: round(v x 127 / max|v|) + zero_point (128: the grid symmetric) for
-   v = x x in_scale, half to even; returns the step, max|v| / 127 (a row of zeros: all zero_point,
-   step 0). */
+   8-bit grid as uint8 at out: round(v x levels / max|v|) + zero_point (128: the grid symmetric) for
+   v = x x in_scale, half to even; returns the step, max|v| / levels (a row of zeros: all
+   zero_point, step 0). */
 static float row_grid_u8(const void *x, int x_kind, long K, const float *in_scale, int zero_point, uint8_t *out) {
     const float most = row_peak(x, x_kind, K, in_scale);
     if (!(most > 0)) { memset(out, zero_point, (size_t)K); return 0; }
-    const __m512 factor = _mm512_set1_ps(127.f / most);
+    const __m512 factor = _mm512_set1_ps((float)ROW_GRID_U8_LEVELS / most);
     const __m512i zp = _mm512_set1_epi32(zero_point);
     for (long k = 0; k < K; k += 16)
         _mm_storeu_si128((__m128i *)(out + k), to_u8(_mm512_mul_ps(load_float(x, k, x_kind), _mm512_loadu_ps(in_scale + k)), factor, zp));
-    return most / 127.f;
+    return most / (float)ROW_GRID_U8_LEVELS;
 }
 
 static __thread thread_buffer row_steps; /* a W_S16 or W_S8R call's grid step per input row */
