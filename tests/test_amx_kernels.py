@@ -312,6 +312,33 @@ def test_attention_runs_each_sequence_alone_close_to_float64(dim: int) -> None:
     np.testing.assert_array_equal(alone[0].float().numpy(), got[1].numpy())  # the same bits alone
 
 
+@needs_amx
+@pytest.mark.parametrize(("dim", "kind"), [(32, "bf16"), (64, "bf16"), (64, "int8")])
+def test_attention_reads_q_k_v_in_planes_per_head_with_the_row_layouts_bits(dim: int, kind: str) -> None:
+    """The encoder's Q|K|V layer writes a plane per part and head (qkv_layout): attention over it
+    gives the bits of the rows [tokens, 3 x hidden], sequence by sequence, whatever each is next to."""
+    heads, lens = 3, np.array([37, 0, 1, 130, 16], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    tokens, hidden = int(lens.sum()), heads * dim
+    rows = torch.from_numpy(np.random.default_rng(7).normal(0, 2, (tokens, 3 * hidden)).astype(np.float32)).bfloat16()
+    planes = rows.reshape(tokens, 3 * heads, dim).transpose(0, 1).contiguous()  # [3 x heads][tokens][dim]
+    lib = amx_kernels.library()
+    outs = []
+    for qkv, plane_rows in ((rows, 0), (planes, tokens)):
+        out = torch.full((tokens, hidden), 7.0, dtype=torch.bfloat16)
+        status = lib.pb_attention(
+            qkv.data_ptr(), starts.ctypes.data, lens.ctypes.data, len(lens), heads, dim, 0.125, out.data_ptr(),
+            amx_kernels.AS_BF16, None, 0, amx_kernels.ATTENTION_KINDS[kind], plane_rows,
+        )  # fmt: skip
+        assert status == 0
+        outs.append(out.float().numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.isfinite(outs[0]).all() and float(np.abs(outs[0]).max()) > 0
+    bad = lib.pb_attention(rows.data_ptr(), starts.ctypes.data, lens.ctypes.data, len(lens), heads, dim, 0.125,
+                           rows.data_ptr(), amx_kernels.AS_BF16, None, 0, 0, -1)  # fmt: skip
+    assert bad == 1  # a negative plane size is refused, nothing written
+
+
 def _grid(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """x on a symmetric int8 grid along ``axis`` (step max |x| / 127): (integers, steps)."""
     step = np.abs(x).max(axis=axis, keepdims=True) / 127

@@ -226,7 +226,7 @@ def loaded(tiles: str) -> ctypes.CDLL:
     p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     lib.pb_linear.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, i, p, i]
     lib.pb_linear.restype = i
-    lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i, i]
+    lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i, i, n]
     lib.pb_attention.restype = i
     lib.pb_add_layernorm.argtypes = [p, i, p, i, p, p, ctypes.c_float, n, n, p, i, p, i, p, i]
     lib.pb_add_layernorm.restype = i
@@ -525,7 +525,7 @@ class SequenceAttention:
         q_mul = 1.0 if self.q_scaled else float(np.float32(1) / np.sqrt(np.float32(dim)))  # as C's 1.f / sqrtf
         status = library().pb_attention(
             qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim, q_mul,
-            out.data_ptr(), kind, scale, zero, self.attention_kind,
+            out.data_ptr(), kind, scale, zero, self.attention_kind, 0,
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx attention kernel: status {status} for {len(self.lens)} sequences of {heads}x{dim}")

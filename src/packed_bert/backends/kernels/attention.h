@@ -128,7 +128,8 @@ static inline __attribute__((always_inline)) void pv_pair(const softmax_weight *
    2026-12-06: 2-4% less, K and V loaded once a pair). */
 static inline __attribute__((always_inline)) int attend_one(const uint16_t *base, long stride, long k_off, long v_off,
                                                             long n, int dim, float scale, void *out, long out_stride,
-                                                            int out_kind, const float *q_scale, int q_zp, int kind) {
+                                                            int out_kind, const float *q_scale, int q_zp, int kind,
+                                                            const uint16_t *ahead, long ahead_n) {
     const int qk8 = kind != ATT_BF16, pv8 = kind == ATT_INT8;
     long n16 = (n + 15) / 16 * 16, n32 = (n + 31) / 32 * 32, n64 = (n + 63) / 64 * 64;
     int dw = dim / 2; /* 32-bit words (bf16 pairs) per row */
@@ -200,7 +201,14 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
     COMPILER_BARRIER(); /* Q, K and V packed before the tiles load them */
     if (qk8) scores_pair_int8(ops, 0, blocks > 1, blocks, s[0], NULL);
     else scores_pair(&q, kp, 0, blocks > 1, dim, blocks, s[0], NULL);
+    const long ahead_step = (ahead_n + pairs) / (pairs + 1); /* the next head's rows prefetched a step */
     for (long b = 0; b <= pairs; b++) { /* step b: pair b's softmax, pair b + 1's scores, pair b - 1's P V */
+        for (long r = b * ahead_step; r < (b + 1) * ahead_step && r < ahead_n; r++)
+            for (int d = 0; d < dim; d += 32) {
+                _mm_prefetch((const char *)(ahead + r * stride + d), _MM_HINT_T1);
+                _mm_prefetch((const char *)(ahead + r * stride + k_off + d), _MM_HINT_T1);
+                _mm_prefetch((const char *)(ahead + r * stride + v_off + d), _MM_HINT_T1);
+            }
         COMPILER_BARRIER(); /* pair b - 1's weights written before the tiles load them */
         long rows = b < pairs ? (n - b * 32 < 32 ? n - b * 32 : 32) : 0;
         int next_two = 2 * (b + 1) + 1 < blocks, last_two = b > 0 && 2 * (b - 1) + 1 < blocks;
@@ -237,42 +245,75 @@ static inline __attribute__((always_inline)) int attend_one(const uint16_t *base
     return 0;
 }
 
-/* attend_one with the attention's kind a constant in each copy */
-static inline __attribute__((always_inline)) int attend_kind(const uint16_t *base, long stride, long hidden, long n, int dim,
-                                                             float scale, void *o, int out_kind, const float *qs, int q_zp,
-                                                             int kind) {
-    if (kind == ATT_INT8) return attend_one(base, stride, hidden, 2 * hidden, n, dim, scale, o, hidden, out_kind, qs, q_zp, ATT_INT8);
+/* attend_one with the attention's kind a constant in each copy (Q|K|V rows `stride` apart, K
+   `k_off` after Q, V twice that; output rows heads x dim = o_stride apart) */
+static inline __attribute__((always_inline)) int attend_kind(const uint16_t *base, long stride, long k_off, long n, int dim,
+                                                             float scale, void *o, long o_stride, int out_kind,
+                                                             const float *qs, int q_zp, int kind, const uint16_t *ahead,
+                                                             long ahead_n) {
+    if (kind == ATT_INT8)
+        return attend_one(base, stride, k_off, 2 * k_off, n, dim, scale, o, o_stride, out_kind, qs, q_zp, ATT_INT8, ahead, ahead_n);
     if (kind == ATT_INT8_SCORES)
-        return attend_one(base, stride, hidden, 2 * hidden, n, dim, scale, o, hidden, out_kind, qs, q_zp, ATT_INT8_SCORES);
-    return attend_one(base, stride, hidden, 2 * hidden, n, dim, scale, o, hidden, out_kind, qs, q_zp, ATT_BF16);
+        return attend_one(base, stride, k_off, 2 * k_off, n, dim, scale, o, o_stride, out_kind, qs, q_zp, ATT_INT8_SCORES, ahead,
+                          ahead_n);
+    return attend_one(base, stride, k_off, 2 * k_off, n, dim, scale, o, o_stride, out_kind, qs, q_zp, ATT_BF16, ahead, ahead_n);
 }
 
-/* Head h of sequence i, as pb_attention lays them out */
-static int attend_head(const uint16_t *qkv, const long *starts, const long *lens, long i, long h, int heads, int dim,
-                       float scale, void *out, int out_kind, const float *q_scale, int q_zp, int kind) {
-    long hidden = (long)heads * dim, stride = 3 * hidden;
-    size_t at = (size_t)starts[i] * hidden + h * dim;
-    const uint16_t *base = qkv + starts[i] * stride + h * dim;
+/* Where Q|K|V lie: rows of 3 x heads x dim values (plane_rows 0), or one plane of plane_rows rows
+   of dim values per part and head (Q of heads 0 .. heads - 1, then K's, then V's) */
+typedef struct {
+    const uint16_t *qkv;
+    const long *starts, *lens;
+    int heads, dim;
+    long plane_rows;
+} qkv_layout;
+
+/* The first row of head h of sequence i in `l`, the values from one row to the next (stride), and
+   from a row of Q to its row of K (k_off; V twice that) */
+static inline const uint16_t *head_rows(const qkv_layout *l, long i, long h, long *stride, long *k_off) {
+    const long hidden = (long)l->heads * l->dim;
+    if (l->plane_rows) {
+        *stride = l->dim, *k_off = hidden * l->plane_rows;
+        return l->qkv + (h * l->plane_rows + l->starts[i]) * l->dim;
+    }
+    *stride = 3 * hidden, *k_off = hidden;
+    return l->qkv + l->starts[i] * 3 * hidden + h * l->dim;
+}
+
+/* Head h of sequence i; the rows of job `ahead` (sequence ahead / heads, head ahead % heads; -1:
+   none) prefetched into L2 meanwhile */
+static int attend_head(const qkv_layout *l, long i, long h, float scale, void *out, int out_kind, const float *q_scale,
+                       int q_zp, int kind, long ahead) {
+    const int heads = l->heads, dim = l->dim;
+    long hidden = (long)heads * dim, stride, k_off;
+    size_t at = (size_t)l->starts[i] * hidden + h * dim;
+    const uint16_t *base = head_rows(l, i, h, &stride, &k_off);
+    const uint16_t *next = ahead < 0 ? NULL : head_rows(l, ahead / heads, ahead % heads, &stride, &k_off);
+    const long next_n = ahead < 0 ? 0 : l->lens[ahead / heads];
     void *o = out_kind == AS_U8 ? (void *)((uint8_t *)out + at) : (void *)((uint16_t *)out + at);
     const float *qs = q_scale ? q_scale + h * dim : NULL;
     /* the head dimension a constant in each copy: its branches leave the tile loops (attention
        2-4% faster, 2026-12-06) */
-    if (dim == 64) return attend_kind(base, stride, hidden, lens[i], 64, scale, o, out_kind, qs, q_zp, kind);
-    return attend_kind(base, stride, hidden, lens[i], 32, scale, o, out_kind, qs, q_zp, kind);
+    if (dim == 64) return attend_kind(base, stride, k_off, l->lens[i], 64, scale, o, hidden, out_kind, qs, q_zp, kind, next, next_n);
+    return attend_kind(base, stride, k_off, l->lens[i], 32, scale, o, hidden, out_kind, qs, q_zp, kind, next, next_n);
 }
 
 #define FLUSH_DENORMALS 0x8040 /* MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6) */
 
-/* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each);
-   sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
+/* Attention per sequence: qkv [T, 3 * heads * dim] bf16 (Q | K | V, head-major within each), or
+   with plane_rows > 0 (at least T) [3 * heads][plane_rows][dim] (qkv_layout: each head's rows of
+   Q, K and V contiguous, which the caches' prefetchers follow; the encoder's Q|K|V layer writes
+   them so); sequence i holds tokens starts[i] .. starts[i] + lens[i]; scores are (Q x scale) K^T; out [T,
    heads * dim] (bf16, or uint8 on the grid q_scale / q_zp: AS_U8) gets each sequence's rows (the
    others are left as they are). dim 32 or 64, lens <= 512. `kind`: ATT_BF16, ATT_INT8 (both
    products in int8) or ATT_INT8_SCORES (Q K^T alone; attention_int8.h). Returns 0, 1 for
    arguments it does not take, 2 where a thread's buffer for int8 could not be allocated. */
 int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long count, int heads, int dim, float scale,
-                 void *out, int out_kind, const float *q_scale, int q_zp, int kind) {
+                 void *out, int out_kind, const float *q_scale, int q_zp, int kind, long plane_rows) {
     if ((dim != 32 && dim != 64) || kind < ATT_BF16 || kind > ATT_INT8_SCORES) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
+    if (plane_rows < 0) return 1;
+    const qkv_layout layout = {qkv, starts, lens, heads, dim, plane_rows};
     chunk_runs runs = {{0}, 0, 0};
     int failed = 0;
 #pragma omp parallel
@@ -285,26 +326,27 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         const unsigned fp_mode = _mm_getcsr();
         _mm_setcsr(fp_mode | FLUSH_DENORMALS);
         configure_tiles();
-        int threads = omp_get_num_threads();
-        if (count == 1 && threads <= MAX_RUNS) {
-            /* one sequence: each thread takes its own run of heads, then the last heads of a run
-               another thread has not reached (chunk_runs) */
-            share_chunks(&runs, heads);
+        /* jobs (sequence job / heads, head job % heads) in one run per thread, taken in order, the
+           next one claimed before the current one runs so that its rows of Q, K and V come into L2
+           meanwhile (a row of a head is two cache lines 6 KiB from the next: the caches' own
+           prefetchers miss them); a thread done with its run takes the last jobs of another's */
+        if (omp_get_num_threads() <= MAX_RUNS) {
+            share_chunks(&runs, count * heads);
             const int t = omp_get_thread_num();
-            for (long h = next_chunk(&runs, t, 1); h >= 0 && lens[0] > 0; h = next_chunk(&runs, t, 1))
-                if (attend_head(qkv, starts, lens, 0, h, heads, dim, scale, out, out_kind, q_scale, q_zp, kind)) {
+            for (long job = next_chunk(&runs, t, 1), ahead; job >= 0; job = ahead >= 0 ? ahead : next_chunk(&runs, t, 1)) {
+                ahead = next_chunk(&runs, t, 0);
+                if (lens[job / heads] > 0 && attend_head(&layout, job / heads, job % heads, scale, out, out_kind, q_scale,
+                                                          q_zp, kind, ahead))
 #pragma omp atomic write
                     failed = 2;
-                }
-        } else {
-            /* more: heads one at a time to whichever thread is free */
+            }
+        } else { /* more threads than runs: one job at a time to whichever thread is free */
 #pragma omp for schedule(dynamic, 1)
             for (long job = 0; job < count * heads; job++)
-                if (lens[job / heads] > 0)
-                    if (attend_head(qkv, starts, lens, job / heads, job % heads, heads, dim, scale, out, out_kind, q_scale, q_zp, kind)) {
+                if (lens[job / heads] > 0 && attend_head(&layout, job / heads, job % heads, scale, out, out_kind, q_scale,
+                                                          q_zp, kind, -1))
 #pragma omp atomic write
-                        failed = 2;
-                    }
+                    failed = 2;
         }
         _tile_release();
         _mm_setcsr(fp_mode);

@@ -36,7 +36,14 @@ static int dense_call(const pb_dense *d, const void *x, int x_kind, long x_strid
                       long out_stride, const pb_dense *feeds) {
     return linear(x, x_kind, x_stride, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
                   d->col_scale, d->bias, d->gelu, out, out_kind, out_stride, feeds ? u8_scale(feeds) : NULL,
-                  feeds ? feeds->zero_point : 0);
+                  feeds ? feeds->zero_point : 0, 0, 0);
+}
+
+/* the Q|K|V layer `d` on input x (rows H elements apart) into qkv_layout's planes: [3 x heads][M][dim]
+   bf16 */
+static int qkv_call(const pb_dense *d, const void *x, int x_kind, long H, long M, uint16_t *qkv, int dim) {
+    return linear(x, x_kind, H, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp, d->col_scale,
+                  d->bias, d->gelu, qkv, AS_BF16, dim, NULL, 0, dim, M * dim);
 }
 
 /* elements from one row of the FFN's inner tile input to the next (pb_tile_row_bytes) */
@@ -62,8 +69,8 @@ double pb_phase_seconds[PHASE_COUNT];
    state from the caches). hidden [M, H] holds the input and gets the output, in residual_kind
    (fp32 or bf16: the residual stream's; bf16 rows padded to whole blocks of BLOCK_M, since a bf16
    first Q|K|V layer reads them in place); the rest are work buffers: other [M, H] in
-   residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value), qkv [M, 3H]
-   bf16, dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
+   residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value), qkv [3 x heads, M, dim]
+   bf16 (qkv_layout's planes), dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
    pb_tile_row_bytes apart.
    Sequences as pb_attention takes them, every token in one (AmxEncoder leaves out the positions
    outside them); `attention` as pb_attention's `kind`. */
@@ -77,12 +84,12 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         const pb_layer *L = layers + l;
         const pb_dense *next = l + 1 < count ? &layers[l + 1].qkv : NULL;
         int att_kind = ready_kind(&L->o);
-        const long ld = inter_stride(L), N3 = 3 * H;
-        PHASE(0, status = l == 0 ? dense_call(&L->qkv, hidden, residual_kind, H, M, qkv, AS_BF16, N3, NULL)
-                        : dense_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, AS_BF16, N3, NULL));
+        const long ld = inter_stride(L);
+        PHASE(0, status = l == 0 ? qkv_call(&L->qkv, hidden, residual_kind, H, M, qkv, dim)
+                        : qkv_call(&L->qkv, tile_h, ready_kind(&L->qkv), H, M, qkv, dim));
         if (status) break;
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point,
-                                           attention));
+                                           attention, M));
         PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
         PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
                                                         L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),

@@ -41,6 +41,7 @@ typedef struct { /* a finished block of sums waiting for its epilogue */
     long m, n0, rows; /* rows == 0: none */
     uint8_t *stage;   /* uint8 results gathered here (rows CHUNK_LARGE_MAX_N apart, from column stage_n0) */
     long stage_n0, flush_width; /* flush_width > 0: the block completes its stage, that many columns wide */
+    size_t col_at; /* where the block's first column goes in an output row (epilogue_args' planes) */
 } block_out;
 
 /* What a finished block's epilogue reads besides its sums; GELU, the output's kind and whether it
@@ -53,7 +54,14 @@ typedef struct {
     int out_zero_point;
     long out_stride; /* elements from one output row to the next */
     const float *row_step; /* W_S16, W_S8R: each input row's grid step (row_grid, row_grid_u8) */
+    long plane_cols, plane_stride; /* > 0: columns in planes of plane_cols, plane_stride elements
+                                      apart (column n at plane n / plane_cols, n % plane_cols) */
 } epilogue_args;
+
+/* where column n (a block's first: a plane holds whole blocks) goes in an output row */
+static inline size_t column_at(const epilogue_args *e, long n) {
+    return e->plane_cols ? (size_t)(n / e->plane_cols) * e->plane_stride + n % e->plane_cols : (size_t)n;
+}
 
 /* A finished block's column constants: its int32 sums' zero-point corrections (W_S8) and scales
    (fp32 sums, W_BF16: none), its bias, and the next layer's uint8 grid (kind AS_U8) */
@@ -95,7 +103,7 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
                  grid1 = c->grid1;
     for (long i = r0; i < r1; i++) {
         const int32_t *acc = b->acc + i * BLOCK_N;
-        size_t o = (size_t)(b->m + i) * e->out_stride + n;
+        size_t o = (size_t)(b->m + i) * e->out_stride + b->col_at;
         __m512 y0, y1;
         if (w_kind == W_BF16) {
             y0 = _mm512_add_ps(_mm512_load_ps((const float *)acc), bias0);
@@ -329,7 +337,7 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                     if (!one_tile) { TILE_STORED(2, c + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, c + 16 * BLOCK_N + 16, BLOCK_N * 4); }
                     prev = (block_out){c, m, p * BLOCK_N, M - m < BLOCK_M ? M - m : BLOCK_M,
                                        stage_u8 ? stages[(m / BLOCK_M) & 1] : NULL, c0 * BLOCK_N,
-                                       stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0};
+                                       stage_u8 && p == c1 - 1 ? (c1 - c0) * BLOCK_N : 0, column_at(&e, p * BLOCK_N)};
                     half ^= 1;
                 }
             }
@@ -422,20 +430,26 @@ static __thread thread_buffer row_steps; /* a W_S16 or W_S8R call's grid step pe
    rows (rows past M are never stored); any other is converted first (its rows pb_tile_row_bytes
    apart). The row blocks of one call are independent, so a row's result does not depend on the
    other rows. x_stride and out_stride: elements from one row of x, and of out, to the next (K
-   and N in pb_linear).
+   and N in pb_linear). plane_cols > 0 (a multiple of BLOCK_N dividing N; fp32 or bf16 out): out
+   in planes of plane_cols columns, plane_stride elements apart, each row of a plane out_stride
+   elements after the one before (the encoder's Q|K|V, a plane per part and head); 0: none.
    Threads split the columns: where chunks are small and many they are handed out as chunk_runs,
    else each thread keeps a fixed share. Split into K slices, a thread always keeps its share: its
    partial sums wait in its own buffer for the next slice. */
 static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
                   const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
-                  int out_zero_point) {
+                  int out_zero_point, long plane_cols, long plane_stride) {
     /* ready: the input kind the tiles read in place (none for W_S16: no producer writes its grid) */
     const int wide = w_kind == W_BF16 || w_kind == W_S16, ready = w_kind == W_S8 ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
     const int row_scaled = w_kind == W_S16 || w_kind == W_S8R;
     const long row_bytes = K * (wide ? 2 : 1);
     if (w_kind < W_S8 || w_kind > W_S8R || (w_kind == W_S16 && (PB_TILES == 1 || K > ROW_GRID_MAX_K))) return 1; /* no int16 tiles */
-    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || ((wide || row_scaled) && x_kind == AS_U8) || x_stride < K || out_stride < N)
+    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || ((wide || row_scaled) && x_kind == AS_U8) || x_stride < K)
+        return 1;
+    if (plane_cols ? plane_cols < 0 || plane_cols % BLOCK_N || N % plane_cols || out_kind == AS_U8 || out_stride < plane_cols ||
+                         plane_stride < M * out_stride
+                   : out_stride < N)
         return 1;
     long m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
     /* lda: bytes from one row of the tile input to the next */
@@ -447,9 +461,9 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
     chunk_runs shared = {{0}, 0, 0};
     /* an output larger than the caches keep is written around them: no line is read before it
        is overwritten, and the weights and input keep their place in L2 */
-    const int stream = out_kind != AS_U8 && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
+    const int stream = out_kind != AS_U8 && !plane_cols && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
     const linear_job job = {q, packed, M, m_pad, lda, row_bytes, k_blocks, pairs, N, &shared,
-                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride, row_step}};
+                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride, row_step, plane_cols, plane_stride}};
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -493,5 +507,5 @@ int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, 
               const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
               const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
     return linear(x, x_kind, K, M, K, in_scale, zero_point, packed, w_kind, N, colsum_zp, col_scale, bias, gelu, out,
-                  out_kind, N, out_scale, out_zero_point);
+                  out_kind, N, out_scale, out_zero_point, 0, 0);
 }
