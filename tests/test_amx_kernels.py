@@ -110,22 +110,6 @@ def test_int8_layer_is_the_integer_product_of_its_quantized_input(gelu: bool) ->
 
 
 @needs_amx
-@pytest.mark.parametrize("rows", [40, 700])
-def test_rows_longer_than_an_l1_slice_go_through_k_in_slices_with_the_integer_product(rows: int) -> None:
-    """K = 4,096 (the FFN output layer): 700 rows outgrow L2, so each thread's chunks are several
-    column pairs wide and a row block goes through one in K slices of ROW_SLICE_BYTES, its sums kept
-    between them; 40 rows stay in L2, a pair a chunk, without slices."""
-    rng = np.random.default_rng(11)
-    layer, parts = _layer(rng, 4096, 1024)  # 1,024 columns: too many partial sums for K slices over all rows
-    parts["in_scale"] = parts["in_scale"] / 8  # GELU-like inputs on the grid without clipping most of them
-    layer = AmxLinearWeights(**parts)
-    x = np.abs(rng.standard_normal((rows, 4096)).astype(np.float32)) * 1.5
-    got = layer(torch.from_numpy(x), torch.float32).numpy()
-    np.testing.assert_allclose(got, _reference(x, parts), rtol=1e-5, atol=1e-4)
-    np.testing.assert_array_equal(layer(torch.from_numpy(x[:1]), torch.float32).numpy(), got[:1])
-
-
-@needs_amx
 def test_gelu_onto_a_uint8_grid_rounds_the_erf_form_but_within_3e_6_of_a_step_boundary() -> None:
     """Where the FFN input layer writes the next layer's uint8 input, GELU is the cheaper cubic per
     interval (|error| <= 3e-6): a result moves to the neighbouring step only when the exact one lies

@@ -35,12 +35,6 @@
 #ifndef PARTIAL_MAX
 #define PARTIAL_MAX (768 * 1024)   /* ... and a thread's partial sums (fp32 / int32) do not */
 #endif
-#ifndef ROW_SLICE_BYTES
-#define ROW_SLICE_BYTES 512        /* K bytes of a row block's slice that stays in L1 (see linear_columns) ... */
-#endif
-#ifndef ROW_SLICE_ABOVE
-#define ROW_SLICE_ABOVE 1024       /* ... where its rows are longer than this */
-#endif
 
 typedef struct { /* a finished block of sums waiting for its epilogue */
     const int32_t *acc;
@@ -162,7 +156,6 @@ static void flush_stage(const block_out *b, uint8_t *out, long stride) {
 #if PB_TILES == 3
 static __thread thread_buffer widened_rows; /* a row block of bf16 input as fp32 (linear_columns) */
 #endif
-static __thread thread_buffer row_partials; /* a row block's sums over a chunk between its K slices */
 
 /* A walk over the weights of pairs of column tiles in one K slice, a cache line at a time: per
    pair the first tile's run of the slice, then the second's (one contiguous run without slices) */
@@ -243,7 +236,7 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
     const int claims = slices == 1 && input_bytes <= SMALL_INPUT && threads <= MAX_RUNS; /* the same on every thread */
     int32_t *partial = slices > 1 ? grown(&partials, partial_bytes) : NULL;
     if (!partial) slices = 1;
-    const long slice_kb = k_blocks / slices;
+    const long slice_kb = k_blocks / slices, step_rows = (BLOCK_M + slice_kb - 1) / slice_kb;
     /* Chunks of columns whose weights stay in L2 while every row block passes; while one chunk
        computes, the next one's weights are prefetched into L2, spread over its K steps (one
        sample's rows read the weights from memory once, so this hides most of that read). */
@@ -261,20 +254,6 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
        in two stages (the previous row block's finishes meanwhile), and streamed in whole lines */
     int stage_u8 = kind == AS_U8 && (size_t)M * N > STREAM_OUTPUT && chunk * BLOCK_N <= CHUNK_LARGE_MAX_N;
     uint8_t stages[2][BLOCK_M * CHUNK_LARGE_MAX_N] __attribute__((aligned(64)));
-    /* Where a row block's rows are longer than ROW_SLICE_ABOVE (the FFN output layer's 4,096) and
-       its chunk has more than one column pair, the row block goes through the chunk in K slices of
-       ROW_SLICE_BYTES: the tiles read each slice of it from L1 for every column pair, where the
-       whole row block (128 KiB) came from L2 as often, and L2 fed the tiles both operands (an
-       Offline batch's FFN output layers 6-8% faster against the FFN input's, 2026-12-07). The
-       pairs' sums wait in row_partials between slices (AMX tiles only; the same sums in the same
-       order: the same bits). */
-    long row_slices = PB_TILES == 1 && slices == 1 && chunk > 1 && j->row_bytes > ROW_SLICE_ABOVE &&
-                              j->row_bytes % ROW_SLICE_BYTES == 0
-                          ? j->row_bytes / ROW_SLICE_BYTES
-                          : 1;
-    int32_t *row_partial = row_slices > 1 ? grown(&row_partials, (size_t)chunk * BLOCK_M * BLOCK_N * 4) : NULL;
-    if (!row_partial) row_slices = 1;
-    const long row_kb = slice_kb / row_slices, step_rows = (BLOCK_M + row_kb - 1) / row_kb; /* K steps of one pass */
     if (claims) share_chunks(shared_runs, (pairs + chunk - 1) / chunk);
     /* this thread's chunks: claimed as it starts the one before (so that one's weights can be
        prefetched meanwhile), or its fixed share in order */
@@ -303,16 +282,10 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                 float *wide = w_kind == W_BF16 ? grown(&widened_rows, (size_t)BLOCK_M * wide_lda * sizeof(float)) : NULL;
                 if (wide) widen_bf16_rows(a, lda, one_tile ? 16 : BLOCK_M, slice_kb * 32, wide, wide_lda);
 #endif
-                for (long rs = 0; rs < row_slices; rs++) /* (one pass but where row_slices says) */
                 for (long p = c0; p < c1; p++) {
                     const int8_t *b0 = (const int8_t *)weights + p * pair_bytes + kb0 * 1024;
                     const int8_t *b1 = b0 + (size_t)k_blocks * 1024;
-                    /* where the sums wait for the next slice: the row block's pass (row_slices), or K's */
-                    int32_t *part = rs + 1 < row_slices ? row_partial + (p - c0) * BLOCK_M * BLOCK_N
-                                    : partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
-                    const int32_t *resumed = rs > 0 ? row_partial + (p - c0) * BLOCK_M * BLOCK_N : part;
-                    const int fresh = slice == 0 && rs == 0, done = last && rs + 1 == row_slices; /* the block's first, last pass */
-                    const long kr = rs * row_kb; /* its first K step in the slice */
+                    int32_t *part = partial ? partial + ((m / BLOCK_M) * (p_end - p_begin) + (p - p_begin)) * BLOCK_M * BLOCK_N : NULL;
 #if PB_TILES != 1 /* soft tiles: the whole K loop with its sums in registers, then the epilogue */
                     const epilogue_consts pc = block_consts(&e, prev.n0, kind, w_kind);
 #if PB_TILES == 3
@@ -324,18 +297,18 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                     (w_kind == W_BF16 ? soft_block_bf16 : w_kind == W_S16 ? soft_block_s16 : soft_block_u8)(
                         (const uint8_t *)a, lda, (const uint8_t *)b0, (const uint8_t *)b1, 1024, slice_kb * 16, one_tile,
                         slice == 0 ? NULL : part);
-                    if (done) epilogue_block(&e, &prev, &pc, 0, row_kb * step_rows, gelu, kind, stream, w_kind);
-                    prefetch_lines(&next, lines_per_step * row_kb);
+                    if (last) epilogue_block(&e, &prev, &pc, 0, slice_kb * step_rows, gelu, kind, stream, w_kind);
+                    prefetch_lines(&next, lines_per_step * slice_kb);
 #else
-                    if (fresh) {
+                    if (slice == 0) {
                         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                     } else {
-                        _tile_loadd(0, resumed, BLOCK_N * 4); _tile_loadd(1, resumed + 16, BLOCK_N * 4);
-                        _tile_loadd(2, resumed + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, resumed + 16 * BLOCK_N + 16, BLOCK_N * 4);
+                        _tile_loadd(0, part, BLOCK_N * 4); _tile_loadd(1, part + 16, BLOCK_N * 4);
+                        _tile_loadd(2, part + 16 * BLOCK_N, BLOCK_N * 4); _tile_loadd(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
                     }
                     /* the finished block's column constants, once for its whole epilogue */
                     const epilogue_consts pc = block_consts(&e, prev.n0, kind, w_kind);
-                    for (long kb = kr; kb < kr + row_kb; kb++) {
+                    for (long kb = 0; kb < slice_kb; kb++) {
                         _tile_loadd(4, a + kb * TILE_K, lda);
                         if (!one_tile) _tile_loadd(5, a + 16 * lda + kb * TILE_K, lda);
                         /* the weights stream (from L2, not kept in L1), so the row block's input stays in L1 */
@@ -348,17 +321,16 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
                             _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
                             if (!one_tile) { _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7); }
                         }
-                        if (done)
-                            epilogue_block(&e, &prev, &pc, (kb - kr) * step_rows, (kb - kr + 1) * step_rows, gelu, kind, stream, w_kind);
+                        if (last) epilogue_block(&e, &prev, &pc, kb * step_rows, (kb + 1) * step_rows, gelu, kind, stream, w_kind);
                         prefetch_lines(&next, lines_per_step);
                     }
 #endif
-                    if (!done) { /* the partial sums wait for the next slice */
+                    if (!last) { /* the partial sums wait for the next slice */
                         TILE_STORED(0, part, BLOCK_N * 4); TILE_STORED(1, part + 16, BLOCK_N * 4);
                         TILE_STORED(2, part + 16 * BLOCK_N, BLOCK_N * 4); TILE_STORED(3, part + 16 * BLOCK_N + 16, BLOCK_N * 4);
                         continue;
                     }
-                    epilogue_block(&e, &prev, &pc, row_kb * step_rows, BLOCK_M, gelu, kind, stream, w_kind);
+                    epilogue_block(&e, &prev, &pc, slice_kb * step_rows, BLOCK_M, gelu, kind, stream, w_kind);
                     if (prev.flush_width) flush_stage(&prev, out, out_stride);
                     int32_t *c = acc[half];
                     TILE_STORED(0, c, BLOCK_N * 4); TILE_STORED(1, c + 16, BLOCK_N * 4);
