@@ -328,8 +328,9 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         configure_tiles();
         /* jobs (sequence job / heads, head job % heads) in one run per thread, taken in order, the
            next one claimed before the current one runs so that its rows of Q, K and V come into L2
-           meanwhile (a row of a head is two cache lines 6 KiB from the next: the caches' own
-           prefetchers miss them); a thread done with its run takes the last jobs of another's */
+           meanwhile (in the row layout a head's row is two cache lines 6 KiB from the next, which
+           the caches' own prefetchers miss; in planes the rows are contiguous, read from L3 all
+           the same); a thread done with its run takes the last jobs of another's */
         if (omp_get_num_threads() <= MAX_RUNS) {
             share_chunks(&runs, count * heads);
             const int t = omp_get_thread_num();
