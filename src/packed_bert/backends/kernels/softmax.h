@@ -154,16 +154,11 @@ static inline void softmax_until(softmax_work *w, long until) {
                 if (k1 == 0xffff) { /* 32 keys: no masks */
                     e0 = exp2_neg_softmax(_mm512_fmsub_ps(_mm512_loadu_ps(row), log2e, w->mx[r]));
                     e1 = exp2_neg_softmax(_mm512_fmsub_ps(_mm512_loadu_ps(row + 16), log2e, w->mx[r]));
-                    w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
-                } else if (k1 == 0) { /* keys in the first 16 alone: e1 is 0, and e0 + 0 is e0 */
+                } else { /* the last keys; none in the second 16: no exp there */
                     e0 = _mm512_maskz_mov_ps(k0, softmax_exp(row, k0, log2e, w->mx[r]));
-                    e1 = _mm512_setzero_ps();
-                    w->sum[r] = _mm512_add_ps(w->sum[r], e0);
-                } else {
-                    e0 = _mm512_maskz_mov_ps(k0, softmax_exp(row, k0, log2e, w->mx[r]));
-                    e1 = _mm512_maskz_mov_ps(k1, softmax_exp(row + 16, k1, log2e, w->mx[r]));
-                    w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
+                    e1 = k1 ? _mm512_maskz_mov_ps(k1, softmax_exp(row + 16, k1, log2e, w->mx[r])) : _mm512_setzero_ps();
                 }
+                w->sum[r] = _mm512_add_ps(w->sum[r], _mm512_add_ps(e0, e1));
 #if PB_TILES == 3
                 _mm512_storeu_ps(w->p + (r0 + r) * n32 + j, bf16_rounded(e0));
                 _mm512_storeu_ps(w->p + (r0 + r) * n32 + j + 16, bf16_rounded(e1));
