@@ -114,6 +114,21 @@ def test_both_soft_tile_builds_give_the_int12_layer_the_same_bits(monkeypatch: p
     assert float(np.abs(outs[0]).max()) > 0
 
 
+def _int8_rows_reference(x: torch.Tensor, w: np.ndarray, bias: np.ndarray, smooth: np.ndarray) -> np.ndarray:
+    """kernels/linear.h's W_S8R arithmetic in float64 from its grids: each row of x / smooth (in
+    float32) on its own 8-bit grid as row_grid_u8 rounds it, the weight's int8 grid per column, the
+    exact sums times both steps."""
+    v = (x.float().numpy() * (np.float32(1) / smooth)).astype(np.float32)  # the kernel's per-channel factors
+    top = np.abs(v).max(axis=1)
+    factor = np.where(top > 0, np.float32(127) / np.where(top > 0, top, np.float32(1)), np.float32(0)).astype(
+        np.float32
+    )
+    q = np.clip(np.rint(v * factor[:, None]), -127, 127)
+    wq, scale = quantize_weight(w * smooth[:, None])
+    step = (top / np.float32(127)).astype(np.float32).astype(np.float64)
+    return (q @ wq.astype(np.float64)) * scale.astype(np.float64) * step[:, None] + bias
+
+
 def test_int8_rows_layer_is_its_grids_integer_product_on_every_build(kernel_tiles: str) -> None:
     rng = np.random.default_rng(8)
     k, n, rows = 256, 64, 45
@@ -124,19 +139,34 @@ def test_int8_rows_layer_is_its_grids_integer_product_on_every_build(kernel_tile
     x[4] = 0  # a row of zeros: step 0, the bias alone
     x = x.to(torch.bfloat16)
     got = AmxLinearWeights.int8_rows(w, bias, smooth)(x, torch.float32).double().numpy()
-    v = (x.float().numpy() * (np.float32(1) / smooth)).astype(np.float32)  # the kernel's per-channel factors
-    top = np.abs(v).max(axis=1)
-    factor = np.where(top > 0, np.float32(127) / np.where(top > 0, top, np.float32(1)), np.float32(0)).astype(
-        np.float32
-    )
-    q = np.clip(np.rint(v * factor[:, None]), -127, 127)
-    wq, scale = quantize_weight(w * smooth[:, None])
-    step = (top / np.float32(127)).astype(np.float32).astype(np.float64)
-    want = (q @ wq.astype(np.float64)) * scale.astype(np.float64) * step[:, None] + bias
+    want = _int8_rows_reference(x, w, bias, smooth)
     assert float(np.abs(got - want).max()) <= 4 * 2**-24 * float(np.abs(want).max())
     np.testing.assert_array_equal(got[4], bias.astype(np.float64))
     alone = AmxLinearWeights.int8_rows(w, bias, smooth)(x[20:23].contiguous(), torch.float32).double().numpy()
     np.testing.assert_array_equal(alone, got[20:23])
+
+
+def test_a_large_inputs_rows_keep_their_own_bits_on_the_offline_batch_path(kernel_tiles: str) -> None:
+    """An input past L2 (2 MB here; an Offline batch's GELU output is 21 MB) whose partial sums
+    would outgrow it too: no K slices, no claimed chunks, each thread its fixed share of the
+    columns with every row block passing each chunk (linear.h's path for a 16-sample batch's FFN
+    output layer). A row's bits are its own there as in a small call, down to the last row
+    block's part (1,037 rows), a row of zeros and a row of one large value."""
+    rng = np.random.default_rng(12)
+    k, n, rows = 2048, 384, 1037
+    w = (rng.standard_normal((k, n)) * 0.03).astype(np.float32)
+    bias, smooth = rng.standard_normal(n).astype(np.float32), rng.uniform(0.5, 2.0, k).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((rows, k)).astype(np.float32) * rng.uniform(0.1, 30, (rows, 1)))
+    x[600] = 0
+    x[1036, 5] = 900.0
+    x = x.to(torch.bfloat16)
+    layer = AmxLinearWeights.int8_rows(w, bias, smooth)
+    got = layer(x, torch.float32).double().numpy()
+    want = _int8_rows_reference(x, w, bias, smooth)
+    assert float(np.abs(got - want).max()) <= 4 * 2**-24 * float(np.abs(want).max())
+    for part in (slice(0, 40), slice(590, 610), slice(1000, 1037)):
+        np.testing.assert_array_equal(layer(x[part].contiguous(), torch.float32).double().numpy(), got[part])
+    np.testing.assert_array_equal(got[600], bias.astype(np.float64))
 
 
 @pytest.mark.skipif(
