@@ -260,24 +260,26 @@ static inline __attribute__((always_inline)) int attend_kind(const uint16_t *bas
 }
 
 /* Where Q|K|V lie: rows of 3 x heads x dim values (plane_rows 0), or one plane of plane_rows rows
-   of dim values per part and head (Q of heads 0 .. heads - 1, then K's, then V's) */
+   of dim values per part and head (Q of heads 0 .. heads - 1, then K's, then V's); stride: values
+   from one row of a head to the next, k_off: from a row of Q to its row of K (V twice that) */
 typedef struct {
     const uint16_t *qkv;
     const long *starts, *lens;
     int heads, dim;
-    long plane_rows;
+    long plane_rows, stride, k_off;
 } qkv_layout;
 
-/* The first row of head h of sequence i in `l`, the values from one row to the next (stride), and
-   from a row of Q to its row of K (k_off; V twice that) */
-static inline const uint16_t *head_rows(const qkv_layout *l, long i, long h, long *stride, long *k_off) {
-    const long hidden = (long)l->heads * l->dim;
-    if (l->plane_rows) {
-        *stride = l->dim, *k_off = hidden * l->plane_rows;
-        return l->qkv + (h * l->plane_rows + l->starts[i]) * l->dim;
-    }
-    *stride = 3 * hidden, *k_off = hidden;
-    return l->qkv + l->starts[i] * 3 * hidden + h * l->dim;
+static inline qkv_layout layout_of(const uint16_t *qkv, const long *starts, const long *lens, int heads, int dim,
+                                   long plane_rows) {
+    const long hidden = (long)heads * dim;
+    return (qkv_layout){qkv, starts, lens, heads, dim, plane_rows, plane_rows ? dim : 3 * hidden,
+                        plane_rows ? hidden * plane_rows : hidden};
+}
+
+/* The first row of head h of sequence i in `l` */
+static inline const uint16_t *head_rows(const qkv_layout *l, long i, long h) {
+    if (l->plane_rows) return l->qkv + (h * l->plane_rows + l->starts[i]) * l->dim;
+    return l->qkv + l->starts[i] * 3 * l->heads * l->dim + h * l->dim;
 }
 
 /* Head h of sequence i; the rows of job `ahead` (sequence ahead / heads, head ahead % heads; -1:
@@ -285,10 +287,10 @@ static inline const uint16_t *head_rows(const qkv_layout *l, long i, long h, lon
 static int attend_head(const qkv_layout *l, long i, long h, float scale, void *out, int out_kind, const float *q_scale,
                        int q_zp, int kind, long ahead) {
     const int heads = l->heads, dim = l->dim;
-    long hidden = (long)heads * dim, stride, k_off;
+    const long hidden = (long)heads * dim, stride = l->stride, k_off = l->k_off;
     size_t at = (size_t)l->starts[i] * hidden + h * dim;
-    const uint16_t *base = head_rows(l, i, h, &stride, &k_off);
-    const uint16_t *next = ahead < 0 ? NULL : head_rows(l, ahead / heads, ahead % heads, &stride, &k_off);
+    const uint16_t *base = head_rows(l, i, h);
+    const uint16_t *next = ahead < 0 ? NULL : head_rows(l, ahead / heads, ahead % heads);
     const long next_n = ahead < 0 ? 0 : l->lens[ahead / heads];
     void *o = out_kind == AS_U8 ? (void *)((uint8_t *)out + at) : (void *)((uint16_t *)out + at);
     const float *qs = q_scale ? q_scale + h * dim : NULL;
@@ -313,7 +315,7 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
     if ((dim != 32 && dim != 64) || kind < ATT_BF16 || kind > ATT_INT8_SCORES) return 1;
     for (long i = 0; i < count; i++) if (lens[i] > MAX_SEQ || lens[i] < 0) return 1;
     if (plane_rows < 0) return 1;
-    const qkv_layout layout = {qkv, starts, lens, heads, dim, plane_rows};
+    const qkv_layout layout = layout_of(qkv, starts, lens, heads, dim, plane_rows);
     chunk_runs runs = {{0}, 0, 0};
     int failed = 0;
 #pragma omp parallel
