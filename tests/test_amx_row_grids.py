@@ -148,10 +148,11 @@ def test_int8_rows_layer_is_its_grids_integer_product_on_every_build(kernel_tile
 
 def test_a_large_inputs_rows_keep_their_own_bits_on_the_offline_batch_path(kernel_tiles: str) -> None:
     """An input past L2 (2 MB here; an Offline batch's GELU output is 21 MB) whose partial sums
-    would outgrow it too: no K slices, no claimed chunks, each thread its fixed share of the
-    columns with every row block passing each chunk (linear.h's path for a 16-sample batch's FFN
-    output layer). A row's bits are its own there as in a small call, down to the last row
-    block's part (1,037 rows), a row of zeros and a row of one large value."""
+    would outgrow it too (up to three threads; more would slice K): no K slices, no claimed
+    chunks, each thread its fixed share of the columns with every row block passing each chunk
+    (linear.h's path for a 16-sample batch's FFN output layer). A row's bits are its own there
+    as in a small call, down to the last row block's part (1,037 rows), a row of zeros and a row
+    of one large value."""
     rng = np.random.default_rng(12)
     k, n, rows = 2048, 384, 1037
     w = (rng.standard_normal((k, n)) * 0.03).astype(np.float32)
