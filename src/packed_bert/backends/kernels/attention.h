@@ -279,7 +279,7 @@ static inline qkv_layout layout_of(const uint16_t *qkv, const long *starts, cons
 /* The first row of head h of sequence i in `l` */
 static inline const uint16_t *head_rows(const qkv_layout *l, long i, long h) {
     if (l->plane_rows) return l->qkv + (h * l->plane_rows + l->starts[i]) * l->dim;
-    return l->qkv + l->starts[i] * 3 * l->heads * l->dim + h * l->dim;
+    return l->qkv + l->starts[i] * l->stride + h * l->dim;
 }
 
 /* Head h of sequence i; the rows of job `ahead` (sequence ahead / heads, head ahead % heads; -1:
