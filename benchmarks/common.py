@@ -56,12 +56,12 @@ def flops_by_format(
 def work_formats(precision: str, options: Mapping[str, Any]) -> str:
     """The precision whose formats a recipe's FLOPs run in (``split_by_format``): its own, except
     int8-bf16 with torch option kept=int12, whose kept layers run 12-bit x int8 products
-    ("int8-int12", its yardstick the int12 layer's own matmul), or kept=int8-rows, all of whose
-    layers then run int8 products ("int8")."""
+    ("int8-int12", its yardstick the int12 layer's own matmul), or kept=int8-rows or int8-hybrid,
+    all of whose layers then run int8 products ("int8")."""
     kept = str(options.get("kept", "bf16"))
     if precision != "int8-bf16" or kept == "bf16":
         return precision
-    return "int8" if kept == "int8-rows" else f"int8-{kept}"
+    return "int8" if kept in ("int8-rows", "int8-hybrid") else f"int8-{kept}"
 
 
 def split_by_format(

@@ -13,12 +13,12 @@ import pytest
 import torch
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
 
-from packed_bert.backends import amx_kernels, create
+from packed_bert.backends import amx_kernels, create, row_smoothing
 from packed_bert.backends.amx_encoder import AmxEncoder
 from packed_bert.backends.amx_kernels import KEPT_PRECISIONS, ROW_GRID_LEVELS, SOFT_TILES, TILES, AmxLinearWeights
 from packed_bert.backends.cpu_class import cpu_flags
 from packed_bert.backends.onnx_int8 import quantize_weight
-from packed_bert.backends.torch_amx import AmxInt8RowsLinear, AmxInt12Linear
+from packed_bert.backends.torch_amx import AmxInt8HybridLinear, AmxInt8RowsLinear, AmxInt12Linear
 from packed_bert.errors import UserError
 from packed_bert.packing import infer_sequences
 
@@ -240,8 +240,28 @@ def test_kept_int8_rows_runs_the_ffn_output_on_int8_products_in_the_one_call_enc
     _kept_in_the_encoder(random_features(13, 10, 120), "int8-rows", AmxInt8RowsLinear, 0.05)
 
 
+def test_kept_int8_hybrid_runs_the_ffn_output_on_fixed_and_own_grids_in_the_one_call_encoder_with_the_modules_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the fixed grids' bound at 0.8x the calibration rows' 95th percentile peak, 7-28% of a
+    layer's rows pass it (the tiny model's rows pass none at the recipe's 1.25x): both kinds of
+    row, in the encoder kernel as in the modules."""
+    monkeypatch.setattr(row_smoothing, "HYBRID_MARGIN", 0.8)
+    handed: list[tuple[float, torch.Tensor]] = []
+    hand_steps = AmxLinearWeights.hand_steps
+
+    def spy(self: AmxLinearWeights, ready: torch.Tensor, steps: torch.Tensor) -> None:
+        handed.append((self.fixed_step, steps.clone()))
+        hand_steps(self, ready, steps)
+
+    monkeypatch.setattr(AmxLinearWeights, "hand_steps", spy)
+    _kept_in_the_encoder(random_features(13, 10, 120), "int8-hybrid", AmxInt8HybridLinear, 0.05)
+    own = [float((steps != np.float32(fixed)).float().mean()) for fixed, steps in handed]  # the modules' calls
+    assert own and 0.05 < float(np.mean(own)) < 0.95
+
+
 def test_kept_settings_are_one_line_errors() -> None:
-    with pytest.raises(UserError, match="kept must be one of bf16, int12, int8-rows, got 'int4'"):
+    with pytest.raises(UserError, match="kept must be one of bf16, int12, int8-rows, int8-hybrid, got 'int4'"):
         create("torch", "tiny", "int8-bf16", "cpu", kernel="amx", kept="int4")
     with pytest.raises(UserError, match="kept=int12 sets the precision of the layers int8-bf16 keeps out of int8"):
         create("torch", "tiny", "bf16", "cpu", kernel="amx", kept="int12")

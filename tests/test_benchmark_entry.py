@@ -57,6 +57,7 @@ def test_int8_bf16_with_its_kept_layers_in_int12_counts_them_as_int12_work() -> 
     assert work_formats("int8-bf16", {"kernel": "amx", "attention": "int8-scores"}) == "int8-bf16"
     assert work_formats("int8", {"kept": "int12"}) == "int8"  # the backend refuses it; the work is int8's
     assert work_formats("int8-bf16", {"kept": "int8-rows"}) == "int8"  # every layer on int8 products
+    assert work_formats("int8-bf16", {"kept": "int8-hybrid"}) == "int8"
     lengths = np.array([285])
     kept = flops_by_format(lengths, "int8-int12")
     assert kept == {"int8": flops_by_format(lengths, "int8-bf16")["int8"], "int12": 24 * 2 * 1024 * 4096 * 285.0}

@@ -17,6 +17,8 @@ from packed_bert.backends.amx_kernels import AmxLinearWeights
 from packed_bert.backends.onnx_int8 import smooth_factors
 from packed_bert.backends.quantize import calibrate_channels
 from packed_bert.backends.row_smoothing import (
+    HYBRID_MARGIN,
+    HYBRID_QUANTILE,
     calibrated_row_smoothing,
     choose_row_smoothing,
     row_grid_error,
@@ -71,6 +73,11 @@ def test_each_layer_takes_the_alpha_of_its_least_error() -> None:
         best = int(np.argmin(errors))
         assert chosen.alpha[name] == alphas[best]
         np.testing.assert_array_equal(chosen.smooth[name], factors[best])
+        # kept=int8-hybrid's fixed grid reaches the margin times HYBRID_QUANTILE of the rows' peaks at that alpha
+        peaks = np.abs(x.numpy() / factors[best]).max(axis=1)
+        quantile = chosen.bound[name] / HYBRID_MARGIN
+        assert quantile == pytest.approx(float(np.quantile(peaks, HYBRID_QUANTILE)), rel=1e-5)
+        assert float(np.mean(peaks > quantile)) == pytest.approx(1 - HYBRID_QUANTILE, abs=0.01)
     assert chosen.alpha["every-token"] > chosen.alpha["few-tokens"]
     assert chosen.summary() == ", ".join(f"{a:g} x 1" for a in sorted(chosen.alpha.values()))
 
@@ -111,3 +118,14 @@ def test_a_run_takes_the_cached_choice_for_its_int8_rows_layers() -> None:
     layer = runner.model.bert.encoder.encoder.layer[0].output.dense
     factors = again.smooth["bert.encoder.layer.0.output.dense"]
     np.testing.assert_allclose(layer.amx.in_scale.numpy(), 1.0 / factors, rtol=1e-6)
+    hybrid = cast(
+        Any,
+        create(
+            "torch", model, "int8-bf16", "cpu", kernel="amx", kept="int8-hybrid", calibration=calibration_of(features)
+        ),
+    )
+    assert len(list((cache_dir() / "row-smoothing").glob("*.npz"))) == 1  # the same choice, bounds and all
+    layer = hybrid.model.bert.encoder.encoder.layer[0].output.dense
+    bound = again.bound["bert.encoder.layer.0.output.dense"]
+    assert layer.amx.fixed_step == pytest.approx(bound / 127, rel=1e-6)
+    np.testing.assert_allclose(layer.amx.fixed_scale.numpy(), 127 / bound / factors, rtol=1e-5)

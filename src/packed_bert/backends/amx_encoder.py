@@ -42,7 +42,7 @@ _P, _I, _L, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
 class _Dense(ctypes.Structure):
     _fields_ = [
         ("packed", _P), ("w_kind", _I), ("K", _L), ("N", _L), ("in_scale", _P), ("zero_point", _I),
-        ("colsum_zp", _P), ("col_scale", _P), ("bias", _P), ("gelu", _I),
+        ("colsum_zp", _P), ("col_scale", _P), ("bias", _P), ("gelu", _I), ("fixed_scale", _P), ("fixed_step", _F),
     ]  # fmt: skip
 
 
@@ -60,6 +60,7 @@ def _dense(w: AmxLinearWeights) -> _Dense:
         w.in_scale.data_ptr() if int8 else None, w.zero_point,
         w.colsum_zp.data_ptr() if int8 else None, w.col_scale.data_ptr() if scaled else None,
         w.bias.data_ptr(), int(w.gelu),
+        None if w.fixed_scale is None else w.fixed_scale.data_ptr(), w.fixed_step,
     )  # fmt: skip
 
 

@@ -81,6 +81,7 @@ KEPT_PRECISIONS = {
     "bf16": "bf16",
     "int12": "12-bit inputs per row x int8 weights",
     "int8-rows": "8-bit inputs per row after SmoothQuant x int8 weights",
+    "int8-hybrid": "8-bit inputs on a fixed grid per layer (rows past it on their own) after SmoothQuant x int8 weights",
 }
 SOFT_TILES = ("avx512-bf16", "avx512-vnni")  # the builds whose tiles are vector instructions (W_S16 runs there)
 # attention's products in the kernel (torch option attention=NAME) -> pb_attention's kind: bf16, both in
@@ -224,8 +225,11 @@ def loaded(tiles: str) -> ctypes.CDLL:
             f"torch kernel=amx: the kernel (Linux 5.16+) refused AMX tile state; for int8 use kernel=onednn, {FALLBACK}"
         )
     p, i, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.pb_linear.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, i, p, i]
+    lib.pb_linear.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, i, p, i, p]
     lib.pb_linear.restype = i
+    f = ctypes.c_float
+    lib.pb_hybrid_feed.argtypes = [p, i, n, n, p, i, p, i, n, p, p, p, i, p, p, f, p, i, p]
+    lib.pb_hybrid_feed.restype = i
     lib.pb_attention.argtypes = [p, p, p, n, i, i, ctypes.c_float, p, i, p, i, i, n]
     lib.pb_attention.restype = i
     lib.pb_add_layernorm.argtypes = [p, i, p, i, p, p, ctypes.c_float, n, n, p, i, p, i, p, i]
@@ -314,6 +318,9 @@ class AmxLinearWeights:
         self.gelu = gelu
         self.feeds: AmxLinearWeights | None = None
         self.handed: tuple[torch.Tensor, torch.Tensor] | None = None  # (a tensor, its twin as our tiles' input)
+        self.fixed_scale: torch.Tensor | None = None  # int8_hybrid: its input's fixed grid per column ...
+        self.fixed_step = 0.0  # ... and that grid's step
+        self.steps: tuple[int, torch.Tensor] | None = None  # int8_hybrid: (an input's address, its rows' steps)
 
     @classmethod
     def bf16(cls, w: np.ndarray, bias: np.ndarray, *, gelu: bool = False) -> AmxLinearWeights:
@@ -334,6 +341,7 @@ class AmxLinearWeights:
         layer.in_scale = layer.col_scale = torch.empty(0, dtype=torch.float32)  # int8 constants: unused
         layer.colsum_zp, layer.zero_point = torch.empty(0, dtype=torch.int32), 0
         layer.gelu, layer.feeds, layer.handed = gelu, None, None
+        layer.fixed_scale, layer.fixed_step, layer.steps = None, 0.0, None
         return layer
 
     @classmethod
@@ -372,11 +380,33 @@ class AmxLinearWeights:
         layer.w_kind, layer.input_dtype = W_S8R, torch.bfloat16
         return layer
 
+    @classmethod
+    def int8_hybrid(
+        cls, w: np.ndarray, bias: np.ndarray, smooth: np.ndarray, bound: float, *, gelu: bool = False
+    ) -> AmxLinearWeights:
+        """``int8_rows``' layer whose producer writes its input as uint8 itself (kernels/grids.h): on
+        one fixed grid, ``bound`` (of the input divided by ``smooth``) at the grid's last step, for
+        every row within it, and on the row's own grid for each row past it, every row's step
+        handed on (``hand_steps``). A float input is put on its own grid per row, as int8_rows does."""
+        if not bound > 0:
+            raise ValueError(f"int8_hybrid: the grid's bound must be positive, got {bound}")
+        layer = cls.int8_rows(w, bias, smooth, gelu=gelu)
+        layer.input_dtype = torch.uint8
+        levels = np.float32(ROW_GRID_U8_LEVELS)
+        layer.fixed_scale = torch.from_numpy(layer.in_scale.numpy() * (levels / np.float32(bound)))
+        layer.fixed_step = float(np.float32(bound) / levels)
+        return layer
+
     def feed(self, consumer: AmxLinearWeights) -> None:
         """Write outputs as ``consumer``'s tile input (uint8 on its grid, after its SmoothQuant
         factors, or bf16), for a layer whose output goes nowhere else (the FFN input layer's GELU
         output): the consumer then reads it in place (uint8: a quarter of fp32's bytes)."""
         self.feeds = consumer
+
+    def hand_steps(self, ready: torch.Tensor, steps: torch.Tensor) -> None:
+        """``steps`` [rows] are the grid steps of ``ready``'s rows, this int8_hybrid layer's tile
+        input: the next call with that input reads them."""
+        self.steps = (ready.data_ptr(), steps)
 
     def hand(self, x: torch.Tensor, ready: torch.Tensor) -> None:
         """``ready`` is ``x`` as this layer's tile input (uint8 on its grid, or bf16; rows padded to
@@ -390,6 +420,7 @@ class AmxLinearWeights:
         handed, self.handed = self.handed, None
         if handed is not None and handed[0] is x:  # its producer wrote our input already
             x = handed[1].reshape(*x.shape)
+        steps, self.steps = self.steps, None
         flat = x.reshape(-1, self.k)
         rows = flat.shape[0]
         if flat.dtype == self.input_dtype:  # read in place: whole row blocks (``block_rows``)
@@ -415,25 +446,25 @@ class AmxLinearWeights:
             return out.reshape(*x.shape[:-1], self.n)
         int8 = self.w_kind in (W_S8, W_S8R)  # uint8 inputs: per-channel factors and column sums
         scaled = self.w_kind != W_BF16  # int32 sums: scales per column
-        status = library().pb_linear(
-            flat.data_ptr(),
-            kind,
-            rows,
-            self.k,
-            self.in_scale.data_ptr() if int8 else None,
-            self.zero_point,
-            self.packed.data_ptr(),
-            self.w_kind,
-            self.n,
-            self.colsum_zp.data_ptr() if int8 else None,
-            self.col_scale.data_ptr() if scaled else None,
-            self.bias.data_ptr(),
-            int(self.gelu),
-            out.data_ptr(),
-            out_kind,
-            out_scale,
-            out_zero,
-        )
+        own = (
+            flat.data_ptr(), kind, rows, self.k, self.in_scale.data_ptr() if int8 else None, self.zero_point,
+            self.packed.data_ptr(), self.w_kind, self.n, self.colsum_zp.data_ptr() if int8 else None,
+            self.col_scale.data_ptr() if scaled else None, self.bias.data_ptr(), int(self.gelu), out.data_ptr(),
+        )  # fmt: skip
+        if consumer is not None and consumer.fixed_scale is not None:  # its fixed grid, rows past it on their own
+            row_steps = torch.empty(rows, dtype=torch.float32)
+            status = library().pb_hybrid_feed(
+                *own, consumer.fixed_scale.data_ptr(), consumer.fixed_step, consumer.in_scale.data_ptr(),
+                consumer.zero_point, row_steps.data_ptr(),
+            )  # fmt: skip
+            consumer.hand_steps(out, row_steps)
+        else:
+            x_steps = None
+            if self.fixed_scale is not None and kind == AS_U8:  # rows on grids: their steps came with them
+                if steps is None or steps[0] != flat.data_ptr():
+                    raise RuntimeError("amx int8-hybrid kernel: a uint8 input needs the feeding layer's row steps")
+                x_steps = steps[1].data_ptr()
+            status = library().pb_linear(*own, out_kind, out_scale, out_zero, x_steps)
         if status != 0:
             raise RuntimeError(f"amx linear kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")
         return out.reshape(*x.shape[:-1], self.n)

@@ -97,6 +97,23 @@ class AmxInt8RowsLinear(AmxLinear):
         super().__init__(AmxLinearWeights.int8_rows(weight_t, bias, smooth, gelu=gelu), out_dtype)
 
 
+class AmxInt8HybridLinear(AmxLinear):
+    """``AmxInt8RowsLinear`` whose input its producer writes on a fixed grid up to ``bound``, the rows
+    past it on their own (``AmxLinearWeights.int8_hybrid``): kept=int8-hybrid."""
+
+    def __init__(
+        self,
+        weight_t: np.ndarray,
+        bias: np.ndarray,
+        smooth: np.ndarray,
+        bound: float,
+        *,
+        gelu: bool = False,
+        out_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        super().__init__(AmxLinearWeights.int8_hybrid(weight_t, bias, smooth, bound, gelu=gelu), out_dtype)
+
+
 class DenseAddNorm(nn.Module):
     """``LayerNorm(dense(x) + residual)`` with the add and the norm in one kernel (``amx_kernels``),
     which also writes the tile input of ``feeds``, the layer that takes the result next: BERT's

@@ -153,13 +153,20 @@ class TorchRunner:
 
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
             kept_as = KEPT_PRECISIONS[kept]
-            if kept == "int8-rows":  # their own alpha per layer (row_smoothing)
-                from packed_bert.backends.row_smoothing import calibrated_row_smoothing
+            bounds: dict[str, float] = {}
+            if kept in ("int8-rows", "int8-hybrid"):  # their own alpha per layer (row_smoothing)
+                from packed_bert.backends.row_smoothing import HYBRID_MARGIN, HYBRID_QUANTILE, calibrated_row_smoothing
 
                 row_grids = calibrated_row_smoothing(model, model_spec, seed, calibration, keep_bf16)
-                smooth = {**smooth, **row_grids.smooth}
+                smooth, bounds = {**smooth, **row_grids.smooth}, row_grids.bound
                 kept_as += f", SmoothQuant alpha per layer by calibration error: {row_grids.summary()}"
-            model = quantize_model(model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention, kept)
+                if kept == "int8-hybrid":
+                    kept_as += (
+                        f"; fixed grids to {HYBRID_MARGIN:g}x the calibration rows' {HYBRID_QUANTILE:.0%} quantile peak"
+                    )
+            model = quantize_model(
+                model, smooth, ranges, kernel or ONEDNN, keep_bf16, residual_dtype, attention, kept, bounds
+            )
             kernel_name = kernels_label() if kernel == AMX else "oneDNN"
             kept_detail = f" ({', '.join(keep_bf16)} in {kept_as})" if keep_bf16 else ""
             self.quant_detail = (

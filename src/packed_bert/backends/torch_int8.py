@@ -36,6 +36,7 @@ from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.onnx_int8 import quantize_weight, static_grid
 from packed_bert.backends.torch_amx import (
     AmxBf16Linear,
+    AmxInt8HybridLinear,
     AmxInt8RowsLinear,
     AmxInt12Linear,
     AmxLinear,
@@ -133,6 +134,7 @@ def quantize_model(
     residual: torch.dtype = torch.float32,
     attention: str = "bf16",
     kept: str = "bf16",
+    bounds: Mapping[str, float] | None = None,
 ) -> nn.Module:
     """A copy of ``model`` (a ``PackedBertForQA``, fp32) whose encoder linear layers run in static
     int8 with the calibrated ``smooth`` factors and ``ranges`` (``quantize.calibrate_smoothquant``)
@@ -144,8 +146,9 @@ def quantize_model(
     (``torch_amx.finish_amx_model``); oneDNN's in fp32. ``attention``: the AMX kernel's
     attention products (``amx_kernels.ATTENTION_KINDS``). ``kept``: what the ``bf16_layers`` run in
     (``amx_kernels.KEPT_PRECISIONS``): bf16, int12 (``torch_amx.AmxInt12Linear``; the soft-tile
-    builds) or int8-rows (``torch_amx.AmxInt8RowsLinear``, with ``smooth``'s factors for those layers:
-    the caller passes ``row_smoothing``'s)."""
+    builds), int8-rows (``torch_amx.AmxInt8RowsLinear``, with ``smooth``'s factors for those layers:
+    the caller passes ``row_smoothing``'s) or int8-hybrid (``torch_amx.AmxInt8HybridLinear``, those
+    factors and each layer's fixed grid bound from ``bounds``: ``row_smoothing``'s as well)."""
     if kernel not in KERNELS:
         raise UserError(f"torch int8: kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     unknown = sorted(set(bf16_layers) - set(LINEAR_KINDS))
@@ -166,6 +169,12 @@ def quantize_model(
             gelu, out_dtype = kw.get("post_op") == GELU, kw["out_dtype"]
             if kept == "int8-rows":
                 return AmxInt8RowsLinear(site_weight(w, name), bias, smooth[name], gelu=gelu, out_dtype=out_dtype)
+            if kept == "int8-hybrid":
+                if bounds is None or name not in bounds:
+                    raise UserError(f"torch int8: kept=int8-hybrid has no grid bound for {name}; recalibrate")
+                return AmxInt8HybridLinear(
+                    site_weight(w, name), bias, smooth[name], bounds[name], gelu=gelu, out_dtype=out_dtype
+                )
             kept_class = AmxInt12Linear if kept == "int12" else AmxBf16Linear
             return kept_class(site_weight(w, name), bias, gelu=gelu, out_dtype=out_dtype)
         if name not in smooth or name not in ranges:

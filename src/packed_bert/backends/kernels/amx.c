@@ -18,6 +18,7 @@
 #include "gelu.h"
 #include "common.h"
 #include "linear.h"
+#include "grids.h"
 #include "softmax.h"
 #include "attention_int8.h"
 #include "attention.h"

@@ -1,19 +1,6 @@
 /* The whole encoder in one call: every layer's kernel calls, in the modules' order. Part of
    amx.c's one translation unit (included there, in order; not compiled alone). */
 
-/* One linear layer's constants, as pb_linear takes them (int8: in_scale, zero_point, colsum_zp and
-   col_scale; bf16: NULL and 0) */
-typedef struct {
-    const void *packed;
-    int w_kind;
-    long K, N;
-    const float *in_scale;
-    int zero_point;
-    const int32_t *colsum_zp;
-    const float *col_scale, *bias;
-    int gelu;
-} pb_dense;
-
 /* One BERT layer: Q|K|V (bf16 out), attention output and FFN output (out in dense_kind, fp32 or
    bf16), FFN input (GELU), and the two LayerNorms after the residual adds */
 typedef struct {
@@ -23,27 +10,36 @@ typedef struct {
     float eps1, eps2;
 } pb_layer;
 
-/* the tile input a producer writes for layer `d`: uint8 for static int8 (W_S8), else bf16 (which
-   the row-grid layers, W_S16 and W_S8R, then put on their grids row by row) */
-static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_S8 ? AS_U8 : AS_BF16; }
+/* whether layer `d` takes its input on a fixed grid with rows past it on their own (grids.h) */
+static inline int hybrid(const pb_dense *d) { return d->w_kind == W_S8R && d->fixed_scale; }
+
+/* the tile input a producer writes for layer `d`: uint8 for static int8 (W_S8) and the hybrid
+   grids, else bf16 (which the row-grid layers, W_S16 and W_S8R, then put on their grids row by row) */
+static inline int ready_kind(const pb_dense *d) { return d->w_kind == W_S8 || hybrid(d) ? AS_U8 : AS_BF16; }
 
 /* the grid a producer writes `d`'s uint8 input on (per column); NULL for a bf16 input */
-static inline const float *u8_scale(const pb_dense *d) { return ready_kind(d) == AS_U8 ? d->in_scale : NULL; }
+static inline const float *u8_scale(const pb_dense *d) {
+    return hybrid(d) ? d->fixed_scale : ready_kind(d) == AS_U8 ? d->in_scale : NULL;
+}
+
+static __thread thread_buffer hybrid_steps; /* the FFN output layer's input steps per row (grids.h) */
 
 /* layer `d` on input x (rows x_stride elements apart); with `feeds`, the output is that layer's
-   tile input (out_kind its kind, rows out_stride elements apart) */
+   tile input (out_kind its kind, rows out_stride elements apart). A hybrid `feeds` gets its rows'
+   steps in `steps` [M], which a hybrid `d` reads (grids.h). */
 static int dense_call(const pb_dense *d, const void *x, int x_kind, long x_stride, long M, void *out, int out_kind,
-                      long out_stride, const pb_dense *feeds) {
+                      long out_stride, const pb_dense *feeds, float *steps) {
+    if (feeds && hybrid(feeds)) return hybrid_feed(d, x, x_kind, x_stride, M, (uint8_t *)out, out_stride, feeds, steps);
     return linear(x, x_kind, x_stride, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp,
                   d->col_scale, d->bias, d->gelu, out, out_kind, out_stride, feeds ? u8_scale(feeds) : NULL,
-                  feeds ? feeds->zero_point : 0, 0, 0);
+                  feeds ? feeds->zero_point : 0, 0, 0, hybrid(d) && x_kind == AS_U8 ? steps : NULL, NULL);
 }
 
 /* the Q|K|V layer `d` on input x (rows H elements apart) into qkv_layout's planes: [3 x heads][M][dim]
    bf16 */
 static int qkv_call(const pb_dense *d, const void *x, int x_kind, long H, long M, uint16_t *qkv, int dim) {
     return linear(x, x_kind, H, M, d->K, d->in_scale, d->zero_point, d->packed, d->w_kind, d->N, d->colsum_zp, d->col_scale,
-                  d->bias, d->gelu, qkv, AS_BF16, dim, NULL, 0, dim, M * dim);
+                  d->bias, d->gelu, qkv, AS_BF16, dim, NULL, 0, dim, M * dim, NULL, NULL);
 }
 
 /* elements from one row of the FFN's inner tile input to the next (pb_tile_row_bytes) */
@@ -79,6 +75,8 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
                uint16_t *qkv, void *att, void *dense, void *inter, int attention) {
     if (!float_kind(residual_kind)) return 1;
     long H = (long)heads * dim;
+    float *steps = grown(&hybrid_steps, (size_t)M * sizeof(float)); /* hybrid FFN output layers' (grids.h) */
+    if (!steps) return 2;
     int status = 0;
     for (int l = 0; l < count && !status; l++) {
         const pb_layer *L = layers + l;
@@ -90,13 +88,14 @@ int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, fl
         if (status) break;
         PHASE(1, status = pb_attention(qkv, starts, lens, seqs, heads, dim, q_mul, att, att_kind, u8_scale(&L->o), L->o.zero_point,
                                            attention, M));
-        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL));
+        PHASE(2, if (!status) status = dense_call(&L->o, att, att_kind, H, M, dense, L->dense_kind, H, NULL, NULL));
         PHASE(3, if (!status) status = pb_add_layernorm(dense, L->dense_kind, hidden, residual_kind, L->gamma1, L->beta1,
                                                         L->eps1, M, H, other, residual_kind, tile_h, ready_kind(&L->ffn_in),
                                                         u8_scale(&L->ffn_in), L->ffn_in.zero_point));
         PHASE(4, if (!status) status = dense_call(&L->ffn_in, tile_h, ready_kind(&L->ffn_in), H, M, inter,
-                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out));
-        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H, NULL));
+                                                  ready_kind(&L->ffn_out), ld, &L->ffn_out, steps));
+        PHASE(5, if (!status) status = dense_call(&L->ffn_out, inter, ready_kind(&L->ffn_out), ld, M, dense, L->dense_kind, H,
+                                                  NULL, steps));
         PHASE(6, if (!status) status = pb_add_layernorm(dense, L->dense_kind, other, residual_kind, L->gamma2, L->beta2,
                                                         L->eps2, M, H, hidden, residual_kind, next ? tile_h : NULL,
                                                         next ? ready_kind(next) : AS_U8, next ? u8_scale(next) : NULL,

@@ -5,6 +5,7 @@
 #define TILE_K 64    /* bytes of K per tile row: 64 int8 or 32 bf16 values */
 #define BLOCK_M 32   /* rows per micro-kernel: two A tiles */
 #define BLOCK_N 32   /* columns per micro-kernel: two B tiles */
+#define ROW_GRID_U8_LEVELS 127 /* W_S8R's grid: steps each side of its zero point */
 /* The linear layers' cache sizes and thresholds below may be set at build time (-D NAME=VALUE:
    benchmarks/amx_phases.py --define times a variant) */
 #ifndef SMALL_INPUT
@@ -56,6 +57,8 @@ typedef struct {
     const float *row_step; /* W_S16, W_S8R: each input row's grid step (row_grid, row_grid_u8) */
     long plane_cols, plane_stride; /* > 0: columns in planes of plane_cols, plane_stride elements
                                       apart (column n at plane n / plane_cols, n % plane_cols) */
+    uint8_t *row_over; /* uint8 out: where set, row m's byte becomes 1 if a value falls past the
+                          symmetric grid (|v x out_scale| >= ROW_GRID_U8_LEVELS + 0.5, or NaN) */
 } epilogue_args;
 
 /* where column n (a block's first: a plane holds whole blocks) goes in an output row */
@@ -119,6 +122,12 @@ static inline __attribute__((always_inline)) void epilogue_block(const epilogue_
         }
         if (gelu && kind == AS_U8) { y0 = gelu_erf_cubic(y0); y1 = gelu_erf_cubic(y1); }
         else if (gelu) { y0 = gelu_erf(y0); y1 = gelu_erf(y1); }
+        if (kind == AS_U8 && e->row_over) {
+            const __m512 edge = _mm512_set1_ps(ROW_GRID_U8_LEVELS + 0.5f);
+            if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_mul_ps(y0, grid0)), edge, _CMP_NLT_UQ) |
+                _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_mul_ps(y1, grid1)), edge, _CMP_NLT_UQ))
+                __atomic_store_n(e->row_over + b->m + i, 1, __ATOMIC_RELAXED); /* any thread: the same 1 */
+        }
         if (kind == AS_U8) {
             uint8_t *at = b->stage ? b->stage + i * CHUNK_LARGE_MAX_N + (n - b->stage_n0) : (uint8_t *)e->out + o;
             _mm_storeu_si128((__m128i *)at, to_u8(y0, grid0, grid_zp));
@@ -368,7 +377,6 @@ static inline __attribute__((always_inline)) void linear_columns(const linear_jo
    ROW_GRID_MAX_K (BERT's FFN output layer: 4,096). */
 #define ROW_GRID_LEVELS 2047
 #define ROW_GRID_MAX_K 8260
-#define ROW_GRID_U8_LEVELS 127 /* W_S8R's grid: steps each side of its zero point */
 
 /* max |x[k] x in_scale[k]| over one row of K values (fp32 or bf16; K % 16 == 0; in_scale NULL: 1) */
 static inline float row_peak(const void *x, int x_kind, long K, const float *in_scale) {
@@ -422,8 +430,10 @@ static __thread thread_buffer row_steps; /* a W_S16 or W_S8R call's grid step pe
    step is step[m]) and w holds int8 values as int16 in W_BF16's order (in_scale, zero_point and
    colsum_zp unused; the input is always put on its grid here: fp32 or bf16). W_S8R: out[m, n] =
    (sum_k q[m, k] w[k, n] - colsum_zp[n]) x col_scale[n] x step[m] + bias[n], where q is row m of x x
-   in_scale on its own 8-bit grid around zero_point (row_grid_u8; the input, fp32 or bf16, always
-   put on it here) and w as for W_S8.
+   in_scale on its own 8-bit grid around zero_point (row_grid_u8; the input, fp32 or bf16, put on
+   it here) and w as for W_S8; or, with x_steps, uint8 rows already on their grids (read in place),
+   row m's step x_steps[m] (grids.h). With row_over (uint8 out), row m's byte is set to 1 where a
+   value falls past the symmetric grid (the caller zeroes it first).
    Optionally GELU(erf) after (gelu_erf_cubic where the output is uint8).
    Requires K * (bytes of a weight) % 64 == 0 and N % 32 == 0. An input of the tiles' own kind (u8
    for int8 weights, bf16 for bf16 ones) is read in place and must hold whole blocks of BLOCK_M
@@ -439,14 +449,18 @@ static __thread thread_buffer row_steps; /* a W_S16 or W_S8R call's grid step pe
 static int linear(const void *x, int x_kind, long x_stride, long M, long K, const float *in_scale, int zero_point,
                   const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
                   const float *bias, int gelu, void *out, int out_kind, long out_stride, const float *out_scale,
-                  int out_zero_point, long plane_cols, long plane_stride) {
+                  int out_zero_point, long plane_cols, long plane_stride, const float *x_steps, uint8_t *row_over) {
+    /* given: W_S8R's uint8 rows already on their grids, each with its step (grids.h) */
+    const int given = w_kind == W_S8R && x_steps;
     /* ready: the input kind the tiles read in place (none for W_S16: no producer writes its grid) */
-    const int wide = w_kind == W_BF16 || w_kind == W_S16, ready = w_kind == W_S8 ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
+    const int wide = w_kind == W_BF16 || w_kind == W_S16;
+    const int ready = w_kind == W_S8 || given ? AS_U8 : w_kind == W_BF16 ? AS_BF16 : -1;
     const int row_scaled = w_kind == W_S16 || w_kind == W_S8R;
     const long row_bytes = K * (wide ? 2 : 1);
     if (w_kind < W_S8 || w_kind > W_S8R || (w_kind == W_S16 && (PB_TILES == 1 || K > ROW_GRID_MAX_K))) return 1; /* no int16 tiles */
-    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || ((wide || row_scaled) && x_kind == AS_U8) || x_stride < K)
+    if (row_bytes % TILE_K || N % BLOCK_N || M < 1 || ((wide || row_scaled) && x_kind == AS_U8 && !given) || x_stride < K)
         return 1;
+    if ((given && x_kind != AS_U8) || (x_steps && !given) || (row_over && out_kind != AS_U8)) return 1;
     if (plane_cols ? plane_cols < 0 || plane_cols % BLOCK_N || N % plane_cols || out_kind == AS_U8 || out_stride < plane_cols ||
                          plane_stride < M * out_stride
                    : out_stride < N)
@@ -455,7 +469,8 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
     /* lda: bytes from one row of the tile input to the next */
     const long lda = x_kind == ready ? x_stride * (wide ? 2 : 1) : pb_tile_row_bytes(row_bytes);
     uint8_t *q = x_kind == ready ? (uint8_t *)x : grown(&quantized, (size_t)m_pad * lda);
-    float *row_step = row_scaled ? grown(&row_steps, (size_t)m_pad * sizeof(float)) : NULL;
+    float *own_steps = row_scaled && !given ? grown(&row_steps, (size_t)m_pad * sizeof(float)) : NULL;
+    const float *row_step = given ? x_steps : own_steps;
     if (!q || (row_scaled && !row_step)) return 2;
     long k_blocks = row_bytes / TILE_K, pairs = N / BLOCK_N;
     chunk_runs shared = {{0}, 0, 0};
@@ -463,7 +478,8 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
        is overwritten, and the weights and input keep their place in L2 */
     const int stream = out_kind != AS_U8 && !plane_cols && streamed_output(out, (size_t)M * N * (out_kind == AS_FP32 ? 4 : 2));
     const linear_job job = {q, packed, M, m_pad, lda, row_bytes, k_blocks, pairs, N, &shared,
-                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride, row_step, plane_cols, plane_stride}};
+                            {colsum_zp, col_scale, bias, out, out_scale, out_zero_point, out_stride, row_step, plane_cols, plane_stride,
+                             row_over}};
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -471,13 +487,13 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
             uint8_t *row = q + (size_t)m * lda;
             if (m >= M) {
                 memset(row, wide ? 0 : zero_point, row_bytes);
-                if (row_step) row_step[m] = 0;
+                if (own_steps) own_steps[m] = 0;
                 continue;
             }
             if (row_scaled) {
                 const uint8_t *at = (const uint8_t *)x + (size_t)m * x_stride * float_bytes(x_kind);
-                row_step[m] = w_kind == W_S16 ? row_grid(at, x_kind, K, (int16_t *)row)
-                                              : row_grid_u8(at, x_kind, K, in_scale, zero_point, row);
+                own_steps[m] = w_kind == W_S16 ? row_grid(at, x_kind, K, (int16_t *)row)
+                                               : row_grid_u8(at, x_kind, K, in_scale, zero_point, row);
                 continue;
             }
             if (w_kind == W_BF16) { /* fp32 rounded to bf16 */
@@ -505,7 +521,24 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
 }
 int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
               const void *packed, int w_kind, long N, const int32_t *colsum_zp, const float *col_scale,
-              const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point) {
+              const float *bias, int gelu, void *out, int out_kind, const float *out_scale, int out_zero_point,
+              const float *x_steps) {
     return linear(x, x_kind, K, M, K, in_scale, zero_point, packed, w_kind, N, colsum_zp, col_scale, bias, gelu, out,
-                  out_kind, N, out_scale, out_zero_point, 0, 0);
+                  out_kind, N, out_scale, out_zero_point, 0, 0, x_steps, NULL);
 }
+
+/* One linear layer's constants, as linear takes them (int8: in_scale, zero_point, colsum_zp and
+   col_scale; bf16: NULL and 0). fixed_scale (W_S8R only; else NULL): the per-column factors of
+   the fixed grid its producer writes most rows on (grids.h), whose step is fixed_step */
+typedef struct {
+    const void *packed;
+    int w_kind;
+    long K, N;
+    const float *in_scale;
+    int zero_point;
+    const int32_t *colsum_zp;
+    const float *col_scale, *bias;
+    int gelu;
+    const float *fixed_scale;
+    float fixed_step;
+} pb_dense;
