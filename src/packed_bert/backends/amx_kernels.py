@@ -10,7 +10,10 @@ layer's uint8 input. A bf16 layer (``AmxLinearWeights.bf16``) rounds an fp32 inp
 multiplies it by the bf16 weight in fp32 sums and adds the bias (and GELU) the same way; a layer
 that feeds another writes bf16 rows it reads in place. On the soft-tile builds below AMX an int12
 layer (``AmxLinearWeights.int12``, torch option ``kept=int12``) puts each bf16 input row on a
-12-bit grid of its own and sums int16 pairs by int8 weights on ``vpdpwssd``. The vector units
+12-bit grid of its own and sums int16 pairs by int8 weights on ``vpdpwssd``; on every build an
+int8-rows layer (``int8_rows``) puts each row, after SmoothQuant factors, on an 8-bit grid of its
+own, and an int8-hybrid one (``int8_hybrid``) has its producer write it on a fixed grid, each row
+past that on its own (``kernels/grids.h``). The vector units
 finish one block of sums while the tiles compute the next. Why it exists: on the Xeon here oneDNN's u8 x s8 kernels run 1.2-2.0 TOP/s at one sample's rows, and the AMX units issue 12.4 TOP/s on
 two cores (docs/performance-history.md, "The amx class, tenth session").
 
@@ -446,7 +449,7 @@ class AmxLinearWeights:
             return out.reshape(*x.shape[:-1], self.n)
         int8 = self.w_kind in (W_S8, W_S8R)  # uint8 inputs: per-channel factors and column sums
         scaled = self.w_kind != W_BF16  # int32 sums: scales per column
-        own = (
+        layer_args = (  # this layer's constants and its input and output, as pb_linear takes them
             flat.data_ptr(), kind, rows, self.k, self.in_scale.data_ptr() if int8 else None, self.zero_point,
             self.packed.data_ptr(), self.w_kind, self.n, self.colsum_zp.data_ptr() if int8 else None,
             self.col_scale.data_ptr() if scaled else None, self.bias.data_ptr(), int(self.gelu), out.data_ptr(),
@@ -454,7 +457,7 @@ class AmxLinearWeights:
         if consumer is not None and consumer.fixed_scale is not None:  # its fixed grid, rows past it on their own
             row_steps = torch.empty(rows, dtype=torch.float32)
             status = library().pb_hybrid_feed(
-                *own, consumer.fixed_scale.data_ptr(), consumer.fixed_step, consumer.in_scale.data_ptr(),
+                *layer_args, consumer.fixed_scale.data_ptr(), consumer.fixed_step, consumer.in_scale.data_ptr(),
                 consumer.zero_point, row_steps.data_ptr(),
             )  # fmt: skip
             consumer.hand_steps(out, row_steps)
@@ -464,7 +467,7 @@ class AmxLinearWeights:
                 if steps is None or steps[0] != flat.data_ptr():
                     raise RuntimeError("amx int8-hybrid kernel: a uint8 input needs the feeding layer's row steps")
                 x_steps = steps[1].data_ptr()
-            status = library().pb_linear(*own, out_kind, out_scale, out_zero, x_steps)
+            status = library().pb_linear(*layer_args, out_kind, out_scale, out_zero, x_steps)
         if status != 0:
             raise RuntimeError(f"amx linear kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")
         return out.reshape(*x.shape[:-1], self.n)
