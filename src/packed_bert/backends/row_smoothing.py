@@ -11,10 +11,11 @@ float, against the fp32 product, over a sample of the 100 calibration questions'
 
 kept=int8-hybrid also takes each layer's fixed grid bound from the same sample: the
 ``HYBRID_QUANTILE`` quantile of the rows' peaks of input / s at the chosen alpha, times
-``HYBRID_MARGIN`` (kernels/grids.h puts the rows past it on their own grid). The bound must stay below the few outlier rows (special
-tokens, whose GELU outputs are far larger than the rest): on minilm-l6-squad, with the FFN output
-layers emulated in float, F1 stayed within 0.1% of per-row grids with the bound at the 50th to
-99th percentile and fell 3.5% at the 99.5th (docs/performance-history.md, thirty-sixth session).
+``HYBRID_MARGIN`` (kernels/grids.h puts the rows past it on their own grid). The bound must stay
+below the few outlier rows (special tokens, whose GELU outputs are far larger than the rest): on
+minilm-l6-squad, with the FFN output layers emulated in float, F1 stayed within 0.2% of per-row
+grids with the bound at the 50th to 99th percentile and fell 3.5% at the 99.5th
+(docs/performance-history.md, thirty-sixth session).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def calibrated_row_smoothing(
 ) -> RowSmoothing:
     """``choose_row_smoothing`` for the layers of ``kinds`` of ``model`` (loaded from
     ``model_spec``) on the calibration features, kept in the cache per weights, calibration set,
-    kinds, alphas and bound quantile (BERT-Large's FFN output layers: a few minutes once)."""
+    kinds, alphas, bound quantile and margin (BERT-Large's FFN output layers: a few minutes once)."""
     import torch
 
     from packed_bert.backends._model import fingerprint
