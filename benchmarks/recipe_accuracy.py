@@ -62,6 +62,8 @@ CPU_RECIPES = (
     "torch:int8@amx",
     "torch:bf16@amx",
     "torch:int8-bf16@amx",
+    "torch:int8-bf16@amx@residual=bf16@kept=int8-rows",
+    "torch:int8-bf16@amx@residual=bf16@kept=int8-hybrid",
     "openvino:fp32@mask",
     "openvino:bf16@mask",
     "openvino:int8@weights@dq0@mask",
@@ -95,6 +97,11 @@ NOTES = {
     "sequence (1/sqrt(d) in Q's weights), add+LayerNorm; residuals, LayerNorm and the QA head fp32",
     "torch:int8-bf16@amx": "torch:int8@amx with the FFN output layer (GELU's heavy-tailed output in) in bf16, "
     "fp32 sums",
+    "torch:int8-bf16@amx@residual=bf16@kept=int8-rows": "the FFN output layer's input after SmoothQuant (alpha per "
+    "layer) on an 8-bit grid per row, int8 weights; residual stream in bf16",
+    "torch:int8-bf16@amx@residual=bf16@kept=int8-hybrid": "the FFN output layer's input after SmoothQuant (alpha per "
+    "layer) on a fixed 8-bit grid per layer, written by the FFN input layer, the rows past it on their own grids: "
+    "the amx class's bert-99.9 default",
     "onnxruntime:int8@dynamic": "ORT dynamic: one activation scale per batch tensor",
     "onnxruntime:int8@mixed": "dynamic, FFN output projections fp32",
     "onnxruntime:int8@static": "ORT QDQ static (traced graph), MinMax on the 100 calibration questions",
