@@ -58,10 +58,12 @@ def work_formats(precision: str, options: Mapping[str, Any]) -> str:
     int8-bf16 with torch option kept=int12, whose kept layers run 12-bit x int8 products
     ("int8-int12", its yardstick the int12 layer's own matmul), or kept=int8-rows or int8-hybrid,
     all of whose layers then run int8 products ("int8")."""
+    from packed_bert.backends.amx_kernels import INT8_KEPT
+
     kept = str(options.get("kept", "bf16"))
     if precision != "int8-bf16" or kept == "bf16":
         return precision
-    return "int8" if kept in ("int8-rows", "int8-hybrid") else f"int8-{kept}"
+    return "int8" if kept in INT8_KEPT else f"int8-{kept}"
 
 
 def split_by_format(

@@ -79,13 +79,15 @@ ROW_GRID_MAX_K = 8260  # the longest K whose int32 sums cannot overflow: 2,047 x
 ROW_GRID_U8_LEVELS = 127  # W_S8R's input grid: steps each side of its zero point 128 (kernels/linear.h)
 # the precision of the layers int8-bf16 keeps out of its static int8 (torch option kept=NAME) -> what
 # a run's record says: bf16 on the tiles; int12 (W_S16: the row's 12-bit grid x int8 weights per
-# column, int32 sums; soft-tile builds); int8-rows (W_S8R: SmoothQuant, then an 8-bit grid per row)
+# column, int32 sums; soft-tile builds); int8-rows (W_S8R: SmoothQuant, then an 8-bit grid per row);
+# int8-hybrid (W_S8R's input on a fixed grid its producer writes, rows past it on their own: grids.h)
 KEPT_PRECISIONS = {
     "bf16": "bf16",
     "int12": "12-bit inputs per row x int8 weights",
     "int8-rows": "8-bit inputs per row after SmoothQuant x int8 weights",
     "int8-hybrid": "8-bit inputs on a fixed grid per layer (rows past it on their own) after SmoothQuant x int8 weights",
 }
+INT8_KEPT = ("int8-rows", "int8-hybrid")  # the kept precisions on int8 products, after row_smoothing's factors
 SOFT_TILES = ("avx512-bf16", "avx512-vnni")  # the builds whose tiles are vector instructions (W_S16 runs there)
 # attention's products in the kernel (torch option attention=NAME) -> pb_attention's kind: bf16, both in
 # int8, or Q K^T alone in int8 (kernels/attention_int8.h)

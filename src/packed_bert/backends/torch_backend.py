@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from packed_bert.backends._model import load
-from packed_bert.backends.amx_kernels import ATTENTION_KINDS, KEPT_PRECISIONS
+from packed_bert.backends.amx_kernels import ATTENTION_KINDS, INT8_KEPT, KEPT_PRECISIONS
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.length_buckets import LENGTH_STEP, blank_rows, bucket_lengths
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration, calibrated_smoothquant
@@ -154,7 +154,7 @@ class TorchRunner:
             smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)
             kept_as = KEPT_PRECISIONS[kept]
             bounds: dict[str, float] = {}
-            if kept in ("int8-rows", "int8-hybrid"):  # their own alpha per layer (row_smoothing)
+            if kept in INT8_KEPT:  # their own alpha per layer (row_smoothing)
                 from packed_bert.backends.row_smoothing import HYBRID_MARGIN, HYBRID_QUANTILE, calibrated_row_smoothing
 
                 row_grids = calibrated_row_smoothing(model, model_spec, seed, calibration, keep_bf16)
