@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.row_grids import grid_product, own_row_grids
 
 from packed_bert.backends.amx_kernels import ROW_GRID_U8_LEVELS, AmxLinearWeights
 from packed_bert.backends.onnx_int8 import quantize_weight
@@ -78,20 +79,16 @@ def test_rows_within_the_bound_take_the_fixed_grid_and_the_others_their_own() ->
     np.testing.assert_array_equal(ready[~own], on_fixed[~own])
     # the others: int8-rows' own grid of the bf16 GELU output (row_grid_u8's rounding), step peak / 127
     y = _producer(parts)(torch.from_numpy(x[own]), torch.bfloat16).float().numpy()
-    v = (y * (np.float32(1) / parts["smooth"])).astype(np.float32)
-    top = np.abs(v).max(axis=1)
-    want = np.clip(np.rint(v * (levels / top)[:, None]), -ROW_GRID_U8_LEVELS, ROW_GRID_U8_LEVELS) + ZERO
-    np.testing.assert_array_equal(ready[own], want.astype(np.uint8))
-    np.testing.assert_array_equal(steps[own], top / levels)
+    q, step = own_row_grids((y * (np.float32(1) / parts["smooth"])).astype(np.float32))
+    np.testing.assert_array_equal(ready[own], (q + ZERO).astype(np.uint8))
+    np.testing.assert_array_equal(steps[own], step)
 
 
 def test_the_output_layer_is_its_grids_integer_product_and_each_rows_bits_are_its_own() -> None:
     parts, x = _layers(5)
     bound = float(np.quantile(_peaks(parts, x), 0.7))
     ready, steps, out = _hybrid(parts, bound, x)
-    wq, scale = quantize_weight(parts["w2"] * parts["smooth"][:, None])
-    sums = (ready.astype(np.float64) - ZERO) @ wq.astype(np.float64)
-    want = sums * scale.astype(np.float64) * steps.astype(np.float64)[:, None] + parts["b2"]
+    want = grid_product(ready.astype(np.float64) - ZERO, steps, parts["w2"], parts["smooth"], parts["b2"])
     assert float(np.abs(out - want).max()) <= 4 * 2**-24 * float(np.abs(want).max())
     for part in (slice(0, 5), slice(20, 23), slice(60, 70)):  # alone or beside others: the same bits
         alone = _hybrid(parts, bound, np.ascontiguousarray(x[part]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.row_grids import grid_product, own_row_grids
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features, same_in_any_batch
 
 from packed_bert.backends import amx_kernels, create, row_smoothing
@@ -119,14 +120,7 @@ def _int8_rows_reference(x: torch.Tensor, w: np.ndarray, bias: np.ndarray, smoot
     float32) on its own 8-bit grid as row_grid_u8 rounds it, the weight's int8 grid per column, the
     exact sums times both steps."""
     v = (x.float().numpy() * (np.float32(1) / smooth)).astype(np.float32)  # the kernel's per-channel factors
-    top = np.abs(v).max(axis=1)
-    factor = np.where(top > 0, np.float32(127) / np.where(top > 0, top, np.float32(1)), np.float32(0)).astype(
-        np.float32
-    )
-    q = np.clip(np.rint(v * factor[:, None]), -127, 127)
-    wq, scale = quantize_weight(w * smooth[:, None])
-    step = (top / np.float32(127)).astype(np.float32).astype(np.float64)
-    return (q @ wq.astype(np.float64)) * scale.astype(np.float64) * step[:, None] + bias
+    return grid_product(*own_row_grids(v), w, smooth, bias)
 
 
 def test_int8_rows_layer_is_its_grids_integer_product_on_every_build(kernel_tiles: str) -> None:
