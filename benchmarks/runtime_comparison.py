@@ -32,7 +32,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CompositeProbe, Probe, class_markers, cpu_label, flops_by_format, run_main, write_doc_section  # noqa: E402
+from common import (  # noqa: E402
+    CompositeProbe,
+    Probe,
+    class_markers,
+    cpu_label,
+    flops_by_format,
+    run_main,
+    work_formats,
+    write_doc_section,
+)
 from throughput import offline_batches, run_lengths, timed  # noqa: E402
 
 from packed_bert.backends import create  # noqa: E402
@@ -199,7 +208,17 @@ VARIANTS = (
         "torch",
         "int8-bf16",
         {"kernel": "amx", "residual": "bf16"},
-        "the int8 amx recipe with the FFN output layer in bf16 (fp32 sums): the amx bert-99.9 default; AMX CPUs, or AVX-512 VNNI ones on soft tiles",
+        "the int8 amx recipe with the FFN output layer in bf16 (fp32 sums): the amx bert-99.9 default until the "
+        "thirty-fourth session; AMX CPUs, or AVX-512 VNNI ones on soft tiles",
+    ),
+    Variant(
+        "torch int8-bf16 amx kernel hybrid",
+        "torch",
+        "int8-bf16",
+        {"kernel": "amx", "residual": "bf16", "kept": "int8-hybrid"},
+        "the int8 amx recipe whose FFN output layer reads 8-bit inputs after SmoothQuant (alpha per layer) on a "
+        "fixed grid per layer, the rows past it on their own: int8 products throughout, the amx bert-99.9 default; "
+        "AMX CPUs, or AVX-512 VNNI ones on soft tiles",
     ),
     Variant(
         "torch bf16 amx kernel",
@@ -361,8 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append({"variant": v.label, "error": f"{type(exc).__name__}: {str(exc)[:120]}", "note": v.note})
             continue
         setup = time.perf_counter() - start
-        probe = probes.get(v.precision) or probes.setdefault(
-            v.precision, probe_for(v.precision, n, threads, yardsticks, np.concatenate(list(lengths.values())), probes)
+        formats = work_formats(v.precision, v.options)  # the yardstick's: int8 where kept layers run int8 products
+        probe = probes.get(formats) or probes.setdefault(
+            formats, probe_for(formats, n, threads, yardsticks, np.concatenate(list(lengths.values())), probes)
         )
         for s in strategies:
             t = timed(runner.infer, work[s], 1, probe)
@@ -370,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "variant": v.label,
                 "backend": v.backend,
                 "precision": v.precision,
+                "formats": formats,
                 "strategy": s,
                 "samples": int(lengths[s].size),
                 "seconds": round(t.seconds, 2),
@@ -395,15 +416,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_peak_fractions(results: list[dict[str, Any]]) -> dict[str, float]:
-    """Per precision, the highest probe reading of the whole run (FLOP/s): a yardstick no slow
-    probe lowers. Each row gets ``of_run_peak``: its real-token FLOP rate over that peak."""
+    """Per format a recipe's work runs in (its precision, or int8 where its kept layers run int8
+    products: ``common.work_formats``), the highest probe reading of the whole run (FLOP/s): a
+    yardstick no slow probe lowers. Each row gets ``of_run_peak``: its real-token FLOP rate over that peak."""
     peaks: dict[str, float] = {}
     for r in results:
         if "error" not in r:
-            peaks[r["precision"]] = max(peaks.get(r["precision"], 0.0), 1e9 * r["best_probe_gflops"])
+            peaks[r["formats"]] = max(peaks.get(r["formats"], 0.0), 1e9 * r["best_probe_gflops"])
     for r in results:
-        if "error" not in r and peaks.get(r["precision"]):
-            r["of_run_peak"] = round(1e9 * r["gflops"] / peaks[r["precision"]], 3)
+        if "error" not in r and peaks.get(r["formats"]):
+            r["of_run_peak"] = round(1e9 * r["gflops"] / peaks[r["formats"]], 3)
     return peaks
 
 
