@@ -443,10 +443,9 @@ class AmxLinearWeights:
         if consumer is not None:
             out = block_rows(rows, self.n, consumer.input_dtype)
             out_kind, out_zero = TILE_KINDS[consumer.input_dtype], consumer.zero_point
-            out_scale = consumer.in_scale.data_ptr() if out_kind == AS_U8 else None
         else:
             out = torch.empty(rows, self.n, dtype=out_dtype)
-            out_kind, out_scale, out_zero = FLOAT_KINDS.get(out_dtype, AS_FP32), None, 0
+            out_kind, out_zero = FLOAT_KINDS.get(out_dtype, AS_FP32), 0
         if rows == 0:
             return out.reshape(*x.shape[:-1], self.n)
         int8 = self.w_kind in (W_S8, W_S8R)  # uint8 inputs: per-channel factors and column sums
@@ -469,6 +468,8 @@ class AmxLinearWeights:
                 if steps is None or steps[0] != flat.data_ptr():
                     raise RuntimeError("amx int8-hybrid kernel: a uint8 input needs the feeding layer's row steps")
                 x_steps = steps[1].data_ptr()
+            # a uint8 output: on the consumer's grid, its SmoothQuant factors per column
+            out_scale = consumer.in_scale.data_ptr() if consumer is not None and out_kind == AS_U8 else None
             status = library().pb_linear(*layer_args, out_kind, out_scale, out_zero, x_steps)
         if status != 0:
             raise RuntimeError(f"amx linear kernel: status {status} for [{rows}, {self.k}] x [{self.k}, {self.n}]")

@@ -87,7 +87,7 @@ def row_grid_error(x: Any, weight_t: np.ndarray, smooth: np.ndarray, reference: 
     return float(torch.linalg.norm(xq @ w_deq - reference)) / norm if norm > 0 else 0.0
 
 
-def row_bound(x: Any, smooth: np.ndarray, quantile: float = HYBRID_QUANTILE, margin: float = HYBRID_MARGIN) -> float:
+def row_bound(x: Any, smooth: np.ndarray, quantile: float, margin: float) -> float:
     """``margin`` times the ``quantile`` quantile of input rows ``x``'s (a torch [T, K]) peaks of
     ``|x / smooth|``: kept=int8-hybrid's fixed grid reaches it."""
     import torch
