@@ -60,9 +60,9 @@ CPU_RECIPES = (
     "onnxruntime:int8@hybrid",
     "onnxruntime:int8@rows",
     "onnxruntime:int8@rows-mixed",
-    "torch:int8@amx",
+    "torch:int8@amx@residual=bf16",
     "torch:bf16@amx",
-    "torch:int8-bf16@amx",
+    "torch:int8-bf16@amx@residual=bf16",
     "torch:int8-bf16@amx@residual=bf16@kept=int8-rows",
     "torch:int8-bf16@amx@residual=bf16@kept=int8-hybrid",
     "openvino:fp32@mask",
@@ -85,19 +85,21 @@ REFERENCE = "torch:fp32"  # the fp32 F1 every ratio is taken to
 GPU_RECIPES = ("torch:fp16@cuda", "torch:bf16@cuda", "torch:fp8@cuda", "torch:int8@cuda")
 NOTES = {
     "torch:fp32": "PyTorch fp32, batch-invariant (tiled matmuls, per-sequence attention)",
-    "onnxruntime:fp32": "fused graph (Attention operator); the cpu bert-99.9 default",
-    "torch:bf16": "whole module in bf16, batch-invariant; the cpu bert-99 default",
+    "onnxruntime:fp32": "fused graph (Attention operator); the cpu system's bert-99.9 on avx2, both models on a CPU of "
+    "the other class",
+    "torch:bf16": "whole module in bf16, batch-invariant; the cpu bert-99 default until 2026-12-05",
     "torch:bf16@mixed": "bf16 matmuls and attention, LayerNorm/residuals/QA head fp32 (not tiled)",
     "torch:bf16@frozen": "torch.compile with Inductor's freezing, whole module in bf16, sequences one per row in "
     "fixed call shapes (batch-invariant)",
     "torch:bf16@frozen@anyshape": "the same, called with the batches as they come (not batch-invariant)",
     "torch:bf16@mixed@frozen": "the mixed module under torch.compile with Inductor's freezing",
-    "torch:int8@amx": "static int8 after SmoothQuant (OpenVINO's factors and grids) in packed-bert's own AMX kernels: "
-    "int8 linears, attention per sequence in bf16, add+LayerNorm",
+    "torch:int8@amx@residual=bf16": "static int8 after SmoothQuant (OpenVINO's factors and grids) in packed-bert's own "
+    "AMX kernels: int8 linears, attention per sequence in bf16, add+LayerNorm, the residual stream in bf16: the amx "
+    "class's bert-99 default",
     "torch:bf16@amx": "bf16 weights and inputs with fp32 sums in packed-bert's own AMX kernels: linears, attention per "
     "sequence (1/sqrt(d) in Q's weights), add+LayerNorm; residuals, LayerNorm and the QA head fp32",
-    "torch:int8-bf16@amx": "torch:int8@amx with the FFN output layer (GELU's heavy-tailed output in) in bf16, "
-    "fp32 sums",
+    "torch:int8-bf16@amx@residual=bf16": "the amx int8 recipe with the FFN output layer (GELU's heavy-tailed output "
+    "in) in bf16, fp32 sums: the amx class's bert-99.9 until the thirty-fourth session",
     "torch:int8-bf16@amx@residual=bf16@kept=int8-rows": "the FFN output layer's input after SmoothQuant (alpha per "
     "layer) on an 8-bit grid per row, int8 weights; residual stream in bf16",
     "torch:int8-bf16@amx@residual=bf16@kept=int8-hybrid": "the FFN output layer's input after SmoothQuant (alpha per "
@@ -115,14 +117,16 @@ NOTES = {
     "openvino:bf16@mask": "OpenVINO, same graph, bf16 inference precision",
     "openvino:int8@weights@dq0@mask": "OpenVINO, int8 weights per column, bf16 activations",
     "openvino:fp32": "OpenVINO fp32, attention per sequence (the backend's default)",
-    "openvino:bf16": "OpenVINO bf16, attention per sequence (the backend's default)",
+    "openvino:bf16": "OpenVINO bf16, attention per sequence (the backend's default): the avx512-bf16 bert-99.9 default",
     "onnxruntime:fp32@seq": "ONNX Runtime fp32, attention per sequence (blocks of its length rounded up to 64)",
     "onnxruntime:int8@rows@seq": "per-token int8, attention per sequence",
-    "onnxruntime:int8@smoothquant@seq": "OpenVINO's static int8 graph (SmoothQuant, calibrated) in ONNX Runtime, per-sequence",
+    "onnxruntime:int8@smoothquant@seq": "OpenVINO's static int8 graph (SmoothQuant, calibrated) in ONNX Runtime, "
+    "per-sequence: the avx2 bert-99 default",
     "openvino:int8@weights@dq256": "OpenVINO int8 weights, activations quantized per token in groups of 256, per-sequence",
     "openvino:int8@weights": "OpenVINO int8 weights, activations quantized per token (groups of 1024), per-sequence",
     "openvino:int8@qdq": "OpenVINO static int8: fixed activation scales (min/max of the 100 calibration questions)",
-    "openvino:int8": "OpenVINO static int8 after SmoothQuant (alpha 0.8), calibrated, per-sequence (its default)",
+    "openvino:int8": "OpenVINO static int8 after SmoothQuant (alpha 0.8), calibrated, per-sequence (its default): the "
+    "avx512-bf16 bert-99 default",
     "openvino:int8@mask": "the same over the masked row: the cpu system's SingleStream recipe on avx512-bf16",
     "torch:int8": "PyTorch static int8 (oneDNN u8 x s8) with the same SmoothQuant factors and grids, bf16 attention",
     "onnxruntime:int8@smoothquant-mixed@seq": "the SmoothQuant int8 graph with the FFN output layers fp32, per-sequence",
