@@ -233,18 +233,23 @@ def invariance(runner: Any, features: SquadFeatures, index: np.ndarray, in_run: 
 
 
 def fidelity(
-    features: SquadFeatures, index: np.ndarray, reference: Sequence[np.ndarray], got: Sequence[np.ndarray]
+    features: SquadFeatures,
+    index: np.ndarray,
+    reference: Sequence[np.ndarray],
+    reference_spans: np.ndarray,
+    got: Sequence[np.ndarray],
 ) -> dict[str, Any]:
-    """How far a recipe's logits stand from the reference recipe's over the same features: the root
-    mean square of their differences over every real token's start and end logit, and how many
-    features' best spans differ. F1 moves by whole questions, so two recipes whose logits stand
-    equally far from fp32's can differ by 0.1% of F1 (thirty-eighth session); these say which."""
+    """How far a recipe's logits stand from the reference recipe's (``reference``, whose best spans
+    ``spans`` gave once as ``reference_spans``) over the same features: the root mean square of their
+    differences over every real token's start and end logit, and how many features' best spans
+    differ. F1 moves by whole questions, so two recipes whose logits stand equally far from fp32's
+    can differ by a few tenths of a percent of F1 (thirty-eighth session); these say which."""
     squares = sum(
         float(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64)).sum())
         for a, b in zip(reference, got, strict=True)
     )
     values = sum(int(np.asarray(a).size) for a in reference)
-    changed = (spans(features, index, list(reference)) != spans(features, index, list(got))).any(axis=1)
+    changed = (reference_spans != spans(features, index, list(got))).any(axis=1)
     return {"rms": (squares / values) ** 0.5 if values else 0.0, "span_changed": int(changed.sum())}
 
 
@@ -352,7 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipes = args.recipes.split(",")
     if args.reference not in recipes:  # every ratio is to its F1: run it first
         recipes.insert(0, args.reference)
-    reference_logits: list[np.ndarray] | None = None  # the reference runs first (a skipped one: none)
+    reference: tuple[list[np.ndarray], np.ndarray] | None = (
+        None  # its logits and best spans (runs first; skipped: none)
+    )
     for recipe in recipes:
         if "cuda" in recipe and not torch.cuda.is_available():
             skipped[recipe] = "no GPU"
@@ -362,9 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         outcome, logits = run_recipe(recipe, args, features, index, check, threads)
         if recipe == args.reference:
-            reference_logits = logits
-        if reference_logits is not None:
-            outcome.fidelity = fidelity(features, index, reference_logits, logits)
+            reference = logits, spans(features, index, logits)
+        if reference is not None:
+            outcome.fidelity = fidelity(features, index, *reference, logits)
             print(json.dumps({"recipe": recipe, "against": args.reference, "fidelity": outcome.fidelity}), flush=True)
         outcomes.append(outcome)
     table = render(outcomes, skipped, args, threads)

@@ -25,14 +25,15 @@ def test_fidelity_counts_the_logits_distance_and_the_spans_that_move(squad_featu
     context = np.flatnonzero(squad_features.segment_ids[0][: squad_features.lengths[0]] == 1)
     first, second = int(context[0]), int(context[1])  # two context tokens of feature 0
     reference[0][first] = 100.0  # the reference's best span: the first context token alone
-    same = recipe_accuracy.fidelity(squad_features, index, reference, [a.copy() for a in reference])
+    ref_spans = recipe_accuracy.spans(squad_features, index, reference)
+    same = recipe_accuracy.fidelity(squad_features, index, reference, ref_spans, [a.copy() for a in reference])
     assert same == {"rms": 0.0, "span_changed": 0}
     moved = [a.copy() for a in reference]
     moved[0][first], moved[0][second] = 0.0, 100.0  # its best span moves to the second token
     values = sum(a.size for a in reference)
-    got = recipe_accuracy.fidelity(squad_features, index, reference, moved)
+    got = recipe_accuracy.fidelity(squad_features, index, reference, ref_spans, moved)
     assert got["span_changed"] == 1
     assert np.isclose(got["rms"], (4 * 100.0**2 / values) ** 0.5)
     nudged = [a + np.float32(0.01) for a in reference]  # every logit a little off, no span moved
-    got = recipe_accuracy.fidelity(squad_features, index, reference, nudged)
+    got = recipe_accuracy.fidelity(squad_features, index, reference, ref_spans, nudged)
     assert got["span_changed"] == 0 and np.isclose(got["rms"], 0.01, rtol=1e-4)
