@@ -572,6 +572,8 @@ def test_qa_head_rows_are_the_float64_sums_to_float32_and_the_same_in_any_batch(
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
     alone = torch.cat([head(x[1, i : i + 1]) for i in range(101)])
     np.testing.assert_array_equal(alone.numpy(), got[1].numpy())
+    x16 = x.to(torch.bfloat16)  # the bf16 residual stream, widened in the kernel: torch's widening, the same bits
+    np.testing.assert_array_equal(head(x16).numpy(), head(x16.float()).numpy())
 
 
 @needs_amx
@@ -595,5 +597,7 @@ def test_embeddings_follow_torch_in_float32_and_reject_an_id_past_the_table() ->
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(ours(ids[1:], segments[1:], positions[1:]).numpy(), got[1:].numpy())
+    ours.residual = torch.bfloat16  # the bf16 residual stream: the fp32 result rounded once
+    torch.testing.assert_close(ours(ids, segments, positions), got.to(torch.bfloat16), rtol=0, atol=0)
     with pytest.raises(ValueError, match="past its table"):
         ours(ids + BERT_TINY.vocab_size, segments, positions)

@@ -241,9 +241,9 @@ def loaded(tiles: str) -> ctypes.CDLL:
     lib.pb_add_layernorm.restype = i
     lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p, i]
     lib.pb_encoder.restype = i
-    lib.pb_gather_add.argtypes = [p, n, p, p, n, p, n, n, p]
-    lib.pb_gather_add.restype = i
-    lib.pb_qa_head.argtypes = [p, n, n, p, p, p]
+    lib.pb_embeddings.argtypes = [p, n, p, p, n, p, p, n, p, n, n, p, p, f, p, i]
+    lib.pb_embeddings.restype = i
+    lib.pb_qa_head.argtypes = [p, i, n, n, p, p, p]
     lib.pb_qa_head.restype = i
     lib.pb_tile_row_bytes.argtypes = [n]
     lib.pb_tile_row_bytes.restype = n

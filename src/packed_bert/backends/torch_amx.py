@@ -26,6 +26,7 @@ from torch import nn
 
 from packed_bert.backends.amx_kernels import (
     ATTENTION_DIMS,
+    FLOAT_KINDS,
     AmxLinearWeights,
     SequenceAttention,
     add_layernorm,
@@ -207,10 +208,10 @@ def tile_qa_head(model: nn.Module) -> None:
 
 
 class AmxEmbeddings(nn.Module):
-    """BERT's embeddings from the AMX library's kernels: the word and position rows gathered and
-    added (``pb_gather_add``), the token type rows gathered, and their sum's LayerNorm in the
-    add+LayerNorm kernel, in the order torch adds them ((word + position) + type). Torch's three
-    lookups, two adds and LayerNorm cost about 0.3 ms more of a 303-token SingleStream sample."""
+    """BERT's embeddings in one call of the AMX library (``pb_embeddings``): each token's word and
+    position rows added, then its token type row, in the order torch adds them ((word + position) +
+    type), and the sum's LayerNorm, as the add+LayerNorm kernel computes it. Torch's three lookups,
+    two adds and LayerNorm cost about 0.3 ms more of a 303-token SingleStream sample."""
 
     def __init__(self, embeddings: nn.Module, residual: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -222,29 +223,21 @@ class AmxEmbeddings(nn.Module):
         norm = embeddings.get_submodule("LayerNorm")
         assert isinstance(norm, nn.LayerNorm)
         self.LayerNorm = norm
+        self._gamma, self._beta = (t.detach().float().contiguous() for t in (norm.weight, norm.bias))
 
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         word, position, token_type = self.tables
         ids, positions, segments = (t.reshape(-1).long().contiguous() for t in (input_ids, position_ids, segment_ids))
-        summed = _gather_add(word, ids, position, positions)
-        types = _gather_add(token_type, segments)
-        out = add_layernorm(summed, types, self.LayerNorm, out_dtype=self.residual)
+        out = torch.empty(ids.shape[0], word.shape[1], dtype=self.residual)
+        status = library().pb_embeddings(
+            word.data_ptr(), word.shape[0], ids.data_ptr(), position.data_ptr(), position.shape[0],
+            positions.data_ptr(), token_type.data_ptr(), token_type.shape[0], segments.data_ptr(), ids.shape[0],
+            word.shape[1], self._gamma.data_ptr(), self._beta.data_ptr(), float(self.LayerNorm.eps), out.data_ptr(),
+            FLOAT_KINDS[self.residual],
+        )  # fmt: skip
+        if status != 0:
+            raise ValueError(f"amx embeddings: a token, position or segment id past its table ({ids.shape[0]} tokens)")
         return out.reshape(*input_ids.shape, word.shape[1])
-
-
-def _gather_add(
-    a: torch.Tensor, ia: torch.Tensor, b: torch.Tensor | None = None, ib: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Rows ``a[ia] + b[ib]`` (or ``a[ia]``) of fp32 tables, int64 indices, in ``pb_gather_add``."""
-    out = torch.empty(ia.shape[0], a.shape[1])
-    status = library().pb_gather_add(
-        a.data_ptr(), a.shape[0], ia.data_ptr(),
-        None if b is None else b.data_ptr(), 0 if b is None else b.shape[0], None if ib is None else ib.data_ptr(),
-        ia.shape[0], a.shape[1], out.data_ptr(),
-    )  # fmt: skip
-    if status != 0:
-        raise ValueError(f"amx embeddings: a token, position or segment id past its table ({ia.shape[0]} tokens)")
-    return out
 
 
 def amx_embeddings(model: nn.Module, residual: torch.dtype = torch.float32) -> None:
@@ -267,11 +260,13 @@ class AmxQaHead(nn.Module):
         self.bias = linear.bias.detach().float().contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).float().contiguous()
+        flat = x.reshape(-1, x.shape[-1])  # fp32 or bf16, read as it is (bf16 widened in the kernel)
+        flat = (flat if flat.dtype in FLOAT_KINDS else flat.float()).contiguous()
         out = torch.empty(flat.shape[0], 2)
         status = library().pb_qa_head(
-            flat.data_ptr(), flat.shape[0], flat.shape[1], self.weight.data_ptr(), self.bias.data_ptr(), out.data_ptr()
-        )
+            flat.data_ptr(), FLOAT_KINDS[flat.dtype], flat.shape[0], flat.shape[1], self.weight.data_ptr(),
+            self.bias.data_ptr(), out.data_ptr(),
+        )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx QA head kernel: status {status} for width {flat.shape[1]}")
         return out.reshape(*x.shape[:-1], 2)

@@ -26,20 +26,19 @@ typedef struct {
 
 enum { Q_NONE = 0, Q_U8 = 1, Q_BF16 = 2 }; /* the next layer's input a row also writes */
 
-/* Row m of pb_add_layernorm with its value kinds (x_kind, r_kind, out_kind: AS_FP32 or AS_BF16;
-   `feed`: the next layer's input, Q_*) constants where add_layernorm_row inlines it: the kinds'
-   branches leave the loops (a 274-row call 48 -> 36 us, the same bits) */
-static inline __attribute__((always_inline)) void add_layernorm_row_as(const layernorm_args *a, long m, int x_kind,
-                                                                       int r_kind, int out_kind, int feed) {
-    const void *x = a->x, *residual = a->residual;
+/* Row m of pb_add_layernorm, its x and residual rows at a_row and b_row, with its value kinds
+   (x_kind, r_kind, out_kind: AS_FP32 or AS_BF16; `feed`: the next layer's input, Q_*) constants
+   where add_layernorm_row inlines it: the kinds' branches leave the loops (a 274-row call 48 ->
+   36 us, the same bits) */
+static inline __attribute__((always_inline)) void add_layernorm_row_as(const layernorm_args *a, long m, const char *a_row,
+                                                                       const char *b_row, int x_kind, int r_kind,
+                                                                       int out_kind, int feed) {
     const int q_kind = feed == Q_BF16 ? AS_BF16 : AS_U8, q_zp = a->q_zp;
     const int stream = a->stream;
     const float *gamma = a->gamma, *beta = a->beta, *q_scale = a->q_scale, eps = a->eps;
     const long H = a->H;
     void *out = a->out, *q_out = feed == Q_NONE ? NULL : a->q_out;
     float row[8192] __attribute__((aligned(64)));
-    const char *a_row = (const char *)x + (size_t)m * H * float_bytes(x_kind);
-    const char *b_row = (const char *)residual + (size_t)m * H * float_bytes(r_kind);
     /* the sums in four parts, 16 values apart (H % 64 == 0 fills all four; the rest go to the
        first): four chains of additions instead of one, 9-13% off the kernel (2026-12-06) */
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -105,19 +104,28 @@ static inline __attribute__((always_inline)) void add_layernorm_row_as(const lay
 /* one case per value kind of x, the residual and out (fp32, bf16) and of the next layer's input */
 #define LAYERNORM_CASE(x, r, o, feed) \
     case (((x) * 2 + (r)) * 2 + (o)) * 3 + (feed): \
-        add_layernorm_row_as(a, m, (x) ? AS_BF16 : AS_FP32, (r) ? AS_BF16 : AS_FP32, (o) ? AS_BF16 : AS_FP32, feed); break;
+        add_layernorm_row_as(a, m, a_row, b_row, (x) ? AS_BF16 : AS_FP32, (r) ? AS_BF16 : AS_FP32, (o) ? AS_BF16 : AS_FP32, \
+                             feed);                                                                                    \
+        break;
 #define LAYERNORM_CASES_Q(x, r, o) LAYERNORM_CASE(x, r, o, Q_NONE) LAYERNORM_CASE(x, r, o, Q_U8) LAYERNORM_CASE(x, r, o, Q_BF16)
 #define LAYERNORM_CASES_O(x, r) LAYERNORM_CASES_Q(x, r, 0) LAYERNORM_CASES_Q(x, r, 1)
 #define LAYERNORM_CASES_R(x) LAYERNORM_CASES_O(x, 0) LAYERNORM_CASES_O(x, 1)
 
-/* Row m of pb_add_layernorm */
-static void add_layernorm_row(const layernorm_args *a, long m) {
+/* Row m of pb_add_layernorm, from the rows a_row (x's) and b_row (the residual's); the caller
+   finds them (layernorm_rows: row m of each) */
+static void add_layernorm_rows(const layernorm_args *a, long m, const char *a_row, const char *b_row) {
     const int feed = !a->q_out ? Q_NONE : a->q_kind == AS_BF16 ? Q_BF16 : Q_U8;
     switch ((((a->x_kind == AS_BF16) * 2 + (a->r_kind == AS_BF16)) * 2 + (a->out_kind == AS_BF16)) * 3 + feed) {
     LAYERNORM_CASES_R(0)
     LAYERNORM_CASES_R(1)
     default: break;
     }
+}
+
+/* Row m of pb_add_layernorm: row m of x and of the residual */
+static inline void add_layernorm_row(const layernorm_args *a, long m) {
+    add_layernorm_rows(a, m, (const char *)a->x + (size_t)m * a->H * float_bytes(a->x_kind),
+                       (const char *)a->residual + (size_t)m * a->H * float_bytes(a->r_kind));
 }
 
 #define LAYERNORM_CHUNK 16 /* rows a thread takes at a time */
