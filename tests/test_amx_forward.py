@@ -83,3 +83,17 @@ def test_a_model_not_wholly_on_the_kernels_runs_its_modules() -> None:
     for batch in batches_of("sorted", ids, seg, lens, 2, 1):
         assert np.isfinite(runner.infer(batch)).all()
     assert len(calls) == 2
+
+
+def test_an_id_past_the_table_is_a_value_error_in_the_one_call_too() -> None:
+    features = random_features(13, 3, 50)
+    runner = _runner("int8", 2, features)
+    assert isinstance(runner._whole, AmxForward)
+    ids, seg, lens = features
+    batch = next(iter(batches_of("sorted", ids, seg, lens, 3, 1)))
+    bad = type(batch)(
+        batch.input_ids + 10**6, batch.segment_ids, batch.position_ids, batch.seq_lens, batch.sample_index
+    )
+    with pytest.raises(ValueError, match="past its table"):
+        runner.infer(bad)
+    assert np.isfinite(runner.infer(batch)).all()  # the runner goes on

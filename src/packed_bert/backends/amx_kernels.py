@@ -245,6 +245,8 @@ def loaded(tiles: str) -> ctypes.CDLL:
     lib.pb_embeddings.restype = i
     lib.pb_qa_head.argtypes = [p, i, n, n, p, p, p]
     lib.pb_qa_head.restype = i
+    lib.pb_forward.argtypes = [p, p, p, p, p, n, n, n, p]
+    lib.pb_forward.restype = i
     lib.pb_tile_row_bytes.argtypes = [n]
     lib.pb_tile_row_bytes.restype = n
     lib.pb_tiles_kind.restype = i

@@ -2,9 +2,10 @@
    activations x s8 weights, the input's quantization before and the scales after) or bf16 (bf16
    activations x bf16 weights, fp32 sums), with the bias and GELU in the same call; attention per
    sequence in bf16 (or with its products in int8, a recipe's choice); the residual add with
-   LayerNorm; BERT's embedding rows and its QA head; and the tiles' issue rate. Built at first use
-   by backends/amx_kernels.py with the system C compiler (-march=native), as one translation unit:
-   the parts below are included in this order, each using what the ones before it define. */
+   LayerNorm; BERT's embedding rows and its QA head; the whole encoder, and the whole forward pass,
+   in one call each; and the tiles' issue rate. Built at first use by backends/amx_kernels.py with
+   the system C compiler (-march=native), as one translation unit: the parts below are included in
+   this order, each using what the ones before it define. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -25,3 +26,4 @@
 #include "layernorm.h"
 #include "ends.h"
 #include "encoder.h"
+#include "forward.h"
