@@ -145,16 +145,16 @@ class AmxEncoder(nn.Module):
         shape = hidden.shape
         flat = hidden.reshape(-1, shape[-1])
         if core.covered:
-            return self.run_tokens(flat, core.starts, core.lens, core.q_scaled, core.attention_kind).reshape(shape)
+            return self._run(flat, core.starts, core.lens, core.q_scaled, core.attention_kind).reshape(shape)
         # rows with positions outside every sequence (a packed row's tail, a sorted batch's shorter
         # rows): the kernel runs on the sequences' tokens alone, which then sit back to back, and
         # those positions come out as zeros (a row's results do not depend on its neighbours, so
         # the sequences' results keep their bits)
         index, starts = core.token_index()
-        out = self.run_tokens(flat.index_select(0, index), starts, core.lens, core.q_scaled, core.attention_kind)
+        out = self._run(flat.index_select(0, index), starts, core.lens, core.q_scaled, core.attention_kind)
         return flat.new_zeros(flat.shape).index_copy_(0, index, out.to(flat.dtype)).reshape(shape)
 
-    def run_tokens(
+    def _run(
         self, hidden: torch.Tensor, starts: torch.Tensor, lens: torch.Tensor, q_scaled: bool, attention_kind: int
     ) -> torch.Tensor:
         """The encoder kernel over ``hidden`` [tokens, width], every token in one of the sequences

@@ -194,7 +194,7 @@ class TorchRunner:
         if freezing:  # a forward compiled earlier in this process without freezing would be reused as is
             torch._dynamo.reset()
         self.model: Any = torch.compile(model, dynamic=True) if compile else model
-        self._whole: Callable[[BatchLike], np.ndarray | None] | None = None  # the kernels' calls in a row
+        self._whole: Callable[[BatchLike], np.ndarray | None] | None = None  # the whole pass in one kernel call
         if own_kernels and kernel == "amx":
             from packed_bert.backends.amx_forward import AmxForward
 

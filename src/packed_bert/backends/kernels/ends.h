@@ -28,8 +28,9 @@ int pb_embeddings(const float *word, long word_rows, const long *ids, const floa
 
 /* -- the QA head -- */
 /* out[m, j] = sum_k x[m, k] w[j, k] + bias[j] for the start and end logits (j = 0, 1), x fp32 or
-   bf16 (x_kind: read as fp32, as torch's conversion gives it), the sums fp32, rows in parallel; each row's sums in one order (16 lanes over k, then the lanes' tree), so a
-   row's logits do not depend on the other rows. Requires H % 16 == 0. (oneDNN's matmul on fixed
+   bf16 (x_kind: read as fp32, as torch's conversion gives it), the sums fp32, rows in parallel;
+   each row's sums in one order (16 lanes over k, then the lanes' tree), so a row's logits do not
+   depend on the other rows. Requires H % 16 == 0. (oneDNN's matmul on fixed
    512-row tiles, padding and all, cost about 0.6 ms more of a 303-token sample.) */
 int pb_qa_head(const void *x, int x_kind, long M, long H, const float *w, const float *bias, float *out) {
     if (H % 16 || M < 0 || !float_kind(x_kind)) return 1;

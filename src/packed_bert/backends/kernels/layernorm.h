@@ -111,8 +111,8 @@ static inline __attribute__((always_inline)) void add_layernorm_row_as(const lay
 #define LAYERNORM_CASES_O(x, r) LAYERNORM_CASES_Q(x, r, 0) LAYERNORM_CASES_Q(x, r, 1)
 #define LAYERNORM_CASES_R(x) LAYERNORM_CASES_O(x, 0) LAYERNORM_CASES_O(x, 1)
 
-/* Row m of pb_add_layernorm, from the rows a_row (x's) and b_row (the residual's); the caller
-   finds them (layernorm_rows: row m of each) */
+/* Row m of pb_add_layernorm, from the rows a_row (x's) and b_row (the residual's), wherever the
+   caller finds them (add_layernorm_row: row m of each; pb_embeddings: a row of sums and a table's) */
 static void add_layernorm_rows(const layernorm_args *a, long m, const char *a_row, const char *b_row) {
     const int feed = !a->q_out ? Q_NONE : a->q_kind == AS_BF16 ? Q_BF16 : Q_U8;
     switch ((((a->x_kind == AS_BF16) * 2 + (a->r_kind == AS_BF16)) * 2 + (a->out_kind == AS_BF16)) * 3 + feed) {
