@@ -15,7 +15,6 @@ import ctypes
 import threading
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +32,7 @@ from packed_bert.backends.amx_kernels import (
     SequenceAttention,
     block_rows,
     library,
+    q_multiplier,
 )
 from packed_bert.model.attention import AttentionCore
 
@@ -174,7 +174,7 @@ class AmxEncoder(nn.Module):
             (padded, self._inter_stride, self._inter_dtype),  # inter: rows as far apart as the kernel reads them
         ]
         work: list[Any] = [self._work.get(role, *shape) for role, shape in enumerate(shapes)]
-        q_mul = 1.0 if q_scaled else float(np.float32(1) / np.sqrt(np.float32(self.head_dim)))
+        q_mul = 1.0 if q_scaled else float(q_multiplier(self.head_dim))
         status = library().pb_encoder(
             ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
             starts.data_ptr(), lens.data_ptr(), len(lens), FLOAT_KINDS[residual],

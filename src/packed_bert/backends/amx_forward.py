@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from packed_bert.backends.amx_encoder import AmxEncoder
-from packed_bert.backends.amx_kernels import ATTENTION_DIMS, ATTENTION_KINDS, FLOAT_KINDS, library
+from packed_bert.backends.amx_kernels import ATTENTION_DIMS, ATTENTION_KINDS, FLOAT_KINDS, library, q_multiplier
 from packed_bert.backends.base import BatchLike
 from packed_bert.backends.torch_amx import AmxEmbeddings, AmxQaHead, amx_attention
 
@@ -47,13 +47,13 @@ class AmxForward:
         self.encoder = encoder
         self._keep = (embeddings, encoder, qa_head)  # the tensors and structures _model points into
         word, position, token_type = embeddings.tables
-        q_mul = 1.0 if q_scaled else float(np.float32(1) / np.sqrt(np.float32(encoder.head_dim)))  # as C's 1.f / sqrtf
+        q_mul = 1.0 if q_scaled else float(q_multiplier(encoder.head_dim))
         self._model = _Model(
             ctypes.addressof(encoder._layers), len(encoder._layers), encoder.heads, encoder.head_dim,
             ATTENTION_KINDS[attention], FLOAT_KINDS[embeddings.residual], q_mul,
             word.data_ptr(), position.data_ptr(), token_type.data_ptr(),
             word.shape[0], position.shape[0], token_type.shape[0],
-            embeddings._gamma.data_ptr(), embeddings._beta.data_ptr(), float(embeddings.LayerNorm.eps),
+            embeddings.gamma.data_ptr(), embeddings.beta.data_ptr(), float(embeddings.LayerNorm.eps),
             qa_head.weight.data_ptr(), qa_head.bias.data_ptr(),
         )  # fmt: skip
         self._forward = library().pb_forward

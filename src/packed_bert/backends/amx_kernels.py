@@ -478,6 +478,12 @@ class AmxLinearWeights:
         return out.reshape(*x.shape[:-1], self.n)
 
 
+def q_multiplier(head_dim: int) -> np.float32:
+    """1/sqrt(head dimension) in float32, as C's ``1.f / sqrtf`` gives it: the kernels' multiplier
+    of Q (or what the Q layer's weights take in)."""
+    return np.float32(1) / np.sqrt(np.float32(head_dim))
+
+
 def sequence_spans(seq_lens: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(first token, token count) of every sequence of rows [R, ``length``] holding ``seq_lens``
     [R, K], tokens counted over the flattened rows; empty slots left out."""
@@ -561,7 +567,7 @@ class SequenceAttention:
         else:
             make = torch.empty if self.covered else torch.zeros
             out = make(tokens, hidden, dtype=torch.bfloat16)
-        q_mul = 1.0 if self.q_scaled else float(np.float32(1) / np.sqrt(np.float32(dim)))  # as C's 1.f / sqrtf
+        q_mul = 1.0 if self.q_scaled else float(q_multiplier(dim))
         status = library().pb_attention(
             qkv.data_ptr(), self.starts.data_ptr(), self.lens.data_ptr(), len(self.lens), heads, dim, q_mul,
             out.data_ptr(), kind, scale, zero, self.attention_kind, 0,

@@ -31,6 +31,7 @@ from packed_bert.backends.amx_kernels import (
     SequenceAttention,
     add_layernorm,
     library,
+    q_multiplier,
 )
 from packed_bert.backends.onnx_fused import site_bias, site_weight
 from packed_bert.backends.torch_invariant import TiledLinear
@@ -223,7 +224,9 @@ class AmxEmbeddings(nn.Module):
         norm = embeddings.get_submodule("LayerNorm")
         assert isinstance(norm, nn.LayerNorm)
         self.LayerNorm = norm
-        self._gamma, self._beta = (t.detach().float().contiguous() for t in (norm.weight, norm.bias))
+        self.gamma, self.beta = (
+            t.detach().float().contiguous() for t in (norm.weight, norm.bias)
+        )  # fp32, as the kernel reads them
 
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         word, position, token_type = self.tables
@@ -232,7 +235,7 @@ class AmxEmbeddings(nn.Module):
         status = library().pb_embeddings(
             word.data_ptr(), word.shape[0], ids.data_ptr(), position.data_ptr(), position.shape[0],
             positions.data_ptr(), token_type.data_ptr(), token_type.shape[0], segments.data_ptr(), ids.shape[0],
-            word.shape[1], self._gamma.data_ptr(), self._beta.data_ptr(), float(self.LayerNorm.eps), out.data_ptr(),
+            word.shape[1], self.gamma.data_ptr(), self.beta.data_ptr(), float(self.LayerNorm.eps), out.data_ptr(),
             FLOAT_KINDS[self.residual],
         )  # fmt: skip
         if status != 0:
@@ -313,7 +316,7 @@ def bf16_model(model: nn.Module, residual: torch.dtype = torch.float32, attentio
         q_scaled = module.head_dim in ATTENTION_DIMS  # the kernel attends: 1/sqrt(d) goes into Q's weights
         if q_scaled:
             hidden = module.heads * module.head_dim
-            factor = np.float32(1) / np.sqrt(np.float32(module.head_dim))
+            factor = q_multiplier(module.head_dim)
             weight, bias = weight.copy(), bias.copy()
             weight[:, :hidden] *= factor
             bias[:hidden] *= factor
