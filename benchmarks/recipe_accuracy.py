@@ -357,9 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipes = args.recipes.split(",")
     if args.reference not in recipes:  # every ratio is to its F1: run it first
         recipes.insert(0, args.reference)
-    reference: tuple[list[np.ndarray], np.ndarray] | None = (
-        None  # its logits and best spans (runs first; skipped: none)
-    )
+    # the reference's logits and best spans (it runs first; skipped: none)
+    reference: tuple[list[np.ndarray], np.ndarray] | None = None
     for recipe in recipes:
         if "cuda" in recipe and not torch.cuda.is_available():
             skipped[recipe] = "no GPU"

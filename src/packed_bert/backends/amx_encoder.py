@@ -12,8 +12,6 @@ attention kernel does not apply (another attention core, a head dimension it doe
 from __future__ import annotations
 
 import ctypes
-import threading
-from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +20,6 @@ from packed_bert.backends.amx_kernels import (
     AS_BF16,
     AS_FP32,
     ATTENTION_DIMS,
-    BLOCK_M,
     FLOAT_KINDS,
     MAX_SEQUENCE,
     W_BF16,
@@ -71,22 +68,6 @@ def _amx(module: nn.Module) -> AmxLinearWeights:
     return weights
 
 
-class WorkBuffers(threading.local):
-    """The encoder's work buffers, kept from call to call (one set per calling thread): fresh
-    ones of a few MB each came from the OS every call, and their first touch inside the kernels
-    (page faults) cost about 0.7 ms of a 60 ms sample (268 tokens, int8, alternating). A buffer
-    grows to the most rows asked of it; a call gets its first rows."""
-
-    def __init__(self) -> None:
-        self.kept: dict[int, torch.Tensor] = {}
-
-    def get(self, role: int, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
-        kept = self.kept.get(role)
-        if kept is None or kept.shape[0] < rows or kept.shape[1] != cols or kept.dtype != dtype:
-            kept = self.kept[role] = torch.empty(rows, cols, dtype=dtype)
-        return kept[:rows]
-
-
 class AmxEncoder(nn.Module):
     """``encoder`` (a ``BertEncoder`` wired by ``torch_amx.wire_block``) run by one kernel call."""
 
@@ -129,12 +110,10 @@ class AmxEncoder(nn.Module):
         self._layers = (_Layer * len(structs))(*structs)
         # the work buffers hold one kind per role and one dense kind: layers that differ run the modules
         self.fused = all(len(kinds) == 1 for kinds in role_dtypes) and len(dense_dtypes) == 1
-        qkv, o, ffn_in, ffn_out = (next(iter(kinds)) for kinds in role_dtypes)  # when fused
-        self._dense_dtype = next(iter(dense_dtypes))
-        # tile_h feeds Q|K|V and the FFN input: room for the wider of the two
-        self._tile_h_dtype = qkv if qkv.itemsize >= ffn_in.itemsize else ffn_in
+        _, o, _, ffn_out = (next(iter(kinds)) for kinds in role_dtypes)  # when fused
+        # the attention output's and the FFN output layer's tile inputs, and the FFN's inner rows
+        # as far apart as the kernel lays them (pb_encoder keeps its own work buffers)
         self._att_dtype, self._inter_dtype = o, ffn_out
-        self._work = WorkBuffers()
         size = ffn_out.itemsize  # bytes of a value of the FFN output layer's tile input
         self._inter_stride = int(library().pb_tile_row_bytes(self.inter * size)) // size
 
@@ -164,21 +143,11 @@ class AmxEncoder(nn.Module):
         residual = hidden.dtype if hidden.dtype in FLOAT_KINDS else torch.float32
         tokens, width = hidden.shape
         x = block_rows(tokens, width, residual, fill=0).copy_(hidden)
-        padded = -(-tokens // BLOCK_M) * BLOCK_M
-        shapes = [
-            (tokens, width, residual),  # other
-            (padded, width, self._tile_h_dtype),  # tile_h
-            (tokens, 3 * width, torch.bfloat16),  # qkv
-            (padded, width, self._att_dtype),  # att
-            (tokens, width, self._dense_dtype),  # dense
-            (padded, self._inter_stride, self._inter_dtype),  # inter: rows as far apart as the kernel reads them
-        ]
-        work: list[Any] = [self._work.get(role, *shape) for role, shape in enumerate(shapes)]
         q_mul = 1.0 if q_scaled else float(q_multiplier(self.head_dim))
         status = library().pb_encoder(
             ctypes.addressof(self._layers), len(self._layers), tokens, self.heads, self.head_dim, q_mul,
             starts.data_ptr(), lens.data_ptr(), len(lens), FLOAT_KINDS[residual],
-            x.data_ptr(), *(t.data_ptr() for t in work), attention_kind,
+            x.data_ptr(), attention_kind,
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"amx encoder kernel: status {status} for {tokens} tokens")

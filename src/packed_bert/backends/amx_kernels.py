@@ -239,7 +239,7 @@ def loaded(tiles: str) -> ctypes.CDLL:
     lib.pb_attention.restype = i
     lib.pb_add_layernorm.argtypes = [p, i, p, i, p, p, ctypes.c_float, n, n, p, i, p, i, p, i]
     lib.pb_add_layernorm.restype = i
-    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, p, p, p, p, p, p, i]
+    lib.pb_encoder.argtypes = [p, i, n, i, i, ctypes.c_float, p, p, n, i, p, i]
     lib.pb_encoder.restype = i
     lib.pb_embeddings.argtypes = [p, n, p, p, n, p, p, n, p, n, n, p, p, f, p, i]
     lib.pb_embeddings.restype = i

@@ -64,6 +64,16 @@ static void *grown(thread_buffer *b, size_t bytes) {
     return b->data;
 }
 
+/* `count` parts of `sizes` bytes in one block of buffer b (grown), each on a cache line */
+static int thread_parts(thread_buffer *b, void **parts, const size_t *sizes, int count) {
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += (sizes[i] + 63) / 64 * 64;
+    char *at = grown(b, total);
+    if (!at) return 2;
+    for (int i = 0; i < count; i++) parts[i] = at, at += (sizes[i] + 63) / 64 * 64;
+    return 0;
+}
+
 enum { AS_FP32 = 0, AS_BF16 = 1, AS_U8 = 2 }; /* input and output kinds */
 
 static inline int float_kind(int kind) { return kind == AS_FP32 || kind == AS_BF16; }

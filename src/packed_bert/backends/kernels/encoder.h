@@ -42,9 +42,12 @@ static int qkv_call(const pb_dense *d, const void *x, int x_kind, long H, long M
                   d->bias, d->gelu, qkv, AS_BF16, dim, NULL, 0, dim, M * dim, NULL, NULL);
 }
 
+/* bytes of a value of the FFN's inner tile input: uint8 or bf16 */
+static inline size_t inter_value_bytes(const pb_layer *L) { return ready_kind(&L->ffn_out) == AS_U8 ? 1 : 2; }
+
 /* elements from one row of the FFN's inner tile input to the next (pb_tile_row_bytes) */
 static long inter_stride(const pb_layer *L) {
-    long size = ready_kind(&L->ffn_out) == AS_U8 ? 1 : 2;
+    const long size = (long)inter_value_bytes(L);
     return pb_tile_row_bytes(L->ffn_in.N * size) / size;
 }
 
@@ -63,20 +66,33 @@ double pb_phase_seconds[PHASE_COUNT];
    path (torch_amx's modules), without returning to Python in between (on one 268-token sample
    the interpreter's work between two kernels took about 40 us, after a kernel had evicted its
    state from the caches). hidden [M, H] holds the input and gets the output, in residual_kind
-   (fp32 or bf16: the residual stream's; bf16 rows padded to whole blocks of BLOCK_M, since a bf16
-   first Q|K|V layer reads them in place); the rest are work buffers: other [M, H] in
-   residual_kind, tile_h [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value), qkv [3 x heads, M, dim]
-   bf16 (qkv_layout's planes), dense [M, H] fp32, inter [m_pad, N of the FFN input] tile input, its rows
-   pb_tile_row_bytes apart.
-   Sequences as pb_attention takes them, every token in one (AmxEncoder leaves out the positions
-   outside them); `attention` as pb_attention's `kind`. */
+   (fp32 or bf16: the residual stream's; rows padded with zeros to whole blocks of BLOCK_M, since a
+   bf16 first Q|K|V layer reads them in place). The work buffers are the calling thread's, kept from
+   call to call (fresh ones of a few MB each came from the OS every call, and their first touch
+   inside the kernels cost about 0.7 ms of a 60 ms sample): other [M, H] in residual_kind, tile_h
+   [m_pad, H] and att [m_pad, H] tile inputs (2 bytes a value at most), qkv [3 x heads, M, dim] bf16
+   (qkv_layout's planes), dense [M, H] (fp32 at most), inter [m_pad, N of the FFN input] tile input,
+   its rows pb_tile_row_bytes apart. Sequences as pb_attention takes them, every token in one (the
+   callers leave out the positions outside them); `attention` as pb_attention's `kind`. */
+static __thread thread_buffer encoder_memory;
+
 int pb_encoder(const pb_layer *layers, int count, long M, int heads, int dim, float q_mul, const long *starts,
-               const long *lens, long seqs, int residual_kind, void *hidden, void *other, void *tile_h,
-               uint16_t *qkv, void *att, void *dense, void *inter, int attention) {
-    if (!float_kind(residual_kind)) return 1;
-    long H = (long)heads * dim;
+               const long *lens, long seqs, int residual_kind, void *hidden, int attention) {
+    if (!float_kind(residual_kind) || count < 1) return 1;
+    long H = (long)heads * dim, m_pad = (M + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
     float *steps = grown(&hybrid_steps, (size_t)M * sizeof(float)); /* hybrid FFN output layers' (grids.h) */
     if (!steps) return 2;
+    size_t inter_row = 0; /* the widest layer's (the layers of one call share their kinds) */
+    for (int l = 0; l < count; l++) {
+        const size_t row = (size_t)inter_stride(layers + l) * inter_value_bytes(layers + l);
+        if (row > inter_row) inter_row = row;
+    }
+    const size_t sizes[6] = {M * H * float_bytes(residual_kind), m_pad * H * 2, M * 3 * H * 2, m_pad * H * 2, M * H * 4,
+                             m_pad * inter_row};
+    void *work[6];
+    if (thread_parts(&encoder_memory, work, sizes, 6)) return 2;
+    void *other = work[0], *tile_h = work[1], *att = work[3], *dense = work[4], *inter = work[5];
+    uint16_t *qkv = work[2];
     int status = 0;
     for (int l = 0; l < count && !status; l++) {
         const pb_layer *L = layers + l;

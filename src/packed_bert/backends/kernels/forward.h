@@ -14,19 +14,8 @@ typedef struct {
     const float *qa_weight, *qa_bias; /* [2, H], [2] */
 } pb_model;
 
-/* the calling thread's work memory, grown as needed and kept from call to call (the modules' path
-   keeps its buffers the same way, amx_encoder.WorkBuffers) */
+/* the calling thread's memory for a call's tokens, kept from call to call */
 static __thread thread_buffer forward_memory;
-
-/* `count` parts of `sizes` bytes in one block of the calling thread's memory, each on a cache line */
-static int forward_parts(void **parts, const size_t *sizes, int count) {
-    size_t total = 0;
-    for (int i = 0; i < count; i++) total += (sizes[i] + 63) / 64 * 64;
-    char *at = grown(&forward_memory, total);
-    if (!at) return 2;
-    for (int i = 0; i < count; i++) parts[i] = at, at += (sizes[i] + 63) / 64 * 64;
-    return 0;
-}
 
 /* logits [rows][length][2] of rows of `length` tokens (ids, segments, positions int32 [rows][length])
    holding the sequences seq_lens [rows][slots] (int32, 0: an empty slot) back to back from each
@@ -51,17 +40,14 @@ int pb_forward(const pb_model *m, const int32_t *ids, const int32_t *segments, c
     }
     if (tokens == 0) return 3;
     const long H = (long)m->heads * m->dim, padded = (tokens + BLOCK_M - 1) / BLOCK_M * BLOCK_M;
-    const size_t rb = float_bytes(m->residual_kind), ib = ready_kind(&m->layers[0].ffn_out) == AS_U8 ? 1 : 2;
-    /* index, ids, positions, segments (a token's), starts, lens (a sequence's), its logits, then
-       the encoder's buffers as pb_encoder takes them (tile inputs 2 bytes a value at most) */
-    const size_t sizes[13] = {tokens * 8, tokens * 8, tokens * 8, tokens * 8, seqs * 8, seqs * 8, tokens * 8,
-                              padded * H * rb, tokens * H * rb, padded * H * 2, tokens * 3 * H * 2, padded * H * 2,
-                              tokens * H * 4 + padded * inter_stride(&m->layers[0]) * ib};
-    void *part[13];
-    if (forward_parts(part, sizes, 13)) return 2;
+    const size_t rb = float_bytes(m->residual_kind);
+    /* index, ids, positions, segments (a token's), starts, lens (a sequence's), its logits, the
+       residual stream (whole blocks of rows) */
+    const size_t sizes[8] = {tokens * 8, tokens * 8, tokens * 8, tokens * 8, seqs * 8, seqs * 8, tokens * 8, padded * H * rb};
+    void *part[8];
+    if (thread_parts(&forward_memory, part, sizes, 8)) return 2;
     long *index = part[0], *tid = part[1], *tpos = part[2], *tseg = part[3], *starts = part[4], *lens = part[5];
     float *token_logits = part[6];
-    char *dense = part[12], *inter = dense + (tokens * H * 4 + 63) / 64 * 64;
     for (long r = 0, t = 0, s = 0; r < rows; r++) {
         long at = r * length;
         for (long k = 0; k < slots; k++) {
@@ -77,7 +63,7 @@ int pb_forward(const pb_model *m, const int32_t *ids, const int32_t *segments, c
                                tokens, H, m->gamma, m->beta, m->eps, hidden, m->residual_kind);
     if (status) return status;
     status = pb_encoder(m->layers, m->count, tokens, m->heads, m->dim, m->q_mul, starts, lens, seqs, m->residual_kind, hidden,
-                        part[8], part[9], part[10], part[11], dense, inter, m->attention);
+                        m->attention);
     if (status) return status == 2 ? 2 : 4;
     if (pb_qa_head(hidden, m->residual_kind, tokens, H, m->qa_weight, m->qa_bias, token_logits)) return 4;
     const long positions_all = rows * length;
