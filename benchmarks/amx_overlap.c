@@ -1,7 +1,8 @@
 /* Where AMX tile products wait, on one core (benchmarks/amx_overlap.py builds and runs this):
    1. vector work beside four tile products on registers: each kind alone, then both in one loop;
    2. the linear kernel's 2x2 step (two A tiles, two B tiles, four products) with its operands in
-      L1 or streamed from L2.
+      L1 or streamed from L2;
+   3. the softmax's exps beside that step, their scores in L1 or L2.
    Each line: a name and rdtsc ticks per iteration (the best of several runs). */
 #include <immintrin.h>
 #include <stdint.h>
@@ -115,19 +116,44 @@ static void beside(const char *name, loop_fn f, int size, int wide) {
 
 /* One thread's share of a 274-row Q|K|V layer (9 blocks of 32 rows, 48 column pairs, K = 1024):
    A in L1 (a block's 32 KB), B (3 MB) from L2 with the streaming load or the plain one, or a B
-   tile from L1; ticks a step of four products */
+   tile from L1; ticks a step of four products. With `exps`, that many softmax exps of 16 scores
+   (as softmax_like's, their weights stored in bf16 pairs) after each step, the scores cycling
+   through `score_floats` (how 4: the exps alone, no tiles) */
 #define BLOCKS 9
 #define PAIRS 48
 #define K_STEPS 16
+#define SCORES_L2 (274 * 528) /* one 274-token head's scores, rows 528 floats apart: 578 KB */
+#define SCORES_L1 (16 * 288)  /* 16 rows of them, unpadded: 18 KB */
 static uint8_t *input_rows, *packed;
 static int32_t sums[4][256] __attribute__((aligned(64)));
+static float head_scores[SCORES_L2] __attribute__((aligned(64)));
+static uint16_t head_weights[SCORES_L2] __attribute__((aligned(64)));
 
-static uint64_t linear_steps(int how) {
+static inline void exps_of(int exps, long score_floats, long *at, __m512 *sum) {
+    const __m512 k = _mm512_set1_ps(1.44f), m = _mm512_set1_ps(3.f);
+    for (int v = 0; v < exps; v += 2, *at = *at + 32 < score_floats ? *at + 32 : 0) { /* both sizes: 32s */
+        __m512 t0 = _mm512_fmsub_ps(_mm512_load_ps(head_scores + *at), k, m);
+        __m512 t1 = _mm512_fmsub_ps(_mm512_load_ps(head_scores + *at + 16), k, m);
+        EXP2(__m512, t0, 512);
+        EXP2(__m512, t1, 512);
+        *sum = _mm512_add_ps(*sum, _mm512_add_ps(t0, t1));
+        _mm512_store_si512(head_weights + *at, (__m512i)_mm512_cvtne2ps_pbh(t1, t0));
+    }
+}
+
+static uint64_t linear_steps(int how, int exps, long score_floats) {
+    __m512 sum = _mm512_setzero_ps();
+    long at = 0;
     uint64_t start = __rdtsc();
     for (long m = 0; m < BLOCKS; m++) {
         const uint8_t *a = input_rows + m * 32 * 1024;
         for (long p = 0; p < PAIRS; p++) {
             const uint8_t *b0 = packed + p * K_STEPS * 2048, *b1 = b0 + K_STEPS * 1024;
+            if (how == 4) { /* the exps alone */
+                for (long kb = 0; kb < K_STEPS; kb++) exps_of(exps, score_floats, &at, &sum);
+                BARRIER();
+                continue;
+            }
             _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
             for (long kb = 0; kb < K_STEPS; kb++) {
                 if (how == 3) { /* the products alone, on registers */
@@ -140,13 +166,17 @@ static uint64_t linear_steps(int how) {
                 else if (how == 1) { _tile_loadd(6, b0 + kb * 1024, 64); _tile_loadd(7, b1 + kb * 1024, 64); }
                 else { _tile_loadd(6, packed, 64); _tile_loadd(7, packed + 1024, 64); }
                 _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7); _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+                exps_of(exps, score_floats, &at, &sum);
             }
             _tile_stored(0, sums[0], 64); _tile_stored(1, sums[1], 64);
             _tile_stored(2, sums[2], 64); _tile_stored(3, sums[3], 64);
             BARRIER();
         }
     }
-    return __rdtsc() - start;
+    uint64_t ticks = __rdtsc() - start;
+    volatile float sink = _mm512_reduce_add_ps(sum);
+    (void)sink;
+    return ticks;
 }
 
 /* every way of loading, alternating within each run (a busy moment of the host then slows all of
@@ -163,11 +193,23 @@ static void linear_ways(void) {
     for (int w = 0; w < WAYS; w++) best[w] = ~0ull;
     for (int r = 0; r < RUNS; r++)
         for (int w = 0; w < WAYS; w++) {
-            uint64_t t = linear_steps(ways[w].how);
+            uint64_t t = linear_steps(ways[w].how, 0, SCORES_L1);
             if (t < best[w]) best[w] = t;
         }
     for (int w = 0; w < WAYS; w++)
         printf("linear|%s|%.1f\n", ways[w].name, best[w] / (double)(BLOCKS * PAIRS * K_STEPS));
+}
+
+/* the softmax's exps beside the linear kernel's steps (the kernel's loads): could a head's softmax
+   run under the Q|K|V layer's tiles? Its scores from an L1-sized block or from L2 */
+static void exps_beside_linear(const char *name, int exps, long score_floats) {
+    uint64_t best[3] = {~0ull, ~0ull, ~0ull};
+    for (int r = 0; r < RUNS / 2; r++) {
+        uint64_t t[3] = {linear_steps(0, 0, score_floats), linear_steps(4, exps, score_floats), linear_steps(0, exps, score_floats)};
+        for (int i = 0; i < 3; i++) best[i] = t[i] < best[i] ? t[i] : best[i];
+    }
+    const double steps = BLOCKS * PAIRS * K_STEPS;
+    printf("softmax|%s|%.1f|%.1f|%.1f\n", name, best[0] / steps, best[1] / steps, best[2] / steps);
 }
 
 int main(void) {
@@ -190,5 +232,11 @@ int main(void) {
     beside("16 exps of 16 values, 256-bit", softmax_like, 16, 0);
     beside("32 exps of 16 values, 256-bit", softmax_like, 32, 0);
     linear_ways();
+    for (long i = 0; i < SCORES_L2; i++) head_scores[i] = (float)(i % 100) / 50.f - 1.f;
+    exps_beside_linear("4 exps a step, scores in L1 (18 KB)", 4, SCORES_L1);
+    exps_beside_linear("6 exps a step, scores in L1 (18 KB)", 6, SCORES_L1);
+    exps_beside_linear("8 exps a step, scores in L1 (18 KB)", 8, SCORES_L1);
+    exps_beside_linear("4 exps a step, scores from L2 (578 KB)", 4, SCORES_L2);
+    exps_beside_linear("6 exps a step, scores from L2 (578 KB)", 6, SCORES_L2);
     return 0;
 }

@@ -9,7 +9,9 @@ one loop, in rdtsc ticks a loop; where "both" reads the larger of the two alone,
 hid under the tiles, where it reads their sum, it did not (docs/performance.md, "What stops
 SingleStream"). The second: the linear kernel's 2x2 step (two A tiles, two B tiles, four int8
 products) over one thread's share of a 274-row Q|K|V layer, its operands from L1 or L2, against
-the four products on registers.
+the four products on registers. The third: the softmax's exps beside that step (could a head's
+softmax run under the Q|K|V layer's tiles instead of its own?), its scores from a block that stays
+in L1 or from one head's whole score buffer, which does not.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ SOURCE = Path(__file__).with_name("amx_overlap.c")
 
 
 def measure() -> list[list[str]]:
-    """The C program's lines, split at '|': ("beside", name, tiles, vector, both) or ("linear",
-    name, ticks a step)."""
+    """The C program's lines, split at '|': ("beside", name, tiles, vector, both), ("linear",
+    name, ticks a step) or ("softmax", name, linear steps, exps, both)."""
     compiler = c_compiler()
     if compiler is None:
         raise UserError("amx_overlap: no C compiler (cc, gcc or clang) on PATH; install gcc 11+")
@@ -76,7 +78,18 @@ def render(rows: list[list[str]]) -> str:
     for row in steps:
         ticks = float(row[2])
         lines.append(f"| {row[1]} | {ticks:.1f} | {ticks / products:.2f}x |")
-    lines += ["", "Ticks: rdtsc counts, the best of 20 runs: a loop of the first table (2,000 a run), a step of the second (6,912 a run)."]  # fmt: skip
+    lines += [
+        "",
+        "| softmax exps (of 16 scores) beside each step of the kernel's loads | steps alone | exps alone | both | both / larger alone | both / sum |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]  # fmt: skip
+    for row in (r for r in rows if r[0] == "softmax"):
+        steps_alone, exps, both = (float(v) for v in row[2:5])
+        lines.append(
+            f"| {row[1]} | {steps_alone:.1f} | {exps:.1f} | {both:.1f} | {both / max(steps_alone, exps):.2f} "
+            f"| {both / (steps_alone + exps):.2f} |"
+        )
+    lines += ["", "Ticks: rdtsc counts, the best of 20 runs (10 in the third table): a loop of the first table (2,000 a run), a step of the second and third (6,912 a run)."]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -14,7 +14,8 @@ trained weights, whose attention scores spread much wider than random ones); one
 random tokens (or ``--samples`` rows, a sorted batch's lengths: neighbours from the middle of the
 dev set's, so the rows are padded as little as sorting pads them) runs ``--reps`` times a round,
 models alternating over ``--rounds``. Per round: the median batch (``infer``, everything
-included), each kernel's mean time per batch (all layers), and the linear layers' rate over the
+included), each kernel's mean time per batch (all layers; in brackets how long the first thread
+done waited for the last at the ends of its parallel regions), and the linear layers' rate over the
 real tokens (2 x tokens x K x N per layer). ``--define NAME=VALUE`` builds a variant of the
 kernels (a ``#define`` of ``kernels/amx.c``) to time against the default. Needs a CPU with AMX
 tiles.
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if count != len(PHASES):
         raise UserError(f"amx_phases: the kernel times {count} phases a layer, this script names {len(PHASES)}")
     counters = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_phase_seconds")
+    idle = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_idle_seconds")
     batches = (  # before the runners are built: a bad --samples ends the run at once
         [random_rows(dev_lengths(args.samples), seed=args.samples)]
         if args.samples
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{cpu_label()}, {threads} threads; {shape}, {weights}")
     header = (
         "| recipe | tokens | round | batch ms (median) | "
-        + " | ".join(PHASES)
+        + " | ".join(f"{phase} (idle)" for phase in PHASES)
         + " | kernels ms | linears, TOP/s over the real rows |"
     )
     print(header)
@@ -146,18 +148,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(1, args.rounds + 1):
             for label, _precision, runner in runners:
                 for i in range(len(PHASES)):
-                    counters[i] = 0.0
+                    counters[i] = idle[i] = 0.0
                 times = []
                 for _ in range(args.reps):
                     start = time.perf_counter()
                     runner.infer(batch)
                     times.append(time.perf_counter() - start)
                 per_sample = [counters[i] / args.reps * 1e3 for i in range(len(PHASES))]
+                waited = [idle[i] / args.reps * 1e3 for i in range(len(PHASES))]
                 linear_ops = sum(2.0 * length * k * n * config.layers for k, n in shapes.values())
                 linear_ms = sum(per_sample[i] for i in shapes)
                 print(
                     f"| {label} | {length} | {round_} | {statistics.median(times) * 1e3:.1f} | "
-                    + " | ".join(f"{v:.2f}" for v in per_sample)
+                    + " | ".join(f"{v:.2f} ({w:.2f})" for v, w in zip(per_sample, waited, strict=True))
                     + f" | {sum(per_sample):.1f} | {linear_ops / linear_ms / 1e9:.2f} |",
                     flush=True,
                 )

@@ -132,7 +132,8 @@ def test_int8_bf16_keeps_the_named_layers_in_bf16_and_the_rest_int8() -> None:
 
 def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     """``benchmarks/amx_phases.py`` builds the library with -DPB_PHASE_TIMES: the encoder then adds
-    each of a layer's seven kernel calls' time to a counter, and computes what the default build
+    each of a layer's seven kernel calls' time to a counter, and the threads' waits for each other
+    at those calls' ends (within the calls' time) to another, and computes what the default build
     does."""
     features = random_features(5, 6, 100)
     plain = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
@@ -142,8 +143,10 @@ def test_the_phase_timing_build_times_each_kernel_and_keeps_the_bits(monkeypatch
         count = ctypes.c_int.in_dll(amx_kernels.library(), "pb_phase_count").value
         assert count == 7
         counters = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_phase_seconds")
+        idle = (ctypes.c_double * count).in_dll(amx_kernels.library(), "pb_idle_seconds")
         timed = infer_sequences(_runner("int8", 2, features).infer, *features, "sorted", 2)
         assert all(counters[i] > 0 for i in range(count))
+        assert all(0 <= idle[i] <= counters[i] for i in range(count))
     finally:
         amx_kernels.loaded.cache_clear()  # the next test loads the default build
     for a, b in zip(plain, timed, strict=True):

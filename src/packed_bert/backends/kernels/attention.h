@@ -353,6 +353,8 @@ int pb_attention(const uint16_t *qkv, const long *starts, const long *lens, long
         }
         _tile_release();
         _mm_setcsr(fp_mode);
+        THREAD_DONE();
     }
+    REGION_IDLE();
     return failed;
 }

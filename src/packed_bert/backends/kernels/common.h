@@ -128,6 +128,33 @@ typedef struct {
 
 static inline long run_begin(const chunk_runs *c, long r) { return c->chunks * r / c->runs; }
 
+/* Built with -DPB_PHASE_TIMES (benchmarks/amx_phases.py), the encoder adds up the seconds of each
+   of a layer's seven kernel calls (pb_phase_seconds, PHASE in encoder.h) and how long the first
+   thread done waited for the last at the end of each call's parallel region (pb_idle_seconds):
+   each thread notes when its share is done (THREAD_DONE, before the region's closing barrier),
+   the region adds the spread after it (REGION_IDLE) */
+#ifdef PB_PHASE_TIMES
+#define PHASE_COUNT 7
+const int pb_phase_count = PHASE_COUNT;
+double pb_phase_seconds[PHASE_COUNT], pb_idle_seconds[PHASE_COUNT];
+static int phase_now = -1; /* the call running (-1: none of the seven) */
+static double thread_done[MAX_RUNS];
+static int done_threads; /* the region's */
+#define THREAD_DONE() (thread_done[omp_get_thread_num() % MAX_RUNS] = omp_get_wtime(), done_threads = omp_get_num_threads())
+#define REGION_IDLE() region_idle()
+static void region_idle(void) {
+    double first = thread_done[0], last = thread_done[0];
+    for (int i = 1; i < done_threads && i < MAX_RUNS; i++) {
+        first = thread_done[i] < first ? thread_done[i] : first;
+        last = thread_done[i] > last ? thread_done[i] : last;
+    }
+    if (phase_now >= 0) pb_idle_seconds[phase_now] += last - first;
+}
+#else
+#define THREAD_DONE() (void)0
+#define REGION_IDLE() (void)0
+#endif
+
 /* Called by every thread of a parallel region (at most MAX_RUNS of them) before its first claim:
    `chunks` split into one run per thread, set by one thread and seen by all behind the single's
    barrier */

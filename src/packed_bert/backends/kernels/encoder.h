@@ -51,13 +51,10 @@ static long inter_stride(const pb_layer *L) {
     return pb_tile_row_bytes(L->ffn_in.N * size) / size;
 }
 
-/* Built with -DPB_PHASE_TIMES (benchmarks/amx_phases.py), the encoder adds the seconds each of a
-   layer's seven kernel calls takes, in order, to pb_phase_seconds; otherwise PHASE is the call. */
+/* Built with -DPB_PHASE_TIMES, PHASE times a layer's call i (common.h); otherwise it is the call */
 #ifdef PB_PHASE_TIMES
-#define PHASE_COUNT 7
-const int pb_phase_count = PHASE_COUNT;
-double pb_phase_seconds[PHASE_COUNT];
-#define PHASE(i, call) do { double t0_ = omp_get_wtime(); call; pb_phase_seconds[i] += omp_get_wtime() - t0_; } while (0)
+#define PHASE(i, call) \
+    do { phase_now = i; double t0_ = omp_get_wtime(); call; pb_phase_seconds[i] += omp_get_wtime() - t0_; phase_now = -1; } while (0)
 #else
 #define PHASE(i, call) call
 #endif

@@ -159,6 +159,8 @@ int pb_add_layernorm(const void *x, int x_kind, const void *residual, int r_kind
             for (long m = 0; m < M; m++) add_layernorm_row(&a, m);
         }
         if (stream) _mm_sfence(); /* each thread's streamed stores, before the region ends */
+        THREAD_DONE();
     }
+    REGION_IDLE();
     return 0;
 }

@@ -516,7 +516,9 @@ static int linear(const void *x, int x_kind, long x_stride, long M, long K, cons
         LINEAR_CASES(W_S8R)
         default: break;
         }
+        THREAD_DONE();
     }
+    REGION_IDLE();
     return 0;
 }
 int pb_linear(const void *x, int x_kind, long M, long K, const float *in_scale, int zero_point,
