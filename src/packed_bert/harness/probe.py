@@ -38,11 +38,17 @@ REPEATS = 2  # each batch is timed this often; the fastest counts
 HEADROOM = {Scenario.OFFLINE: 2.0, Scenario.SERVER: 0.5, Scenario.SINGLE_STREAM: 1.5}
 
 
+def can_probe(plan: RunPlan) -> bool:
+    """Whether this run's target QPS may come from a probe: a performance run on real devices
+    (not simulated, not null) whose target is the system file's, not the user's."""
+    if not plan.target_qps_from.startswith("the system file") or plan.mode != Mode.PERFORMANCE:
+        return False
+    return not plan.system.simulated and plan.backend not in ("sim", "null")
+
+
 def probe_reason(plan: RunPlan) -> str | None:
     """Why this run's target QPS must come from a probe, or None when the system file's fits."""
-    if not plan.target_qps_from.startswith("the system file") or plan.mode != Mode.PERFORMANCE:
-        return None
-    if plan.system.simulated or plan.backend in ("sim", "null") or plan.weights == plan.system.weights:
+    if not can_probe(plan) or plan.weights == plan.system.weights:
         return None
     return (
         f"the system file's {plan.target_qps:g} QPS was measured with --weights {plan.system.weights}, "

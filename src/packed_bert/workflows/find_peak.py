@@ -2,9 +2,17 @@
 (``terms.SERVER_LATENCY_BOUND_MS``).
 
 A trial passes when LoadGen reports "Performance constraints satisfied" (99th percentile
-latency <= 130 ms and the schedule kept; with --execution valid also VALID). A short search: from the target QPS, step up by 25% while runs stay
-VALID (or down by a third until one is), then bisect between the best VALID and the lowest
-INVALID QPS. Every trial is a full run directory inside the search's own directory.
+latency <= 130 ms and the schedule kept; with --execution valid also VALID). A short search: from
+a start, step up by 25% while runs stay VALID (or down by a third until one is), then bisect
+between the best VALID and the lowest INVALID QPS. Every trial is a full run directory inside the
+search's own directory.
+
+The start is ``--target-qps`` where given. Otherwise, on real devices, half the rate of a timed
+probe of the run's batches (``harness.probe``): a system file's Server target is a safe rate for
+one run with its own weights, not an estimate of the peak (the cpu system's 0.5 QPS for
+BERT-Large left a search on MiniLM, whose peak is about 340 QPS, at 2.4 after eight trials), and a
+search only climbs 1.25^(trials - 1) from where it starts. Simulated systems start from the system
+file's target.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from packed_bert.harness.benchmark import run_benchmark
 from packed_bert.harness.config import RunConfig, RunResult
 from packed_bert.harness.devices import RunDevices, open_devices
 from packed_bert.harness.plan import RunPlan, plan_run
+from packed_bert.harness.probe import can_probe, probe_samples_per_s, target_from_probe
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.results.run_dirs import RunDir, run_name
 from packed_bert.terms import SERVER_LATENCY_BOUND_MS, Mode, Scenario
@@ -88,20 +97,29 @@ def find_peak(
         from packed_bert.squad.features import load_features
 
         features = load_features(cfg.dataset, cfg.vocab)
+    library = SampleLibrary.from_features(features, cfg.sample_count)
     # one set of devices (and one cluster connection) for every trial
-    devices = (
-        RunDevices(list(runners))
-        if runners is not None
-        else open_devices(plan, SampleLibrary.from_features(features, cfg.sample_count))
-    )
+    devices = RunDevices(list(runners)) if runners is not None else open_devices(plan, library)
     try:
-        return _search(cfg, plan, features, devices.runners, max_trials, rel_tol)
+        start, start_from = plan.target_qps, plan.target_qps_from
+        if can_probe(plan):
+            rate = probe_samples_per_s(plan, library, devices.runners)
+            start, start_from = target_from_probe(plan, rate), f"a probe: {rate:,.4g} samples/s"
+        print(f"find-peak: starting at {start:,.4g} qps ({start_from})", flush=True)
+        return _search(cfg, plan, features, devices.runners, max_trials, rel_tol, start, start_from)
     finally:
         devices.release()
 
 
 def _search(
-    cfg: RunConfig, plan: RunPlan, features: Any, runners: Sequence[Runner], max_trials: int, rel_tol: float
+    cfg: RunConfig,
+    plan: RunPlan,
+    features: Any,
+    runners: Sequence[Runner],
+    max_trials: int,
+    rel_tol: float,
+    start: float,
+    start_from: str,
 ) -> RunResult:
     rd = RunDir(cfg.results_dir, run_name(plan.system.name, cfg.model, Scenario.SERVER, "find-peak"))
     trials: list[dict[str, Any]] = []
@@ -136,10 +154,12 @@ def _search(
         return ok
 
     try:
-        search = QpsSearch(plan.target_qps, max_trials, rel_tol)
+        search = QpsSearch(start, max_trials, rel_tol)
         while search.next_qps is not None:
             search.record(trial(search.next_qps))
         peak = {
+            "start_qps": start,
+            "start_from": start_from,
             "peak_qps": search.peak,
             "lowest_invalid_qps": search.lowest_failing,
             "trials": trials,
