@@ -246,6 +246,9 @@ def test_a_run_on_the_cluster_equals_the_in_process_run(
     runners = make_cluster_runners(handle, _request(cfg, feats))  # a CPU group on each worker
     assert len(runners) == 2 and len({r.node for r in runners}) == 2
     assert all(r.name == "ray/torch" and r.precision == "fp32" and not r.simulated for r in runners)
+    # each node's CPU group gets the cores, not the one thread Ray gives a worker asking for none
+    assert [r.info.threads for r in runners] == [len(os.sched_getaffinity(0))] * 2
+    assert all(f"there, {len(os.sched_getaffinity(0))} threads: " in r.detail for r in runners)
     on_cluster = _run(cfg, features=feats, runners=runners, timeout=120.0)
     want = _decode(local.run_dir / "mlperf_log_accuracy.json")
     got = _decode(on_cluster.run_dir / "mlperf_log_accuracy.json")

@@ -71,6 +71,7 @@ class DeviceIdentity:
     gpu_ids: tuple[str, ...] = ()  # the cards Ray gave the actor (CUDA)
     runner: dict[str, Any] = field(default_factory=dict)  # backends.describe of its runner
     error: str = ""  # building the runner failed: why
+    threads: int = 0  # a CPU device's threads (actor.node_cores_per_device); 0: the runtime's choice
 
     @property
     def node(self) -> str:

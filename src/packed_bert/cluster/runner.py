@@ -46,9 +46,10 @@ class ClusterRunner:
         self.precision = str(runner.get("precision", identity.precision))
         self.device = f"{identity.node}/{runner.get('device', identity.device)}"
         self.static_shape = bool(runner.get("static_shape", False))
+        threads = f", {identity.threads} threads" if identity.threads else ""
         self.detail = (
             f"Ray actor on node {identity.host} ({identity.node}), device "
-            f"{device_index} there: {runner.get('detail', '')}"
+            f"{device_index} there{threads}: {runner.get('detail', '')}"
         )
         self.timeout_s = timeout_s
         self._lost = ""
