@@ -8,8 +8,9 @@ be thread-safe).
 
 A node's CPU device runs on the node's cores, shared among the CPU devices it offers: Ray starts
 a worker that asks for no CPUs with ``OMP_NUM_THREADS=1``, which left PyTorch and packed-bert's
-kernels one core (MiniLM through a one-node cluster on 2 cores: 228.9 samples/s against 430
-without Ray), so the actor sets the thread count itself unless the run's options name one.
+kernels one core (BERT-Large through a one-node cluster on 2 cores: 15.9 samples/s against 31.5
+without Ray; 29.0 since), so the actor sets the thread count itself unless the run's options
+name one.
 """
 
 from __future__ import annotations
