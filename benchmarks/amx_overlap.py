@@ -56,18 +56,29 @@ def measure() -> list[list[str]]:
     return [line.split("|") for line in ran.stdout.splitlines() if "|" in line]
 
 
+def side_by_side(rows: list[list[str]], kind: str, header: str, alone: tuple[str, str], with_sum: bool) -> list[str]:
+    """The table of the C program's `kind` lines: each work alone, both in one loop, and both over
+    the larger alone (and over the sum of both)."""
+    lines = [
+        "",
+        f"| {header} | {alone[0]} | {alone[1]} | both | both / larger alone |" + (" both / sum |" if with_sum else ""),
+        "| --- |" + " ---: |" * (5 if with_sum else 4),
+    ]
+    for row in (r for r in rows if r[0] == kind):
+        a, b, both = (float(v) for v in row[2:5])
+        cells = f"| {row[1]} | {a:.1f} | {b:.1f} | {both:.1f} | {both / max(a, b):.2f} |"
+        lines.append(cells + (f" {both / (a + b):.2f} |" if with_sum else ""))
+    return lines
+
+
 def render(rows: list[list[str]]) -> str:
-    """Both tables, with the CPU and the time."""
+    """The three tables, with the CPU and the time."""
     lines = [
         "Command: `.venv/bin/python benchmarks/amx_overlap.py`  ",
         f"CPU: {cpu_label()}, one core; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "",
-        "| vector work a loop, beside four bf16 tile products | products alone | vector alone | both | both / larger alone |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]  # fmt: skip
-    for row in (r for r in rows if r[0] == "beside"):
-        tiles, vector, both = (float(v) for v in row[2:5])
-        lines.append(f"| {row[1]} | {tiles:.1f} | {vector:.1f} | {both:.1f} | {both / max(tiles, vector):.2f} |")
+    ]
+    beside = "vector work a loop, beside four bf16 tile products"
+    lines += side_by_side(rows, "beside", beside, ("products alone", "vector alone"), with_sum=False)
     lines += [
         "",
         "| the linear kernel's 2x2 step (one thread's share of a 274-row Q, K, V layer) | ticks a step | of four products on registers |",
@@ -78,17 +89,8 @@ def render(rows: list[list[str]]) -> str:
     for row in steps:
         ticks = float(row[2])
         lines.append(f"| {row[1]} | {ticks:.1f} | {ticks / products:.2f}x |")
-    lines += [
-        "",
-        "| softmax exps (of 16 scores) beside each step of the kernel's loads | steps alone | exps alone | both | both / larger alone | both / sum |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]  # fmt: skip
-    for row in (r for r in rows if r[0] == "softmax"):
-        steps_alone, exps, both = (float(v) for v in row[2:5])
-        lines.append(
-            f"| {row[1]} | {steps_alone:.1f} | {exps:.1f} | {both:.1f} | {both / max(steps_alone, exps):.2f} "
-            f"| {both / (steps_alone + exps):.2f} |"
-        )
+    exps = "softmax exps (of 16 scores) beside each step of the kernel's loads"
+    lines += side_by_side(rows, "softmax", exps, ("steps alone", "exps alone"), with_sum=True)
     lines += ["", "Ticks: rdtsc counts, the best of 20 runs (10 in the third table): a loop of the first table (2,000 a run), a step of the second and third (6,912 a run)."]  # fmt: skip
     return "\n".join(lines)
 
