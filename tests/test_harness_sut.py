@@ -315,3 +315,21 @@ def test_report_plots_throughput_against_batch_size_where_sizes_differ(
     titles = [title for title, _ in _plots(tmp_path, stats, Scenario.SERVER, simulated=False)]
     assert ("Throughput against batch size" in titles) is plotted
     assert (tmp_path / "batch_throughput.png").is_file() is plotted
+
+
+def test_a_server_accuracy_run_on_other_weights_takes_its_target_from_a_probe() -> None:
+    """LoadGen issues a Server accuracy run's queries at the target QPS, so a system file's rate
+    for BERT-Large (the cpu system's 6 QPS on amx) would hold a fast model's 10,833 samples for
+    half an hour: such a run probes as a performance run does. Offline and SingleStream accuracy
+    runs do not (their pace is the device's), nor runs given --target-qps or simulated."""
+    from packed_bert.harness.plan import plan_run
+    from packed_bert.harness.probe import probe_reason
+
+    def reason(**kw: Any) -> str | None:
+        return probe_reason(plan_run(RunConfig(weights="tiny", mode="accuracy", **kw)))
+
+    assert reason(sut="cpu", scenario="Server") is not None
+    assert reason(sut="cpu", scenario="Offline") is None
+    assert reason(sut="cpu", scenario="SingleStream") is None
+    assert reason(sut="cpu", scenario="Server", target_qps=50.0) is None
+    assert reason(sut="r282_z93_q1", scenario="Server") is None
