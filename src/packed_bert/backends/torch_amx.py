@@ -224,9 +224,8 @@ class AmxEmbeddings(nn.Module):
         norm = embeddings.get_submodule("LayerNorm")
         assert isinstance(norm, nn.LayerNorm)
         self.LayerNorm = norm
-        self.gamma, self.beta = (
-            t.detach().float().contiguous() for t in (norm.weight, norm.bias)
-        )  # fp32, as the kernel reads them
+        # fp32, as the kernel reads them
+        self.gamma, self.beta = (t.detach().float().contiguous() for t in (norm.weight, norm.bias))
 
     def forward(self, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         word, position, token_type = self.tables

@@ -4,7 +4,9 @@ A system file's ``target_qps`` was measured with its own ``weights`` (BERT-Large
 or a checkpoint). A performance run with other weights (``--weights tiny``, another checkpoint)
 and no ``--target-qps`` would size LoadGen's run from a rate that is not this model's: a much
 faster model ends an Offline run before ``min_duration`` (INVALID), a much slower one makes it
-run for ages. So the run times a few batches first, as the demo does, and says so:
+run for ages. So the run times a few batches first, as the demo does, and says so. A Server
+accuracy run does too: LoadGen issues its queries at the target QPS, so the target sets how long
+it takes (``can_probe``). The targets:
 
 - Offline: 2x the probe's samples/s (LoadGen issues target x min_duration x 1.1 samples, so a
   run faster than 1.1x the target ends before min_duration: the headroom covers a machine that
