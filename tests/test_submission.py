@@ -115,6 +115,21 @@ def test_v60_edge_tree_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert problems and all(p.startswith("test-length run: ") for p in problems), problems
 
 
+def test_the_category_whose_scenarios_the_runs_hold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The null system claims datacenter first; v4.1 edge runs (Offline + SingleStream) make an edge
+    tree without --category, and asking for datacenter names the missing Server."""
+    res = tmp_path / "results"
+    plan_runs(res, "--group.edge", "--group.closed", "--round", "v4.1")
+    capsys.readouterr()
+    assert submit(res, tmp_path / "sub", "--allow-test-runs") == 0
+    assert last_json(capsys.readouterr().out)["categories"] == {"null": "edge"}
+    root = tmp_path / "sub" / "closed" / "Acme"
+    assert json.loads((root / "systems" / "null.json").read_text())["system_type"] == "edge"
+    assert sorted(p.name for p in (root / "results" / "null" / "bert-99").iterdir()) == ["Offline", "SingleStream"]
+    assert submit(res, tmp_path / "sub2", "--allow-test-runs", "--category", "datacenter") == 2
+    assert "needs Offline, Server: missing Server" in error_of(capsys)
+
+
 def error_of(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("packed-bert: error: "), err

@@ -1,7 +1,8 @@
 """``packed-bert submission``: build (and check) the MLPerf submission tree from run directories.
 
 The round is the runs' own (``--round`` picks one when the results directory holds several);
-the category the round allows for BERT and the system claims (``--category``); the runs the
+the category the round allows for BERT and the system claims (``--category``, else the first whose
+scenarios the runs hold); the runs the
 best of each kind (``--use DIR`` names one). ``--check`` runs the checks MLPerf's checker of
 that round runs; ``--official PATH`` also runs an official checker (mlcommons/inference
 tools/submission) and reports its findings.
@@ -33,7 +34,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "--category",
         default=None,
         choices=("edge", "datacenter"),
-        help="system_type (default: the system file's first that the round allows for BERT)",
+        help="system_type (default: the system file's first that the round allows for BERT and whose "
+        "scenarios the runs hold, else its first the round allows)",
     )
     p.add_argument(
         "--use",

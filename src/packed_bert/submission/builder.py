@@ -2,7 +2,7 @@
 
 Before any work: ``--out`` must be a new or empty directory in a writable place, the runs one
 round's (``submission.select``), the category one the round allows for BERT and the system
-claims, and each system and model must have every scenario that category requires (closed),
+claims (``--category``, else the first whose scenarios the runs hold), and each system and model must have every scenario that category requires (closed),
 each with its accuracy run, performance run and the round's audit tests. Runs shorter than
 MLPerf's minimums (duration, sample and query counts) and simulated systems in the closed
 division are refused, unless ``--allow-test-runs`` asks for a test tree (each system
@@ -151,6 +151,22 @@ def _claimed(sut: str, run_system: dict[str, Any]) -> tuple[Category, ...]:
         return tuple(Category)
 
 
+def _category_of(
+    rnd: Round, claimed: tuple[Category, ...], asked: str | None, sut: str, mine: Sequence[Entry]
+) -> Category:
+    """The category asked for; else the first the system claims and the round allows whose
+    scenarios the runs hold for every model (``--group.datacenter`` runs of a system that claims
+    edge first are a datacenter submission); else the system's first the round allows."""
+    if asked is None:
+        for cat in (c for c in claimed if c in rnd.categories):
+            if all(
+                set(rnd.required_scenarios(model, cat)) <= {e.scenario for e in mine if e.model == model}
+                for model in {e.model for e in mine}
+            ):
+                return cat
+    return pick_category(rnd, claimed, asked, sut)
+
+
 def _perf_dir(e: Entry) -> Path | None:
     return e.power / "run_1" if e.power is not None else e.performance
 
@@ -199,7 +215,7 @@ def plan_tree(
     for sut in dict.fromkeys(e.sut for e in entries):
         mine = [e for e in entries if e.sut == sut]
         run_system = _system_of(mine[0])
-        cat = pick_category(rnd, _claimed(sut, run_system), category, sut)
+        cat = _category_of(rnd, _claimed(sut, run_system), category, sut, mine)
         built.categories[sut] = cat
         if division == Division.CLOSED and run_system.get("simulated"):
             if not allow_test_runs:
