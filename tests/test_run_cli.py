@@ -119,6 +119,26 @@ def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> N
     assert "Traceback" not in err
 
 
+def test_a_gpu_system_without_a_gpu_fails_before_reading_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The device check comes first: a user with no GPU and no SQuAD copy is told about the GPU,
+    not sent to download the data (the loader here fails if it is called)."""
+    import torch
+
+    import packed_bert.squad.features as sf
+
+    def no_data(*_a: object, **_k: object) -> None:
+        raise AssertionError("the data was read before the devices were checked")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(sf, "load_features", no_data)
+    assert cli.main(["run", "--sut", "cuda", "--weights", "tiny", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['packed-bert: error: devices = "auto" asks for every NVIDIA GPU, and none is visible here']
+    assert not list(tmp_path.iterdir())
+
+
 def test_modes_dispatch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[tuple[str, Any]] = []
     import packed_bert.workflows.compliance as cw

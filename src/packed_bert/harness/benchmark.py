@@ -19,7 +19,7 @@ from packed_bert.harness import settings as st
 from packed_bert.harness.accuracy import NOT_SCORED, score_log
 from packed_bert.harness.batching import BatchBuilder
 from packed_bert.harness.config import RunConfig, RunResult
-from packed_bert.harness.devices import RunDevices, open_devices
+from packed_bert.harness.devices import RunDevices, check_local_devices, open_devices
 from packed_bert.harness.errors import RunError
 from packed_bert.harness.flags import to_argv
 from packed_bert.harness.loadgen_run import NO_AUDIT_CONFIG, LoadGenStillRunning, run_loadgen
@@ -57,6 +57,8 @@ def run_benchmark(
     plan = plan_run(cfg)
     say: Say = (lambda _msg: None) if quiet else (lambda msg: print(msg, flush=True))
     check_results_dir(cfg.results_dir)
+    if runners is None:
+        check_local_devices(plan)
     if features is None:
         from packed_bert.squad.features import load_features
 

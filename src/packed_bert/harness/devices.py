@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packed_bert.backends.base import Runner
-from packed_bert.backends.devices import DeviceRequest, local_runners
+from packed_bert.backends.devices import DeviceRequest, device_count, local_runners
 from packed_bert.errors import UserError
 from packed_bert.harness.plan import RunPlan
 from packed_bert.harness.qsl import SampleLibrary
@@ -44,6 +44,13 @@ def cluster_address(plan: RunPlan) -> str | None:
             "cluster; give --cluster HOST:PORT (docs/cluster.md)"
         )
     return address
+
+
+def check_local_devices(plan: RunPlan) -> None:
+    """Fail before the data is read (or downloaded) when this host lacks the devices the run
+    names: a system of every visible GPU on a host with none."""
+    if cluster_address(plan) is None:
+        device_count(DeviceRequest(plan.backend, plan.cfg.model, plan.precision, plan.weights, plan.system.devices))
 
 
 @dataclass
