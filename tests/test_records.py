@@ -35,6 +35,17 @@ def test_progress_never_passes_100_percent_of_an_estimate() -> None:
     assert "100.0%" in p.line(final=True) and "150/150" in p.line(final=True)
 
 
+def test_time_left_goes_by_work_where_items_weigh_differently() -> None:
+    """An Offline run's longest samples go first: 10 of 100 samples done in 10 s, but half the
+    tokens, leaves 10 s, not 90 s."""
+    p = Progress(100, "Offline performance", stream=io.StringIO(), enabled=False)
+    p.update(10)
+    assert "left 01:30" in p.line(now=p._start + 10)  # by count
+    p.add_work(1000.0)
+    p.update(0, work=500.0)
+    assert "10/100" in p.line(now=p._start + 10) and "left 00:10" in p.line(now=p._start + 10)
+
+
 def test_a_dataset_that_is_not_the_official_one_is_warned_about_and_recorded(
     squad_paths: tuple[Path, Path],
     tmp_path: Path,

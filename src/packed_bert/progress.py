@@ -1,4 +1,9 @@
-"""A one-line progress display for long work: items done, rate and time left."""
+"""A one-line progress display for long work: items done, rate and time left.
+
+Time left is by work, not by count, where the caller says how much each item weighs
+(``add_work``, ``update(n, work)``): an Offline run's batches go longest first, so its first
+samples take the longest and a count-based estimate starts several times too high.
+"""
 
 import sys
 import threading
@@ -32,6 +37,8 @@ class Progress:
         self._min_interval = 1.0 / hz if self._tty else log_every_s
         self._lock = threading.Lock()
         self._done = 0
+        self._work_total = 0.0  # what the items issued so far weigh (0: time left by count)
+        self._work_done = 0.0
         self._start = time.perf_counter()
         self._last_draw = 0.0
 
@@ -39,9 +46,15 @@ class Progress:
     def done(self) -> int:
         return self._done
 
-    def update(self, n: int) -> None:
+    def add_work(self, amount: float) -> None:
+        """Items that weigh ``amount`` in all were issued (time left is then by weight)."""
+        with self._lock:
+            self._work_total += float(amount)
+
+    def update(self, n: int, work: float = 0.0) -> None:
         with self._lock:
             self._done += n
+            self._work_done += float(work)
             now = time.perf_counter()
             if self.enabled and now - self._last_draw >= self._min_interval:
                 self._last_draw = now
@@ -64,7 +77,10 @@ class Progress:
             pct, eta = 99.9, "--:--"
             shown = f"{self._done}/~{self.total}"
         else:
-            left = (total - self._done) / rate if rate > 0 and total else float("nan")
+            if self._work_total > 0 and self._work_done > 0:  # the same work rate from here on
+                left = elapsed * max(self._work_total - self._work_done, 0.0) / self._work_done
+            else:
+                left = (total - self._done) / rate if rate > 0 and total else float("nan")
             pct = 100.0 * self._done / total if total else 100.0
             eta = "--:--" if left != left else _fmt_seconds(left)
             shown = f"{self._done}/{total}"

@@ -154,9 +154,10 @@ class BenchmarkSUT:
         now = time.perf_counter()
         n = len(samples)
         self.issued += n
-        if self.progress is not None and self.scenario == "Offline":
-            self.progress.total = max(self.progress.total, self.issued)
         ids, indices = _ids_indices(samples)
+        if self.progress is not None and self.scenario == "Offline":  # time left by tokens: longest go first
+            self.progress.total = max(self.progress.total, self.issued)
+            self.progress.add_work(self._tokens(indices))
         self.scheduler.add(ids, indices, now)
 
     def flush_queries(self) -> None:
@@ -196,13 +197,17 @@ class BenchmarkSUT:
         self._complete(responses)
         del buf  # kept alive until here, after LoadGen copied what it logs
         if self.progress is not None:
-            self.progress.update(len(item))
+            self.progress.update(len(item), self._tokens(item.indices))
 
     def _respond_empty(self, item: WorkItem) -> None:
         qsr = lg.QuerySampleResponse
         self._complete([qsr(i, 0, 0) for i in item.ids.tolist()])
         if self.progress is not None:
-            self.progress.update(len(item))
+            self.progress.update(len(item), self._tokens(item.indices))
+
+    def _tokens(self, indices: np.ndarray) -> float:
+        """The samples' real tokens (what an encoder's time goes with), for the time left."""
+        return float(self.builder.library.lengths[indices].sum())
 
     def _on_idle(self) -> None:
         if isinstance(self.scheduler, ServerScheduler):
