@@ -46,6 +46,19 @@ def test_time_left_goes_by_work_where_items_weigh_differently() -> None:
     assert "10/100" in p.line(now=p._start + 10) and "left 00:10" in p.line(now=p._start + 10)
 
 
+def test_a_run_that_ends_by_time_counts_down_the_time() -> None:
+    """LoadGen's SingleStream ends once min_duration and min_query_count are both met: 100 of a
+    1,024-query minimum in 10 s of a 600 s run leaves 590 s and about 6,000 samples."""
+    p = Progress(1024, "SingleStream performance", stream=io.StringIO(), enabled=False, min_seconds=600.0)
+    p.update(100)
+    line = p.line(now=p._start + 10)
+    assert "100/~6000" in line and "left 09:50" in line and "(  1.7%)" in line
+    p.update(900)  # past min_duration, short of the query count: 24 more at 1,000 in 700 s
+    assert "left 00:17" in p.line(now=p._start + 700)
+    p.update(5000)
+    assert "6000/6000" in p.line(now=p._start + 720, final=True) and "100.0%" in p.line(now=p._start + 720, final=True)
+
+
 def test_a_dataset_that_is_not_the_official_one_is_warned_about_and_recorded(
     squad_paths: tuple[Path, Path],
     tmp_path: Path,

@@ -27,8 +27,12 @@ class Progress:
         hz: float = 4.0,
         log_every_s: float = 10.0,
         enabled: bool = True,
+        min_seconds: float = 0.0,
     ) -> None:
         self.total = max(int(total), 0)
+        # work that ends once it has lasted min_seconds and done ``total`` (LoadGen's SingleStream):
+        # how many it will do is read off the rate so far
+        self.min_seconds = max(float(min_seconds), 0.0)
         self.label = label
         self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
@@ -73,7 +77,13 @@ class Progress:
         elapsed = max(now - self._start, 1e-9)
         rate = self._done / elapsed
         total = max(self.total, self._done) if final else self.total
-        if self._done >= total and not final and self.total:
+        if self.min_seconds > 0 and not final:
+            by_count = (total - self._done) / rate if rate > 0 else float("nan")
+            left = max(self.min_seconds - elapsed, by_count if by_count == by_count else 0.0, 0.0)
+            pct = min(100.0 * elapsed / (elapsed + left), 99.9)
+            eta = _fmt_seconds(left) if left > 0 else "--:--"
+            shown = f"{self._done}/~{max(total, int(rate * self.min_seconds))}"
+        elif self._done >= total and not final and self.total:
             pct, eta = 99.9, "--:--"
             shown = f"{self._done}/~{self.total}"
         else:

@@ -28,6 +28,7 @@ from packed_bert.harness.probe import probe_reason, probe_samples_per_s, target_
 from packed_bert.harness.qsl import SampleLibrary
 from packed_bert.harness.summary import (
     Say,
+    ends_by_time,
     expected_samples,
     print_result,
     run_summary,
@@ -154,7 +155,10 @@ def _run_in(
     if plan.scenario == Scenario.SINGLE_STREAM or any(getattr(r, "prepares_per_shape", False) for r in runners):
         warm_up(runners, plan.batch_size, say)
     progress = Progress(
-        expected_samples(plan, library.total, loaded.effective), f"{plan.scenario} {cfg.mode}", enabled=not quiet
+        expected_samples(plan, library.total, loaded.effective),
+        f"{plan.scenario} {cfg.mode}",
+        enabled=not quiet,
+        min_seconds=ends_by_time(plan, loaded.effective),
     )
     trim = not all(r.static_shape for r in runners)
     call_rows = {getattr(r, "call_rows", None) for r in runners}  # fixed call shapes: cut batches to fill calls
