@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from packed_bert.backends.base import Runner
 from packed_bert.backends.cpu_class import UNKNOWN_CPU, cpu_generation, cpu_model
+from packed_bert.harness.host_facts import host_facts, version
 from packed_bert.harness.plan import RunPlan
 
 SIMULATED_NOTE = "SIMULATED: no such accelerator is here; timing from the published per-card rates"
@@ -38,13 +38,14 @@ def describe_system(plan: RunPlan, runners: Sequence[Runner], cluster: dict[str,
     if cluster is not None:
         desc["cluster"] = cluster
     desc["run"] = plan.describe()
-    desc["host_info"] = host_info()
+    desc["host_info"] = host_info(set(desc.get("backend_by_model", {}).values()) | {plan.backend})
     if plan.system.simulated:
         desc["note"] = SIMULATED_NOTE
     return desc
 
 
-def host_info() -> dict[str, Any]:
+def host_info(backends: Iterable[str] = ()) -> dict[str, Any]:
+    """This host, and the software of ``backends`` (what the run's models ran on)."""
     return {
         "hostname": platform.node(),
         "platform": platform.platform(),
@@ -53,15 +54,9 @@ def host_info() -> dict[str, Any]:
         "cpu_model": None if (model := cpu_model()) == UNKNOWN_CPU else model,
         "cpu_generation": cpu_generation() or None,
         "python": sys.version.split()[0],
-        "loadgen": _version("mlcommons-loadgen"),
+        "loadgen": version("mlcommons-loadgen"),
         "numpy": np.__version__,
-        "packed_bert": _version("packed-bert"),
+        "packed_bert": version("packed-bert"),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **host_facts(sorted(backends)),
     }
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None

@@ -101,13 +101,36 @@ def system_json(
             else f"{platform.system()} {platform.release()}"
         ),
         system_type=system_type,
-        other_software_stack=f"SDK {sdk}" if sdk else UNKNOWN,
+        other_software_stack=_software(host_info, sdk),
         sw_notes="simulated accelerator: timing model, not hardware" if simulated else UNKNOWN,
     )
+    if not simulated:  # the machine that ran it, as far as it could read itself (older runs: N/A)
+        out.update(_host_hardware(host_info))
     if test_tree:
         out["sw_notes"] = TEST_TREE_NOTE + ("; " + out["sw_notes"] if out["sw_notes"] != UNKNOWN else "")
     if node_count > 1:
         out["hw_notes"] = _nodes_note(run_system)
+    return out
+
+
+def _software(host_info: dict[str, Any], sdk: Any) -> str:
+    parts = [str(host_info["software"])] if host_info.get("software") else []
+    parts += [f"SDK {sdk}"] if sdk else []
+    return ", ".join(parts) or UNKNOWN
+
+
+def _host_hardware(host_info: dict[str, Any]) -> dict[str, Any]:
+    """``host_processors_per_node``, ``host_memory_capacity``, ``host_processor_frequency`` and
+    ``host_processor_caches`` from the run's ``host_info`` (``harness.host_facts``)."""
+    out: dict[str, Any] = {}
+    if isinstance(sockets := host_info.get("sockets"), int) and sockets > 0:
+        out["host_processors_per_node"] = sockets
+    if isinstance(memory := host_info.get("memory_bytes"), int) and memory > 0:
+        out["host_memory_capacity"] = f"{memory / 2**30:.0f} GiB"
+    if isinstance(mhz := host_info.get("cpu_mhz"), (int, float)) and mhz > 0:
+        out["host_processor_frequency"] = f"{mhz:.0f} MHz"
+    if host_info.get("caches"):
+        out["host_processor_caches"] = str(host_info["caches"])
     return out
 
 
