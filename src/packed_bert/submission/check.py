@@ -171,7 +171,7 @@ def check_result(
         target = ACCURACY_TARGET_F1.get(model)
         if f1 is None:
             problem(acc / "accuracy.txt", 'no {"exact_match": X, "f1": Y} line')
-        elif target is not None and f1 < target:
+        elif target is not None and f1 < target and division == "closed":  # open: any accuracy (the checker's too)
             problem(acc / "accuracy.txt", f"F1 {f1:.3f} below the {model} target {target}")
         digest = recorded_hash(acc / "accuracy.txt")
         if digest is None:
