@@ -2,8 +2,7 @@
 
 The round is the runs' own (``--round`` picks one when the results directory holds several);
 the category the round allows for BERT and the system claims (``--category``, else the first whose
-scenarios the runs hold); the runs the
-best of each kind (``--use DIR`` names one). ``--check`` runs the checks MLPerf's checker of
+scenarios the runs hold); the runs the best of each kind (``--use DIR`` names one). ``--check`` runs the checks MLPerf's checker of
 that round runs; ``--official PATH`` also runs an official checker (mlcommons/inference
 tools/submission) and reports its findings.
 """

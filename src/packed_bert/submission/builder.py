@@ -2,8 +2,9 @@
 
 Before any work: ``--out`` must be a new or empty directory in a writable place, the runs one
 round's (``submission.select``), the category one the round allows for BERT and the system
-claims (``--category``, else the first whose scenarios the runs hold), and each system and model must have every scenario that category requires (closed),
-each with its accuracy run, performance run and the round's audit tests. Runs shorter than
+claims (``--category``, else the first whose scenarios the runs hold), and each system and
+model must have every scenario that category requires (closed), each with its accuracy run,
+performance run and the round's audit tests. Runs shorter than
 MLPerf's minimums (duration, sample and query counts) and simulated systems in the closed
 division are refused, unless ``--allow-test-runs`` asks for a test tree (each system
 description's notes then say so). The tree is built in a hidden directory beside ``--out``
