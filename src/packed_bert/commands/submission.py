@@ -1,10 +1,10 @@
 """``packed-bert submission``: build (and check) the MLPerf submission tree from run directories.
 
 The round is the runs' own (``--round`` picks one when the results directory holds several);
-the category the round allows for BERT and the system claims (``--category``, else the first whose
-scenarios the runs hold); the runs the best of each kind (``--use DIR`` names one). ``--check`` runs the checks MLPerf's checker of
-that round runs; ``--official PATH`` also runs an official checker (mlcommons/inference
-tools/submission) and reports its findings.
+the category the round allows for BERT and the system claims (``--category``, else the first
+whose scenarios the runs hold); the runs the best of each kind (``--use DIR`` names one).
+``--check`` runs the checks MLPerf's checker of that round runs; ``--official PATH`` also runs an
+official checker (mlcommons/inference tools/submission) and reports its findings.
 """
 
 import argparse
