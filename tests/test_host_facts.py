@@ -3,7 +3,8 @@ description takes from it."""
 
 from pathlib import Path
 
-from packed_bert.harness.host_facts import caches, cpu_mhz, host_facts, memory_bytes, sockets, software
+from packed_bert.harness.host_facts import caches, cpu_mhz, host_facts, memory_bytes, runtimes, sockets
+from packed_bert.harness.system_description import host_info
 from packed_bert.submission.systems import UNKNOWN, system_json
 
 CPUINFO = (
@@ -33,14 +34,23 @@ def test_facts_from_proc_and_sys(tmp_path: Path) -> None:
         == "L1d 48 KiB, L1i 64 KiB, L2 2 MiB per core; L3 480 MiB shared by 4 CPUs"
     )
     assert caches(tmp_path / "none") is None
-    stack = software(["torch", "sim", "torch"])
+    found = runtimes(["torch", "sim", "torch"])
+    assert list(found) == ["torch"]  # only the runtimes the run used, once
+    run = {"accelerator": "CPU", "devices": 1, "backend": "torch", "host_info": host_info(["torch", "sim", "torch"])}
+    stack = system_json(run, "cpu", "acme", "closed", "edge")["other_software_stack"]
     assert stack.startswith("Python 3.") and "mlcommons-loadgen " in stack and stack.count("torch ") == 1
-    assert "onnxruntime" not in stack  # only the runtimes the run used
+    assert "onnxruntime" not in stack
 
 
 def test_the_system_description_takes_them_on_real_hardware_only() -> None:
     facts = host_facts(["torch"], cpuinfo=CPUINFO, meminfo="MemTotal: 25165824 kB\n")
-    run = {"accelerator": "CPU", "devices": 1, "backend": "torch", "host_info": {"cpus": 2, **facts}, "sdk": "1.5.9"}
+    run = {
+        "accelerator": "CPU",
+        "devices": 1,
+        "backend": "torch",
+        "host_info": {"cpus": 2, "python": "3.11.7", **facts},
+        "sdk": "1.5.9",
+    }
     desc = system_json(run, "cpu", "acme", "closed", "edge")
     assert desc["host_processors_per_node"] == 2 and desc["host_memory_capacity"] == "24 GiB"
     assert desc["host_processor_frequency"] == "2600 MHz"

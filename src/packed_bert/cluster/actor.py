@@ -89,11 +89,10 @@ class DeviceActor:
         if req.calibration is not None:
             features = dict(req.calibration)
             opts["calibration"] = lambda: features
-        if req.resource == CPU_GROUP and "threads" not in opts:
-            self._threads = node_cores_per_device(req.resource)
-            os.environ["OMP_NUM_THREADS"] = str(self._threads)  # for runtimes whose OpenMP starts later
-            opts["threads"] = self._threads
-        elif req.resource == CPU_GROUP:
+        if req.resource == CPU_GROUP:
+            if "threads" not in opts:
+                opts["threads"] = node_cores_per_device(req.resource)
+                os.environ["OMP_NUM_THREADS"] = str(opts["threads"])  # for runtimes whose OpenMP starts later
             self._threads = int(opts["threads"])
         return create(req.backend, req.weights, req.precision, req.device_name(self.index), model=req.model, **opts)
 

@@ -1,19 +1,18 @@
 """What this host is, for a submission's system description: processor sockets, memory, the
 processor's clock and caches (Linux's ``/proc`` and ``/sys``; ``None`` where unreadable), and
-the versions of the software a run used."""
+the versions of the runtimes a run used (Python's and LoadGen's are ``host_info``'s own)."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
-# the Python distribution behind each backend (the amx and vnni kernels are packed-bert's own,
-# built at first use; PyTorch hosts them)
-DISTRIBUTIONS = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+# backends that are a Python distribution of that name (the amx and vnni kernels are
+# packed-bert's own, built at first use; PyTorch hosts them)
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 def host_facts(backends: Iterable[str], cpuinfo: str | None = None, meminfo: str | None = None) -> dict[str, Any]:
@@ -23,7 +22,7 @@ def host_facts(backends: Iterable[str], cpuinfo: str | None = None, meminfo: str
         "memory_bytes": memory_bytes(_read(Path("/proc/meminfo")) if meminfo is None else meminfo),
         "cpu_mhz": cpu_mhz(cpu_text),
         "caches": caches(CACHES),
-        "software": software(backends),
+        "runtimes": runtimes(backends),
     }
 
 
@@ -72,11 +71,10 @@ def caches(root: Path) -> str | None:
     return "; ".join(parts) or None
 
 
-def software(backends: Iterable[str]) -> str:
-    """Python, LoadGen and the runtimes of ``backends``, with their versions."""
-    names = ["mlcommons-loadgen", *dict.fromkeys(DISTRIBUTIONS[b] for b in backends if b in DISTRIBUTIONS)]
-    found = [f"{name} {v}" for name in names if (v := version(name))]
-    return ", ".join([f"Python {sys.version.split()[0]}", *found])
+def runtimes(backends: Iterable[str]) -> dict[str, str]:
+    """The installed versions of the runtimes among ``backends``."""
+    names = dict.fromkeys(b for b in backends if b in RUNTIMES)
+    return {name: v for name in names if (v := version(name))}
 
 
 def _size(text: str) -> str:

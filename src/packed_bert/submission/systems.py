@@ -114,8 +114,11 @@ def system_json(
 
 
 def _software(host_info: dict[str, Any], sdk: Any) -> str:
-    parts = [str(host_info["software"])] if host_info.get("software") else []
-    parts += [f"SDK {sdk}"] if sdk else []
+    """Python, LoadGen and the run's runtimes with their versions (``host_info``), and the SDK."""
+    named = {"Python": host_info.get("python"), "mlcommons-loadgen": host_info.get("loadgen")}
+    found = host_info.get("runtimes")
+    named.update(found if isinstance(found, dict) else {})
+    parts = [f"{name} {v}" for name, v in named.items() if v] + ([f"SDK {sdk}"] if sdk else [])
     return ", ".join(parts) or UNKNOWN
 
 
