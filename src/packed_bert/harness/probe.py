@@ -8,9 +8,12 @@ run for ages. So the run times a few batches first, as the demo does, and says s
 accuracy run does too: LoadGen issues its queries at the target QPS, so the target sets how long
 it takes (``can_probe``). The targets:
 
-- Offline: 2x the probe's samples/s (LoadGen issues target x min_duration x 1.1 samples, so a
-  run faster than 1.1x the target ends before min_duration: the headroom covers a machine that
-  gets quieter, or a run's batches that pack better, than during the probe);
+- Offline: 1.25x the probe's samples/s (LoadGen issues target x min_duration x 1.1 samples and
+  runs them all, so only a run faster than 1.375x the probe ends before min_duration; the headroom
+  covers a machine that gets quieter, or a run's batches that pack better, than during the probe.
+  Eighteen MiniLM runs on the cpu system ran 0.87-1.004x their probe, which counts each batch's
+  fastest call. Every second of headroom is run: a valid run at 2x lasted 1,314 s for its 600 s.
+  A plan runs a run that still ends short once more at the rate it reached, ``plan_runner``);
 - Server: half the probe's rate (queries must not queue past the latency bound);
 - SingleStream: 1.5x the rate of the probe's median one-sample latency (LoadGen generates
   min_duration / expected latency queries, so a latency read too high, say in a moment when
@@ -38,7 +41,7 @@ PROBE_SAMPLES = 64  # samples in the probe's batches (at least one batch)
 MAX_BATCH = 32  # samples per probe batch at most (the run's batch size when smaller)
 TIME_BUDGET_S = 6.0  # stop timing after this long (at least one batch is timed)
 REPEATS = 2  # each batch is timed this often; the fastest counts
-HEADROOM = {Scenario.OFFLINE: 2.0, Scenario.SERVER: 0.5, Scenario.SINGLE_STREAM: 1.5}
+HEADROOM = {Scenario.OFFLINE: 1.25, Scenario.SERVER: 0.5, Scenario.SINGLE_STREAM: 1.5}
 
 
 def can_probe(plan: RunPlan) -> bool:
