@@ -20,14 +20,15 @@ from packed_bert.harness.config import RunConfig
 from packed_bert.harness.errors import RunError
 from packed_bert.harness.process import Launcher
 from packed_bert.results.run_dirs import iter_runs, read_summary_json
-from packed_bert.workflows.plan import expand, request_from_namespace
+from packed_bert.workflows.plan import PlanRequest, expand, request_from_namespace
 from packed_bert.workflows.plan_runner import run_plan
 
 
 def dry_run(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
     assert cli.main([*argv, "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == f"# plan: {len([ln for ln in lines if not ln.startswith('#')])} runs"
+    count = len([ln for ln in lines if not ln.startswith("#")])
+    assert lines[0] == f"# plan: {count} runs" or lines[0].startswith(f"# plan: {count} runs; ")
     return [ln for ln in lines if not ln.startswith("#")]
 
 
@@ -284,3 +285,33 @@ def test_a_run_that_ended_short_of_min_duration_runs_once_more_at_the_advised_ta
     # given again, the plan keeps the valid run made at the advised target
     assert run_plan(runs, launch=launch) == 0 and len(ran) == 2
     assert ": kept, a valid result is in " in capsys.readouterr().out
+
+
+def test_a_plan_says_how_long_its_timed_runs_take_at_least(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from packed_bert.workflows.plan_time import plan_line
+
+    res = ["--results-dir", str(tmp_path)]
+    # v4.1 datacenter: 2 performance runs and 4 audit runs (TEST01, TEST05 in each scenario) of 600 s
+    argv = ["run", "--sut", "r282_z93_q8", "--group.submission", "--round", "v4.1", "--execution", "valid"]
+    assert cli.main([*argv, *res, "--dry-run"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        "# plan: 8 runs; 6 timed LoadGen runs of at least 10 min (min_duration): 60 min or more, besides the accuracy runs"
+    )
+    # test-length runs take the system file's min_duration, or the user's
+    runs = expand(*_namespace("--sut", "r282_z93_q8", "--group.submission", "--setting", "min_duration=1500", *res))
+    line = plan_line(runs, [True] * len(runs))
+    assert line.endswith("4 timed LoadGen runs of at least 2 s (min_duration): 6 s or more, besides the accuracy runs")
+    # runs that are kept do not count; a plan of accuracy runs alone has no floor
+    assert plan_line(runs, [r.cfg.mode != "performance" for r in runs]).endswith(
+        ": 3 s or more, besides the accuracy runs"
+    )
+    assert plan_line(runs[:2], [True, True]) == "plan: 2 runs"
+    # a power run is two timed runs (ranging, testing)
+    power = expand(*_namespace("--sut", "null", "--mode", "power", "--scenario,=offline,singlestream", *res))
+    assert plan_line(power, [True, True]).startswith("plan: 2 runs; 4 timed LoadGen runs of at least ")
+
+
+def _namespace(*argv: str) -> tuple[argparse.Namespace, PlanRequest]:
+    ns = cli.build_parser().parse_args(["run", *argv])
+    return ns, request_from_namespace(ns)

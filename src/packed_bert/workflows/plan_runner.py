@@ -36,6 +36,7 @@ from packed_bert.rounds import get_round
 from packed_bert.systems import load_system
 from packed_bert.terms import Mode, Model, Scenario
 from packed_bert.workflows.plan import PlannedRun
+from packed_bert.workflows.plan_time import plan_line
 
 Say = Callable[[str], None]
 # times a run too short for its target runs again at the target it advises: a short run's rate
@@ -184,6 +185,7 @@ def run_plan(
     """Run ``runs`` in order; the exit status (0: every run has a valid result). Every run's
     input is checked first: a bad one is a one-line ``UserError`` before anything runs."""
     check_runs(runs)
+    say(plan_line(runs, [rerun or find_done(run.cfg) is None for run in runs]))
     launch = launch or run_in_fresh_process
     outcomes: list[Outcome] = []
     try:
@@ -284,9 +286,9 @@ def check_runs(runs: Sequence[PlannedRun]) -> None:
 def dry_run(runs: Sequence[PlannedRun], rerun: bool, say: Say = print) -> int:
     """Print each run as a command to paste; a run already done is marked (it would be kept)."""
     check_runs(runs)
-    say(f"# plan: {len(runs)} run{'s' if len(runs) != 1 else ''}")
-    for run in runs:
-        done = None if rerun else find_done(run.cfg)
+    found = [None if rerun else find_done(run.cfg) for run in runs]
+    say("# " + plan_line(runs, [done is None for done in found]))
+    for run, done in zip(runs, found, strict=True):
         if done is not None:
             say(f"# kept (a valid result is in {done[0]}):")
         say(shlex.join(run.argv))
