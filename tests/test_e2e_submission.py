@@ -157,6 +157,8 @@ def test_simulated_system_end_to_end(
     desc = json.loads((root / "systems" / "r282_z93_q1.json").read_text())
     assert desc["system_name"] == "r282_z93_q1 (simulated)" and desc["system_type"] == "edge"
     assert desc["accelerators_per_node"] == 1 and desc["sw_notes"].startswith("TEST TREE")
+    assert "simulated accelerator" in desc["sw_notes"] and "bert-99: " in desc["sw_notes"]
+    assert "Offline " in desc["sw_notes"] and "SingleStream one sample at a time" in desc["sw_notes"]
 
 
 def test_cpu_tiny_performance_is_valid_with_a_probed_target(

@@ -3,8 +3,11 @@ system.json (written by the harness) and the command line."""
 
 import json
 import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from packed_bert.submission.system_notes import hardware_note, software_note
 
 REQUIRED_FIELDS = (
     "division",
@@ -57,10 +60,12 @@ def system_json(
     system_type: str = "datacenter",
     test_tree: bool = False,
     status: str = "available",
+    taken: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """From the harness's ``system.json``: the system file's fields (``host``, ``accelerator``,
     ``backend``, ``sdk``, ``simulated``), ``devices`` (the runners used) and ``host_info`` (the
-    machine that ran it: ``cpu_model``, ``cpus``, ``platform``)."""
+    machine that ran it: ``cpu_model``, ``cpus``, ``platform``); the notes also from ``taken``,
+    the ``system.json`` of every run the submission takes for this system."""
     info = run_system.get("host_info")
     host_info: dict[str, Any] = info if isinstance(info, dict) else {}
     simulated = bool(run_system.get("simulated"))
@@ -102,10 +107,12 @@ def system_json(
         ),
         system_type=system_type,
         other_software_stack=_software(host_info, sdk),
-        sw_notes="simulated accelerator: timing model, not hardware" if simulated else UNKNOWN,
     )
+    notes = ["simulated accelerator: timing model, not hardware"] if simulated else []
+    out["sw_notes"] = "; ".join(notes + [n for n in [software_note(taken)] if n]) or UNKNOWN
     if not simulated:  # the machine that ran it, as far as it could read itself (older runs: N/A)
         out.update(_host_hardware(host_info))
+        out["hw_notes"] = hardware_note(run_system) or UNKNOWN
     if test_tree:
         out["sw_notes"] = TEST_TREE_NOTE + ("; " + out["sw_notes"] if out["sw_notes"] != UNKNOWN else "")
     if node_count > 1:
