@@ -311,9 +311,7 @@ def write_tree(built: Built, root: Path, submitter: str, division: str, test_tre
         sys_path = root / "systems" / f"{sut}.json"
         sys_path.parent.mkdir(parents=True, exist_ok=True)
         taken = [_system_of(e) for e in mine]
-        desc = systems.system_json(
-            _system_of(mine[0]), sut, submitter, division, str(cat), test_tree=test_tree, taken=taken
-        )
+        desc = systems.system_json(taken[0], sut, submitter, division, str(cat), test_tree=test_tree, taken=taken)
         sys_path.write_text(json.dumps(desc, indent=2) + "\n")
 
 

@@ -109,7 +109,9 @@ def system_json(
         other_software_stack=_software(host_info, sdk),
     )
     notes = ["simulated accelerator: timing model, not hardware"] if simulated else []
-    out["sw_notes"] = "; ".join(notes + [n for n in [software_note(taken)] if n]) or UNKNOWN
+    if (software := software_note(taken)) is not None:
+        notes.append(software)
+    out["sw_notes"] = "; ".join(notes) or UNKNOWN
     if not simulated:  # the machine that ran it, as far as it could read itself (older runs: N/A)
         out.update(_host_hardware(host_info))
         out["hw_notes"] = hardware_note(run_system) or UNKNOWN
