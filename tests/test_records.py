@@ -44,6 +44,9 @@ def test_time_left_goes_by_work_where_items_weigh_differently() -> None:
     p.add_work(1000.0)
     p.update(0, work=500.0)
     assert "10/100" in p.line(now=p._start + 10) and "left 00:10" in p.line(now=p._start + 10)
+    assert "( 50.0% of the work)" in p.line(now=p._start + 10)  # as the time left counts, not 10%
+    p.update(90, work=500.0)
+    assert "100/100 samples (100.0% of the work)" in p.line(now=p._start + 20, final=True)
 
 
 def test_a_run_that_ends_by_time_counts_down_the_time() -> None:

@@ -1,8 +1,8 @@
 """A one-line progress display for long work: items done, rate and time left.
 
-Time left is by work, not by count, where the caller says how much each item weighs
-(``add_work``, ``update(n, work)``): an Offline run's batches go longest first, so its first
-samples take the longest and a count-based estimate starts several times too high.
+Time left and the percentage done are by work, not by count, where the caller says how much each
+item weighs (``add_work``, ``update(n, work)``): an Offline run's batches go longest first, so its
+first samples take the longest and a count-based estimate starts several times too high.
 """
 
 import sys
@@ -77,6 +77,7 @@ class Progress:
         elapsed = max(now - self._start, 1e-9)
         rate = self._done / elapsed
         total = max(self.total, self._done) if final else self.total
+        of = ""  # what the percentage counts, where not the items
         if self.min_seconds > 0 and not final:
             by_count = (total - self._done) / rate if rate > 0 else float("nan")
             left = max(self.min_seconds - elapsed, by_count if by_count == by_count else 0.0, 0.0)
@@ -89,13 +90,15 @@ class Progress:
         else:
             if self._work_total > 0 and self._work_done > 0:  # the same work rate from here on
                 left = elapsed * max(self._work_total - self._work_done, 0.0) / self._work_done
+                # the share of the work, as the time left is (10% of the samples can be 20% of it)
+                pct, of = 100.0 * min(self._work_done / self._work_total, 1.0), " of the work"
             else:
                 left = (total - self._done) / rate if rate > 0 and total else float("nan")
-            pct = 100.0 * self._done / total if total else 100.0
+                pct = 100.0 * self._done / total if total else 100.0
             eta = "--:--" if left != left else _fmt_seconds(left)
             shown = f"{self._done}/{total}"
         return (
-            f"{self.label}: {shown} {self.unit} ({pct:5.1f}%) "
+            f"{self.label}: {shown} {self.unit} ({pct:5.1f}%{of}) "
             f"{rate:,.1f} {self.unit}/s, elapsed {_fmt_seconds(elapsed)}, left {eta}"
         )
 
