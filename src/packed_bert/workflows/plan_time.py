@@ -48,9 +48,10 @@ def plan_line(runs: Sequence[PlannedRun], to_run: Sequence[bool]) -> str:
     """``plan: N runs`` and, for the runs that will run (``to_run``), the least time their timed
     LoadGen runs take."""
     head = f"plan: {len(runs)} run{'s' if len(runs) != 1 else ''}"
-    durations = [
-        min_duration_s(r.cfg) for r, go in zip(runs, to_run, strict=True) for _ in range(timed_runs(r.cfg) if go else 0)
-    ]
+    durations: list[float] = []
+    for run, go in zip(runs, to_run, strict=True):
+        if go and (count := timed_runs(run.cfg)):
+            durations += [min_duration_s(run.cfg)] * count  # one plan_run a planned run, not one a timed run
     if not durations:
         return head
     each = f"{_span(min(durations))}" + (f" to {_span(max(durations))}" if max(durations) > min(durations) else "")
