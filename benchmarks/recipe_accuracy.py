@@ -79,6 +79,7 @@ CPU_RECIPES = (
     "onnxruntime:int8@rows@seq",
     "onnxruntime:int8@smoothquant@seq",
     "onnxruntime:int8@smoothquant-mixed@seq",
+    "onnxruntime:int8@smoothquant@seq-ort",
     "openvino:int8@smoothquant-mixed",
 )
 REFERENCE = "torch:fp32"  # the fp32 F1 every ratio is taken to
@@ -130,6 +131,8 @@ NOTES = {
     "openvino:int8@mask": "the same over the masked row: the cpu system's SingleStream recipe on avx512-bf16",
     "torch:int8": "PyTorch static int8 (oneDNN u8 x s8) with the same SmoothQuant factors and grids, bf16 attention",
     "onnxruntime:int8@smoothquant-mixed@seq": "the SmoothQuant int8 graph with the FFN output layers fp32, per-sequence",
+    "onnxruntime:int8@smoothquant@seq-ort": "the same SmoothQuant int8 in ONNX Runtime's own operators "
+    "(MatMulIntegerToFloat with the bias inside, MultiHeadAttention per bucket of sequences)",
     "openvino:int8@smoothquant-mixed": "OpenVINO's SmoothQuant int8 with the FFN output layers in the activations' "
     "precision (bf16 where the CPU has it)",
 }
@@ -160,14 +163,17 @@ def make_runner(recipe: str, weights: Any, threads: int, **extra: Any) -> Any:
     kept layers on 12-bit x int8 products) and/or ``frozen`` (``torch.compile`` with Inductor's freezing, batch-invariant through
     fixed call shapes; ``@anyshape``: calls as the batches come, not batch-invariant),
     openvino's ``dqN`` its dynamic quantization group size; ``@seq``: per-sequence attention
-    (openvino's default), ``@mask``: openvino's Attention over the masked row."""
+    (openvino's default), ``@seq-ort``: onnxruntime's per-sequence graph in its own operators,
+    ``@mask``: openvino's Attention over the masked row."""
     name, *tags = recipe.split("@")
     backend, precision = name.split(":")
     device = "cuda" if "cuda" in tags else "cpu"
     opts: dict[str, Any] = {"threads": threads, **extra}
-    rest = [t for t in tags if t not in ("cuda", "seq", "mask")]
+    rest = [t for t in tags if t not in ("cuda", "seq", "seq-ort", "mask")]
     if "seq" in tags:  # attention per sequence (onnx_fused.sequence_feeds)
         opts["graph" if backend == "onnxruntime" else "attention"] = "sequence"
+    if "seq-ort" in tags:  # onnxruntime: the same in its own operators (onnx_fused, "sequence-ort")
+        opts["graph"] = "sequence-ort"
     if "mask" in tags:  # openvino: the Attention operator over the masked row
         opts["attention"] = "mask"
     if backend in CALIBRATING_BACKENDS:

@@ -187,6 +187,21 @@ VARIANTS = (
         "attention per sequence",
     ),
     Variant(
+        "onnxruntime int8 smoothquant seq-ort",
+        "onnxruntime",
+        "int8",
+        {"quant": "smoothquant", "graph": "sequence-ort"},
+        "the same SmoothQuant int8 in ONNX Runtime's own operators: MatMulIntegerToFloat with the bias inside, "
+        "MultiHeadAttention per bucket of sequences",
+    ),
+    Variant(
+        "onnxruntime fp32 seq-ort",
+        "onnxruntime",
+        "fp32",
+        {"graph": "sequence-ort"},
+        "fp32, attention per sequence in MultiHeadAttention per bucket of sequences",
+    ),
+    Variant(
         "torch int8 smoothquant seq",
         "torch",
         "int8",

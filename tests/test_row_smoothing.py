@@ -13,7 +13,7 @@ import torch
 from helpers.tiny_model import calibration_of, perturbed_tiny_model, random_features
 
 from packed_bert.backends import create
-from packed_bert.backends.amx_kernels import AmxLinearWeights
+from packed_bert.backends.amx_kernels import AmxLinearWeights, tiles_here
 from packed_bert.backends.onnx_int8 import smooth_factors
 from packed_bert.backends.quantize import calibrate_channels
 from packed_bert.backends.row_smoothing import (
@@ -26,6 +26,10 @@ from packed_bert.backends.row_smoothing import (
 )
 from packed_bert.cache import cache_dir
 from packed_bert.model.linears import FFN_OUTPUT
+
+NEEDS_TILES = pytest.mark.skipif(
+    tiles_here() is None, reason="packed-bert's int8 rows kernels need AMX tiles or AVX-512 VNNI (soft tiles)"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +49,7 @@ def _layer(
     return torch.from_numpy(x), w, (x.min(axis=0), x.max(axis=0))
 
 
+@NEEDS_TILES
 def test_the_error_judged_is_the_int8_rows_kernels_own() -> None:
     x, w, channels = _layer(1, 30.0)
     smooth = smooth_factors({"l": channels}, {"l": w}, 0.6)[0]["l"]
@@ -101,6 +106,7 @@ def test_samples_come_from_every_layer_of_the_kinds_named_and_ranges_from_all_to
     assert stride > 1
 
 
+@NEEDS_TILES
 def test_a_run_takes_the_cached_choice_for_its_int8_rows_layers() -> None:
     features = random_features(7, 10, 120)
     model = perturbed_tiny_model(2)

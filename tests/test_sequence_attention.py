@@ -50,6 +50,8 @@ def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 RECIPES = [
     ("onnxruntime", "fp32", {"graph": "sequence"}, 1e-4),
     ("onnxruntime", "int8", {"graph": "sequence"}, 0.08),
+    ("onnxruntime", "fp32", {"graph": "sequence-ort"}, 1e-4),  # MultiHeadAttention per bucket
+    ("onnxruntime", "int8", {"graph": "sequence-ort", "quant": "smoothquant"}, 0.08),  # the avx2 bert-99 default
     ("openvino", "fp32", {"attention": "sequence"}, 1e-4),
     ("openvino", "bf16", {}, 0.05),
     ("openvino", "int8", {}, 0.08),  # static int8 after SmoothQuant (the default)

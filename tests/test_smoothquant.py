@@ -102,3 +102,48 @@ def test_a_run_hands_openvino_the_calibration_set() -> None:
     )
     (runner,) = local_runners(with_set)
     assert "SmoothQuant" in runner.detail  # type: ignore[attr-defined]
+
+
+def test_the_onnxruntime_spelling_folds_the_bias_and_the_attention_output_division() -> None:
+    """``sequence-ort``: every int8 layer is QuantizeLinear + MatMulIntegerToFloat with its bias
+    inside (no DequantizeLinear, no separate bias Add), the attention output layer's 1 / s sits in
+    V's weight columns (no Mul before it), and its logits stay those of the QDQ spelling within
+    the int8 grid's rounding."""
+    from onnx import numpy_helper
+
+    from packed_bert.backends.onnx_fused import graph_feeds
+    from packed_bert.packing import pack_batch
+
+    tiny = perturbed_tiny_model()
+    feats = random_features(seed=3, n=10, max_len=200)
+    smooth, ranges = calibrate_smoothquant(tiny, calibration_of(feats)())
+    recipe = Int8Recipe(dict.fromkeys(LINEAR_KINDS, "qdq"), ranges, smooth)
+    ort_graph, qdq_graph = build(tiny, recipe, "sequence-ort"), build(tiny, recipe, "sequence")
+    layers = tiny.config.layers
+    nodes = ort_graph.graph.node
+    assert sum(n.op_type == "DequantizeLinear" for n in nodes) == 0
+    int8 = [n for n in nodes if n.op_type == "MatMulIntegerToFloat"]
+    assert len(int8) == 4 * layers and all(len(n.input) == 7 and n.input[6] for n in int8)  # the bias input
+    smoothed = {n.name.removesuffix("/smooth/Mul") for n in nodes if n.name.endswith("/smooth/Mul")}
+    assert len(smoothed) == 3 * layers and not any(".attention.output.dense" in n for n in smoothed)
+    weights = {t.name: numpy_helper.to_array(t) for t in ort_graph.graph.initializer}
+    hidden = tiny.config.hidden
+    s_out = smooth["bert.encoder.layer.0.attention.output.dense"]
+    v_scale = weights["bert.encoder.layer.0.attention.self.weight_scale"][2 * hidden :]
+    _, plain_v_scale = quantize_weight(tiny.state_dict()["bert.encoder.layer.0.attention.self.value.weight"].numpy().T)
+    s_qkv = smooth["bert.encoder.layer.0.attention.self"]
+    _, smoothed_v_scale = quantize_weight(
+        tiny.state_dict()["bert.encoder.layer.0.attention.self.value.weight"].numpy().T * s_qkv[:, None]
+    )
+    np.testing.assert_allclose(v_scale, smoothed_v_scale / s_out, rtol=1e-5)
+    assert not np.allclose(v_scale, plain_v_scale)
+
+    import onnxruntime as ort
+
+    batch = pack_batch(*feats)
+    feeds = graph_feeds(batch, per_sequence=True)
+    logits = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        for m in (ort_graph, qdq_graph)
+    ]
+    assert np.abs(logits[0] - logits[1]).max() <= 0.05 * max(1.0, float(np.ptp(logits[1])))

@@ -22,6 +22,13 @@ the last-axes swap folds into the first MatMul (docs/performance-history.md: 1.0
 sequence of length n costs about n^2, not the 384^2 of its packed row, and its attention is the
 same computation whatever its batch-mates or its place in a row (its block length depends on its
 own length only), so with per-token linear layers its logits are the same in any batch.
+
+``attention="sequence-ort"`` is the same per-sequence graph in ONNX Runtime's own operators, which
+OpenVINO does not read: each bucket's blocks go to ``com.microsoft.MultiHeadAttention`` as they are
+gathered (no transposes; each sequence's length is the key padding mask), and a ``qdq`` layer is
+written as ONNX Runtime would fuse it, ``QuantizeLinear`` then ``MatMulIntegerToFloat``, but with
+the bias inside the kernel (its own fusion leaves the bias a separate pass over the output) and
+the attention output layer's SmoothQuant division folded into V's weight columns.
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ BUCKET = 64  # per-sequence attention blocks are this many tokens long, or a mul
 BUCKETS = tuple(range(BUCKET, 384 + 1, BUCKET))
 SEQUENCE_INPUTS = ("attn_scatter", *(f"attn_index_{b}" for b in BUCKETS), *(f"attn_bias_{b}" for b in BUCKETS))
 MASKED = -10000.0
+ORT_SEQUENCE = "sequence-ort"  # per-sequence attention in ONNX Runtime's own operators
+PER_SEQUENCE = ("sequence", ORT_SEQUENCE)
+ATTENTIONS = ("mask", *PER_SEQUENCE)
 MS_DOMAIN = "com.microsoft"
 FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto.FLOAT, INT32, INT64
 
@@ -185,10 +195,13 @@ class _Layers:
         int8: Int8Recipe | None,
         mask: str,
         per_sequence: bool = False,
+        ort_ops: bool = False,
     ) -> None:
         self.g, self.w, self.cfg, self.int8 = g, w, cfg, int8
         self.mask = mask
         self.per_sequence = per_sequence
+        self.ort_ops = ort_ops
+        self._block_lens: dict[int, str] = {}
         self._bias: str | None = None
         self._block_bias: dict[int, str] = {}
         self._qkv_index: dict[int, list[str]] = {}
@@ -200,6 +213,9 @@ class _Layers:
         scheme = self.scheme(kind)
         if scheme == "fp32":
             return _linear(self.g, x, self.w, prefix)
+        if scheme == "qdq" and self.ort_ops:
+            folded = kind == ATTENTION_OUTPUT and self.scheme(QKV) == "qdq"  # its factors sit in V's columns
+            return self.ort_linear(x, prefix, self.w[f"{prefix}.weight"].T, self.w[f"{prefix}.bias"], folded)
         if scheme in ("weights", "qdq"):
             x = self.float_input(x, prefix, scheme)
             weight_t = dequantized_weight(self.g, self.smoothed(prefix, self.w[f"{prefix}.weight"].T), prefix)
@@ -209,6 +225,22 @@ class _Layers:
         weight = self.w[f"{prefix}.weight"]
         q = quantize_input(self.g, scheme, self.int8.ranges, x, weight.shape[1], prefix)
         return int8_matmul(self.g, q, weight.T, self.w[f"{prefix}.bias"], prefix, scheme == "rows")
+
+    def ort_linear(self, x: str, name: str, w_t: np.ndarray, bias: np.ndarray, folded: bool = False) -> str:
+        """``qdq`` in ONNX Runtime's own int8 operators: ``x`` divided by its SmoothQuant factors
+        (unless ``folded`` into the producer), ``QuantizeLinear`` on the calibrated grid, then
+        ``MatMulIntegerToFloat`` with the bias inside the kernel (ONNX Runtime's own fusion of the
+        QDQ pair leaves the bias as a separate pass over the output)."""
+        assert self.int8 is not None
+        factors = self.int8.smoothing(name)
+        if factors is not None:
+            w_t = w_t * factors[:, None]
+            if not folded:
+                x = self.g.op(
+                    "Mul", [x, self.g.const(f"{name}/smooth", (1.0 / factors).astype(np.float32))], f"{name}/smooth"
+                )
+        q = quantize_input(self.g, "static", self.int8.ranges, x, 0, name)
+        return int8_matmul(self.g, q, w_t, bias, name, per_token=False)
 
     def float_input(self, x: str, name: str, scheme: str) -> str:
         """A float MatMul's input: ``x``, or for ``qdq`` ``x`` on its calibrated int8 grid."""
@@ -266,12 +298,19 @@ class _Layers:
         """Q|K|V projection, then attention on per-sequence blocks (``sequence_feeds``)."""
         g, w, cfg = self.g, self.w, self.cfg
         scope = f"{p}.attention.self"
-        hidden, nh, dh = cfg.hidden, cfg.heads, cfg.hidden // cfg.heads
+        hidden = cfg.hidden
         # the scores' 1/sqrt(D) is folded into Q's weight and bias (exact for D = 64: a power of
         # two), so Q goes into the attention as it is and OpenVINO takes its Transpose in too
-        head_scales = np.array([1.0 / np.sqrt(dh), 1.0, 1.0], np.float32)  # Q, K, V
-        if scheme in ("fp32", "weights", "qdq"):
-            columns = np.repeat(head_scales, hidden)
+        head_scales = np.array([1.0 / np.sqrt(cfg.hidden // cfg.heads), 1.0, 1.0], np.float32)  # Q, K, V
+        columns = np.repeat(head_scales, hidden)
+        rows_shape = g.op("Shape", [x])
+        if scheme == "qdq" and self.ort_ops:
+            assert self.int8 is not None
+            out_factors = self.int8.smoothing(f"{p}.attention.output.dense")
+            if out_factors is not None:  # the output layer's SmoothQuant division, in V's columns
+                columns[2 * hidden :] /= out_factors
+            qkv = self.ort_linear(x, scope, site_weight(w, scope) * columns, qkv_b * columns)
+        elif scheme in ("fp32", "weights", "qdq"):
             qkv_w = self.qkv_weight(p, heads, scheme, columns)
             x = self.float_input(x, scope, scheme)
             bias = g.const(f"{p}.attention.qkv.bias", qkv_b * columns)
@@ -285,29 +324,62 @@ class _Layers:
             ]
             qkv = g.op("Concat", parts, scope, axis=-1)
         # [3 x tokens, hidden]: token t's Q, K and V are rows 3t, 3t + 1 and 3t + 2, so each is
-        # gathered straight into its blocks (one gather of whole Q|K|V rows and a split copied
-        # the blocks twice)
+        # gathered straight into its blocks [S, b, hidden] (one gather of whole Q|K|V rows and a
+        # split copied the blocks twice)
         flat = g.op("Reshape", [qkv, g.const(f"{scope}/flat_shape", np.array([-1, hidden], np.int64))])
         outs = []
         for b in BUCKETS:
             qb, kb, vb = (
-                g.op("Gather", [flat, index], f"{scope}/b{b}/{part}", axis=0)  # [S, b, H]
+                g.op("Gather", [flat, index], f"{scope}/b{b}/{part}", axis=0)
                 for part, index in zip("qkv", self.qkv_index(b), strict=True)
             )
-            shape = g.const(f"{scope}/b{b}/heads", np.array([0, 0, nh, dh], np.int64))
-            qb = g.op("Transpose", [g.op("Reshape", [qb, shape])], perm=[0, 2, 1, 3])
-            # K as [S, heads, b, D] and then its last two axes swapped, not one [0, 2, 3, 1]
-            # Transpose: OpenVINO folds the swap into the attention's first MatMul and keeps the
-            # rest a cheap copy (one [0, 2, 3, 1] Transpose took 1.9 ms of a layer's 57 ms)
-            kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 1, 3])
-            kb = g.op("Transpose", [kb], perm=[0, 1, 3, 2])
-            vb = g.op("Transpose", [g.op("Reshape", [vb, shape])], perm=[0, 2, 1, 3])
-            scores = g.op("Add", [g.op("MatMul", [qb, kb]), self.block_bias(b)])  # [S, heads, b, b]
-            ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vb])  # [S, heads, b, D]
-            ctx = g.op("Transpose", [ctx], perm=[0, 2, 1, 3])
+            ctx = (
+                self.block_attention(qb, kb, vb, b, scope)
+                if self.ort_ops
+                else self.plain_attention(qb, kb, vb, b, scope)
+            )
             outs.append(g.op("Reshape", [ctx, g.const(f"{scope}/b{b}/out", np.array([-1, hidden], np.int64))]))
         tokens = g.op("Gather", [g.op("Concat", outs, axis=0), "attn_scatter"], f"{scope}/scatter", axis=0)
-        return g.op("Reshape", [tokens, g.op("Shape", [x])], f"{scope}/rows")
+        return g.op("Reshape", [tokens, rows_shape], f"{scope}/rows")
+
+    def plain_attention(self, qb: str, kb: str, vb: str, b: int, scope: str) -> str:
+        """One bucket's attention in plain MatMul / Softmax, spelled for OpenVINO's fusion."""
+        g, nh = self.g, self.cfg.heads
+        shape = g.const(f"{scope}/b{b}/heads", np.array([0, 0, nh, self.cfg.hidden // nh], np.int64))
+        qb = g.op("Transpose", [g.op("Reshape", [qb, shape])], perm=[0, 2, 1, 3])
+        # K as [S, heads, b, D] and then its last two axes swapped, not one [0, 2, 3, 1]
+        # Transpose: OpenVINO folds the swap into the attention's first MatMul and keeps the
+        # rest a cheap copy (one [0, 2, 3, 1] Transpose took 1.9 ms of a layer's 57 ms)
+        kb = g.op("Transpose", [g.op("Reshape", [kb, shape])], perm=[0, 2, 1, 3])
+        kb = g.op("Transpose", [kb], perm=[0, 1, 3, 2])
+        vb = g.op("Transpose", [g.op("Reshape", [vb, shape])], perm=[0, 2, 1, 3])
+        scores = g.op("Add", [g.op("MatMul", [qb, kb]), self.block_bias(b)])  # [S, heads, b, b]
+        ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vb])  # [S, heads, b, D]
+        return g.op("Transpose", [ctx], perm=[0, 2, 1, 3])
+
+    def block_attention(self, qb: str, kb: str, vb: str, b: int, scope: str) -> str:
+        """One bucket's attention in ONNX Runtime's ``com.microsoft.MultiHeadAttention``: the
+        blocks [S, b, hidden] as they are (no transposes), each sequence's length as the key
+        padding mask, 1/sqrt(D) already in Q."""
+        return self.g.op(
+            "MultiHeadAttention",
+            [qb, kb, vb, "", self.block_lens(b)],
+            f"{scope}/b{b}",
+            MS_DOMAIN,
+            num_heads=self.cfg.heads,
+            scale=1.0,
+            mask_filter_value=MASKED,
+        )
+
+    def block_lens(self, b: int) -> str:
+        """Each block's sequence length [S] int32, from ``attn_bias_b`` (0 on its tokens), made once."""
+        if b not in self._block_lens:
+            g = self.g
+            real = g.op("Equal", [f"attn_bias_{b}", g.const(f"zero_{b}", np.array(0, np.float32))])
+            axis = g.const(f"axes_1_{b}", np.array([1], np.int64))
+            lens = g.op("ReduceSum", [g.op("Cast", [real], to=INT32), axis], f"attn_lens_{b}", keepdims=0)
+            self._block_lens[b] = lens
+        return self._block_lens[b]
 
     def qkv_index(self, b: int) -> list[str]:
         """``attn_index_b`` as the rows of Q, K and V in the [3 x tokens, hidden] view, made once."""
@@ -363,8 +435,11 @@ def build(model: torch.nn.Module, int8: Int8Recipe | None = None, attention: str
     places = g.op("Gather", [g.const("position_embeddings", w[f"{e}.position_embeddings.weight"]), pos])
     types = g.op("Gather", [g.const("token_type_embeddings", w[f"{e}.token_type_embeddings.weight"]), seg])
     x = _layer_norm(g, g.op("Add", [g.op("Add", [words, places]), types]), w, f"{e}.LayerNorm", cfg.layer_norm_eps)
-    per_sequence = attention == "sequence"
-    layers = _Layers(g, w, cfg, int8, "" if per_sequence else _sequence_mask(g, ids, lens), per_sequence)
+    if attention not in ATTENTIONS:
+        raise ValueError(f"onnx_fused: attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
+    per_sequence = attention in PER_SEQUENCE
+    mask = "" if per_sequence else _sequence_mask(g, ids, lens)
+    layers = _Layers(g, w, cfg, int8, mask, per_sequence, ort_ops=attention == ORT_SEQUENCE)
     for i in range(cfg.layers):
         p = f"bert.encoder.layer.{i}"
         ctx = layers.attention(x, p)

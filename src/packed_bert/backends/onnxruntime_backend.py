@@ -3,7 +3,9 @@
 ``graph="fused"`` (default) is the model written with ONNX Runtime's fused attention operator
 (``onnx_fused``); ``graph="traced"`` is ``torch.onnx.export`` of the PyTorch model
 (``onnx_export``). Both give the same logits; the fused one is faster (docs/backends.md).
-``graph="sequence"`` is the fused graph with attention per sequence (``onnx_fused.sequence_feeds``).
+``graph="sequence"`` is the fused graph with attention per sequence (``onnx_fused.sequence_feeds``),
+``graph="sequence-ort"`` the same in ONNX Runtime's own operators (``onnx_fused``: MultiHeadAttention
+per bucket, int8 layers with the bias inside the kernel).
 SkipLayerNormalization fusion is switched off: on this CPU its kernel took five times as long
 as the LayerNormalization + Add it replaces (ORT 1.32 profile, docs/performance.md).
 Int8 (``quant``): ``rows`` (default) has per-token activation scales and ``calibrated`` fixed
@@ -30,7 +32,7 @@ from packed_bert.backends._model import fingerprint, load
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.denormals import flushed
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
-from packed_bert.backends.onnx_fused import export_fused, graph_feeds
+from packed_bert.backends.onnx_fused import PER_SEQUENCE, export_fused, graph_feeds
 from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
 from packed_bert.errors import UserError
 from packed_bert.model.linears import every
@@ -74,7 +76,7 @@ def int8_graph(precision: str, quant: str, default: str) -> tuple[str, str]:
 
 QUANT_MODES = ("dynamic", "mixed", "static", *FUSED_INT8)
 DEFAULT_QUANT = "rows"  # batch-invariant, 99.8% of fp32 F1 (docs/performance.md)
-GRAPHS = ("fused", "traced", "sequence")  # sequence: the fused graph with per-sequence attention
+GRAPHS = ("fused", "traced", *PER_SEQUENCE)  # sequence*: the fused graph with per-sequence attention
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
@@ -115,7 +117,7 @@ def prepare_model(
         if graph == "traced":
             export(built, fp32)
         else:
-            export_fused(built, fp32, attention="sequence" if graph == "sequence" else "mask")
+            export_fused(built, fp32, attention=graph if graph in PER_SEQUENCE else "mask")
     if precision == "fp32":
         return fp32
     if precision != "int8":
@@ -154,17 +156,16 @@ def _fused_int8(
         return out
     model = load(model_spec, seed)
     if quant in SMOOTHQUANT:
-        from packed_bert.backends.quantize import calibrate_smoothquant
+        from packed_bert.backends.quantize import calibrated_smoothquant
 
-        assert features is not None  # smoothquant calibrates
-        smooth, ranges = calibrate_smoothquant(model, features)
+        smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)  # the graphs share it
         recipe = Int8Recipe(recipe.schemes, ranges, smooth)
     elif recipe.calibrated:
         from packed_bert.backends.quantize import calibrate_ranges
 
         assert features is not None
         recipe = Int8Recipe(recipe.schemes, calibrate_ranges(model, features))
-    return export_fused(model, out, recipe, "sequence" if graph == "sequence" else "mask")
+    return export_fused(model, out, recipe, graph if graph in PER_SEQUENCE else "mask")
 
 
 class OrtRunner:
@@ -195,9 +196,9 @@ class OrtRunner:
         built, quant = int8_graph(precision, quant, DEFAULT_QUANT)
         graph = graph or default_graph(built, quant)
         self.path = prepare_model(model_spec, built, quant, seed, graph, calibration)
-        self.per_sequence = graph == "sequence"
+        self.per_sequence = graph in PER_SEQUENCE
         if self.per_sequence and static_rows is not None:
-            raise UserError("onnxruntime: graph=sequence takes no static_rows (its attention inputs vary per batch)")
+            raise UserError(f"onnxruntime: graph={graph} takes no static_rows (its attention inputs vary per batch)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
         opts.inter_op_num_threads = 1
