@@ -232,27 +232,24 @@ class _Layers:
         ``MatMulIntegerToFloat`` with the bias inside the kernel (ONNX Runtime's own fusion of the
         QDQ pair leaves the bias as a separate pass over the output)."""
         assert self.int8 is not None
-        factors = self.int8.smoothing(name)
-        if factors is not None:
-            w_t = w_t * factors[:, None]
-            if not folded:
-                x = self.g.op(
-                    "Mul", [x, self.g.const(f"{name}/smooth", (1.0 / factors).astype(np.float32))], f"{name}/smooth"
-                )
+        x = x if folded else self.smooth_divided(x, name)
         q = quantize_input(self.g, "static", self.int8.ranges, x, 0, name)
-        return int8_matmul(self.g, q, w_t, bias, name, per_token=False)
+        return int8_matmul(self.g, q, self.smoothed(name, w_t), bias, name, per_token=False)
 
     def float_input(self, x: str, name: str, scheme: str) -> str:
         """A float MatMul's input: ``x``, or for ``qdq`` ``x`` on its calibrated int8 grid."""
         if scheme != "qdq":
             return x
         assert self.int8 is not None
-        factors = self.int8.smoothing(name)
-        if factors is not None:
-            x = self.g.op(
-                "Mul", [x, self.g.const(f"{name}/smooth", (1.0 / factors).astype(np.float32))], f"{name}/smooth"
-            )
-        return fake_quantized(self.g, self.int8.ranges, x, name)
+        return fake_quantized(self.g, self.int8.ranges, self.smooth_divided(x, name), name)
+
+    def smooth_divided(self, x: str, name: str) -> str:
+        """``x`` divided by layer input ``name``'s SmoothQuant factors, where it has them."""
+        factors = None if self.int8 is None else self.int8.smoothing(name)
+        if factors is None:
+            return x
+        inverse = self.g.const(f"{name}/smooth", (1.0 / factors).astype(np.float32))
+        return self.g.op("Mul", [x, inverse], f"{name}/smooth")
 
     def smoothed(self, name: str, w_t: np.ndarray) -> np.ndarray:
         """The [K, N] weight of layer input ``name``, its rows times the input's SmoothQuant factors."""

@@ -158,7 +158,8 @@ def _fused_int8(
     if quant in SMOOTHQUANT:
         from packed_bert.backends.quantize import calibrated_smoothquant
 
-        smooth, ranges = calibrated_smoothquant(model, model_spec, seed, calibration)  # the graphs share it
+        assert features is not None  # smoothquant calibrates; loaded above, not again
+        smooth, ranges = calibrated_smoothquant(model, model_spec, seed, lambda: features)  # the graphs share it
         recipe = Int8Recipe(recipe.schemes, ranges, smooth)
     elif recipe.calibrated:
         from packed_bert.backends.quantize import calibrate_ranges
