@@ -58,7 +58,8 @@ def capture(recipe: str, count: int, out: Path, seed: int = SEED) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from recipe_accuracy import WEIGHTS, make_runner
 
-    from packed_bert.backends.onnxruntime_backend import DISABLED_OPTIMIZERS, graph_feeds
+    from packed_bert.backends.attention_feeds import graph_feeds
+    from packed_bert.backends.onnxruntime_backend import DISABLED_OPTIMIZERS
     from packed_bert.squad.features import load_features
 
     if not recipe.startswith("onnxruntime:"):
@@ -71,7 +72,7 @@ def capture(recipe: str, count: int, out: Path, seed: int = SEED) -> None:
     feeds: dict[str, Any] = {}  # np.savez keywords
     outputs: dict[str, Any] = {}
     for k, batch in enumerate(_batches(features, index)):
-        batch_feeds = graph_feeds(batch, runner.per_sequence)
+        batch_feeds = graph_feeds(batch, runner.attention)
         feeds.update({f"b{k}.{name}": value for name, value in batch_feeds.items()})
         outputs[f"b{k}"] = runner._run(batch_feeds)
     np.savez(out / FEEDS, **feeds)

@@ -111,7 +111,7 @@ def test_the_onnxruntime_spelling_folds_the_bias_and_the_attention_output_divisi
     the int8 grid's rounding."""
     from onnx import numpy_helper
 
-    from packed_bert.backends.onnx_fused import graph_feeds
+    from packed_bert.backends.attention_feeds import graph_feeds
     from packed_bert.packing import pack_batch
 
     tiny = perturbed_tiny_model()
@@ -141,9 +141,10 @@ def test_the_onnxruntime_spelling_folds_the_bias_and_the_attention_output_divisi
     import onnxruntime as ort
 
     batch = pack_batch(*feats)
-    feeds = graph_feeds(batch, per_sequence=True)
     logits = [
-        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-        for m in (ort_graph, qdq_graph)
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, graph_feeds(batch, attention)
+        )[0]
+        for m, attention in ((ort_graph, "sequence-ort"), (qdq_graph, "sequence"))
     ]
     assert np.abs(logits[0] - logits[1]).max() <= 0.05 * max(1.0, float(np.ptp(logits[1])))

@@ -20,8 +20,9 @@ OUTPUT_NAME = "logits"
 OPSET = 17
 # bump when an exported graph or the quantization recipe changes (2: additive mask, 3: fused
 # graph, 4: the static int8 Q|K|V grid no longer shares its initializer's name with 1/sqrt(d), 5:
-# per-sequence attention gathers Q, K and V apart and takes 1/sqrt(d) in Q's weights)
-EXPORT_VERSION = 5
+# per-sequence attention gathers Q, K and V apart and takes 1/sqrt(d) in Q's weights, 6: sequence-ort
+# attention over blocks of lengths the host picks per batch)
+EXPORT_VERSION = 6
 
 
 def library_versions() -> dict[str, str]:

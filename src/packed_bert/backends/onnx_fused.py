@@ -14,8 +14,8 @@ per-token or fixed activation scales instead; an int8 Q|K|V projection then feed
 
 ``attention="sequence"`` writes attention per sequence instead (plain MatMul / Softmax, which
 every runtime reads): each sequence's Q, K and V rows are gathered into blocks of its own length
-rounded up to a multiple of ``BUCKET`` (``sequence_feeds`` computes the indices on the host from
-``seq_lens``), attention runs on blocks of one bucket length at a time, and the outputs are
+rounded up to a multiple of ``BUCKET`` (``attention_feeds.sequence_feeds`` computes the indices on
+the host from ``seq_lens``), attention runs on blocks of one bucket length at a time, and the outputs are
 gathered back to token order. The graph is spelled the way OpenVINO's CPU plugin fuses it into
 one attention kernel per bucket: 1/sqrt(D) sits in Q's weights, and K's transpose is split so
 the last-axes swap folds into the first MatMul (docs/performance-history.md: 1.03-1.09x Offline). A
@@ -24,8 +24,10 @@ same computation whatever its batch-mates or its place in a row (its block lengt
 own length only), so with per-token linear layers its logits are the same in any batch.
 
 ``attention="sequence-ort"`` is the same per-sequence graph in ONNX Runtime's own operators, which
-OpenVINO does not read: each bucket's blocks go to ``com.microsoft.MultiHeadAttention`` as they are
-gathered (no transposes; each sequence's length is the key padding mask), and a ``qdq`` layer is
+OpenVINO does not read: each layer's attention is ``SLOTS`` calls of ``com.microsoft.MultiHeadAttention``
+on blocks as they are gathered (no transposes; each sequence's length is the key padding mask), whose
+lengths the host picks per batch (``attention_feeds.slot_feeds``: one sample alone at its own
+length, no bucket rounding, a batch's sequences in the few lengths that waste the least), and a ``qdq`` layer is
 written as ONNX Runtime would fuse it, ``QuantizeLinear`` then ``MatMulIntegerToFloat``, but with
 the bias inside the kernel (its own fusion leaves the bias a separate pass over the output) and
 the attention output layer's SmoothQuant division folded into V's weight columns.
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from packed_bert.backends.attention_feeds import BUCKETS, MASKED, SLOTS
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
 from packed_bert.backends.onnx_int8 import (
     Int8Recipe,
@@ -55,10 +58,6 @@ if TYPE_CHECKING:
     import torch
 
 OPSET = 17
-BUCKET = 64  # per-sequence attention blocks are this many tokens long, or a multiple
-BUCKETS = tuple(range(BUCKET, 384 + 1, BUCKET))
-SEQUENCE_INPUTS = ("attn_scatter", *(f"attn_index_{b}" for b in BUCKETS), *(f"attn_bias_{b}" for b in BUCKETS))
-MASKED = -10000.0
 ORT_SEQUENCE = "sequence-ort"  # per-sequence attention in ONNX Runtime's own operators
 PER_SEQUENCE = ("sequence", ORT_SEQUENCE)
 ATTENTIONS = ("mask", *PER_SEQUENCE)
@@ -128,48 +127,6 @@ def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: f
     return g.op("LayerNormalization", [x, scale, bias], prefix, axis=-1, epsilon=eps)
 
 
-def graph_feeds(batch: object, per_sequence: bool) -> dict[str, np.ndarray]:
-    """The graph's inputs for a packed batch (int32, by ``INPUT_NAMES``), with the per-sequence
-    attention's gather indices when the graph has them (``sequence_feeds``)."""
-    feeds = {n: np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES}
-    if per_sequence:
-        feeds.update(sequence_feeds(feeds[INPUT_NAMES[3]], feeds[INPUT_NAMES[0]].shape[1]))
-    return feeds
-
-
-def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
-    """The per-sequence attention inputs of a batch (``attention="sequence"`` graphs).
-
-    ``attn_index_B`` [S_B, B] int64: the flat token index (row * row_len + position) of each
-    token of each sequence whose length rounds up to B, padded with index 0; ``attn_bias_B``
-    [S_B, B] float32: 0 for the sequence's tokens, -10000 for the padding (S_B is 0 for a bucket no
-    sequence falls in: both runtimes take the empty blocks). ``attn_scatter`` [R * row_len]:
-    where each token's output sits in the concatenated blocks (padding tokens: 0).
-    """
-    lens = np.asarray(seq_lens, dtype=np.int64)
-    rows, slots = lens.shape
-    starts = np.cumsum(lens, axis=1) - lens + np.arange(rows)[:, None] * row_len
-    flat_lens, flat_starts = lens.ravel(), starts.ravel()
-    keep = flat_lens > 0
-    flat_lens, flat_starts = flat_lens[keep], flat_starts[keep]
-    bucket = np.minimum(-(-flat_lens // BUCKET) * BUCKET, BUCKETS[-1])
-    feeds: dict[str, np.ndarray] = {}
-    scatter = np.zeros(rows * row_len, np.int64)
-    offset = 0
-    for b in BUCKETS:
-        mine = np.nonzero(bucket == b)[0]
-        pos = np.arange(b)
-        valid = pos[None, :] < flat_lens[mine][:, None]  # [S_b, b]; S_b = 0 for an empty bucket
-        index = np.where(valid, flat_starts[mine][:, None] + pos[None, :], 0)
-        feeds[f"attn_index_{b}"] = index
-        feeds[f"attn_bias_{b}"] = np.where(valid, 0.0, MASKED).astype(np.float32)
-        block = offset + np.arange(valid.size).reshape(valid.shape)
-        scatter[index[valid]] = block[valid]
-        offset += valid.size
-    feeds["attn_scatter"] = scatter
-    return feeds
-
-
 def site_weight(w: dict[str, np.ndarray], name: str) -> np.ndarray:
     """The [K, N] weight that multiplies layer input ``name`` (``...attention.self``: Q|K|V side by side)."""
     if name.endswith(".attention.self"):
@@ -201,10 +158,9 @@ class _Layers:
         self.mask = mask
         self.per_sequence = per_sequence
         self.ort_ops = ort_ops
-        self._block_lens: dict[int, str] = {}
         self._bias: str | None = None
         self._block_bias: dict[int, str] = {}
-        self._qkv_index: dict[int, list[str]] = {}
+        self._qkv_index: dict[str, list[str]] = {}
 
     def scheme(self, kind: str) -> str:
         return "fp32" if self.int8 is None else self.int8.scheme(kind)
@@ -325,17 +281,17 @@ class _Layers:
         # split copied the blocks twice)
         flat = g.op("Reshape", [qkv, g.const(f"{scope}/flat_shape", np.array([-1, hidden], np.int64))])
         outs = []
-        for b in BUCKETS:
+        for key in self.block_keys():
             qb, kb, vb = (
-                g.op("Gather", [flat, index], f"{scope}/b{b}/{part}", axis=0)
-                for part, index in zip("qkv", self.qkv_index(b), strict=True)
+                g.op("Gather", [flat, index], f"{scope}/b{key}/{part}", axis=0)
+                for part, index in zip("qkv", self.qkv_index(key), strict=True)
             )
             ctx = (
-                self.block_attention(qb, kb, vb, b, scope)
+                self.block_attention(qb, kb, vb, key, scope)
                 if self.ort_ops
-                else self.plain_attention(qb, kb, vb, b, scope)
+                else self.plain_attention(qb, kb, vb, int(key), scope)
             )
-            outs.append(g.op("Reshape", [ctx, g.const(f"{scope}/b{b}/out", np.array([-1, hidden], np.int64))]))
+            outs.append(g.op("Reshape", [ctx, g.const(f"{scope}/b{key}/out", np.array([-1, hidden], np.int64))]))
         tokens = g.op("Gather", [g.op("Concat", outs, axis=0), "attn_scatter"], f"{scope}/scatter", axis=0)
         return g.op("Reshape", [tokens, rows_shape], f"{scope}/rows")
 
@@ -354,43 +310,39 @@ class _Layers:
         ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vb])  # [S, heads, b, D]
         return g.op("Transpose", [ctx], perm=[0, 2, 1, 3])
 
-    def block_attention(self, qb: str, kb: str, vb: str, b: int, scope: str) -> str:
-        """One bucket's attention in ONNX Runtime's ``com.microsoft.MultiHeadAttention``: the
-        blocks [S, b, hidden] as they are (no transposes), each sequence's length as the key
-        padding mask, 1/sqrt(D) already in Q."""
+    def block_keys(self) -> list[str]:
+        """The suffixes of the per-sequence attention's inputs, one per call a layer: the bucket
+        lengths (``attn_index_64``, ...) or ONNX Runtime's slots (``attn_index_s0``, ...)."""
+        return [f"s{k}" for k in range(SLOTS)] if self.ort_ops else [str(b) for b in BUCKETS]
+
+    def block_attention(self, qb: str, kb: str, vb: str, key: str, scope: str) -> str:
+        """One slot's attention in ONNX Runtime's ``com.microsoft.MultiHeadAttention``: the
+        blocks [S, B, hidden] as they are (no transposes), each sequence's length
+        (``attn_lens_<slot>``) as the key padding mask, 1/sqrt(D) already in Q."""
         return self.g.op(
             "MultiHeadAttention",
-            [qb, kb, vb, "", self.block_lens(b)],
-            f"{scope}/b{b}",
+            [qb, kb, vb, "", f"attn_lens_{key}"],
+            f"{scope}/b{key}",
             MS_DOMAIN,
             num_heads=self.cfg.heads,
             scale=1.0,
             mask_filter_value=MASKED,
         )
 
-    def block_lens(self, b: int) -> str:
-        """Each block's sequence length [S] int32, from ``attn_bias_b`` (0 on its tokens), made once."""
-        if b not in self._block_lens:
+    def qkv_index(self, key: str) -> list[str]:
+        """``attn_index_<key>`` as the rows of Q, K and V in the [3 x tokens, hidden] view, made once."""
+        if key not in self._qkv_index:
             g = self.g
-            real = g.op("Equal", [f"attn_bias_{b}", g.const(f"zero_{b}", np.array(0, np.float32))])
-            axis = g.const(f"axes_1_{b}", np.array([1], np.int64))
-            lens = g.op("ReduceSum", [g.op("Cast", [real], to=INT32), axis], f"attn_lens_{b}", keepdims=0)
-            self._block_lens[b] = lens
-        return self._block_lens[b]
-
-    def qkv_index(self, b: int) -> list[str]:
-        """``attn_index_b`` as the rows of Q, K and V in the [3 x tokens, hidden] view, made once."""
-        if b not in self._qkv_index:
-            g = self.g
-            three = g.op("Mul", [f"attn_index_{b}", g.const(f"three_{b}", np.array(3, np.int64))], f"attn_index_{b}/q")
-            self._qkv_index[b] = [
+            index = f"attn_index_{key}"
+            three = g.op("Mul", [index, g.const(f"three_{key}", np.array(3, np.int64))], f"{index}/q")
+            self._qkv_index[key] = [
                 three,
                 *(
-                    g.op("Add", [three, g.const(f"plus{i}_{b}", np.array(i, np.int64))], f"attn_index_{b}/{part}")
+                    g.op("Add", [three, g.const(f"plus{i}_{key}", np.array(i, np.int64))], f"{index}/{part}")
                     for i, part in ((1, "k"), (2, "v"))
                 ),
             ]
-        return self._qkv_index[b]
+        return self._qkv_index[key]
 
     def block_bias(self, b: int) -> str:
         """``attn_bias_b`` as [S, 1, 1, b], made once for all layers."""
@@ -453,8 +405,12 @@ def build(model: torch.nn.Module, int8: Int8Recipe | None = None, attention: str
     inputs = [io(n, ["rows", "length"]) for n in (ids, seg, pos)] + [io(lens, ["rows", "slots"])]
     if per_sequence:
         inputs.append(io("attn_scatter", ["tokens"], TensorProto.INT64))
-        inputs += [io(f"attn_index_{b}", [f"seqs_{b}", b], TensorProto.INT64) for b in BUCKETS]
-        inputs += [io(f"attn_bias_{b}", [f"seqs_{b}", b], TensorProto.FLOAT) for b in BUCKETS]
+        if attention == ORT_SEQUENCE:  # blocks of the lengths the host picks (attention_feeds.slot_feeds)
+            inputs += [io(f"attn_index_s{k}", [f"seqs_s{k}", f"len_s{k}"], TensorProto.INT64) for k in range(SLOTS)]
+            inputs += [io(f"attn_lens_s{k}", [f"seqs_s{k}"]) for k in range(SLOTS)]
+        else:  # blocks of bucket lengths (attention_feeds.sequence_feeds)
+            inputs += [io(f"attn_index_{b}", [f"seqs_{b}", b], TensorProto.INT64) for b in BUCKETS]
+            inputs += [io(f"attn_bias_{b}", [f"seqs_{b}", b], TensorProto.FLOAT) for b in BUCKETS]
     output = io(OUTPUT_NAME, ["rows", "length", 2], TensorProto.FLOAT)
     graph = helper.make_graph(g.nodes, "packed_bert_fused", inputs, [output], g.initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)])

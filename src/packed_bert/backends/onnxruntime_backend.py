@@ -3,7 +3,7 @@
 ``graph="fused"`` (default) is the model written with ONNX Runtime's fused attention operator
 (``onnx_fused``); ``graph="traced"`` is ``torch.onnx.export`` of the PyTorch model
 (``onnx_export``). Both give the same logits; the fused one is faster (docs/backends.md).
-``graph="sequence"`` is the fused graph with attention per sequence (``onnx_fused.sequence_feeds``),
+``graph="sequence"`` is the fused graph with attention per sequence (``attention_feeds.sequence_feeds``),
 ``graph="sequence-ort"`` the same in ONNX Runtime's own operators (``onnx_fused``: MultiHeadAttention
 per bucket, int8 layers with the bias inside the kernel).
 SkipLayerNormalization fusion is switched off: on this CPU its kernel took five times as long
@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from packed_bert.backends._model import fingerprint, load
+from packed_bert.backends.attention_feeds import graph_feeds
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.denormals import flushed
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
-from packed_bert.backends.onnx_fused import PER_SEQUENCE, export_fused, graph_feeds
+from packed_bert.backends.onnx_fused import PER_SEQUENCE, export_fused
 from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
 from packed_bert.errors import UserError
 from packed_bert.model.linears import every
@@ -198,6 +199,7 @@ class OrtRunner:
         graph = graph or default_graph(built, quant)
         self.path = prepare_model(model_spec, built, quant, seed, graph, calibration)
         self.per_sequence = graph in PER_SEQUENCE
+        self.attention = graph if self.per_sequence else "mask"  # what the graph's inputs hold (graph_feeds)
         if self.per_sequence and static_rows is not None:
             raise UserError(f"onnxruntime: graph={graph} takes no static_rows (its attention inputs vary per batch)")
         opts = ort.SessionOptions()
@@ -230,7 +232,7 @@ class OrtRunner:
         return out
 
     def infer(self, batch: BatchLike) -> np.ndarray:
-        feeds = graph_feeds(batch, self.per_sequence)
+        feeds = graph_feeds(batch, self.attention)
         if not self.static_shape:
             return self._run(feeds)
         arrays = list(feeds.values())

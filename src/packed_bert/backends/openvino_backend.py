@@ -27,7 +27,7 @@ graph. Precisions:
   in bf16.
 
 Attention (``attention``): ``sequence`` (default) runs it per sequence on blocks of the
-sequence's own length rounded up to 64 (``onnx_fused.sequence_feeds``), and the plugin's
+sequence's own length rounded up to 64 (``attention_feeds.sequence_feeds``), and the plugin's
 matmuls give a token row the same bits whatever the number of rows, so a sample's logits are
 bit for bit the same alone, sorted, padded or packed (tests check it). ``mask`` is the Attention
 operator over the whole masked row: faster here (no gathers), but its result depends in the last
@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from packed_bert.backends.attention_feeds import graph_feeds
 from packed_bert.backends.base import BatchLike, batch_shape
 from packed_bert.backends.cpu_class import CAP_VARIABLES, isa_cap, native_bf16
 from packed_bert.backends.denormals import flushed
@@ -58,7 +59,6 @@ from packed_bert.backends.length_buckets import (
     check_step,
     lengthened,
 )
-from packed_bert.backends.onnx_fused import graph_feeds
 from packed_bert.backends.onnxruntime_backend import int8_graph, prepare_model
 from packed_bert.backends.quantize import SMOOTHQUANT_ALPHA, Calibration
 from packed_bert.errors import UserError
@@ -138,6 +138,7 @@ class OvRunner:
         int8 = built == "int8"
         if attention not in ("mask", "sequence"):
             raise UserError(f"openvino backend: attention must be mask or sequence, got {attention!r}")
+        self.attention = attention  # what the graph's inputs hold (graph_feeds)
         self.per_sequence = attention == "sequence"
         graph = "sequence" if self.per_sequence else "fused"
         self.path = prepare_model(
@@ -176,7 +177,7 @@ class OvRunner:
     def infer(self, batch: BatchLike) -> np.ndarray:
         _, length = batch_shape(batch)
         padded = lengthened(batch, bucket_length(length, self.length_step))
-        result = self._run(graph_feeds(padded, self.per_sequence))
+        result = self._run(graph_feeds(padded, self.attention))
         return np.asarray(result[0], dtype=np.float32)[:, :length]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> Any:
@@ -195,5 +196,5 @@ class OvRunner:
         """Run every length a batch of ``rows`` rows can take once, on blank rows; how many."""
         lengths = bucket_lengths(self.length_step)
         for length in lengths:
-            self._run(graph_feeds(blank_rows(rows, length), self.per_sequence))
+            self._run(graph_feeds(blank_rows(rows, length), self.attention))
         return len(lengths)
