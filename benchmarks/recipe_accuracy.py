@@ -132,7 +132,7 @@ NOTES = {
     "torch:int8": "PyTorch static int8 (oneDNN u8 x s8) with the same SmoothQuant factors and grids, bf16 attention",
     "onnxruntime:int8@smoothquant-mixed@seq": "the SmoothQuant int8 graph with the FFN output layers fp32, per-sequence",
     "onnxruntime:int8@smoothquant@seq-ort": "the same SmoothQuant int8 in ONNX Runtime's own operators "
-    "(MatMulIntegerToFloat with the bias inside, MultiHeadAttention per bucket of sequences)",
+    "(MatMulIntegerToFloat with the bias inside, MultiHeadAttention on blocks cut per batch)",
     "openvino:int8@smoothquant-mixed": "OpenVINO's SmoothQuant int8 with the FFN output layers in the activations' "
     "precision (bf16 where the CPU has it)",
 }

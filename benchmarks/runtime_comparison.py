@@ -192,14 +192,14 @@ VARIANTS = (
         "int8",
         {"quant": "smoothquant", "graph": "sequence-ort"},
         "the same SmoothQuant int8 in ONNX Runtime's own operators: MatMulIntegerToFloat with the bias inside, "
-        "MultiHeadAttention per bucket of sequences",
+        "MultiHeadAttention on blocks cut per batch",
     ),
     Variant(
         "onnxruntime fp32 seq-ort",
         "onnxruntime",
         "fp32",
         {"graph": "sequence-ort"},
-        "fp32, attention per sequence in MultiHeadAttention per bucket of sequences",
+        "fp32, attention per sequence in MultiHeadAttention on blocks cut per batch",
     ),
     Variant(
         "torch int8 smoothquant seq",
