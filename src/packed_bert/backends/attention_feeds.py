@@ -22,25 +22,27 @@ import numpy as np
 
 from packed_bert.backends.onnx_export import INPUT_NAMES
 
+ORT_SEQUENCE = "sequence-ort"  # per-sequence attention in ONNX Runtime's own operators, on slots
+PER_SEQUENCE = ("sequence", ORT_SEQUENCE)  # the graphs with per-sequence attention (``sequence``: buckets)
 BUCKET = 64  # ``sequence``: per-sequence attention blocks are this many tokens long, or a multiple
 BUCKETS = tuple(range(BUCKET, 384 + 1, BUCKET))
 SLOTS = 6  # ``sequence-ort``: attention calls per layer, each over blocks of one length
 # ONNX Runtime's MultiHeadAttention on a block of b tokens costs about b * (b + SLOT_ROW_COST): the
 # products grow as b^2, the transposes in and out and the softmax as b (1.32, AMD Zen 3, 2 threads:
-# 1.12 ms for a 156-token block, 2.7 ms for 285)
+# 1.12 ms a 156-token block in a call of 16, 2.7 ms for one 285-token block)
 SLOT_ROW_COST = 250
 MASKED = -10000.0  # the bias of a padding key: its softmax weight underflows to 0
 
 
 def graph_feeds(batch: object, attention: str = "mask") -> dict[str, np.ndarray]:
     """The graph's inputs for a packed batch (int32, by ``INPUT_NAMES``), with the per-sequence
-    attention's gather indices for a graph whose ``attention`` is ``sequence`` or ``sequence-ort``."""
+    attention's gather indices for a graph whose ``attention`` is one of ``PER_SEQUENCE``."""
     feeds = {n: np.ascontiguousarray(getattr(batch, n), dtype=np.int32) for n in INPUT_NAMES}
     row_len = feeds[INPUT_NAMES[0]].shape[1]
-    if attention == "sequence":
-        feeds.update(sequence_feeds(feeds[INPUT_NAMES[3]], row_len))
-    elif attention == "sequence-ort":
+    if attention == ORT_SEQUENCE:
         feeds.update(slot_feeds(feeds[INPUT_NAMES[3]], row_len))
+    elif attention in PER_SEQUENCE:
+        feeds.update(sequence_feeds(feeds[INPUT_NAMES[3]], row_len))
     return feeds
 
 

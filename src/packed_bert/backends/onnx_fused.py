@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from packed_bert.backends.attention_feeds import BUCKETS, MASKED, SLOTS
+from packed_bert.backends.attention_feeds import BUCKETS, MASKED, ORT_SEQUENCE, PER_SEQUENCE, SLOTS
 from packed_bert.backends.onnx_export import INPUT_NAMES, OUTPUT_NAME
 from packed_bert.backends.onnx_int8 import (
     Int8Recipe,
@@ -58,8 +58,6 @@ if TYPE_CHECKING:
     import torch
 
 OPSET = 17
-ORT_SEQUENCE = "sequence-ort"  # per-sequence attention in ONNX Runtime's own operators
-PER_SEQUENCE = ("sequence", ORT_SEQUENCE)
 ATTENTIONS = ("mask", *PER_SEQUENCE)
 MS_DOMAIN = "com.microsoft"
 FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto.FLOAT, INT32, INT64

@@ -5,7 +5,8 @@
 (``onnx_export``). Both give the same logits; the fused one is faster (docs/backends.md).
 ``graph="sequence"`` is the fused graph with attention per sequence (``attention_feeds.sequence_feeds``),
 ``graph="sequence-ort"`` the same in ONNX Runtime's own operators (``onnx_fused``: MultiHeadAttention
-per bucket, int8 layers with the bias inside the kernel).
+on blocks whose lengths the host cuts per batch, ``attention_feeds.slot_feeds``; int8 layers with the
+bias inside the kernel).
 SkipLayerNormalization fusion is switched off: on this CPU its kernel took five times as long
 as the LayerNormalization + Add it replaces (ORT 1.32 profile, docs/performance.md).
 Int8 (``quant``): ``rows`` (default) has per-token activation scales and ``calibrated`` fixed
@@ -29,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from packed_bert.backends._model import fingerprint, load
-from packed_bert.backends.attention_feeds import graph_feeds
+from packed_bert.backends.attention_feeds import PER_SEQUENCE, graph_feeds
 from packed_bert.backends.base import ROW_LEN, BatchLike, batch_shape
 from packed_bert.backends.denormals import flushed
 from packed_bert.backends.onnx_export import INPUT_NAMES, cache_path, export
-from packed_bert.backends.onnx_fused import PER_SEQUENCE, export_fused
+from packed_bert.backends.onnx_fused import export_fused
 from packed_bert.backends.quantize import Calibration, calibration_features, features_digest
 from packed_bert.errors import UserError
 from packed_bert.model.linears import every
