@@ -56,6 +56,8 @@ def test_slot_feeds_cut_a_batch_into_few_block_lengths_at_the_least_padding() ->
     assert [feeds[f"attn_lens_{k}"].tolist() for k in keys] == [[5, 24, 60, 64, 65], [300], [384]]
     alone = slot_feeds(np.array([[285]], np.int32), 384)
     assert alone["attn_index_s0"].shape == (1, 285) and alone["attn_index_s1"].shape == (0, 1)
+    blank = slot_feeds(np.zeros((2, 3), np.int32), 384)  # rows with no sequence: every slot unused
+    assert all(blank[f"attn_index_s{k}"].shape == (0, 1) for k in range(6)) and not blank["attn_scatter"].any()
 
 
 def test_slot_groups_are_the_cheapest_cut() -> None:
