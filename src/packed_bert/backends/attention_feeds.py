@@ -62,6 +62,17 @@ def _blocks(lens: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarr
     return np.where(valid, starts[:, None] + pos[None, :], 0), valid
 
 
+def _scatter(blocks: list[tuple[np.ndarray, np.ndarray]], tokens: int) -> np.ndarray:
+    """``attn_scatter`` [tokens]: where each real token's output sits in the ``_blocks`` (index,
+    real) concatenated in the graph's order; padding tokens: 0."""
+    scatter = np.zeros(tokens, np.int64)
+    offset = 0
+    for index, valid in blocks:
+        scatter[index[valid]] = (offset + np.arange(valid.size).reshape(valid.shape))[valid]
+        offset += valid.size
+    return scatter
+
+
 def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
     """The bucketed per-sequence attention inputs of a batch (graph ``sequence``).
 
@@ -73,18 +84,12 @@ def sequence_feeds(seq_lens: np.ndarray, row_len: int) -> dict[str, np.ndarray]:
     """
     lens, starts, tokens = _sequences(seq_lens, row_len)
     bucket = np.minimum(-(-lens // BUCKET) * BUCKET, BUCKETS[-1])
+    blocks = [_blocks(lens[bucket == b], starts[bucket == b], b) for b in BUCKETS]  # [S_b, b]; S_b may be 0
     feeds: dict[str, np.ndarray] = {}
-    scatter = np.zeros(tokens, np.int64)
-    offset = 0
-    for b in BUCKETS:
-        mine = np.nonzero(bucket == b)[0]
-        index, valid = _blocks(lens[mine], starts[mine], b)  # [S_b, b]; S_b = 0 for an empty bucket
+    for b, (index, valid) in zip(BUCKETS, blocks, strict=True):
         feeds[f"attn_index_{b}"] = index
         feeds[f"attn_bias_{b}"] = np.where(valid, 0.0, MASKED).astype(np.float32)
-        block = offset + np.arange(valid.size).reshape(valid.shape)
-        scatter[index[valid]] = block[valid]
-        offset += valid.size
-    feeds["attn_scatter"] = scatter
+    feeds["attn_scatter"] = _scatter(blocks, tokens)
     return feeds
 
 
@@ -127,17 +132,12 @@ def slot_feeds(seq_lens: np.ndarray, row_len: int, slots: int = SLOTS) -> dict[s
     lens, starts, tokens = _sequences(seq_lens, row_len)
     order = np.argsort(lens, kind="stable")
     ends = slot_groups(lens[order], slots)
+    runs = [order[first:last] for first, last in zip(np.concatenate(([0], ends))[:-1], ends, strict=True)]
+    blocks = [_blocks(lens[mine], starts[mine], int(lens[mine].max())) for mine in runs]  # none: no sequence
     feeds: dict[str, np.ndarray] = {}
-    scatter = np.zeros(tokens, np.int64)
-    offset = 0
-    for k, (first, last) in enumerate(zip(np.concatenate(([0], ends))[:-1], ends, strict=True)):  # none: no sequence
-        mine = order[first:last]
-        index, valid = _blocks(lens[mine], starts[mine], int(lens[mine].max()))
-        feeds[f"attn_index_s{k}"], feeds[f"attn_lens_s{k}"] = index, lens[mine].astype(np.int32)
-        block = offset + np.arange(valid.size).reshape(valid.shape)
-        scatter[index[valid]] = block[valid]
-        offset += valid.size
-    for k in range(ends.size, slots):
-        feeds[f"attn_index_s{k}"], feeds[f"attn_lens_s{k}"] = np.zeros((0, 1), np.int64), np.zeros(0, np.int32)
-    feeds["attn_scatter"] = scatter
+    for k in range(slots):
+        used = k < len(runs)
+        feeds[f"attn_index_s{k}"] = blocks[k][0] if used else np.zeros((0, 1), np.int64)  # unused: [0, 1]
+        feeds[f"attn_lens_s{k}"] = lens[runs[k] if used else order[:0]].astype(np.int32)
+    feeds["attn_scatter"] = _scatter(blocks, tokens)
     return feeds
